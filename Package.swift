@@ -1,0 +1,68 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "blockscope",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "blockscope", targets: ["blockscope"]),
+        .library(name: "BlockCore", targets: ["BlockCore"]),
+        .library(name: "BlockEngine", targets: ["BlockEngine"]),
+        .library(name: "BlockScopeUI", targets: ["BlockScopeUI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    ],
+    targets: [
+        // C bindings: one system-library module per C library, found with pkg-config.
+        .systemLibrary(name: "CURing", pkgConfig: "liburing",
+                       providers: [.apt(["liburing-dev"])]),
+        .systemLibrary(name: "CNCurses", pkgConfig: "ncursesw",
+                       providers: [.apt(["libncurses-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+
+        // Block layer: errors, disk protocols, io_uring, formats. Knows nothing of workloads or terminals.
+        .target(
+            name: "BlockCore",
+            dependencies: [
+                "CURing", "CZlib", "CZstd",
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // Workloads over BlockCore: jobs, runner, stats, events, trace, bench.
+        .target(
+            name: "BlockEngine",
+            dependencies: [
+                "BlockCore",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
+        ),
+        // The terminal UI: draws what BlockEngine and BlockCore expose.
+        .target(
+            name: "BlockScopeUI",
+            dependencies: ["BlockEngine", "BlockCore", "CNCurses"]
+        ),
+        // The executable: one file per subcommand.
+        .executableTarget(
+            name: "blockscope",
+            dependencies: [
+                "BlockCore", "BlockEngine", "BlockScopeUI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+
+        // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

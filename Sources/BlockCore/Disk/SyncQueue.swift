@@ -1,0 +1,63 @@
+import DequeModule
+
+/// An ``AsyncIo`` queue that performs each request synchronously through the disk's
+/// `read`/`write`/`flush` (the `--engine=sync` path, kept for comparison).
+///
+/// Requests run at the moment they are queued; completions are handed back in order.
+public final class SyncQueue: AsyncIo {
+    private let disk: any DiskFile
+    private var done: Deque<IoCompletion> = []
+    private let sink: (any IoEventSink)?
+    private let queueID: Int32
+
+    /// Creates a synchronous queue over `disk`.
+    public init(disk: any DiskFile, options: QueueOptions) {
+        self.disk = disk
+        self.sink = options.eventSink
+        self.queueID = Int32(options.queueID)
+    }
+
+    private func run(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64, _ body: () throws(BlockError) -> Void) {
+        let t0 = sink != nil ? monotonicNanos() : 0
+        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: op, offset: offset, length: length)))
+        var c = IoCompletion(userData: userData, bytes: Int(length))
+        do { try body() } catch let e { c.error = e; c.bytes = 0 }
+        if let sink {
+            sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: c.error == nil ? Int32(clamping: length) : -(c.error!.errno ?? 5), latencyNs: monotonicNanos() &- t0)))
+        }
+        done.append(c)
+    }
+
+    /// Reads synchronously; the completion is ready at once.
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
+        run(.read, offset, UInt64(buffer.count), userData) { () throws(BlockError) in try disk.read(into: buffer, at: offset) }
+    }
+    /// Writes synchronously; the completion is ready at once.
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) {
+        run(.write, offset, UInt64(buffer.count), userData) { () throws(BlockError) in try disk.write(buffer, at: offset) }
+    }
+    /// Writes zeroes synchronously.
+    public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
+        run(.zero, offset, length, userData) { () throws(BlockError) in try disk.writeZeroes(at: offset, length: length) }
+    }
+    /// Discards synchronously.
+    public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
+        run(.discard, offset, length, userData) { () throws(BlockError) in try disk.discard(at: offset, length: length) }
+    }
+    /// Flushes synchronously (`fdatasync`).
+    public func fsync(userData: UInt64) throws(BlockError) {
+        run(.fsync, 0, 0, userData) { () throws(BlockError) in try disk.flush() }
+    }
+    /// Nothing to submit: requests ran when queued.
+    public func submit() throws(BlockError) -> Int { 0 }
+    /// The next finished request.
+    public func nextCompletion() -> IoCompletion? { done.popFirst() }
+    /// Returns at once: completions are always ready.
+    public func waitForCompletion() throws(BlockError) {}
+    /// Completions not yet collected.
+    public var inFlight: Int { done.count }
+    /// No eventfd.
+    public var eventFD: Int32 { -1 }
+    /// Nothing to release.
+    public func close() {}
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import BlockCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Options every image command shares.
+struct ImageOptions: ParsableArguments {
+    @Option(name: [.customShort("f"), .long], help: "Image format (raw, qcow2, vhdx, vpc); probed from the magic when omitted.")
+    var format: ImageFormat?
+
+    @Option(help: "I/O engine: auto (io_uring when available), uring, or sync.")
+    var engine: EngineKind = .auto
+
+    func openOptions(writable: Bool) -> OpenOptions {
+        var o = OpenOptions(writable: writable, format: format, engine: engine)
+        o.engine = engine
+        return o
+    }
+}
+
+/// Output styles.
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case human, json
+}
+
+extension ImageFormat: ExpressibleByArgument {}
+extension EngineKind: ExpressibleByArgument {}
+
+/// Prints `message` on stderr.
+func printError(_ message: String) {
+    var m = message
+    if !m.hasSuffix("\n") { m += "\n" }
+    m.withCString { p in _ = Glibc.write(2, p, strlen(p)) }
+}
+
+/// Runs `body`, turning a BlockError into one line on stderr and exit status 1.
+func reportingErrors<T>(_ body: () throws(BlockError) -> T) throws -> T {
+    do {
+        return try body()
+    } catch let e {
+        printError("blockscope: \(e.description)")
+        throw ExitCode(1)
+    }
+}
+
+/// Opens a disk and prints its open warnings on stderr.
+func openImage(_ path: String, _ options: OpenOptions) throws(BlockError) -> any DiskFile {
+    let disk = try openDisk(path, options: options)
+    for w in disk.warnings { printError(w) }
+    return disk
+}
+
+/// Parses a size argument ("4k", "1M", "0x1000").
+struct SizeArgument: ExpressibleByArgument {
+    var value: UInt64
+    init?(argument: String) {
+        guard let v = parseSizeText(argument) else { return nil }
+        value = v
+    }
+}
+
+func parseSizeText(_ s: String) -> UInt64? {
+    var t = Substring(s.lowercased())
+    if t.hasPrefix("0x") { return UInt64(t.dropFirst(2), radix: 16) }
+    var mult: UInt64 = 1
+    if let last = t.last, let m = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40][String(last)] {
+        mult = UInt64(m); t = t.dropLast()
+    }
+    guard let v = UInt64(t) else { return nil }
+    let (r, o) = v.multipliedReportingOverflow(by: mult)
+    return o ? nil : r
+}

@@ -1,0 +1,12 @@
+import ArgumentParser
+
+/// The `blockscope` command: a disk-image and I/O inspector.
+struct Blockscope: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "blockscope",
+        abstract: "Inspect QCOW2, VHDX, VHD and RAW images and watch an io_uring engine run workloads on them.",
+        subcommands: [Info.self, Cat.self, Run.self]
+    )
+}
+
+Blockscope.main()
