@@ -1,7 +1,7 @@
 /// Entry point of the vhdx format for the factory.
 public enum VhdxFormat {
-    /// Opens an image of this format from an open host file.
+    /// Opens a VHDX image from an open host file (see ``VhdxDisk``).
     public static func open(file: SystemFile, options: OpenOptions, warnings: [String]) throws(BlockError) -> any DiskFile {
-        throw BlockError(.unsupportedFeature, "vhdx images are not supported yet", path: file.path, operation: "open")
+        try VhdxDisk(file: file, options: options, warnings: warnings)
     }
 }

@@ -1,0 +1,330 @@
+/// The shared metadata of one open VHDX image: headers, regions, metadata items, the BAT,
+/// sector bitmaps and the log, behind one lock.
+///
+/// Every queue of the image calls ``mapBlocksForRead(_:_:)`` and ``mapBlocksForWrite(_:_:queue:request:sink:)``
+/// (the lock is held only while the mapping is resolved and, for writes, while blocks are
+/// allocated and the BAT updated through the log); data I/O happens outside the lock.
+/// A dirty log is replayed on a writable open and replayed in memory (an overlay of
+/// metadata pages) on a read-only open, so the file is never modified without `--write`.
+public final class VhdxMetadata: @unchecked Sendable {
+    /// The image file.
+    public let file: SystemFile
+    /// Whether the image was opened for writing.
+    public let writable: Bool
+    /// The BAT region.
+    public let batRegion: VhdxRegionEntry
+    /// The metadata region.
+    public let metadataRegion: VhdxRegionEntry
+    /// Parsed metadata items.
+    public let items: VhdxMetadataItems
+    /// BAT geometry (chunk ratio, entry counts).
+    public let geometry: VhdxBatGeometry
+    /// Log entries found dirty on open (replayed on disk or in memory).
+    public let replayedEntries: Int
+    /// Whether the replay was in memory only (read-only open of a dirty image).
+    public let replayedInMemory: Bool
+    /// The parent of a differencing disk (set by ``VhdxDisk`` after open).
+    var parent: (any DiskFile)?
+
+    private let lock = MetadataLock()
+    private var header: VhdxHeader
+    private var headerSlot: Int
+    private var bat: [UInt64]
+    private var overlay: [UInt64: [UInt8]]
+    private var bitmaps: [UInt64: [UInt8]] = [:]
+    private var log: VhdxLogWriter?
+    private var nextFree: UInt64
+    private var sessionStarted = false
+
+    /// Opens the metadata of `file`: identifier, headers, log (replayed), regions, items, BAT.
+    public init(file: SystemFile, writable: Bool) throws(BlockError) {
+        self.file = file
+        self.writable = writable
+        let path = file.path
+        let fileSize = try file.size()
+        let ident = try file.readBytes(at: 0, count: 8)
+        guard ByteField.hasTag(ident, 0, "vhdxfile") else {
+            throw BlockError(.invalidFormat, "vhdx: no 'vhdxfile' file type identifier at offset 0", path: path, hostOffset: 0, operation: "open")
+        }
+        (header, headerSlot) = try VhdxHeader.readCurrent(file)
+        let seq = try VhdxLog.load(file, header: header, fileSize: fileSize)
+        replayedEntries = seq.count
+        if !seq.isEmpty && writable {
+            try VhdxLog.replay(seq, into: file)
+            overlay = [:]
+            replayedInMemory = false
+        } else {
+            overlay = VhdxLog.overlay(seq)
+            replayedInMemory = !seq.isEmpty
+        }
+        let sizeNow = try file.size()
+        (batRegion, metadataRegion) = try VhdxRegionTable.read(file, fileSize: sizeNow)
+        let ov = overlay
+        let reader = { (off: UInt64, n: Int) throws(BlockError) -> [UInt8] in try VhdxMetadata.read(file, ov, off, n) }
+        items = try VhdxMetadataItems.read(path: path, region: metadataRegion, reader: reader)
+        geometry = try VhdxBatGeometry(virtualSize: items.virtualSize, blockSize: UInt64(items.blockSize),
+                                       logicalSectorSize: UInt64(items.logicalSectorSize), differencing: items.hasParent, path: path)
+        let batBytes = geometry.totalEntries * 8
+        if batBytes > UInt64(batRegion.length) {
+            throw BlockError(.corruptImage, "vhdx: BAT region (length \(hex(UInt64(batRegion.length)))) is too small for \(geometry.totalEntries) entries", path: path, hostOffset: batRegion.fileOffset, operation: "open")
+        }
+        let raw = try reader(batRegion.fileOffset, Int(batBytes))
+        bat = (0..<Int(geometry.totalEntries)).map { ByteField.le64(raw, $0 * 8) }
+        var end = (sizeNow + VhdxLayout.mb - 1) / VhdxLayout.mb * VhdxLayout.mb
+        for (i, e) in bat.enumerated() {
+            let entry = VhdxBatEntry(raw: e)
+            guard let st = entry.state else {
+                throw BlockError(.corruptImage, "vhdx: BAT entry \(i) has the reserved state 4", path: path, hostOffset: batRegion.fileOffset + UInt64(i) * 8, operation: "open")
+            }
+            let isBitmap = (UInt64(i) + 1) % (geometry.chunkRatio + 1) == 0
+            let len = isBitmap ? VhdxLayout.mb : geometry.blockSize
+            if st == .fullyPresent || st == .partiallyPresent {
+                if entry.fileOffset < 3 * VhdxLayout.mb || entry.fileOffset + len > sizeNow {
+                    throw BlockError(.corruptImage, "vhdx: BAT entry \(i) points to \(hex(entry.fileOffset)) (length \(hex(len))), beyond the end of the file (size \(hex(sizeNow))) or inside the header section", path: path, hostOffset: entry.fileOffset, operation: "open")
+                }
+                end = max(end, entry.fileOffset + len)
+            }
+        }
+        nextFree = end
+        if !seq.isEmpty && writable {
+            var h = header
+            h.logGuid = .zero
+            try writeHeaders(h)
+        }
+    }
+
+    static func read(_ file: SystemFile, _ overlay: [UInt64: [UInt8]], _ off: UInt64, _ n: Int) throws(BlockError) -> [UInt8] {
+        var b = try file.readBytes(at: off, count: n)
+        if overlay.isEmpty { return b }
+        var page = off / VhdxLog.sector * VhdxLog.sector
+        while page < off + UInt64(n) {
+            if let p = overlay[page] {
+                for i in 0..<Int(VhdxLog.sector) {
+                    let at = Int64(page) + Int64(i) - Int64(off)
+                    if at >= 0 && at < Int64(n) { b[Int(at)] = p[i] }
+                }
+            }
+            page += VhdxLog.sector
+        }
+        return b
+    }
+
+    /// The current header (a copy).
+    public var currentHeader: VhdxHeader { lock.run { header } }
+
+    /// A copy of the BAT (raw 64-bit entries).
+    public func batSnapshot() -> [UInt64] { lock.run { bat } }
+
+    /// The entry of payload block `block` (under the lock).
+    public func payloadEntry(_ block: UInt64) -> VhdxBatEntry { lock.run { VhdxBatEntry(raw: bat[geometry.payloadIndex(block)]) } }
+
+    /// Host regions for a guest read; ZERO/UNMAPPED/UNDEFINED read as zeroes, NOT_PRESENT as
+    /// zeroes or (differencing) the parent, PARTIALLY_PRESENT split by the sector bitmap.
+    public func mapBlocksForRead(_ offset: UInt64, _ length: UInt64) throws(BlockError) -> [BlockRegion] {
+        try lock.locked { () throws(BlockError) in try mapLocked(offset, length) }
+    }
+
+    private func mapLocked(_ offset: UInt64, _ length: UInt64) throws(BlockError) -> [BlockRegion] {
+        var out: [BlockRegion] = []
+        var pos = offset
+        let end = offset + length
+        let bs = geometry.blockSize
+        while pos < end {
+            let block = pos / bs
+            let inBlock = pos % bs
+            let n = min(bs - inBlock, end - pos)
+            let entry = VhdxBatEntry(raw: bat[geometry.payloadIndex(block)])
+            switch entry.state {
+            case .fullyPresent:
+                BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .data(host: entry.fileOffset + inBlock)), to: &out)
+            case .notPresent:
+                BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: items.hasParent ? .parent : .zero), to: &out)
+            case .partiallyPresent:
+                guard items.hasParent else {
+                    throw BlockError(.corruptImage, "vhdx: block \(block) is PARTIALLY_PRESENT in a disk without a parent", path: file.path, guestOffset: pos, operation: "read")
+                }
+                for r in try partialRegions(block: block, entry: entry, pos: pos, length: n) { BlockRegion.append(r, to: &out) }
+            default:
+                BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .zero), to: &out)
+            }
+            pos += n
+        }
+        return out
+    }
+
+    /// Splits a PARTIALLY_PRESENT block range by its sector bitmap bits (LSB first; 1 = here).
+    private func partialRegions(block: UInt64, entry: VhdxBatEntry, pos: UInt64, length: UInt64) throws(BlockError) -> [BlockRegion] {
+        let sector = geometry.logicalSectorSize
+        let chunkSize = (1 << 23) * sector
+        let chunk = pos / chunkSize
+        let bitmap = try loadBitmap(chunk)
+        var out: [BlockRegion] = []
+        var p = pos
+        while p < pos + length {
+            let s = (p % chunkSize) / sector
+            let present = bitmap[Int(s / 8)] & (1 << UInt8(s % 8)) != 0
+            let n = min(sector - p % sector, pos + length - p)
+            let kind: BlockRegion.Kind = present ? .data(host: entry.fileOffset + p % geometry.blockSize) : .parent
+            BlockRegion.append(BlockRegion(guestOffset: p, length: n, kind: kind), to: &out)
+            p += n
+        }
+        return out
+    }
+
+    private func loadBitmap(_ chunk: UInt64) throws(BlockError) -> [UInt8] {
+        if let b = bitmaps[chunk] { return b }
+        let idx = geometry.bitmapIndex(chunk)
+        let e = VhdxBatEntry(raw: idx < bat.count ? bat[idx] : 0)
+        guard e.state == .fullyPresent else {
+            throw BlockError(.corruptImage, "vhdx: sector bitmap block \(chunk) (BAT entry \(idx)) is not present but a block of its chunk is PARTIALLY_PRESENT", path: file.path, operation: "read")
+        }
+        let b = try VhdxMetadata.read(file, overlay, e.fileOffset, Int(VhdxLayout.mb))
+        bitmaps[chunk] = b
+        return b
+    }
+
+    /// Host regions for a guest write, allocating blocks as needed (all results are `.data`).
+    ///
+    /// New blocks go at the end of the file, 1 MiB aligned (the file is extended first, so
+    /// the rest of a new block reads as zeroes). In a differencing disk a block that is not
+    /// fully present is first filled from the parent and becomes FULLY_PRESENT. The BAT pages
+    /// that changed are written through the log before the lock is released.
+    public func mapBlocksForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32 = 0, request: UInt64 = 0, sink: (any IoEventSink)? = nil) throws(BlockError) -> [BlockRegion] {
+        try lock.locked { () throws(BlockError) in
+            try startSession()
+            var out: [BlockRegion] = []
+            var changed: [Int] = []
+            var pos = offset
+            let end = offset + length
+            let bs = geometry.blockSize
+            while pos < end {
+                let block = pos / bs
+                let inBlock = pos % bs
+                let n = min(bs - inBlock, end - pos)
+                let idx = geometry.payloadIndex(block)
+                var entry = VhdxBatEntry(raw: bat[idx])
+                if entry.state != .fullyPresent {
+                    let old = entry.raw
+                    let host = try allocate(block: block, entry: entry)
+                    entry = VhdxBatEntry(state: .fullyPresent, fileOffset: host)
+                    bat[idx] = entry.raw
+                    changed.append(idx)
+                    sink?.publish(IoEvent(queue: queue, request: request, .allocated(guestOffset: block * bs, hostOffset: host, length: bs)))
+                    sink?.publish(IoEvent(queue: queue, request: request, .tableUpdate(table: .bat, index: UInt64(idx), old: old, new: entry.raw)))
+                }
+                BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .data(host: entry.fileOffset + inBlock)), to: &out)
+                pos += n
+            }
+            if !changed.isEmpty { try commitBat(changed) }
+            return out
+        }
+    }
+
+    /// Finds host space for `block` and fills it with what the block reads as now.
+    private func allocate(block: UInt64, entry: VhdxBatEntry) throws(BlockError) -> UInt64 {
+        let bs = geometry.blockSize
+        let host = nextFree
+        nextFree += bs
+        if try file.size() < nextFree { try file.truncate(to: nextFree) }
+        if items.hasParent && (entry.state == .notPresent || entry.state == .partiallyPresent) {
+            // Materialise: copy what the block reads as now (parent and present sectors).
+            let regions = try mapLocked(block * bs, min(bs, items.virtualSize - block * bs))
+            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(bs), alignment: 4096)
+            defer { buf.deallocate() }
+            buf.initializeMemory(as: UInt8.self, repeating: 0)
+            for r in regions {
+                let s = Int(r.guestOffset - block * bs)
+                let sub = UnsafeMutableRawBufferPointer(rebasing: buf[s..<(s + Int(r.length))])
+                switch r.kind {
+                case let .data(h): try file.read(into: sub, at: h)
+                case .zero: break
+                case .parent: if let parent { try parent.read(into: sub, at: r.guestOffset) }
+                }
+            }
+            try file.write(UnsafeRawBufferPointer(buf), at: host)
+        }
+        return host
+    }
+
+    /// Sets whole blocks to ZERO (or NOT_PRESENT, to expose a parent on discard) through the log.
+    public func setBlocks(_ blocks: Range<UInt64>, state: VhdxBlockState) throws(BlockError) {
+        try lock.locked { () throws(BlockError) in
+            try startSession()
+            var changed: [Int] = []
+            for b in blocks {
+                let idx = geometry.payloadIndex(b)
+                let e = VhdxBatEntry(state: state, fileOffset: 0)
+                if bat[idx] != e.raw { bat[idx] = e.raw; changed.append(idx) }
+            }
+            if !changed.isEmpty { try commitBat(changed) }
+        }
+    }
+
+    /// Writes the 4 KiB BAT pages holding `indices` through the log.
+    private func commitBat(_ indices: [Int]) throws(BlockError) {
+        let perPage = Int(VhdxLog.sector) / 8
+        var pagesIdx = Array(Set(indices.map { $0 / perPage })).sorted()
+        var pages: [(offset: UInt64, bytes: [UInt8])] = []
+        for p in pagesIdx {
+            var b = [UInt8](repeating: 0, count: Int(VhdxLog.sector))
+            for i in 0..<perPage where p * perPage + i < bat.count { ByteField.putLE(&b, i * 8, bat[p * perPage + i], width: 8) }
+            pages.append((batRegion.fileOffset + UInt64(p) * VhdxLog.sector, b))
+        }
+        pagesIdx.removeAll()
+        guard let log else { throw BlockError(.readOnly, "vhdx: metadata update without a log session", path: file.path) }
+        try log.update(pages)
+    }
+
+    /// Starts a write session on the first write: new FileWriteGuid, DataWriteGuid and LogGuid
+    /// in both headers (written alternately, synced), and a log writer.
+    private func startSession() throws(BlockError) {
+        if sessionStarted { return }
+        guard writable else {
+            throw BlockError(.readOnly, "image is open read-only; give --write to modify it", path: file.path, operation: "write")
+        }
+        if header.logLength == 0 || header.logOffset < VhdxLayout.mb {
+            throw BlockError(.corruptImage, "vhdx: the image has no log region; blockscope writes metadata only through the log", path: file.path, operation: "write")
+        }
+        var h = header
+        h.fileWriteGuid = .random()
+        h.dataWriteGuid = .random()
+        h.logGuid = .random()
+        try writeHeaders(h)
+        log = VhdxLogWriter(file: file, logOffset: h.logOffset, logLength: UInt64(h.logLength), guid: h.logGuid)
+        sessionStarted = true
+    }
+
+    /// Writes `h` into both header slots with increasing sequence numbers, the stale slot first.
+    private func writeHeaders(_ h: VhdxHeader) throws(BlockError) {
+        var h = h
+        for step in 0..<2 {
+            h.sequenceNumber = header.sequenceNumber + 1
+            let slot = 1 - headerSlot
+            try file.writeBytes(h.encode(), at: VhdxLayout.headerOffsets[slot])
+            try file.sync(dataOnly: true)
+            header = h
+            headerSlot = slot
+            _ = step
+        }
+    }
+
+    /// After a completed fsync: every applied log entry is durable.
+    public func flushCompleted() { lock.run { log?.markFlushed() } }
+
+    /// Ends a write session: syncs, then clears the log GUID in both headers (clean log).
+    public func close() throws(BlockError) {
+        try lock.locked { () throws(BlockError) in
+            if sessionStarted {
+                try file.sync(dataOnly: true)
+                var h = header
+                h.logGuid = .zero
+                try writeHeaders(h)
+                sessionStarted = false
+                log = nil
+            }
+        }
+    }
+
+    /// Log entries written in this session.
+    public var logEntriesWritten: Int { lock.run { log?.entries ?? 0 } }
+}
