@@ -3,20 +3,40 @@ import BlockCore
 import BlockEngine
 import Foundation
 
-/// `blockscope run IMAGE SCRIPT`: run a command-language script on an image.
+extension SubmitPolicy: ExpressibleByArgument {}
+
+/// `blockscope run IMAGE JOB`: run a fio job file or a command-language script on an image.
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a command-language script (write/read/zero/discard/fsync) on an image.")
+    static let configuration = CommandConfiguration(
+        abstract: "Run a fio job file or a command-language script (write/read/zero/discard/fsync) on an image.",
+        discussion: """
+        A file with INI sections ([global], [job]) is a fio job file: its jobs run concurrently, one \
+        thread and one queue per job thread, and the results print like fio's (--output=json gives \
+        fio's JSON shape). Anything else is a command-language script. See docs/JOBS.md.
+        """)
 
     @Argument(help: "The image file.") var image: String
-    @Argument(help: "A script in blockscope's command language (one command a line).") var script: String
+    @Argument(help: "A fio job file, or a script in blockscope's command language.") var script: String
     @OptionGroup var imageOptions: ImageOptions
-    @Flag(help: "Open the image for writing (needed by write, zero and discard).") var write = false
+    @Flag(help: "Open the image for writing (needed by jobs and commands that write).") var write = false
+    @Option(help: "Output style of a job run: human or json (fio's JSON shape).") var output: OutputFormat = .human
+    @Option(help: "Apply every completed write/zero/discard to this raw file (created as a copy of the image's content when missing).")
+    var mirror: String?
+    @Option(help: "Record every guest request to this JSON Lines file (replay it with `blockscope replay`).")
+    var trace: String?
+    @Flag(help: "With --trace, also record every engine event (SQEs, CQEs, mappings, ...).") var traceDetail = false
+    @Option(help: "How job threads submit: per-completion (resubmit each slot at once) or batch.")
+    var submitPolicy: SubmitPolicy = .perCompletion
 
     func run() throws {
         try reportingErrors { () throws(BlockError) in
             let text: String
             do { text = try String(contentsOfFile: script, encoding: .utf8) }
             catch { throw BlockError(.notFound, "cannot read script: \(error.localizedDescription)", path: script) }
+            if FioJobFile.looksLikeJobFile(text) {
+                try runJobs(text)
+                return
+            }
             let lines = try CommandScript.parse(text, source: script)
             if !write, let w = lines.first(where: { $0.command.isWrite }) {
                 throw BlockError(.readOnly, "line \(w.line) modifies the image; give --write to open it for writing", path: script)
@@ -26,5 +46,47 @@ struct Run: ParsableCommand {
             try runner.run(lines, source: script)
             try disk.close()
         }
+    }
+
+    private func runJobs(_ text: String) throws(BlockError) {
+        let file = try FioJobFile.parse(text, source: script)
+        for w in file.warnings { printError("warning: \(w)") }
+        if !write, let j = file.jobs.first(where: { $0.rw.writes && !$0.verifyOnly }) {
+            throw BlockError(.readOnly, "job '\(j.name)' (line \(j.line)) writes; give --write to open the image for writing", path: script)
+        }
+        if mirror != nil && !write {
+            throw BlockError(.invalidArgument, "--mirror needs --write", path: script)
+        }
+        var o = imageOptions.openOptions(writable: write)
+        o.direct = file.jobs.contains { $0.direct }
+        let disk = try openImage(image, o)
+        var wo = WorkloadOptions()
+        wo.engine = imageOptions.engine
+        wo.submitPolicy = submitPolicy
+        if let mirror { wo.mirror = try MirrorFile(path: mirror, disk: disk) }
+        var recorder: TraceRecorder? = nil
+        if let trace {
+            let threads = file.jobs.reduce(0) { $0 + $1.numjobs }
+            recorder = try TraceRecorder(path: trace, disk: disk, detail: traceDetail, queues: threads)
+            wo.recordTrace = true
+            wo.eventSink = recorder?.stream
+        }
+        let workload = try Workload(disk: disk, jobs: file.jobs, options: wo)
+        try workload.start()
+        recorder?.begin(start: workload.startTime)
+        ProgressBar.watch(workload)
+        let result: WorkloadResult
+        do { result = try workload.wait() } catch {
+            recorder?.finish(requests: [])
+            throw error
+        }
+        recorder?.finish(requests: result.trace)
+        if let lost = recorder?.lostEvents, lost > 0 { printError("warning: trace lost \(lost) detail events (the recorder fell behind)") }
+        try wo.mirror?.sync()
+        switch output {
+        case .json: print(FioReport.json(result, image: image).render(pretty: true))
+        case .human: print(FioReport.human(result), terminator: "")
+        }
+        try disk.close()
     }
 }
