@@ -1,7 +1,7 @@
 /// Entry point of the vpc format for the factory.
 public enum VhdFormat {
-    /// Opens an image of this format from an open host file.
+    /// Opens a VHD image (fixed, dynamic or differencing) from an open host file (see ``VhdDisk``).
     public static func open(file: SystemFile, options: OpenOptions, warnings: [String]) throws(BlockError) -> any DiskFile {
-        throw BlockError(.unsupportedFeature, "vpc images are not supported yet", path: file.path, operation: "open")
+        try VhdDisk(file: file, options: options, warnings: warnings)
     }
 }
