@@ -10,6 +10,8 @@ import Glibc
 final class JobWorker: @unchecked Sendable {
     struct Slot {
         let buffer: AlignedBuffer
+        /// Where reads land in a mixed job, so a slot's write contents stay as filled.
+        let readBuffer: AlignedBuffer
         var io = PlannedIo(op: .read, offset: 0, length: 0, seed: 0)
         var start: UInt64 = 0
         var fillSeed: UInt64 = 0
@@ -85,7 +87,8 @@ final class JobWorker: @unchecked Sendable {
         defer { queue.close() }
         let bufSize = Int(job.bsMax)
         for s in 0..<depth {
-            var slot = Slot(buffer: AlignedBuffer(count: bufSize))
+            let b = AlignedBuffer(count: bufSize)
+            var slot = Slot(buffer: b, readBuffer: job.rw.isMixed ? AlignedBuffer(count: bufSize) : b)
             // Without verify every write reuses its slot's contents, filled once (as fio does).
             slot.fillSeed = job.randseed &+ UInt64(queueID) << 32 &+ UInt64(s)
             if job.rw.writes && job.verify == nil { BlockPattern.fill(slot.buffer.bytes, seed: slot.fillSeed) }
@@ -175,7 +178,7 @@ final class JobWorker: @unchecked Sendable {
         inFlight += 1
         counters.inFlight.store(inFlight, ordering: .relaxed)
         switch io.op {
-        case .read: try queue.read(at: io.offset, into: UnsafeMutableRawBufferPointer(rebasing: buf.bytes[0..<len]), userData: tag)
+        case .read: try queue.read(at: io.offset, into: UnsafeMutableRawBufferPointer(rebasing: slots[s].readBuffer.bytes[0..<len]), userData: tag)
         case .write: try queue.write(at: io.offset, from: UnsafeRawBufferPointer(rebasing: buf.bytes[0..<len]), userData: tag)
         case .trim: try queue.discard(at: io.offset, length: io.length, userData: tag)
         case .fsync: try queue.fsync(userData: tag)
