@@ -1,0 +1,303 @@
+import DequeModule
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The io_uring queue of a QCOW2 image.
+///
+/// A guest read is resolved under the metadata lock (``QcowMetadata/mapClustersForRead(offset:length:)``)
+/// and becomes one READV per allocated region; zero regions are filled inline; compressed
+/// regions are read through io_uring into a queue-owned buffer and decompressed when their
+/// CQE is reaped (no lock held); backing regions go to a raw backing file's descriptor on this
+/// ring, or to the backing image's own queue for other formats. A ``PendingIo`` tracks each
+/// request, so the guest completion fires exactly once, after the last region.
+/// Owned by one thread. Writes are refused until issue 5.
+public final class QcowAsync: AsyncIo {
+    private final class Request {
+        let pending: PendingIo
+        let buffer: UnsafeMutableRawBufferPointer
+        /// Compressed sub-ops: sub index -> (input buffer, descriptor offset, region).
+        var compressed: [Int: (input: UnsafeMutableRawBufferPointer, host: UInt64, mapping: ReadMapping)] = [:]
+        let multi: Bool
+
+        init(pending: PendingIo, buffer: UnsafeMutableRawBufferPointer, multi: Bool) {
+            self.pending = pending
+            self.buffer = buffer
+            self.multi = multi
+        }
+    }
+
+    private let disk: Qcow2Disk
+    private let ctx: IoUringContext
+    private var backingQueue: (any AsyncIo)?
+    private var backingInFlight = 0
+    private let rawBacking: RawDisk?
+    private var requests: [UInt64: Request] = [:]
+    private var nextID: UInt64 = 1
+    private var ready: Deque<IoCompletion> = []
+    private var accepted = 0
+    private let sink: (any IoEventSink)?
+    private let queueID: Int32
+    private let options: QueueOptions
+    private let decompressor: Qcow2Decompressor
+    private let scratch: UnsafeMutableRawBufferPointer
+    private static let subBits: UInt64 = 20
+
+    /// Creates a queue with an io_uring of `options.depth` entries over `disk`'s metadata.
+    public init(disk: Qcow2Disk, options: QueueOptions) throws(BlockError) {
+        self.disk = disk
+        self.options = options
+        ctx = try IoUringContext(depth: options.depth)
+        sink = options.eventSink
+        queueID = Int32(options.queueID)
+        ctx.eventSink = options.eventSink
+        ctx.queueID = queueID
+        rawBacking = disk.backing as? RawDisk
+        decompressor = Qcow2Decompressor(type: disk.header.compressionType)
+        scratch = .allocate(byteCount: Int(disk.header.clusterSize), alignment: 4096)
+    }
+
+    deinit { scratch.deallocate() }
+
+    /// The underlying ring (for tests and the UI).
+    public var context: IoUringContext { ctx }
+
+    private func tag(_ id: UInt64, _ sub: Int) -> UInt64 { id << QcowAsync.subBits | UInt64(sub) }
+
+    /// Queues a guest read: resolves its regions and queues one host op per region.
+    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
+        accepted += 1
+        let length = UInt64(buffer.count)
+        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .read, offset: offset, length: length)))
+        let maps: [ReadMapping]
+        do {
+            try disk.checkReadable(offset)
+            maps = try disk.metadata.mapClustersForRead(offset: offset, length: length)
+        } catch let e {
+            finishEarly(userData, .read, e)
+            return
+        }
+        let id = nextID
+        nextID += 1
+        if maps.count >= 1 << Int(QcowAsync.subBits) {
+            finishEarly(userData, .read, BlockError(.invalidArgument, "read of \(length) bytes splits into \(maps.count) regions; split the request", path: disk.path, guestOffset: offset, operation: "read"))
+            return
+        }
+        let pending = PendingIo(id: id, userData: userData, op: .read, guestOffset: offset, length: length)
+        let req = Request(pending: pending, buffer: buffer, multi: maps.count > 1)
+        requests[id] = req
+        if let sink {
+            let kinds = Set(maps.map(\.regionKind))
+            var host: UInt64 = 0
+            if case let .data(h)? = maps.first?.kind { host = h }
+            sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: maps.count, kind: kinds.count == 1 ? kinds.first! : .mixed, hostOffset: host)))
+            if req.multi { sink.publish(IoEvent(queue: queueID, request: userData, .pendingCreated(id: id, subOps: maps.count))) }
+        }
+        for m in maps { issue(m, req, offset) }
+        if pending.seal() { completeRequest(id) }
+    }
+
+    /// Queues the host op(s) for one region of a read, or does it inline.
+    private func issue(_ m: ReadMapping, _ req: Request, _ base: UInt64) {
+        let start = Int(m.guestOffset - base)
+        let dst = UnsafeMutableRawBufferPointer(rebasing: req.buffer[start..<(start + Int(m.length))])
+        let p = req.pending
+        switch m.kind {
+        case let .data(host):
+            let i = p.add(opcode: .readv, hostOffset: host, guestOffset: m.guestOffset, length: m.length)
+            let t = tag(p.id, i)
+            p.markInFlight(i, sqeTag: t)
+            ctx.enqueue(.read(fd: disk.dataFile.fd, offset: host, buffer: dst.baseAddress!, length: dst.count), tag: t)
+        case .zero:
+            let i = p.add(opcode: nil, hostOffset: 0, guestOffset: m.guestOffset, length: m.length)
+            dst.initializeMemory(as: UInt8.self, repeating: 0)
+            p.finish(i, result: Int32(clamping: m.length))
+        case .backing:
+            let n = disk.backingBytes(at: m.guestOffset, length: m.length)
+            if n < dst.count { UnsafeMutableRawBufferPointer(rebasing: dst[n...]).initializeMemory(as: UInt8.self, repeating: 0) }
+            let i = p.add(opcode: n > 0 ? .readv : nil, hostOffset: m.guestOffset, guestOffset: m.guestOffset, length: m.length)
+            if n == 0 { p.finish(i, result: Int32(clamping: m.length)); return }
+            let t = tag(p.id, i)
+            p.markInFlight(i, sqeTag: t)
+            let part = UnsafeMutableRawBufferPointer(rebasing: dst[0..<n])
+            if let raw = rawBacking {
+                ctx.enqueue(.read(fd: raw.file.fd, offset: m.guestOffset, buffer: part.baseAddress!, length: n), tag: t)
+                return
+            }
+            do {
+                if backingQueue == nil {
+                    backingQueue = try disk.backing!.makeQueue(QueueOptions(depth: options.depth, queueID: options.queueID, engine: options.engine, eventSink: nil))
+                }
+                try backingQueue!.read(at: m.guestOffset, into: part, userData: t)
+                backingInFlight += 1
+            } catch let e {
+                p.finish(i, result: -EIO, error: e)
+            }
+        case let .compressed(d, _):
+            let i = p.add(opcode: .readv, hostOffset: d.hostOffset, guestOffset: m.guestOffset, length: m.length)
+            let t = tag(p.id, i)
+            p.markInFlight(i, sqeTag: t)
+            let input = UnsafeMutableRawBufferPointer.allocate(byteCount: d.length, alignment: 512)
+            req.compressed[i] = (input, d.hostOffset, m)
+            ctx.enqueue(.read(fd: disk.file.fd, offset: d.hostOffset, buffer: input.baseAddress!, length: d.length), tag: t)
+        }
+    }
+
+    /// Handles one finished host op (`res` bytes or -errno).
+    private func handle(_ t: UInt64, _ res: Int32, _ error: BlockError?) {
+        let id = t >> QcowAsync.subBits
+        let sub = Int(t & ((1 << QcowAsync.subBits) - 1))
+        guard let req = requests[id] else { return }
+        var err = error
+        if let c = req.compressed.removeValue(forKey: sub) {
+            defer { c.input.deallocate() }
+            if res >= 0 && err == nil, case let .compressed(_, off) = c.mapping.kind {
+                let start = Int(c.mapping.guestOffset - req.pending.guestOffset)
+                let dst = UnsafeMutableRawBufferPointer(rebasing: req.buffer[start..<(start + Int(c.mapping.length))])
+                do {
+                    if off == 0 && dst.count == scratch.count {
+                        try decompressor.decompress(UnsafeRawBufferPointer(c.input), into: dst, path: disk.path, hostOffset: c.host, guestOffset: c.mapping.guestOffset)
+                    } else {
+                        try decompressor.decompress(UnsafeRawBufferPointer(c.input), into: scratch, path: disk.path, hostOffset: c.host, guestOffset: c.mapping.guestOffset)
+                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[off..<(off + dst.count)]))
+                    }
+                } catch let e { err = e }
+            }
+        }
+        let length = Int32(clamping: req.pending.subOps[sub].length)
+        if req.pending.finish(sub, result: err != nil ? -EIO : (res < 0 ? res : length), error: err) {
+            completeRequest(id)
+        }
+    }
+
+    private func completeRequest(_ id: UInt64) {
+        guard let req = requests.removeValue(forKey: id) else { return }
+        for (_, c) in req.compressed { c.input.deallocate() }
+        let p = req.pending
+        var c = IoCompletion(userData: p.userData, bytes: Int(p.length))
+        if case let .failure(e) = p.result { c.error = e.withPath(disk.path); c.bytes = 0 }
+        if let sink {
+            let r: Int32 = c.error == nil ? Int32(clamping: p.length) : -(c.error?.errno ?? EIO)
+            if req.multi { sink.publish(IoEvent(queue: queueID, request: p.userData, .pendingFinished(id: id, result: c.error == nil ? 0 : r))) }
+            sink.publish(IoEvent(queue: queueID, request: p.userData, .guestCompleted(op: p.op, userData: p.userData, result: r, latencyNs: monotonicNanos() &- p.startTime)))
+        }
+        ready.append(c)
+    }
+
+    private func finishEarly(_ userData: UInt64, _ op: GuestOp, _ e: BlockError?, bytes: Int = 0) {
+        if let sink {
+            sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: e == nil ? Int32(clamping: bytes) : -(e?.errno ?? EIO), latencyNs: 0)))
+        }
+        ready.append(IoCompletion(userData: userData, bytes: e == nil ? bytes : 0, error: e))
+    }
+
+    private func refuse(_ op: GuestOp, _ name: String, _ offset: UInt64, _ userData: UInt64) {
+        accepted += 1
+        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: op, offset: offset, length: 0)))
+        let e = disk.isWritable
+            ? BlockError(.unsupportedFeature, "qcow2: guest writes are not implemented yet", path: disk.path, guestOffset: offset, operation: name)
+            : BlockError(.readOnly, "image is open read-only; give --write to \(name)", path: disk.path, guestOffset: offset, operation: name)
+        finishEarly(userData, op, e)
+    }
+
+    /// Refused until issue 5 (completes with an error).
+    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) { refuse(.write, "write", offset, userData) }
+    /// Refused until issue 5.
+    public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) { refuse(.zero, "zero", offset, userData) }
+    /// Refused until issue 5.
+    public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) { refuse(.discard, "discard", offset, userData) }
+
+    /// A flush: IORING_OP_FSYNC (datasync) on the image when writable; completes at once when read-only.
+    public func fsync(userData: UInt64) throws(BlockError) {
+        accepted += 1
+        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .fsync, offset: 0, length: 0)))
+        if !disk.isWritable { finishEarly(userData, .fsync, nil); return }
+        let id = nextID
+        nextID += 1
+        let p = PendingIo(id: id, userData: userData, op: .fsync, guestOffset: 0, length: 0)
+        requests[id] = Request(pending: p, buffer: UnsafeMutableRawBufferPointer(start: nil, count: 0), multi: false)
+        var files = [disk.file]
+        if disk.dataFile !== disk.file { files.append(disk.dataFile) }
+        sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.fsyncSubmitted)))
+        for f in files {
+            let i = p.add(opcode: .fdatasync, hostOffset: 0, guestOffset: 0, length: 0)
+            p.markInFlight(i, sqeTag: tag(id, i))
+            ctx.enqueue(.fsync(fd: f.fd, dataOnly: true), tag: tag(id, i))
+        }
+        if p.seal() { completeRequest(id) }
+    }
+
+    /// Hands queued SQEs to the kernel (and the backing queue's).
+    @discardableResult
+    public func submit() throws(BlockError) -> Int {
+        var n = ctx.submit()
+        if let b = backingQueue { n += try b.submit() }
+        return n
+    }
+
+    private func drain(wait: Bool) throws(BlockError) {
+        try ctx.reap(wait: wait) { t, res in self.handle(t, res, nil) }
+        drainBacking()
+    }
+
+    private func drainBacking() {
+        guard let b = backingQueue else { return }
+        while let c = b.nextCompletion() {
+            backingInFlight -= 1
+            handle(c.userData, c.error == nil ? Int32(clamping: c.bytes) : -(c.error?.errno ?? EIO), c.error)
+        }
+    }
+
+    /// The next finished request (reaps without blocking when none is ready).
+    public func nextCompletion() -> IoCompletion? {
+        if ready.isEmpty { try? drain(wait: false) }
+        if let c = ready.popFirst() { accepted -= 1; return c }
+        return nil
+    }
+
+    /// Blocks until a completion is ready or nothing is in flight.
+    public func waitForCompletion() throws(BlockError) {
+        while ready.isEmpty {
+            try drain(wait: false)
+            if !ready.isEmpty { return }
+            let own = ctx.inFlight > 0
+            if !own && backingInFlight == 0 { return }
+            if backingInFlight == 0 {
+                try drain(wait: true)
+            } else if !own {
+                try backingQueue!.waitForCompletion()
+                drainBacking()
+            } else {
+                try waitEither()
+            }
+        }
+    }
+
+    /// Waits for either ring's eventfd (both have work in flight).
+    private func waitEither() throws(BlockError) {
+        let a = ctx.eventFD, b = backingQueue?.eventFD ?? -1
+        if a < 0 || b < 0 {
+            // No eventfds: our own ops complete on their own, so waiting on the backing is safe.
+            try backingQueue!.waitForCompletion()
+            return
+        }
+        var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
+        let r = poll(&fds, 2, 100)
+        if r < 0 && errno != EINTR { throw BlockError.system(errno, "poll") }
+        var v: UInt64 = 0
+        for f in fds where f.revents != 0 { _ = Glibc.read(f.fd, &v, 8) }
+    }
+
+    /// Requests accepted and not yet collected.
+    public var inFlight: Int { accepted }
+    /// The ring's eventfd (backing-queue completions are not signalled on it).
+    public var eventFD: Int32 { ctx.eventFD }
+
+    /// Tears the ring (and a backing queue) down.
+    public func close() {
+        backingQueue?.close()
+        ctx.close()
+        for (_, r) in requests { for (_, c) in r.compressed { c.input.deallocate() } }
+        requests.removeAll()
+    }
+}
