@@ -59,7 +59,7 @@ let package = Package(
 
         // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockEngine", "TestSupport"]),
+        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
         .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "TestSupport"]),
