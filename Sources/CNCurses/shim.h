@@ -21,4 +21,28 @@ static inline mmask_t bs_all_mouse_events(void) { return ALL_MOUSE_EVENTS | REPO
 static inline mmask_t bs_button1_clicked(void) { return BUTTON1_CLICKED | BUTTON1_PRESSED; }
 static inline mmask_t bs_button4_pressed(void) { return BUTTON4_PRESSED; }
 static inline mmask_t bs_button5_pressed(void) { return BUTTON5_PRESSED; }
+
+/* Added for BlockScopeUI: keys, extended colour pairs, styled wide-string output. */
+static inline int bs_key_up(void) { return KEY_UP; }
+static inline int bs_key_down(void) { return KEY_DOWN; }
+static inline int bs_key_left(void) { return KEY_LEFT; }
+static inline int bs_key_right(void) { return KEY_RIGHT; }
+static inline int bs_key_ppage(void) { return KEY_PPAGE; }
+static inline int bs_key_npage(void) { return KEY_NPAGE; }
+static inline int bs_key_home(void) { return KEY_HOME; }
+static inline int bs_key_end(void) { return KEY_END; }
+static inline int bs_key_backspace(void) { return KEY_BACKSPACE; }
+static inline int bs_key_enter(void) { return KEY_ENTER; }
+static inline int bs_key_btab(void) { return KEY_BTAB; }
+static inline int bs_key_f(int n) { return KEY_F(n); }
+static inline int bs_key_code_yes(void) { return KEY_CODE_YES; }
+static inline mmask_t bs_click_and_wheel_mask(void) { return BUTTON1_CLICKED | BUTTON1_PRESSED | BUTTON1_RELEASED | BUTTON4_PRESSED | BUTTON5_PRESSED; }
+/* Wide-character input: returns OK, KEY_CODE_YES or ERR; the key in *out. */
+static inline int bs_get_wch(WINDOW *w, unsigned *out) { wint_t c = 0; int r = wget_wch(w, &c); *out = (unsigned)c; return r; }
+/* Colour pair with 24-bit capable numbers (ncurses >= 6.1). */
+static inline int bs_init_pair(int pair, int fg, int bg) { return init_extended_pair(pair, fg, bg); }
+/* Sets attributes and an extended colour pair for following output. */
+static inline int bs_set_style(WINDOW *w, unsigned attrs, int pair) { return wattr_set(w, (attr_t)attrs, (short)(pair < 32767 ? pair : 0), &pair); }
+/* Writes n wide characters at (y, x). */
+static inline int bs_put_wide(WINDOW *w, int y, int x, const wchar_t *s, int n) { return mvwaddnwstr(w, y, x, s, n); }
 #endif

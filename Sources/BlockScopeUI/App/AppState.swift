@@ -1,0 +1,49 @@
+import BlockCore
+
+/// What every view can read: the image, the live model, and the app's modes and messages.
+///
+/// Owned by the UI thread; views get it as a parameter when they draw or handle input.
+public final class AppState {
+    /// The image under inspection.
+    public let image: ImageModel
+    /// Live figures folded from the event stream.
+    public let live: LiveModel
+    /// The current theme's name.
+    public var themeName: String
+    /// A message for the status line and its role.
+    public var status: (text: String, role: Role) = ("", .dim)
+    /// Whether step mode is on (`s`).
+    public var stepMode = false
+    /// Whether the workload is paused (space).
+    public var paused = false
+    /// The explanation of the event step mode let through last.
+    public var lastStep: String?
+    /// The event waiting at the step gate, explained.
+    public var heldEvent: String?
+    /// Events the UI lost because it drained too slowly.
+    public var lostEvents: UInt64 = 0
+    /// Whether a command is running in the worker.
+    public var busy = false
+    /// Metadata reloads done (views cache by it).
+    public var layoutVersion = 0
+    /// Set by views to switch tabs (e.g. Map → Hex on Enter).
+    public var requestedView: String?
+    /// Set by views to open the Hex view at an offset (guest, or host when `host`).
+    public var pendingHex: (offset: UInt64, host: Bool)?
+
+    /// Creates the state for an image.
+    public init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {
+        self.image = image
+        self.live = live
+        self.themeName = themeName
+    }
+
+    /// Shows a message in the status line.
+    public func say(_ text: String, _ role: Role = .normal) { status = (text, role) }
+
+    /// Rereads the image's metadata (after writes).
+    public func reloadLayout() {
+        image.inspector?.reload()
+        layoutVersion += 1
+    }
+}

@@ -1,0 +1,86 @@
+import BlockCore
+
+/// The image being inspected: the open disk (when blockscope's format code can open it), the
+/// format inspector behind the layout views, and `info()`.
+///
+/// A QCOW2 image is always inspected through ``Qcow2Inspector`` (it reads the tables
+/// directly), so its layout views work even when the disk is open read-only or cannot be
+/// opened for I/O. Other formats use ``ExtentInspector`` over the open disk.
+public final class ImageModel {
+    /// The image path.
+    public let path: String
+    /// The open disk, when opening succeeded.
+    public private(set) var disk: (any DiskFile)?
+    /// Why the disk could not be opened, when it could not.
+    public private(set) var openError: String?
+    /// The layout inspector, when one fits the format.
+    public private(set) var inspector: (any LayoutInspector)?
+    /// Whether the image was opened for writing.
+    public let writable: Bool
+    /// The probed format.
+    public let format: ImageFormat
+
+    /// Opens `path` (read-only unless `writable`), sending the disk's events to `sink`.
+    public init(path: String, writable: Bool, engine: EngineKind = .auto, sink: (any IoEventSink)? = nil) {
+        self.path = path
+        self.writable = writable
+        var opts = OpenOptions(writable: writable, engine: engine)
+        opts.eventSink = sink
+        do {
+            disk = try openDisk(path, options: opts)
+        } catch let e {
+            openError = e.description
+        }
+        var head: [UInt8] = []
+        if let f = try? SystemFile(path: path, writable: false) {
+            head = (try? f.readBytes(at: 0, count: 512)) ?? []
+            f.close()
+        }
+        format = disk?.format ?? probeFormat(head)
+        if format == .qcow2 {
+            do { inspector = try Qcow2Inspector(path: path) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
+        }
+        if inspector == nil, let disk {
+            inspector = ExtentInspector(disk: disk)
+        }
+    }
+
+    /// The disk's `info()` JSON, or nil.
+    public func info() -> JSONValue? {
+        guard let disk else { return nil }
+        return try? disk.info()
+    }
+
+    /// Guest bytes at `offset`: through the disk when open, else through the inspector's
+    /// mapping (data clusters only). Nil when neither can read them.
+    public func readGuest(at offset: UInt64, count: Int) -> [UInt8]? {
+        if let disk {
+            let n = Int(min(UInt64(count), disk.logicalSize > offset ? disk.logicalSize - offset : 0))
+            guard n > 0 else { return [] }
+            var out = [UInt8](repeating: 0, count: n)
+            let ok = out.withUnsafeMutableBytes { b -> Bool in
+                do { try disk.read(into: b, at: offset); return true } catch { return false }
+            }
+            return ok ? out : nil
+        }
+        guard let inspector else { return nil }
+        var out: [UInt8] = []
+        var off = offset
+        while out.count < count {
+            let chunk = min(count - out.count, 512 - Int(off % 512))
+            let m = inspector.mapGuest(off)
+            if let h = m.host {
+                out += inspector.readHost(at: h, count: chunk)
+            } else if m.text.contains("compressed") {
+                return nil
+            } else {
+                out += [UInt8](repeating: 0, count: chunk)
+            }
+            off += UInt64(chunk)
+        }
+        return out
+    }
+
+    /// Guest size in bytes.
+    public var guestSize: UInt64 { disk?.logicalSize ?? inspector?.guestSize ?? 0 }
+}

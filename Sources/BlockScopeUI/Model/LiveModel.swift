@@ -1,0 +1,180 @@
+import BlockCore
+
+/// An SQE as the in-flight view shows it.
+public struct SqeState: Sendable {
+    /// The SQE's user_data.
+    public var userData: UInt64
+    /// Its opcode.
+    public var opcode: IoOpcode
+    /// Host offset.
+    public var hostOffset: UInt64
+    /// Length in bytes.
+    public var length: UInt64
+    /// When it was submitted (monotonic ns).
+    public var submitted: UInt64
+    /// The CQE result once reaped.
+    public var result: Int32?
+}
+
+/// A PendingIo tracker: one guest request split into sub-operations.
+public struct PendingState: Sendable {
+    /// Tracker id.
+    public var id: UInt64
+    /// Sub-operations it waits for.
+    public var subOps: Int
+    /// Its result once finished.
+    public var result: Int32?
+}
+
+/// A guest request the engine accepted and has not completed.
+public struct GuestRequestState: Sendable {
+    /// The request's userData.
+    public var request: UInt64
+    /// The queue it runs on.
+    public var queue: Int32
+    /// The operation.
+    public var op: GuestOp
+    /// Guest offset.
+    public var offset: UInt64
+    /// Length in bytes.
+    public var length: UInt64
+    /// When it was accepted (monotonic ns).
+    public var started: UInt64
+    /// The mapping summary once resolved.
+    public var mapping: String?
+    /// PendingIo trackers.
+    public var pending: [PendingState] = []
+    /// SQEs submitted for it.
+    public var sqes: [SqeState] = []
+}
+
+/// Per-queue completion counters over a sliding one-second window.
+public struct QueueRate: Sendable {
+    /// Guest requests completed in total.
+    public var ops: UInt64 = 0
+    /// Bytes completed in total.
+    public var bytes: UInt64 = 0
+    /// Completion times and sizes in the last second.
+    var window: [(time: UInt64, bytes: UInt64)] = []
+    /// Requests per second over the last second.
+    public var iops: Double = 0
+    /// Bytes per second over the last second.
+    public var bandwidth: Double = 0
+}
+
+/// Everything the live views draw, folded from the engine's event stream on the UI thread.
+///
+/// ``apply(_:)`` is cheap and bounded: in-flight maps drop finished requests, histories are
+/// fixed-size rings, so a long workload never grows the UI's memory.
+public final class LiveModel {
+    /// Requests in flight by their userData.
+    public private(set) var inFlight: [UInt64: GuestRequestState] = [:]
+    /// Batch sizes of the last CQ drains (newest last, at most 240).
+    public private(set) var drainBatches: [Int] = []
+    /// Completions per 100 ms tick (newest last, at most 240): the sparkline.
+    public private(set) var completionsPerTick: [Int] = [0]
+    /// Guest request latencies, log2 buckets of microseconds (bucket i: [2^i, 2^(i+1)) µs).
+    public private(set) var latencyBuckets = [UInt64](repeating: 0, count: 24)
+    /// The most recent latencies in ns (at most 4096), for percentiles.
+    public private(set) var recentLatencies: [UInt64] = []
+    /// Rates per queue.
+    public private(set) var queues: [Int32: QueueRate] = [:]
+    /// Guest ranges written this session.
+    public private(set) var writtenGuest = IntervalSet()
+    /// Host ranges written this session (data and metadata).
+    public private(set) var writtenHost = IntervalSet()
+    /// Explained events, newest last (at most 500).
+    public private(set) var log: [String] = []
+    /// Total events applied.
+    public private(set) var eventCount: UInt64 = 0
+    /// Bumped whenever an event says metadata or allocation changed (views reload lazily).
+    public private(set) var metadataVersion = 0
+    /// Guest requests completed in total.
+    public private(set) var completedRequests: UInt64 = 0
+    private var tickStart: UInt64 = 0
+
+    /// Creates an empty model.
+    public init() {}
+
+    /// Folds one event into the model.
+    public func apply(_ e: IoEvent) {
+        eventCount += 1
+        switch e.payload {
+        case let .guestRequest(op, offset, length):
+            inFlight[e.request] = GuestRequestState(request: e.request, queue: e.queue, op: op, offset: offset, length: length, started: e.time)
+            if op == .write || op == .zero || op == .discard { writtenGuest.insert(offset, length: max(length, 1)) }
+        case let .mappingResolved(_, _, regions, kind, hostOffset):
+            inFlight[e.request]?.mapping = "\(kind) \(regions == 1 ? "" : "\(regions) regions ")at host \(hex(hostOffset))"
+        case let .allocated(_, hostOffset, length):
+            writtenHost.insert(hostOffset, length: length)
+            metadataVersion += 1
+        case .tableUpdate:
+            metadataVersion += 1
+        case let .sqeSubmitted(opcode, userData, hostOffset, length):
+            inFlight[e.request]?.sqes.append(SqeState(userData: userData, opcode: opcode, hostOffset: hostOffset, length: length, submitted: e.time))
+            if opcode == .writev { writtenHost.insert(hostOffset, length: length) }
+        case let .cqeReaped(_, userData, result, _):
+            if let i = inFlight[e.request]?.sqes.firstIndex(where: { $0.userData == userData }) {
+                inFlight[e.request]?.sqes[i].result = result
+            }
+        case let .cqDrain(batch):
+            push(&drainBatches, batch, limit: 240)
+        case .fsyncPhase:
+            break
+        case let .pendingCreated(id, subOps):
+            inFlight[e.request]?.pending.append(PendingState(id: id, subOps: subOps))
+        case let .pendingFinished(id, result):
+            if let i = inFlight[e.request]?.pending.firstIndex(where: { $0.id == id }) {
+                inFlight[e.request]?.pending[i].result = result
+            }
+        case let .guestCompleted(_, userData, result, latencyNs):
+            let key = inFlight[e.request] != nil ? e.request : userData
+            let len = inFlight[key]?.length ?? 0
+            inFlight[key] = nil
+            completedRequests += 1
+            var lat = latencyNs / 1000
+            var b = 0
+            while lat > 1 && b < latencyBuckets.count - 1 { lat >>= 1; b += 1 }
+            latencyBuckets[b] += 1
+            push(&recentLatencies, latencyNs, limit: 4096)
+            var q = queues[e.queue] ?? QueueRate()
+            q.ops += 1
+            q.bytes += result >= 0 ? len : 0
+            q.window.append((e.time, result >= 0 ? len : 0))
+            queues[e.queue] = q
+            completionsPerTick[completionsPerTick.count - 1] += 1
+        }
+        push(&log, Explain.line(e), limit: 500)
+    }
+
+    /// Advances time: closes the 100 ms sparkline tick and recomputes per-queue rates.
+    public func tick(now: UInt64 = monotonicNanos()) {
+        if tickStart == 0 { tickStart = now }
+        while now - tickStart >= 100_000_000 {
+            tickStart += 100_000_000
+            push(&completionsPerTick, 0, limit: 240)
+        }
+        for (id, var q) in queues {
+            q.window.removeAll { now - $0.time > 1_000_000_000 }
+            q.iops = Double(q.window.count)
+            q.bandwidth = Double(q.window.reduce(0) { $0 + $1.bytes })
+            queues[id] = q
+        }
+    }
+
+    /// The latency at percentile `p` (0...100) of the recent requests, in ns.
+    public func percentile(_ p: Double) -> UInt64? {
+        guard !recentLatencies.isEmpty else { return nil }
+        let s = recentLatencies.sorted()
+        let i = min(s.count - 1, max(0, Int((p / 100 * Double(s.count)).rounded(.up)) - 1))
+        return s[i]
+    }
+
+    /// Adds a line to the log (command output, messages).
+    public func note(_ line: String) { push(&log, line, limit: 500) }
+
+    private func push<T>(_ a: inout [T], _ v: T, limit: Int) {
+        a.append(v)
+        if a.count > limit { a.removeFirst(a.count - limit) }
+    }
+}

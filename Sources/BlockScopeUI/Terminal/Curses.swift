@@ -1,0 +1,177 @@
+import CNCurses
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The terminal, through ncurses: set-up and restore, drawing a ``ScreenModel``, reading input.
+///
+/// All curses calls and C globals stay inside this type (reached through CNCurses' accessor
+/// functions, which Swift 6 can call safely). Curses is not thread-safe: the owner uses one
+/// `Terminal` from one thread (the UI loop).
+public final class Terminal {
+    private let window: UnsafeMutablePointer<WINDOW>
+    private var theme: Theme
+    /// The colour depth in use.
+    public private(set) var depth: ColorDepth
+    /// Whether mouse reporting is on.
+    public let mouse: Bool
+    private var ended = false
+    private var wideBuffer: [wchar_t] = []
+
+    /// Initialises curses: locale, raw keys, no echo, keypad, hidden cursor, colours, mouse.
+    ///
+    /// The corresponding C functions are `setlocale`, `initscr`, `cbreak`, `noecho`,
+    /// `keypad`, `start_color`, `use_default_colors` and `mousemask`. Call ``end()`` (or let
+    /// the object go) to restore the terminal.
+    public init(theme: Theme, mouse: Bool) throws(BlockScopeUIError) {
+        setlocale(LC_ALL, "")
+        if getenv("ESCDELAY") == nil { setenv("ESCDELAY", "25", 0) }
+        guard let w = initscr() else { throw BlockScopeUIError("cannot initialise the terminal (is TERM set?)") }
+        window = w
+        self.theme = theme
+        self.mouse = mouse
+        cbreak()
+        noecho()
+        nonl()
+        keypad(w, true)
+        curs_set(0)
+        wtimeout(w, 50)
+        var d = ColorDepth.monochrome
+        if has_colors() {
+            start_color()
+            use_default_colors()
+            d = ColorDepth(colors: Int(bs_colors()))
+        }
+        if getenv("NO_COLOR") != nil { d = .monochrome }
+        depth = d
+        if mouse {
+            mousemask(bs_click_and_wheel_mask(), nil)
+            mouseinterval(0)
+        }
+        applyTheme(theme)
+    }
+
+    deinit { end() }
+
+    /// Restores the terminal (the corresponding C function is `endwin`); safe to call twice.
+    public func end() {
+        if ended { return }
+        ended = true
+        if mouse { mousemask(0, nil) }
+        endwin()
+    }
+
+    /// Current size in columns and rows.
+    public var size: (width: Int, height: Int) { (Int(bs_cols()), Int(bs_lines())) }
+
+    /// Switches themes: defines one colour pair per ``Role``.
+    public func applyTheme(_ theme: Theme) {
+        self.theme = theme
+        guard depth != .monochrome else { return }
+        for (i, role) in Role.allCases.enumerated() {
+            let (fg, bg) = depth.pair(theme.style(role), darkTerminal: theme.darkTerminal)
+            _ = bs_init_pair(Int32(i + 1), fg, bg)
+        }
+    }
+
+    private func attributes(_ style: CellStyle) -> (attrs: UInt32, pair: Int32) {
+        let rs = theme.style(style.role)
+        var a = rs.attributes.union(style.attributes)
+        var pair: Int32 = 0
+        if depth == .monochrome {
+            a.formUnion(Theme.monochromeFallback(style.role).attributes)
+        } else {
+            pair = Int32(Role.allCases.firstIndex(of: style.role)! + 1)
+        }
+        var bits: UInt32 = 0
+        if a.contains(.bold) { bits |= bs_a_bold() }
+        if a.contains(.reverse) { bits |= bs_a_reverse() }
+        if a.contains(.underline) { bits |= bs_a_underline() }
+        return (bits, pair)
+    }
+
+    /// Copies a screen model to the terminal and refreshes (the corresponding C functions are
+    /// `wattr_set`, `mvwaddnwstr` and `wrefresh`; curses sends only what changed).
+    public func present(_ screen: ScreenModel) {
+        let (w, h) = size
+        werase(window)
+        for y in 0..<min(h, screen.height) {
+            var x = 0
+            let rowWidth = min(w, screen.width)
+            while x < rowWidth {
+                let style = screen[x, y]!.style
+                var end = x
+                wideBuffer.removeAll(keepingCapacity: true)
+                while end < rowWidth, let c = screen[end, y], c.style == style {
+                    // The bottom-right cell cannot be written without scrolling: leave it.
+                    if y == h - 1 && end == w - 1 { break }
+                    let scalar = c.character.unicodeScalars.first ?? " "
+                    wideBuffer.append(wchar_t(bitPattern: scalar.value))
+                    end += 1
+                }
+                if end == x { break }
+                let (attrs, pair) = attributes(style)
+                _ = bs_set_style(window, attrs, pair)
+                wideBuffer.append(0)
+                _ = wideBuffer.withUnsafeBufferPointer { bs_put_wide(window, Int32(y), Int32(x), $0.baseAddress, Int32(end - x)) }
+                x = end
+            }
+        }
+        _ = bs_set_style(window, 0, 0)
+        wrefresh(window)
+    }
+
+    /// Waits up to `timeoutMs` for input; nil when none came.
+    public func read(timeoutMs: Int32) -> InputEvent? {
+        wtimeout(window, timeoutMs)
+        var ch: UInt32 = 0
+        let r = bs_get_wch(window, &ch)
+        if r == ERR { return nil }
+        if r == bs_key_code_yes() { return functionKey(Int32(bitPattern: ch)) }
+        switch ch {
+        case 9: return .tab
+        case 10, 13: return .enter
+        case 27: return .escape
+        case 8, 127: return .backspace
+        default:
+            guard let s = Unicode.Scalar(ch), ch >= 32 else { return nil }
+            return .char(Character(s))
+        }
+    }
+
+    private func functionKey(_ k: Int32) -> InputEvent? {
+        switch k {
+        case bs_key_up(): return .up
+        case bs_key_down(): return .down
+        case bs_key_left(): return .left
+        case bs_key_right(): return .right
+        case bs_key_ppage(): return .pageUp
+        case bs_key_npage(): return .pageDown
+        case bs_key_home(): return .home
+        case bs_key_end(): return .end
+        case bs_key_backspace(): return .backspace
+        case bs_key_enter(): return .enter
+        case bs_key_btab(): return .backTab
+        case bs_key_resize(): return .resize
+        case bs_key_mouse():
+            var ev = MEVENT()
+            guard getmouse(&ev) == OK else { return nil }
+            let x = Int(ev.x), y = Int(ev.y)
+            if ev.bstate & bs_button4_pressed() != 0 { return .wheel(up: true, x: x, y: y) }
+            if ev.bstate & bs_button5_pressed() != 0 { return .wheel(up: false, x: x, y: y) }
+            if ev.bstate & bs_button1_clicked() != 0 { return .click(x: x, y: y) }
+            return nil
+        default:
+            for n in 1...12 where k == bs_key_f(Int32(n)) { return .function(n) }
+            return nil
+        }
+    }
+}
+
+/// An error of the terminal UI (terminal set-up, bad arguments), with a message for the user.
+public struct BlockScopeUIError: Error, CustomStringConvertible, Sendable {
+    /// What went wrong.
+    public var description: String
+    /// Creates an error.
+    public init(_ message: String) { description = message }
+}

@@ -1,0 +1,166 @@
+import BlockCore
+
+/// In-flight: a tree of guest requests → PendingIo sub-operations → SQEs (user_data,
+/// opcode, host offset, length, age), oldest first, coloured by state; the explained event
+/// log below it.
+public final class InFlightView: TUIView {
+    /// "In-flight".
+    public let title = "In-flight"
+    /// Footer keys.
+    public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), (":", "write 1M 64k"), ("↑↓", "scroll log")]
+    private var logScroll = 0
+
+    /// Creates the view.
+    public init() {}
+
+    /// The tree as (indent text, style) lines, oldest request first.
+    public func treeLines(_ app: AppState, now: UInt64 = monotonicNanos()) -> [(String, Role)] {
+        var out: [(String, Role)] = []
+        let reqs = app.live.inFlight.values.sorted { $0.started < $1.started }
+        for r in reqs {
+            let age = formatDuration(now > r.started ? now - r.started : 0)
+            out.append(("req \(r.request)  \(r.op) \(hex(r.offset))+\(r.length)  queue \(r.queue)  age \(age)\(r.mapping.map { "  → \($0)" } ?? "")", .inflight))
+            let children = r.pending.count + (r.pending.isEmpty ? r.sqes.count : 0)
+            for (pi, p) in r.pending.enumerated() {
+                let last = pi == r.pending.count - 1
+                let state = p.result.map { $0 == 0 ? "done" : "failed \($0)" } ?? "waiting"
+                out.append(("  \(last ? "└─" : "├─") PendingIo \(p.id): \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
+                if pi == 0 { out += sqeLines(r.sqes, prefix: last ? "     " : "  │  ", now: now) }
+            }
+            if r.pending.isEmpty { out += sqeLines(r.sqes, prefix: "  ", now: now) }
+            _ = children
+        }
+        return out
+    }
+
+    private func sqeLines(_ sqes: [SqeState], prefix: String, now: UInt64) -> [(String, Role)] {
+        sqes.enumerated().map { i, q in
+            let branch = i == sqes.count - 1 ? "└─" : "├─"
+            let state = q.result.map { $0 >= 0 ? "CQE \($0)" : "CQE error \($0)" } ?? "in kernel, age \(formatDuration(now > q.submitted ? now - q.submitted : 0))"
+            return ("\(prefix)\(branch) SQE \(q.opcode) user_data \(q.userData)  host \(hex(q.hostOffset))+\(q.length)  \(state)",
+                    q.result == nil ? .inflight : (q.result! >= 0 ? .ok : .error))
+        }
+    }
+
+    /// Draws the summary, the tree and the log.
+    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+        let live = app.live
+        let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy ? "running" : "idle"
+        let summary = "in flight \(live.inFlight.count)   completed \(live.completedRequests)   events \(live.eventCount)   lost \(app.lostEvents)   engine \(mode)"
+        s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
+        var y = area.y + 1
+        if app.stepMode {
+            s.put(area.x, y, "step: " + (app.lastStep ?? "press s to let the next event through"), CellStyle(.selected), maxWidth: area.width); y += 1
+            if let held = app.heldEvent { s.put(area.x, y, "next: " + held, CellStyle(.dim), maxWidth: area.width) }
+            y += 1
+        }
+        let tree = treeLines(app)
+        let treeHeight = max(3, (area.maxY - y) / 2)
+        if tree.isEmpty {
+            s.put(area.x + 2, y, "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M", CellStyle(.dim), maxWidth: area.width)
+        }
+        for (i, l) in tree.prefix(treeHeight).enumerated() { s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width) }
+        if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines", CellStyle(.dim)) }
+        y += treeHeight
+        s.heading(area.x, y, "── Events (newest last) ", width: area.width)
+        y += 1
+        let rows = max(0, area.maxY - y)
+        let log = live.log
+        logScroll = max(0, min(logScroll, max(0, log.count - rows)))
+        let end = log.count - logScroll
+        let start = max(0, end - rows)
+        for (i, l) in log[start..<max(start, end)].enumerated() {
+            s.put(area.x, y + i, l, CellStyle(l.hasPrefix("error") ? .error : .normal), maxWidth: area.width)
+        }
+    }
+
+    /// Scrolls the log.
+    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+        switch e {
+        case .up, .char("k"): logScroll += 1
+        case .down, .char("j"): logScroll -= 1
+        case .pageUp: logScroll += 10
+        case .pageDown: logScroll -= 10
+        case .end: logScroll = 0
+        case let .wheel(up, _, _): logScroll += up ? 3 : -3
+        default: return false
+        }
+        logScroll = max(0, logScroll)
+        return true
+    }
+
+    /// Finds a log line containing `text`.
+    public func search(_ text: String, _ app: AppState) -> String {
+        let log = app.live.log
+        if let i = log.lastIndex(where: { $0.localizedLowercase.contains(text.lowercased()) }) {
+            logScroll = max(0, log.count - 1 - i)
+            return log[i]
+        }
+        return "'\(text)' not in the event log"
+    }
+}
+
+/// Completions: CQ drains over time (sparklines of completions and batch sizes), the
+/// latency histogram and percentiles, IOPS and bandwidth per queue.
+public final class CompletionsView: TUIView {
+    /// "Completions".
+    public let title = "Completions"
+    /// Footer keys.
+    public let keys: [(String, String)] = [(":", "write 0 4M"), ("space", "pause"), ("r", "reset view")]
+
+    /// Creates the view.
+    public init() {}
+
+    /// Draws sparklines, the histogram, percentiles and the per-queue table.
+    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+        let live = app.live
+        var y = area.y
+        let w = max(10, area.width - 24)
+        s.heading(area.x, y, "── CQ drains ", width: area.width); y += 1
+        s.put(area.x, y, "completions/100ms", CellStyle(.dim))
+        s.put(area.x + 22, y, sparkline(live.completionsPerTick, width: w), CellStyle(.bar)); y += 1
+        s.put(area.x, y, "batch size", CellStyle(.dim))
+        s.put(area.x + 22, y, sparkline(live.drainBatches, width: w), CellStyle(.bar)); y += 1
+        let batches = live.drainBatches
+        let avg = batches.isEmpty ? 0 : Double(batches.reduce(0, +)) / Double(batches.count)
+        s.put(area.x, y, "drains \(batches.count)   mean batch \(fixed(avg, 1))   max batch \(batches.max() ?? 0)   completed \(live.completedRequests)", CellStyle(.normal), maxWidth: area.width)
+        y += 2
+        s.heading(area.x, y, "── Latency ", width: area.width); y += 1
+        let pcts: [(String, Double)] = [("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("max", 100)]
+        var x = area.x
+        for (name, p) in pcts {
+            let v = live.percentile(p).map(formatDuration) ?? "-"
+            x = s.put(x, y, name + " ", CellStyle(.dim))
+            x = s.put(x, y, v, CellStyle(.normal)) + 3
+        }
+        y += 1
+        let buckets = live.latencyBuckets
+        let used = buckets.indices.filter { buckets[$0] > 0 }
+        let histRows = max(0, min(area.maxY - y - 6, (used.last ?? 0) - (used.first ?? 0) + 1))
+        let peak = max(1, buckets.max() ?? 1)
+        if used.isEmpty {
+            s.put(area.x + 2, y, "no completions yet — run  :write 0 4M  or a job", CellStyle(.dim)); y += 1
+        } else {
+            for i in 0..<histRows {
+                let b = (used.first ?? 0) + i
+                let label = "<" + formatDuration(UInt64(1000) << UInt64(b + 1))
+                s.put(area.x, y, label.leftPadded(10), CellStyle(.dim))
+                let n = Int(Double(buckets[b]) / Double(peak) * Double(area.width - 24))
+                s.put(area.x + 11, y, String(repeating: "█", count: n), CellStyle(.bar))
+                s.put(area.x + 12 + n, y, "\(buckets[b])", CellStyle(.dim))
+                y += 1
+            }
+        }
+        y += 1
+        s.heading(area.x, y, "── Per queue ", width: area.width); y += 1
+        s.put(area.x, y, "queue      ops       IOPS   bandwidth   total bytes", CellStyle(.dim)); y += 1
+        for (q, r) in live.queues.sorted(by: { $0.key < $1.key }) where y < area.maxY {
+            let line = "\(String(q).leftPadded(5)) \(String(r.ops).leftPadded(8)) \(fixed(r.iops, 0).leftPadded(10)) \((formatBytes(r.bandwidth) + "/s").leftPadded(11))   \(formatBytes(Double(r.bytes)))"
+            s.put(area.x, y, line, CellStyle(.normal), maxWidth: area.width)
+            y += 1
+        }
+    }
+
+    /// No keys of its own.
+    public func handle(_ e: InputEvent, _ app: AppState) -> Bool { false }
+}

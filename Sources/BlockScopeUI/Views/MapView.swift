@@ -1,0 +1,216 @@
+import BlockCore
+
+/// Map: the guest space and the host file drawn as grids of cells, each cell a run of bytes
+/// coloured by what it holds; a cursor names the cell; `+`/`-` zoom; cells written during
+/// the session are tinted.
+public final class MapView: TUIView {
+    /// "Map".
+    public let title = "Map"
+    /// Footer keys.
+    public let keys: [(String, String)] = [("←→↑↓", "move"), ("+/-", "zoom"), ("t", "guest/host"), ("Enter", "hex"), ("/", "find kind"), ("g", "goto")]
+
+    /// Which grid the cursor is in.
+    public enum Grid: Sendable { case guest, host }
+    /// The grid with the cursor.
+    public private(set) var focus: Grid = .guest
+    /// Cursor cell index per grid.
+    private var cursor: [Grid: Int] = [.guest: 0, .host: 0]
+    /// log2 of bytes per cell per grid (nil: fit the whole range).
+    private var zoom: [Grid: Int] = [:]
+    private var top: [Grid: Int] = [.guest: 0, .host: 0]
+    private var cache: [Grid: (key: String, cells: [(Role, String)])] = [:]
+    private var lastLayout: [Grid: (rect: Rect, perRow: Int, bytesPerCell: UInt64)] = [:]
+
+    /// Glyph per role.
+    static func glyph(_ r: Role) -> Character {
+        switch r {
+        case .data: return "█"
+        case .compressed: return "▓"
+        case .backing: return "▒"
+        case .zero: return "░"
+        case .header: return "H"
+        case .l1: return "1"
+        case .l2: return "2"
+        case .refcount: return "R"
+        case .snapshot: return "S"
+        case .error: return "!"
+        default: return "·"
+        }
+    }
+
+    /// Creates the view.
+    public init() {}
+
+    private func size(_ g: Grid, _ app: AppState) -> UInt64 {
+        g == .guest ? app.image.guestSize : (app.image.inspector?.hostSize ?? 0)
+    }
+
+    /// Bytes per cell for a grid with `cells` cells: a power of two, at least 512.
+    func bytesPerCell(_ g: Grid, _ app: AppState, cells: Int) -> UInt64 {
+        if let z = zoom[g] { return UInt64(1) << UInt64(z) }
+        let total = max(1, size(g, app))
+        var b: UInt64 = 512
+        while b * UInt64(max(1, cells)) < total { b <<= 1 }
+        return b
+    }
+
+    private func cells(_ g: Grid, _ app: AppState, bytesPerCell: UInt64, first: Int, count: Int) -> [(Role, String)] {
+        let key = "\(bytesPerCell)/\(first)/\(count)/\(app.layoutVersion)/\(app.live.metadataVersion)"
+        if let c = cache[g], c.key == key { return c.cells }
+        guard let insp = app.image.inspector else { return [] }
+        let total = size(g, app)
+        var out: [(Role, String)] = []
+        for i in first..<(first + count) {
+            let start = UInt64(i) * bytesPerCell
+            if start >= total { break }
+            let len = min(bytesPerCell, total - start)
+            out.append(g == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len))
+        }
+        cache[g] = (key, out)
+        return out
+    }
+
+    /// Draws the guest grid above the host grid, a legend and the cursor line.
+    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+        guard app.image.inspector != nil else {
+            s.centred(area, ["No layout available for this image.", app.image.openError ?? ""]); return
+        }
+        let gridRows = max(2, (area.height - 5) / 2)
+        drawGrid(.guest, &s, Rect(x: area.x, y: area.y, width: area.width, height: gridRows + 1), app)
+        drawGrid(.host, &s, Rect(x: area.x, y: area.y + gridRows + 1, width: area.width, height: gridRows + 1), app)
+        // Legend.
+        let ly = area.y + 2 * (gridRows + 1)
+        var x = area.x
+        for (r, name) in [(Role.header, "header"), (.l1, "L1"), (.l2, "L2"), (.refcount, "refcount"), (.data, "data"), (.compressed, "compressed"),
+                          (.zero, "zero"), (.backing, "backing"), (.snapshot, "snapshot"), (.free, "free"), (.error, "leaked"), (.written, "written now")] {
+            x = s.put(x, ly, String(MapView.glyph(r)), CellStyle(r))
+            x = s.put(x + 1, ly, name, CellStyle(.dim)) + 2
+        }
+        // Cursor line.
+        if let info = cursorDescription(app) { s.put(area.x, ly + 1, info, CellStyle(.selected), maxWidth: area.width) }
+    }
+
+    private func drawGrid(_ g: Grid, _ s: inout ScreenModel, _ r: Rect, _ app: AppState) {
+        let labelW = 14
+        let perRow = max(8, r.width - labelW - 1)
+        let rows = max(1, r.height - 1)
+        let bpc = bytesPerCell(g, app, cells: perRow * rows)
+        let total = size(g, app)
+        let cellCount = Int((total + bpc - 1) / bpc)
+        var cur = min(cursor[g] ?? 0, max(0, cellCount - 1))
+        cur = max(0, cur)
+        cursor[g] = cur
+        var t = top[g] ?? 0
+        let curRow = cur / perRow
+        if curRow < t { t = curRow }
+        if curRow >= t + rows { t = curRow - rows + 1 }
+        top[g] = t
+        lastLayout[g] = (Rect(x: r.x + labelW, y: r.y + 1, width: perRow, height: rows), perRow, bpc)
+        let name = g == .guest ? "Guest space" : "Host file"
+        let head = "\(name): \(formatBytes(Double(total))), 1 cell = \(formatBytes(Double(bpc)))\(zoom[g] == nil ? " (fit)" : "")"
+        s.put(r.x, r.y, head.padded(r.width), CellStyle(.heading, focus == g ? [.underline] : []))
+        let cells = cells(g, app, bytesPerCell: bpc, first: t * perRow, count: rows * perRow)
+        let written = g == .guest ? app.live.writtenGuest : app.live.writtenHost
+        for row in 0..<rows {
+            let first = (t + row) * perRow
+            if first >= cellCount { break }
+            s.put(r.x, r.y + 1 + row, hex(UInt64(first) * bpc).leftPadded(labelW - 1), CellStyle(.dim))
+            for col in 0..<perRow {
+                let idx = first + col
+                let ci = idx - t * perRow
+                guard idx < cellCount, ci < cells.count else { break }
+                var role = cells[ci].0
+                let glyph = MapView.glyph(role)
+                if written.intersects(UInt64(idx) * bpc, length: bpc) { role = .written }
+                var style = CellStyle(role)
+                if idx == cur && focus == g { style = CellStyle(.selected, [.bold]) }
+                s.set(r.x + labelW + col, r.y + 1 + row, Cell(glyph, style))
+            }
+        }
+    }
+
+    /// "guest 0x10000+64 KiB: data at host 0x50000" for the cell under the cursor.
+    public func cursorDescription(_ app: AppState) -> String? {
+        guard let l = lastLayout[focus], let insp = app.image.inspector else { return nil }
+        let idx = cursor[focus] ?? 0
+        let start = UInt64(idx) * l.bytesPerCell
+        let total = size(focus, app)
+        guard start < total else { return nil }
+        let len = min(l.bytesPerCell, total - start)
+        let (role, text) = focus == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len)
+        let w = (focus == .guest ? app.live.writtenGuest : app.live.writtenHost).intersects(start, length: len) ? " (written this session)" : ""
+        return " \(focus == .guest ? "guest" : "host") \(hex(start))+\(formatBytes(Double(len))): \(MapView.glyph(role)) \(text)\(w) "
+    }
+
+    /// Cursor movement, zoom, grid switch, clicks.
+    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+        let perRow = lastLayout[focus]?.perRow ?? 64
+        var c = cursor[focus] ?? 0
+        switch e {
+        case .left, .char("h"): c -= 1
+        case .right, .char("l"): c += 1
+        case .up, .char("k"): c -= perRow
+        case .down, .char("j"): c += perRow
+        case .pageUp: c -= perRow * 8
+        case .pageDown: c += perRow * 8
+        case .home: c = 0
+        case .char("t"): focus = focus == .guest ? .host : .guest; return true
+        case .char("+"), .char("="): setZoom(-1, app); return true
+        case .char("-"): setZoom(+1, app); return true
+        case .char("0"): zoom[focus] = nil; return true
+        case .enter:
+            if let l = lastLayout[focus] {
+                let off = UInt64(c) * l.bytesPerCell
+                app.requestedView = "hex"
+                app.pendingHex = (off, focus == .host)
+            }
+            return true
+        case let .wheel(up, _, _): c += up ? -perRow * 3 : perRow * 3
+        case let .click(x, y):
+            for (g, l) in lastLayout where l.rect.contains(x: x, y: y) {
+                focus = g
+                c = ((top[g] ?? 0) + (y - l.rect.y)) * l.perRow + (x - l.rect.x)
+            }
+        default: return false
+        }
+        cursor[focus] = max(0, c)
+        return true
+    }
+
+    private func setZoom(_ delta: Int, _ app: AppState) {
+        guard let l = lastLayout[focus] else { return }
+        let off = UInt64(cursor[focus] ?? 0) * l.bytesPerCell
+        var z = 0
+        while (UInt64(1) << UInt64(z)) < l.bytesPerCell { z += 1 }
+        z = max(9, min(50, z + delta))
+        zoom[focus] = z
+        cursor[focus] = Int(off >> UInt64(z))
+    }
+
+    /// Puts the cursor on the cell holding a guest offset.
+    public func goto(_ offset: UInt64, _ app: AppState) -> Bool {
+        focus = .guest
+        let bpc = lastLayout[.guest]?.bytesPerCell ?? bytesPerCell(.guest, app, cells: 1024)
+        cursor[.guest] = Int(offset / bpc)
+        return true
+    }
+
+    /// Finds the next cell of a kind ("data", "compressed", "zero", "l2", ...) after the cursor.
+    public func search(_ text: String, _ app: AppState) -> String {
+        guard let l = lastLayout[focus], let insp = app.image.inspector else { return "no map" }
+        let t = text.lowercased()
+        let total = size(focus, app)
+        let count = Int((total + l.bytesPerCell - 1) / l.bytesPerCell)
+        let start = (cursor[focus] ?? 0) + 1
+        for k in 0..<count {
+            let i = (start + k) % count
+            let off = UInt64(i) * l.bytesPerCell
+            let (role, desc) = focus == .guest ? insp.guestCell(off, l.bytesPerCell) : insp.hostCell(off, l.bytesPerCell)
+            if role.rawValue.lowercased() == t || desc.lowercased().contains(t) {
+                cursor[focus] = i
+                return "found \(t) at \(hex(off))"
+            }
+        }
+        return "no \(focus == .guest ? "guest" : "host") cell matches '\(text)'"
+    }
+}

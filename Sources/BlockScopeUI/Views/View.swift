@@ -1,0 +1,100 @@
+import BlockCore
+
+/// One tab of the TUI: draws into a ``ScreenModel`` area and handles the keys it owns.
+///
+/// Views keep their own cursor and scroll state and read everything else from the
+/// ``AppState`` they are handed, so tests can draw any view without a terminal.
+public protocol TUIView: AnyObject {
+    /// The tab label and the name `view NAME` accepts (lower-cased, `/` removed).
+    var title: String { get }
+    /// The keys that matter in this view, for the footer: (key, what it does).
+    var keys: [(String, String)] { get }
+    /// Draws the view into `area`.
+    func draw(_ screen: inout ScreenModel, _ area: Rect, _ app: AppState)
+    /// Handles a key or mouse event; returns false to let the app handle it.
+    func handle(_ event: InputEvent, _ app: AppState) -> Bool
+    /// Moves to a guest offset (`g`, `goto`); returns false when the view has no offsets.
+    func goto(_ offset: UInt64, _ app: AppState) -> Bool
+    /// Searches for `text` (`/`); returns a message for the status line.
+    func search(_ text: String, _ app: AppState) -> String
+}
+
+extension TUIView {
+    /// Views without offsets ignore `goto`.
+    public func goto(_ offset: UInt64, _ app: AppState) -> Bool { false }
+    /// Views without searchable content say so.
+    public func search(_ text: String, _ app: AppState) -> String { "search is not available in \(title)" }
+}
+
+/// A scrolling list position: the selected row and the first visible row.
+public struct ListCursor: Sendable {
+    /// Selected row.
+    public var selected = 0
+    /// First visible row.
+    public var top = 0
+
+    /// Creates a cursor at the top.
+    public init() {}
+
+    /// Applies a navigation key for a list of `count` rows with `visible` rows shown.
+    public mutating func handle(_ e: InputEvent, count: Int, visible: Int) -> Bool {
+        switch e {
+        case .up, .char("k"): selected -= 1
+        case .down, .char("j"): selected += 1
+        case .pageUp: selected -= max(1, visible - 1)
+        case .pageDown: selected += max(1, visible - 1)
+        case .home: selected = 0
+        case .end: selected = count - 1
+        case let .wheel(up, _, _): selected += up ? -3 : 3
+        default: return false
+        }
+        clamp(count: count, visible: visible)
+        return true
+    }
+
+    /// Keeps the selection in range and visible.
+    public mutating func clamp(count: Int, visible: Int) {
+        selected = max(0, min(selected, count - 1))
+        if selected < top { top = selected }
+        if visible > 0 && selected >= top + visible { top = selected - visible + 1 }
+        top = max(0, min(top, max(0, count - visible)))
+    }
+}
+
+extension ScreenModel {
+    /// Draws a heading line: bold text over the full width.
+    mutating func heading(_ x: Int, _ y: Int, _ text: String, width: Int) {
+        put(x, y, text.padded(width), CellStyle(.heading))
+    }
+
+    /// Draws label/value rows; returns the next free row.
+    @discardableResult
+    mutating func rows(_ x: Int, _ y: Int, _ rows: [(String, String, Role)], labelWidth: Int, width: Int, maxY: Int) -> Int {
+        var yy = y
+        for (label, value, role) in rows {
+            if yy >= maxY { break }
+            put(x, yy, label.padded(labelWidth), CellStyle(.dim), maxWidth: width)
+            put(x + labelWidth + 1, yy, value, CellStyle(role), maxWidth: max(0, width - labelWidth - 1))
+            yy += 1
+        }
+        return yy
+    }
+
+    /// Draws a message centred in an area (e.g. "not a QCOW2 image").
+    mutating func centred(_ area: Rect, _ lines: [String], _ role: Role = .dim) {
+        let y0 = area.y + max(0, (area.height - lines.count) / 2)
+        for (i, l) in lines.enumerated() {
+            put(area.x + max(0, (area.width - l.count) / 2), y0 + i, l, CellStyle(role), maxWidth: area.width)
+        }
+    }
+}
+
+/// Sparkline glyphs, lowest to highest.
+let sparkGlyphs: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
+
+/// A sparkline of `values` scaled to their maximum, the newest at the right; at most `width` glyphs.
+func sparkline(_ values: [Int], width: Int) -> String {
+    let v = values.suffix(width)
+    let m = max(1, v.max() ?? 1)
+    return String(v.map { $0 == 0 ? " " : sparkGlyphs[min(7, ($0 * 8 - 1) / m)] })
+}
