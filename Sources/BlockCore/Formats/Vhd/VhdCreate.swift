@@ -31,10 +31,8 @@ extension VhdFormat {
             defer { try? parent.close(); releaseLocks(of: parent) }
             if size == 0 { size = parent.logicalSize }
             parentFooter = (parent as? VhdDisk)?.footer
-            parentAbs = p.hasPrefix("/") ? p : VhdxFormat.currentDirectory() + "/" + p
-            let child = path.hasPrefix("/") ? path : VhdxFormat.currentDirectory() + "/" + path
-            let dir = String(child[..<child.lastIndex(of: "/")!])
-            parentRel = parentAbs.hasPrefix(dir + "/") ? "./" + parentAbs.dropFirst(dir.count + 1) : parentAbs
+            (parentAbs, parentRel) = VhdxFormat.parentPaths(child: path, parent: p)
+            if !parentRel.hasPrefix("..") { parentRel = "./" + parentRel }
         }
         if size == 0 || size > (2040 << 30) {
             throw BlockError(.invalidArgument, "vpc: size \(size) must be between 1 byte and 2040 GiB", path: path, operation: "create")

@@ -36,10 +36,7 @@ extension VhdxFormat {
             let parent = try openDisk(parentPath, options: OpenOptions(writable: false))
             defer { try? parent.close(); releaseLocks(of: parent) }
             if size == 0 { size = parent.logicalSize }
-            let abs = parentPath.hasPrefix("/") ? parentPath : currentDirectory() + "/" + parentPath
-            let childDir = path.hasPrefix("/") ? path : currentDirectory() + "/" + path
-            let dir = String(childDir[..<childDir.lastIndex(of: "/")!])
-            let rel = abs.hasPrefix(dir + "/") ? String(abs.dropFirst(dir.count + 1)) : abs
+            let (abs, rel) = parentPaths(child: path, parent: parentPath)
             var linkage = VhdxGuid.zero.description
             if let p = parent as? VhdxDisk { linkage = p.metadata.currentHeader.dataWriteGuid.description }
             locator = ["parent_linkage": "{\(linkage)}", "relative_path": rel, "absolute_win32_path": abs]
@@ -132,6 +129,27 @@ extension VhdxFormat {
         try file.writeBytes(bat, at: batOffset)
         try file.truncate(to: end)
         try file.sync(dataOnly: false)
+    }
+
+    /// The parent's absolute path and its path relative to the child's folder (`../x.vhdx`).
+    static func parentPaths(child: String, parent: String) -> (absolute: String, relative: String) {
+        func normalize(_ p: String) -> [Substring] {
+            let full = p.hasPrefix("/") ? p : currentDirectory() + "/" + p
+            var parts: [Substring] = []
+            for c in full.split(separator: "/") {
+                if c == "." || c.isEmpty { continue }
+                if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+                parts.append(c)
+            }
+            return parts
+        }
+        let a = normalize(parent)
+        let childDir = normalize(child).dropLast()
+        var common = 0
+        while common < min(a.count - 1, childDir.count) && a[common] == childDir[common] { common += 1 }
+        let up = [Substring](repeating: "..", count: childDir.count - common)
+        let rel = (up + a[common...]).joined(separator: "/")
+        return ("/" + a.joined(separator: "/"), rel)
     }
 
     static func currentDirectory() -> String {

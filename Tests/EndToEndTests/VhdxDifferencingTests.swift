@@ -1,0 +1,80 @@
+import Testing
+import Foundation
+import BlockCore
+import TestSupport
+
+/// Differencing VHDX and VHD made by `blockscope create -b`: reads fall through to the parent
+/// where the child has nothing, writes land in the child only, and a hand-set
+/// PARTIALLY_PRESENT block with a sector bitmap mixes child and parent sectors.
+@Suite struct VhdxDifferencingTests {
+    func bs(_ args: [String]) throws -> ProcessResult {
+        let r = try TestSupport.blockscope(args)
+        if r.status != 0 { throw TestFailure("blockscope \(args): \(r.stderr)") }
+        return r
+    }
+
+    @Test(arguments: ["vhdx", "vpc"])
+    func childReadsParentWhereEmptyAndWritesOnlyItself(_ format: String) throws {
+        let dir = try TestSupport.makeTempDir("diff"); defer { TestSupport.removeTempDir(dir) }
+        let parent = dir + "/base.\(format)", child = dir + "/sub/child.\(format)"
+        try FileManager.default.createDirectory(atPath: dir + "/sub", withIntermediateDirectories: true)
+        try bs(["create", "-f", format, parent, "12M"])
+        try "write 0 12M 0x11\nwrite 5M 1M 0x12\n".write(toFile: dir + "/p.txt", atomically: true, encoding: .utf8)
+        try bs(["run", "--write", parent, dir + "/p.txt"])
+        let parentBefore = try bs(["cat", parent]).stdout
+        try bs(["create", "-f", format, "-b", parent, child])
+        let info = try JSONValue.parse(try bs(["info", "--output", "json", child]).stdoutText)
+        #expect(info["backing-filename"]?.stringValue?.hasSuffix("base.\(format)") == true)
+        #expect(try bs(["cat", child]).stdout == parentBefore, "an empty child reads as its parent")
+
+        try "write 1M 4k 0x22\nwrite 3000k 2M 0x33\nzero 8M 1M\nwrite 11M 512 0x44\n".write(toFile: dir + "/c.txt", atomically: true, encoding: .utf8)
+        try bs(["run", "--write", child, dir + "/c.txt"])
+        var expected = [UInt8](parentBefore)
+        func apply(_ off: Int, _ len: Int, _ v: UInt8) { for i in off..<(off + len) where i < expected.count { expected[i] = v } }
+        apply(1 << 20, 4096, 0x22); apply(3000 << 10, 2 << 20, 0x33); apply(8 << 20, 1 << 20, 0); apply(11 << 20, 512, 0x44)
+        #expect(try bs(["cat", child]).stdout == Data(expected))
+        #expect(try bs(["cat", parent]).stdout == parentBefore, "writes must not reach the parent")
+
+        // Moving both keeps the relative locator working.
+        try FileManager.default.moveItem(atPath: dir, toPath: dir + "-moved")
+        defer { TestSupport.removeTempDir(dir + "-moved") }
+        #expect(try bs(["cat", dir + "-moved/sub/child.\(format)"]).stdout == Data(expected))
+    }
+
+    @Test func partiallyPresentBlockMixesChildAndParentSectors() throws {
+        let dir = try TestSupport.makeTempDir("diff-pp"); defer { TestSupport.removeTempDir(dir) }
+        let parent = dir + "/base.vhdx", child = dir + "/child.vhdx"
+        try bs(["create", "-f", "vhdx", "-o", "block_size=1M", parent, "4M"])
+        try "write 0 4M 0xaa\n".write(toFile: dir + "/p.txt", atomically: true, encoding: .utf8)
+        try bs(["run", "--write", parent, dir + "/p.txt"])
+        try bs(["create", "-f", "vhdx", "-o", "block_size=1M", "-b", parent, child])
+        // Hand-build: payload block 1 PARTIALLY_PRESENT at 8 MiB holding 0xbb, sector bitmap
+        // for chunk 0 at 9 MiB with sectors 0..7 of block 1 present.
+        let f = try SystemFile(path: child, writable: true)
+        let disk = try openDisk(child, options: OpenOptions(writable: false))
+        let vd = try #require(disk as? VhdxDisk)
+        let g = vd.metadata.geometry
+        let batOffset = vd.metadata.batRegion.fileOffset
+        try disk.close(); releaseLocks(of: disk)
+        try f.truncate(to: 10 << 20)
+        try f.writeBytes([UInt8](repeating: 0xbb, count: 1 << 20), at: 8 << 20)
+        var bitmap = [UInt8](repeating: 0, count: 1 << 20)
+        bitmap[2048 / 8] = 0xff   // block 1 starts at sector 2048
+        try f.writeBytes(bitmap, at: 9 << 20)
+        var e = [UInt8](repeating: 0, count: 8)
+        ByteField.putLE(&e, 0, VhdxBatEntry(state: .partiallyPresent, fileOffset: 8 << 20).raw, width: 8)
+        try f.writeBytes(e, at: batOffset + UInt64(g.payloadIndex(1)) * 8)
+        ByteField.putLE(&e, 0, VhdxBatEntry(state: .fullyPresent, fileOffset: 9 << 20).raw, width: 8)
+        try f.writeBytes(e, at: batOffset + UInt64(g.bitmapIndex(0)) * 8)
+        f.close()
+        var expected = [UInt8](repeating: 0xaa, count: 4 << 20)
+        for i in (1 << 20)..<((1 << 20) + 4096) { expected[i] = 0xbb }
+        #expect(try bs(["cat", child]).stdout == Data(expected))
+        #expect(try bs(["cat", "--engine", "sync", child]).stdout == Data(expected))
+        // A write into the partial block materialises it; the parent's sectors stay visible.
+        try "write 1500k 4k 0xcc\n".write(toFile: dir + "/c.txt", atomically: true, encoding: .utf8)
+        try bs(["run", "--write", child, dir + "/c.txt"])
+        for i in (1500 << 10)..<((1500 << 10) + 4096) { expected[i] = 0xcc }
+        #expect(try bs(["cat", child]).stdout == Data(expected))
+    }
+}
