@@ -30,7 +30,7 @@ public final class Terminal {
         window = w
         self.theme = theme
         self.mouse = mouse
-        cbreak()
+        raw()
         noecho()
         nonl()
         keypad(w, true)
@@ -129,6 +129,7 @@ public final class Terminal {
         if r == ERR { return nil }
         if r == bs_key_code_yes() { return functionKey(Int32(bitPattern: ch)) }
         switch ch {
+        case 3: return .char("\u{03}")
         case 9: return .tab
         case 10, 13: return .enter
         case 27: return .escape

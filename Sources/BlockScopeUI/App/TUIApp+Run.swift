@@ -1,0 +1,31 @@
+import BlockCore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension TUIApp {
+    /// Runs the TUI on the terminal until `q`: pumps events, draws at least 10 frames a
+    /// second (every 50 ms, sooner after a key), restores the terminal on the way out.
+    /// Returns the exit status.
+    public func run(mouse: Bool) throws(BlockScopeUIError) -> Int32 {
+        guard isatty(1) != 0, isatty(0) != 0 else {
+            throw BlockScopeUIError("the TUI needs a terminal on stdin and stdout (use `blockscope info` for text output)")
+        }
+        let term = try Terminal(theme: theme, mouse: mouse)
+        onThemeChange = { term.applyTheme($0) }
+        defer { term.end() }
+        while !quitRequested {
+            pump()
+            let (w, h) = term.size
+            term.present(render(width: w, height: h))
+            if let e = term.read(timeoutMs: 50) {
+                handle(e)
+                var n = 0
+                while n < 64, !quitRequested, let more = term.read(timeoutMs: 0) { handle(more); n += 1 }
+            }
+        }
+        term.end()
+        shutdown()
+        return 0
+    }
+}

@@ -1,0 +1,155 @@
+import BlockCore
+
+/// L1/L2 (QCOW2): the L1 table; Enter opens an L2 table with each entry's host offset,
+/// COPIED/compressed/zero flags, subcluster bitmaps (extended L2) and the target's refcount.
+public final class L1L2View: TUIView {
+    /// "L1/L2".
+    public let title = "L1/L2"
+    /// Footer keys.
+    public let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open L2"), ("Esc", "back to L1"), ("g", "goto"), ("/", "find")]
+    private var l1Cursor = ListCursor()
+    private var l2Cursor = ListCursor()
+    /// The open L2 table's L1 index, if one is open.
+    public private(set) var openL1: Int?
+    private var visible = 20
+
+    /// Creates the view.
+    public init() {}
+
+    /// The L1 rows: index, guest range, L2 offset, flags, refcount.
+    func l1Rows(_ q: Qcow2Inspector) -> [(String, Role)] {
+        let l = q.layout
+        let span = l.clusterSize * UInt64(l.l2Entries)
+        return l.l1.enumerated().map { i, e in
+            let off = Qcow2Layout.l2Offset(e)
+            let guest = "guest \(hex(UInt64(i) * span))".padded(22)
+            if off == 0 { return ("L1[\(i)]".padded(10) + guest + "unallocated", .free) }
+            let rc = l.refcount(ofClusterAt: off).map { "\($0)" } ?? "?"
+            return ("L1[\(i)]".padded(10) + guest + "L2 table at \(hex(off))".padded(28) + (e >> 63 != 0 ? "COPIED  " : "        ") + "refcount \(rc)", .l2)
+        }
+    }
+
+    /// The rows of the L2 table under L1 entry `i`.
+    func l2Rows(_ q: Qcow2Inspector, _ i: Int) -> [(String, Role)] {
+        let l = q.layout
+        guard i < l.l1.count, let t = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i])) else { return [] }
+        let base = UInt64(i) * UInt64(l.l2Entries) * l.clusterSize
+        return t.enumerated().map { j, e in
+            let guest = "guest \(hex(base + UInt64(j) * l.clusterSize))".padded(22)
+            var flags: [String] = []
+            if e.copied { flags.append("COPIED") }
+            let role: Role
+            var host = ""
+            var rc = ""
+            if e.compressed {
+                flags.append("compressed"); role = .compressed
+                let c = l.compressedExtent(e)
+                host = "\(hex(c.offset)) (\(c.length) B)"
+                rc = l.refcount(ofClusterAt: c.offset).map { "refcount \($0)" } ?? ""
+            } else if e.zero {
+                flags.append("zero"); role = .zero
+            } else if e.unallocated {
+                role = l.header.backingFile != nil ? .backing : .free
+                flags.append(l.header.backingFile != nil ? "backing" : "unallocated")
+            } else {
+                role = .data
+            }
+            if !e.compressed && l.dataOffset(e) != 0 {
+                host = hex(l.dataOffset(e))
+                rc = l.refcount(ofClusterAt: l.dataOffset(e)).map { "refcount \($0)" } ?? "refcount ?"
+            }
+            var line = "L2[\(j)]".padded(10) + guest + host.padded(24) + flags.joined(separator: " ").padded(20) + rc
+            if let b = e.bitmap {
+                line += "  alloc \(String(b & 0xffff_ffff, radix: 2).leftPadded(32).replacingZeros) zero \(String(b >> 32, radix: 2).leftPadded(32).replacingZeros)"
+            }
+            return (line, role)
+        }
+    }
+
+    /// Draws the L1 list or the open L2 table.
+    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+        guard let q = app.image.inspector as? Qcow2Inspector else {
+            s.centred(area, ["not a QCOW2 image", "L1/L2 tables exist only in QCOW2 images; this is \(app.image.format.rawValue)."]); return
+        }
+        let l = q.layout
+        visible = max(1, area.height - 2)
+        if let i = openL1 {
+            let rows = l2Rows(q, i)
+            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(Qcow2Layout.l2Offset(l.l1[i]))): \(rows.count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
+            list(&s, area, rows, &l2Cursor)
+        } else {
+            let rows = l1Rows(q)
+            let used = l.l1.filter { Qcow2Layout.l2Offset($0) != 0 }.count
+            s.put(area.x, area.y, "L1 table at \(hex(l.header.l1TableOffset)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
+            list(&s, area, rows, &l1Cursor)
+        }
+    }
+
+    private func list(_ s: inout ScreenModel, _ area: Rect, _ rows: [(String, Role)], _ cur: inout ListCursor) {
+        cur.clamp(count: rows.count, visible: visible)
+        for (k, r) in rows.dropFirst(cur.top).prefix(visible).enumerated() {
+            let idx = cur.top + k
+            s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == cur.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
+        }
+    }
+
+    /// Selection, Enter to open, Esc to go back.
+    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return false }
+        if let i = openL1 {
+            if e == .escape || e == .backspace || e == .left { openL1 = nil; return true }
+            if e == .enter {
+                let per = UInt64(q.layout.l2Entries)
+                app.pendingHex = ((UInt64(i) * per + UInt64(l2Cursor.selected)) * q.layout.clusterSize, false)
+                app.requestedView = "hex"
+                return true
+            }
+            return l2Cursor.handle(e, count: q.layout.l2Entries, visible: visible)
+        }
+        if e == .enter || e == .right {
+            let i = l1Cursor.selected
+            if i < q.layout.l1.count, Qcow2Layout.l2Offset(q.layout.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
+            else { app.say("L1[\(i)] has no L2 table: that guest range is unallocated", .dim) }
+            return true
+        }
+        return l1Cursor.handle(e, count: q.layout.l1.count, visible: visible)
+    }
+
+    /// Selects the L1 and L2 entries that map a guest offset.
+    public func goto(_ offset: UInt64, _ app: AppState) -> Bool {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return false }
+        let cluster = offset / q.layout.clusterSize
+        let per = UInt64(q.layout.l2Entries)
+        l1Cursor.selected = Int(cluster / per)
+        l1Cursor.clamp(count: q.layout.l1.count, visible: visible)
+        if l1Cursor.selected < q.layout.l1.count, Qcow2Layout.l2Offset(q.layout.l1[l1Cursor.selected]) != 0 {
+            openL1 = l1Cursor.selected
+            l2Cursor.selected = Int(cluster % per)
+            l2Cursor.clamp(count: Int(per), visible: visible)
+        } else { openL1 = nil }
+        return true
+    }
+
+    /// Finds the next row containing `text` (e.g. `compressed`, `zero`, `0x50000`).
+    public func search(_ text: String, _ app: AppState) -> String {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return "not a QCOW2 image" }
+        let t = text.lowercased()
+        if let i = openL1 {
+            let rows = l2Rows(q, i)
+            if let j = rows.indices.first(where: { $0 > l2Cursor.selected && rows[$0].0.lowercased().contains(t) }) {
+                l2Cursor.selected = j; l2Cursor.clamp(count: rows.count, visible: visible); return rows[j].0
+            }
+            return "'\(text)' not found in this L2 table"
+        }
+        let rows = l1Rows(q)
+        if let j = rows.indices.first(where: { $0 > l1Cursor.selected && rows[$0].0.lowercased().contains(t) }) {
+            l1Cursor.selected = j; l1Cursor.clamp(count: rows.count, visible: visible); return rows[j].0
+        }
+        return "'\(text)' not found in the L1 table"
+    }
+}
+
+extension String {
+    /// A bitmap string with 0s drawn as dots, so set bits stand out.
+    var replacingZeros: String { String(map { $0 == "0" ? "·" : $0 }) }
+}

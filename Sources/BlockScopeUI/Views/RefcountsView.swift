@@ -1,0 +1,155 @@
+import BlockCore
+
+/// Refcounts (QCOW2): the refcount table and blocks, a histogram of refcount values, and
+/// leaked and over-referenced clusters highlighted.
+public final class RefcountsView: TUIView {
+    /// "Refcounts".
+    public let title = "Refcounts"
+    /// Footer keys.
+    public let keys: [(String, String)] = [("↑↓", "select cluster"), ("Enter", "hex of cluster"), ("/", "find leaked")]
+    private var cursor = ListCursor()
+    private var visible = 10
+
+    /// Creates the view.
+    public init() {}
+
+    /// One row per host cluster: index, offset, use, stored and expected refcount.
+    func clusterRows(_ q: Qcow2Inspector) -> [(String, Role)] {
+        let u = q.usage
+        let cs = q.layout.clusterSize
+        return u.uses.indices.map { i in
+            let stored = u.stored[i]
+            let exp = UInt64(u.expected[i])
+            var role = u.uses[i].role
+            var note = ""
+            if let st = stored, st > exp { role = .error; note = "  LEAKED (\(st - exp) extra)" }
+            if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
+            return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(u.uses[i].name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
+        }
+    }
+
+    /// Draws the table summary, histogram and per-cluster list.
+    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+        guard let q = app.image.inspector as? Qcow2Inspector else {
+            s.centred(area, ["not a QCOW2 image", "refcounts exist only in QCOW2 images; this is \(app.image.format.rawValue)."]); return
+        }
+        let l = q.layout
+        let u = q.usage
+        var y = area.y
+        s.heading(area.x, y, "── Refcount table at \(hex(l.header.refcountTableOffset)) (\(l.refcountTable.count) entries, \(l.refcountBits)-bit refcounts) ", width: area.width)
+        y += 1
+        let perBlock = l.clusterSize * 8 / UInt64(l.refcountBits)
+        let used = l.refcountTable.enumerated().filter { $0.element & ~UInt64(0x1ff) != 0 }
+        for (i, e) in used.prefix(3) {
+            s.put(area.x + 1, y, "[\(i)] block at \(hex(e & ~UInt64(0x1ff))) covers clusters \(UInt64(i) * perBlock)…\(UInt64(i + 1) * perBlock - 1)", CellStyle(.refcount), maxWidth: area.width)
+            y += 1
+        }
+        if used.count > 3 { s.put(area.x + 1, y, "… \(used.count - 3) more refcount blocks", CellStyle(.dim)); y += 1 }
+        y += 1
+        // Histogram of stored refcounts.
+        var hist: [UInt64: Int] = [:]
+        for r in u.stored { hist[r ?? 0, default: 0] += 1 }
+        s.heading(area.x, y, "── Refcount values over \(u.uses.count) host clusters ", width: area.width)
+        y += 1
+        let peak = max(1, hist.values.max() ?? 1)
+        for (v, n) in hist.sorted(by: { $0.key < $1.key }).prefix(6) {
+            s.put(area.x, y, "refcount \(v)".leftPadded(12), CellStyle(.dim))
+            let bar = max(1, n * max(1, area.width - 30) / peak)
+            s.put(area.x + 13, y, String(repeating: "█", count: bar), CellStyle(v == 0 ? .free : .bar))
+            s.put(area.x + 14 + bar, y, "\(n)", CellStyle(.normal))
+            y += 1
+        }
+        let leaked = u.leaked.count, over = u.overReferenced.count
+        s.put(area.x, y, leaked + over == 0 ? "clean: every refcount equals the references found" : "\(leaked) leaked, \(over) over-referenced clusters (highlighted below)", CellStyle(leaked + over == 0 ? .ok : .error))
+        y += 2
+        s.heading(area.x, y, "── Clusters:   index  host offset     use              refcount ", width: area.width)
+        y += 1
+        visible = max(1, area.maxY - y)
+        let rows = clusterRows(q)
+        cursor.clamp(count: rows.count, visible: visible)
+        for (k, r) in rows.dropFirst(cursor.top).prefix(visible).enumerated() {
+            s.put(area.x, y + k, r.0.padded(area.width), cursor.top + k == cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
+        }
+    }
+
+    /// Selection and Enter (hex of the cluster).
+    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return false }
+        if e == .enter {
+            app.pendingHex = (UInt64(cursor.selected) * q.layout.clusterSize, true)
+            app.requestedView = "hex"
+            return true
+        }
+        return cursor.handle(e, count: q.usage.uses.count, visible: visible)
+    }
+
+    /// Finds the next cluster row containing `text` (`leaked`, `l2`, `data`, ...).
+    public func search(_ text: String, _ app: AppState) -> String {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return "not a QCOW2 image" }
+        let rows = clusterRows(q)
+        let t = text.lowercased()
+        if let j = rows.indices.first(where: { $0 > cursor.selected && rows[$0].0.lowercased().contains(t) }) {
+            cursor.selected = j; cursor.clamp(count: rows.count, visible: visible); return rows[j].0
+        }
+        return "no cluster row matches '\(text)'"
+    }
+}
+
+/// What the BAT view needs from a VHDX or VHD image.
+public protocol BatInspector: LayoutInspector {
+    /// Headers (with sequence numbers and CRC status), region table, metadata items, log state.
+    func batSections() -> [InfoSection]
+    /// Number of BAT entries.
+    var batCount: Int { get }
+    /// One BAT entry as a row and its role (payload state or sector bitmap).
+    func batRow(_ index: Int) -> (String, Role)
+}
+
+/// BAT (VHDX and VHD): entries by state, sector-bitmap blocks, headers, region table,
+/// metadata items and log state, from a ``BatInspector``.
+public final class BatView: TUIView {
+    /// "BAT".
+    public let title = "BAT"
+    /// Footer keys.
+    public let keys: [(String, String)] = [("↑↓", "select entry"), ("/", "find state")]
+    private var cursor = ListCursor()
+    private var visible = 10
+
+    /// Creates the view.
+    public init() {}
+
+    /// Draws the sections and the entry list.
+    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+        guard let b = app.image.inspector as? BatInspector else {
+            s.centred(area, ["not a VHDX or VHD image", "a block allocation table exists only in VHDX and VHD images; this is \(app.image.format.rawValue)."]); return
+        }
+        var y = area.y
+        for sec in b.batSections() where y < area.maxY - 4 {
+            s.heading(area.x, y, "── " + sec.title + " ", width: area.width); y += 1
+            y = s.rows(area.x + 1, y, sec.rows, labelWidth: 22, width: area.width - 1, maxY: area.maxY - 4)
+        }
+        s.heading(area.x, y, "── BAT entries (\(b.batCount)) ", width: area.width); y += 1
+        visible = max(1, area.maxY - y)
+        cursor.clamp(count: b.batCount, visible: visible)
+        for k in 0..<min(visible, max(0, b.batCount - cursor.top)) {
+            let (text, role) = b.batRow(cursor.top + k)
+            s.put(area.x, y + k, text.padded(area.width), cursor.top + k == cursor.selected ? CellStyle(.selected) : CellStyle(role), maxWidth: area.width)
+        }
+    }
+
+    /// Selection.
+    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+        guard let b = app.image.inspector as? BatInspector else { return false }
+        return cursor.handle(e, count: b.batCount, visible: visible)
+    }
+
+    /// Finds the next entry whose row contains `text`.
+    public func search(_ text: String, _ app: AppState) -> String {
+        guard let b = app.image.inspector as? BatInspector else { return "not a VHDX or VHD image" }
+        let t = text.lowercased()
+        for j in (cursor.selected + 1)..<max(cursor.selected + 1, b.batCount) where b.batRow(j).0.lowercased().contains(t) {
+            cursor.selected = j; cursor.clamp(count: b.batCount, visible: visible); return b.batRow(j).0
+        }
+        return "no BAT entry matches '\(text)'"
+    }
+}

@@ -1,0 +1,43 @@
+import ArgumentParser
+import BlockCore
+import BlockScopeUI
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `blockscope tui IMAGE`: the terminal UI (also what `blockscope IMAGE` opens).
+struct Tui: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tui",
+        abstract: "Open the terminal UI: image layout views and live io_uring activity.",
+        discussion: "Keys: 1-8/Tab switch views, : command prompt, space pause, s step, / search, g goto, ? help, q quit. Writes need --write."
+    )
+
+    @Argument(help: "The image file.") var image: String
+    @Flag(help: "Open the image for writing (needed by write, zero, discard and jobs from the prompt or a script).") var write = false
+    @Option(help: "Theme name (default, light, high-contrast, okabe-ito, monochrome) or a .theme file.") var theme = "default"
+    @Option(help: "A command-language script to run at start.") var script: String?
+    @Flag(name: .customLong("no-mouse"), help: "Do not capture the mouse.") var noMouse = false
+    @Option(help: "I/O engine for commands: auto, uring or sync.") var engine: EngineKind = .auto
+
+    func run() throws {
+        var o = TUIOptions(imagePath: image)
+        o.writable = write
+        o.themeName = theme
+        o.scriptPath = script
+        o.mouse = !noMouse
+        o.engine = engine
+        guard isatty(1) != 0 else {
+            printError("blockscope: the TUI needs a terminal; for text output use `blockscope info \(image)`")
+            throw ExitCode(1)
+        }
+        do {
+            let app = try TUIApp(options: o)
+            let status = try app.run(mouse: o.mouse)
+            if status != 0 { throw ExitCode(status) }
+        } catch let e as BlockScopeUIError {
+            printError("blockscope: \(e.description)")
+            throw ExitCode(1)
+        }
+    }
+}
