@@ -124,8 +124,10 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
+    /// VHD has no log: no mark.
+    public func flushMark() -> UInt64 { 0 }
     /// Nothing to advance: VHD has no log.
-    public func flushCompleted() {}
+    public func flushCompleted(_ mark: UInt64) {}
 
     /// Bytes the file occupies on the host.
     public func physicalSize() throws(BlockError) -> UInt64 { try file.allocatedSize() }

@@ -57,8 +57,10 @@ public protocol BlockMappedDisk: DiskFile {
     func mapForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32, request: UInt64, sink: (any IoEventSink)?) throws(BlockError) -> [BlockRegion]
     /// Reads a guest range from the parent image, or zeroes when there is none.
     func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError)
-    /// Called after an fsync of the data file completed (a log may then advance its tail).
-    func flushCompleted()
+    /// A token for the metadata state an fsync starting now will make durable.
+    func flushMark() -> UInt64
+    /// Called after an fsync that started at `mark` completed (a log may then advance its tail).
+    func flushCompleted(_ mark: UInt64)
 }
 
 extension BlockMappedDisk {

@@ -10,7 +10,7 @@ import DequeModule
 /// Owned by one thread; many queues share the disk's metadata and read concurrently.
 public final class MappedAsync: AsyncIo {
     private enum Waiter {
-        case direct(userData: UInt64, op: GuestOp, start: UInt64, length: Int)
+        case direct(userData: UInt64, op: GuestOp, start: UInt64, mark: UInt64)
         case sub(PendingIo, Int)
     }
 
@@ -59,7 +59,7 @@ public final class MappedAsync: AsyncIo {
         let fd = disk.dataFD
         if regions.count == 1, case let .data(host) = regions[0].kind {
             let t = tag()
-            waiters[t] = .direct(userData: userData, op: op, start: sink != nil ? monotonicNanos() : 0, length: buffer.count)
+            waiters[t] = .direct(userData: userData, op: op, start: sink != nil ? monotonicNanos() : 0, mark: 0)
             ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count)
                                     : .write(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count), tag: t)
             return
@@ -107,7 +107,6 @@ public final class MappedAsync: AsyncIo {
         if res < 0 && error == nil {
             c.error = BlockError.system(-res, op == .fsync ? "fsync" : (op == .read ? "read" : "write"), path: disk.path)
         }
-        if op == .fsync && c.error == nil { disk.flushCompleted() }
         if let sink {
             if op == .fsync { sink.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.completed))) }
             sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: c.error == nil ? res : -(c.error?.errno ?? 5), latencyNs: monotonicNanos() &- start)))
@@ -163,7 +162,7 @@ public final class MappedAsync: AsyncIo {
         sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.metadataWritten)))
         sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.fsyncSubmitted)))
         let t = tag()
-        waiters[t] = .direct(userData: userData, op: .fsync, start: t0, length: 0)
+        waiters[t] = .direct(userData: userData, op: .fsync, start: t0, mark: disk.flushMark())
         ctx.enqueue(.fsync(fd: disk.dataFD, dataOnly: true), tag: t)
     }
 
@@ -175,7 +174,8 @@ public final class MappedAsync: AsyncIo {
         try ctx.reap(wait: wait) { t, res in
             guard let w = self.waiters.removeValue(forKey: t) else { return }
             switch w {
-            case let .direct(userData, op, start, _):
+            case let .direct(userData, op, start, mark):
+                if op == .fsync && res >= 0 { self.disk.flushCompleted(mark) }
                 self.complete(userData, op, res, nil, start: start)
             case let .sub(p, i):
                 if p.finish(i, result: res) { self.finishPending(p) }

@@ -109,8 +109,10 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
             buffer.initializeMemory(as: UInt8.self, repeating: 0)
         }
     }
+    /// The log position an fsync starting now covers.
+    public func flushMark() -> UInt64 { metadata.flushMark() }
     /// Advances the log tail after a completed fsync.
-    public func flushCompleted() { metadata.flushCompleted() }
+    public func flushCompleted(_ mark: UInt64) { metadata.flushCompleted(mark) }
 
     /// Bytes the file occupies on the host.
     public func physicalSize() throws(BlockError) -> UInt64 { try file.allocatedSize() }
@@ -157,7 +159,11 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
 
     /// `fdatasync` on the file, then advances the log tail.
     public func flush() throws(BlockError) {
-        if isWritable { try file.sync(dataOnly: true); metadata.flushCompleted() }
+        if isWritable {
+            let mark = metadata.flushMark()
+            try file.sync(dataOnly: true)
+            metadata.flushCompleted(mark)
+        }
     }
 
     /// An io_uring queue, or a synchronous one for `--engine=sync` or without io_uring.

@@ -187,6 +187,7 @@ final class VhdxLogWriter {
     private var sequence: UInt64 = 1
     private var head: UInt64 = 0
     private var tail: UInt64 = 0
+    private var generation: UInt64 = 0
     /// Entries written this session.
     private(set) var entries = 0
 
@@ -211,6 +212,7 @@ final class VhdxLogWriter {
             if head + entryLen > logLength {
                 try file.sync(dataOnly: true)
                 head = 0; tail = 0
+                generation += 1
             }
             let entry = VhdxLog.buildEntry(pages: chunk, sequence: sequence, tail: tail, guid: guid, fileSize: size)
             try file.writeBytes(entry, at: logOffset + head)
@@ -223,6 +225,14 @@ final class VhdxLogWriter {
         }
     }
 
-    /// Called after a sync made every applied update durable: later entries need not replay older ones.
-    func markFlushed() { tail = head == logLength ? 0 : head }
+    /// The log position an fsync starting now will make durable (generation and head).
+    func mark() -> UInt64 { generation << 32 | head }
+
+    /// Called after an fsync that started at `mark` completed: every entry applied before it is
+    /// durable, so later entries need not replay them. Marks from before a wrap are ignored.
+    func markFlushed(_ mark: UInt64) {
+        guard mark >> 32 == generation else { return }
+        let h = mark & 0xFFFF_FFFF
+        if h > tail { tail = h == logLength ? 0 : h }
+    }
 }

@@ -79,7 +79,7 @@ public final class VhdxMetadata: @unchecked Sendable {
             let isBitmap = (UInt64(i) + 1) % (geometry.chunkRatio + 1) == 0
             let len = isBitmap ? VhdxLayout.mb : geometry.blockSize
             if st == .fullyPresent || st == .partiallyPresent {
-                if entry.fileOffset < 3 * VhdxLayout.mb || entry.fileOffset + len > sizeNow {
+                if entry.fileOffset < VhdxLayout.mb || entry.fileOffset + len > sizeNow {
                     throw BlockError(.corruptImage, "vhdx: BAT entry \(i) points to \(hex(entry.fileOffset)) (length \(hex(len))), beyond the end of the file (size \(hex(sizeNow))) or inside the header section", path: path, hostOffset: entry.fileOffset, operation: "open")
                 }
                 end = max(end, entry.fileOffset + len)
@@ -308,8 +308,11 @@ public final class VhdxMetadata: @unchecked Sendable {
         }
     }
 
-    /// After a completed fsync: every applied log entry is durable.
-    public func flushCompleted() { lock.run { log?.markFlushed() } }
+    /// The log position an fsync starting now covers (pass it to ``flushCompleted(_:)``).
+    public func flushMark() -> UInt64 { lock.run { log?.mark() ?? 0 } }
+
+    /// After an fsync that started at `mark` completed: the log entries before it are durable.
+    public func flushCompleted(_ mark: UInt64) { lock.run { log?.markFlushed(mark) } }
 
     /// Ends a write session: syncs, then clears the log GUID in both headers (clean log).
     public func close() throws(BlockError) {
