@@ -2,6 +2,9 @@ import ArgumentParser
 import BlockCore
 import BlockEngine
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 extension SubmitPolicy: ExpressibleByArgument {}
 
@@ -27,6 +30,8 @@ struct Run: ParsableCommand {
     @Flag(help: "With --trace, also record every engine event (SQEs, CQEs, mappings, ...).") var traceDetail = false
     @Option(help: "How job threads submit: per-completion (resubmit each slot at once) or batch.")
     var submitPolicy: SubmitPolicy = .perCompletion
+    @Flag(help: "Attach an event stream with a subscriber thread draining it (measures the stream's cost; counts on stderr).")
+    var eventSubscriber = false
 
     func run() throws {
         try reportingErrors { () throws(BlockError) in
@@ -71,6 +76,13 @@ struct Run: ParsableCommand {
             wo.recordTrace = true
             wo.eventSink = recorder?.stream
         }
+        var drainer: EventDrainer? = nil
+        if eventSubscriber {
+            let threads = file.jobs.reduce(0) { $0 + $1.numjobs }
+            let d = EventDrainer(queues: threads)
+            drainer = d
+            wo.eventSink = EventFanout.combine([wo.eventSink, d.stream])
+        }
         let workload = try Workload(disk: disk, jobs: file.jobs, options: wo)
         try workload.start()
         recorder?.begin(start: workload.startTime)
@@ -81,6 +93,10 @@ struct Run: ParsableCommand {
             throw error
         }
         recorder?.finish(requests: result.trace)
+        if let drainer {
+            let (n, lost) = drainer.finish()
+            printError("events: \(n) delivered to the subscriber, \(lost) lost")
+        }
         if let lost = recorder?.lostEvents, lost > 0 { printError("warning: trace lost \(lost) detail events (the recorder fell behind)") }
         try wo.mirror?.sync()
         switch output {
@@ -88,5 +104,41 @@ struct Run: ParsableCommand {
         case .human: print(FioReport.human(result), terminator: "")
         }
         try disk.close()
+    }
+}
+
+/// A subscriber thread that drains an ``EventStream`` and counts what it receives.
+final class EventDrainer: @unchecked Sendable {
+    let stream: EventStream
+    private let sub: EventSubscription
+    private let cond = NSCondition()
+    private var stopping = false
+    private var running = true
+    private var count = 0
+
+    init(queues: Int) {
+        stream = EventStream(queues: queues, capacityPerQueue: 1 << 14)
+        sub = stream.subscribe()
+        let t = Thread { [self] in
+            var n = 0
+            while true {
+                cond.lock(); let stop = stopping; cond.unlock()
+                let got = sub.drain { _ in n += 1 }
+                if stop && got == 0 { break }
+                if got == 0 { usleep(1000) }
+            }
+            cond.lock(); count = n; running = false; cond.broadcast(); cond.unlock()
+        }
+        t.start()
+    }
+
+    /// Stops the thread; returns (delivered, lost).
+    func finish() -> (Int, UInt64) {
+        cond.lock()
+        stopping = true
+        while running { cond.wait() }
+        cond.unlock()
+        sub.cancel()
+        return (count, sub.lostEvents)
     }
 }
