@@ -37,7 +37,7 @@ extension VhdDisk {
             for r in try mapForRead(pos, n) {
                 switch r.kind {
                 case let .data(h): out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: false, data: true, offset: h))
-                case .zero: out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: false, zero: true, data: false))
+                case .zero: out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: true, data: false))
                 case .parent: out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 1, present: parent != nil, zero: false, data: parent != nil))
                 }
             }
