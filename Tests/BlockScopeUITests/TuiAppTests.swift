@@ -1,0 +1,73 @@
+import BlockCore
+@testable import BlockScopeUI
+import Foundation
+import Testing
+import TestSupport
+
+/// The app without a terminal: tabs, footer, prompt, write refusal, view switching, resize.
+@Suite("TuiApp") struct TuiAppTests {
+    @Test func frameHasTabBarFooterAndStatus() throws {
+        let f = try TuiFixture("frame")
+        let app = try f.app(try f.qcow2())
+        app.pump()
+        let s = app.render(width: 160, height: 50)
+        for t in ["1 Overview", "2 L1/L2", "3 Refcounts", "4 Map", "5 BAT", "6 Hex", "7 In-flight", "8 Completions"] {
+            #expect(s.line(1).contains(t))
+        }
+        #expect(s.line(49).contains("q quit"))
+        #expect(s.line(0).contains("read-only"))
+    }
+
+    @Test func smallTerminalKeepsFooter() throws {
+        let f = try TuiFixture("small")
+        let app = try f.app(try f.qcow2())
+        for i in 1...8 {
+            app.handle(.char(Character(String(i))))
+            let s = app.render(width: 80, height: 24)
+            #expect(s.line(23).contains("quit") || s.line(23).contains("help"), "footer missing in view \(i)")
+        }
+    }
+
+    @Test func writesAreRefusedWithoutWriteFlag() throws {
+        let f = try TuiFixture("ro")
+        let app = try f.app(try f.raw())
+        app.handle(.char(":"))
+        for c in "write 0 4k" { app.handle(.char(c)) }
+        app.handle(.enter)
+        #expect(app.state.status.text.contains("--write"))
+        #expect(app.state.status.role == .error)
+    }
+
+    @Test func promptSwitchesViewsAndGoesToOffsets() throws {
+        let f = try TuiFixture("prompt")
+        let app = try f.app(try f.qcow2())
+        app.execute(.view(name: "map"))
+        #expect(app.currentView is MapView)
+        app.execute(.view(name: "l2"))
+        #expect(app.currentView is L1L2View)
+        app.handle(.tab)
+        #expect(app.currentView is RefcountsView)
+        app.execute(.view(name: "completions"))
+        app.execute(.goto(offset: 1 << 20))  // Completions has no offsets: goes to Hex
+        #expect((app.currentView as? HexView)?.offset == 1 << 20)
+        app.execute(.theme(name: "monochrome"))
+        #expect(app.theme.name == "monochrome")
+    }
+
+    @Test func writeFromPromptOnRawShowsEventsAndTintsMap() throws {
+        let f = try TuiFixture("rw")
+        let app = try f.app(try f.raw(), write: true)
+        app.execute(.write(offset: 8 << 20, length: 65536, pattern: 0x77))
+        var tries = 0
+        repeat { usleep(20_000); app.pump(); tries += 1 } while (app.state.busy || app.state.live.completedRequests == 0) && tries < 250
+        #expect(app.state.live.completedRequests >= 1)
+        #expect(app.state.live.writtenGuest.intersects(8 << 20, length: 65536))
+        #expect(app.state.live.log.contains { $0.contains("wrote 65536/65536") })
+        let v = MapView()
+        let s = draw(v, app)
+        #expect(!s.cells(with: .written).isEmpty)
+        app.shutdown()
+        let bytes = try TestSupport.qemuRaw(app.state.image.path, format: "raw")
+        #expect(bytes[8 << 20] == 0x77)
+    }
+}

@@ -1,0 +1,128 @@
+import BlockCore
+@testable import BlockScopeUI
+import Foundation
+import Testing
+import TestSupport
+
+/// Snapshot-style tests: each view drawn into a ScreenModel on images made by qemu-img.
+@Suite("TuiViews") struct TuiViewTests {
+    @Test func overviewShowsFormatVirtualSizeAndHeaderFields() throws {
+        let f = try TuiFixture("ov")
+        let app = try f.app(try f.qcow2())
+        let s = draw(OverviewView(), app)
+        #expect(s.contains("qcow2"))
+        #expect(s.contains("64.0 MiB"))
+        #expect(s.contains("67108864"))
+        #expect(s.contains("cluster_bits 16"))
+        #expect(s.contains("clean: every refcount matches"))
+    }
+
+    @Test func mapShowsAllocatedCellWhereQemuIoWroteAndZeroCellWhereItZeroed() throws {
+        let f = try TuiFixture("map")
+        let app = try f.app(try f.qcow2())
+        let v = MapView()
+        let s = draw(v, app)
+        // Guest grid starts on row 1 after its heading; the label column is 14 wide.
+        #expect(s.contains("Guest space: 64.0 MiB"))
+        let perRow = 160 - 14 - 1
+        let bpc = v.bytesPerCell(.guest, app.state, cells: perRow * ((46 - 5) / 2))
+        let dataCell = Int((1 << 20) / bpc), zeroCell = Int((4 << 20) / bpc), freeCell = Int((32 << 20) / bpc)
+        func cell(_ i: Int) -> Cell? { s[14 + i % perRow, 1 + i / perRow] }
+        #expect(cell(dataCell)?.style.role == .data)
+        #expect(cell(dataCell)?.character == "█")
+        #expect(cell(zeroCell)?.style.role == .zero)
+        #expect(cell(freeCell)?.style.role == .free)
+        // The host grid shows the header, L1, L2, refcount structures.
+        for role in [Role.header, .l1, .l2, .refcount, .data] { #expect(!s.cells(with: role).isEmpty, "no \(role) cell") }
+    }
+
+    @Test func mapOnRawShowsDataAtTheWrittenOffset() throws {
+        let f = try TuiFixture("rawmap")
+        let app = try f.app(try f.raw())
+        let v = MapView()
+        let s = draw(v, app)
+        let perRow = 160 - 14 - 1
+        let bpc = v.bytesPerCell(.guest, app.state, cells: perRow * ((46 - 5) / 2))
+        let i = Int((2 << 20) / bpc)
+        #expect(s[14 + i % perRow, 1 + i / perRow]?.style.role == .data)
+    }
+
+    @Test func l1l2ListsL1AndOpensL2WithCompressedFlag() throws {
+        let f = try TuiFixture("l2")
+        let app = try f.app(try f.compressedQcow2())
+        let v = L1L2View()
+        var s = draw(v, app)
+        #expect(s.contains("L1[0]"))
+        #expect(s.contains("L2 table at"))
+        _ = v.handle(.enter, app.state)
+        s = draw(v, app)
+        #expect(v.openL1 == 0)
+        #expect(s.contains("compressed"))
+        #expect(s.contains("L2[32]"))   // 2 MiB / 64 KiB
+        #expect(v.search("compressed", app.state).contains("L2[32]"))
+    }
+
+    @Test func refcountsShowHistogramAndCleanState() throws {
+        let f = try TuiFixture("rc")
+        let app = try f.app(try f.qcow2())
+        let s = draw(RefcountsView(), app)
+        #expect(s.contains("Refcount table at 0x10000"))
+        #expect(s.contains("refcount 1"))
+        #expect(s.contains("clean"))
+        #expect(s.contains("L2 table"))
+    }
+
+    @Test func hexFollowsGuestOffsetThroughMappingToHostBytes() throws {
+        let f = try TuiFixture("hex")
+        let app = try f.app(try f.qcow2())
+        let v = HexView()
+        _ = v.goto(1 << 20, app.state)
+        let s = draw(v, app)
+        #expect(s.contains("guest 0x100000"))
+        #expect(s.contains("L1[0] -> L2"))
+        #expect(s.contains("-> host 0x"))
+        #expect(s.contains("ab ab ab ab"))
+        _ = v.handle(.char("m"), app.state)   // host bytes at the mapped offset
+        let h = draw(v, app)
+        #expect(h.contains("ab ab ab ab"))
+        #expect(h.contains("cluster"))
+    }
+
+    @Test func formatViewsDegradeGracefullyOnOtherFormats() throws {
+        let f = try TuiFixture("deg")
+        let app = try f.app(try f.raw())
+        #expect(draw(L1L2View(), app).contains("not a QCOW2 image"))
+        #expect(draw(RefcountsView(), app).contains("not a QCOW2 image"))
+        #expect(draw(BatView(), app).contains("not a VHDX or VHD image"))
+    }
+
+    @Test func inFlightTreeAndCompletionsDrawFromEvents() throws {
+        let f = try TuiFixture("live")
+        let app = try f.app(try f.raw())
+        let live = app.state.live
+        live.apply(IoEvent(queue: 0, request: 7, .guestRequest(op: .write, offset: 0x12000, length: 4096)))
+        live.apply(IoEvent(queue: 0, request: 7, .pendingCreated(id: 3, subOps: 2)))
+        live.apply(IoEvent(queue: 0, request: 7, .sqeSubmitted(opcode: .writev, userData: 17, hostOffset: 0x50000, length: 4096)))
+        var s = draw(InFlightView(), app)
+        #expect(s.contains("req 7  write 0x12000+4096"))
+        #expect(s.contains("PendingIo 3: 2 sub-ops"))
+        #expect(s.contains("SQE writev user_data 17  host 0x50000+4096"))
+        live.apply(IoEvent(queue: 0, request: 7, .cqeReaped(opcode: .writev, userData: 17, result: 4096, latencyNs: 40_000)))
+        live.apply(IoEvent(queue: 0, request: 0, .cqDrain(batch: 1)))
+        live.apply(IoEvent(queue: 0, request: 7, .guestCompleted(op: .write, userData: 7, result: 0, latencyNs: 50_000)))
+        live.tick()
+        s = draw(InFlightView(), app)
+        #expect(s.contains("in flight 0   completed 1"))
+        #expect(s.contains("CQE user_data 17 (writev): 4096 bytes"))
+        s = draw(CompletionsView(), app)
+        #expect(s.contains("p50 50.0µs"))
+        #expect(s.contains("mean batch 1.0"))
+        #expect(live.writtenGuest.intersects(0x12000, length: 1))
+    }
+
+    @Test func stepExplanationsNameTheTableEntryAndSqe() {
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l2, index: 3, old: 0, new: 0x50000))) == "req 1: L2[3] empty -> 0x50000")
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .refcount, index: 5, old: 0, new: 1))).contains("0 -> 1"))
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .allocated(guestOffset: 0x12000, hostOffset: 0x50000, length: 65536))).contains("at host 0x50000"))
+    }
+}
