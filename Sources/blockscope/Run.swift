@@ -125,7 +125,7 @@ final class EventDrainer: @unchecked Sendable {
                 cond.lock(); let stop = stopping; cond.unlock()
                 let got = sub.drain { _ in n += 1 }
                 if stop && got == 0 { break }
-                if got == 0 { usleep(1000) }
+                if got == 0 { usleep(5000) }
             }
             cond.lock(); count = n; running = false; cond.broadcast(); cond.unlock()
         }

@@ -162,3 +162,19 @@ struct EngineEndToEndTests {
         #expect(s.status == 0 && s.stdoutText.contains("verified"), "\(s.stderr)")
     }
 }
+
+@Suite("Engine bench end-to-end")
+struct EngineBenchEndToEndTests {
+    @Test("bench runs the matrix on RAW and prints JSON rows")
+    func benchJSON() throws {
+        let dir = try TestSupport.makeTempDir("engine-bench")
+        defer { TestSupport.removeTempDir(dir) }
+        let r = try TestSupport.blockscope(["bench", dir, "--ios", "400", "--size", "16M", "--formats", "raw", "--no-peers", "--output=json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try JSONValue.parse(r.stdoutText)
+        let rows = json["results"]?.arrayValue ?? []
+        #expect(rows.count == 8)
+        #expect(rows.allSatisfy { ($0["iops"].flatMap { if case let .double(d) = $0 { return d } else { return nil } } ?? 0) > 0 })
+        #expect(Set(rows.compactMap { $0["engine"]?.stringValue }) == ["uring", "sync"])
+    }
+}
