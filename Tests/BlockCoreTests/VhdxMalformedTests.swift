@@ -173,3 +173,91 @@ import TestSupport
         #expect(openError(f, format: .vpc) != nil)
     }
 }
+
+/// Random corruption of the unchecksummed parts (metadata region, BAT, log, VHD BAT): opening,
+/// reading everything and checking must end in success or a BlockError, never a trap.
+@Suite struct VhdxFuzzTests {
+    func exercise(_ path: String, format: ImageFormat) {
+        do {
+            let d = try openDisk(path, options: OpenOptions(writable: false, format: format))
+            defer { try? d.close(); releaseLocks(of: d) }
+            let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+            defer { buf.deallocate() }
+            var off: UInt64 = 0
+            while off < min(d.logicalSize, 64 << 20) {
+                let n = Int(min(UInt64(buf.count), d.logicalSize - off))
+                try d.read(into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]), at: off)
+                off += UInt64(n)
+            }
+            _ = try (d as? InspectableDisk)?.check(repair: nil)
+            _ = try (d as? InspectableDisk)?.mapExtents()
+            _ = try d.info()
+        } catch {}
+    }
+
+    @Test func corruptedVhdxMetadataBatAndLogNeverTrap() throws {
+        let dir = try TestSupport.makeTempDir("fuzz"); defer { TestSupport.removeTempDir(dir) }
+        let base = dir + "/base.vhdx"
+        var o = VhdxCreateOptions()
+        o.blockSize = 1 << 20
+        try VhdxFormat.create(path: base, size: 8 << 20, options: o)
+        let pristine = try TestSupport.readFile(base)
+        for seed in 1...60 {
+            var bytes = [UInt8](pristine)
+            var x = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15
+            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            // Regions: metadata table + items (2 MiB), BAT (3 MiB).
+            let areas: [(Int, Int)] = [(2 << 20, 256), ((2 << 20) + 0x10000, 64), (3 << 20, 64)]
+            for _ in 0..<(1 + Int(rnd() % 6)) {
+                let a = areas[Int(rnd() % UInt64(areas.count))]
+                bytes[a.0 + Int(rnd() % UInt64(a.1))] = UInt8(truncatingIfNeeded: rnd())
+            }
+            let p = dir + "/f\(seed).vhdx"
+            try TestSupport.writeFile(p, bytes)
+            exercise(p, format: .vhdx)
+        }
+    }
+
+    @Test func garbageLogEntriesNeverTrap() throws {
+        let dir = try TestSupport.makeTempDir("fuzz"); defer { TestSupport.removeTempDir(dir) }
+        let p = dir + "/log.vhdx"
+        try VhdxFormat.create(path: p, size: 8 << 20)
+        let f = try SystemFile(path: p, writable: true)
+        var (h, _) = try VhdxHeader.readCurrent(f)
+        h.logGuid = .random()
+        h.sequenceNumber += 2
+        try f.writeBytes(h.encode(), at: VhdxLayout.headerOffsets[0])
+        for seed in 1...20 {
+            var page = [UInt8](repeating: 0, count: 4096)
+            page[(2 << 20) % 4096] = 1
+            var entry = VhdxLog.buildEntry(pages: [(2 << 20, page)], sequence: UInt64(seed), tail: 0, guid: h.logGuid, fileSize: 1 << 40)
+            let junk = TestSupport.pseudoRandomBytes(count: 8, seed: UInt64(seed))
+            entry.replaceSubrange(64..<72, with: junk)          // descriptor signature/trailing bytes
+            ByteField.putLE(&entry, 72, UInt64(seed) << 60, width: 8)
+            Crc32c.seal(&entry, fieldOffset: 4)
+            try f.writeBytes(entry, at: h.logOffset)
+            exercise(p, format: .vhdx)
+        }
+        f.close()
+    }
+
+    @Test func corruptedVhdHeadersNeverTrap() throws {
+        let dir = try TestSupport.makeTempDir("fuzz"); defer { TestSupport.removeTempDir(dir) }
+        let base = dir + "/base.vhd"
+        try VhdFormat.create(path: base, size: 8 << 20)
+        let pristine = [UInt8](try TestSupport.readFile(base))
+        for seed in 1...60 {
+            var bytes = pristine
+            var x = UInt64(seed) &* 0x2545_F491_4F6C_DD1D
+            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var hdr = Array(bytes[512..<1536])
+            for _ in 0..<(1 + Int(rnd() % 4)) { hdr[8 + Int(rnd() % 40)] = UInt8(truncatingIfNeeded: rnd()) }
+            ByteField.putBE(&hdr, 36, UInt64(VhdChecksum.compute(hdr, field: 36)), width: 4)
+            bytes.replaceSubrange(512..<1536, with: hdr)
+            bytes[1536 + Int(rnd() % 16)] = UInt8(truncatingIfNeeded: rnd())
+            let p = dir + "/f\(seed).vhd"
+            try TestSupport.writeFile(p, bytes)
+            exercise(p, format: .vpc)
+        }
+    }
+}

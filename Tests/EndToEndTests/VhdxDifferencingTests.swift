@@ -7,6 +7,7 @@ import TestSupport
 /// where the child has nothing, writes land in the child only, and a hand-set
 /// PARTIALLY_PRESENT block with a sector bitmap mixes child and parent sectors.
 @Suite struct VhdxDifferencingTests {
+    @discardableResult
     func bs(_ args: [String]) throws -> ProcessResult {
         let r = try TestSupport.blockscope(args)
         if r.status != 0 { throw TestFailure("blockscope \(args): \(r.stderr)") }

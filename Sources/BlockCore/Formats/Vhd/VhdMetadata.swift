@@ -35,7 +35,8 @@ public final class VhdMetadata: @unchecked Sendable {
         self.footerOffset = footerOffset
         let path = file.path
         let size = try file.size()
-        if footer.dataOffset > size - 1024 {
+        let (hdrEnd, hdrOverflow) = footer.dataOffset.addingReportingOverflow(1024)
+        if hdrOverflow || hdrEnd > size {
             throw BlockError(.corruptImage, "vpc: dynamic header offset \(hex(footer.dataOffset)) lies beyond the end of the file (size \(hex(size)))", path: path, hostOffset: footer.dataOffset, operation: "open")
         }
         dynamic = try VhdDynamicHeader.parse(try file.readBytes(at: footer.dataOffset, count: 1024), path: path, at: footer.dataOffset)

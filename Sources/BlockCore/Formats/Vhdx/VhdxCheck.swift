@@ -112,11 +112,13 @@ extension VhdxDisk {
             }
             guard st == .fullyPresent || st == .partiallyPresent else { continue }
             let len = isBitmap ? VhdxLayout.mb : g.blockSize
-            if e.fileOffset + len > size {
+            let (blockEnd, o) = e.fileOffset.addingReportingOverflow(len)
+            if o || blockEnd > size {
                 r.corruptions += 1
                 r.messages.append("BAT entry \(i) offset \(hex(e.fileOffset)) points after the end of the file (size \(hex(size)))")
             }
-            used.append((e.fileOffset, e.fileOffset + len, "BAT entry \(i)"))
+            if o { continue }
+            used.append((e.fileOffset, blockEnd, "BAT entry \(i)"))
             if !isBitmap {
                 r.allocatedClusters += 1
                 if let l = lastHost, l != e.fileOffset { r.fragmentedClusters += 1 }

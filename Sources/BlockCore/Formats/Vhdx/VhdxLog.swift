@@ -49,10 +49,13 @@ public enum VhdxLog {
         for i in 0..<Int(count) {
             let d = 64 + i * 32
             if ByteField.hasTag(all, d, "zero") {
-                guard ByteField.le64(all, d + 24) == seq else { return nil }
-                e.zeroes.append((ByteField.le64(all, d + 16), ByteField.le64(all, d + 8)))
+                let zoff = ByteField.le64(all, d + 16), zlen = ByteField.le64(all, d + 8)
+                guard ByteField.le64(all, d + 24) == seq, zoff % sector == 0, zlen % sector == 0,
+                      !zoff.addingReportingOverflow(zlen).overflow, zoff + zlen <= 1 << 56 else { return nil }
+                e.zeroes.append((zoff, zlen))
             } else if ByteField.hasTag(all, d, "desc") {
-                guard ByteField.le64(all, d + 24) == seq, dataSector + Int(sector) <= all.count else { return nil }
+                guard ByteField.le64(all, d + 24) == seq, dataSector + Int(sector) <= all.count,
+                      ByteField.le64(all, d + 16) % sector == 0, ByteField.le64(all, d + 16) < 1 << 56 else { return nil }
                 let s = dataSector
                 guard ByteField.hasTag(all, s, "data"), ByteField.le32(all, s + 4) == UInt32(seq >> 32),
                       ByteField.le32(all, s + 4092) == UInt32(truncatingIfNeeded: seq) else { return nil }
@@ -118,15 +121,18 @@ public enum VhdxLog {
         return seq
     }
 
-    /// The pages the sequence writes, latest first applied last: a map from 4 KiB file offset to bytes.
+    /// The pages the sequence writes, applied in order: a map from 4 KiB file offset to bytes
+    /// (zero descriptors become all-zero pages, up to 64 MiB of them; larger zero ranges are ignored
+    /// because they never cover metadata in practice).
     ///
     /// Used for the in-memory replay of a read-only open: metadata reads consult it first.
     public static func overlay(_ seq: [VhdxLogEntry]) -> [UInt64: [UInt8]] {
         var pages: [UInt64: [UInt8]] = [:]
+        let zeroPage = [UInt8](repeating: 0, count: Int(sector))
         for e in seq {
-            for z in e.zeroes {
+            for z in e.zeroes where z.length <= 64 << 20 {
                 var p = z.offset
-                while p < z.offset + z.length { pages[p] = [UInt8](repeating: 0, count: Int(sector)); p += sector }
+                while p < z.offset + z.length { pages[p] = zeroPage; p += sector }
             }
             for w in e.writes { pages[w.offset] = w.bytes }
         }

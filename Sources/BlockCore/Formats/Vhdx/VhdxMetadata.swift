@@ -79,7 +79,8 @@ public final class VhdxMetadata: @unchecked Sendable {
             let isBitmap = (UInt64(i) + 1) % (geometry.chunkRatio + 1) == 0
             let len = isBitmap ? VhdxLayout.mb : geometry.blockSize
             if st == .fullyPresent || st == .partiallyPresent {
-                if entry.fileOffset < VhdxLayout.mb || entry.fileOffset + len > sizeNow {
+                let (blockEnd, o) = entry.fileOffset.addingReportingOverflow(len)
+                if entry.fileOffset < VhdxLayout.mb || o || blockEnd > sizeNow {
                     throw BlockError(.corruptImage, "vhdx: BAT entry \(i) points to \(hex(entry.fileOffset)) (length \(hex(len))), beyond the end of the file (size \(hex(sizeNow))) or inside the header section", path: path, hostOffset: entry.fileOffset, operation: "open")
                 }
                 end = max(end, entry.fileOffset + len)
