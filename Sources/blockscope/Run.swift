@@ -95,7 +95,7 @@ struct Run: ParsableCommand {
         recorder?.finish(requests: result.trace)
         if let drainer {
             let (n, lost) = drainer.finish()
-            printError("events: \(n) delivered to the subscriber, \(lost) lost")
+            printError("events: \(n) delivered to the subscriber, \(lost) lost, subscriber thread cpu \(drainer.cpuNs / 1000) us")
         }
         if let lost = recorder?.lostEvents, lost > 0 { printError("warning: trace lost \(lost) detail events (the recorder fell behind)") }
         try wo.mirror?.sync()
@@ -115,6 +115,8 @@ final class EventDrainer: @unchecked Sendable {
     private var stopping = false
     private var running = true
     private var count = 0
+    /// CPU time the subscriber thread used, nanoseconds.
+    private(set) var cpuNs: UInt64 = 0
 
     init(queues: Int) {
         stream = EventStream(queues: queues, capacityPerQueue: 1 << 14)
@@ -127,7 +129,8 @@ final class EventDrainer: @unchecked Sendable {
                 if stop && got == 0 { break }
                 if got == 0 { usleep(5000) }
             }
-            cond.lock(); count = n; running = false; cond.broadcast(); cond.unlock()
+            let cpu = threadCpuTimes()
+            cond.lock(); count = n; cpuNs = cpu.user + cpu.system; running = false; cond.broadcast(); cond.unlock()
         }
         t.start()
     }

@@ -78,6 +78,7 @@ final class JobWorker: @unchecked Sendable {
         do { try body() } catch { result.error = error }
         if result.error == nil { result.error = firstError }
         result.elapsedNs = monotonicNanos() - t0
+        (result.userCpuNs, result.systemCpuNs) = threadCpuTimes()
         counters.doneFlag.store(true, ordering: .releasing)
     }
 

@@ -60,7 +60,11 @@ public enum FioReport {
             ("trim", direction(r.trim, elapsedNs: r.elapsedNs)),
             ("sync", .object([("total_ios", .size(r.sync.ios)), ("lat_ns", direction(r.sync, elapsedNs: r.elapsedNs)["clat_ns"]!)])),
             ("job_runtime", .size(r.elapsedNs / 1_000_000)),
-            ("blockscope", .object([("queue", .int(Int64(r.queueID))), ("threads", .int(Int64(r.threads)))])),
+            ("usr_cpu", .double(Double(r.userCpuNs) * 100 / Double(max(1, r.elapsedNs)))),
+            ("sys_cpu", .double(Double(r.systemCpuNs) * 100 / Double(max(1, r.elapsedNs)))),
+            ("blockscope", .object([("queue", .int(Int64(r.queueID))), ("threads", .int(Int64(r.threads))),
+                                    ("user_cpu_ns", .size(r.userCpuNs)), ("system_cpu_ns", .size(r.systemCpuNs)),
+                                    ("cpu_ns_per_io", .double(Double(r.userCpuNs + r.systemCpuNs) / Double(max(1, r.read.ios + r.write.ios + r.trim.ios + r.sync.ios))))])),
         ])
     }
 

@@ -1,5 +1,8 @@
 import BlockCore
 import Histogram
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Counts and completion latencies of one direction (read, write, trim or sync) of a job.
 ///
@@ -61,6 +64,10 @@ public struct JobResult: Sendable {
     public var elapsedNs: UInt64 = 0
     /// The error that ended the thread, if any.
     public var error: BlockError?
+    /// CPU time the job thread spent in user space, nanoseconds.
+    public var userCpuNs: UInt64 = 0
+    /// CPU time the job thread spent in the kernel, nanoseconds.
+    public var systemCpuNs: UInt64 = 0
 
     /// Creates an empty result.
     public init(job: FioJob, queueID: Int) {
@@ -76,6 +83,16 @@ public struct JobResult: Sendable {
         trim.merge(o.trim)
         sync.merge(o.sync)
         elapsedNs = max(elapsedNs, o.elapsedNs)
+        userCpuNs += o.userCpuNs
+        systemCpuNs += o.systemCpuNs
         if error == nil { error = o.error }
     }
+}
+
+/// CPU time of the calling thread: (user, system) nanoseconds (`getrusage(RUSAGE_THREAD)`).
+public func threadCpuTimes() -> (user: UInt64, system: UInt64) {
+    var ru = rusage()
+    if getrusage(__rusage_who_t(1) /* RUSAGE_THREAD */, &ru) != 0 { return (0, 0) }
+    func ns(_ t: timeval) -> UInt64 { UInt64(t.tv_sec) * 1_000_000_000 + UInt64(t.tv_usec) * 1000 }
+    return (ns(ru.ru_utime), ns(ru.ru_stime))
 }
