@@ -57,13 +57,16 @@ import TestSupport
         } catch let e { box.add("queue \(id): \(e)") }
     }
 
-    @Test(arguments: [("vhdx", "block_size=1M"), ("vhdx", "subformat=fixed,block_state_zero=off,block_size=1M"), ("vpc", "subformat=dynamic")])
-    func concurrentQueuesMatchRawMirror(_ format: String, _ opts: String) throws {
+    @Test(arguments: [("vhdx", "block_size=1M", false), ("vhdx", "subformat=fixed,block_state_zero=off,block_size=1M", false),
+                      ("vpc", "subformat=dynamic", false), ("vhdx", "block_size=1M", true), ("vpc", "subformat=dynamic", true)])
+    func concurrentQueuesMatchRawMirror(_ format: String, _ opts: String, _ direct: Bool) throws {
         let dir = try TestSupport.makeTempDir("vhdx-mq"); defer { TestSupport.removeTempDir(dir) }
         let img = dir + "/mq.\(format)"
         let size = UInt64(Self.threads) * Self.zone + (2 << 20)
         try TestSupport.qemuImg(["create", "-q", "-f", format, "-o", opts, img, "\(size)"])
-        let disk = try openDisk(img, options: OpenOptions(writable: true, format: ImageFormat(rawValue: format)))
+        var o = OpenOptions(writable: true, format: ImageFormat(rawValue: format))
+        o.direct = direct   // data through a second O_DIRECT descriptor (aligned buffers, 512-byte multiples)
+        let disk = try openDisk(img, options: o)
         let box = Box()
         let group = DispatchGroup()
         for t in 0..<Self.threads {

@@ -8,8 +8,11 @@ import Glibc
 /// through ``VhdMetadata``. The guest size follows qemu's CHS-versus-current_size rule
 /// (``VhdFooter/virtualSize``). Queues are ``VhdAsync`` (io_uring) or ``SyncQueue``.
 public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendable {
-    /// The image file.
+    /// The image file (metadata I/O; buffered).
     public let file: SystemFile
+    /// The file guest data moves through: `file` itself, or a second `O_DIRECT` descriptor
+    /// when the disk was opened with `direct` (callers then align buffers, offsets and lengths).
+    public let dataFile: SystemFile
     /// The footer.
     public let footer: VhdFooter
     /// Block metadata (nil for fixed disks).
@@ -75,6 +78,7 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
         }
         topology = DiskTopology(logicalBlockSize: 512, physicalBlockSize: 512, minimumIoSize: 512,
                                 optimalIoSize: Int(metadata?.dynamic.blockSize ?? 0))
+        dataFile = try VhdxDisk.openDataFile(file, direct: options.direct, warnings: &w)
         self.warnings = w
     }
 
@@ -103,7 +107,7 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
     }
 
     /// The data file descriptor.
-    public var dataFD: Int32 { file.fd }
+    public var dataFD: Int32 { dataFile.fd }
     /// Host regions for a guest read.
     public func mapForRead(_ offset: UInt64, _ length: UInt64) throws(BlockError) -> [BlockRegion] {
         if let metadata { return try metadata.mapForRead(offset, length) }
@@ -133,11 +137,11 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
     public func physicalSize() throws(BlockError) -> UInt64 { try file.allocatedSize() }
     /// Reads guest bytes synchronously.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) {
-        try readMapped(into: buffer, at: offset, file: file)
+        try readMapped(into: buffer, at: offset, file: dataFile)
     }
     /// Writes guest bytes synchronously, allocating blocks.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockError) {
-        try writeMapped(buffer, at: offset, file: file)
+        try writeMapped(buffer, at: offset, file: dataFile)
     }
     /// Writes zeroes where the range does not already read as zeroes (VHD cannot deallocate).
     public func writeZeroes(at offset: UInt64, length: UInt64) throws(BlockError) {
@@ -175,6 +179,7 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
     public func close() throws(BlockError) {
         try flush()
         if let parent { try parent.close(); releaseLocks(of: parent) }
+        if dataFile !== file { dataFile.close() }
         file.close()
     }
 }

@@ -9,8 +9,11 @@ import Glibc
 /// `--engine=sync` or when io_uring is unavailable. A differencing disk opens its parent
 /// read-only (relative path first, then absolute), refusing loops through the open chain.
 public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendable {
-    /// The image file.
+    /// The image file (metadata I/O; buffered).
     public let file: SystemFile
+    /// The file guest data moves through: `file` itself, or a second `O_DIRECT` descriptor
+    /// when the disk was opened with `direct` (callers then align buffers, offsets and lengths).
+    public let dataFile: SystemFile
     /// The shared metadata.
     public let metadata: VhdxMetadata
     /// The image path.
@@ -58,7 +61,20 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
             parent = nil
             parentPath = nil
         }
+        dataFile = try VhdxDisk.openDataFile(file, direct: options.direct, warnings: &w)
         self.warnings = w
+    }
+
+    /// A second descriptor with `O_DIRECT` for data when asked; the buffered one when the
+    /// filesystem refuses `O_DIRECT` (tmpfs), with a warning.
+    static func openDataFile(_ file: SystemFile, direct: Bool, warnings: inout [String]) throws(BlockError) -> SystemFile {
+        guard direct else { return file }
+        do {
+            return try SystemFile(path: file.path, writable: file.writable, direct: true)
+        } catch let e where e.kind == .unsupportedFeature {
+            warnings.append("\(file.path): O_DIRECT is not supported here; data goes through the page cache")
+            return file
+        }
     }
 
     /// Resolves and opens a parent: `relative_path` against the child's folder, then
@@ -90,7 +106,7 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     }
 
     /// The data file descriptor.
-    public var dataFD: Int32 { file.fd }
+    public var dataFD: Int32 { dataFile.fd }
     /// Host regions for a guest read.
     public func mapForRead(_ offset: UInt64, _ length: UInt64) throws(BlockError) -> [BlockRegion] {
         try metadata.mapBlocksForRead(offset, length)
@@ -118,11 +134,11 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     public func physicalSize() throws(BlockError) -> UInt64 { try file.allocatedSize() }
     /// Reads guest bytes synchronously.
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) {
-        try readMapped(into: buffer, at: offset, file: file)
+        try readMapped(into: buffer, at: offset, file: dataFile)
     }
     /// Writes guest bytes synchronously, allocating blocks.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockError) {
-        try writeMapped(buffer, at: offset, file: file)
+        try writeMapped(buffer, at: offset, file: dataFile)
     }
     /// Whole blocks become ZERO in the BAT; partial blocks get zeroes written where they hold data.
     public func writeZeroes(at offset: UInt64, length: UInt64) throws(BlockError) {
@@ -180,6 +196,7 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
         if isWritable { try file.sync(dataOnly: true) }
         try metadata.close()
         if let parent { try parent.close(); releaseLocks(of: parent) }
+        if dataFile !== file { dataFile.close() }
         file.close()
     }
 }
