@@ -79,7 +79,11 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             guard let name = metadata.extensions.dataFile, !name.isEmpty else {
                 throw BlockError(.invalidFormat, "qcow2: the external data file bit is set but the image names no data file", path: path, operation: "open")
             }
-            dataFile = try SystemFile(path: Qcow2Disk.resolve(name, in: dir), writable: options.writable)
+            // Relative to the image's directory; QEMU 7.2 resolves it against its working
+            // directory, so fall back to the name as given.
+            var dpath = Qcow2Disk.resolve(name, in: dir)
+            if access(dpath, F_OK) != 0 && access(name, F_OK) == 0 { dpath = name }
+            dataFile = try SystemFile(path: dpath, writable: options.writable)
         } else {
             dataFile = file
         }

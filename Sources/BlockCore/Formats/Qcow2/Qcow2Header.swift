@@ -125,7 +125,7 @@ public struct Qcow2Header: Sendable, Equatable {
     /// L1 entries needed to cover the guest size.
     public var l1EntriesNeeded: UInt64 {
         let perL1 = l2Entries * clusterSize
-        return (size + perL1 - 1) / perL1
+        return size / perL1 + (size % perL1 == 0 ? 0 : 1)
     }
     /// Bytes of the refcount table.
     public var refcountTableBytes: UInt64 { UInt64(refcountTableClusters) << UInt64(clusterBits) }

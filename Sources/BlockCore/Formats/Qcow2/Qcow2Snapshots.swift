@@ -53,6 +53,9 @@ public struct Qcow2Snapshot: Sendable, Equatable {
             if extraSize >= 8 { snap.vmStateSize = e.u64(0) }
             if extraSize >= 16 { snap.diskSize = e.u64(8) }
             if extraSize >= 24 { let ic = e.u64(16); snap.icount = ic == UInt64.max ? nil : ic }
+            if let ds = snap.diskSize, ds > UInt64(1) << 62 {
+                throw bad("disk size \(ds) is implausibly large")
+            }
             if UInt64(snap.l1Size) * 8 > Qcow2Header.maxL1Bytes {
                 throw bad("L1 table of \(snap.l1Size) entries is too large")
             }
