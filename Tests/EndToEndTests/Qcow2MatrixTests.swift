@@ -101,6 +101,22 @@ struct Qcow2MatrixTests {
         try Qcow2Oracle.expectAllMatch(top, engines: ["auto", "sync"])
     }
 
+    @Test("backing chains through VHDX and VHD images read and map like qemu-img", arguments: ["vhdx", "vpc"])
+    func foreignBackingMatchesQemu(_ format: String) throws {
+        let dir = try TestSupport.makeTempDir("qcow2-foreign")
+        defer { TestSupport.removeTempDir(dir) }
+        let base = dir + "/base." + format
+        try TestSupport.qemuImg(["create", "-q", "-f", format, base, "4M"])
+        try TestSupport.qemuIo(base, format: format, ["write -P 9 0 1M", "write -P 8 3M 4k"])
+        let mid = dir + "/mid.qcow2"
+        try Qcow2Oracle.create(mid, "4M", extra: ["-b", "base." + format, "-F", format])
+        try Qcow2Oracle.io(mid, ["write -P 1 64k 4k"])
+        let top = dir + "/top.qcow2"
+        try Qcow2Oracle.create(top, "4M", options: "cluster_size=16k", extra: ["-b", "mid.qcow2", "-F", "qcow2"])
+        try Qcow2Oracle.io(top, ["write -P 2 2M 16k"])
+        try Qcow2Oracle.expectAllMatch(top, engines: ["auto", "sync"])
+    }
+
     @Test("internal snapshots: info lists them and cat --snapshot reads each view like qemu-img")
     func snapshotsMatchQemu() throws {
         let dir = try TestSupport.makeTempDir("qcow2-snap")

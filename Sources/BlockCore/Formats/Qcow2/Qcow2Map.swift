@@ -36,7 +36,9 @@ extension Qcow2Disk: InspectableDisk {
             let end = start + length
             if let b = backing, pos < b.logicalSize {
                 if backingMap == nil {
-                    if let ib = b as? any InspectableDisk { backingMap = try ib.mapExtents() } else {
+                    // QEMU 7.2's VHDX driver has no block-status callback: the generic layer
+                    // reports the whole backing range as data without offsets. Do the same.
+                    if b.format != .vhdx, let ib = b as? any InspectableDisk { backingMap = try ib.mapExtents() } else {
                         backingMap = [MapExtent(start: 0, length: b.logicalSize, depth: 0, present: true, zero: false, data: true)]
                     }
                 }
