@@ -67,9 +67,12 @@ func checkJSON(_ r: CheckReport, filename: String, format: ImageFormat) -> JSONV
 func renderHumanCheck(_ r: CheckReport) -> String {
     var out = ""
     for m in r.messages { out += m + "\n" }
-    if !r.repairActions.isEmpty {
+    if r.leaksFixed + r.corruptionsFixed > 0 {
         out += "\nThe following inconsistencies were found and repaired:\n\n"
         out += "    \(r.leaksFixed) leaked clusters\n    \(r.corruptionsFixed) corruptions\n\n"
+        for a in r.repairActions { out += "    " + a + "\n" }
+    } else if !r.repairActions.isEmpty {
+        out += "\nA repair (check -r leaks|all --write) would:\n"
         for a in r.repairActions { out += "    " + a + "\n" }
     }
     if r.corruptions == 0 && r.leaks == 0 && r.checkErrors == 0 {

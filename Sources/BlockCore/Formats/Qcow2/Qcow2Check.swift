@@ -16,7 +16,12 @@ extension Qcow2Disk {
             throw BlockError(.readOnly, "repair needs a writable open; give --write", path: path, operation: "check")
         }
         var first = try runCheck(fix: repair)
-        guard repair != nil else { return first }
+        guard repair != nil else {
+            if header.isDirty && !first.repairActions.isEmpty {
+                first.repairActions.insert("the image is dirty (lazy refcounts): refcounts on disk are stale until repaired", at: 0)
+            }
+            return first
+        }
         var final = first
         if first.leaksFixed + first.corruptionsFixed > 0 {
             final = try runCheck(fix: nil)
@@ -202,11 +207,21 @@ struct CheckContext {
                 continue
             }
             problem("\(r1 < r2 ? "ERROR" : "Leaked") cluster \(i) refcount=\(r1) reference=\(r2)", leak: r1 > r2)
+            if fix == nil { preview("set the refcount of cluster \(i) from \(r1) to \(r2) (-r \(r1 > r2 ? "leaks" : "all"))") }
         }
         for ti in dirtyBlocks {
             try disk.file.writeBytes(blocks[ti]!, at: refTable[ti] & Qcow2Entry.offsetMask)
         }
         if !dirtyBlocks.isEmpty { try disk.file.sync(dataOnly: true) }
+    }
+
+    /// The refcount the metadata implies for cluster `i` (what a repair would write).
+    func computed(_ i: Int) -> UInt64 { i < rc.counts.count ? rc.counts[i] : 0 }
+
+    /// Records what a repair would do, in a check without repair (at most 64 lines).
+    mutating func preview(_ m: String) {
+        if report.repairActions.count < 64 { report.repairActions.append("would " + m) }
+        else if report.repairActions.count == 64 { report.repairActions.append("... (more)") }
     }
 
     /// Sets cluster `i`'s on-disk refcount in its (loaded) block; false when it has no block.
@@ -237,6 +252,7 @@ struct CheckContext {
                     report.repairActions.append("Repairing OFLAG_COPIED L2 cluster: l1_index=\(i) l1_entry=\(String(l1e, radix: 16)) refcount=\(r)")
                 } else {
                     problem("ERROR OFLAG_COPIED L2 cluster: l1_index=\(i) l1_entry=\(String(l1e, radix: 16)) refcount=\(r)")
+                    if computed(Int(l2off / cs)) == r { preview("\(r == 1 ? "set" : "clear") OFLAG_COPIED on L1 entry \(i) (-r all)") }
                 }
             }
             var t = try QcowMetadata.readTable(disk.file, at: l2off, entries: Int(cs / 8))
@@ -254,6 +270,9 @@ struct CheckContext {
                         report.repairActions.append("Repairing OFLAG_COPIED data cluster: l2_entry=\(String(e.entry, radix: 16)) refcount=\(rr)")
                     } else {
                         problem("ERROR OFLAG_COPIED data cluster: l2_entry=\(String(e.entry, radix: 16)) refcount=\(rr)")
+                        if extData || computed(Int(e.hostOffset / cs)) == rr {
+                            preview("\(rr == 1 ? "set" : "clear") OFLAG_COPIED on the L2 entry of host cluster \(hex(e.hostOffset)) (-r all)")
+                        }
                     }
                 }
             }
