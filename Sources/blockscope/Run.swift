@@ -32,6 +32,7 @@ struct Run: ParsableCommand {
     var submitPolicy: SubmitPolicy = .perCompletion
     @Flag(help: "Attach an event stream with a subscriber thread draining it (measures the stream's cost; counts on stderr).")
     var eventSubscriber = false
+    @Flag(help: .hidden) var eventSinkOnly = false
 
     func run() throws {
         try reportingErrors { () throws(BlockError) in
@@ -77,6 +78,11 @@ struct Run: ParsableCommand {
             wo.eventSink = recorder?.stream
         }
         var drainer: EventDrainer? = nil
+        if eventSinkOnly {
+            // Measurement aid: the queues build and publish events, nobody subscribes.
+            let threads = file.jobs.reduce(0) { $0 + $1.numjobs }
+            wo.eventSink = EventFanout.combine([wo.eventSink, EventStream(queues: threads)])
+        }
         if eventSubscriber {
             let threads = file.jobs.reduce(0) { $0 + $1.numjobs }
             let d = EventDrainer(queues: threads)

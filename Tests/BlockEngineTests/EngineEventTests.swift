@@ -27,6 +27,12 @@ struct EventTally {
 struct EngineEventStreamTests {
     func event(_ q: Int32, _ r: UInt64) -> IoEvent { IoEvent(queue: q, request: r, .cqDrain(batch: Int(r))) }
 
+    @Test("events are small trivial values, so rings copy them without reference counting")
+    func eventLayout() {
+        #expect(_isPOD(IoEvent.self))
+        #expect(MemoryLayout<IoEvent>.stride <= 80)
+    }
+
     @Test("a ring hands events back in order and counts what it had to drop")
     func ringOrderAndLoss() {
         let ring = EventRing(capacity: 8)

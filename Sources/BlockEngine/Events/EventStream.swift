@@ -12,14 +12,18 @@ public final class EventRing: @unchecked Sendable {
     public let capacity: Int
     private let mask: Int
     private let slots: UnsafeMutablePointer<IoEvent>
-    /// Next slot the producer writes (published with release ordering).
-    private let head = Atomic<Int>(0)
-    /// Next slot the consumer reads (published with release ordering).
-    private let tail = Atomic<Int>(0)
-    private let lostCount = Atomic<UInt64>(0)
-    // Producer-private copies, so a push costs one acquire load only when the ring looks full.
+    // Producer side: the published head and private copies, so a push costs one acquire
+    // load only when the ring looks full. Padding keeps the consumer's `tail` on another
+    // cache line (stored properties of a final class are laid out in declaration order).
     private var producerHead = 0
     private var cachedTail = 0
+    /// Next slot the producer writes (published with release ordering).
+    private let head = Atomic<Int>(0)
+    private let lostCount = Atomic<UInt64>(0)
+    private let pad0: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0, 0)
+    /// Next slot the consumer reads (published with release ordering).
+    private let tail = Atomic<Int>(0)
+    private let pad1: (UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0, 0, 0)
 
     /// Creates a ring with at least `capacity` slots (rounded up to a power of two).
     public init(capacity: Int) {
@@ -93,13 +97,20 @@ public final class EventRing: @unchecked Sendable {
 public final class EventStream: IoEventSink, @unchecked Sendable {
     /// One ring per queue ID.
     public let rings: [EventRing]
+    private let ringRefs: UnsafeMutablePointer<Unmanaged<EventRing>>
+    private let ringCount: Int
     private let active = Atomic<Bool>(false)
     private let unrouted = Atomic<UInt64>(0)
 
     /// Creates a stream for queue IDs `0..<queues`, each with a ring of `capacityPerQueue` events.
-    public init(queues: Int = 64, capacityPerQueue: Int = 1 << 14) {
+    public init(queues: Int = 16, capacityPerQueue: Int = 1 << 13) {
         rings = (0..<max(1, queues)).map { _ in EventRing(capacity: capacityPerQueue) }
+        ringCount = rings.count
+        ringRefs = UnsafeMutablePointer<Unmanaged<EventRing>>.allocate(capacity: rings.count)
+        for (i, r) in rings.enumerated() { (ringRefs + i).initialize(to: Unmanaged.passUnretained(r)) }
     }
+
+    deinit { ringRefs.deallocate() }
 
     /// The number of queue IDs the stream routes (`0..<queueCount`).
     public var queueCount: Int { rings.count }
@@ -109,8 +120,9 @@ public final class EventStream: IoEventSink, @unchecked Sendable {
     public func publish(_ event: IoEvent) {
         if !active.load(ordering: .relaxed) { return }
         let q = Int(event.queue)
-        if q >= 0 && q < rings.count {
-            rings[q].push(event)
+        if q >= 0 && q < ringCount {
+            // Unmanaged: no retain/release of the ring on the hot path (`rings` owns them).
+            ringRefs[q]._withUnsafeGuaranteedRef { $0.push(event) }
         } else {
             unrouted.wrappingAdd(1, ordering: .relaxed)
         }
