@@ -26,6 +26,10 @@ extension VhdxDisk {
             ("block-states", .object(counts.keys.sorted().map { ($0, .size(counts[$0]!)) })),
         ]
         if let id = m.items.diskId { bs.append(("disk-id", .string(id.description))) }
+        bs.append(("headers", .array(try m.headerSlots().map { slot in
+            .object([("offset", .size(slot.offset)), ("valid", .bool(slot.header != nil)),
+                     ("sequence", slot.header.map { .size($0.sequenceNumber) } ?? .null), ("current", .bool(slot.current))])
+        })))
         var kv: [(String, JSONValue)] = [
             ("virtual-size", .size(logicalSize)), ("filename", .string(path)),
             ("cluster-size", .size(UInt64(m.items.blockSize))), ("format", .string("vhdx")),
@@ -91,6 +95,9 @@ extension VhdxDisk {
                 r.corruptionsFixed += 1
                 r.repairActions.append("replayed \(m.replayedEntries) log entries")
             }
+        }
+        for slot in try m.headerSlots() where slot.header == nil {
+            r.messages.append("header at \(hex(slot.offset)) has a bad signature or CRC-32C checksum (the other header is in use; the next update rewrites it)")
         }
         var used: [(start: UInt64, end: UInt64, what: String)] = [
             (0, VhdxLayout.mb, "header section"),

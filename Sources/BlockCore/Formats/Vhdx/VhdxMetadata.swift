@@ -331,4 +331,25 @@ public final class VhdxMetadata: @unchecked Sendable {
 
     /// Log entries written in this session.
     public var logEntriesWritten: Int { lock.run { log?.entries ?? 0 } }
+
+    /// Both header slots as they are in the file now (for views and `check`).
+    public func headerSlots() throws(BlockError) -> [VhdxHeaderSlot] {
+        let current = lock.run { headerSlot }
+        var out: [VhdxHeaderSlot] = []
+        for (i, off) in VhdxLayout.headerOffsets.enumerated() {
+            let h = VhdxHeader.parse(try file.readBytes(at: off, count: VhdxLayout.headerSize))
+            out.append(VhdxHeaderSlot(offset: off, header: h, current: i == current))
+        }
+        return out
+    }
+}
+
+/// One VHDX header slot as read from the file.
+public struct VhdxHeaderSlot: Sendable, Equatable {
+    /// File offset (64 KiB or 128 KiB).
+    public var offset: UInt64
+    /// The parsed header, or nil when its signature or CRC-32C is wrong.
+    public var header: VhdxHeader?
+    /// Whether this slot holds the header in use.
+    public var current: Bool
 }
