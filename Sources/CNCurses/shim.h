@@ -2,6 +2,8 @@
 #define BLOCKSCOPE_CNCURSES_SHIM_H
 #define NCURSES_WIDECHAR 1
 #include <locale.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 #include <ncursesw/curses.h>
 
 /* Imported C globals are not concurrency-safe in Swift 6: reach them through accessors. */
@@ -43,6 +45,15 @@ static inline int bs_get_wch(WINDOW *w, unsigned *out) { wint_t c = 0; int r = w
 static inline int bs_init_pair(int pair, int fg, int bg) { return init_extended_pair(pair, fg, bg); }
 /* Sets attributes and an extended colour pair for following output. */
 static inline int bs_set_style(WINDOW *w, unsigned attrs, int pair) { return wattr_set(w, (attr_t)attrs, (short)(pair < 32767 ? pair : 0), &pair); }
+/* Asks the terminal for its size and resizes curses when it changed (a missed SIGWINCH,
+   or two in quick succession); returns 1 when it resized. */
+static inline int bs_sync_size(void) {
+    struct winsize ws;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) != 0 || ws.ws_row == 0 || ws.ws_col == 0) return 0;
+    if (ws.ws_row == LINES && ws.ws_col == COLS) return 0;
+    resizeterm(ws.ws_row, ws.ws_col);
+    return 1;
+}
 /* Writes n wide characters at (y, x). */
 static inline int bs_put_wide(WINDOW *w, int y, int x, const wchar_t *s, int n) { return mvwaddnwstr(w, y, x, s, n); }
 #endif

@@ -35,12 +35,21 @@ extension TUIApp {
         } else {
             s.put(0, height - 2, state.status.text, CellStyle(state.status.role), maxWidth: width)
         }
-        // Footer: the view's keys, then the global ones.
-        var fx = 0
+        // Footer: the view's keys from the left, then the global ones; `? help  q quit` always fits at the right.
         s.fill(Rect(x: 0, y: height - 1, width: width, height: 1), " ", CellStyle(.footer))
-        let global: [(String, String)] = [("1-8/Tab", "views"), (":", "cmd"), ("/", "find"), ("g", "goto"), ("?", "help"), ("q", "quit")]
-        for (k, d) in currentView.keys + global {
-            if fx + k.count + d.count + 2 > width { break }
+        let tail: [(String, String)] = [("?", "help"), ("q", "quit")]
+        let tailWidth = tail.reduce(0) { $0 + $1.0.count + $1.1.count + 3 }
+        var fx = 0
+        let global: [(String, String)] = [("1-8/Tab", "views"), (":", "cmd"), ("/", "find"), ("g", "goto")]
+        var seen = Set<String>()
+        for (k, d) in currentView.keys + global where !seen.contains(k) {
+            seen.insert(k)
+            if fx + k.count + d.count + 3 > width - tailWidth { break }
+            fx = s.put(fx, height - 1, " " + k, CellStyle(.key))
+            fx = s.put(fx, height - 1, " " + d + " ", CellStyle(.footer))
+        }
+        fx = max(fx, width - tailWidth)
+        for (k, d) in tail {
             fx = s.put(fx, height - 1, " " + k, CellStyle(.key))
             fx = s.put(fx, height - 1, " " + d + " ", CellStyle(.footer))
         }

@@ -160,7 +160,7 @@ public final class TUIApp {
             state.say("job files need the engine's job runner, which this build does not have yet; use write/read/zero/discard", .warning)
         default:
             if cmd.isWrite && !options.writable {
-                state.say("refused: \(source) modifies the image, which is open read-only; restart with --write to allow writes", .error)
+                state.say("refused (\(source)): '\(describe(cmd))' would modify the image, which is open read-only; restart with --write to allow writes", .error)
                 state.live.note("refused (read-only): \(cmd)")
                 return
             }
@@ -169,7 +169,20 @@ public final class TUIApp {
             }
             worker.enqueue(cmd)
             state.busy = true
-            state.say("running \(source): \(cmd)", .dim)
+            state.say("running \(source): \(describe(cmd))", .dim)
+        }
+    }
+
+    /// A command as the language spells it.
+    func describe(_ cmd: ScriptCommand) -> String {
+        switch cmd {
+        case let .write(o, l, p): return "write \(hex(o)) \(l) \(hex(UInt64(p)))"
+        case let .read(o, l, _): return "read \(hex(o)) \(l)"
+        case let .zero(o, l): return "zero \(hex(o)) \(l)"
+        case let .discard(o, l): return "discard \(hex(o)) \(l)"
+        case .fsync: return "fsync"
+        case let .job(p): return "job \(p)"
+        default: return "\(cmd)"
         }
     }
 

@@ -62,7 +62,13 @@ public final class Terminal {
     }
 
     /// Current size in columns and rows.
-    public var size: (width: Int, height: Int) { (Int(bs_cols()), Int(bs_lines())) }
+    ///
+    /// Checks the real size with `TIOCGWINSZ` first and calls `resizeterm` when curses
+    /// missed a change, so a resize always redraws at the right size.
+    public var size: (width: Int, height: Int) {
+        if bs_sync_size() != 0 { clearok(window, true) }
+        return (Int(bs_cols()), Int(bs_lines()))
+    }
 
     /// Switches themes: defines one colour pair per ``Role``.
     public func applyTheme(_ theme: Theme) {

@@ -36,7 +36,9 @@ public final class OverviewView: TUIView {
         if let info = img.info() {
             var rows: [(String, String, Role)] = []
             flatten(info, prefix: "", into: &rows)
-            let shown = rows.filter { !["filename", "format", "virtual-size"].contains($0.0) }
+            // The inspector shows the format's own fields; keep qemu-img's keys here.
+            let skipOwn = img.inspector is Qcow2Inspector
+            let shown = rows.filter { !["filename", "format", "virtual-size"].contains($0.0) && !(skipOwn && $0.0.hasPrefix("blockscope.")) }
             if !shown.isEmpty { out.append(InfoSection("qemu-img info fields", shown)) }
         }
         out += img.inspector?.overviewSections() ?? []
@@ -49,7 +51,11 @@ public final class OverviewView: TUIView {
             for (k, x) in kv { flatten(x, prefix: prefix.isEmpty ? k : prefix + "." + k, into: &rows) }
         case let .array(a):
             if a.isEmpty { rows.append((prefix, "[]", .dim)) }
-            for (i, x) in a.prefix(8).enumerated() { flatten(x, prefix: "\(prefix)[\(i)]", into: &rows) }
+            if a.allSatisfy({ if case .object = $0 { return false }; return true }) {
+                rows.append((prefix, a.map { $0.render(pretty: false).replacingOccurrences(of: "\"", with: "") }.joined(separator: ", "), .normal))
+            } else {
+                for (i, x) in a.prefix(8).enumerated() { flatten(x, prefix: "\(prefix)[\(i)]", into: &rows) }
+            }
         case let .bool(b): rows.append((prefix, b ? "true" : "false", prefix.contains("corrupt") && b ? .error : .normal))
         default: rows.append((prefix, v.render(pretty: false).replacingOccurrences(of: "\"", with: ""), .normal))
         }
@@ -74,7 +80,7 @@ public final class OverviewView: TUIView {
         scroll = max(0, min(scroll, maxLines - area.height))
         for c in 0..<columns {
             let x = area.x + c * (colWidth + 2)
-            let labelWidth = min(24, max(12, (lines[c].filter { !$0.3 }.map(\.0.count).max() ?? 12)))
+            let labelWidth = min(34, max(12, (lines[c].filter { !$0.3 }.map(\.0.count).max() ?? 12)))
             for (i, l) in lines[c].dropFirst(scroll).prefix(area.height).enumerated() {
                 let y = area.y + i
                 if l.3 {
