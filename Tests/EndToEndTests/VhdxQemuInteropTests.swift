@@ -26,7 +26,7 @@ import TestSupport
         Variant(format: "vpc", options: "force_size=on", forceFormat: false),
     ]
 
-    static let size: UInt64 = 40 << 20
+    static let size: UInt64 = 24 << 20
 
     func bs(_ args: [String], _ v: Variant) -> [String] {
         v.forceFormat ? args + ["-f", v.format] : args
