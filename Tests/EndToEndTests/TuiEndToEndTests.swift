@@ -66,9 +66,10 @@ import TestSupport
         #expect(lines.count >= 23)
         #expect(lines.prefix(24).last(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })?.contains("quit") == true)
         try s.keys("q")
-        let end = try s.wait(for: "TUI-EXIT=")
+        try s.wait(for: "TUI-EXIT=")
+        let end = try s.wait(for: "SHELL>")
         #expect(end.contains("TUI-EXIT=0"))
-        #expect(end.contains("SHELL> "))
+        #expect(end.contains("SHELL>"))
         #expect(!end.contains("8 Completions"), "the alternate screen was not restored")
     }
 }
