@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
-# Runs blockscope's main job on a temporary copy of a bundled demo image.
+# Opens the TUI on a temporary copy of the bundled demo image (demo-images/demo.qcow2 and its
+# backing file), running demo-images/demo.script. The bundled images are never modified:
+# everything is copied to a fresh temp dir first, and only the copy is opened for writing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=.build/debug/blockscope
+BIN=${BLOCKSCOPE_BIN:-.build/debug/blockscope}
 tmp=$(mktemp -d /tmp/blockscope-demo.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 img=demo-images/demo.qcow2
 [ -f "$img" ] || img=demo-images/demo.raw
-cp demo-images/* "$tmp"/ 2>/dev/null || true
+cp demo-images/*.qcow2 demo-images/*.vhdx demo-images/*.raw demo-images/demo.script "$tmp"/ 2>/dev/null || true
+chmod u+w "$tmp"/*
 copy="$tmp/$(basename "$img")"
 if [ -t 1 ] && "$BIN" tui --help >/dev/null 2>&1; then
-  exec "$BIN" tui "$copy" --write --script demo-images/demo.script
+  # Not exec: the trap removes the copy when the TUI exits.
+  "$BIN" tui "$copy" --write --script "$tmp/demo.script"
+  exit $?
 fi
 "$BIN" info "$copy"

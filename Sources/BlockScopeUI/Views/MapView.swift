@@ -83,7 +83,7 @@ public final class MapView: TUIView {
         var x = area.x
         for (r, name) in [(Role.header, "header"), (.l1, "L1"), (.l2, "L2"), (.refcount, "refcount"), (.data, "data"), (.compressed, "compressed"),
                           (.zero, "zero"), (.backing, "backing"), (.snapshot, "snapshot"), (.free, "free"), (.error, "leaked"), (.written, "written now")] {
-            x = s.put(x, ly, String(MapView.glyph(r)), CellStyle(r))
+            x = s.put(x, ly, r == .written ? "█" : String(MapView.glyph(r)), CellStyle(r))
             x = s.put(x + 1, ly, name, CellStyle(.dim)) + 2
         }
         // Cursor line.
