@@ -67,7 +67,7 @@ import TestSupport
         let s = draw(v, app)
         #expect(!s.cells(with: .written).isEmpty)
         app.shutdown()
-        let bytes = try TestSupport.qemuRaw(app.state.image.path, format: "raw")
+        let bytes = try TestSupport.readFile(app.state.image.path)
         #expect(bytes[8 << 20] == 0x77)
     }
 }

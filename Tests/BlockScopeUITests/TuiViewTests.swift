@@ -96,6 +96,25 @@ import TestSupport
         #expect(draw(BatView(), app).contains("not a VHDX or VHD image"))
     }
 
+    @Test func batViewShowsVhdxHeadersRegionsAndEntryStates() throws {
+        let f = try TuiFixture("bat")
+        let p = f.dir + "/b.vhdx"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M", p, "16M"])
+        try TestSupport.qemuIo(p, format: "vhdx", ["write -P 0x42 3M 64k"])
+        let app = try f.app(p)
+        let s = draw(BatView(), app)
+        #expect(s.contains("sequence"))
+        #expect(s.contains("CRC ok, current"))
+        #expect(s.contains("Region table"))
+        #expect(s.contains("block size             1.00 MiB"))
+        #expect(s.contains("BAT[3]    block 3 guest 0x300000              FULLY_PRESENT"))
+        let h = HexView()
+        _ = h.goto(3 << 20, app.state)
+        let hs = draw(h, app)
+        #expect(hs.contains("BAT[3]"))
+        #expect(hs.contains("42 42 42 42"))
+    }
+
     @Test func inFlightTreeAndCompletionsDrawFromEvents() throws {
         let f = try TuiFixture("live")
         let app = try f.app(try f.raw())

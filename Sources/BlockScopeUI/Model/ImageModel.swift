@@ -40,6 +40,9 @@ public final class ImageModel {
         if format == .qcow2 {
             do { inspector = try Qcow2Inspector(path: path) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
         }
+        if inspector == nil, let v = disk as? VhdxDisk {
+            inspector = VhdxInspector(disk: v)
+        }
         if inspector == nil, let disk {
             inspector = ExtentInspector(disk: disk)
         }
