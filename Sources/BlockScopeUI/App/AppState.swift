@@ -24,6 +24,8 @@ public final class AppState {
     public var lostEvents: UInt64 = 0
     /// Whether a command is running in the worker.
     public var busy = false
+    /// Live counters of a running job, one line.
+    public var jobSummary: String?
     /// Metadata reloads done (views cache by it).
     public var layoutVersion = 0
     /// Set by views to switch tabs (e.g. Map → Hex on Enter).

@@ -43,6 +43,7 @@ public final class TUIApp {
     private let gate: StepGate
     private let subscription: EventSubscription
     private var worker: CommandWorker?
+    private var job: JobHost?
     private var prompt: Prompt?
     private var history: [String] = []
     private var historyIndex = 0
@@ -102,7 +103,7 @@ public final class TUIApp {
     /// when the worker is idle, and reloads metadata after changes (at most every 300 ms).
     public func pump() {
         var last: IoEvent?
-        subscription.drain(maxPerQueue: 20_000) { e in
+        subscription.drain(maxPerQueue: 4096) { e in
             state.live.apply(e)
             last = e
         }
@@ -116,7 +117,16 @@ public final class TUIApp {
             state.live.note(line)
             state.say(line, line.hasPrefix("error") ? .error : .ok)
         }
-        let busy = worker?.busy ?? false
+        if let j = job {
+            state.jobSummary = j.summary
+            if let done = j.finishedLine {
+                state.live.note(done)
+                state.say(done, done.hasPrefix("error") ? .error : .ok)
+                job = nil
+                state.jobSummary = nil
+            }
+        }
+        let busy = (worker?.busy ?? false) || job != nil
         state.busy = busy
         let now = monotonicNanos()
         if (wasBusy && !busy) || (state.live.metadataVersion != seenMetadataVersion && now - lastReload > 300_000_000) {
@@ -125,7 +135,7 @@ public final class TUIApp {
             state.reloadLayout()
         }
         wasBusy = busy
-        while !busy, !scriptQueue.isEmpty {
+        while !busy, job == nil, !scriptQueue.isEmpty {
             let line = scriptQueue.removeFirst()
             execute(line.command, source: "script line \(line.line)")
             if worker?.busy ?? false { break }
@@ -156,8 +166,14 @@ public final class TUIApp {
                 onThemeChange?(theme)
                 state.say("theme \(theme.name)", .ok)
             } catch let e { state.say("theme: \(e.description)", .error) }
-        case .job:
-            state.say("job files need the engine's job runner, which this build does not have yet; use write/read/zero/discard", .warning)
+        case let .job(path):
+            guard let disk = state.image.disk else { state.say("I/O unavailable for this image", .error); return }
+            if job != nil { state.say("a job is already running (space pauses it)", .warning); return }
+            do {
+                job = try JobHost(path: path, disk: disk, sink: gate)
+                state.busy = true
+                state.say("started job \(path)", .ok)
+            } catch let e { state.say(e.description, .error) }
         default:
             if cmd.isWrite && !options.writable {
                 state.say("refused (\(source)): '\(describe(cmd))' would modify the image, which is open read-only; restart with --write to allow writes", .error)
@@ -245,7 +261,10 @@ public final class TUIApp {
     private func togglePause() {
         if state.stepMode { leaveStepMode(); return }
         if state.paused {
+            job?.workload.resume()
             gate.disable(); state.paused = false; state.say("resumed", .ok)
+        } else if let job {
+            job.workload.pause(); state.paused = true; state.say("job paused: requests in flight finish, no new ones start (space resumes)", .warning)
         } else {
             gate.enable(); state.paused = true; state.say("paused: the workload waits at its next event (space resumes, s steps)", .warning)
         }
@@ -278,8 +297,12 @@ public final class TUIApp {
     /// Stops the workload and closes the image (flushing writes). Call once before exit.
     public func shutdown() {
         gate.disable()
+        job?.workload.resume()
+        job?.workload.stop()
         worker?.stop()
         worker?.waitIdle(seconds: 5)
+        let deadline = monotonicNanos() + 5_000_000_000
+        while let j = job, j.finishedLine == nil, monotonicNanos() < deadline { usleep(10_000) }
         subscription.cancel()
         try? state.image.disk?.close()
     }

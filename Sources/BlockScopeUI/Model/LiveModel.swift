@@ -76,15 +76,26 @@ public final class LiveModel {
     /// Guest request latencies, log2 buckets of microseconds (bucket i: [2^i, 2^(i+1)) µs).
     public private(set) var latencyBuckets = [UInt64](repeating: 0, count: 24)
     /// The most recent latencies in ns (at most 4096), for percentiles.
-    public private(set) var recentLatencies: [UInt64] = []
+    public var recentLatencies: [UInt64] { latencyRing.elements }
+    private var latencyRing = Ring<UInt64>(capacity: 4096)
     /// Rates per queue.
     public private(set) var queues: [Int32: QueueRate] = [:]
     /// Guest ranges written this session.
     public private(set) var writtenGuest = IntervalSet()
     /// Host ranges written this session (data and metadata).
     public private(set) var writtenHost = IntervalSet()
-    /// Explained events, newest last (at most 500).
-    public private(set) var log: [String] = []
+    /// Explained events and messages, newest last (at most 500); events are explained
+    /// when read, so folding an event costs no string formatting.
+    public var log: [String] { logRing.elements.map { $0.text } }
+    /// The newest `n` log lines, oldest first.
+    public func logTail(_ n: Int, skippingNewest skip: Int = 0) -> [String] {
+        let all = logRing.elements
+        let end = max(0, all.count - skip)
+        return all[max(0, end - n)..<end].map { $0.text }
+    }
+    /// Log lines held.
+    public var logCount: Int { logRing.count }
+    private var logRing = Ring<LogEntry>(capacity: 500)
     /// Total events applied.
     public private(set) var eventCount: UInt64 = 0
     /// Bumped whenever an event says metadata or allocation changed (views reload lazily).
@@ -136,7 +147,7 @@ public final class LiveModel {
             var b = 0
             while lat > 1 && b < latencyBuckets.count - 1 { lat >>= 1; b += 1 }
             latencyBuckets[b] += 1
-            push(&recentLatencies, latencyNs, limit: 4096)
+            latencyRing.append(latencyNs)
             var q = queues[e.queue] ?? QueueRate()
             q.ops += 1
             q.bytes += result >= 0 ? len : 0
@@ -144,7 +155,7 @@ public final class LiveModel {
             queues[e.queue] = q
             completionsPerTick[completionsPerTick.count - 1] += 1
         }
-        push(&log, Explain.line(e), limit: 500)
+        logRing.append(.event(e))
     }
 
     /// Advances time: closes the 100 ms sparkline tick and recomputes per-queue rates.
@@ -171,10 +182,44 @@ public final class LiveModel {
     }
 
     /// Adds a line to the log (command output, messages).
-    public func note(_ line: String) { push(&log, line, limit: 500) }
+    public func note(_ line: String) { logRing.append(.text(line)) }
 
     private func push<T>(_ a: inout [T], _ v: T, limit: Int) {
         a.append(v)
         if a.count > limit { a.removeFirst(a.count - limit) }
+    }
+}
+
+/// A log line: an event explained on demand, or a message.
+enum LogEntry {
+    case event(IoEvent)
+    case text(String)
+
+    var text: String {
+        switch self {
+        case let .event(e): return Explain.line(e)
+        case let .text(t): return t
+        }
+    }
+}
+
+/// A fixed-capacity ring that overwrites its oldest element (O(1) append).
+struct Ring<T> {
+    private var storage: [T] = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    mutating func append(_ v: T) {
+        if storage.count < capacity { storage.append(v) } else { storage[next] = v }
+        next = (next + 1) % capacity
+    }
+
+    var count: Int { storage.count }
+
+    /// Oldest first.
+    var elements: [T] {
+        storage.count < capacity ? storage : Array(storage[next...] + storage[..<next])
     }
 }

@@ -49,6 +49,7 @@ public final class InFlightView: TUIView {
         let summary = "in flight \(live.inFlight.count)   completed \(live.completedRequests)   events \(live.eventCount)   lost \(app.lostEvents)   engine \(mode)"
         s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
         var y = area.y + 1
+        if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         if app.stepMode {
             s.put(area.x, y, "step: " + (app.lastStep ?? "press s to let the next event through"), CellStyle(.selected), maxWidth: area.width); y += 1
             if let held = app.heldEvent { s.put(area.x, y, "next: " + held, CellStyle(.dim), maxWidth: area.width) }
@@ -60,16 +61,13 @@ public final class InFlightView: TUIView {
             s.put(area.x + 2, y, "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M", CellStyle(.dim), maxWidth: area.width)
         }
         for (i, l) in tree.prefix(treeHeight).enumerated() { s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width) }
-        if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines", CellStyle(.dim)) }
+        if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines".padded(area.width), CellStyle(.dim)) }
         y += treeHeight
         s.heading(area.x, y, "── Events (newest last) ", width: area.width)
         y += 1
         let rows = max(0, area.maxY - y)
-        let log = live.log
-        logScroll = max(0, min(logScroll, max(0, log.count - rows)))
-        let end = log.count - logScroll
-        let start = max(0, end - rows)
-        for (i, l) in log[start..<max(start, end)].enumerated() {
+        logScroll = max(0, min(logScroll, max(0, live.logCount - rows)))
+        for (i, l) in live.logTail(rows, skippingNewest: logScroll).enumerated() {
             s.put(area.x, y + i, l, CellStyle(l.hasPrefix("error") ? .error : .normal), maxWidth: area.width)
         }
     }
@@ -115,6 +113,7 @@ public final class CompletionsView: TUIView {
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
         var y = area.y
+        if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         let w = max(10, area.width - 24)
         s.heading(area.x, y, "── CQ drains ", width: area.width); y += 1
         s.put(area.x, y, "completions/100ms", CellStyle(.dim))
@@ -152,7 +151,7 @@ public final class CompletionsView: TUIView {
             }
         }
         y += 1
-        s.heading(area.x, y, "── Per queue ", width: area.width); y += 1
+        s.heading(area.x, y, "── Per queue (from events seen\(app.lostEvents > 0 ? "; \(app.lostEvents) lost — the UI is lossy, job counters above are exact" : "")) ", width: area.width); y += 1
         s.put(area.x, y, "queue      ops       IOPS   bandwidth   total bytes", CellStyle(.dim)); y += 1
         for (q, r) in live.queues.sorted(by: { $0.key < $1.key }) where y < area.maxY {
             let line = "\(String(q).leftPadded(5)) \(String(r.ops).leftPadded(8)) \(fixed(r.iops, 0).leftPadded(10)) \((formatBytes(r.bandwidth) + "/s").leftPadded(11))   \(formatBytes(Double(r.bytes)))"

@@ -1,0 +1,60 @@
+import BlockCore
+import BlockEngine
+import Foundation
+
+/// A fio job file running on the engine's ``Workload`` while the TUI watches.
+///
+/// The workload's queues publish into the same event sink as the prompt's commands (queue
+/// IDs from 1, the prompt uses 0); pause, resume and stop go to the workload; exact
+/// counters come from its ``Workload/snapshot()`` (events are lossy, counters are not).
+public final class JobHost: @unchecked Sendable {
+    /// The running workload.
+    public let workload: Workload
+    /// The job file.
+    public let path: String
+    private let lock = NSLock()
+    private var outcome: String?
+
+    /// Parses `path`, prepares the workload on `disk` and starts it.
+    public init(path: String, disk: any DiskFile, sink: (any IoEventSink)?) throws(BlockError) {
+        self.path = path
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw BlockError(.notFound, "cannot read job file: \(error.localizedDescription)", path: path)
+        }
+        let file = try FioJobFile.parse(text, source: path)
+        var o = WorkloadOptions()
+        o.eventSink = sink
+        o.firstQueueID = 1
+        workload = try Workload(disk: disk, jobs: file.jobs, options: o)
+        try workload.start()
+        let t = Thread { [self] in
+            let text: String
+            do {
+                let r = try workload.wait()
+                let s = workload.snapshot()
+                text = "job \(URL(fileURLWithPath: path).lastPathComponent) done: \(s.totalIos) I/Os in \(formatDuration(r.elapsedNs)), read \(formatBytes(Double(s.readBytes))), wrote \(formatBytes(Double(s.writeBytes)))\(r.verifiedBlocks > 0 ? ", \(r.verifiedBlocks) blocks verified" : "")"
+            } catch let e {
+                text = "error: job \(path): \(e)"
+            }
+            lock.lock(); outcome = text; lock.unlock()
+        }
+        t.name = "blockscope-tui-job"
+        t.start()
+    }
+
+    /// The final line once the workload finished, else nil.
+    public var finishedLine: String? {
+        lock.lock(); defer { lock.unlock() }
+        return outcome
+    }
+
+    /// A one-line live summary from the workload's counters.
+    public var summary: String {
+        let s = workload.snapshot()
+        let secs = Double(s.elapsedNs) / 1e9
+        let bw = secs > 0 ? Double(s.readBytes + s.writeBytes) / secs : 0
+        let pct = s.progress.map { " \(Int($0 * 100))%" } ?? ""
+        return "job \(URL(fileURLWithPath: path).lastPathComponent)\(pct): \(s.totalIos) I/Os, \(fixed(s.iops, 0)) IOPS, \(formatBytes(bw))/s, \(s.inFlight) in flight\(workload.isPaused ? ", paused" : "")"
+    }
+}
