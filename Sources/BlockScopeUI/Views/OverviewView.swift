@@ -33,15 +33,17 @@ public final class OverviewView: TUIView {
         if let e = img.openError { main.append(("I/O", "not available: \(e)", .warning)) }
         for w in img.disk?.warnings ?? [] { main.append(("warning", w, .warning)) }
         var out = [InfoSection("Image", main)]
+        out += img.inspector?.overviewSections() ?? []
         if let info = img.info() {
             var rows: [(String, String, Role)] = []
             flatten(info, prefix: "", into: &rows)
-            // The inspector shows the format's own fields; keep qemu-img's keys here.
+            // The inspector shows the format's own fields and snapshots; keep qemu-img's other keys here.
             let skipOwn = img.inspector is Qcow2Inspector
-            let shown = rows.filter { !["filename", "format", "virtual-size"].contains($0.0) && !(skipOwn && $0.0.hasPrefix("blockscope.")) }
+            let shown = rows.filter {
+                !["filename", "format", "virtual-size"].contains($0.0) && !(skipOwn && ($0.0.hasPrefix("blockscope.") || $0.0.hasPrefix("snapshots[")))
+            }
             if !shown.isEmpty { out.append(InfoSection("qemu-img info fields", shown)) }
         }
-        out += img.inspector?.overviewSections() ?? []
         return out
     }
 
