@@ -115,6 +115,21 @@ import TestSupport
         #expect(hs.contains("42 42 42 42"))
     }
 
+    @Test func batViewShowsVhdFooterDynamicHeaderAndBat() throws {
+        let f = try TuiFixture("vhd")
+        let p = f.dir + "/d.vhd"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vpc", p, "16M"])
+        try TestSupport.qemuIo(p, format: "vpc", ["write -P 0x24 2M 64k"])
+        let app = try f.app(p)
+        let s = draw(BatView(), app)
+        #expect(s.contains("Dynamic header"))
+        #expect(s.contains("block size             2.00 MiB"))
+        #expect(s.contains("BAT[1]    block 1 guest 0x200000              allocated"))
+        let h = HexView()
+        _ = h.goto(2 << 20, app.state)
+        #expect(draw(h, app).contains("24 24 24 24"))
+    }
+
     @Test func inFlightTreeAndCompletionsDrawFromEvents() throws {
         let f = try TuiFixture("live")
         let app = try f.app(try f.raw())

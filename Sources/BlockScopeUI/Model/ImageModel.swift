@@ -43,6 +43,9 @@ public final class ImageModel {
         if inspector == nil, let v = disk as? VhdxDisk {
             inspector = VhdxInspector(disk: v)
         }
+        if inspector == nil, let v = disk as? VhdDisk {
+            inspector = VhdInspector(disk: v)
+        }
         if inspector == nil, let disk {
             inspector = ExtentInspector(disk: disk)
         }
