@@ -70,4 +70,42 @@ import TestSupport
         let bytes = try TestSupport.readFile(app.state.image.path)
         #expect(bytes[8 << 20] == 0x77)
     }
+
+    @Test func stepModeHoldsTheWriteAndReleasesOneExplainedEventPerKey() throws {
+        let f = try TuiFixture("step")
+        let app = try f.app(try f.raw(), write: true)
+        app.handle(.char("s"))
+        #expect(app.state.stepMode)
+        app.execute(.write(offset: 0x10000, length: 4096, pattern: 0x5a))
+        func settle() { for _ in 0..<50 { usleep(10_000); app.pump(); if app.state.heldEvent != nil || !app.state.busy { break } } }
+        settle()
+        #expect(app.state.heldEvent?.contains("guest write 0x10000+4096") == true)
+        #expect(app.state.live.completedRequests == 0)
+        var explained: [String] = []
+        for _ in 0..<20 where app.state.live.completedRequests == 0 {
+            app.handle(.char("s"))
+            settle()
+            if let l = app.state.lastStep, explained.last != l { explained.append(l) }
+        }
+        #expect(app.state.live.completedRequests == 1)
+        #expect(explained.contains { $0.contains("SQE writev") })
+        #expect(explained.contains { $0.contains("completed ok") })
+        app.handle(.escape)
+        #expect(!app.state.stepMode)
+        app.shutdown()
+    }
+
+    @Test func jobFromPromptRunsOnTheWorkloadAndReportsCounters() throws {
+        let f = try TuiFixture("job")
+        let img = try f.raw()
+        let job = f.dir + "/r.fio"
+        try "[r]\nrw=randread\nbs=4k\nsize=1M\nnumber_ios=64\nioengine=io_uring\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let app = try f.app(img)
+        app.execute(.job(path: job))
+        for _ in 0..<300 where app.state.busy || app.state.live.completedRequests == 0 { usleep(10_000); app.pump() }
+        app.pump()
+        #expect(app.state.live.log.contains { $0.contains("job r.fio done: 64 I/Os") }, "\(app.state.live.log.suffix(3))")
+        #expect(app.state.live.completedRequests > 0)
+        app.shutdown()
+    }
 }
