@@ -5,7 +5,8 @@ import Glibc
 
 extension TUIApp {
     /// Runs the TUI on the terminal until `q`: pumps events, draws at least 10 frames a
-    /// second (every 50 ms, sooner after a key), restores the terminal on the way out.
+    /// second (every 50 ms while a workload runs, every 100 ms when idle, at once after a
+    /// key), restores the terminal on the way out.
     /// Returns the exit status.
     public func run(mouse: Bool) throws(BlockScopeUIError) -> Int32 {
         guard isatty(1) != 0, isatty(0) != 0 else {
@@ -18,7 +19,7 @@ extension TUIApp {
             pump()
             let (w, h) = term.size
             term.present(render(width: w, height: h))
-            if let e = term.read(timeoutMs: 50) {
+            if let e = term.read(timeoutMs: state.busy ? 50 : 100) {
                 handle(e)
                 var n = 0
                 while n < 64, !quitRequested, let more = term.read(timeoutMs: 0) { handle(more); n += 1 }

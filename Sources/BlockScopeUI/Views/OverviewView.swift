@@ -10,6 +10,7 @@ public final class OverviewView: TUIView {
     public let keys: [(String, String)] = [("↑↓", "scroll"), ("/", "find")]
     private var scroll = 0
     private var lastSections: [InfoSection] = []
+    private var cacheKey: (version: Int, time: UInt64) = (-1, 0)
 
     /// Creates the view.
     public init() {}
@@ -65,7 +66,12 @@ public final class OverviewView: TUIView {
 
     /// Draws the sections in columns of at least 70 characters.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
-        lastSections = sections(app)
+        // info() and the inspector's sections are not free: rebuild once a second or after a reload.
+        let now = monotonicNanos()
+        if cacheKey.version != app.layoutVersion || now - cacheKey.time > 1_000_000_000 {
+            lastSections = sections(app)
+            cacheKey = (app.layoutVersion, now)
+        }
         let columns = area.width >= 150 ? 2 : 1
         let colWidth = (area.width - (columns - 1) * 2) / columns
         // Lay sections out into columns, then draw with the scroll offset.
