@@ -72,4 +72,25 @@ import TestSupport
         #expect(end.contains("SHELL>"))
         #expect(!end.contains("8 Completions"), "the alternate screen was not restored")
     }
+
+    @Test func jobFromPromptShowsLiveFiguresInInFlightAndCompletions() throws {
+        let dir = try TestSupport.makeTempDir("tui-e2e-job")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/job.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "16M"])
+        try "[w]\nrw=randwrite\nbs=4k\nsize=8M\niodepth=8\nruntime=2\ntime_based=1\nioengine=io_uring\n".write(toFile: dir + "/w.fio", atomically: true, encoding: .utf8)
+        let s = try Session(command: "cd \(dir) && \(TestSupport.blockscopeBinary) tui --write --no-mouse job.raw")
+        try s.wait(for: "8 Completions")
+        try s.keys("7", ":")
+        try s.keys(literal: "job w.fio")
+        try s.keys("Enter")
+        try s.wait(for: "job w.fio")
+        try s.wait(for: "SQE writev user_data")
+        try s.keys("8")
+        try s.wait(for: "p50 ")
+        let done = try s.wait(for: "done:", timeout: 20)
+        #expect(done.contains("I/Os"))
+        try s.keys("q")
+        try s.wait(for: "TUI-EXIT=0")
+    }
 }
