@@ -8,13 +8,16 @@ struct Create: ParsableCommand {
         discussion: """
         vhdx options: block_size, subformat=dynamic|fixed, log_size, block_state_zero=on|off.
         vpc options: subformat=dynamic|fixed, force_size=on|off.
-        -b PARENT makes a differencing vhdx or vpc image over PARENT (SIZE defaults to the parent's).
+        qcow2 options: qemu-img's (cluster_size, refcount_bits, extended_l2, compression_type,
+        lazy_refcounts, compat, backing_file, backing_fmt).
+        -b PARENT makes a differencing vhdx or vpc image, or a qcow2 overlay, over PARENT
+        (SIZE defaults to the parent's).
         """
     )
 
     @Option(name: [.customShort("f"), .long], help: "Image format: vhdx, vpc, qcow2 or raw.") var format: ImageFormat
     @Option(name: [.customShort("o")], help: "Format options, key=value separated by commas.") var options: [String] = []
-    @Option(name: [.customShort("b"), .customLong("backing")], help: "Parent image (differencing vhdx or vpc).") var backing: String?
+    @Option(name: [.customShort("b"), .customLong("backing")], help: "Parent image (differencing vhdx or vpc, qcow2 backing file).") var backing: String?
     @Argument(help: "The image file to create.") var image: String
     @Argument(help: "Guest size (k/M/G/T suffixes); optional with -b.") var size: SizeArgument?
 
@@ -67,9 +70,27 @@ struct Create: ParsableCommand {
                 try f.truncate(to: bytes)
                 f.close()
             case .qcow2:
-                throw BlockError(.unsupportedFeature, "create -f qcow2 is not supported yet (use qemu-img create -f qcow2)", path: image, operation: "create")
+                var o = try Qcow2CreateOptions(kv)
+                var qsize = bytes
+                if let backing {
+                    o.backingFile = backing
+                    if qsize == 0 || o.backingFormat == nil {
+                        // The parent's size and format, as qemu-img create -b finds them.
+                        let parentPath = backing.hasPrefix("/") || !image.contains("/") ? backing
+                            : String(image[..<image.lastIndex(of: "/")!]) + "/" + backing
+                        let parent = try openDisk(parentPath, options: OpenOptions(writable: false))
+                        if qsize == 0 { qsize = parent.logicalSize }
+                        if o.backingFormat == nil { o.backingFormat = parent.format.rawValue }
+                        try parent.close()
+                        releaseLocks(of: parent)
+                    }
+                }
+                try Qcow2Format.create(path: image, size: qsize, options: o)
             }
-            print("Formatting '\(image)', fmt=\(format.rawValue) size=\(bytes)")
+            let made = try openDisk(image, options: OpenOptions(writable: false, format: format))
+            print("Formatting '\(image)', fmt=\(format.rawValue) size=\(made.logicalSize)")
+            try made.close()
+            releaseLocks(of: made)
         }
     }
 

@@ -123,6 +123,13 @@ import TestSupport
         let bad = try TestSupport.blockscope(["create", "-f", "vhdx", "-o", "block_size=3M", dir + "/bad.vhdx", "8M"])
         #expect(bad.status != 0)
         #expect(bad.stderr.contains("block_size"))
+        // qcow2 goes to Qcow2Format.create; -b makes an overlay whose size and format come from the parent.
+        let qc = try TestSupport.blockscope(["create", "-f", "qcow2", "-o", "cluster_size=4k", dir + "/q.qcow2", "8M"])
+        #expect(qc.status == 0, "\(qc.stderr)")
+        #expect(try TestSupport.qemuImg(["check", dir + "/q.qcow2"]).status == 0)
+        let ov = try TestSupport.blockscope(["create", "-f", "qcow2", "-b", dir + "/c0.vhdx", dir + "/ov.qcow2"])
+        #expect(ov.status == 0, "\(ov.stderr)")
+        #expect(try TestSupport.qemuRaw(dir + "/ov.qcow2", format: "qcow2") == (try TestSupport.qemuRaw(dir + "/c0.vhdx", format: "vhdx")))
         let q2 = try TestSupport.blockscope(["create", "-f", "raw", dir + "/r.raw", "1M"])
         #expect(q2.status == 0)
         #expect(try TestSupport.readFile(dir + "/r.raw").count == 1 << 20)
