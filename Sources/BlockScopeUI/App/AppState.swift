@@ -24,6 +24,8 @@ public final class AppState {
     public var lostEvents: UInt64 = 0
     /// Whether a command is running in the worker.
     public var busy = false
+    /// The terminal's colour depth as shown in the title ("256 colours"); empty without a terminal.
+    public var colorDepth = ""
     /// Live counters of a running job, one line.
     public var jobSummary: String?
     /// Metadata reloads done (views cache by it).

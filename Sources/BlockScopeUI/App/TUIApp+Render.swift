@@ -10,7 +10,7 @@ extension TUIApp {
         }
         let img = state.image
         let mode = state.stepMode ? " STEP " : state.paused ? " PAUSED " : state.busy ? " RUNNING " : ""
-        let title = " blockscope \(BlockScopeUI.version)  \(URL(fileURLWithPath: img.path).lastPathComponent)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)"
+        let title = " blockscope \(BlockScopeUI.version)  \(URL(fileURLWithPath: img.path).lastPathComponent)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)\(state.colorDepth.isEmpty ? "" : " (\(state.colorDepth))")"
         s.put(0, 0, title.padded(width), CellStyle(.footer))
         if !mode.isEmpty { s.put(max(0, width - mode.count - 1), 0, mode, CellStyle(state.stepMode || state.paused ? .warning : .ok, [.reverse])) }
         // Tab bar.

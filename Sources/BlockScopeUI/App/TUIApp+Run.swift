@@ -14,6 +14,12 @@ extension TUIApp {
         }
         let term = try Terminal(theme: theme, mouse: mouse)
         onThemeChange = { term.applyTheme($0) }
+        switch term.depth {
+        case .monochrome: state.colorDepth = "no colour"
+        case .ansi8: state.colorDepth = "8 colours"
+        case .ansi256: state.colorDepth = "256 colours"
+        case .direct: state.colorDepth = "24-bit colour"
+        }
         defer { term.end() }
         while !quitRequested {
             pump()

@@ -60,7 +60,7 @@ public final class L1L2View: TUIView {
             }
             var line = "L2[\(j)]".padded(10) + guest + host.padded(24) + flags.joined(separator: " ").padded(20) + rc
             if let b = e.bitmap {
-                line += "  alloc \(String(b & 0xffff_ffff, radix: 2).leftPadded(32).replacingZeros) zero \(String(b >> 32, radix: 2).leftPadded(32).replacingZeros)"
+                line += "  alloc \(bits(UInt32(b & 0xffff_ffff)))  zero \(bits(UInt32(b >> 32)))"
             }
             return (line, role)
         }
@@ -149,7 +149,7 @@ public final class L1L2View: TUIView {
     }
 }
 
-extension String {
-    /// A bitmap string with 0s drawn as dots, so set bits stand out.
-    var replacingZeros: String { String(map { $0 == "0" ? "·" : $0 }) }
+/// A 32-bit subcluster bitmap, subcluster 0 first: `█` set, `·` clear.
+func bits(_ v: UInt32) -> String {
+    String((0..<32).map { v & (1 << UInt32($0)) != 0 ? "█" : "·" })
 }
