@@ -107,7 +107,11 @@ public final class QcowAsync: AsyncIo {
             let i = p.add(opcode: .readv, hostOffset: host, guestOffset: m.guestOffset, length: m.length)
             let t = tag(p.id, i)
             p.markInFlight(i, sqeTag: t)
-            ctx.enqueue(.read(fd: disk.dataFile.fd, offset: host, buffer: dst.baseAddress!, length: dst.count), tag: t)
+            var fd = disk.dataFile.fd
+            if let direct = disk.directDataFile, (host | UInt64(dst.count) | UInt64(UInt(bitPattern: dst.baseAddress!))) & 4095 == 0 {
+                fd = direct.fd
+            }
+            ctx.enqueue(.read(fd: fd, offset: host, buffer: dst.baseAddress!, length: dst.count), tag: t)
         case .zero:
             let i = p.add(opcode: nil, hostOffset: 0, guestOffset: m.guestOffset, length: m.length)
             dst.initializeMemory(as: UInt8.self, repeating: 0)
