@@ -108,4 +108,18 @@ import TestSupport
         #expect(app.state.live.completedRequests > 0)
         app.shutdown()
     }
+
+    @Test func everyViewRendersAFrameWellWithinATenthOfASecond() throws {
+        let f = try TuiFixture("fps")
+        let app = try f.app(try f.qcow2())
+        for i in 1...8 {
+            app.handle(.char(Character(String(i))))
+            _ = app.render(width: 160, height: 50)   // warm caches (usage scan, L2 tables)
+            let t0 = monotonicNanos()
+            for _ in 0..<5 { app.pump(); _ = app.render(width: 160, height: 50) }
+            let perFrame = (monotonicNanos() - t0) / 5
+            #expect(perFrame < 100_000_000, "view \(i): \(formatDuration(perFrame)) per frame")
+            print("view \(i) \(app.currentView.title): \(formatDuration(perFrame)) per frame")
+        }
+    }
 }

@@ -13,11 +13,18 @@ public final class RefcountsView: TUIView {
     /// Creates the view.
     public init() {}
 
+    private var summaryCache: (version: Int, hist: [(UInt64, Int)], leaked: Int, over: Int)?
+
     /// One row per host cluster: index, offset, use, stored and expected refcount.
     func clusterRows(_ q: Qcow2Inspector) -> [(String, Role)] {
+        q.usage.uses.indices.map { clusterRow(q, $0) }
+    }
+
+    /// The row of host cluster `i`.
+    func clusterRow(_ q: Qcow2Inspector, _ i: Int) -> (String, Role) {
         let u = q.usage
         let cs = q.layout.clusterSize
-        return u.uses.indices.map { i in
+        do {
             let stored = u.stored[i]
             let exp = UInt64(u.expected[i])
             var role = u.uses[i].role
@@ -26,6 +33,17 @@ public final class RefcountsView: TUIView {
             if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
             return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(u.uses[i].name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
         }
+    }
+
+    /// Histogram and problem counts, computed once per metadata reload.
+    private func summary(_ q: Qcow2Inspector, _ app: AppState) -> (hist: [(UInt64, Int)], leaked: Int, over: Int) {
+        if let c = summaryCache, c.version == app.layoutVersion { return (c.hist, c.leaked, c.over) }
+        let u = q.usage
+        var hist: [UInt64: Int] = [:]
+        for r in u.stored { hist[r ?? 0, default: 0] += 1 }
+        let h = hist.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        summaryCache = (app.layoutVersion, h, u.leaked.count, u.overReferenced.count)
+        return (h, u.leaked.count, u.overReferenced.count)
     }
 
     /// Draws the table summary, histogram and per-cluster list.
@@ -47,27 +65,27 @@ public final class RefcountsView: TUIView {
         if used.count > 3 { s.put(area.x + 1, y, "… \(used.count - 3) more refcount blocks", CellStyle(.dim)); y += 1 }
         y += 1
         // Histogram of stored refcounts.
-        var hist: [UInt64: Int] = [:]
-        for r in u.stored { hist[r ?? 0, default: 0] += 1 }
+        let sum = summary(q, app)
         s.heading(area.x, y, "── Refcount values over \(u.uses.count) host clusters ", width: area.width)
         y += 1
-        let peak = max(1, hist.values.max() ?? 1)
-        for (v, n) in hist.sorted(by: { $0.key < $1.key }).prefix(6) {
+        let peak = max(1, sum.hist.map(\.1).max() ?? 1)
+        for (v, n) in sum.hist.prefix(6) {
             s.put(area.x, y, "refcount \(v)".leftPadded(12), CellStyle(.dim))
             let bar = max(1, n * max(1, area.width - 30) / peak)
             s.put(area.x + 13, y, String(repeating: "█", count: bar), CellStyle(v == 0 ? .free : .bar))
             s.put(area.x + 14 + bar, y, "\(n)", CellStyle(.normal))
             y += 1
         }
-        let leaked = u.leaked.count, over = u.overReferenced.count
+        let leaked = sum.leaked, over = sum.over
         s.put(area.x, y, leaked + over == 0 ? "clean: every refcount equals the references found" : "\(leaked) leaked, \(over) over-referenced clusters (highlighted below)", CellStyle(leaked + over == 0 ? .ok : .error))
         y += 2
         s.heading(area.x, y, "── Clusters:   index  host offset     use              refcount ", width: area.width)
         y += 1
         visible = max(1, area.maxY - y)
-        let rows = clusterRows(q)
-        cursor.clamp(count: rows.count, visible: visible)
-        for (k, r) in rows.dropFirst(cursor.top).prefix(visible).enumerated() {
+        let count = u.uses.count
+        cursor.clamp(count: count, visible: visible)
+        for k in 0..<min(visible, max(0, count - cursor.top)) {
+            let r = clusterRow(q, cursor.top + k)
             s.put(area.x, y + k, r.0.padded(area.width), cursor.top + k == cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
         }
     }
