@@ -20,7 +20,6 @@ public final class InFlightView: TUIView {
         for r in reqs {
             let age = formatDuration(now > r.started ? now - r.started : 0)
             out.append(("req \(r.request)  \(r.op) \(hex(r.offset))+\(r.length)  queue \(r.queue)  age \(age)\(r.mapping.map { "  → \($0)" } ?? "")", .inflight))
-            let children = r.pending.count + (r.pending.isEmpty ? r.sqes.count : 0)
             for (pi, p) in r.pending.enumerated() {
                 let last = pi == r.pending.count - 1
                 let state = p.result.map { $0 == 0 ? "done" : "failed \($0)" } ?? "waiting"
@@ -28,7 +27,6 @@ public final class InFlightView: TUIView {
                 if pi == 0 { out += sqeLines(r.sqes, prefix: last ? "     " : "  │  ", now: now) }
             }
             if r.pending.isEmpty { out += sqeLines(r.sqes, prefix: "  ", now: now) }
-            _ = children
         }
         return out
     }
