@@ -42,6 +42,23 @@ import TestSupport
         #expect(try bs(["cat", dir + "-moved/sub/child.\(format)"]).stdout == Data(expected))
     }
 
+    @Test(arguments: ["vhdx", "vpc"])
+    func childLargerThanParentReadsZeroesPastTheParent(_ format: String) throws {
+        let dir = try TestSupport.makeTempDir("diff-big"); defer { TestSupport.removeTempDir(dir) }
+        let parent = dir + "/base.\(format)", child = dir + "/child.\(format)"
+        try bs(["create", "-f", format, parent, "3M"])
+        try "write 0 3M 0x5e\n".write(toFile: dir + "/p.txt", atomically: true, encoding: .utf8)
+        try bs(["run", "--write", parent, dir + "/p.txt"])
+        let parentSize = try bs(["cat", parent]).stdout.count
+        try bs(["create", "-f", format, "-b", parent, child, "12M"])
+        try "write 1M 4k 0x6f\n".write(toFile: dir + "/c.txt", atomically: true, encoding: .utf8)
+        try bs(["run", "--write", child, dir + "/c.txt"])
+        let out = try bs(["cat", child]).stdout
+        #expect(out.count >= 12 << 20)
+        #expect(out[0] == 0x5e && out[1 << 20] == 0x6f && out[(3 << 20) - 1] == 0x5e)
+        #expect(out[parentSize...].allSatisfy { $0 == 0 })
+    }
+
     @Test func partiallyPresentBlockMixesChildAndParentSectors() throws {
         let dir = try TestSupport.makeTempDir("diff-pp"); defer { TestSupport.removeTempDir(dir) }
         let parent = dir + "/base.vhdx", child = dir + "/child.vhdx"

@@ -120,13 +120,7 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
     }
     /// Reads from the parent, or zeroes.
     public func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) {
-        if let parent, offset < parent.logicalSize {
-            let avail = Int(min(UInt64(buffer.count), parent.logicalSize - offset))
-            try parent.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<avail]), at: offset)
-            if avail < buffer.count { UnsafeMutableRawBufferPointer(rebasing: buffer[avail...]).initializeMemory(as: UInt8.self, repeating: 0) }
-        } else {
-            buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        }
+        try VhdxMetadata.readParent(parent, into: buffer, at: offset)
     }
     /// VHD has no log: no mark.
     public func flushMark() -> UInt64 { 0 }

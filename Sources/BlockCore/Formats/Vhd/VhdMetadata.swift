@@ -143,7 +143,7 @@ public final class VhdMetadata: @unchecked Sendable {
                 switch r.kind {
                 case let .data(h): try file.read(into: sub, at: h)
                 case .zero: break
-                case .parent: if let parent { try parent.read(into: sub, at: r.guestOffset) }
+                case .parent: try VhdxMetadata.readParent(parent, into: sub, at: r.guestOffset)
                 }
             }
         }

@@ -117,13 +117,7 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     }
     /// Reads from the parent, or zeroes.
     public func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) {
-        if let parent {
-            let avail = offset < parent.logicalSize ? min(UInt64(buffer.count), parent.logicalSize - offset) : 0
-            if avail > 0 { try parent.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(avail)]), at: offset) }
-            if Int(avail) < buffer.count { UnsafeMutableRawBufferPointer(rebasing: buffer[Int(avail)...]).initializeMemory(as: UInt8.self, repeating: 0) }
-        } else {
-            buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        }
+        try VhdxMetadata.readParent(parent, into: buffer, at: offset)
     }
     /// The log position an fsync starting now covers.
     public func flushMark() -> UInt64 { metadata.flushMark() }

@@ -94,6 +94,13 @@ public final class VhdxMetadata: @unchecked Sendable {
         }
     }
 
+    /// Reads a guest range of `parent`; bytes past its end (or without a parent) are zeroes.
+    static func readParent(_ parent: (any DiskFile)?, into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) {
+        let avail = parent.map { offset < $0.logicalSize ? Int(min(UInt64(buffer.count), $0.logicalSize - offset)) : 0 } ?? 0
+        if let parent, avail > 0 { try parent.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<avail]), at: offset) }
+        if avail < buffer.count { UnsafeMutableRawBufferPointer(rebasing: buffer[avail...]).initializeMemory(as: UInt8.self, repeating: 0) }
+    }
+
     static func read(_ file: SystemFile, _ overlay: [UInt64: [UInt8]], _ off: UInt64, _ n: Int) throws(BlockError) -> [UInt8] {
         var b = try file.readBytes(at: off, count: n)
         if overlay.isEmpty { return b }
@@ -206,7 +213,12 @@ public final class VhdxMetadata: @unchecked Sendable {
                 var entry = VhdxBatEntry(raw: bat[idx])
                 if entry.state != .fullyPresent {
                     let old = entry.raw
-                    let host = try allocate(block: block, entry: entry)
+                    let host: UInt64
+                    do throws(BlockError) { host = try allocate(block: block, entry: entry) } catch {
+                        // Keep the file's BAT equal to memory for the blocks already allocated.
+                        if !changed.isEmpty { try? commitBat(changed) }
+                        throw error.withGuestOffset(pos)
+                    }
                     entry = VhdxBatEntry(state: .fullyPresent, fileOffset: host)
                     bat[idx] = entry.raw
                     changed.append(idx)
@@ -239,7 +251,7 @@ public final class VhdxMetadata: @unchecked Sendable {
                 switch r.kind {
                 case let .data(h): try file.read(into: sub, at: h)
                 case .zero: break
-                case .parent: if let parent { try parent.read(into: sub, at: r.guestOffset) }
+                case .parent: try VhdxMetadata.readParent(parent, into: sub, at: r.guestOffset)
                 }
             }
             try file.write(UnsafeRawBufferPointer(buf), at: host)
