@@ -24,6 +24,17 @@ import TestSupport
         #expect(JSONValue.array(ours.map { $0.json() }) == q)
     }
 
+    @Test func fixedVhdMapEqualsQemuImgMap() throws {
+        let dir = try TestSupport.makeTempDir("map"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/f.vhd"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vpc", "-o", "subformat=fixed", img, "16M"])
+        try TestSupport.qemuIo(img, format: "vpc", ["write -P 1 3M 100k", "write -P 2 9M 3M"])
+        let q = try JSONValue.parse(try TestSupport.qemuImg(["map", "--output=json", "-f", "vpc", img]).stdoutText)
+        let d = try open(img, format: .vpc)
+        defer { try? d.close(); releaseLocks(of: d) }
+        #expect(JSONValue.array(try d.mapExtents().map { $0.json() }) == q)
+    }
+
     @Test func vhdxMapShowsBlockStatesAndHostOffsets() throws {
         let dir = try TestSupport.makeTempDir("map"); defer { TestSupport.removeTempDir(dir) }
         let img = dir + "/m.vhdx"

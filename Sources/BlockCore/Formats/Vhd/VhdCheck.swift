@@ -28,7 +28,23 @@ extension VhdDisk {
     }
 
     /// Extents per block: allocated data with host offsets, unallocated as zero (or parent at depth 1).
+    /// A fixed disk reports the file's holes (`SEEK_HOLE`) as zero data, as qemu-img map does.
     public func mapExtents() throws(BlockError) -> [MapExtent] {
+        if metadata == nil {
+            var out: [MapExtent] = []
+            var pos: UInt64 = 0
+            while pos < logicalSize {
+                guard let d = file.nextData(from: pos), d < logicalSize else {
+                    out.append(MapExtent(start: pos, length: logicalSize - pos, depth: 0, present: true, zero: true, data: true, offset: pos))
+                    break
+                }
+                if d > pos { out.append(MapExtent(start: pos, length: d - pos, depth: 0, present: true, zero: true, data: true, offset: pos)) }
+                let h = min(file.nextHole(from: d) ?? logicalSize, logicalSize)
+                out.append(MapExtent(start: d, length: h - d, depth: 0, present: true, zero: false, data: true, offset: d))
+                pos = h
+            }
+            return mergeExtents(out)
+        }
         let bsz = UInt64(metadata?.dynamic.blockSize ?? UInt32(min(logicalSize, 1 << 30)))
         var out: [MapExtent] = []
         var pos: UInt64 = 0
