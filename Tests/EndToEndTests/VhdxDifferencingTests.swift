@@ -26,7 +26,9 @@ import TestSupport
         try bs(["create", "-f", format, "-b", parent, child])
         let info = try JSONValue.parse(try bs(["info", "--output", "json", child]).stdoutText)
         #expect(info["backing-filename"]?.stringValue?.hasSuffix("base.\(format)") == true)
-        #expect(try bs(["cat", child]).stdout == parentBefore, "an empty child reads as its parent")
+        let fresh = try bs(["cat", child])
+        #expect(fresh.stdout == parentBefore, "an empty child reads as its parent")
+        #expect(!fresh.stderr.contains("parent_linkage"))
 
         try "write 1M 4k 0x22\nwrite 3000k 2M 0x33\nzero 8M 1M\nwrite 11M 512 0x44\n".write(toFile: dir + "/c.txt", atomically: true, encoding: .utf8)
         try bs(["run", "--write", child, dir + "/c.txt"])
@@ -35,6 +37,12 @@ import TestSupport
         apply(1 << 20, 4096, 0x22); apply(3000 << 10, 2 << 20, 0x33); apply(8 << 20, 1 << 20, 0); apply(11 << 20, 512, 0x44)
         #expect(try bs(["cat", child]).stdout == Data(expected))
         #expect(try bs(["cat", parent]).stdout == parentBefore, "writes must not reach the parent")
+        if format == "vhdx" {
+            // Writing the parent changes its DataWriteGuid: the child warns that its linkage is stale.
+            try "write 0 512 0x11\n".write(toFile: dir + "/p2.txt", atomically: true, encoding: .utf8)
+            try bs(["run", "--write", parent, dir + "/p2.txt"])
+            #expect(try bs(["cat", child]).stderr.contains("parent_linkage"))
+        }
 
         // Moving both keeps the relative locator working.
         try FileManager.default.moveItem(atPath: dir, toPath: dir + "-moved")

@@ -57,6 +57,12 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
             parent = p
             parentPath = pp
             metadata.parent = p
+            if let linkage = items.parentLocator?["parent_linkage"], let pv = p as? VhdxDisk {
+                let want = "{\(pv.metadata.currentHeader.dataWriteGuid)}"
+                if linkage.uppercased() != want.uppercased() {
+                    w.append("\(file.path): vhdx: parent_linkage \(linkage) does not match the parent's DataWriteGuid \(want): the parent was modified after this child was created")
+                }
+            }
         } else {
             parent = nil
             parentPath = nil
