@@ -90,16 +90,27 @@ struct EngineEventStreamTests {
         gate.enable()
         let t = Thread { for i in 0..<3 { gate.publish(IoEvent(queue: 0, request: UInt64(i), .cqDrain(batch: 0))) } }
         t.start()
-        try await Task.sleep(nanoseconds: 50_000_000)
+        try await waitUntil { gate.heldEvent != nil }
         #expect(sub.poll().isEmpty)
         #expect(gate.heldEvent?.request == 0)
         gate.step()
-        try await Task.sleep(nanoseconds: 50_000_000)
-        #expect(sub.poll().map { $0.request } == [0])
+        var got: [UInt64] = []
+        try await waitUntil { got += sub.poll().map { $0.request }; return !got.isEmpty }
+        try await waitUntil { gate.heldEvent?.request == 1 }
+        #expect(got == [0])
         gate.disable()
-        try await Task.sleep(nanoseconds: 50_000_000)
-        #expect(sub.poll().map { $0.request } == [1, 2])
+        try await waitUntil { got += sub.poll().map { $0.request }; return got.count == 3 }
+        #expect(got == [0, 1, 2])
     }
+}
+
+/// Polls `condition` every 10 ms for up to 10 s (robust on a loaded machine).
+func waitUntil(_ condition: () -> Bool) async throws {
+    for _ in 0..<1000 {
+        if condition() { return }
+        try await Task.sleep(nanoseconds: 10_000_000)
+    }
+    Issue.record("condition not met within 10 s")
 }
 
 @Suite("Engine workload events")
@@ -175,23 +186,23 @@ struct EngineWorkloadEventTests {
         var o = OpenOptions(writable: true)
         o.ignoreLocks = true
         let disk = try openDisk(path, options: o)
-        let file = try FioJobFile.parse("[w]\nrw=randwrite\niodepth=4\nruntime=20\ntime_based\n")
+        let file = try FioJobFile.parse("[w]\nrw=randwrite\niodepth=4\nruntime=120\ntime_based\n")
         let w = try Workload(disk: disk, jobs: file.jobs)
         try w.start()
-        try await Task.sleep(nanoseconds: 100_000_000)
+        try await waitUntil { w.snapshot().totalIos > 0 }
         w.pause()
-        try await Task.sleep(nanoseconds: 100_000_000)
+        try await waitUntil { w.snapshot().inFlight == 0 }
         let a = w.snapshot()
         try await Task.sleep(nanoseconds: 100_000_000)
         let b = w.snapshot()
         #expect(a.totalIos == b.totalIos)
         #expect(b.inFlight == 0)
+        #expect(w.isPaused)
         w.resume()
-        try await Task.sleep(nanoseconds: 100_000_000)
-        #expect(w.snapshot().totalIos > b.totalIos)
+        try await waitUntil { w.snapshot().totalIos > b.totalIos }
         w.stop()
         let r = try w.wait()
-        #expect(r.elapsedNs < 10_000_000_000)
+        #expect(r.elapsedNs < 120_000_000_000)  // stopped before its runtime
         try disk.close()
     }
 }
