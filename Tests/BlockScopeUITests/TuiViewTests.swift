@@ -130,6 +130,29 @@ import TestSupport
         #expect(draw(h, app).contains("24 24 24 24"))
     }
 
+    @Test func corruptQcow2TablesDrawWithoutCrashing() throws {
+        let f = try TuiFixture("corrupt")
+        let good = try f.qcow2()
+        let bytes = try TestSupport.readFile(good)
+        // Each damage: (offset, bytes). L1 size huge, L1 offset past EOF, refcount table past EOF, an L2 entry pointing far away.
+        let damages: [(Int, [UInt8])] = [(36, [0x00, 0xff, 0xff, 0xff]), (40, [0, 0, 0, 0x7f, 0, 0, 0, 0]), (48, [0, 0, 0, 0x7f, 0, 0, 0, 0]),
+                                         (0x40000 + 16 * 8, [0x80, 0, 0, 0x7f, 0, 0, 0, 0]), (60, [0, 0, 0x10, 0]), (64, [0, 0, 0, 0, 0, 0x04, 0, 0])]
+        for (i, d) in damages.enumerated() {
+            var b = [UInt8](bytes)
+            for (k, v) in d.1.enumerated() where d.0 + k < b.count { b[d.0 + k] = v }
+            let p = f.dir + "/bad\(i).qcow2"
+            try TestSupport.writeFile(p, b)
+            let t0 = monotonicNanos()
+            let app = try f.app(p)
+            for v in app.views { _ = draw(v, app) }
+            #expect(monotonicNanos() - t0 < 5_000_000_000, "damage \(i): drawing every view took \(formatDuration(monotonicNanos() - t0))")
+            let h = HexView()
+            _ = h.goto(1 << 20, app.state)
+            _ = h.handle(.char("m"), app.state)
+            _ = draw(h, app)
+        }
+    }
+
     @Test func inFlightTreeAndCompletionsDrawFromEvents() throws {
         let f = try TuiFixture("live")
         let app = try f.app(try f.raw())

@@ -19,7 +19,7 @@ public enum HelpScreen {
         ("m", "Hex: switch between guest and host bytes"),
         ("General", ""),
         ("? / F1", "this help (any key closes it)"),
-        ("q", "quit and restore the terminal"),
+        ("q, Ctrl-C", "quit: stop the workload, flush and close the image, restore the terminal"),
     ]
 
     /// Draws the help box centred in `area`.

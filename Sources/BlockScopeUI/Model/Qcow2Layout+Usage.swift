@@ -93,13 +93,16 @@ extension Qcow2Layout {
         var tables: [[UInt64]] = [l1]
         for s in snapshots {
             mark(s.l1TableOffset, UInt64(s.l1Size) * 8, .snapshot)
-            let b = readHost(at: s.l1TableOffset, count: Int(s.l1Size) * 8)
+            let b = readHost(at: s.l1TableOffset, count: Int(min(s.l1Size, 1 << 24)) * 8)
             tables.append((0..<(b.count / 8)).map { be64(b, $0 * 8) })
         }
+        // Only the entries that map the guest size count; an L2 offset that is unaligned or
+        // past the end of the file is corruption, not a table to walk.
+        let needed = Int((header.size + cs * UInt64(l2Entries) - 1) / (cs * UInt64(l2Entries)))
         for t in tables {
-            for e in t {
+            for e in t.prefix(needed) {
                 let l2o = Qcow2Layout.l2Offset(e)
-                guard l2o != 0 else { continue }
+                guard l2o != 0, l2o % cs == 0, l2o + cs <= fileSize else { continue }
                 mark(l2o, cs, .l2)
                 guard let l2 = l2Table(at: l2o) else { continue }
                 for d in l2 {
@@ -172,6 +175,7 @@ extension Qcow2Layout {
         }
         if offset >= header.l1TableOffset && offset < header.l1TableOffset + UInt64(header.l1Size) * 8 {
             let i = (offset - header.l1TableOffset) / 8
+            guard Int(i) < l1.count else { return "L1[\(i)] beyond the end of the file" }
             let e = l1[Int(i)]
             return "L1[\(i)] = \(hex(e)): L2 table at \(hex(Qcow2Layout.l2Offset(e)))\(e >> 63 != 0 ? " COPIED" : "")"
         }

@@ -166,8 +166,11 @@ public final class Qcow2Layout: @unchecked Sendable {
         }
         header = hdr
         let f = file
+        let size = fileSize
         func table(_ offset: UInt64, _ count: Int) throws(BlockError) -> [UInt64] {
-            guard count > 0, offset > 0 else { return [] }
+            // Never read past the end of the file, whatever a (corrupt) header says.
+            guard count > 0, offset > 0, offset < size else { return [] }
+            let count = min(count, Int((size - offset) / 8))
             let b = try f.readBytes(at: offset, count: count * 8)
             return (0..<(b.count / 8)).map { be64(b, $0 * 8) }
         }

@@ -18,9 +18,15 @@ public final class L1L2View: TUIView {
 
     /// The L1 rows: index, guest range, L2 offset, flags, refcount.
     func l1Rows(_ q: Qcow2Inspector) -> [(String, Role)] {
+        q.layout.l1.indices.map { l1Row(q, $0) }
+    }
+
+    /// The row of L1 entry `i`.
+    func l1Row(_ q: Qcow2Inspector, _ i: Int) -> (String, Role) {
         let l = q.layout
         let span = l.clusterSize * UInt64(l.l2Entries)
-        return l.l1.enumerated().map { i, e in
+        let e = l.l1[i]
+        do {
             let off = Qcow2Layout.l2Offset(e)
             let guest = "guest \(hex(UInt64(i) * span))".padded(22)
             if off == 0 { return ("L1[\(i)]".padded(10) + guest + "unallocated", .free) }
@@ -33,8 +39,16 @@ public final class L1L2View: TUIView {
     func l2Rows(_ q: Qcow2Inspector, _ i: Int) -> [(String, Role)] {
         let l = q.layout
         guard i < l.l1.count, let t = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i])) else { return [] }
+        return t.indices.map { l2Row(q, i, $0) }
+    }
+
+    /// The row of entry `j` of the L2 table under L1 entry `i`.
+    func l2Row(_ q: Qcow2Inspector, _ i: Int, _ j: Int) -> (String, Role) {
+        let l = q.layout
+        guard i < l.l1.count, let t = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i])), j < t.count else { return ("", .normal) }
         let base = UInt64(i) * UInt64(l.l2Entries) * l.clusterSize
-        return t.enumerated().map { j, e in
+        let e = t[j]
+        do {
             let guest = "guest \(hex(base + UInt64(j) * l.clusterSize))".padded(22)
             var flags: [String] = []
             if e.copied { flags.append("COPIED") }
@@ -74,22 +88,23 @@ public final class L1L2View: TUIView {
         let l = q.layout
         visible = max(1, area.height - 2)
         if let i = openL1 {
-            let rows = l2Rows(q, i)
-            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(Qcow2Layout.l2Offset(l.l1[i]))): \(rows.count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
-            list(&s, area, rows, &l2Cursor)
+            let count = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i]))?.count ?? 0
+            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(Qcow2Layout.l2Offset(l.l1[i]))): \(count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
+            l2Cursor.clamp(count: count, visible: visible)
+            for k in 0..<min(visible, max(0, count - l2Cursor.top)) {
+                let idx = l2Cursor.top + k
+                let r = l2Row(q, i, idx)
+                s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l2Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
+            }
         } else {
-            let rows = l1Rows(q)
-            let used = l.l1.filter { Qcow2Layout.l2Offset($0) != 0 }.count
+            let used = l.l1.reduce(0) { $0 + (Qcow2Layout.l2Offset($1) != 0 ? 1 : 0) }
             s.put(area.x, area.y, "L1 table at \(hex(l.header.l1TableOffset)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
-            list(&s, area, rows, &l1Cursor)
-        }
-    }
-
-    private func list(_ s: inout ScreenModel, _ area: Rect, _ rows: [(String, Role)], _ cur: inout ListCursor) {
-        cur.clamp(count: rows.count, visible: visible)
-        for (k, r) in rows.dropFirst(cur.top).prefix(visible).enumerated() {
-            let idx = cur.top + k
-            s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == cur.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
+            l1Cursor.clamp(count: l.l1.count, visible: visible)
+            for k in 0..<min(visible, max(0, l.l1.count - l1Cursor.top)) {
+                let idx = l1Cursor.top + k
+                let r = l1Row(q, idx)
+                s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l1Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
+            }
         }
     }
 
