@@ -83,6 +83,20 @@ public final class IoUringContext {
     public var queueID: Int32 = 0
     /// Test hook: decides a fault for each op as it is first submitted.
     public var faultInjector: ((HostOp, UInt64) -> InjectedFault)?
+    /// The op whose completion is being delivered: valid only inside a ``reap(wait:_:)``
+    /// callback. Lets an engine time its guest request without a clock read of its own.
+    public private(set) var completing = CompletingOp()
+
+    /// What ``completing`` tells about the op being reaped.
+    public struct CompletingOp: Sendable {
+        /// The op's opcode.
+        public var opcode: IoOpcode = .readv
+        /// When it was first submitted (monotonic ns; 0 without an event sink).
+        public var submitTime: UInt64 = 0
+        /// When its CQE was reaped (monotonic ns; 0 without an event sink).
+        public var completeTime: UInt64 = 0
+    }
+
     /// Counters: SQEs prepared, CQEs reaped, `io_uring_enter` submissions.
     public private(set) var stats = Stats()
     private var closed = false
@@ -173,10 +187,12 @@ public final class IoUringContext {
 
     private func start(slot s: Int, op: HostOp, tag: UInt64) {
         let fault = faultInjector?(op, tag) ?? .none
-        slots[s] = Slot(op: op, tag: tag, done: 0, submitTime: eventSink != nil ? monotonicNanos() : 0, fault: fault, busy: true)
+        var now: UInt64 = 0
         if let sink = eventSink {
-            sink.publish(IoEvent(queue: queueID, request: tag, .sqeSubmitted(opcode: op.opcode, userData: tag, hostOffset: op.offset, length: UInt64(op.length))))
+            now = monotonicNanos()
+            sink.publish(IoEvent(queue: queueID, request: tag, time: now, .sqeSubmitted(opcode: op.opcode, userData: tag, hostOffset: op.offset, length: UInt64(op.length))))
         }
+        slots[s] = Slot(op: op, tag: tag, done: 0, submitTime: now, fault: fault, busy: true)
         prepare(slot: s)
     }
 
@@ -231,6 +247,7 @@ public final class IoUringContext {
     public func reap(wait: Bool, _ body: (UInt64, Int32) -> Void) throws(BlockError) -> Int {
         var finished = 0
         var drained = 0
+        var now: UInt64 = 0
         while true {
             var cqe: UnsafeMutablePointer<io_uring_cqe>? = nil
             var r = io_uring_peek_cqe(ring, &cqe)
@@ -283,9 +300,10 @@ public final class IoUringContext {
             }
             slots[s].busy = false
             if let sink = eventSink {
-                let now = monotonicNanos()
-                sink.publish(IoEvent(queue: queueID, request: slot.tag, .cqeReaped(opcode: slot.op.opcode, userData: slot.tag, result: res, latencyNs: now &- slot.submitTime)))
+                now = monotonicNanos()
+                sink.publish(IoEvent(queue: queueID, request: slot.tag, time: now, .cqeReaped(opcode: slot.op.opcode, userData: slot.tag, result: res, latencyNs: now &- slot.submitTime)))
             }
+            completing = CompletingOp(opcode: slot.op.opcode, submitTime: slot.submitTime, completeTime: now)
             inFlight -= 1
             freeSlots.append(Int32(s))
             if let (op, tag) = backlog.popFirst() {
@@ -295,7 +313,7 @@ public final class IoUringContext {
             body(slot.tag, res)
         }
         if drained > 0, let sink = eventSink {
-            sink.publish(IoEvent(queue: queueID, request: 0, .cqDrain(batch: drained)))
+            sink.publish(IoEvent(queue: queueID, request: 0, time: now != 0 ? now : monotonicNanos(), .cqDrain(batch: drained)))
         }
         if unsubmitted > 0 { _ = submitPending() }
         return finished
