@@ -204,6 +204,7 @@ public final class TUIApp {
 
     /// Applies one key or mouse event.
     public func handle(_ e: InputEvent) {
+        if e == .hangup { quitRequested = true; return }
         if showHelp { showHelp = false; return }
         if var p = prompt {
             switch p.handle(e, history: history, historyIndex: &historyIndex) {

@@ -132,7 +132,7 @@ public final class Terminal {
         wtimeout(window, timeoutMs)
         var ch: UInt32 = 0
         let r = bs_get_wch(window, &ch)
-        if r == ERR { return nil }
+        if r == ERR { return Terminal.inputGone() ? .hangup : nil }
         if r == bs_key_code_yes() { return functionKey(Int32(bitPattern: ch)) }
         switch ch {
         case 3: return .char("\u{03}")
@@ -144,6 +144,14 @@ public final class Terminal {
             guard let s = Unicode.Scalar(ch), ch >= 32 else { return nil }
             return .char(Character(s))
         }
+    }
+
+    /// Whether the terminal on stdin hung up or closed (a killed tmux pane, a lost ssh
+    /// session): curses then returns ERR at once forever, so the app would spin.
+    static func inputGone() -> Bool {
+        var p = pollfd(fd: 0, events: Int16(POLLIN), revents: 0)
+        if poll(&p, 1, 0) < 0 { return false }
+        return p.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0
     }
 
     private func functionKey(_ k: Int32) -> InputEvent? {

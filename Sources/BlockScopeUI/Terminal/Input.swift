@@ -36,4 +36,6 @@ public enum InputEvent: Sendable, Equatable {
     case click(x: Int, y: Int)
     /// The mouse wheel turned up (`true`) or down at a position.
     case wheel(up: Bool, x: Int, y: Int)
+    /// The terminal went away (hangup, closed pty): the app must quit.
+    case hangup
 }
