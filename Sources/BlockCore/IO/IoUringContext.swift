@@ -75,8 +75,22 @@ public final class IoUringContext {
     public let depth: Int
     /// Most ops the context keeps in the kernel at once (the CQ size).
     public let capacity: Int
-    /// The eventfd registered with the ring; readable when CQEs arrive.
-    public let eventFD: Int32
+    /// An eventfd registered with the ring on first use; readable when CQEs arrive
+    /// (-1 if the kernel refused). Registered lazily: an eventfd signal per CQE costs the
+    /// completion path measurably, so queues that nobody polls do not pay for it.
+    public var eventFD: Int32 {
+        if efd == -2 {
+            let fd = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+            if fd >= 0 && io_uring_register_eventfd(ring, fd) == 0 {
+                efd = fd
+            } else {
+                if fd >= 0 { Glibc.close(fd) }
+                efd = -1
+            }
+        }
+        return efd
+    }
+    private var efd: Int32 = -2
     /// Receives SQE/CQE/drain events; nil costs one branch per op.
     public var eventSink: (any IoEventSink)?
     /// The queue number reported in events.
@@ -138,13 +152,6 @@ public final class IoUringContext {
         iovecs.initialize(repeating: iovec(), count: capacity)
         slots = Array(repeating: Slot(op: HostOp.fsync(fd: -1), tag: 0, done: 0, submitTime: 0, fault: .none, busy: false), count: capacity)
         freeSlots = (0..<Int32(capacity)).reversed().map { $0 }
-        let efd = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
-        if efd >= 0 && io_uring_register_eventfd(ring, efd) == 0 {
-            eventFD = efd
-        } else {
-            if efd >= 0 { Glibc.close(efd) }
-            eventFD = -1
-        }
     }
 
     deinit { close() }
@@ -156,7 +163,7 @@ public final class IoUringContext {
         io_uring_queue_exit(ring)
         ring.deallocate()
         iovecs.deallocate()
-        if eventFD >= 0 { Glibc.close(eventFD) }
+        if efd >= 0 { Glibc.close(efd) }
     }
 
     /// Whether the kernel supports io_uring with READV, WRITEV and FSYNC (probed once).
