@@ -125,20 +125,18 @@ struct FoundationTests {
     }
 
     /// Starts `qemu-img bench` writing to `image` in the background and waits until it holds its locks.
-    func startBench(_ image: String, format: String) throws -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["qemu-img", "bench", "-w", "-f", format, "-c", "100000000", "-d", "1", "-s", "4k", image]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        // Wait until the write lock byte (101) is held.
-        for _ in 0..<100 {
-            let probe = try TestSupport.run("qemu-io", ["-f", format, "-c", "write 0 512", image])
-            if probe.stderr.contains("lock") { break }
+    func startBench(_ image: String, format: String) throws -> BackgroundProcess {
+        let p = try BackgroundProcess("qemu-img", ["bench", "-w", "-f", format, "-c", "100000000", "-d", "1", "-s", "4k", image])
+        // Wait until the write lock byte (101) is held. The probe must not take a lock that
+        // conflicts with the bench's (a qemu-io write open could win the race and make the
+        // bench exit): blockscope's read-only open only reports the holder.
+        for _ in 0..<200 {
+            let probe = try TestSupport.blockscope(["info", image])
+            if probe.stderr.contains("open for writing in another process") { return p }
+            if p.hasExited { throw TestFailure("qemu-img bench exited before taking its lock") }
             usleep(50_000)
         }
-        return p
+        throw TestFailure("qemu-img bench did not take its write lock within 10 s")
     }
 
     @Test("while qemu-img bench writes a QCOW2 image, run --write is refused for the lock; a read-only open is not")
@@ -150,7 +148,7 @@ struct FoundationTests {
         let script = dir + "/w.bs"
         try "write 0 4k\n".write(toFile: script, atomically: true, encoding: .utf8)
         let bench = try startBench(img, format: "qcow2")
-        defer { kill(bench.processIdentifier, SIGKILL); bench.waitUntilExit() }
+        defer { bench.kill(SIGKILL); bench.wait() }
         let w = try TestSupport.blockscope(["run", "--write", img, script])
         #expect(w.status == 1)
         #expect(w.stderr.contains("locked"), "\(w.stderr)")
@@ -168,14 +166,8 @@ struct FoundationTests {
         try TestSupport.qemuImg(["create", "-f", "raw", img, "64M"])
         let script = dir + "/w.bs"
         try "write 32M 4k 0x5a\n".write(toFile: script, atomically: true, encoding: .utf8)
-        let bench = Process()
-        bench.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        bench.arguments = ["qemu-img", "bench", "-w", "-f", "raw", "-c", "100000000", "-d", "1", "-s", "4k", img]
-        bench.standardOutput = FileHandle.nullDevice
-        bench.standardError = FileHandle.nullDevice
-        try bench.run()
-        defer { kill(bench.processIdentifier, SIGKILL); bench.waitUntilExit() }
-        usleep(300_000)
+        let bench = try startBench(img, format: "raw")
+        defer { bench.kill(SIGKILL); bench.wait() }
         let w = try TestSupport.blockscope(["run", "--write", img, script])
         #expect(w.status == 0, "\(w.stderr)")
     }

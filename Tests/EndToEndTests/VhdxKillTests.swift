@@ -14,15 +14,10 @@ import TestSupport
         var lines: [String] = []
         for i in 0..<400 { lines.append("write \(((i * 37) % 128) << 20) 4k 0x\(String(i % 200 + 16, radix: 16))") }
         try lines.joined(separator: "\n").write(toFile: script, atomically: true, encoding: .utf8)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: TestSupport.blockscopeBinary)
-        p.arguments = ["run", "--write", img, script]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["run", "--write", img, script])
         usleep(250_000)
-        kill(p.processIdentifier, SIGKILL)
-        p.waitUntilExit()
+        p.kill(SIGKILL)
+        p.wait()
         let copy = dir + "/copy.vhdx"
         try FileManager.default.copyItem(atPath: img, toPath: copy)
 

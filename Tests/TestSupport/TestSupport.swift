@@ -31,49 +31,31 @@ public enum TestSupport {
         return packageRoot.appendingPathComponent(".build/debug/blockscope").path
     }
 
-    /// Runs `executable` (a path, or a name looked up in PATH) with `arguments`.
+    /// Runs `executable` (a path, or a name looked up in PATH) with `arguments` and waits.
     /// `stdin` is fed to the process when given. Output goes through temp files, so large
-    /// outputs never deadlock a pipe.
+    /// outputs never deadlock a pipe. Uses `posix_spawn` and `waitpid` directly: Foundation's
+    /// `Process` on Linux can miss a child's exit when tests spawn in parallel (seen as a
+    /// zombie `tmux` client and a hung test).
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String], stdin: Data? = nil,
                            environment: [String: String]? = nil, cwd: String? = nil) throws -> ProcessResult {
-        let p = Process()
-        if executable.contains("/") {
-            p.executableURL = URL(fileURLWithPath: executable)
-            p.arguments = arguments
-        } else {
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            p.arguments = [executable] + arguments
-        }
-        if let environment { p.environment = environment }
-        if let cwd { p.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let dir = FileManager.default.temporaryDirectory
-        let outURL = dir.appendingPathComponent("bs-out-\(UUID().uuidString)")
-        let errURL = dir.appendingPathComponent("bs-err-\(UUID().uuidString)")
-        FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        defer {
-            try? FileManager.default.removeItem(at: outURL)
-            try? FileManager.default.removeItem(at: errURL)
-        }
-        let outH = try FileHandle(forWritingTo: outURL)
-        let errH = try FileHandle(forWritingTo: errURL)
-        p.standardOutput = outH
-        p.standardError = errH
+        let dir = NSTemporaryDirectory()
+        let tag = UUID().uuidString
+        let outPath = dir + "/bs-out-\(tag)", errPath = dir + "/bs-err-\(tag)"
+        var inPath = "/dev/null"
         if let stdin {
-            let inURL = dir.appendingPathComponent("bs-in-\(UUID().uuidString)")
-            try stdin.write(to: inURL)
-            p.standardInput = try FileHandle(forReadingFrom: inURL)
-        } else {
-            p.standardInput = FileHandle.nullDevice
+            inPath = dir + "/bs-in-\(tag)"
+            try stdin.write(to: URL(fileURLWithPath: inPath))
         }
-        try p.run()
-        p.waitUntilExit()
-        try outH.close()
-        try errH.close()
-        let out = try Data(contentsOf: outURL)
-        let err = String(decoding: try Data(contentsOf: errURL), as: UTF8.self)
-        let status = p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+        defer {
+            unlink(outPath); unlink(errPath)
+            if stdin != nil { unlink(inPath) }
+        }
+        let child = try BackgroundProcess(executable, arguments, stdinPath: inPath, stdoutPath: outPath,
+                                          stderrPath: errPath, environment: environment, cwd: cwd)
+        let status = child.wait()
+        let out = try Data(contentsOf: URL(fileURLWithPath: outPath))
+        let err = String(decoding: try Data(contentsOf: URL(fileURLWithPath: errPath)), as: UTF8.self)
         return ProcessResult(status: status, stdout: out, stderr: err)
     }
 
@@ -160,4 +142,83 @@ public struct TestFailure: Error, CustomStringConvertible {
     public var description: String
     /// Creates a failure.
     public init(_ d: String) { description = d }
+}
+
+/// A child process started with `posix_spawnp`, reaped with `waitpid`.
+public final class BackgroundProcess: @unchecked Sendable {
+    /// The child's pid.
+    public let pid: pid_t
+    private var status: Int32?
+
+    /// Starts `executable` (a path or a name in PATH); stdio go to the given paths.
+    public init(_ executable: String, _ arguments: [String], stdinPath: String = "/dev/null",
+                stdoutPath: String = "/dev/null", stderrPath: String = "/dev/null",
+                environment: [String: String]? = nil, cwd: String? = nil) throws {
+        var fa = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&fa)
+        defer { posix_spawn_file_actions_destroy(&fa) }
+        posix_spawn_file_actions_addopen(&fa, 0, stdinPath, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&fa, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_addopen(&fa, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        // Children start with default signal handling (the test runner may ignore some).
+        var all = sigset_t()
+        sigfillset(&all)
+        posix_spawnattr_setsigdefault(&attr, &all)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attr, &none)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        // A working directory is set through the shell (glibc's addchdir_np does not import).
+        let command = cwd.map { ["/bin/sh", "-c", "cd \"$0\" && exec \"$@\"", $0, executable] + arguments } ?? ([executable] + arguments)
+        let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var envStrings: [String]
+        if let environment {
+            envStrings = environment.map { "\($0.key)=\($0.value)" }
+        } else {
+            envStrings = ProcessInfo.processInfo.environment.map { "\($0.key)=\($0.value)" }
+        }
+        let envp: [UnsafeMutablePointer<CChar>?] = envStrings.map { strdup($0) } + [nil]
+        defer { for e in envp { free(e) } }
+        var pid: pid_t = 0
+        let r = posix_spawnp(&pid, command[0], &fa, &attr, argv, envp)
+        if r != 0 { throw TestFailure("cannot start \(executable): \(String(cString: strerror(r)))") }
+        self.pid = pid
+    }
+
+    /// Sends `signal` to the child.
+    public func kill(_ signal: Int32 = SIGKILL) {
+        if status == nil { _ = Glibc.kill(pid, signal) }
+    }
+
+    /// Waits for the child; returns its exit status, or 128 + signal.
+    @discardableResult
+    public func wait() -> Int32 {
+        if let status { return status }
+        var st: Int32 = 0
+        while waitpid(pid, &st, 0) < 0 && errno == EINTR {}
+        let code: Int32
+        if st & 0x7f == 0 { code = (st >> 8) & 0xff } else { code = 128 + (st & 0x7f) }
+        status = code
+        return code
+    }
+
+    /// Whether the child has exited (reaps it if so).
+    public var hasExited: Bool {
+        if status != nil { return true }
+        var st: Int32 = 0
+        let r = waitpid(pid, &st, WNOHANG)
+        if r == pid {
+            status = st & 0x7f == 0 ? (st >> 8) & 0xff : 128 + (st & 0x7f)
+            return true
+        }
+        return false
+    }
+
+    deinit {
+        if status == nil { kill(); wait() }
+    }
 }
