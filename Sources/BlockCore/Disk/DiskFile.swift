@@ -179,3 +179,17 @@ public protocol AsyncIo: AnyObject {
     /// Releases the queue's ring; in-flight requests must have completed.
     func close()
 }
+
+extension QueueOptions {
+    /// Fills what the queue did not choose from the disk's open options (event sink,
+    /// engine) and says whether the queue must be synchronous: `--engine=sync`, or `auto`
+    /// on a kernel without the io_uring opcodes blockscope needs. Every format's
+    /// `makeQueue` goes through here, so the engine choice is made in one place.
+    public func resolved(with open: OpenOptions) -> (options: QueueOptions, synchronous: Bool) {
+        var q = self
+        if q.eventSink == nil { q.eventSink = open.eventSink }
+        if q.engine == .auto { q.engine = open.engine }
+        let sync = q.engine == .sync || (q.engine == .auto && !IoUringContext.isSupported)
+        return (q, sync)
+    }
+}

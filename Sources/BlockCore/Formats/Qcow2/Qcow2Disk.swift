@@ -230,12 +230,8 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
 
     /// An io_uring queue (``QcowAsync``), or a ``SyncQueue`` for `--engine=sync` or without io_uring.
     public func makeQueue(_ q: QueueOptions) throws(BlockError) -> any AsyncIo {
-        var q = q
-        if q.eventSink == nil { q.eventSink = options.eventSink }
-        let engine = q.engine == .auto ? options.engine : q.engine
-        if engine == .sync || (engine == .auto && !IoUringContext.isSupported) {
-            return SyncQueue(disk: self, options: q)
-        }
+        let (q, sync) = q.resolved(with: options)
+        if sync { return SyncQueue(disk: self, options: q) }
         return try QcowAsync(disk: self, options: q)
     }
 

@@ -184,10 +184,8 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
 
     /// An io_uring queue, or a synchronous one for `--engine=sync` or without io_uring.
     public func makeQueue(_ q: QueueOptions) throws(BlockError) -> any AsyncIo {
-        var q = q
-        if q.eventSink == nil { q.eventSink = options.eventSink }
-        let engine = q.engine == .auto ? options.engine : q.engine
-        if engine == .sync || (engine == .auto && !IoUringContext.isSupported) { return SyncQueue(disk: self, options: q) }
+        let (q, sync) = q.resolved(with: options)
+        if sync { return SyncQueue(disk: self, options: q) }
         return try VhdxAsync(disk: self, options: q)
     }
 
