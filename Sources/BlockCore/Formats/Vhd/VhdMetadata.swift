@@ -74,10 +74,8 @@ public final class VhdMetadata: @unchecked Sendable {
         var out: [BlockRegion] = []
         let bs = UInt64(dynamic.blockSize)
         let diff = footer.diskType == .differencing
-        var pos = offset
-        while pos < offset + length {
-            let block = Int(pos / bs)
-            let n = min(bs - pos % bs, offset + length - pos)
+        try forEachBlockPiece(offset: offset, length: length, blockSize: bs) { (b, _, pos, n) throws(BlockError) in
+            let block = Int(b)
             let e = bat[block]
             if e == VhdMetadata.unallocated {
                 BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: diff ? .parent : .zero), to: &out)
@@ -97,7 +95,6 @@ public final class VhdMetadata: @unchecked Sendable {
                     }
                 }
             }
-            pos += n
         }
         return out
     }
@@ -110,16 +107,13 @@ public final class VhdMetadata: @unchecked Sendable {
             var out: [BlockRegion] = []
             let bs = UInt64(dynamic.blockSize)
             let diff = footer.diskType == .differencing
-            var pos = offset
-            while pos < offset + length {
-                let block = Int(pos / bs)
-                let n = min(bs - pos % bs, offset + length - pos)
+            try forEachBlockPiece(offset: offset, length: length, blockSize: bs) { (b, _, pos, n) throws(BlockError) in
+                let block = Int(b)
                 if bat[block] == VhdMetadata.unallocated || (diff && !fullBlocks.contains(block)) {
                     try materialize(block, queue: queue, request: request, sink: sink)
                 }
                 let data = UInt64(bat[block]) * 512 + dynamic.bitmapSize
                 BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .data(host: data + pos % bs)), to: &out)
-                pos += n
             }
             return out
         }

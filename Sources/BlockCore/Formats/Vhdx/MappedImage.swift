@@ -124,3 +124,18 @@ final class MetadataLock: @unchecked Sendable {
         return body()
     }
 }
+
+/// Splits the guest range `[offset, offset + length)` into pieces that each lie in one block
+/// and calls `body(block, offsetInBlock, guestOffset, pieceLength)` for each, in order: the
+/// walk every block-map format (VHDX, VHD) does to map a request.
+func forEachBlockPiece(offset: UInt64, length: UInt64, blockSize bs: UInt64,
+                       _ body: (_ block: UInt64, _ inBlock: UInt64, _ pos: UInt64, _ n: UInt64) throws(BlockError) -> Void) throws(BlockError) {
+    var pos = offset
+    let end = offset + length
+    while pos < end {
+        let inBlock = pos % bs
+        let n = min(bs - inBlock, end - pos)
+        try body(pos / bs, inBlock, pos, n)
+        pos += n
+    }
+}

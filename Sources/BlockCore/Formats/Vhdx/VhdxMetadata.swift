@@ -134,13 +134,7 @@ public final class VhdxMetadata: @unchecked Sendable {
 
     private func mapLocked(_ offset: UInt64, _ length: UInt64) throws(BlockError) -> [BlockRegion] {
         var out: [BlockRegion] = []
-        var pos = offset
-        let end = offset + length
-        let bs = geometry.blockSize
-        while pos < end {
-            let block = pos / bs
-            let inBlock = pos % bs
-            let n = min(bs - inBlock, end - pos)
+        try forEachBlockPiece(offset: offset, length: length, blockSize: geometry.blockSize) { (block, inBlock, pos, n) throws(BlockError) in
             let entry = VhdxBatEntry(raw: bat[geometry.payloadIndex(block)])
             switch entry.state {
             case .fullyPresent:
@@ -155,7 +149,6 @@ public final class VhdxMetadata: @unchecked Sendable {
             default:
                 BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .zero), to: &out)
             }
-            pos += n
         }
         return out
     }
@@ -202,13 +195,8 @@ public final class VhdxMetadata: @unchecked Sendable {
             try startSession()
             var out: [BlockRegion] = []
             var changed: [Int] = []
-            var pos = offset
-            let end = offset + length
             let bs = geometry.blockSize
-            while pos < end {
-                let block = pos / bs
-                let inBlock = pos % bs
-                let n = min(bs - inBlock, end - pos)
+            try forEachBlockPiece(offset: offset, length: length, blockSize: bs) { (block, inBlock, pos, n) throws(BlockError) in
                 let idx = geometry.payloadIndex(block)
                 var entry = VhdxBatEntry(raw: bat[idx])
                 if entry.state != .fullyPresent {
@@ -226,7 +214,6 @@ public final class VhdxMetadata: @unchecked Sendable {
                     sink?.publish(IoEvent(queue: queue, request: request, .tableUpdate(table: .bat, index: UInt64(idx), old: old, new: entry.raw)))
                 }
                 BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .data(host: entry.fileOffset + inBlock)), to: &out)
-                pos += n
             }
             if !changed.isEmpty { try commitBat(changed) }
             return out
