@@ -55,19 +55,7 @@ func openImage(_ path: String, _ options: OpenOptions) throws(BlockError) -> any
 struct SizeArgument: ExpressibleByArgument {
     var value: UInt64
     init?(argument: String) {
-        guard let v = parseSizeText(argument) else { return nil }
+        guard let v = parseByteSize(argument) else { return nil }
         value = v
     }
-}
-
-func parseSizeText(_ s: String) -> UInt64? {
-    var t = Substring(s.lowercased())
-    if t.hasPrefix("0x") { return UInt64(t.dropFirst(2), radix: 16) }
-    var mult: UInt64 = 1
-    if let last = t.last, let m = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40][String(last)] {
-        mult = UInt64(m); t = t.dropLast()
-    }
-    guard let v = UInt64(t) else { return nil }
-    let (r, o) = v.multipliedReportingOverflow(by: mult)
-    return o ? nil : r
 }

@@ -38,7 +38,7 @@ struct Create: ParsableCommand {
             }
             func sizeOpt(_ k: String) throws(BlockError) -> UInt64? {
                 guard let v = kv[k] else { return nil }
-                guard let n = parseSizeText(v) else { throw BlockError(.invalidArgument, "option \(k)=\(v) is not a size", operation: "create") }
+                guard let n = parseByteSize(v) else { throw BlockError(.invalidArgument, "option \(k)=\(v) is not a size", operation: "create") }
                 return n
             }
             func subformat(_ allowed: [String]) throws(BlockError) -> String {

@@ -42,27 +42,8 @@ public struct ScriptLine: Sendable, Equatable {
 /// Parses blockscope's command language: one command a line, `#` comments, sizes with
 /// k/M/G/T suffixes (powers of 1024) or `0x` hex.
 public enum CommandScript {
-    /// Parses a size such as `4k`, `1M`, `0x1000`, `512`. Returns nil when malformed.
-    public static func parseSize(_ s: String) -> UInt64? {
-        var t = Substring(s.lowercased())
-        if t.hasPrefix("0x") { return UInt64(t.dropFirst(2), radix: 16) }
-        var mult: UInt64 = 1
-        if t.hasSuffix("ib") { t = t.dropLast(2) } else if t.hasSuffix("b") && t.count > 1 && !t.dropLast().allSatisfy({ $0.isNumber }) { t = t.dropLast() }
-        if let last = t.last {
-            switch last {
-            case "k": mult = 1 << 10
-            case "m": mult = 1 << 20
-            case "g": mult = 1 << 30
-            case "t": mult = 1 << 40
-            case "p": mult = 1 << 50
-            default: break
-            }
-            if mult != 1 { t = t.dropLast() }
-        }
-        guard !t.isEmpty, t.allSatisfy({ $0.isNumber }), let v = UInt64(t) else { return nil }
-        let (r, o) = v.multipliedReportingOverflow(by: mult)
-        return o ? nil : r
-    }
+    /// Parses a size such as `4k`, `1M`, `0x1000`, `512` (see ``parseByteSize(_:)``).
+    public static func parseSize(_ s: String) -> UInt64? { parseByteSize(s) }
 
     /// Parses a whole script. Errors name the source, line and column.
     public static func parse(_ text: String, source: String = "script") throws(BlockError) -> [ScriptLine] {

@@ -35,7 +35,7 @@ public struct Qcow2CreateOptions: Sendable, Equatable {
             throw BlockError(.invalidArgument, "qcow2 does not support option '\(k)' (supported: cluster_size, refcount_bits, extended_l2, compression_type, lazy_refcounts, compat, backing_file, backing_fmt)", operation: "create")
         }
         if let v = kv["cluster_size"] {
-            guard let n = Qcow2CreateOptions.parseSize(v) else { throw BlockError(.invalidArgument, "option cluster_size=\(v) is not a size", operation: "create") }
+            guard let n = parseByteSize(v) else { throw BlockError(.invalidArgument, "option cluster_size=\(v) is not a size", operation: "create") }
             clusterSize = n
         }
         if let v = kv["refcount_bits"] {
@@ -54,14 +54,6 @@ public struct Qcow2CreateOptions: Sendable, Equatable {
         lazyRefcounts = try flag("lazy_refcounts") ?? false
         backingFile = kv["backing_file"]
         backingFormat = kv["backing_fmt"]
-    }
-
-    static func parseSize(_ s: String) -> UInt64? {
-        var t = Substring(s.lowercased())
-        var mult: UInt64 = 1
-        if let last = t.last, let m = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30][String(last)] { mult = UInt64(m); t = t.dropLast() }
-        guard let v = UInt64(t) else { return nil }
-        return v * mult
     }
 
     /// Refuses the combinations qemu-img refuses, with its reasons.
@@ -120,7 +112,7 @@ extension Qcow2Format {
 
         // Header cluster.
         var h = [UInt8](repeating: 0, count: Int(cs))
-        func put(_ v: UInt64, _ at: Int, _ w: Int) { for i in 0..<w { h[at + i] = UInt8(truncatingIfNeeded: v >> UInt64(8 * (w - 1 - i))) } }
+        func put(_ v: UInt64, _ at: Int, _ w: Int) { storeBE(v, into: &h, at: at, width: w) }
         put(UInt64(Qcow2Header.magic), 0, 4)
         put(v3 ? 3 : 2, 4, 4)
         put(UInt64(clusterBits), 20, 4)
@@ -183,7 +175,7 @@ extension Qcow2Format {
         var rt = [UInt8](repeating: 0, count: Int(rtClusters * cs))
         for i in 0..<Int(rbCount) {
             let off = rbOffset + UInt64(i) * cs
-            for k in 0..<8 { rt[i * 8 + k] = UInt8(truncatingIfNeeded: off >> UInt64(8 * (7 - k))) }
+            storeBE(off, into: &rt, at: i * 8, width: 8)
         }
         var rb = [UInt8](repeating: 0, count: Int(rbCount * cs))
         let bits = o.refcountBits
