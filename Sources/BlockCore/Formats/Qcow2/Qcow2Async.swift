@@ -11,14 +11,20 @@ import Glibc
 /// CQE is reaped (no lock held); backing regions go to a raw backing file's descriptor on this
 /// ring, or to the backing image's own queue for other formats. A ``PendingIo`` tracks each
 /// request, so the guest completion fires exactly once, after the last region.
-/// Owned by one thread. Writes are refused until issue 5.
+/// Writes, zeroes, discards and flushes are in Qcow2AsyncWrite.swift. Owned by one thread.
 public final class QcowAsync: AsyncIo {
-    private final class Request {
+    final class Request {
         let pending: PendingIo
         let buffer: UnsafeMutableRawBufferPointer
         /// Compressed sub-ops: sub index -> (input buffer, descriptor offset, region).
         var compressed: [Int: (input: UnsafeMutableRawBufferPointer, host: UInt64, mapping: ReadMapping)] = [:]
         let multi: Bool
+        /// Write path: the planned host writes.
+        var pieces: [WritePiece] = []
+        /// Write path: what each sub-op is for, by sub index.
+        var roles: [SubRole] = []
+        /// Flush path: the batch and its progress.
+        var flush: FlushProgress?
 
         init(pending: PendingIo, buffer: UnsafeMutableRawBufferPointer, multi: Bool) {
             self.pending = pending
@@ -27,21 +33,23 @@ public final class QcowAsync: AsyncIo {
         }
     }
 
-    private let disk: Qcow2Disk
-    private let ctx: IoUringContext
-    private var backingQueue: (any AsyncIo)?
-    private var backingInFlight = 0
-    private let rawBacking: RawDisk?
-    private var requests: [UInt64: Request] = [:]
-    private var nextID: UInt64 = 1
-    private var ready: Deque<IoCompletion> = []
-    private var accepted = 0
-    private let sink: (any IoEventSink)?
-    private let queueID: Int32
-    private let options: QueueOptions
-    private let decompressor: Qcow2Decompressor
-    private let scratch: UnsafeMutableRawBufferPointer
-    private static let subBits: UInt64 = 20
+    let disk: Qcow2Disk
+    let ctx: IoUringContext
+    var backingQueue: (any AsyncIo)?
+    var backingInFlight = 0
+    let rawBacking: RawDisk?
+    var requests: [UInt64: Request] = [:]
+    var nextID: UInt64 = 1
+    var ready: Deque<IoCompletion> = []
+    /// Writes, zeroes and flushes waiting for another request's allocation or flush.
+    var deferred: Deque<DeferredRequest> = []
+    var accepted = 0
+    let sink: (any IoEventSink)?
+    let queueID: Int32
+    let options: QueueOptions
+    let decompressor: Qcow2Decompressor
+    let scratch: UnsafeMutableRawBufferPointer
+    static let subBits: UInt64 = 20
 
     /// Creates a queue with an io_uring of `options.depth` entries over `disk`'s metadata.
     public init(disk: Qcow2Disk, options: QueueOptions) throws(BlockError) {
@@ -62,7 +70,7 @@ public final class QcowAsync: AsyncIo {
     /// The underlying ring (for tests and the UI).
     public var context: IoUringContext { ctx }
 
-    private func tag(_ id: UInt64, _ sub: Int) -> UInt64 { id << QcowAsync.subBits | UInt64(sub) }
+    func tag(_ id: UInt64, _ sub: Int) -> UInt64 { id << QcowAsync.subBits | UInt64(sub) }
 
     /// Queues a guest read: resolves its regions and queues one host op per region.
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
@@ -152,6 +160,10 @@ public final class QcowAsync: AsyncIo {
         let id = t >> QcowAsync.subBits
         let sub = Int(t & ((1 << QcowAsync.subBits) - 1))
         guard let req = requests[id] else { return }
+        if req.pending.op != .read {
+            handleWrite(req, id, sub, res, error)
+            return
+        }
         var err = error
         if let c = req.compressed.removeValue(forKey: sub) {
             defer { c.input.deallocate() }
@@ -174,11 +186,12 @@ public final class QcowAsync: AsyncIo {
         }
     }
 
-    private func completeRequest(_ id: UInt64) {
+    func completeRequest(_ id: UInt64) {
         guard let req = requests.removeValue(forKey: id) else { return }
         for (_, c) in req.compressed { c.input.deallocate() }
+        releaseWriteState(req)
         let p = req.pending
-        var c = IoCompletion(userData: p.userData, bytes: Int(p.length))
+        var c = IoCompletion(userData: p.userData, bytes: p.op == .read || p.op == .write ? Int(p.length) : 0)
         if case let .failure(e) = p.result { c.error = e.withPath(disk.path); c.bytes = 0 }
         if let sink {
             let r: Int32 = c.error == nil ? Int32(clamping: p.length) : -(c.error?.errno ?? EIO)
@@ -188,47 +201,11 @@ public final class QcowAsync: AsyncIo {
         ready.append(c)
     }
 
-    private func finishEarly(_ userData: UInt64, _ op: GuestOp, _ e: BlockError?, bytes: Int = 0) {
+    func finishEarly(_ userData: UInt64, _ op: GuestOp, _ e: BlockError?, bytes: Int = 0) {
         if let sink {
             sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: e == nil ? Int32(clamping: bytes) : -(e?.errno ?? EIO), latencyNs: 0)))
         }
         ready.append(IoCompletion(userData: userData, bytes: e == nil ? bytes : 0, error: e))
-    }
-
-    private func refuse(_ op: GuestOp, _ name: String, _ offset: UInt64, _ userData: UInt64) {
-        accepted += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: op, offset: offset, length: 0)))
-        let e = disk.isWritable
-            ? BlockError(.unsupportedFeature, "qcow2: guest writes are not implemented yet", path: disk.path, guestOffset: offset, operation: name)
-            : BlockError(.readOnly, "image is open read-only; give --write to \(name)", path: disk.path, guestOffset: offset, operation: name)
-        finishEarly(userData, op, e)
-    }
-
-    /// Refused until issue 5 (completes with an error).
-    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) { refuse(.write, "write", offset, userData) }
-    /// Refused until issue 5.
-    public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) { refuse(.zero, "zero", offset, userData) }
-    /// Refused until issue 5.
-    public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) { refuse(.discard, "discard", offset, userData) }
-
-    /// A flush: IORING_OP_FSYNC (datasync) on the image when writable; completes at once when read-only.
-    public func fsync(userData: UInt64) throws(BlockError) {
-        accepted += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .fsync, offset: 0, length: 0)))
-        if !disk.isWritable { finishEarly(userData, .fsync, nil); return }
-        let id = nextID
-        nextID += 1
-        let p = PendingIo(id: id, userData: userData, op: .fsync, guestOffset: 0, length: 0)
-        requests[id] = Request(pending: p, buffer: UnsafeMutableRawBufferPointer(start: nil, count: 0), multi: false)
-        var files = [disk.file]
-        if disk.dataFile !== disk.file { files.append(disk.dataFile) }
-        sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.fsyncSubmitted)))
-        for f in files {
-            let i = p.add(opcode: .fdatasync, hostOffset: 0, guestOffset: 0, length: 0)
-            p.markInFlight(i, sqeTag: tag(id, i))
-            ctx.enqueue(.fsync(fd: f.fd, dataOnly: true), tag: tag(id, i))
-        }
-        if p.seal() { completeRequest(id) }
     }
 
     /// Hands queued SQEs to the kernel (and the backing queue's).
@@ -239,9 +216,10 @@ public final class QcowAsync: AsyncIo {
         return n
     }
 
-    private func drain(wait: Bool) throws(BlockError) {
+    func drain(wait: Bool) throws(BlockError) {
         try ctx.reap(wait: wait) { t, res in self.handle(t, res, nil) }
         drainBacking()
+        if !deferred.isEmpty { retryDeferred() }
     }
 
     private func drainBacking() {
@@ -265,7 +243,13 @@ public final class QcowAsync: AsyncIo {
             try drain(wait: false)
             if !ready.isEmpty { return }
             let own = ctx.inFlight > 0
-            if !own && backingInFlight == 0 { return }
+            if !own && backingInFlight == 0 {
+                // Only requests waiting for another queue's allocation or flush remain.
+                if deferred.isEmpty { return }
+                usleep(50)
+                retryDeferred()
+                continue
+            }
             if backingInFlight == 0 {
                 try drain(wait: true)
             } else if !own {
@@ -301,7 +285,10 @@ public final class QcowAsync: AsyncIo {
     public func close() {
         backingQueue?.close()
         ctx.close()
-        for (_, r) in requests { for (_, c) in r.compressed { c.input.deallocate() } }
+        for (_, r) in requests {
+            for (_, c) in r.compressed { c.input.deallocate() }
+            releaseWriteState(r)
+        }
         requests.removeAll()
     }
 }

@@ -8,11 +8,12 @@ import Glibc
 /// Reads resolve the guest range under the metadata lock and then read data outside it:
 /// from the data file (the image itself, or the external data file), as zeroes, from the
 /// backing image, or by decompressing a cluster. ``makeQueue(_:)`` returns a ``QcowAsync``
-/// io_uring queue (``SyncQueue`` for `--engine=sync`). Writes are not implemented yet
-/// (issue 5); a writable open exists for `check -r`.
+/// io_uring queue (``SyncQueue`` for `--engine=sync`). Writes are planned under the same
+/// lock (``QcowMetadata/planWrite(offset:length:zeroData:events:)``) and their data written
+/// outside it; see Qcow2DiskWrite.swift and docs/adr/0006-qcow2-write-ordering.md.
 public final class Qcow2Disk: DiskFile, @unchecked Sendable {
-    /// The shared metadata object.
-    public let metadata: QcowMetadata
+    /// The shared metadata object (reloaded once after a writable open repaired a dirty image).
+    public private(set) var metadata: QcowMetadata
     /// The image file.
     public let file: SystemFile
     /// The file guest data lives in: the external data file, or ``file``.
@@ -33,7 +34,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
     public let format: ImageFormat = .qcow2
     /// The guest size (of the snapshot view, when one was chosen).
     public let logicalSize: UInt64
-    /// Whether the image was opened for writing (repairs only, until writes exist).
+    /// Whether the image was opened for writing.
     public let isWritable: Bool
     /// Block-size hints: 512-byte sectors, the cluster as the optimal size.
     public let topology: DiskTopology
@@ -63,7 +64,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             }
             w.append("\(path): warning: the image is marked corrupt (opened read-only)")
         }
-        if h.isDirty {
+        if h.isDirty && !options.writable {
             w.append("\(path): warning: the image is dirty (lazy refcounts, not closed cleanly): refcounts may be stale until `check -r all --write` repairs them")
         }
         if h.cryptMethod != 0 {
@@ -92,7 +93,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
         }
 
         if options.direct {
-            do { directDataFile = try SystemFile(path: dataFile.path, writable: false, direct: true) } catch {
+            do { directDataFile = try SystemFile(path: dataFile.path, writable: options.writable, direct: true) } catch {
                 directDataFile = nil
                 w.append("\(path): warning: O_DIRECT is not available here (\(error.message)); reading through the page cache")
             }
@@ -134,6 +135,17 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             backingName = nil
             backingPath = nil
         }
+    }
+
+    /// Prepares a writable open: a dirty image (lazy refcounts, not closed cleanly) is
+    /// repaired first, as QEMU does, and its metadata reloaded; then the write path is set up.
+    func prepareWrites() throws(BlockError) {
+        guard isWritable else { return }
+        if metadata.header.isDirty {
+            _ = try check(repair: .all)
+            metadata = try QcowMetadata(file: file, snapshotName: nil, cacheEntries: options.metadataCacheEntries)
+        }
+        try metadata.prepareForWriting()
     }
 
     static func directory(of path: String) -> String {
@@ -207,27 +219,6 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
         return Int(min(length, b.logicalSize - guest))
     }
 
-    private func refuseWrite(_ op: String, _ offset: UInt64) -> BlockError {
-        if !isWritable {
-            return BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: path, guestOffset: offset, operation: op)
-        }
-        return BlockError(.unsupportedFeature, "qcow2: guest writes are not implemented yet", path: path, guestOffset: offset, operation: op)
-    }
-
-    /// Not implemented yet (issue 5): throws `readOnly` or `unsupportedFeature`.
-    public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockError) { throw refuseWrite("write", offset) }
-    /// Not implemented yet (issue 5).
-    public func writeZeroes(at offset: UInt64, length: UInt64) throws(BlockError) { throw refuseWrite("zero", offset) }
-    /// Not implemented yet (issue 5).
-    public func discard(at offset: UInt64, length: UInt64) throws(BlockError) { throw refuseWrite("discard", offset) }
-
-    /// `fdatasync` on the image (and data file) when writable.
-    public func flush() throws(BlockError) {
-        guard isWritable else { return }
-        try file.sync(dataOnly: true)
-        if dataFile !== file { try dataFile.sync(dataOnly: true) }
-    }
-
     /// An io_uring queue (``QcowAsync``), or a ``SyncQueue`` for `--engine=sync` or without io_uring.
     public func makeQueue(_ q: QueueOptions) throws(BlockError) -> any AsyncIo {
         let (q, sync) = q.resolved(with: options)
@@ -235,9 +226,10 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
         return try QcowAsync(disk: self, options: q)
     }
 
-    /// Flushes and closes the image, its data file and its backing chain.
+    /// Writes back metadata (clearing the dirty bit blockscope set), flushes, and closes the
+    /// image, its data file and its backing chain.
     public func close() throws(BlockError) {
-        try flush()
+        if isWritable { try metadata.finishWrites(dataFile: dataFile) }
         if let backing {
             try backing.close()
             releaseLocks(of: backing)
@@ -252,6 +244,8 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
 public enum Qcow2Format {
     /// Opens a QCOW2 image from an open host file (see ``Qcow2Disk/init(file:options:warnings:)``).
     public static func open(file: SystemFile, options: OpenOptions, warnings: [String]) throws(BlockError) -> any DiskFile {
-        try Qcow2Disk(file: file, options: options, warnings: warnings)
+        let d = try Qcow2Disk(file: file, options: options, warnings: warnings)
+        try d.prepareWrites()
+        return d
     }
 }

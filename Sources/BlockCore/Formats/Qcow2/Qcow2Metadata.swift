@@ -3,10 +3,14 @@ import Synchronization
 /// A bounded least-recently-used cache of metadata tables keyed by host offset.
 ///
 /// Eviction scans for the oldest entry (O(capacity) per miss); capacities are small
-/// (hundreds to a few thousand tables), and a miss costs a table read anyway.
+/// (hundreds to a few thousand tables), and a miss costs a table read anyway. Pinned
+/// entries (dirty tables not yet written back) are never evicted; when every entry is
+/// pinned the cache grows past its capacity until a flush unpins them.
 struct TableCache<Value> {
     let capacity: Int
     private var entries: [UInt64: (value: Value, tick: UInt64)] = [:]
+    /// Keys that must stay (dirty, or being written by a flush).
+    var pinned: Set<UInt64> = []
     private var tick: UInt64 = 0
     /// Lookups that found the table.
     private(set) var hits: UInt64 = 0
@@ -28,10 +32,27 @@ struct TableCache<Value> {
     mutating func put(_ key: UInt64, _ value: Value) {
         tick += 1
         if entries[key] == nil && entries.count >= capacity,
-           let oldest = entries.min(by: { $0.value.tick < $1.value.tick })?.key {
+           let oldest = entries.filter({ !pinned.contains($0.key) }).min(by: { $0.value.tick < $1.value.tick })?.key {
             entries.removeValue(forKey: oldest)
         }
         entries[key] = (value, tick)
+    }
+
+    /// Changes a cached value in place; false when the key is not cached.
+    @discardableResult
+    mutating func modify(_ key: UInt64, _ body: (inout Value) -> Void) -> Bool {
+        guard entries[key] != nil else { return false }
+        body(&entries[key]!.value)
+        return true
+    }
+
+    /// The value without counting a hit or touching its age (for flush snapshots).
+    func peek(_ key: UInt64) -> Value? { entries[key]?.value }
+
+    /// Drops a key (a table that moved, e.g. after copy-on-write).
+    mutating func remove(_ key: UInt64) {
+        entries.removeValue(forKey: key)
+        pinned.remove(key)
     }
 }
 
@@ -45,6 +66,8 @@ struct QcowMetadataState {
     var refcountTable: [UInt64]
     /// Refcount blocks, raw bytes.
     var refblockCache: TableCache<[UInt8]>
+    /// The write path's state (allocation, dirty tables, in-flight allocations).
+    var w: QcowWriteState
 }
 
 /// The metadata of one open QCOW2 image, shared by every queue that reads it.
@@ -78,7 +101,7 @@ public final class QcowMetadata: Sendable {
     public let fileSize: UInt64
     /// L2 tables the cache may hold.
     public let l2CacheCapacity: Int
-    private let state: Mutex<QcowMetadataState>
+    let state: Mutex<QcowMetadataState>
 
     /// Reads header, extensions, snapshot table, L1 and refcount table of an open image.
     ///
@@ -127,8 +150,9 @@ public final class QcowMetadata: Sendable {
         let rt = try QcowMetadata.readTable(file, at: header.refcountTableOffset, entries: Int(header.refcountTableBytes / 8))
         let byBytes = max(4, Int((64 << 20) >> UInt64(header.clusterBits)))
         l2CacheCapacity = max(1, min(cacheEntries, byBytes))
+        let ws = QcowWriteState(header: header, fileSize: fileSize)
         state = Mutex(QcowMetadataState(l1: l1, l2Cache: TableCache(capacity: l2CacheCapacity), refcountTable: rt,
-                                        refblockCache: TableCache(capacity: max(4, l2CacheCapacity / 4))))
+                                        refblockCache: TableCache(capacity: max(4, l2CacheCapacity / 4)), w: ws))
     }
 
     /// Reads `entries` big-endian 64-bit words at `offset` (bounds checked by the header).
@@ -149,12 +173,12 @@ public final class QcowMetadata: Sendable {
     /// The refcount table, copied out.
     public var refcountTable: [UInt64] { state.withLock { $0.refcountTable } }
 
-    private func corrupt(_ m: String, host: UInt64? = nil, guest: UInt64? = nil) -> BlockError {
+    func corrupt(_ m: String, host: UInt64? = nil, guest: UInt64? = nil) -> BlockError {
         BlockError(.corruptImage, "qcow2: " + m, path: file.path, guestOffset: guest, hostOffset: host, operation: "read")
     }
 
     /// Loads an L2 table (must be called with the lock held: takes the state inout).
-    private func l2Table(_ s: inout QcowMetadataState, l1Index: Int, guest: UInt64) throws(BlockError) -> [UInt64]? {
+    func l2Table(_ s: inout QcowMetadataState, l1Index: Int, guest: UInt64) throws(BlockError) -> [UInt64]? {
         if l1Index >= s.l1.count { return nil }
         let off = s.l1[l1Index] & Qcow2Entry.offsetMask
         if off == 0 { return nil }
@@ -162,8 +186,8 @@ public final class QcowMetadata: Sendable {
         if off & (header.clusterSize - 1) != 0 {
             throw corrupt("L2 table offset \(hex(off)) (L1 index \(l1Index)) is not cluster-aligned", host: off, guest: guest)
         }
-        if off + header.clusterSize > fileSize {
-            throw corrupt("L2 table at \(hex(off)) lies beyond the end of the file (size \(hex(fileSize)))", host: off, guest: guest)
+        if off + header.clusterSize > s.w.hostEnd {
+            throw corrupt("L2 table at \(hex(off)) lies beyond the end of the file (size \(hex(s.w.hostEnd)))", host: off, guest: guest)
         }
         let t = try QcowMetadata.readTable(file, at: off, entries: Int(header.clusterSize / 8))
         s.l2Cache.put(off, t)
@@ -171,7 +195,7 @@ public final class QcowMetadata: Sendable {
     }
 
     /// The L2 entry of guest cluster `cluster`, or nil when its L2 table is unallocated.
-    private func entry(_ s: inout QcowMetadataState, cluster: UInt64) throws(BlockError) -> Qcow2L2Entry? {
+    func entry(_ s: inout QcowMetadataState, cluster: UInt64) throws(BlockError) -> Qcow2L2Entry? {
         let l2n = header.l2Entries
         guard let t = try l2Table(&s, l1Index: Int(cluster / l2n), guest: cluster << UInt64(header.clusterBits)) else { return nil }
         let i = Int(cluster % l2n)
@@ -203,83 +227,97 @@ public final class QcowMetadata: Sendable {
             throw BlockError(.outOfBounds, "read of \(length) bytes at \(hex(offset)) ends past the end of the disk (size \(viewSize))", path: file.path, guestOffset: offset, operation: "read")
         }
         if length == 0 { return [] }
+        return try state.withLock { (s) throws(BlockError) -> [ReadMapping] in try mapLocked(&s, offset: offset, end: end) }
+    }
+
+    /// Resolves `[offset, end)` into read regions with the lock held (see
+    /// ``mapClustersForRead(offset:length:)``); the write path uses it for copy-on-write sources.
+    func mapLocked(_ s: inout QcowMetadataState, offset: UInt64, end: UInt64) throws(BlockError) -> [ReadMapping] {
         let cb = UInt64(header.clusterBits)
         let cs = header.clusterSize
         let scs = header.subclusterSize
         let ext = header.extendedL2, extData = header.hasExternalData
-        return try state.withLock { (s) throws(BlockError) -> [ReadMapping] in
-            var out: [ReadMapping] = []
-            var pos = offset
-            while pos < end {
-                let cluster = pos >> cb
-                let inCluster = pos & (cs - 1)
-                let clusterEnd = min(end, (cluster + 1) << cb)
-                guard let e = try entry(&s, cluster: cluster) else {
-                    ReadMapping.append(ReadMapping(guestOffset: pos, length: clusterEnd - pos, kind: .backing), to: &out)
-                    pos = clusterEnd
-                    continue
+        var out: [ReadMapping] = []
+        var pos = offset
+        while pos < end {
+            let cluster = pos >> cb
+            let inCluster = pos & (cs - 1)
+            let clusterEnd = min(end, (cluster + 1) << cb)
+            guard let e = try entry(&s, cluster: cluster) else {
+                ReadMapping.append(ReadMapping(guestOffset: pos, length: clusterEnd - pos, kind: .backing), to: &out)
+                pos = clusterEnd
+                continue
+            }
+            if e.isCompressed {
+                let d = Qcow2CompressedDescriptor(entry: e.entry & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: header.clusterBits)
+                if extData || d.hostOffset >= s.w.hostEnd {
+                    throw corrupt("compressed cluster descriptor \(hex(e.entry)) points at \(hex(d.hostOffset)), beyond the end of the file (size \(hex(s.w.hostEnd)))", host: d.hostOffset, guest: pos)
                 }
-                if e.isCompressed {
-                    let d = Qcow2CompressedDescriptor(entry: e.entry & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: header.clusterBits)
-                    if extData || d.hostOffset >= fileSize {
-                        throw corrupt("compressed cluster descriptor \(hex(e.entry)) points at \(hex(d.hostOffset)), beyond the end of the file (size \(hex(fileSize)))", host: d.hostOffset, guest: pos)
-                    }
-                    out.append(ReadMapping(guestOffset: pos, length: clusterEnd - pos, kind: .compressed(descriptor: d, offsetInCluster: Int(inCluster))))
-                    pos = clusterEnd
-                    continue
+                out.append(ReadMapping(guestOffset: pos, length: clusterEnd - pos, kind: .compressed(descriptor: d, offsetInCluster: Int(inCluster))))
+                pos = clusterEnd
+                continue
+            }
+            let host = e.hostOffset
+            if e.hasHostCluster(externalData: extData) {
+                if host & (cs - 1) != 0 {
+                    throw corrupt("data cluster offset \(hex(host)) is not cluster-aligned (L2 entry \(hex(e.entry)))", host: host, guest: pos)
                 }
-                let host = e.hostOffset
-                if e.hasHostCluster(externalData: extData) {
-                    if host & (cs - 1) != 0 {
-                        throw corrupt("data cluster offset \(hex(host)) is not cluster-aligned (L2 entry \(hex(e.entry)))", host: host, guest: pos)
-                    }
-                    if !extData && host >= fileSize {
-                        throw corrupt("data cluster at \(hex(host)) lies beyond the end of the file (size \(hex(fileSize)))", host: host, guest: pos)
-                    }
-                }
-                while pos < clusterEnd {
-                    let sc = Int((pos & (cs - 1)) / scs)
-                    let scEnd = min(clusterEnd, (pos & ~(scs - 1)) + scs)
-                    let t = e.type(subcluster: sc, extendedL2: ext, externalData: extData)
-                    let kind: ReadMapping.Kind
-                    switch t {
-                    case .normal: kind = .data(hostOffset: host + (pos & (cs - 1)))
-                    case .zeroPlain, .zeroAlloc: kind = .zero
-                    case .unallocatedPlain, .unallocatedAlloc: kind = .backing
-                    case .compressed, .invalid:
-                        throw corrupt("L2 entry \(hex(e.entry)) has an invalid subcluster bitmap \(hex(e.bitmap))", guest: pos)
-                    }
-                    ReadMapping.append(ReadMapping(guestOffset: pos, length: scEnd - pos, kind: kind), to: &out)
-                    pos = scEnd
+                if !extData && host >= s.w.hostEnd {
+                    throw corrupt("data cluster at \(hex(host)) lies beyond the end of the file (size \(hex(s.w.hostEnd)))", host: host, guest: pos)
                 }
             }
-            return out
+            while pos < clusterEnd {
+                let sc = Int((pos & (cs - 1)) / scs)
+                let scEnd = min(clusterEnd, (pos & ~(scs - 1)) + scs)
+                let t = e.type(subcluster: sc, extendedL2: ext, externalData: extData)
+                let kind: ReadMapping.Kind
+                switch t {
+                case .normal: kind = .data(hostOffset: host + (pos & (cs - 1)))
+                case .zeroPlain, .zeroAlloc: kind = .zero
+                case .unallocatedPlain, .unallocatedAlloc: kind = .backing
+                case .compressed, .invalid:
+                    throw corrupt("L2 entry \(hex(e.entry)) has an invalid subcluster bitmap \(hex(e.bitmap))", guest: pos)
+                }
+                ReadMapping.append(ReadMapping(guestOffset: pos, length: scEnd - pos, kind: kind), to: &out)
+                pos = scEnd
+            }
         }
+        return out
     }
 
     /// The refcount of host cluster `cluster` (0 when its refcount block is absent).
     ///
     /// Throws `corruptImage` for a refcount block that is unaligned or outside the file.
     public func refcount(ofCluster cluster: UInt64) throws(BlockError) -> UInt64 {
-        let perBlock = Qcow2Refcounts.entriesPerBlock(clusterBits: header.clusterBits, refcountOrder: header.refcountOrder)
-        let order = header.refcountOrder
-        return try state.withLock { (s) throws(BlockError) -> UInt64 in
-            let ti = Int(cluster / perBlock)
-            if ti >= s.refcountTable.count { return 0 }
-            let off = s.refcountTable[ti] & Qcow2Entry.offsetMask
-            if off == 0 { return 0 }
-            let block: [UInt8]
-            if let b = s.refblockCache.get(off) { block = b } else {
-                if off & (header.clusterSize - 1) != 0 {
-                    throw corrupt("refcount block offset \(hex(off)) (refcount table index \(ti)) is not cluster-aligned", host: off)
-                }
-                if off + header.clusterSize > fileSize {
-                    throw corrupt("refcount block at \(hex(off)) lies beyond the end of the file (size \(hex(fileSize)))", host: off)
-                }
-                block = try file.readBytes(at: off, count: Int(header.clusterSize))
-                s.refblockCache.put(off, block)
-            }
-            return Qcow2Refcounts.get(block, index: Int(cluster % perBlock), order: order)
+        try state.withLock { (s) throws(BlockError) -> UInt64 in try refcount(&s, cluster) }
+    }
+
+    /// Entries per refcount block.
+    var refcountsPerBlock: UInt64 { Qcow2Refcounts.entriesPerBlock(clusterBits: header.clusterBits, refcountOrder: header.refcountOrder) }
+
+    /// The refcount block at host offset `off` (refcount table index `ti`), loaded into the
+    /// cache when missing (lock held).
+    func refblock(_ s: inout QcowMetadataState, _ off: UInt64, _ ti: Int) throws(BlockError) -> [UInt8] {
+        if let b = s.refblockCache.get(off) { return b }
+        if off & (header.clusterSize - 1) != 0 {
+            throw corrupt("refcount block offset \(hex(off)) (refcount table index \(ti)) is not cluster-aligned", host: off)
         }
+        if off + header.clusterSize > s.w.hostEnd {
+            throw corrupt("refcount block at \(hex(off)) lies beyond the end of the file (size \(hex(s.w.hostEnd)))", host: off)
+        }
+        let block = try file.readBytes(at: off, count: Int(header.clusterSize))
+        s.refblockCache.put(off, block)
+        return block
+    }
+
+    /// The refcount of host cluster `cluster` (lock held).
+    func refcount(_ s: inout QcowMetadataState, _ cluster: UInt64) throws(BlockError) -> UInt64 {
+        let perBlock = refcountsPerBlock
+        let ti = Int(cluster / perBlock)
+        if ti >= s.refcountTable.count { return 0 }
+        let off = s.refcountTable[ti] & Qcow2Entry.offsetMask
+        if off == 0 { return 0 }
+        let block = try refblock(&s, off, ti)
+        return Qcow2Refcounts.get(block, index: Int(cluster % perBlock), order: header.refcountOrder)
     }
 }

@@ -1,0 +1,144 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Writing dirty metadata back: one flush at a time per image, three ordered phases (see
+/// ``Qcow2FlushBatch``). The async queue issues a batch's steps through io_uring; the
+/// synchronous path (`--engine=sync`, close) with `pwrite` and `fdatasync`.
+extension QcowMetadata {
+    /// Starts a flush: applies refcount releases made safe by earlier flushes, extends the
+    /// file to cover every allocated cluster, and snapshots the dirty refcount blocks, L2
+    /// tables, refcount table entries and L1 entries. Returns nil while another flush runs
+    /// (retry after it ends), and a one-step batch (a datasync) on a read-only open.
+    public func beginFlush() throws(BlockError) -> Qcow2FlushBatch? {
+        try state.withLock { (s) throws(BlockError) -> Qcow2FlushBatch? in
+            if !s.w.prepared {
+                return Qcow2FlushBatch(seq: 0, steps: [.sync(dataFileToo: true)], l2: [], refblocks: [], refTable: [], l1: [])
+            }
+            if s.w.flushing { return nil }
+            s.w.flushing = true
+            s.w.flushSeq += 1
+            var none: [IoEventPayload]? = nil
+            var keep: [QcowPendingFree] = []
+            for f in s.w.pendingFrees {
+                if f.safeAfter > s.w.flushDone { keep.append(f); continue }
+                var c = f.offset >> cb
+                // A failed release leaves a leak, never a corruption.
+                while c <= (f.offset + f.length - 1) >> cb { try? changeRefcount(&s, c, by: -1, events: &none); c += 1 }
+            }
+            s.w.pendingFrees = keep
+            if s.w.hostEnd > s.w.fileEnd {
+                do throws(BlockError) { try file.truncate(to: s.w.hostEnd) } catch let e { s.w.flushing = false; throw e }
+                s.w.fileEnd = s.w.hostEnd
+            }
+            var a: [(offset: UInt64, bytes: [UInt8])] = []
+            for off in s.w.dirtyRefblocks.sorted() {
+                if let b = s.refblockCache.peek(off) { a.append((off, b)) }
+            }
+            var b: [(offset: UInt64, bytes: [UInt8])] = []
+            for off in s.w.dirtyL2.sorted() {
+                guard let t = s.l2Cache.peek(off) else { continue }
+                var bytes = [UInt8](repeating: 0, count: t.count * 8)
+                bytes.withUnsafeMutableBytes { p in
+                    for (i, w) in t.enumerated() { p.storeBytes(of: w.bigEndian, toByteOffset: i * 8, as: UInt64.self) }
+                }
+                b.append((off, bytes))
+            }
+            for i in s.w.dirtyRefTable.sorted() {
+                var e = [UInt8](repeating: 0, count: 8)
+                storeBE(s.refcountTable[i], into: &e, at: 0, width: 8)
+                b.append((s.w.refcountTableOffset + UInt64(i) * 8, e))
+            }
+            var c: [(offset: UInt64, bytes: [UInt8])] = []
+            for i in s.w.dirtyL1.sorted() {
+                var e = [UInt8](repeating: 0, count: 8)
+                storeBE(s.l1[i], into: &e, at: 0, width: 8)
+                c.append((l1Offset + UInt64(i) * 8, e))
+            }
+            var steps: [Qcow2FlushStep] = []
+            if !a.isEmpty { steps.append(.write(a)) }
+            steps.append(.sync(dataFileToo: true))
+            if !b.isEmpty { steps += [.write(b), .sync(dataFileToo: false)] }
+            if !c.isEmpty { steps += [.write(c), .sync(dataFileToo: false)] }
+            let batch = Qcow2FlushBatch(seq: s.w.flushSeq, steps: steps, l2: s.w.dirtyL2, refblocks: s.w.dirtyRefblocks,
+                                        refTable: s.w.dirtyRefTable, l1: s.w.dirtyL1)
+            s.w.dirtyL2 = []
+            s.w.dirtyRefblocks = []
+            s.w.dirtyRefTable = []
+            s.w.dirtyL1 = []
+            return batch
+        }
+    }
+
+    /// Ends a flush begun by ``beginFlush()``: on success the tables it wrote are clean (and
+    /// unpinned unless changed again); on failure they are dirty again.
+    public func endFlush(_ batch: Qcow2FlushBatch, success: Bool) {
+        if batch.seq == 0 { return }
+        state.withLock { s in
+            s.w.flushing = false
+            if success {
+                s.w.flushDone = batch.seq
+            } else {
+                s.w.dirtyL2.formUnion(batch.l2)
+                s.w.dirtyRefblocks.formUnion(batch.refblocks)
+                s.w.dirtyRefTable.formUnion(batch.refTable)
+                s.w.dirtyL1.formUnion(batch.l1)
+            }
+            for off in batch.l2 where !s.w.dirtyL2.contains(off) { s.l2Cache.pinned.remove(off) }
+            for off in batch.refblocks where !s.w.dirtyRefblocks.contains(off) { s.refblockCache.pinned.remove(off) }
+        }
+    }
+
+    /// Whether anything waits to be written back (dirty tables or refcount releases).
+    public var hasUnflushedMetadata: Bool {
+        state.withLock { s in
+            !s.w.dirtyL2.isEmpty || !s.w.dirtyRefblocks.isEmpty || !s.w.dirtyRefTable.isEmpty || !s.w.dirtyL1.isEmpty || !s.w.pendingFrees.isEmpty
+        }
+    }
+
+    /// A whole flush with `pwrite` and `fdatasync` (the sync engine's flush and close).
+    /// Waits for a flush another queue is running to end first.
+    public func flushSynchronously(dataFile: SystemFile) throws(BlockError) {
+        var batch: Qcow2FlushBatch? = nil
+        while batch == nil {
+            batch = try beginFlush()
+            if batch == nil { usleep(100) }
+        }
+        let b = batch!
+        do {
+            for step in b.steps {
+                switch step {
+                case let .write(ws):
+                    for w in ws { try file.writeBytes(w.bytes, at: w.offset) }
+                case let .sync(both):
+                    if both && dataFile !== file { try dataFile.sync(dataOnly: true) }
+                    try file.sync(dataOnly: true)
+                }
+            }
+        } catch let e {
+            endFlush(b, success: false)
+            throw e
+        }
+        endFlush(b, success: true)
+    }
+
+    /// A clean close's metadata work: flush until every refcount release is applied and
+    /// written, then clear the dirty bit blockscope set (lazy refcounts).
+    public func finishWrites(dataFile: SystemFile) throws(BlockError) {
+        guard state.withLock({ $0.w.prepared }) else { return }
+        try flushSynchronously(dataFile: dataFile)
+        var rounds = 0
+        while hasUnflushedMetadata && rounds < 3 {
+            try flushSynchronously(dataFile: dataFile)
+            rounds += 1
+        }
+        try state.withLock { (s) throws(BlockError) in
+            if s.w.setDirtyBit {
+                s.w.incompatible &= ~Qcow2Feature.dirty
+                try writeHeaderField(at: 72, value: s.w.incompatible, width: 8)
+                try file.sync(dataOnly: true)
+                s.w.setDirtyBit = false
+            }
+        }
+    }
+}

@@ -1,0 +1,319 @@
+/// Planning guest writes, zeroes and discards, and committing their allocations
+/// (QEMU's qcow2-cluster.c: `qcow2_alloc_host_offset`, `qcow2_alloc_cluster_link_l2`,
+/// zero and discard). Every call takes the metadata lock once; no data I/O happens under it.
+extension QcowMetadata {
+    /// Throws unless the write path may change the image now; sets the dirty bit of a
+    /// lazy-refcounts image on its first write.
+    func checkWritable(_ s: inout QcowMetadataState, _ offset: UInt64, _ op: String) throws(BlockError) {
+        if !s.w.prepared {
+            throw BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: file.path, guestOffset: offset, operation: op)
+        }
+        if s.w.incompatible & Qcow2Feature.corrupt != 0 {
+            throw BlockError(.corruptImage, "qcow2: the image is marked corrupt; writes are refused (repair with qemu-img check -r all)", path: file.path, guestOffset: offset, operation: op)
+        }
+        if header.cryptMethod != 0 {
+            throw BlockError(.unsupportedFeature, "qcow2: the image is encrypted; blockscope does not encrypt guest data", path: file.path, guestOffset: offset, operation: op)
+        }
+        if header.lazyRefcounts && header.version == 3 && s.w.incompatible & Qcow2Feature.dirty == 0 {
+            s.w.incompatible |= Qcow2Feature.dirty
+            try writeHeaderField(at: 72, value: s.w.incompatible, width: 8)
+            s.w.setDirtyBit = true
+        }
+    }
+
+    /// Throws `outOfBounds` unless `[offset, offset+length)` lies inside the disk.
+    func checkRange(_ offset: UInt64, _ length: UInt64, _ op: String) throws(BlockError) -> UInt64 {
+        let (end, o) = offset.addingReportingOverflow(length)
+        if o || end > viewSize {
+            throw BlockError(.outOfBounds, "\(op) of \(length) bytes at \(hex(offset)) ends past the end of the disk (size \(viewSize))", path: file.path, guestOffset: offset, operation: op)
+        }
+        return end
+    }
+
+    /// Whether any guest cluster of `[offset, end)` has an allocation in flight.
+    func isBusy(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64) -> Bool {
+        if s.w.busy.isEmpty { return false }
+        var c = offset >> cb
+        while c <= (end - 1) >> cb {
+            if s.w.busy[c] != nil { return true }
+            c += 1
+        }
+        return false
+    }
+
+    /// Plans a guest write of `length` bytes at `offset`: returns the host writes to issue,
+    /// or `.busy` when a cluster of the range has an allocation in flight (retry later).
+    ///
+    /// Clusters that are allocated here (COPIED, touched subclusters allocated) are written
+    /// in place with no metadata change. Any other cluster gets an allocation record: a new
+    /// host cluster (refcount raised now) or the same one for a zero-flagged or partly
+    /// allocated cluster, plus the copy-on-write fills its span needs (backing data, the old
+    /// cluster's data, a decompressed cluster, or zeroes). The L2 entry changes in
+    /// ``commit(_:success:events:)``, after the data write completed.
+    public func planWrite(offset: UInt64, length: UInt64, zeroData: Bool = false, events wantEvents: Bool = false) throws(BlockError) -> Qcow2WritePlan {
+        let end = try checkRange(offset, length, "write")
+        if length == 0 { return .ready([], events: []) }
+        return try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
+            try checkWritable(&s, offset, "write")
+            if isBusy(&s, offset, end) { return .busy }
+            var ev: [IoEventPayload]? = wantEvents ? [] : nil
+            var out: [Qcow2ClusterWrite] = []
+            var created: [UInt64] = []
+            do throws(BlockError) {
+                try planLocked(&s, offset, end, zeroData: zeroData, into: &out, events: &ev, created: &created)
+            } catch let e {
+                rollback(&s, created)
+                throw e
+            }
+            return .ready(QcowMetadata.merge(out), events: ev ?? [])
+        }
+    }
+
+    /// Plans making `[offset, offset+length)` read as zeroes (`zero` and `discard` both do:
+    /// a discarded range reads as zeroes afterwards, as the raw mirror's punched hole does).
+    ///
+    /// Whole clusters change metadata only: the zero flag (v3), all-zero subcluster bits
+    /// (extended L2), or deallocation (v2 without a backing file); their old host clusters
+    /// are released after the next flush. Whole subclusters of a cluster owned by this image
+    /// get zero bits. What remains (partial clusters, v2 over a backing file, clusters shared
+    /// with a snapshot) becomes a write of zeroes planned like ``planWrite(offset:length:zeroData:events:)``.
+    public func planZero(offset: UInt64, length: UInt64, hasBacking: Bool, events wantEvents: Bool = false) throws(BlockError) -> Qcow2WritePlan {
+        let end = try checkRange(offset, length, "zero")
+        if length == 0 { return .ready([], events: []) }
+        let cs = header.clusterSize, scs = header.subclusterSize
+        let ext = header.extendedL2, extData = header.hasExternalData
+        return try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
+            try checkWritable(&s, offset, "zero")
+            if isBusy(&s, offset, end) { return .busy }
+            var ev: [IoEventPayload]? = wantEvents ? [] : nil
+            var out: [Qcow2ClusterWrite] = []
+            var created: [UInt64] = []
+            do throws(BlockError) {
+                var pos = offset
+                while pos < end {
+                    let c = pos >> cb
+                    let cstart = c << cb
+                    let a = pos - cstart, b = min(end, cstart + cs) - cstart
+                    pos = cstart + b
+                    let e = try entry(&s, cluster: c) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
+                    let hasHost = e.hasHostCluster(externalData: extData)
+                    if a == 0 && b == cs {
+                        // Unallocated without a backing file already reads as zeroes.
+                        if !hasBacking && e.entry == 0 && e.bitmap & Qcow2Entry.allAllocated == 0 { continue }
+                        var n: Qcow2L2Entry
+                        if ext {
+                            n = Qcow2L2Entry(entry: extData && hasHost ? e.entry : 0, bitmap: Qcow2Entry.allAllocated << 32)
+                        } else if header.version >= 3 {
+                            n = Qcow2L2Entry(entry: extData && hasHost ? (e.entry | Qcow2Entry.zero) : Qcow2Entry.zero, bitmap: 0)
+                        } else if !hasBacking {
+                            n = Qcow2L2Entry(entry: 0, bitmap: 0)
+                        } else {
+                            try planLocked(&s, cstart, cstart + cs, zeroData: true, into: &out, events: &ev, created: &created)
+                            continue
+                        }
+                        if n == e { continue }
+                        try setEntry(&s, cluster: c, n, events: &ev)
+                        releaseOld(&s, e)
+                        continue
+                    }
+                    let owned = !e.isCompressed && (!hasHost || e.entry & Qcow2Entry.copied != 0 || extData)
+                    if ext && owned {
+                        // Whole subclusters inside [a, b) become zero; the ragged edges are written.
+                        let first = (a + scs - 1) / scs, last = b / scs   // [first, last) fully covered
+                        if first < last {
+                            var mask: UInt64 = 0
+                            for sc in first..<last { mask |= 1 << sc }
+                            let n = Qcow2L2Entry(entry: e.entry, bitmap: (e.bitmap & ~mask) | (mask << 32))
+                            if n != e { try setEntry(&s, cluster: c, n, events: &ev) }
+                            if a < first * scs { try planLocked(&s, cstart + a, cstart + first * scs, zeroData: true, into: &out, events: &ev, created: &created) }
+                            if last * scs < b { try planLocked(&s, cstart + last * scs, cstart + b, zeroData: true, into: &out, events: &ev, created: &created) }
+                            continue
+                        }
+                    }
+                    try planLocked(&s, cstart + a, cstart + b, zeroData: true, into: &out, events: &ev, created: &created)
+                }
+            } catch let e {
+                rollback(&s, created)
+                throw e
+            }
+            return .ready(QcowMetadata.merge(out), events: ev ?? [])
+        }
+    }
+
+    /// Queues the release of what an L2 entry pointed at (its host cluster or compressed bytes).
+    func releaseOld(_ s: inout QcowMetadataState, _ e: Qcow2L2Entry) {
+        if header.hasExternalData { return }
+        if e.isCompressed {
+            let d = Qcow2CompressedDescriptor(entry: e.entry & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: header.clusterBits)
+            deferFree(&s, offset: d.hostOffset, length: UInt64(d.length))
+        } else if e.hostOffset != 0 {
+            deferFree(&s, offset: e.hostOffset, length: header.clusterSize)
+        }
+    }
+
+    /// Undoes the allocation records of a plan that failed half-way.
+    func rollback(_ s: inout QcowMetadataState, _ tokens: [UInt64]) {
+        var none: [IoEventPayload]? = nil
+        for t in tokens {
+            guard let r = s.w.records.removeValue(forKey: t) else { continue }
+            s.w.busy.removeValue(forKey: r.guestCluster)
+            if r.newCluster { try? changeRefcount(&s, r.host >> cb, by: -1, events: &none) }
+        }
+    }
+
+    /// Whether guest bytes `[a, b)` of a cluster with entry `e` can be written in place with
+    /// no metadata change: the cluster is this image's own (COPIED), not compressed, and
+    /// every touched subcluster holds data.
+    func writesInPlace(_ e: Qcow2L2Entry, _ a: UInt64, _ b: UInt64) -> Bool {
+        let extData = header.hasExternalData
+        guard !e.isCompressed, e.hasHostCluster(externalData: extData), e.entry & Qcow2Entry.copied != 0 || extData else { return false }
+        if !header.extendedL2 { return e.entry & Qcow2Entry.zero == 0 }
+        let scs = header.subclusterSize
+        var mask: UInt64 = 0
+        for sc in (a / scs)...((b - 1) / scs) { mask |= 1 << sc }
+        return e.bitmap & mask == mask && (e.bitmap >> 32) & mask == 0
+    }
+
+    /// Plans `[offset, end)` cluster by cluster (lock held, busy already checked).
+    func planLocked(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64, zeroData: Bool,
+                    into out: inout [Qcow2ClusterWrite], events ev: inout [IoEventPayload]?, created: inout [UInt64]) throws(BlockError) {
+        let cs = header.clusterSize, scs = header.subclusterSize
+        let ext = header.extendedL2, extData = header.hasExternalData
+        var pos = offset
+        while pos < end {
+            let c = pos >> cb
+            let cstart = c << cb
+            let a = pos - cstart, b = min(end, cstart + cs) - cstart
+            let e = try entry(&s, cluster: c) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
+            if writesInPlace(e, a, b) {
+                let host = e.hostOffset + a
+                try checkOverlap(&s, host: host, length: b - a, guest: pos)
+                out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host, spanLength: b - a,
+                                             dataOffsetInSpan: 0, fills: [], tokens: [], zeroData: zeroData))
+                pos = cstart + b
+                continue
+            }
+            _ = try writableL2(&s, Int(c / header.l2Entries), events: &ev)
+            let hasHost = e.hasHostCluster(externalData: extData)
+            let inPlace = hasHost && (e.entry & Qcow2Entry.copied != 0 || extData)
+            var host: UInt64, newCluster = false
+            if inPlace {
+                host = e.hostOffset
+            } else if extData {
+                host = cstart   // a raw external data file maps guest offsets 1:1
+            } else {
+                host = try allocateClusters(&s, events: &ev)
+                newCluster = true
+            }
+            ev?.append(.allocated(guestOffset: cstart, hostOffset: host, length: cs))
+            // The span: the whole cluster, or with extended L2 the touched subclusters (the
+            // edges of an in-place subcluster that already holds data are not rewritten).
+            var s0: UInt64 = 0, s1: UInt64 = cs
+            var allocMask: UInt64 = 0, full = !ext
+            if ext {
+                if !inPlace && (hasHost || e.isCompressed) {
+                    full = true
+                } else {
+                    let scA = a / scs, scB = (b - 1) / scs
+                    let t = { (sc: UInt64) in e.type(subcluster: Int(sc), extendedL2: true, externalData: extData) }
+                    s0 = inPlace && t(scA) == .normal ? a : scA * scs
+                    s1 = inPlace && t(scB) == .normal ? b : (scB + 1) * scs
+                    for sc in scA...scB { allocMask |= 1 << sc }
+                }
+            }
+            // Fills: how the untouched bytes of the span read now (cluster-relative offsets).
+            var fills: [(at: UInt64, len: UInt64, src: Qcow2FillSource)] = []
+            for (from, to) in [(s0, a), (b, s1)] where from < to {
+                for m in try mapLocked(&s, offset: cstart + from, end: cstart + to) {
+                    let src: Qcow2FillSource
+                    switch m.kind {
+                    case let .data(h): src = .host(offset: h)
+                    case .zero: src = .zero
+                    case .backing: src = .backing(guestOffset: m.guestOffset)
+                    case let .compressed(d, off): src = .compressed(descriptor: d, offsetInCluster: off)
+                    }
+                    fills.append((m.guestOffset - cstart, m.length, src))
+                }
+            }
+            // A cluster past the old end of the file reads as zeroes: zero fills at the
+            // span's edges need no write.
+            if newCluster && (host >> cb) >= s.w.freshFrom {
+                while let f = fills.first, f.src == .zero, f.at == s0 { s0 += f.len; fills.removeFirst() }
+                while let f = fills.last, f.src == .zero, f.at + f.len == s1 { s1 -= f.len; fills.removeLast() }
+            }
+            try checkOverlap(&s, host: host + s0, length: s1 - s0, guest: pos)
+            var freeOld: (UInt64, UInt64)? = nil
+            if !inPlace && !extData {
+                if e.isCompressed {
+                    let d = Qcow2CompressedDescriptor(entry: e.entry & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: header.clusterBits)
+                    freeOld = (d.hostOffset, UInt64(d.length))
+                } else if hasHost {
+                    freeOld = (e.hostOffset, cs)
+                }
+            }
+            let token = s.w.nextToken
+            s.w.nextToken += 1
+            s.w.records[token] = QcowAllocRecord(guestCluster: c, host: host, newCluster: newCluster, allocMask: allocMask,
+                                                 fullBitmap: ext && full, freeOld: freeOld)
+            s.w.busy[c] = token
+            created.append(token)
+            out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host + s0, spanLength: s1 - s0,
+                                         dataOffsetInSpan: Int(a - s0),
+                                         fills: fills.map { Qcow2Fill(spanOffset: Int($0.at - s0), length: Int($0.len), source: $0.src) },
+                                         tokens: [token], zeroData: zeroData))
+            pos = cstart + b
+        }
+    }
+
+    /// Joins pieces that continue each other in guest and host space with no fills, so a
+    /// sequential write over contiguous clusters becomes one host write.
+    static func merge(_ pieces: [Qcow2ClusterWrite]) -> [Qcow2ClusterWrite] {
+        if pieces.count < 2 { return pieces }
+        var out: [Qcow2ClusterWrite] = []
+        out.reserveCapacity(pieces.count)
+        for p in pieces {
+            if var last = out.last, last.fills.isEmpty, p.fills.isEmpty, last.zeroData == p.zeroData,
+               last.dataOffsetInSpan == 0, p.dataOffsetInSpan == 0, last.spanLength == last.length, p.spanLength == p.length,
+               last.guestOffset + last.length == p.guestOffset, last.hostOffset + last.spanLength == p.hostOffset {
+                last.length += p.length
+                last.spanLength += p.spanLength
+                last.tokens += p.tokens
+                out[out.count - 1] = last
+            } else {
+                out.append(p)
+            }
+        }
+        return out
+    }
+
+    /// Applies (on success) or drops (on failure) the allocations of a completed host write:
+    /// the L2 entry now points at the new data (COPIED, subcluster bits set), the old
+    /// cluster is released after the next flush; a failed write's new cluster is released.
+    public func commit(_ tokens: [UInt64], success: Bool, events wantEvents: Bool = false) throws(BlockError) -> [IoEventPayload] {
+        if tokens.isEmpty { return [] }
+        let ext = header.extendedL2
+        return try state.withLock { (s) throws(BlockError) -> [IoEventPayload] in
+            var ev: [IoEventPayload]? = wantEvents ? [] : nil
+            var firstError: BlockError?
+            for t in tokens {
+                guard let r = s.w.records.removeValue(forKey: t) else { continue }
+                s.w.busy.removeValue(forKey: r.guestCluster)
+                if !success {
+                    if r.newCluster { try? changeRefcount(&s, r.host >> cb, by: -1, events: &ev) }
+                    continue
+                }
+                do throws(BlockError) {
+                    let e = try entry(&s, cluster: r.guestCluster) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
+                    var bitmap: UInt64 = 0
+                    if ext { bitmap = r.fullBitmap ? Qcow2Entry.allAllocated : (e.bitmap | r.allocMask) & ~(r.allocMask << 32) }
+                    try setEntry(&s, cluster: r.guestCluster, Qcow2L2Entry(entry: r.host | Qcow2Entry.copied, bitmap: bitmap), events: &ev)
+                    if let f = r.freeOld { deferFree(&s, offset: f.offset, length: f.length) }
+                } catch let e {
+                    if firstError == nil { firstError = e }
+                }
+            }
+            if let firstError { throw firstError }
+            return ev ?? []
+        }
+    }
+}
