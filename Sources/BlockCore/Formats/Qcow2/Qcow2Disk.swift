@@ -163,6 +163,10 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
         return String(cString: r)
     }
 
+    /// Whether whole-image flushes (``flush()``, close) go through a private io_uring:
+    /// yes unless the sync engine was chosen or io_uring is missing.
+    var usesRing: Bool { options.engine != .sync && IoUringContext.isSupported }
+
     /// Bytes the image and its external data file occupy on the host.
     public func physicalSize() throws(BlockError) -> UInt64 {
         var n = try file.allocatedSize()
@@ -229,7 +233,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
     /// Writes back metadata (clearing the dirty bit blockscope set), flushes, and closes the
     /// image, its data file and its backing chain.
     public func close() throws(BlockError) {
-        if isWritable { try metadata.finishWrites(dataFile: dataFile) }
+        if isWritable { try metadata.finishWrites(dataFile: dataFile, useRing: usesRing) }
         if let backing {
             try backing.close()
             releaseLocks(of: backing)

@@ -37,10 +37,11 @@ extension Qcow2Disk {
         try writeZeroes(at: offset, length: length)
     }
 
-    /// Writes dirty metadata back in order and datasyncs the image (and data file).
+    /// Writes dirty metadata back in order and datasyncs the image (and data file); through
+    /// a private io_uring unless the sync engine was chosen.
     public func flush() throws(BlockError) {
         guard isWritable else { return }
-        try metadata.flushSynchronously(dataFile: dataFile)
+        try metadata.flushSynchronously(dataFile: dataFile, useRing: usesRing)
     }
 
     /// Executes planned pieces in order; the first failure fails the call (later pieces'

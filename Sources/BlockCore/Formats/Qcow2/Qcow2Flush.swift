@@ -96,23 +96,42 @@ extension QcowMetadata {
         }
     }
 
-    /// A whole flush with `pwrite` and `fdatasync` (the sync engine's flush and close).
-    /// Waits for a flush another queue is running to end first.
-    public func flushSynchronously(dataFile: SystemFile) throws(BlockError) {
+    /// A whole flush, waiting for it: through a private io_uring (`useRing`, what a close
+    /// with the io_uring engine does, so no `fdatasync` syscall is made) or with `pwrite`
+    /// and `fdatasync` (the sync engine). Waits for a flush another queue runs to end first.
+    public func flushSynchronously(dataFile: SystemFile, useRing: Bool = false) throws(BlockError) {
         var batch: Qcow2FlushBatch? = nil
         while batch == nil {
             batch = try beginFlush()
             if batch == nil { usleep(100) }
         }
         let b = batch!
-        do {
+        do throws(BlockError) {
+            let ring = useRing ? try IoUringContext(depth: 64) : nil
+            defer { ring?.close() }
             for step in b.steps {
                 switch step {
                 case let .write(ws):
-                    for w in ws { try file.writeBytes(w.bytes, at: w.offset) }
+                    if let ring {
+                        try ws.withUnsafeBufferPointer { (all) throws(BlockError) in
+                            var i = 0
+                            while i < all.count {
+                                let chunk = all[i..<min(all.count, i + 64)]
+                                try runOnRing(ring, chunk.map { w in (file.fd, w.offset, w.bytes) })
+                                i += 64
+                            }
+                        }
+                    } else {
+                        for w in ws { try file.writeBytes(w.bytes, at: w.offset) }
+                    }
                 case let .sync(both):
-                    if both && dataFile !== file { try dataFile.sync(dataOnly: true) }
-                    try file.sync(dataOnly: true)
+                    let files = both && dataFile !== file ? [dataFile, file] : [file]
+                    if let ring {
+                        for f in files { ring.enqueue(.fsync(fd: f.fd, dataOnly: true), tag: 0) }
+                        try reapAll(ring, files.count, what: "fdatasync")
+                    } else {
+                        for f in files { try f.sync(dataOnly: true) }
+                    }
                 }
             }
         } catch let e {
@@ -122,22 +141,59 @@ extension QcowMetadata {
         endFlush(b, success: true)
     }
 
+    /// Writes `(fd, offset, bytes)` through `ring` and waits for all of them.
+    private func runOnRing(_ ring: IoUringContext, _ writes: [(Int32, UInt64, [UInt8])]) throws(BlockError) {
+        let bufs = writes.map { w in
+            let b = UnsafeMutableRawBufferPointer.allocate(byteCount: w.2.count, alignment: 4096)
+            b.copyBytes(from: w.2)
+            return b
+        }
+        defer { for b in bufs { b.deallocate() } }
+        for (i, w) in writes.enumerated() {
+            ring.enqueue(.write(fd: w.0, offset: w.1, buffer: UnsafeRawPointer(bufs[i].baseAddress!), length: bufs[i].count), tag: UInt64(i))
+        }
+        try reapAll(ring, writes.count, what: "metadata write")
+    }
+
+    /// Submits and waits for `count` ops; the first failure is thrown.
+    private func reapAll(_ ring: IoUringContext, _ count: Int, what: String) throws(BlockError) {
+        ring.submit()
+        var done = 0
+        var failure: Int32 = 0
+        while done < count {
+            try ring.reap(wait: true) { _, res in
+                done += 1
+                if res < 0 && failure == 0 { failure = -res }
+            }
+        }
+        if failure != 0 { throw BlockError.system(failure, what, path: file.path) }
+    }
+
     /// A clean close's metadata work: flush until every refcount release is applied and
     /// written, then clear the dirty bit blockscope set (lazy refcounts).
-    public func finishWrites(dataFile: SystemFile) throws(BlockError) {
+    public func finishWrites(dataFile: SystemFile, useRing: Bool = false) throws(BlockError) {
         guard state.withLock({ $0.w.prepared }) else { return }
-        try flushSynchronously(dataFile: dataFile)
+        try flushSynchronously(dataFile: dataFile, useRing: useRing)
         var rounds = 0
         while hasUnflushedMetadata && rounds < 3 {
-            try flushSynchronously(dataFile: dataFile)
+            try flushSynchronously(dataFile: dataFile, useRing: useRing)
             rounds += 1
         }
-        try state.withLock { (s) throws(BlockError) in
-            if s.w.setDirtyBit {
-                s.w.incompatible &= ~Qcow2Feature.dirty
-                try writeHeaderField(at: 72, value: s.w.incompatible, width: 8)
+        let clear = try state.withLock { (s) throws(BlockError) -> Bool in
+            guard s.w.setDirtyBit else { return false }
+            s.w.incompatible &= ~Qcow2Feature.dirty
+            try writeHeaderField(at: 72, value: s.w.incompatible, width: 8)
+            s.w.setDirtyBit = false
+            return true
+        }
+        if clear {
+            if useRing {
+                let ring = try IoUringContext(depth: 4)
+                defer { ring.close() }
+                ring.enqueue(.fsync(fd: file.fd, dataOnly: true), tag: 0)
+                try reapAll(ring, 1, what: "fdatasync")
+            } else {
                 try file.sync(dataOnly: true)
-                s.w.setDirtyBit = false
             }
         }
     }

@@ -116,11 +116,16 @@ extension QcowMetadata {
                         releaseOld(&s, e)
                         continue
                     }
+                    if readsAsZero(e, a, b, hasBacking: hasBacking) { continue }
                     let owned = !e.isCompressed && (!hasHost || e.entry & Qcow2Entry.copied != 0 || extData)
                     if ext && owned {
-                        // Whole subclusters inside [a, b) become zero; the ragged edges are written.
+                        // Whole subclusters inside [a, b) become zero; the ragged edges are
+                        // written in place. When an edge would need an allocation, the whole
+                        // range is one zero write instead (one allocation per cluster and plan).
                         let first = (a + scs - 1) / scs, last = b / scs   // [first, last) fully covered
-                        if first < last {
+                        let headOK = a == first * scs || writesInPlace(e, a, first * scs)
+                        let tailOK = last * scs >= b || writesInPlace(e, last * scs, b)
+                        if first < last && headOK && tailOK {
                             var mask: UInt64 = 0
                             for sc in first..<last { mask |= 1 << sc }
                             let n = Qcow2L2Entry(entry: e.entry, bitmap: (e.bitmap & ~mask) | (mask << 32))
@@ -159,6 +164,22 @@ extension QcowMetadata {
             s.w.busy.removeValue(forKey: r.guestCluster)
             if r.newCluster { try? changeRefcount(&s, r.host >> cb, by: -1, events: &none) }
         }
+    }
+
+    /// Whether cluster-relative bytes `[a, b)` of a cluster with entry `e` read as zeroes
+    /// without a host cluster (zero flag or bits, or unallocated with no backing file).
+    func readsAsZero(_ e: Qcow2L2Entry, _ a: UInt64, _ b: UInt64, hasBacking: Bool) -> Bool {
+        let extData = header.hasExternalData
+        if e.isCompressed || e.hasHostCluster(externalData: extData) { return false }
+        let scs = header.subclusterSize
+        for sc in (a / scs)...((b - 1) / scs) {
+            switch e.type(subcluster: Int(sc), extendedL2: header.extendedL2, externalData: extData) {
+            case .zeroPlain: continue
+            case .unallocatedPlain: if hasBacking { return false }
+            default: return false
+            }
+        }
+        return true
     }
 
     /// Whether guest bytes `[a, b)` of a cluster with entry `e` can be written in place with
