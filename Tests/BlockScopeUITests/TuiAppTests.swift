@@ -95,6 +95,48 @@ import TestSupport
         app.shutdown()
     }
 
+    /// Proves issue 7's step-mode acceptance on QCOW2: one 4 KiB write to a fresh image is
+    /// walked through allocation, refcount 0 -> 1, the SQE, the CQE and the L2 update, each
+    /// explained; afterwards `qemu-img check` is clean and qemu-io reads the pattern back.
+    @Test func stepModeWalksAQcow2WriteThroughAllocation() throws {
+        let f = try TuiFixture("step-qcow2")
+        let img = f.dir + "/fresh.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
+        let app = try f.app(img, write: true)
+        app.handle(.char("s"))
+        app.execute(.write(offset: 0x12000, length: 4096, pattern: 0x5a))
+        func settle() { for _ in 0..<50 { usleep(10_000); app.pump(); if app.state.heldEvent != nil || !app.state.busy { break } } }
+        settle()
+        var explained: [String] = []
+        if let h = app.state.heldEvent { explained.append(h) }
+        for _ in 0..<40 where app.state.live.completedRequests == 0 {
+            app.handle(.char("s"))
+            settle()
+            if let l = app.state.lastStep, explained.last != l { explained.append(l) }
+        }
+        #expect(app.state.live.completedRequests == 1)
+        let all = explained.joined(separator: "\n")
+        #expect(explained.contains { $0.contains("guest write 0x12000+4096") }, "\(all)")
+        #expect(explained.contains { $0.contains("allocate") && $0.contains("host") }, "\(all)")
+        #expect(explained.contains { $0.contains("refcount of host cluster") && $0.contains("0 -> 1") }, "\(all)")
+        #expect(explained.contains { $0.contains("SQE writev") }, "\(all)")
+        #expect(explained.contains { $0.contains("CQE") }, "\(all)")
+        #expect(explained.contains { $0.contains("L2[1] empty") }, "\(all)")
+        #expect(explained.contains { $0.contains("completed ok") }, "\(all)")
+        // The SQE comes after the allocation and the L2 update after the CQE.
+        let alloc = explained.firstIndex { $0.contains("allocate") } ?? 0
+        let sqe = explained.firstIndex { $0.contains("SQE writev") } ?? 0
+        let cqe = explained.firstIndex { $0.contains("CQE") } ?? 0
+        let l2 = explained.firstIndex { $0.contains("L2[1]") } ?? 0
+        #expect(alloc < sqe && sqe < cqe && cqe < l2, "\(all)")
+        app.handle(.escape)
+        app.shutdown()
+        let check = try TestSupport.qemuImg(["check", img])
+        #expect(check.status == 0, "\(check.stdoutText) \(check.stderr)")
+        let io = try TestSupport.run("qemu-io", ["-f", "qcow2", "-c", "read -P 0x5a 0x12000 4096", img])
+        #expect(io.status == 0 && !io.stdoutText.contains("Pattern verification failed"), "\(io.stdoutText) \(io.stderr)")
+    }
+
     @Test func jobFromPromptRunsOnTheWorkloadAndReportsCounters() throws {
         let f = try TuiFixture("job")
         let img = try f.raw()

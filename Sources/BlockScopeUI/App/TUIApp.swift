@@ -305,6 +305,9 @@ public final class TUIApp {
         let deadline = monotonicNanos() + 5_000_000_000
         while let j = job, j.finishedLine == nil, monotonicNanos() < deadline { usleep(10_000) }
         subscription.cancel()
-        try? state.image.disk?.close()
+        if let d = state.image.disk {
+            try? d.close()
+            releaseLocks(of: d)
+        }
     }
 }
