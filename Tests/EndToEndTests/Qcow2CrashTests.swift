@@ -149,4 +149,89 @@ struct Qcow2CrashTests {
         // The property was exercised: fsyncs completed before most kills.
         #expect(durableRuns >= 3, "\(setup): only \(durableRuns) of \(Self.delays.count) runs completed an fsync before the kill")
     }
+
+    /// Proves: when every write goes to a range never written before (so each one allocates
+    /// clusters, copies on write from a backing file or a snapshot, and changes L2 tables and
+    /// refcounts), killing `blockscope run --write` with SIGKILL after 0.2..1.5 s loses none of
+    /// the writes that completed before the last completed fsync: qemu-io reads every one back
+    /// with its pattern, and qemu-img check finds no corruption.
+    @Test("freshly allocated writes acknowledged before a completed fsync survive SIGKILL", arguments: [
+        "cluster64k", "backing4k", "snapshot", "extendedL2", "lazyRefcounts",
+    ])
+    func fsyncedAllocationsSurviveKill(_ kind: String) throws {
+        let dir = try TestSupport.makeTempDir("q2w-durable-alloc")
+        defer { TestSupport.removeTempDir(dir) }
+        var rng: UInt64 = 0x2545_F491 &+ UInt64(kind.utf8.count)
+        func rnd() -> Int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return Int(rng % (1 << 40)) }
+        // 2,700 disjoint ranges of 512 B..300 KiB, one every 384 KiB of a 1 GiB disk; an fsync after every third write.
+        let spacing = 393_216
+        var commands: [(offset: Int, length: Int, pattern: Int)?] = []
+        for i in 0..<2700 {
+            let len = (rnd() % 600 + 1) * 512
+            commands.append((i * spacing + (rnd() % ((spacing - len) / 512 + 1)) * 512, len, i % 254 + 1))
+            if i % 3 == 2 { commands.append(nil) }
+        }
+        let text = commands.map { c in c.map { "write \($0.offset) \($0.length) \($0.pattern)" } ?? "fsync" }.joined(separator: "\n") + "\n"
+        try text.write(toFile: dir + "/s.txt", atomically: true, encoding: .utf8)
+        var durableWrites = 0
+        for (i, delay) in Self.delays.enumerated() {
+            let sub = dir + "/\(i)"
+            try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
+            let img = sub + "/img.qcow2"
+            switch kind {
+            case "backing4k":
+                try TestSupport.qemuImg(["create", "-q", "-f", "raw", sub + "/base.raw", "1G"])
+                try Qcow2WriteOracle.randomFill(sub + "/base.raw", offsetMiB: 0, mib: 64)
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", img, "1G"])
+            case "snapshot":
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "1G"])
+                try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x5a 0 64M"])
+                try TestSupport.qemuImg(["snapshot", "-c", "snap1", img])
+            case "lazyRefcounts":
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=16k", img, "1G"])
+            case "extendedL2":
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=64k", img, "1G"])
+            default:
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "1G"])
+            }
+            let p = try BackgroundProcess("stdbuf", ["-oL", TestSupport.blockscopeBinary, "run", "--write", img, dir + "/s.txt"],
+                                          stdoutPath: sub + "/out.txt", stderrPath: sub + "/err.txt")
+            usleep(useconds_t(delay * 1_000_000))
+            let exitedEarly = p.hasExited
+            p.kill(SIGKILL)
+            let status = p.wait()
+            let err = (try? String(contentsOfFile: sub + "/err.txt", encoding: .utf8)) ?? ""
+            #expect(!exitedEarly, "\(kind) run \(i): blockscope exited before the kill (status \(status)): \(err)")
+            var done = String(decoding: try TestSupport.readFile(sub + "/out.txt"), as: UTF8.self)
+                .split(separator: "\n", omittingEmptySubsequences: false)
+            done.removeLast()
+            #expect(zip(done, commands).allSatisfy { line, c in c == nil ? line == "fsync done" : line.hasPrefix("wrote ") },
+                    "\(kind): unexpected output \(done.prefix(3))")
+            let durable = (done.lastIndex(where: { $0 == "fsync done" }) ?? -1) + 1
+            if kind == "lazyRefcounts" {
+                // Refcounts may be stale after the kill, but then the image must say so
+                // (dirty flag), and qemu-img check -r all must repair it.
+                let info = try JSONValue.parse(try TestSupport.qemuImg(["info", "--output=json", img]).stdoutText)
+                let check = try TestSupport.qemuImg(["check", "-f", "qcow2", img])
+                #expect([0, 3].contains(check.status) || info["dirty-flag"]?.boolValue == true,
+                        "\(kind) killed after \(delay) s: refcount errors without the dirty flag: \(check.stdoutText)")
+                let repaired = try TestSupport.qemuImg(["check", "-r", "all", "-f", "qcow2", img])
+                #expect(repaired.status == 0, "\(kind): qemu-img check -r all: \(repaired.stdoutText)")
+            } else {
+                try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(kind) killed after \(delay) s")
+            }
+            let reads = commands[..<durable].compactMap { $0.map { "read -P \($0.pattern) \($0.offset) \($0.length)" } }
+            durableWrites += reads.count
+            if !reads.isEmpty {
+                var args = ["-f", "qcow2"]
+                for r in reads { args += ["-c", r] }
+                let r = try TestSupport.run("qemu-io", args + [img])
+                let bad = r.stdoutText.split(separator: "\n").filter { $0.contains("failed") }
+                #expect(r.status == 0 && bad.isEmpty,
+                        "\(kind) killed after \(delay) s (\(done.count) commands done, last fsync at \(durable)): \(bad.count) fsynced writes lost, e.g. \(bad.prefix(3)) \(r.stderr.prefix(300))")
+            }
+            try? FileManager.default.removeItem(atPath: sub)
+        }
+        #expect(durableWrites > 200, "\(kind): only \(durableWrites) writes were fsynced before the kills")
+    }
 }

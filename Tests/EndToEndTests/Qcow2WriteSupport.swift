@@ -65,6 +65,11 @@ enum Qcow2WriteOracle {
         case cluster64k
         /// 4 KiB clusters: many L2 tables and refcount blocks, most writes span clusters.
         case cluster4k
+        /// 512-byte clusters with 64-bit refcounts: an L2 table covers 32 KiB and a refcount
+        /// block 64 clusters, so writes cross many tables and the refcount table must grow.
+        case cluster512refcount64
+        /// An external data file (`data_file=`): data goes to the data file, metadata to the image.
+        case externalDataFile
         /// refcount_bits=1 (refcounts saturate at 1).
         case refcount1
         /// refcount_bits=64.
@@ -116,6 +121,12 @@ enum Qcow2WriteOracle {
             try TestSupport.qemuIo(img, format: "qcow2", prefill)
         case .cluster4k:
             try create("cluster_size=4096")
+            try TestSupport.qemuIo(img, format: "qcow2", prefill)
+        case .cluster512refcount64:
+            try create("cluster_size=512,refcount_bits=64")
+            try TestSupport.qemuIo(img, format: "qcow2", prefill)
+        case .externalDataFile:
+            try create("data_file=img.data")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)
         case .refcount1:
             try create("refcount_bits=1,cluster_size=4096")
