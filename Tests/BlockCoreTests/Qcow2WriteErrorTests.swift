@@ -264,4 +264,99 @@ struct Qcow2WriteErrorTests {
             withExtendedLifetime(b) {}
         }
     }
+
+    /// Proves: when the metadata writes of a guest fsync (the new L2 entry and refcount of an
+    /// allocating write) fail with EIO, the fsync completes once with an error instead of
+    /// claiming durability; a second fsync without the fault succeeds, and after close
+    /// qemu-io reads the data back and qemu-img check is clean (the dirty metadata was kept
+    /// and written again).
+    @Test("a failed metadata write fails the guest fsync, and the next fsync writes it")
+    func metadataWriteErrorFailsFsync() throws {
+        let dir = try TestSupport.makeTempDir("q2w-metaeio")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/m.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4k", img, "16M"])
+        onThread { f in
+            let (disk, q) = try Self.openQueue(img, depth: 4)
+            let b = AlignedBuffer(count: 12288)
+            b.bytes.initializeMemory(as: UInt8.self, repeating: 0x6d)
+            try q.write(at: 5 << 20, from: UnsafeRawBufferPointer(b.bytes), userData: 1)
+            try q.submit()
+            let w = try Self.collect(q, [1], f)
+            f.check(w[1]?.first?.error == nil, "write failed: \(String(describing: w[1]?.first?.error))")
+            final class Counter { var fired = 0 }
+            let counter = Counter()
+            q.context.faultInjector = { op, _ in
+                if op.opcode == .writev { counter.fired += 1; return .error(errno: EIO) }
+                return .none
+            }
+            try q.fsync(userData: 2)
+            try q.submit()
+            let s1 = try Self.collect(q, [2], f)
+            if counter.fired > 0 {
+                f.check(s1[2]?.first?.error != nil, "the guest fsync succeeded although \(counter.fired) metadata writes failed")
+            } else {
+                f.add("the guest fsync wrote no metadata through the queue's ring (nothing to inject into)")
+            }
+            q.context.faultInjector = nil
+            try q.fsync(userData: 3)
+            try q.submit()
+            let s2 = try Self.collect(q, [3], f)
+            f.check(s2[3]?.first?.error == nil, "the retried fsync failed: \(String(describing: s2[3]?.first?.error))")
+            q.close()
+            try disk.close()
+            releaseLocks(of: disk)
+            withExtendedLifetime(b) {}
+            try TestSupport.qemuIo(img, format: "qcow2", ["read -P 0x6d 5M 12k"])
+            try Self.qemuCheck(img, allowLeaks: false, f)
+        }
+    }
+
+    /// Proves: an allocating partial-cluster write over a raw backing file whose copy-on-write
+    /// read (or whose data write) fails with EIO completes once with an error, and afterwards
+    /// the bytes of that cluster the write did not cover still read as the backing file's
+    /// data (qemu-io), i.e. a half-built cluster is never linked into the L2 table; qemu-img
+    /// check finds no corruption.
+    @Test("a failed copy-on-write leaves the backing data visible", arguments: ["cow-read", "data-write"])
+    func failedCowKeepsBackingData(_ fault: String) throws {
+        let dir = try TestSupport.makeTempDir("q2w-coweio")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/top.qcow2", base = dir + "/base.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", base, "16M"])
+        try TestSupport.qemuIo(base, format: "raw", ["write -P 0x42 0 16M"])
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", img, "16M"])
+        onThread { f in
+            let (disk, q) = try Self.openQueue(img, depth: 4)
+            let b = AlignedBuffer(count: 16384)
+            b.bytes.initializeMemory(as: UInt8.self, repeating: 0x99)
+            final class Counter { var fired = 0 }
+            let counter = Counter()
+            let victim = b.baseAddress
+            q.context.faultInjector = { op, _ in
+                let hit = fault == "cow-read" ? op.opcode == .readv
+                    : (op.opcode == .writev && op.buffer.map { $0 >= victim && $0 < victim + 16384 } == true)
+                    || (fault == "data-write" && op.opcode == .writev && op.length >= 65536)
+                if hit { counter.fired += 1; return .error(errno: EIO) }
+                return .none
+            }
+            // 16 KiB in the middle of the cluster at 2 MiB: 24 KiB before and after come from the backing file.
+            try q.write(at: (2 << 20) + 24576, from: UnsafeRawBufferPointer(b.bytes), userData: 1)
+            try q.submit()
+            let w = try Self.collect(q, [1], f)
+            f.check(counter.fired > 0, "the fault injector never matched (\(fault))")
+            if counter.fired > 0 { f.check(w[1]?.first?.error != nil, "the write succeeded although its \(fault) failed") }
+            q.context.faultInjector = nil
+            try q.fsync(userData: 2)
+            try q.submit()
+            _ = try Self.collect(q, [2], f)
+            q.close()
+            try disk.close()
+            releaseLocks(of: disk)
+            withExtendedLifetime(b) {}
+            let r = try TestSupport.run("qemu-io", ["-f", "qcow2", "-c", "read -P 0x42 2M 24k", "-c", "read -P 0x42 2088960 24k",
+                                                    "-c", "read -P 0x42 0 2M", img])
+            f.check(!r.stdoutText.contains("failed"), "bytes the failed write did not cover lost their backing data: \(r.stdoutText)")
+            try Self.qemuCheck(img, allowLeaks: true, f)
+        }
+    }
 }
