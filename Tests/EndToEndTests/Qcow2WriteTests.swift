@@ -26,8 +26,9 @@ struct Qcow2WriteTests {
     /// Proves: a fio job with two writer queues (512 B..300 KiB at 512-byte alignment, so
     /// partial-cluster and cluster-spanning writes, fsync every 16 writes) and a discard queue
     /// leaves an image qemu-img check finds clean and qemu-img compare finds equal to the raw
-    /// mirror the engine applied every completed request to; an internal snapshot keeps its
-    /// pre-write content (qemu-img convert -l and blockscope cat --snapshot agree with it).
+    /// mirror the engine applied every completed request to; `blockscope map` and `check` then
+    /// print what qemu-img map and check print; an internal snapshot keeps its pre-write
+    /// content (qemu-img convert -l and blockscope cat --snapshot agree with it).
     @Test("a multi-queue write+discard job leaves a clean image equal to its raw mirror", arguments: jobCases)
     func jobMatchesRawMirror(_ setup: Setup, _ engine: String, _ mixed: Bool) throws {
         let dir = try TestSupport.makeTempDir("q2w-job")
@@ -53,6 +54,9 @@ struct Qcow2WriteTests {
         #expect(trims == 30)
         try Qcow2WriteOracle.expectClean(img, "\(setup) \(engine)")
         try Qcow2WriteOracle.expectSameContent(raw: mirror, image: img, "\(setup) \(engine)")
+        // blockscope's own view of what it wrote agrees with qemu-img's.
+        try Qcow2Oracle.expectMapMatches(img)
+        try Qcow2Oracle.expectCheckMatches(img)
         if setup.hasSnapshot {
             let after = dir + "/snap-after.raw"
             try Qcow2WriteOracle.convertToRaw(img, after, snapshot: "snap1")
@@ -93,7 +97,7 @@ struct Qcow2WriteTests {
     /// Proves: `write`, `zero` (partial and whole clusters), `discard` and `fsync` commands give
     /// the same guest content as qemu-io doing `write -P` / `write -z` / `discard` to a raw copy
     /// (zeroed and discarded ranges read as zeroes, even over a backing file or a snapshot),
-    /// and qemu-img check stays clean.
+    /// qemu-img check stays clean and `blockscope map` prints what qemu-img map prints.
     @Test("write/zero/discard commands leave the image equal to qemu-io's raw copy", arguments: scriptCases)
     func scriptMatchesQemuIoOnRaw(_ setup: Setup, _ engine: String) throws {
         let dir = try TestSupport.makeTempDir("q2w-script")
@@ -111,6 +115,7 @@ struct Qcow2WriteTests {
         try TestSupport.qemuIo(raw, format: "raw", qemu)
         try Qcow2WriteOracle.expectClean(img, "\(setup) \(engine)")
         try Qcow2WriteOracle.expectSameContent(raw: raw, image: img, "\(setup) \(engine)")
+        try Qcow2Oracle.expectMapMatches(img)
         if setup.hasSnapshot {
             let after = dir + "/snap-after.raw"
             try Qcow2WriteOracle.convertToRaw(img, after, snapshot: "snap1")
