@@ -96,11 +96,15 @@ enum Qcow2WriteOracle {
         case snapshotCompressed
         /// Version 2 image (compat=0.10): no zero flag, no feature bits.
         case v2
+        /// Version 2 over a raw backing file: zeroes and discards must hide the backing data without a zero flag.
+        case v2Backing
+        /// Version 2 with an internal snapshot.
+        case v2Snapshot
 
         var description: String { rawValue }
 
         /// Whether the image has an internal snapshot named snap1.
-        var hasSnapshot: Bool { self == .snapshot || self == .snapshotCompressed }
+        var hasSnapshot: Bool { self == .snapshot || self == .snapshotCompressed || self == .v2Snapshot }
     }
 
     /// Builds the image for `setup` in `dir` with qemu-img / qemu-io; returns its path.
@@ -146,12 +150,12 @@ enum Qcow2WriteOracle {
             let type = setup == .zstdCompressed ? "zstd" : "zlib"
             try TestSupport.qemuImg(["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=\(type)", raw, img])
             try FileManager.default.removeItem(atPath: raw)
-        case .rawBacking, .rawBackingExtendedL2, .rawBackingCluster4k:
+        case .rawBacking, .rawBackingExtendedL2, .rawBackingCluster4k, .v2Backing:
             let base = dir + "/base.raw"
             try TestSupport.qemuImg(["create", "-q", "-f", "raw", base, size])
             try randomFill(base, offsetMiB: 0, mib: Int(diskSize >> 20))
             let opts: String? = setup == .rawBackingExtendedL2 ? "extended_l2=on,cluster_size=64k"
-                : (setup == .rawBackingCluster4k ? "cluster_size=4096" : nil)
+                : (setup == .rawBackingCluster4k ? "cluster_size=4096" : (setup == .v2Backing ? "compat=0.10" : nil))
             try create(opts, extra: ["-b", "base.raw", "-F", "raw"])
             try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x5a 1M 1M", "write -P 0x21 33M 700k", "write -z 40M 2M"])
         case .qcow2Backing:
@@ -176,6 +180,11 @@ enum Qcow2WriteOracle {
         case .v2:
             try create("compat=0.10")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)
+        case .v2Snapshot:
+            try create("compat=0.10")
+            try TestSupport.qemuIo(img, format: "qcow2", prefill)
+            try TestSupport.qemuImg(["snapshot", "-c", "snap1", img])
+            try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x77 2M 512k"])
         }
         return img
     }

@@ -21,6 +21,7 @@ struct Qcow2WriteTests {
         (.rawBackingExtendedL2, "uring", false), (.rawBackingCluster4k, "uring", true), (.qcow2Backing, "uring", false),
         (.snapshot, "uring", false), (.snapshot, "sync", false), (.snapshotCompressed, "uring", false), (.v2, "uring", false),
         (.cluster512refcount64, "uring", false), (.externalDataFile, "uring", false), (.externalDataFile, "sync", false),
+        (.v2Backing, "uring", false), (.v2Snapshot, "uring", false),
     ]
 
     /// Proves: a fio job with two writer queues (512 B..300 KiB at 512-byte alignment, so
