@@ -12,16 +12,22 @@ struct Bench: ParsableCommand {
     @Option(help: "Output style: human or json.") var output: OutputFormat = .human
     @Option(help: "4 KiB requests per random workload (others scale from it).") var ios: UInt64 = 100_000
     @Option(help: "Size of each temporary image (k/M/G suffixes).") var size: SizeArgument = SizeArgument(argument: "1G")!
-    @Option(help: "Formats to run (comma separated: raw,qcow2,vhdx).") var formats: String = "raw,qcow2,vhdx"
+    @Option(help: "Formats to run (comma separated: raw,qcow2,vhdx,vpc).") var formats: String = "raw,qcow2,vhdx"
+    @Option(help: "Engines to run (comma separated: uring,sync).") var engines: String = "uring,sync"
+    @Option(help: "Workloads to run (comma separated names; default: all).") var workloads: String?
+    @Flag(help: "Write every byte of each image once before timing (and before qemu-img bench), so writes hit allocated blocks.")
+    var prefill = false
+    @Option(help: "Options for 'qemu-img create -o' on non-RAW images (e.g. subformat=fixed).") var createOptions: String?
     @Flag(help: "Skip fio and qemu-img bench.") var noPeers = false
 
     func run() throws {
         try reportingErrors { () throws(BlockError) in
             var rows: [BenchRow] = []
-            let workloads = BenchWorkload.standard(ios: ios)
-            let wanted = formats.split(separator: ",").compactMap { ImageFormat(rawValue: String($0)) }
+            let workloads = try BenchRunner.select(BenchWorkload.standard(ios: ios), names: workloads)
+            let wanted = try parseList(formats, "--formats") { ImageFormat(rawValue: $0) }
+            let wantedEngines = try parseList(engines, "--engines") { e -> EngineKind? in e == "uring" || e == "sync" ? EngineKind(rawValue: e) : nil }
             let plan: [(ImageFormat, EngineKind)] = wanted.flatMap { f -> [(ImageFormat, EngineKind)] in
-                f == .raw ? [(f, .uring), (f, .sync)] : [(f, .sync), (f, .uring)]
+                (f == .raw ? [EngineKind.uring, .sync] : [.sync, .uring]).filter { wantedEngines.contains($0) }.map { (f, $0) }
             }
             for (format, engine) in plan {
                 for w in workloads {
@@ -31,13 +37,29 @@ struct Bench: ParsableCommand {
                         try makeImage(path, format: format)
                         var o = OpenOptions(writable: true, format: format, engine: engine)
                         o.direct = true
-                        let disk = try openDisk(path, options: o)
+                        var disk = try openDisk(path, options: o)
+                        if prefill {
+                            try BenchRunner.prefill(disk: disk)
+                            // Reopen, so the timed run starts a fresh session (VHDX: new log GUID, empty log).
+                            try disk.close()
+                            releaseLocks(of: disk)
+                            disk = try openDisk(path, options: o)
+                        }
                         var row = try BenchRunner.run(w, disk: disk, engine: engine)
+                        row.prefilled = prefill
                         try disk.close()
                         releaseLocks(of: disk)
                         if !noPeers && engine == .uring {
                             if format == .raw { row.fio = PeerTools.fio(w, filename: path, scratchDir: directory) }
                             try makeImage(path, format: format)
+                            if prefill {
+                                var po = OpenOptions(writable: true, format: format, engine: .uring)
+                                po.direct = true
+                                let d = try openDisk(path, options: po)
+                                try BenchRunner.prefill(disk: d)
+                                try d.close()
+                                releaseLocks(of: d)
+                            }
                             row.qemuImg = PeerTools.qemuImgBench(w, image: path, format: format)
                         }
                         rows.append(row)
@@ -53,7 +75,9 @@ struct Bench: ParsableCommand {
             }
             switch output {
             case .json:
-                print(JSONValue.object([("directory", .string(directory)), ("ios", .size(ios)), ("results", .array(rows.map { $0.json }))]).render())
+                print(JSONValue.object([("directory", .string(directory)), ("ios", .size(ios)), ("prefill", .bool(prefill)),
+                                        ("create_options", createOptions.map { .string($0) } ?? .null),
+                                        ("results", .array(rows.map { $0.json }))]).render())
             case .human:
                 print(table(rows), terminator: "")
             }
@@ -69,10 +93,23 @@ struct Bench: ParsableCommand {
             f.close()
             return
         }
-        guard let qi = PeerTools.which("qemu-img"),
-              let (st, _) = PeerTools.capture(qi, ["create", "-q", "-f", format.rawValue, path, "\(size.value)"]), st == 0 else {
-            throw BlockError(.unsupportedFeature, "cannot create a \(format.rawValue) image (qemu-img missing or failed)", path: path)
+        var args = ["create", "-q", "-f", format.rawValue]
+        if let createOptions, !createOptions.isEmpty { args += ["-o", createOptions] }
+        args += [path, "\(size.value)"]
+        guard let qi = PeerTools.which("qemu-img"), let (st, _) = PeerTools.capture(qi, args), st == 0 else {
+            throw BlockError(.unsupportedFeature, "cannot create a \(format.rawValue) image: 'qemu-img \(args.joined(separator: " "))' is missing or failed", path: path)
         }
+    }
+
+    /// Splits a comma-separated option into values; an unknown item is one clear error.
+    private func parseList<T>(_ text: String, _ option: String, _ parse: (String) -> T?) throws(BlockError) -> [T] {
+        var out: [T] = []
+        for item in text.split(separator: ",").map({ String($0).trimmingCharacters(in: .whitespaces) }) where !item.isEmpty {
+            guard let v = parse(item) else { throw BlockError(.invalidArgument, "bench: \(option): unknown value '\(item)'") }
+            out.append(v)
+        }
+        if out.isEmpty { throw BlockError(.invalidArgument, "bench: \(option) is empty") }
+        return out
     }
 
     private func table(_ rows: [BenchRow]) -> String {
@@ -91,6 +128,7 @@ struct Bench: ParsableCommand {
             out += "\n"
         }
         out += "Ratios: blockscope/peer IOPS (for fsync: peer p50 / blockscope p50). qemu-img bench writes sequentially.\n"
+        if prefill { out += "Images were prefilled (every byte written once) before each timed run: writes hit allocated blocks.\n" }
         return out
     }
 }
