@@ -12,9 +12,13 @@ extension QcowMetadata {
 
     /// Builds the set of metadata clusters, clears autoclear bits blockscope does not
     /// maintain, and makes the state ready for writes. Called once by a writable open.
-    public func prepareForWriting() throws(BlockError) {
+    ///
+    /// `backingSize` is the guest size of the backing image (0 without one): copy-on-write
+    /// past it fills zeroes, which a fresh cluster already holds.
+    public func prepareForWriting(backingSize: UInt64 = 0) throws(BlockError) {
         try state.withLock { (s) throws(BlockError) in
             if s.w.prepared { return }
+            s.w.backingSize = backingSize
             var m = Set<UInt64>()
             let cs = header.clusterSize
             func add(_ off: UInt64, _ bytes: UInt64) {

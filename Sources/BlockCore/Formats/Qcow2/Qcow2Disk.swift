@@ -145,7 +145,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             _ = try check(repair: .all)
             metadata = try QcowMetadata(file: file, snapshotName: nil, cacheEntries: options.metadataCacheEntries)
         }
-        try metadata.prepareForWriting()
+        try metadata.prepareForWriting(backingSize: backing?.logicalSize ?? 0)
     }
 
     static func directory(of path: String) -> String {

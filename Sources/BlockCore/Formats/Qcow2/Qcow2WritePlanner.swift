@@ -30,15 +30,46 @@ extension QcowMetadata {
         return end
     }
 
-    /// Whether any guest cluster of `[offset, end)` has an allocation in flight.
-    func isBusy(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64) -> Bool {
+    /// Whether any guest cluster of `[offset, end)` has an allocation in flight that the
+    /// request must wait for (with `allowJoin`, a joinable fresh allocation does not count).
+    func isBusy(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64, allowJoin: Bool) -> Bool {
         if s.w.busy.isEmpty { return false }
         var c = offset >> cb
         while c <= (end - 1) >> cb {
-            if s.w.busy[c] != nil { return true }
+            if let t = s.w.busy[c] {
+                if !allowJoin || s.w.records[t]?.joinable != true { return true }
+            }
             c += 1
         }
         return false
+    }
+
+    /// One write of a record finished: on success the L2 entry is set (COPIED, the union
+    /// of the record's subclusters), and when its last write is done the record goes; a
+    /// new cluster that no write of the record filled is released again.
+    func finishWriter(_ s: inout QcowMetadataState, _ t: UInt64, success: Bool, events ev: inout [IoEventPayload]?) throws(BlockError) {
+        guard var r = s.w.records[t] else { return }
+        r.writers -= 1
+        var failure: BlockError?
+        if success {
+            do throws(BlockError) {
+                let e = try entry(&s, cluster: r.guestCluster) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
+                var bitmap: UInt64 = 0
+                if header.extendedL2 { bitmap = r.fullBitmap ? Qcow2Entry.allAllocated : (e.bitmap | r.allocMask) & ~(r.allocMask << 32) }
+                let n = Qcow2L2Entry(entry: r.host | Qcow2Entry.copied, bitmap: bitmap)
+                if n != e { try setEntry(&s, cluster: r.guestCluster, n, events: &ev) }
+                if !r.committed, let f = r.freeOld { deferFree(&s, offset: f.offset, length: f.length) }
+                r.committed = true
+            } catch let e { failure = e }
+        }
+        if r.writers > 0 {
+            s.w.records[t] = r
+        } else {
+            s.w.records.removeValue(forKey: t)
+            s.w.busy.removeValue(forKey: r.guestCluster)
+            if !r.committed && r.newCluster { try? changeRefcount(&s, r.host >> cb, by: -1, events: &ev) }
+        }
+        if let failure { throw failure }
     }
 
     /// Plans a guest write of `length` bytes at `offset`: returns the host writes to issue,
@@ -55,7 +86,7 @@ extension QcowMetadata {
         if length == 0 { return .ready([], events: []) }
         return try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
             try checkWritable(&s, offset, "write")
-            if isBusy(&s, offset, end) { return .busy }
+            if isBusy(&s, offset, end, allowJoin: true) { return .busy }
             var ev: [IoEventPayload]? = wantEvents ? [] : nil
             var out: [Qcow2ClusterWrite] = []
             var created: [UInt64] = []
@@ -84,7 +115,7 @@ extension QcowMetadata {
         let ext = header.extendedL2, extData = header.hasExternalData
         return try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
             try checkWritable(&s, offset, "zero")
-            if isBusy(&s, offset, end) { return .busy }
+            if isBusy(&s, offset, end, allowJoin: false) { return .busy }
             var ev: [IoEventPayload]? = wantEvents ? [] : nil
             var out: [Qcow2ClusterWrite] = []
             var created: [UInt64] = []
@@ -156,14 +187,10 @@ extension QcowMetadata {
         }
     }
 
-    /// Undoes the allocation records of a plan that failed half-way.
+    /// Undoes the allocation records (and joins) of a plan that failed half-way.
     func rollback(_ s: inout QcowMetadataState, _ tokens: [UInt64]) {
         var none: [IoEventPayload]? = nil
-        for t in tokens {
-            guard let r = s.w.records.removeValue(forKey: t) else { continue }
-            s.w.busy.removeValue(forKey: r.guestCluster)
-            if r.newCluster { try? changeRefcount(&s, r.host >> cb, by: -1, events: &none) }
-        }
+        for t in tokens { try? finishWriter(&s, t, success: false, events: &none) }
     }
 
     /// Whether cluster-relative bytes `[a, b)` of a cluster with entry `e` read as zeroes
@@ -206,6 +233,18 @@ extension QcowMetadata {
             let cstart = c << cb
             let a = pos - cstart, b = min(end, cstart + cs) - cstart
             let e = try entry(&s, cluster: c) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
+            if let t = s.w.busy[c], var r = s.w.records[t], r.joinable, !writesInPlace(e, a, b) {
+                // A fresh allocation of this cluster is in flight: write into its cluster too.
+                if header.extendedL2 { for sc in (a / scs)...((b - 1) / scs) { r.allocMask |= 1 << sc } }
+                r.writers += 1
+                s.w.records[t] = r
+                created.append(t)
+                try checkOverlap(&s, host: r.host + a, length: b - a, guest: pos)
+                out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: r.host + a, spanLength: b - a,
+                                             dataOffsetInSpan: 0, fills: [], tokens: [t], zeroData: zeroData))
+                pos = cstart + b
+                continue
+            }
             if writesInPlace(e, a, b) {
                 let host = e.hostOffset + a
                 try checkOverlap(&s, host: host, length: b - a, guest: pos)
@@ -250,7 +289,18 @@ extension QcowMetadata {
                     switch m.kind {
                     case let .data(h): src = .host(offset: h)
                     case .zero: src = .zero
-                    case .backing: src = .backing(guestOffset: m.guestOffset)
+                    case .backing:
+                        // Past the backing image's end (or without one) the bytes are zeroes.
+                        let bEnd = s.w.backingSize
+                        if m.guestOffset >= bEnd {
+                            src = .zero
+                        } else if m.guestOffset + m.length > bEnd {
+                            fills.append((m.guestOffset - cstart, bEnd - m.guestOffset, .backing(guestOffset: m.guestOffset)))
+                            fills.append((bEnd - cstart, m.guestOffset + m.length - bEnd, .zero))
+                            continue
+                        } else {
+                            src = .backing(guestOffset: m.guestOffset)
+                        }
                     case let .compressed(d, off): src = .compressed(descriptor: d, offsetInCluster: off)
                     }
                     fills.append((m.guestOffset - cstart, m.length, src))
@@ -272,10 +322,15 @@ extension QcowMetadata {
                     freeOld = (e.hostOffset, cs)
                 }
             }
+            // Later writes may join a fresh cluster whose old content was zeroes everywhere
+            // (and whose span is exactly this write's data).
+            let fresh = newCluster && (host >> cb) >= s.w.freshFrom
+            let joinable = fresh && fills.isEmpty && s0 == a && s1 == b && !(ext && full)
+                && readsAsZero(e, 0, cs, hasBacking: cstart < s.w.backingSize)
             let token = s.w.nextToken
             s.w.nextToken += 1
             s.w.records[token] = QcowAllocRecord(guestCluster: c, host: host, newCluster: newCluster, allocMask: allocMask,
-                                                 fullBitmap: ext && full, freeOld: freeOld)
+                                                 fullBitmap: ext && full, freeOld: freeOld, joinable: joinable)
             s.w.busy[c] = token
             created.append(token)
             out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host + s0, spanLength: s1 - s0,
@@ -312,24 +367,11 @@ extension QcowMetadata {
     /// cluster is released after the next flush; a failed write's new cluster is released.
     public func commit(_ tokens: [UInt64], success: Bool, events wantEvents: Bool = false) throws(BlockError) -> [IoEventPayload] {
         if tokens.isEmpty { return [] }
-        let ext = header.extendedL2
         return try state.withLock { (s) throws(BlockError) -> [IoEventPayload] in
             var ev: [IoEventPayload]? = wantEvents ? [] : nil
             var firstError: BlockError?
             for t in tokens {
-                guard let r = s.w.records.removeValue(forKey: t) else { continue }
-                s.w.busy.removeValue(forKey: r.guestCluster)
-                if !success {
-                    if r.newCluster { try? changeRefcount(&s, r.host >> cb, by: -1, events: &ev) }
-                    continue
-                }
-                do throws(BlockError) {
-                    let e = try entry(&s, cluster: r.guestCluster) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
-                    var bitmap: UInt64 = 0
-                    if ext { bitmap = r.fullBitmap ? Qcow2Entry.allAllocated : (e.bitmap | r.allocMask) & ~(r.allocMask << 32) }
-                    try setEntry(&s, cluster: r.guestCluster, Qcow2L2Entry(entry: r.host | Qcow2Entry.copied, bitmap: bitmap), events: &ev)
-                    if let f = r.freeOld { deferFree(&s, offset: f.offset, length: f.length) }
-                } catch let e {
+                do throws(BlockError) { try finishWriter(&s, t, success: success, events: &ev) } catch let e {
                     if firstError == nil { firstError = e }
                 }
             }

@@ -8,13 +8,22 @@ struct QcowAllocRecord {
     let host: UInt64
     /// Whether ``host`` was allocated for this write (released again if the write fails).
     let newCluster: Bool
-    /// Extended L2: subclusters that become allocated; ignored when ``fullBitmap``.
-    let allocMask: UInt64
+    /// Extended L2: subclusters that become allocated (the union over joined writers);
+    /// ignored when ``fullBitmap``.
+    var allocMask: UInt64
     /// Extended L2: the new cluster holds every subcluster's data (bitmap all-allocated).
     let fullBitmap: Bool
     /// The host range whose refcount drops once the new L2 entry is stable (the old
     /// cluster of a copy-on-write, or a compressed cluster's bytes).
     let freeOld: (offset: UInt64, length: UInt64)?
+    /// Whether later writes to the same guest cluster may write into ``host`` while this
+    /// allocation is in flight: the cluster is fresh (reads as zeroes), its old content was
+    /// zeroes too, and no write of the record rewrites bytes outside its own data.
+    let joinable: Bool
+    /// Writes of this record still in flight (1, plus the writes that joined it).
+    var writers = 1
+    /// Whether one of its writes completed and set the L2 entry.
+    var committed = false
 }
 
 /// A host range whose refcount is released once a flush has made the L2 (or L1) change
@@ -79,6 +88,8 @@ struct QcowWriteState {
     var metadataClusters: Set<UInt64> = []
     /// Whether the write path was prepared (``QcowMetadata/prepareForWriting()``).
     var prepared = false
+    /// Guest bytes the backing image covers (0 without one): copy-on-write fills past it are zeroes.
+    var backingSize: UInt64 = 0
     /// Whether blockscope set the dirty bit (lazy refcounts) and must clear it on close.
     var setDirtyBit = false
 
