@@ -130,7 +130,8 @@ enum Qcow2WriteOracle {
             try create("cluster_size=512,refcount_bits=64")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)
         case .externalDataFile:
-            try create("data_file=img.data")
+            // An absolute path: qemu-img creates a relative data file in its working directory.
+            try create("data_file=\(dir)/img.data")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)
         case .refcount1:
             try create("refcount_bits=1,cluster_size=4096")
