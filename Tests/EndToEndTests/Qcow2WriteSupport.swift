@@ -94,6 +94,11 @@ enum Qcow2WriteOracle {
         case snapshot
         /// Internal snapshot over compressed clusters.
         case snapshotCompressed
+        /// Clusters freed by qemu with `pass-discard-request=off`: free in the refcounts but still
+        /// holding old bytes, so a reused cluster must not be assumed to read as zeroes.
+        case reusedClusters
+        /// The same with extended L2 entries (partial subclusters in reused clusters).
+        case reusedClustersExtendedL2
         /// Version 2 image (compat=0.10): no zero flag, no feature bits.
         case v2
         /// Version 2 over a raw backing file: zeroes and discards must hide the backing data without a zero flag.
@@ -178,6 +183,12 @@ enum Qcow2WriteOracle {
             try TestSupport.qemuImg(["convert", "-q", "-c", "-f", "raw", "-O", "qcow2", "-o", "compression_type=zstd", raw, img])
             try FileManager.default.removeItem(atPath: raw)
             try TestSupport.qemuImg(["snapshot", "-c", "snap1", img])
+        case .reusedClusters, .reusedClustersExtendedL2:
+            try create(setup == .reusedClusters ? "cluster_size=16k" : "extended_l2=on,cluster_size=64k")
+            try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0xee 0 24M", "write -P 0x6b 30M 2M"])
+            let r = try TestSupport.run("qemu-io", ["--image-opts", "-c", "discard 0 24M",
+                                                    "driver=qcow2,file.filename=\(img),pass-discard-request=off"])
+            if r.status != 0 || r.stdoutText.contains("failed") { throw TestFailure("qemu-io discard: \(r.stdoutText) \(r.stderr)") }
         case .v2:
             try create("compat=0.10")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)

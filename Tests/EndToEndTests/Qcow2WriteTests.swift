@@ -22,6 +22,7 @@ struct Qcow2WriteTests {
         (.snapshot, "uring", false), (.snapshot, "sync", false), (.snapshotCompressed, "uring", false), (.v2, "uring", false),
         (.cluster512refcount64, "uring", false), (.externalDataFile, "uring", false), (.externalDataFile, "sync", false),
         (.v2Backing, "uring", false), (.v2Snapshot, "uring", false),
+        (.reusedClusters, "uring", false), (.reusedClusters, "sync", true), (.reusedClustersExtendedL2, "uring", false),
     ]
 
     /// Proves: a fio job with two writer queues (512 B..300 KiB at 512-byte alignment, so
@@ -319,7 +320,7 @@ struct Qcow2WriteTests {
     /// qemu-img compare, the expected bytes built from qemu-img's view before the run, and
     /// qemu-img check finds no leak or corruption.
     @Test("four queues racing on the same clusters lose no data", arguments: [
-        Setup.cluster64k, .rawBacking, .extendedL2c64k, .snapshot, .zstdCompressed,
+        Setup.cluster64k, .rawBacking, .extendedL2c64k, .snapshot, .zstdCompressed, .reusedClusters,
     ])
     func sameClusterRace(_ setup: Setup) throws {
         let dir = try TestSupport.makeTempDir("q2w-race")
@@ -329,7 +330,8 @@ struct Qcow2WriteTests {
         try Qcow2WriteOracle.convertToRaw(img, expectedPath)
         var expected = [UInt8](try TestSupport.readFile(expectedPath))
         // Unallocated clusters, except over a snapshot (shared clusters) or compressed data.
-        let (start, clusters): (UInt64, Int) = setup == .snapshot ? (0, 64) : (setup == .zstdCompressed ? (0, 96) : (8 << 20, 192))
+        let (start, clusters): (UInt64, Int) = setup == .snapshot ? (0, 64)
+            : (setup == .zstdCompressed || setup == .reusedClusters ? (0, 96) : (8 << 20, 192))
         let disk = try openDisk(img, options: OpenOptions(writable: true, format: .qcow2))
         let box = Box()
         let gate = DispatchGroup(), done = DispatchGroup()
