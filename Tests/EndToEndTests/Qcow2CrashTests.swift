@@ -157,11 +157,15 @@ struct Qcow2CrashTests {
     /// clusters, copies on write from a backing file or a snapshot, and changes L2 tables and
     /// refcounts), killing `blockscope run --write` with SIGKILL after 0.2..1.5 s loses none of
     /// the writes that completed before the last completed fsync: qemu-io reads every one back
-    /// with its pattern, and qemu-img check finds no corruption.
+    /// with its pattern, and qemu-img check finds no corruption; with io_uring and with the
+    /// sync engine.
     @Test("freshly allocated writes acknowledged before a completed fsync survive SIGKILL", arguments: [
-        "cluster64k", "backing4k", "snapshot", "extendedL2", "lazyRefcounts",
+        "cluster64k", "backing4k", "snapshot", "extendedL2", "lazyRefcounts", "backing4k-sync", "snapshot-sync",
     ])
-    func fsyncedAllocationsSurviveKill(_ kind: String) throws {
+    func fsyncedAllocationsSurviveKill(_ variant: String) throws {
+        // "KIND" or "KIND-sync" (the synchronous engine).
+        let kind = String(variant.split(separator: "-")[0])
+        let engine = variant.hasSuffix("-sync") ? "sync" : "uring"
         let dir = try TestSupport.makeTempDir("q2w-durable-alloc")
         defer { TestSupport.removeTempDir(dir) }
         var rng: UInt64 = 0x2545_F491 &+ UInt64(kind.utf8.count)
@@ -197,7 +201,7 @@ struct Qcow2CrashTests {
             default:
                 try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "1G"])
             }
-            let p = try BackgroundProcess("stdbuf", ["-oL", TestSupport.blockscopeBinary, "run", "--write", img, dir + "/s.txt"],
+            let p = try BackgroundProcess("stdbuf", ["-oL", TestSupport.blockscopeBinary, "run", "--write", "--engine", engine, img, dir + "/s.txt"],
                                           stdoutPath: sub + "/out.txt", stderrPath: sub + "/err.txt")
             usleep(useconds_t(delay * 1_000_000))
             let exitedEarly = p.hasExited
