@@ -15,7 +15,8 @@ struct Qcow2OverlapTests {
     /// Proves: after L2[0] is rewritten (with the COPIED flag, so the write would go in place)
     /// to point at a metadata cluster, `blockscope run --write` of `write 0 4k` fails naming the
     /// image and an overlap/metadata problem, the metadata cluster's bytes are unchanged, and
-    /// `qemu-img info --output=json` shows `"corrupt": true`; with either engine.
+    /// `qemu-img info --output=json` shows `"corrupt": true`; afterwards blockscope, like
+    /// qemu-io, refuses any write to the image; with either engine.
     @Test("a write whose cluster overlaps metadata is refused and marks the image corrupt", arguments: [
         ("L1 table", "uring"), ("refcount table", "uring"), ("refcount block", "uring"), ("L2 table", "uring"),
         ("L1 table", "sync"), ("refcount block", "sync"),
@@ -56,5 +57,11 @@ struct Qcow2OverlapTests {
         if target != "L2 table" { #expect(afterMeta == metadataBefore, "\(target) bytes changed") }
         let info = try JSONValue.parse(try TestSupport.qemuImg(["info", "--output=json", "-U", img]).stdoutText)
         #expect(info["format-specific"]?["data"]?["corrupt"]?.boolValue == true, "\(target): qemu-img info: \(info.render())")
+        // Like qemu-io, blockscope now refuses to open the image for writing at all.
+        try "write 2M 4k 0xbb\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let again = try TestSupport.blockscope(["run", "--write", "--engine", engine, img, script])
+        let qemu = try TestSupport.run("qemu-io", ["-f", "qcow2", "-c", "write 2M 4k", img])
+        #expect(qemu.status != 0 || qemu.stderr.contains("corrupt"), "qemu-io wrote to the corrupt image: \(qemu.stdoutText)")
+        #expect(again.status != 0, "\(target): blockscope wrote to an image marked corrupt")
     }
 }
