@@ -64,4 +64,41 @@ struct Qcow2OverlapTests {
         #expect(qemu.status != 0 || qemu.stderr.contains("corrupt"), "qemu-io wrote to the corrupt image: \(qemu.stdoutText)")
         #expect(again.status != 0, "\(target): blockscope wrote to an image marked corrupt")
     }
+
+    /// Proves: when the refcount of a metadata cluster (L1 table, refcount table, refcount
+    /// block, L2 table) reads 0, allocating writes never place data there: the run either
+    /// succeeds with every write readable by qemu-io (and the original data intact) or fails
+    /// naming the overlap, and in both cases the metadata cluster holds no guest data.
+    @Test("allocation never hands out a metadata cluster whose refcount reads 0", arguments: [
+        "L1 table", "refcount table", "refcount block", "L2 table",
+    ])
+    func allocationAvoidsMetadata(_ target: String) throws {
+        let dir = try TestSupport.makeTempDir("q2w-meta-alloc")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/victim.qcow2", script = dir + "/w.txt"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=64k", img, "16M"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x11 0 64k"])
+        var bytes = [UInt8](try TestSupport.readFile(img))
+        let l1 = Self.be64(bytes, 40), rt = Self.be64(bytes, 48)
+        let l2 = Self.be64(bytes, Int(l1)) & 0x00ff_ffff_ffff_fe00
+        let rb = Self.be64(bytes, Int(rt)) & ~UInt64(0x1ff)
+        let victim = ["L1 table": l1, "refcount table": rt, "refcount block": rb][target] ?? l2
+        let entry = Int(rb) + 2 * Int(victim / 65536)   // 16-bit refcounts
+        bytes[entry] = 0; bytes[entry + 1] = 0
+        try TestSupport.writeFile(img, bytes)
+        try "write 1M 512k 0xaa\nwrite 4M 64k 0xab\nwrite 8M 200k 0xac\nfsync\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", "--write", img, script])
+        let after = [UInt8](try TestSupport.readFile(img))
+        let meta = after[Int(victim)..<min(after.count, Int(victim) + 65536)]
+        #expect(![0xaa, 0xab, 0xac].contains { p in meta.starts(with: [UInt8](repeating: p, count: 512)) },
+                "\(target): guest data was written over the metadata cluster")
+        if r.status == 0 {
+            let q = try TestSupport.run("qemu-io", ["-r", "-f", "qcow2", "-c", "read -P 0xaa 1M 512k", "-c", "read -P 0xab 4M 64k",
+                                                    "-c", "read -P 0xac 8M 200k", "-c", "read -P 0x11 0 64k", img])
+            #expect(q.status == 0 && !q.stdoutText.contains("failed"), "\(target): \(q.stdoutText) \(q.stderr)")
+        } else {
+            let reason = r.stderr.replacingOccurrences(of: img, with: "").lowercased()
+            #expect(reason.contains("overlap") || reason.contains("metadata"), "\(target): \(r.stderr)")
+        }
+    }
 }
