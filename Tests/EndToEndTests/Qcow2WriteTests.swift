@@ -431,6 +431,7 @@ struct Qcow2WriteTests {
     @Test("images made by blockscope create take writes and stay clean", arguments: [
         "cluster_size=4096,refcount_bits=1", "extended_l2=on,cluster_size=64k,lazy_refcounts=on",
         "compression_type=zstd,refcount_bits=8", "compat=0.10", "lazy_refcounts=on", "backing:cluster_size=16k",
+        "backing:backing_fmt=raw,extended_l2=on,lazy_refcounts=on",
     ])
     func blockscopeCreatedImagesTakeWrites(_ spec: String) throws {
         let dir = try TestSupport.makeTempDir("q2w-create")
@@ -438,6 +439,8 @@ struct Qcow2WriteTests {
         let img = dir + "/ours.qcow2", theirs = dir + "/theirs.qcow2", mirror = dir + "/mirror.raw", job = dir + "/w.fio"
         let backing = spec.hasPrefix("backing:")
         let opts = backing ? String(spec.dropFirst("backing:".count)) : spec
+        // qemu-img create spells the backing format -F; blockscope create takes -o backing_fmt= (or probes it).
+        let theirsOpts = opts.split(separator: ",").filter { !$0.hasPrefix("backing_fmt=") }.joined(separator: ",")
         var extra: [String] = []
         var theirsExtra: [String] = []
         if backing {
@@ -449,7 +452,7 @@ struct Qcow2WriteTests {
         let c = try TestSupport.blockscope(["create", "-f", "qcow2", "-o", opts] + extra + [img, "64M"])
         #expect(c.status == 0, "\(c.stderr)")
         guard c.status == 0 else { return }
-        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", opts] + theirsExtra + [theirs, "64M"])
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", theirsOpts] + theirsExtra + [theirs, "64M"])
         try Qcow2WriteOracle.expectClean(img, "fresh \(spec)")
         let a = try JSONValue.parse(try TestSupport.qemuImg(["info", "--output=json", img]).stdoutText)
         let b = try JSONValue.parse(try TestSupport.qemuImg(["info", "--output=json", theirs]).stdoutText)
