@@ -422,6 +422,31 @@ struct Qcow2WriteTests {
         try Qcow2WriteOracle.expectSameContent(raw: initialPath, image: img, "\(setup)")
     }
 
+    /// Proves: writing to an image with a persistent dirty bitmap clears the `bitmaps`
+    /// autoclear feature bit (blockscope does not update bitmaps), so qemu-img no longer trusts
+    /// the stale bitmap (it warns that a program lacking bitmap support modified the file), the
+    /// guest data is right, and qemu-img check finds nothing worse than the bitmap's leaked clusters.
+    @Test("a write to an image with a persistent bitmap invalidates the bitmap for qemu")
+    func writeInvalidatesPersistentBitmaps() throws {
+        let dir = try TestSupport.makeTempDir("q2w-bitmap")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/bm.qcow2", script = dir + "/w.txt"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
+        try TestSupport.qemuImg(["bitmap", "--add", img, "bm0"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x01 0 1M"])
+        let before = try TestSupport.readFile(img)
+        #expect(before[88 + 7] & 1 == 1, "qemu-img did not set the bitmaps autoclear bit")
+        try "write 8M 64k 0x22\nfsync\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", "--write", img, script])
+        #expect(r.status == 0, "\(r.stderr)")
+        let after = try TestSupport.readFile(img)
+        #expect(after[88 + 7] & 1 == 0, "the bitmaps autoclear bit is still set after blockscope wrote")
+        let info = try TestSupport.qemuImg(["info", img])
+        #expect(info.stderr.contains("lacking bitmap support"), "qemu-img info: \(info.stdoutText) \(info.stderr)")
+        try TestSupport.qemuIo(img, format: "qcow2", ["read -P 0x22 8M 64k", "read -P 0x01 0 1M"])
+        try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "bitmap")
+    }
+
     // MARK: images blockscope created
 
     /// Proves: images made by `blockscope create -f qcow2 -o ...` (4 KiB clusters with 1-bit
