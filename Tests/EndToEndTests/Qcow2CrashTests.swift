@@ -95,7 +95,7 @@ struct Qcow2CrashTests {
         // Commands: (slot, pattern) for writes, nil for fsync.
         var commands: [(Int, UInt8)?] = []
         var counter = [Int](repeating: 0, count: slots.count)
-        for k in 0..<6000 {
+        for k in 0..<24000 {   // far more than a kill after 1.5 s lets run, even in a release build
             let s = k % slots.count
             counter[s] += 1
             commands.append((s, UInt8(counter[s] % 254 + 1)))
@@ -170,10 +170,10 @@ struct Qcow2CrashTests {
         defer { TestSupport.removeTempDir(dir) }
         var rng: UInt64 = 0x2545_F491 &+ UInt64(kind.utf8.count)
         func rnd() -> Int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return Int(rng % (1 << 40)) }
-        // 2,700 disjoint ranges of 512 B..300 KiB, one every 384 KiB of a 1 GiB disk; an fsync after every third write.
+        // 10,000 disjoint ranges of 512 B..300 KiB, one every 384 KiB of a 4 GiB disk; an fsync after every third write.
         let spacing = 393_216
         var commands: [(offset: Int, length: Int, pattern: Int)?] = []
-        for i in 0..<2700 {
+        for i in 0..<10_000 {
             let len = (rnd() % 600 + 1) * 512
             commands.append((i * spacing + (rnd() % ((spacing - len) / 512 + 1)) * 512, len, i % 254 + 1))
             if i % 3 == 2 { commands.append(nil) }
@@ -187,19 +187,19 @@ struct Qcow2CrashTests {
             let img = sub + "/img.qcow2"
             switch kind {
             case "backing4k":
-                try TestSupport.qemuImg(["create", "-q", "-f", "raw", sub + "/base.raw", "1G"])
+                try TestSupport.qemuImg(["create", "-q", "-f", "raw", sub + "/base.raw", "4G"])
                 try Qcow2WriteOracle.randomFill(sub + "/base.raw", offsetMiB: 0, mib: 64)
-                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", img, "1G"])
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", "-b", "base.raw", "-F", "raw", img, "4G"])
             case "snapshot":
-                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "1G"])
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "4G"])
                 try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x5a 0 64M"])
                 try TestSupport.qemuImg(["snapshot", "-c", "snap1", img])
             case "lazyRefcounts":
-                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=16k", img, "1G"])
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on,cluster_size=16k", img, "4G"])
             case "extendedL2":
-                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=64k", img, "1G"])
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=64k", img, "4G"])
             default:
-                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "1G"])
+                try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "4G"])
             }
             let p = try BackgroundProcess("stdbuf", ["-oL", TestSupport.blockscopeBinary, "run", "--write", "--engine", engine, img, dir + "/s.txt"],
                                           stdoutPath: sub + "/out.txt", stderrPath: sub + "/err.txt")
