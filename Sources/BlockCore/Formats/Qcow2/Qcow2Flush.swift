@@ -180,6 +180,11 @@ extension QcowMetadata {
             rounds += 1
         }
         let clear = try state.withLock { (s) throws(BlockError) -> Bool in
+            // Drop the hole extendFile left past the last allocated cluster.
+            if s.w.fileEnd > s.w.hostEnd {
+                try file.truncate(to: s.w.hostEnd)
+                s.w.fileEnd = s.w.hostEnd
+            }
             guard s.w.setDirtyBit else { return false }
             s.w.incompatible &= ~Qcow2Feature.dirty
             try writeHeaderField(at: 72, value: s.w.incompatible, width: 8)
