@@ -241,4 +241,78 @@ struct Qcow2CrashTests {
         }
         #expect(durableWrites > 200, "\(kind): only \(durableWrites) writes were fsynced before the kills")
     }
+
+    /// Proves: clusters a killed `blockscope run --write` filled with data but never linked
+    /// into the L2 tables (no fsync; the file was also preallocated ahead) are reused by the next
+    /// writable open without exposing their old bytes: partial-cluster writes and zeroes into
+    /// fresh guest clusters leave every other byte of those clusters reading as zeroes in
+    /// qemu-io (also over a backing file shorter than the image, and with extended L2 entries).
+    @Test("clusters a killed writer left behind never leak their bytes into new writes", arguments: [
+        "cluster64k", "extendedL2", "shortBacking", "cluster64k-sync",
+    ])
+    func orphanedClustersReadAsZeroes(_ variant: String) throws {
+        let kind = String(variant.split(separator: "-")[0])
+        let engine = variant.hasSuffix("-sync") ? "sync" : "uring"
+        let dir = try TestSupport.makeTempDir("q2w-orphans")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/img.qcow2"
+        switch kind {
+        case "extendedL2":
+            try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "extended_l2=on,cluster_size=64k", img, "2G"])
+        case "shortBacking":
+            // The backing file ends at 16 MiB: copy-on-write past it fills zeroes.
+            try TestSupport.qemuImg(["create", "-q", "-f", "raw", dir + "/base.raw", "16M"])
+            try TestSupport.qemuIo(dir + "/base.raw", format: "raw", ["write -P 0x42 0 16M"])
+            try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-b", "base.raw", "-F", "raw", img, "2G"])
+        default:
+            try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "2G"])
+        }
+        // 1. Fill thousands of clusters with 0xee and never fsync; kill the writer.
+        let fill = (0..<16_000).map { "write \($0 * 65536) 65536 0xee" }.joined(separator: "\n") + "\n"
+        try fill.write(toFile: dir + "/fill.txt", atomically: true, encoding: .utf8)
+        let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["run", "--write", "--engine", engine, img, dir + "/fill.txt"],
+                                      stderrPath: dir + "/err.txt")
+        usleep(600_000)
+        let exitedEarly = p.hasExited
+        p.kill(SIGKILL)
+        p.wait()
+        #expect(!exitedEarly, "the fill script ended before the kill: \((try? String(contentsOfFile: dir + "/err.txt", encoding: .utf8)) ?? "")")
+        try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(variant) after the kill")
+        let leftBehind = UInt64((try FileManager.default.attributesOfItem(atPath: img)[.size] as? Int) ?? 0)
+        #expect(leftBehind > 8 << 20, "\(variant): the killed writer left only \(leftBehind) bytes")
+        // 2. Partial writes and zeroes into fresh guest clusters at 1.5 GiB.
+        var rng: UInt64 = 0x7F4A_7C15
+        func rnd() -> Int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return Int(rng % (1 << 40)) }
+        var script: [String] = [], reads: [String] = []
+        for i in 0..<150 {
+            let cluster = (1536 << 20) + i * 2 * 65536
+            let len = (rnd() % 100 + 1) * 512
+            let off = (rnd() % ((65536 - len) / 512 + 1)) * 512
+            if i % 5 == 4 {
+                script.append("zero \(cluster + off) \(len)")
+                reads.append("read -P 0 \(cluster) 65536")
+            } else {
+                let pat = i % 200 + 20
+                script.append("write \(cluster + off) \(len) \(pat)")
+                reads.append("read -P \(pat) \(cluster + off) \(len)")
+                if off > 0 { reads.append("read -P 0 \(cluster) \(off)") }
+                if off + len < 65536 { reads.append("read -P 0 \(cluster + off + len) \(65536 - off - len)") }
+            }
+        }
+        try (script.joined(separator: "\n") + "\nfsync\n").write(toFile: dir + "/w.txt", atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", "--write", "--engine", engine, img, dir + "/w.txt"])
+        #expect(r.status == 0, "\(variant): \(r.stderr)")
+        var args = ["-f", "qcow2"]
+        for c in reads { args += ["-c", c] }
+        let q = try TestSupport.run("qemu-io", args + [img])
+        let bad = q.stdoutText.split(separator: "\n").filter { $0.contains("failed") }
+        #expect(q.status == 0 && bad.isEmpty, "\(variant): \(bad.count) ranges read wrong, e.g. \(bad.prefix(3)) \(q.stderr.prefix(200))")
+        // The scenario happened: new data landed in space the killed writer had filled.
+        let map = try JSONValue.parse(try TestSupport.qemuImg(["map", "--output=json", "-f", "qcow2", img]).stdoutText)
+        let reused = (map.arrayValue ?? []).contains { e in
+            (e["start"]?.intValue ?? 0) >= 1536 << 20 && (e["offset"]?.intValue).map { UInt64($0) < leftBehind } == true
+        }
+        #expect(reused, "\(variant): no new cluster was placed in the space the killed writer left behind")
+        try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(variant) after the new writes")
+    }
 }
