@@ -43,6 +43,9 @@ public final class QcowAsync: AsyncIo {
     var ready: Deque<IoCompletion> = []
     /// Writes, zeroes and flushes waiting for another request's allocation or flush.
     var deferred: Deque<DeferredRequest> = []
+    /// Untracked single-op requests by tag.
+    var directs: [UInt64: DirectWaiter] = [:]
+    var nextDirect: UInt64 = 0
     var accepted = 0
     let sink: (any IoEventSink)?
     let queueID: Int32
@@ -72,11 +75,60 @@ public final class QcowAsync: AsyncIo {
 
     func tag(_ id: UInt64, _ sub: Int) -> UInt64 { id << QcowAsync.subBits | UInt64(sub) }
 
-    /// Queues a guest read: resolves its regions and queues one host op per region.
+    /// A request that became one host op with no tracker (the hot paths).
+    struct DirectWaiter {
+        let userData: UInt64
+        let op: GuestOp
+        let length: Int
+        let start: UInt64
+    }
+
+    /// Tags of direct ops carry this bit; tracked requests use `id << subBits | sub`.
+    static let directBit: UInt64 = 1 << 63
+
+    /// Queues one host op for a request that needs nothing else (data in one owned cluster).
+    func issueDirect(_ op: GuestOp, fd: Int32, host: UInt64, buffer: UnsafeMutableRawPointer, length: Int, userData: UInt64) {
+        let t = QcowAsync.directBit | nextDirect
+        nextDirect &+= 1
+        directs[t] = DirectWaiter(userData: userData, op: op, length: length, start: sink != nil ? monotonicNanos() : 0)
+        if let sink {
+            sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: 0, length: UInt64(length), regions: 1, kind: .allocated, hostOffset: host)))
+        }
+        ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer, length: length)
+                                : .write(fd: fd, offset: host, buffer: UnsafeRawPointer(buffer), length: length), tag: t)
+    }
+
+    /// The O_DIRECT descriptor when offset, length and buffer are 4 KiB-aligned and one is open.
+    func fd(for host: UInt64, _ buffer: UnsafeRawPointer, _ length: Int, write: Bool) -> Int32 {
+        if let d = disk.directDataFile, !write || d.writable, (host | UInt64(length) | UInt64(UInt(bitPattern: buffer))) & 4095 == 0 { return d.fd }
+        return disk.dataFile.fd
+    }
+
+    /// Completes a direct op.
+    func completeDirect(_ t: UInt64, _ res: Int32) {
+        guard let w = directs.removeValue(forKey: t) else { return }
+        var c = IoCompletion(userData: w.userData, bytes: w.length)
+        if res < 0 {
+            c.bytes = 0
+            c.error = BlockError.system(-res, w.op == .read ? "read" : "write", path: disk.path)
+        }
+        if let sink {
+            sink.publish(IoEvent(queue: queueID, request: w.userData, .guestCompleted(op: w.op, userData: w.userData, result: res < 0 ? res : Int32(clamping: w.length), latencyNs: monotonicNanos() &- w.start)))
+        }
+        ready.append(c)
+    }
+
+    /// Queues a guest read: resolves its regions and queues one host op per region (a read
+    /// inside one data cluster is a single untracked READV).
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
         accepted += 1
         let length = UInt64(buffer.count)
         sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .read, offset: offset, length: length)))
+        if disk.header.cryptMethod == 0, let host = try? disk.metadata.dataHost(offset: offset, length: length) {
+            issueDirect(.read, fd: fd(for: host, UnsafeRawPointer(buffer.baseAddress!), buffer.count, write: false), host: host,
+                        buffer: buffer.baseAddress!, length: buffer.count, userData: userData)
+            return
+        }
         let maps: [ReadMapping]
         do {
             try disk.checkReadable(offset)
@@ -157,6 +209,7 @@ public final class QcowAsync: AsyncIo {
 
     /// Handles one finished host op (`res` bytes or -errno).
     private func handle(_ t: UInt64, _ res: Int32, _ error: BlockError?) {
+        if t & QcowAsync.directBit != 0 { completeDirect(t, res); return }
         let id = t >> QcowAsync.subBits
         let sub = Int(t & ((1 << QcowAsync.subBits) - 1))
         guard let req = requests[id] else { return }

@@ -230,6 +230,31 @@ public final class QcowMetadata: Sendable {
         return try state.withLock { (s) throws(BlockError) -> [ReadMapping] in try mapLocked(&s, offset: offset, end: end) }
     }
 
+    /// The hot path of ``mapClustersForRead(offset:length:)``: the host offset of a read
+    /// inside one cluster whose bytes are all data, or nil when the full mapping is needed.
+    /// One lock, no allocation.
+    public func dataHost(offset: UInt64, length: UInt64) throws(BlockError) -> UInt64? {
+        let cs = header.clusterSize
+        if length == 0 || (offset & (cs - 1)) + length > cs || offset + length > viewSize { return nil }
+        let extData = header.hasExternalData
+        return try state.withLock { (s) throws(BlockError) -> UInt64? in
+            guard let e = try entry(&s, cluster: offset >> UInt64(header.clusterBits)),
+                  !e.isCompressed, e.hasHostCluster(externalData: extData) else { return nil }
+            let a = offset & (cs - 1)
+            if header.extendedL2 {
+                let scs = header.subclusterSize
+                var mask: UInt64 = 0
+                for sc in (a / scs)...((a + length - 1) / scs) { mask |= 1 << sc }
+                if e.bitmap & mask != mask || (e.bitmap >> 32) & mask != 0 { return nil }
+            } else if e.entry & Qcow2Entry.zero != 0 {
+                return nil
+            }
+            let host = e.hostOffset
+            if host & (cs - 1) != 0 || (!extData && host >= s.w.hostEnd) { return nil }   // the full path reports it
+            return host + a
+        }
+    }
+
     /// Resolves `[offset, end)` into read regions with the lock held (see
     /// ``mapClustersForRead(offset:length:)``); the write path uses it for copy-on-write sources.
     func mapLocked(_ s: inout QcowMetadataState, offset: UInt64, end: UInt64) throws(BlockError) -> [ReadMapping] {

@@ -100,6 +100,28 @@ extension QcowMetadata {
         }
     }
 
+    /// The hot path of ``planWrite(offset:length:zeroData:events:)``: the host offset for
+    /// a write inside one cluster this image owns (no metadata change, no allocation in
+    /// flight on it), or nil when the full planner is needed. One lock, no allocation.
+    public func inPlaceHost(offset: UInt64, length: UInt64) throws(BlockError) -> UInt64? {
+        let cs = header.clusterSize
+        if length == 0 || (offset & (cs - 1)) + length > cs { return nil }
+        let end = try checkRange(offset, length, "write")
+        return try state.withLock { (s) throws(BlockError) -> UInt64? in
+            guard s.w.prepared, s.w.incompatible & Qcow2Feature.corrupt == 0 else { return nil }
+            let c = offset >> cb
+            if !s.w.busy.isEmpty && s.w.busy[c] != nil { return nil }
+            guard let e = try entry(&s, cluster: c) else { return nil }
+            let a = offset & (cs - 1)
+            guard writesInPlace(e, a, a + (end - offset)) else { return nil }
+            let host = e.hostOffset + a
+            // Overlaps with metadata are reported (and the image marked) by the full planner.
+            if !header.hasExternalData && s.w.metadataClusters.contains(host >> cb) { return nil }
+            try checkWritable(&s, offset, "write")
+            return host
+        }
+    }
+
     /// Plans making `[offset, offset+length)` read as zeroes (`zero` and `discard` both do:
     /// a discarded range reads as zeroes afterwards, as the raw mirror's punched hole does).
     ///
