@@ -137,6 +137,32 @@ import TestSupport
         #expect(io.status == 0 && !io.stdoutText.contains("Pattern verification failed"), "\(io.stdoutText) \(io.stderr)")
     }
 
+    /// Proves the L1/L2 views show a QCOW2 allocation as soon as the write completes, before
+    /// any flush wrote the tables back: the L2 entry the view reads points at the host
+    /// cluster that `qemu-img map` reports once the image is closed.
+    @Test func qcow2AllocationShowsBeforeItIsFlushed() throws {
+        let f = try TuiFixture("live-l2")
+        let img = f.dir + "/fresh.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
+        let app = try f.app(img, write: true)
+        app.execute(.write(offset: 3 << 20, length: 65536, pattern: 0x42))
+        var tries = 0
+        repeat { usleep(20_000); app.pump(); tries += 1 } while (app.state.busy || app.state.live.completedRequests == 0) && tries < 250
+        app.state.reloadLayout()
+        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let l1 = q.layout.l1
+        #expect(l1.count > 0 && Qcow2Layout.l2Offset(l1[0]) != 0, "L1[0] still empty in the view")
+        let e = try #require(q.layout.l2Table(at: Qcow2Layout.l2Offset(l1[0]))?[48])   // 3 MiB / 64 KiB
+        #expect(e.copied && !e.unallocated)
+        #expect(q.layout.refcount(ofClusterAt: q.layout.dataOffset(e)) == 1)
+        let shown = q.layout.dataOffset(e)
+        app.shutdown()
+        let map = try TestSupport.qemuImg(["map", "--output=json", img])
+        let j = try #require(try? JSONValue.parse(map.stdoutText))
+        let ext = try #require(j.arrayValue?.first { $0["start"]?.intValue == Int64(3 << 20) })
+        #expect(ext["offset"]?.intValue == Int64(shown), "view showed host \(shown), qemu-img map says \(map.stdoutText)")
+    }
+
     @Test func jobFromPromptRunsOnTheWorkloadAndReportsCounters() throws {
         let f = try TuiFixture("job")
         let img = try f.raw()

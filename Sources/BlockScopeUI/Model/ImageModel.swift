@@ -3,9 +3,9 @@ import BlockCore
 /// The image being inspected: the open disk (when blockscope's format code can open it), the
 /// format inspector behind the layout views, and `info()`.
 ///
-/// A QCOW2 image is always inspected through ``Qcow2Inspector`` (it reads the tables
-/// directly), so its layout views work even when the disk is open read-only or cannot be
-/// opened for I/O. Other formats use ``ExtentInspector`` over the open disk.
+/// A QCOW2 image is always inspected through ``Qcow2Inspector``: through the open disk's
+/// metadata when the disk opened (so allocations show at once), else by reading the tables
+/// directly, so its layout views work even when the disk cannot be opened for I/O. Other formats use ``ExtentInspector`` over the open disk.
 public final class ImageModel {
     /// The image path.
     public let path: String
@@ -38,7 +38,7 @@ public final class ImageModel {
         }
         format = disk?.format ?? probeFormat(head)
         if format == .qcow2 {
-            do { inspector = try Qcow2Inspector(path: path) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
+            do { inspector = try Qcow2Inspector(path: path, live: (disk as? Qcow2Disk)?.metadata) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
         }
         if inspector == nil, let v = disk as? VhdxDisk {
             inspector = VhdxInspector(disk: v)

@@ -10,9 +10,10 @@ public final class Qcow2Inspector: LayoutInspector {
     public private(set) var layout: Qcow2Layout
     private var usageCache: Qcow2Usage?
 
-    /// Decodes the image at `path`.
-    public init(path: String) throws(BlockError) {
-        layout = try Qcow2Layout(path: path)
+    /// Decodes the image at `path`; with `live` (the open disk's metadata) tables come from
+    /// memory, so allocations show before they are flushed.
+    public init(path: String, live: QcowMetadata? = nil) throws(BlockError) {
+        layout = try Qcow2Layout(path: path, live: live)
     }
 
     /// "qcow2".
@@ -32,7 +33,7 @@ public final class Qcow2Inspector: LayoutInspector {
 
     /// Rereads the header and tables.
     public func reload() {
-        if let l = try? Qcow2Layout(path: layout.path) { layout = l }
+        if let l = try? Qcow2Layout(path: layout.path, live: layout.live) { layout = l }
         usageCache = nil
     }
 

@@ -1,11 +1,14 @@
 import BlockCore
 
-/// A read-only decoder of a QCOW2 image's on-disk metadata, for the views.
+/// A read-only decoder of a QCOW2 image's metadata, for the views.
 ///
 /// The views need raw table entries (flags, refcounts, where each structure lies) rather
-/// than guest I/O, so this reads the host file directly with `pread` and loads tables
-/// lazily: the header and L1 table on open, an L2 table or refcount block when a view
-/// asks for it (cached). It never writes. Offsets are host bytes unless named guest.
+/// than guest I/O. With `live` (the open disk's ``QcowMetadata``), the L1 table, L2
+/// tables, refcount table and refcounts come from it, so allocations show as soon as they
+/// happen, before a flush writes them back. Without it (the image could not be opened for
+/// I/O), this reads the host file with `pread`, loading tables lazily: the header and L1
+/// table on open, an L2 table or refcount block when a view asks for it (cached). It never
+/// writes. Offsets are host bytes unless named guest.
 public final class Qcow2Layout: @unchecked Sendable {
     /// The decoded header fields.
     public struct Header: Sendable {
@@ -104,6 +107,8 @@ public final class Qcow2Layout: @unchecked Sendable {
     /// Bytes the snapshot table occupies.
     public let snapshotTableSize: UInt64
     private let file: SystemFile
+    /// The open disk's metadata, when the tables should come from it.
+    public let live: QcowMetadata?
     private var l2Cache: [UInt64: [L2Entry]] = [:]
     private var refBlockCache: [UInt64: [UInt64]] = [:]
 
@@ -116,11 +121,13 @@ public final class Qcow2Layout: @unchecked Sendable {
     /// Refcount width in bits.
     public var refcountBits: Int { 1 << Int(header.refcountOrder) }
 
-    /// Opens `path` read-only and decodes the header, extensions, L1, refcount and snapshot tables.
-    public init(path: String) throws(BlockError) {
+    /// Opens `path` read-only and decodes the header, extensions, L1, refcount and snapshot
+    /// tables; with `live` (the active view of an open disk), tables come from it.
+    public init(path: String, live: QcowMetadata? = nil) throws(BlockError) {
         self.path = path
+        self.live = live?.snapshot == nil ? live : nil
         file = try SystemFile(path: path, writable: false)
-        fileSize = try file.size()
+        fileSize = max(try file.size(), self.live?.allocatedEnd ?? 0)
         let h = try file.readBytes(at: 0, count: 512)
         guard h.count >= 72, be32(h, 0) == 0x5146_49fb else {
             throw BlockError(.invalidFormat, "not a QCOW2 image (no QFI\\xfb magic)", path: path)
@@ -174,8 +181,13 @@ public final class Qcow2Layout: @unchecked Sendable {
             let b = try f.readBytes(at: offset, count: count * 8)
             return (0..<(b.count / 8)).map { be64(b, $0 * 8) }
         }
-        l1 = try table(hdr.l1TableOffset, Int(min(hdr.l1Size, 1 << 24)))
-        refcountTable = try table(hdr.refcountTableOffset, Int(min(UInt64(hdr.refcountTableClusters) * cs / 8, 1 << 24)))
+        if let live = self.live {
+            l1 = live.l1Table
+            refcountTable = live.refcountTable
+        } else {
+            l1 = try table(hdr.l1TableOffset, Int(min(hdr.l1Size, 1 << 24)))
+            refcountTable = try table(hdr.refcountTableOffset, Int(min(UInt64(hdr.refcountTableClusters) * cs / 8, 1 << 24)))
+        }
         var snaps: [Snapshot] = []
         var so = hdr.snapshotsOffset
         for _ in 0..<min(hdr.snapshotCount, 1024) {
@@ -200,10 +212,16 @@ public final class Qcow2Layout: @unchecked Sendable {
     public func l2Table(at offset: UInt64) -> [L2Entry]? {
         guard offset != 0 else { return nil }
         if let t = l2Cache[offset] { return t }
-        guard let b = try? file.readBytes(at: offset, count: Int(clusterSize)), b.count == Int(clusterSize) else { return nil }
         let ext = extendedL2
-        let t = (0..<l2Entries).map { i in
-            ext ? L2Entry(raw: be64(b, i * 16), bitmap: be64(b, i * 16 + 8)) : L2Entry(raw: be64(b, i * 8), bitmap: nil)
+        let t: [L2Entry]
+        if let live {
+            guard let w = try? live.l2TableWords(at: offset), w.count == Int(clusterSize) / 8 else { return nil }
+            t = (0..<l2Entries).map { i in ext ? L2Entry(raw: w[2 * i], bitmap: w[2 * i + 1]) : L2Entry(raw: w[i], bitmap: nil) }
+        } else {
+            guard let b = try? file.readBytes(at: offset, count: Int(clusterSize)), b.count == Int(clusterSize) else { return nil }
+            t = (0..<l2Entries).map { i in
+                ext ? L2Entry(raw: be64(b, i * 16), bitmap: be64(b, i * 16 + 8)) : L2Entry(raw: be64(b, i * 8), bitmap: nil)
+            }
         }
         l2Cache[offset] = t
         return t
@@ -229,6 +247,7 @@ public final class Qcow2Layout: @unchecked Sendable {
     /// The refcount of the cluster at host offset `hostOffset` (nil when its block is missing).
     public func refcount(ofClusterAt hostOffset: UInt64) -> UInt64? {
         let cluster = hostOffset >> UInt64(header.clusterBits)
+        if let live { return try? live.refcount(ofCluster: cluster) }
         let perBlock = UInt64(clusterSize) * 8 / UInt64(refcountBits)
         let ti = Int(cluster / perBlock)
         guard ti < refcountTable.count else { return nil }
@@ -237,16 +256,9 @@ public final class Qcow2Layout: @unchecked Sendable {
         let block: [UInt64]
         if let c = refBlockCache[blockOff] { block = c } else {
             guard let b = try? file.readBytes(at: blockOff, count: Int(clusterSize)), b.count == Int(clusterSize) else { return nil }
-            let bits = refcountBits
-            block = (0..<Int(perBlock)).map { i -> UInt64 in
-                let bit = i * bits
-                if bits >= 8 {
-                    var v: UInt64 = 0
-                    for k in 0..<(bits / 8) { v = v << 8 | UInt64(b[bit / 8 + k]) }
-                    return v
-                }
-                return UInt64(b[bit / 8] >> UInt8(8 - bits - bit % 8)) & ((1 << UInt64(bits)) - 1)
-            }
+            // Sub-byte widths are packed LSB first, as QEMU does (Qcow2Refcounts).
+            let order = header.refcountOrder
+            block = (0..<Int(perBlock)).map { i in Qcow2Refcounts.get(b, index: i, order: order) }
             refBlockCache[blockOff] = block
         }
         return block[Int(cluster % perBlock)]

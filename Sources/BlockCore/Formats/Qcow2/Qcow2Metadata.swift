@@ -173,6 +173,16 @@ public final class QcowMetadata: Sendable {
     /// The refcount table, copied out.
     public var refcountTable: [UInt64] { state.withLock { $0.refcountTable } }
 
+    /// The L2 table at host offset `offset` as 64-bit words, as this process sees it now
+    /// (a cached table, possibly not yet written back, or the file's copy); for the views.
+    public func l2TableWords(at offset: UInt64) throws(BlockError) -> [UInt64] {
+        if let t = state.withLock({ $0.l2Cache.peek(offset) }) { return t }
+        return try QcowMetadata.readTable(file, at: offset, entries: Int(header.clusterSize / 8))
+    }
+
+    /// End of the host file including clusters allocated in memory, in bytes.
+    public var allocatedEnd: UInt64 { state.withLock { $0.w.hostEnd } }
+
     func corrupt(_ m: String, host: UInt64? = nil, guest: UInt64? = nil) -> BlockError {
         BlockError(.corruptImage, "qcow2: " + m, path: file.path, guestOffset: guest, hostOffset: host, operation: "read")
     }
