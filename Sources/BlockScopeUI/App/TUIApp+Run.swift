@@ -1,4 +1,5 @@
 import BlockCore
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,10 +22,13 @@ extension TUIApp {
         case .direct: state.colorDepth = "24-bit colour"
         }
         defer { term.end() }
+        let started = monotonicNanos()
+        var frames = 0
         while !quitRequested {
             pump()
             let (w, h) = term.size
             term.present(render(width: w, height: h))
+            frames += 1
             if let e = term.read(timeoutMs: state.busy ? 50 : 100) {
                 handle(e)
                 var n = 0
@@ -33,6 +37,13 @@ extension TUIApp {
         }
         term.end()
         shutdown()
+        if let p = options.statsPath {
+            let secs = Double(monotonicNanos() - started) / 1e9
+            let stats: JSONValue = .object([("frames", .int(Int64(frames))), ("seconds", .double(secs)),
+                                            ("fps", .double(secs > 0 ? Double(frames) / secs : 0)),
+                                            ("jobs", .array(finishedJobs.map { .string($0) }))])
+            FileManager.default.createFile(atPath: p, contents: Data((stats.render(pretty: false) + "\n").utf8))
+        }
         return 0
     }
 }

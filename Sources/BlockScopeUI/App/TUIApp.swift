@@ -16,6 +16,8 @@ public struct TUIOptions: Sendable {
     public var mouse = true
     /// The I/O engine for prompt commands.
     public var engine: EngineKind = .auto
+    /// Where to write frame and job statistics on exit (JSON; for the UI-cost benchmark).
+    public var statsPath: String?
 
     /// Creates options for an image.
     public init(imagePath: String) { self.imagePath = imagePath }
@@ -36,9 +38,11 @@ public final class TUIApp {
     public private(set) var current = 0
     /// Whether `q` was pressed.
     public private(set) var quitRequested = false
+    /// The final lines of the jobs that finished (for `statsPath`).
+    public private(set) var finishedJobs: [String] = []
     /// The theme in use.
     public private(set) var theme: Theme
-    private let options: TUIOptions
+    let options: TUIOptions
     private let stream = EventStream(queues: 16, capacityPerQueue: 1 << 13)
     private let gate: StepGate
     private let subscription: EventSubscription
@@ -120,6 +124,7 @@ public final class TUIApp {
         if let j = job {
             state.jobSummary = j.summary
             if let done = j.finishedLine {
+                finishedJobs.append(done)
                 state.live.note(done)
                 state.say(done, done.hasPrefix("error") ? .error : .ok)
                 job = nil
