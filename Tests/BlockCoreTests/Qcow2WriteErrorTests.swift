@@ -55,7 +55,10 @@ struct Qcow2WriteErrorTests {
     /// `qemu-img check --output=json`: no corruptions (and no leaks unless allowed).
     static func qemuCheck(_ img: String, allowLeaks: Bool, _ f: Failures) throws {
         let r = try TestSupport.qemuImg(["check", "--output=json", "-f", "qcow2", img])
-        let j = try JSONValue.parse(r.stdoutText)
+        guard let j = try? JSONValue.parse(r.stdoutText) else {
+            f.add("qemu-img check exit \(r.status) printed no JSON: \(r.stdoutText) \(r.stderr)")
+            return
+        }
         f.check((allowLeaks ? [0, 3] : [0]).contains(r.status), "qemu-img check exit \(r.status): \(r.stdoutText)")
         f.check((j["corruptions"]?.intValue ?? 0) == 0, "qemu-img check corruptions: \(r.stdoutText)")
         if !allowLeaks { f.check((j["leaks"]?.intValue ?? 0) == 0, "qemu-img check leaks: \(r.stdoutText)") }
