@@ -140,6 +140,19 @@ struct EnginePrngTests {
         #expect(seen.count == 10)
     }
 
+    /// fio's `rw=write:60k`: 4 KiB at every 64 KiB, wrapping at the region's end; a bad
+    /// suffix is an error naming the line.
+    @Test("rw=write:SIZE leaves a hole after each sequential request")
+    func sequentialSkip() throws {
+        let f = try FioJobFile.parse("[s]\nrw=write:60k\nbs=4k\nsize=256k\nnumber_ios=6\n")
+        #expect(f.jobs[0].sequentialSkip == 60 << 10)
+        var g = try IoGenerator(job: f.jobs[0], diskSize: 1 << 20, thread: 0)
+        var offs: [UInt64] = []
+        while let x = g.next() { offs.append(x.offset) }
+        #expect(offs == [0, 64 << 10, 128 << 10, 192 << 10, 0, 64 << 10])
+        #expect(throws: BlockError.self) { _ = try FioJobFile.parse("[s]\nrw=write:lots\n") }
+    }
+
     @Test("a job's request sequence is reproducible, aligned and inside its region")
     func generator() throws {
         var j = FioJob(name: "g")

@@ -46,6 +46,8 @@ public struct FioJob: Sendable, Equatable {
     public var line: Int = 0
     /// The I/O pattern.
     public var rw: RwMode = .read
+    /// Bytes skipped after each sequential request (fio's `rw=write:64k` suffix), 0 for none.
+    public var sequentialSkip: UInt64 = 0
     /// Percentage of reads in a mixed job (0...100).
     public var rwmixread: Int = 50
     /// Smallest block size in bytes.
@@ -254,7 +256,14 @@ public struct FioJobFile: Sendable {
         switch key {
         case "name": j.name = try need()
         case "rw", "readwrite":
-            let v = try need().lowercased()
+            var v = try need().lowercased()
+            // fio's "write:64k": a sequential pattern with a hole after each request.
+            if let colon = v.firstIndex(of: ":") {
+                let skip = String(v[v.index(after: colon)...])
+                guard let n = CommandScript.parseSize(skip) else { throw fail("'\(skip)' after ':' is not a size (like 64k)") }
+                j.sequentialSkip = n
+                v = String(v[..<colon])
+            }
             switch v {
             case "rw", "readwrite": j.rw = .readwrite
             default:

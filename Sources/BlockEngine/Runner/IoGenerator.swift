@@ -137,7 +137,7 @@ public struct IoGenerator: Sendable {
         } else {
             if seqOffset + length > regionStart + regionLength { seqOffset = regionStart }
             offset = seqOffset
-            seqOffset += length
+            seqOffset += length + job.sequentialSkip
         }
         let op: PlannedOp
         switch job.rw {
