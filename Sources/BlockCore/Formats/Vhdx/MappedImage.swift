@@ -57,6 +57,12 @@ public protocol BlockMappedDisk: DiskFile {
     func mapForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32, request: UInt64, sink: (any IoEventSink)?) throws(BlockError) -> [BlockRegion]
     /// Reads a guest range from the parent image, or zeroes when there is none.
     func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError)
+    /// The host offset of a guest range that lies inside one block already backed by data,
+    /// or nil (the caller then maps with ``mapForRead(_:_:)`` / ``mapForWrite(_:_:queue:request:sink:)``).
+    ///
+    /// The hot path of steady-state I/O: one lock round trip, no array. With `write`, nil also
+    /// when the write session has not started yet (the first write updates the headers).
+    func mappedHostOffset(_ offset: UInt64, _ length: UInt64, write: Bool) -> UInt64?
     /// A token for the metadata state an fsync starting now will make durable.
     func flushMark() -> UInt64
     /// Called after an fsync that started at `mark` completed (a log may then advance its tail).
@@ -64,6 +70,9 @@ public protocol BlockMappedDisk: DiskFile {
 }
 
 extension BlockMappedDisk {
+    /// No fast path: every request goes through the region mapping.
+    public func mappedHostOffset(_ offset: UInt64, _ length: UInt64, write: Bool) -> UInt64? { nil }
+
     /// Checks a guest range against the disk size and, for writes, the open mode.
     func checkRange(_ offset: UInt64, _ length: UInt64, _ op: String, write: Bool) throws(BlockError) {
         let (end, o) = offset.addingReportingOverflow(length)

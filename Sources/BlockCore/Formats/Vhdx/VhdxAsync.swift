@@ -10,6 +10,7 @@ import DequeModule
 /// Owned by one thread; many queues share the disk's metadata and read concurrently.
 public final class MappedAsync: AsyncIo {
     private enum Waiter {
+        case free
         case direct(userData: UInt64, op: GuestOp, start: UInt64, mark: UInt64)
         case sub(PendingIo, Int)
     }
@@ -17,8 +18,10 @@ public final class MappedAsync: AsyncIo {
     private let disk: any BlockMappedDisk
     private let ctx: IoUringContext
     private var ready: Deque<IoCompletion> = []
-    private var waiters: [UInt64: Waiter] = [:]
-    private var nextTag: UInt64 = 1
+    /// What each ring tag waits for: the tag is an index into this table (reused once its
+    /// CQE is reaped), so the hot path neither hashes nor allocates.
+    private var waiters: [Waiter] = []
+    private var freeTags: [Int] = []
     private var nextPending: UInt64 = 1
     private var accepted = 0
     private let sink: (any IoEventSink)?
@@ -37,7 +40,36 @@ public final class MappedAsync: AsyncIo {
     /// The underlying ring (for tests and the UI).
     public var context: IoUringContext { ctx }
 
-    private func tag() -> UInt64 { defer { nextTag &+= 1 }; return nextTag }
+    /// Stores `w` under a free tag and returns the tag (table index + 1; tags start at 1).
+    private func park(_ w: Waiter) -> UInt64 {
+        if let i = freeTags.popLast() { waiters[i] = w; return UInt64(i) + 1 }
+        waiters.append(w)
+        return UInt64(waiters.count)
+    }
+
+    /// Takes the waiter of tag `t` out of the table (nil for an unknown or free tag).
+    private func unpark(_ t: UInt64) -> Waiter? {
+        guard t >= 1, t <= UInt64(waiters.count) else { return nil }
+        let i = Int(t - 1)
+        let w = waiters[i]
+        if case .free = w { return nil }
+        waiters[i] = .free
+        freeTags.append(i)
+        return w
+    }
+
+    /// Queues one READV/WRITEV of the whole guest buffer at `host` (a request in one block).
+    private func submitDirect(_ op: GuestOp, _ host: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ userData: UInt64, start: UInt64) {
+        let t = park(.direct(userData: userData, op: op, start: start, mark: 0))
+        let fd = disk.dataFD
+        ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count)
+                                : .write(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count), tag: t)
+    }
+
+    /// Publishes the mapping of a request the fast path sent to one host range.
+    private func publishDirect(_ userData: UInt64, _ offset: UInt64, _ length: UInt64, _ host: UInt64) {
+        sink?.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: 1, kind: .allocated, hostOffset: host)))
+    }
 
     private func publishMapping(_ userData: UInt64, _ offset: UInt64, _ length: UInt64, _ regions: [BlockRegion]) {
         guard let sink else { return }
@@ -58,10 +90,7 @@ public final class MappedAsync: AsyncIo {
         publishMapping(userData, offset, UInt64(buffer.count), regions)
         let fd = disk.dataFD
         if regions.count == 1, case let .data(host) = regions[0].kind {
-            let t = tag()
-            waiters[t] = .direct(userData: userData, op: op, start: sink != nil ? monotonicNanos() : 0, mark: 0)
-            ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count)
-                                    : .write(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count), tag: t)
+            submitDirect(op, host, buffer, userData, start: sink != nil ? monotonicNanos() : 0)
             return
         }
         let p = PendingIo(id: nextPending, userData: userData, op: op, guestOffset: offset, length: UInt64(buffer.count))
@@ -73,9 +102,8 @@ public final class MappedAsync: AsyncIo {
             switch r.kind {
             case let .data(host):
                 let i = p.add(opcode: op == .read ? .readv : .writev, hostOffset: host, guestOffset: r.guestOffset, length: r.length)
-                let t = tag()
+                let t = park(.sub(p, i))
                 p.markInFlight(i, sqeTag: t)
-                waiters[t] = .sub(p, i)
                 ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count)
                                         : .write(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count), tag: t)
             case .zero:
@@ -127,6 +155,11 @@ public final class MappedAsync: AsyncIo {
         do {
             try disk.checkRange(offset, UInt64(buffer.count), "read", write: false)
             if buffer.count == 0 { complete(userData, .read, 0, nil, start: t0); return }
+            if let host = disk.mappedHostOffset(offset, UInt64(buffer.count), write: false) {
+                publishDirect(userData, offset, UInt64(buffer.count), host)
+                submitDirect(.read, host, buffer, userData, start: sink != nil ? monotonicNanos() : 0)
+                return
+            }
             submitMapped(.read, offset, buffer, userData, try disk.mapForRead(offset, UInt64(buffer.count)))
         } catch let e { complete(userData, .read, -1, e, start: t0) }
     }
@@ -137,6 +170,11 @@ public final class MappedAsync: AsyncIo {
         do {
             try disk.checkRange(offset, UInt64(buffer.count), "write", write: true)
             if buffer.count == 0 { complete(userData, .write, 0, nil, start: t0); return }
+            if let host = disk.mappedHostOffset(offset, UInt64(buffer.count), write: true) {
+                publishDirect(userData, offset, UInt64(buffer.count), host)
+                submitDirect(.write, host, UnsafeMutableRawBufferPointer(mutating: buffer), userData, start: sink != nil ? monotonicNanos() : 0)
+                return
+            }
             let regions = try disk.mapForWrite(offset, UInt64(buffer.count), queue: queueID, request: userData, sink: sink)
             submitMapped(.write, offset, UnsafeMutableRawBufferPointer(mutating: buffer), userData, regions)
         } catch let e { complete(userData, .write, -1, e, start: t0) }
@@ -161,8 +199,7 @@ public final class MappedAsync: AsyncIo {
         let t0 = accept(.fsync, 0, 0, userData)
         sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.metadataWritten)))
         sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.fsyncSubmitted)))
-        let t = tag()
-        waiters[t] = .direct(userData: userData, op: .fsync, start: t0, mark: disk.flushMark())
+        let t = park(.direct(userData: userData, op: .fsync, start: t0, mark: disk.flushMark()))
         ctx.enqueue(.fsync(fd: disk.dataFD, dataOnly: true), tag: t)
     }
 
@@ -172,8 +209,9 @@ public final class MappedAsync: AsyncIo {
 
     private func drain(wait: Bool) throws(BlockError) {
         try ctx.reap(wait: wait) { t, res in
-            guard let w = self.waiters.removeValue(forKey: t) else { return }
+            guard let w = self.unpark(t) else { return }
             switch w {
+            case .free: break
             case let .direct(userData, op, start, mark):
                 if op == .fsync && res >= 0 { self.disk.flushCompleted(mark) }
                 self.complete(userData, op, res, nil, start: start)

@@ -121,6 +121,10 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     public func mapForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32, request: UInt64, sink: (any IoEventSink)?) throws(BlockError) -> [BlockRegion] {
         try metadata.mapBlocksForWrite(offset, length, queue: queue, request: request, sink: sink)
     }
+    /// The host offset of a range inside one FULLY_PRESENT block (nil otherwise).
+    public func mappedHostOffset(_ offset: UInt64, _ length: UInt64, write: Bool) -> UInt64? {
+        metadata.presentHostOffset(offset, length, write: write)
+    }
     /// Reads from the parent, or zeroes.
     public func readParent(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) {
         try VhdxMetadata.readParent(parent, into: buffer, at: offset)

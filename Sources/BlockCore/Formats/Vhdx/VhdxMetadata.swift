@@ -132,6 +132,22 @@ public final class VhdxMetadata: @unchecked Sendable {
         try lock.locked { () throws(BlockError) in try mapLocked(offset, length) }
     }
 
+    /// The host offset of `[offset, offset + length)` when it lies inside one FULLY_PRESENT
+    /// block, else nil. With `write`, also nil before the write session has started (the
+    /// first write goes through ``mapBlocksForWrite(_:_:queue:request:sink:)``, which updates
+    /// the headers). Takes the lock once; allocates nothing.
+    public func presentHostOffset(_ offset: UInt64, _ length: UInt64, write: Bool) -> UInt64? {
+        let bs = geometry.blockSize
+        let inBlock = offset % bs
+        guard length > 0, length <= bs - inBlock else { return nil }
+        let block = offset / bs
+        return lock.run { () -> UInt64? in
+            if write && !sessionStarted { return nil }
+            let entry = VhdxBatEntry(raw: bat[geometry.payloadIndex(block)])
+            return entry.state == .fullyPresent ? entry.fileOffset + inBlock : nil
+        }
+    }
+
     private func mapLocked(_ offset: UInt64, _ length: UInt64) throws(BlockError) -> [BlockRegion] {
         var out: [BlockRegion] = []
         try forEachBlockPiece(offset: offset, length: length, blockSize: geometry.blockSize) { (block, inBlock, pos, n) throws(BlockError) in
