@@ -70,6 +70,9 @@ enum Qcow2WriteOracle {
         case cluster512refcount64
         /// An external data file (`data_file=`): data goes to the data file, metadata to the image.
         case externalDataFile
+        /// An external data file with `data_file_raw=on`: the data file must stay a consistent raw
+        /// image of the guest (zeroes and discards are written to it, not only flagged in L2).
+        case externalRawDataFile
         /// refcount_bits=1 (refcounts saturate at 1).
         case refcount1
         /// refcount_bits=64.
@@ -109,6 +112,9 @@ enum Qcow2WriteOracle {
         var description: String { rawValue }
 
         /// Whether the image has an internal snapshot named snap1.
+        /// The raw data file that must equal the guest content (data_file_raw=on), if any.
+        func rawDataFile(in dir: String) -> String? { self == .externalRawDataFile ? dir + "/img.data" : nil }
+
         var hasSnapshot: Bool { self == .snapshot || self == .snapshotCompressed || self == .v2Snapshot }
     }
 
@@ -138,6 +144,9 @@ enum Qcow2WriteOracle {
             // An absolute path: qemu-img creates a relative data file in its working directory.
             try create("data_file=\(dir)/img.data")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)
+        case .externalRawDataFile:
+            try create("data_file=\(dir)/img.data,data_file_raw=on")
+            try TestSupport.qemuIo(img, format: "qcow2", prefill.filter { !$0.contains("-z") })
         case .refcount1:
             try create("refcount_bits=1,cluster_size=4096")
             try TestSupport.qemuIo(img, format: "qcow2", prefill)

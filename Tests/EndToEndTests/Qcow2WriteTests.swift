@@ -56,6 +56,10 @@ struct Qcow2WriteTests {
         #expect(trims == 30)
         try Qcow2WriteOracle.expectClean(img, "\(setup) \(engine)")
         try Qcow2WriteOracle.expectSameContent(raw: mirror, image: img, "\(setup) \(engine)")
+        if let data = setup.rawDataFile(in: dir) {
+            let cmp = try TestSupport.qemuImg(["compare", "-f", "raw", "-F", "raw", mirror, data])
+            #expect(cmp.status == 0, "data_file_raw=on: the data file is no longer the guest's raw image: \(cmp.stdoutText)")
+        }
         // blockscope's own view of what it wrote agrees with qemu-img's.
         try Qcow2Oracle.expectMapMatches(img)
         try Qcow2Oracle.expectCheckMatches(img)
@@ -139,6 +143,10 @@ struct Qcow2WriteTests {
         try TestSupport.qemuIo(raw, format: "raw", qemu)
         try Qcow2WriteOracle.expectClean(img, "\(setup) \(engine)")
         try Qcow2WriteOracle.expectSameContent(raw: raw, image: img, "\(setup) \(engine)")
+        if let data = setup.rawDataFile(in: dir) {
+            let cmp = try TestSupport.qemuImg(["compare", "-f", "raw", "-F", "raw", raw, data])
+            #expect(cmp.status == 0, "data_file_raw=on: the data file is no longer the guest's raw image: \(cmp.stdoutText)")
+        }
         try Qcow2Oracle.expectMapMatches(img)
         if setup.hasSnapshot {
             let after = dir + "/snap-after.raw"
@@ -146,6 +154,34 @@ struct Qcow2WriteTests {
             #expect(try TestSupport.qemuImg(["compare", "-f", "raw", "-F", "raw", snapBefore, after]).status == 0,
                     "snapshot snap1 changed")
         }
+    }
+
+    /// Proves: with `data_file_raw=on` the external data file stays a raw image of the guest:
+    /// after whole-cluster and partial `zero` and `discard` commands over data qemu-io wrote,
+    /// the data file read as raw equals the guest content per qemu-img convert (as it does
+    /// when qemu-io runs the same commands), with either engine.
+    @Test("data_file_raw=on: zeroes and discards reach the raw data file", arguments: ["uring", "sync"])
+    func rawDataFileStaysRaw(_ engine: String) throws {
+        let dir = try TestSupport.makeTempDir("q2w-rawdata")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/img.qcow2", data = dir + "/img.data", guest = dir + "/guest.raw", script = dir + "/s.txt"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "data_file=\(data),data_file_raw=on", img, "16M"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x5a 0 8M"])
+        let commands = ["zero 0 64k", "discard 128k 64k", "zero 300k 10k", "discard 1M 1M", "zero 3M 200k", "discard 5000k 70k", "write 6M 64k 0x21", "zero 6M 64k", "fsync"]
+        try (commands.joined(separator: "\n") + "\n").write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", "--write", "--engine", engine, img, script])
+        #expect(r.status == 0, "\(r.stderr)")
+        try Qcow2WriteOracle.expectClean(img, engine)
+        try Qcow2WriteOracle.convertToRaw(img, guest)
+        let cmp = try TestSupport.qemuImg(["compare", "-f", "raw", "-F", "raw", guest, data])
+        #expect(cmp.status == 0, "\(engine): the raw data file differs from the guest content: \(cmp.stdoutText)")
+        // The oracle: qemu-io keeps the data file raw under the same commands.
+        let qimg = dir + "/q.qcow2", qdata = dir + "/q.data", qguest = dir + "/qguest.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "data_file=\(qdata),data_file_raw=on", qimg, "16M"])
+        try TestSupport.qemuIo(qimg, format: "qcow2", ["write -P 0x5a 0 8M", "write -z 0 64k", "discard 128k 64k", "write -z 300k 10k",
+                                                      "discard 1M 1M", "write -z 3M 200k", "discard 5000k 70k", "write -P 0x21 6M 64k", "write -z 6M 64k"])
+        try Qcow2WriteOracle.convertToRaw(qimg, qguest)
+        #expect(try TestSupport.qemuImg(["compare", "-f", "raw", "-F", "raw", qguest, qdata]).status == 0, "qemu-io's own data file is not raw")
     }
 
     // MARK: several queues through the Swift API
