@@ -28,8 +28,8 @@ struct Qcow2CrashTests {
     /// Proves: a two-queue random write job (512 B..256 KiB, fsync every 4 writes, discards)
     /// killed with SIGKILL after 0.3..1.5 s leaves an image qemu-img check reports without
     /// corruptions (exit 0, or 3 for leaks only), on 4 KiB-cluster, backing-file,
-    /// snapshot and extended-L2 images; blockscope can then open it for writing again and qemu-img
-    /// check -r leaks makes it fully clean.
+    /// snapshot and extended-L2 images; `blockscope check` reports it as qemu-img check does;
+    /// blockscope can then open it for writing again and qemu-img check -r leaks makes it clean.
     @Test("SIGKILL during a write+fsync job leaves no corruption", arguments: [
         Qcow2WriteOracle.Setup.cluster4k, .rawBackingCluster4k, .snapshot, .extendedL2c64k,
     ])
@@ -72,6 +72,8 @@ struct Qcow2CrashTests {
             let sizeAfter = (try FileManager.default.attributesOfItem(atPath: img)[.size] as? Int) ?? 0
             if sizeAfter > sizeBefore { grewRuns += 1 }
             try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(setup) killed after \(delay) s")
+            // blockscope check reports the killed image (its leaks) as qemu-img check does.
+            try Qcow2Oracle.expectCheckMatches(img)
             // blockscope reopens the image for writing and writes through it; qemu-img agrees.
             try "write 1M 64k 0x3d\nfsync\n".write(toFile: sub + "/after.txt", atomically: true, encoding: .utf8)
             let again = try TestSupport.blockscope(["run", "--write", img, sub + "/after.txt"])
