@@ -184,6 +184,22 @@ struct Qcow2WriteTests {
         #expect(try TestSupport.qemuImg(["compare", "-f", "raw", "-F", "raw", qguest, qdata]).status == 0, "qemu-io's own data file is not raw")
     }
 
+    /// Proves: after a random write job fragments an image, the summary lines of `blockscope
+    /// check` (human form: allocated, fragmented and compressed percentages, image end offset)
+    /// are the lines qemu-img check prints.
+    @Test("blockscope check's human summary matches qemu-img check after writes")
+    func checkSummaryMatchesQemu() throws {
+        let dir = try TestSupport.makeTempDir("q2w-checksum")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try Qcow2WriteOracle.prepare(.cluster4k, in: dir)
+        try Qcow2WriteOracle.job(threads: 2, ios: 100, seed: 3).write(toFile: dir + "/w.fio", atomically: true, encoding: .utf8)
+        #expect(try TestSupport.blockscope(["run", "--write", img, dir + "/w.fio"]).status == 0)
+        let q = try TestSupport.qemuImg(["check", "-f", "qcow2", img]).stdoutText.split(separator: "\n").filter { $0.contains("%") || $0.hasPrefix("Image end") }
+        let b = try TestSupport.blockscope(["check", img]).stdoutText.split(separator: "\n").filter { $0.contains("%") || $0.hasPrefix("Image end") }
+        #expect(q.count == 2)
+        #expect(b == q, "blockscope: \(b)\nqemu-img: \(q)")
+    }
+
     // MARK: several queues through the Swift API
 
     final class Box: @unchecked Sendable {
