@@ -86,10 +86,11 @@ func renderHumanCheck(_ r: CheckReport) -> String {
         }
         if r.checkErrors > 0 { out += "\n\(r.checkErrors) internal errors have occurred during the check.\n" }
     }
-    if r.totalClusters > 0 {
-        let t = Double(r.totalClusters)
-        func pct(_ v: UInt64) -> String { String(format: "%.2f%%", Double(v) * 100 / t) }
-        out += "\(r.allocatedClusters)/\(r.totalClusters) = \(pct(r.allocatedClusters)) allocated, \(pct(r.fragmentedClusters)) fragmented, \(pct(r.compressedClusters)) compressed clusters\n"
+    if r.totalClusters > 0 && r.allocatedClusters > 0 {
+        // As qemu-img (which prints nothing here for an empty image): allocated over total, fragmented and compressed over allocated.
+        func pct(_ v: UInt64, _ of: UInt64) -> String { String(format: "%.2f%%", of == 0 ? 0 : Double(v) * 100 / Double(of)) }
+        let a = r.allocatedClusters
+        out += "\(a)/\(r.totalClusters) = \(pct(a, r.totalClusters)) allocated, \(pct(r.fragmentedClusters, a)) fragmented, \(pct(r.compressedClusters, a)) compressed clusters\n"
     }
     if let end = r.imageEndOffset { out += "Image end offset: \(end)\n" }
     return out

@@ -141,6 +141,16 @@ extension QcowMetadata {
             var ev: [IoEventPayload]? = wantEvents ? [] : nil
             var out: [Qcow2ClusterWrite] = []
             var created: [UInt64] = []
+            // A raw external data file must stay a raw image of the guest: zeroes are written.
+            if extData && header.autoclearFeatures & Qcow2Feature.rawExternalData != 0 {
+                do throws(BlockError) {
+                    try planLocked(&s, offset, end, zeroData: true, into: &out, events: &ev, created: &created)
+                } catch let e {
+                    rollback(&s, created)
+                    throw e
+                }
+                return .ready(QcowMetadata.merge(out), events: ev ?? [])
+            }
             do throws(BlockError) {
                 var pos = offset
                 while pos < end {
