@@ -73,13 +73,17 @@ import TestSupport
         #expect(!end.contains("8 Completions"), "the alternate screen was not restored")
     }
 
-    @Test func jobFromPromptShowsLiveFiguresInInFlightAndCompletions() throws {
+    /// Proves issue 7's job acceptance on a QCOW2 image: a job started from the `:` prompt
+    /// (random writes that allocate clusters) shows live SQEs in the In-flight view and
+    /// percentiles in Completions, and after `q` `qemu-img check` finds the image clean.
+    @Test(arguments: ["qcow2", "raw"])
+    func jobFromPromptShowsLiveFiguresInInFlightAndCompletions(_ format: String) throws {
         let dir = try TestSupport.makeTempDir("tui-e2e-job")
         defer { TestSupport.removeTempDir(dir) }
-        let img = dir + "/job.raw"
-        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "16M"])
-        try "[w]\nrw=randwrite\nbs=4k\nsize=8M\niodepth=8\nruntime=2\ntime_based=1\nioengine=io_uring\n".write(toFile: dir + "/w.fio", atomically: true, encoding: .utf8)
-        let s = try Session(command: "cd \(dir) && \(TestSupport.blockscopeBinary) tui --write --no-mouse job.raw")
+        let img = dir + "/job.\(format)"
+        try TestSupport.qemuImg(["create", "-q", "-f", format, img, "16M"])
+        try "[w]\nrw=randwrite\nbsrange=4k-64k\nsize=8M\niodepth=8\nruntime=2\ntime_based=1\nfsync=32\nioengine=io_uring\n".write(toFile: dir + "/w.fio", atomically: true, encoding: .utf8)
+        let s = try Session(command: "cd \(dir) && \(TestSupport.blockscopeBinary) tui --write --no-mouse job.\(format)")
         try s.wait(for: "8 Completions")
         try s.keys("7", ":")
         try s.keys(literal: "job w.fio")
@@ -92,5 +96,10 @@ import TestSupport
         #expect(done.contains("I/Os"))
         try s.keys("q")
         try s.wait(for: "TUI-EXIT=0")
+        if format == "qcow2" {
+            let check = try TestSupport.qemuImg(["check", img])
+            #expect(check.status == 0, "\(check.stdoutText) \(check.stderr)")
+            #expect(check.stdoutText.contains("No errors were found"))
+        }
     }
 }
