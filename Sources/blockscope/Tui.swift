@@ -19,6 +19,7 @@ struct Tui: ParsableCommand {
     @Option(help: "A command-language script to run at start.") var script: String?
     @Flag(name: .customLong("no-mouse"), help: "Do not capture the mouse.") var noMouse = false
     @Option(help: "I/O engine for commands: auto, uring or sync.") var engine: EngineKind = .auto
+    @Flag(help: "Open the image's data with O_DIRECT (bypass the page cache), as jobs with direct=1 expect.") var direct = false
     @Option(help: .hidden) var statsFile: String?
 
     func run() throws {
@@ -29,6 +30,7 @@ struct Tui: ParsableCommand {
         o.mouse = !noMouse
         o.engine = engine
         o.statsPath = statsFile
+        o.direct = direct
         guard isatty(1) != 0 else {
             printError("blockscope: the TUI needs a terminal; for text output use `blockscope info \(image)`")
             throw ExitCode(1)

@@ -23,13 +23,28 @@ extension TUIApp {
         }
         defer { term.end() }
         let started = monotonicNanos()
-        var frames = 0
+        var frames = 0, busyFrames = 0
+        var busyNs: UInt64 = 0, pumpNs: UInt64 = 0, drawNs: UInt64 = 0, worstFrameNs: UInt64 = 0
+        var last = started
         while !quitRequested {
+            let t0 = monotonicNanos()
+            if state.busy { busyFrames += 1; busyNs += t0 - last }
+            last = t0
             pump()
+            let t1 = monotonicNanos()
             let (w, h) = term.size
             term.present(render(width: w, height: h))
+            let t2 = monotonicNanos()
+            pumpNs += t1 - t0
+            drawNs += t2 - t1
+            worstFrameNs = max(worstFrameNs, t2 - t0)
             frames += 1
-            if let e = term.read(timeoutMs: state.busy ? 50 : 100) {
+            // Frames every 80 ms while a workload runs (12.5/s: fewer frames cost the job
+            // less CPU, docs/PERFORMANCE.md "TUI cost"), 95 ms when idle, measured from the
+            // frame's start so drawing time does not push the rate below 10 a second.
+            let period: UInt64 = state.busy ? 80_000_000 : 95_000_000
+            let spent = monotonicNanos() - t0
+            if let e = term.read(timeoutMs: Int32(spent >= period ? 0 : (period - spent) / 1_000_000)) {
                 handle(e)
                 var n = 0
                 while n < 64, !quitRequested, let more = term.read(timeoutMs: 0) { handle(more); n += 1 }
@@ -39,8 +54,13 @@ extension TUIApp {
         shutdown()
         if let p = options.statsPath {
             let secs = Double(monotonicNanos() - started) / 1e9
+            let f = Double(max(frames, 1))
             let stats: JSONValue = .object([("frames", .int(Int64(frames))), ("seconds", .double(secs)),
                                             ("fps", .double(secs > 0 ? Double(frames) / secs : 0)),
+                                            ("busy_fps", .double(busyNs > 0 ? Double(busyFrames) / (Double(busyNs) / 1e9) : 0)),
+                                            ("pump_ms_avg", .double(Double(pumpNs) / f / 1e6)),
+                                            ("draw_ms_avg", .double(Double(drawNs) / f / 1e6)),
+                                            ("worst_frame_ms", .double(Double(worstFrameNs) / 1e6)),
                                             ("jobs", .array(finishedJobs.map { .string($0) }))])
             FileManager.default.createFile(atPath: p, contents: Data((stats.render(pretty: false) + "\n").utf8))
         }

@@ -16,6 +16,8 @@ public struct TUIOptions: Sendable {
     public var mouse = true
     /// The I/O engine for prompt commands.
     public var engine: EngineKind = .auto
+    /// Open the image's data with `O_DIRECT` (jobs with `direct=1` then bypass the page cache).
+    public var direct = false
     /// Where to write frame and job statistics on exit (JSON; for the UI-cost benchmark).
     public var statsPath: String?
 
@@ -69,7 +71,7 @@ public final class TUIApp {
         guard FileManager.default.fileExists(atPath: options.imagePath) else {
             throw BlockScopeUIError("\(options.imagePath): no such file")
         }
-        let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, sink: gate)
+        let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, direct: options.direct, sink: gate)
         state = AppState(image: image, themeName: theme.name)
         views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView()]
         if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate) }

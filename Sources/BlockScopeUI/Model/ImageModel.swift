@@ -20,11 +20,13 @@ public final class ImageModel {
     /// The probed format.
     public let format: ImageFormat
 
-    /// Opens `path` (read-only unless `writable`), sending the disk's events to `sink`.
-    public init(path: String, writable: Bool, engine: EngineKind = .auto, sink: (any IoEventSink)? = nil) {
+    /// Opens `path` (read-only unless `writable`; data through `O_DIRECT` with `direct`),
+    /// sending the disk's events to `sink`.
+    public init(path: String, writable: Bool, engine: EngineKind = .auto, direct: Bool = false, sink: (any IoEventSink)? = nil) {
         self.path = path
         self.writable = writable
         var opts = OpenOptions(writable: writable, engine: engine)
+        opts.direct = direct
         opts.eventSink = sink
         do {
             disk = try openDisk(path, options: opts)

@@ -6,25 +6,25 @@ public struct IntervalSet: Sendable, Equatable {
     /// Creates an empty set.
     public init() {}
 
-    /// Adds `[start, start + length)`.
+    /// Adds `[start, start + length)`: a binary search finds the ranges it touches, which
+    /// merge into one (O(log n) plus the array move).
     public mutating func insert(_ start: UInt64, length: UInt64) {
         guard length > 0 else { return }
         var lo = start, hi = start &+ length
         if hi < lo { hi = .max }
-        var out: [Range<UInt64>] = []
-        out.reserveCapacity(ranges.count + 1)
-        var placed = false
-        for r in ranges {
-            if r.upperBound < lo { out.append(r) }
-            else if r.lowerBound > hi {
-                if !placed { out.append(lo..<hi); placed = true }
-                out.append(r)
-            } else {
-                lo = min(lo, r.lowerBound); hi = max(hi, r.upperBound)
-            }
+        // First range that ends at or after lo (adjacent ranges merge too).
+        var a = 0, b = ranges.count
+        while a < b {
+            let m = (a + b) / 2
+            if ranges[m].upperBound < lo { a = m + 1 } else { b = m }
         }
-        if !placed { out.append(lo..<hi) }
-        ranges = out
+        var j = a
+        while j < ranges.count && ranges[j].lowerBound <= hi {
+            lo = min(lo, ranges[j].lowerBound)
+            hi = max(hi, ranges[j].upperBound)
+            j += 1
+        }
+        ranges.replaceSubrange(a..<j, with: [lo..<hi])
     }
 
     /// Whether any byte of `[start, start + length)` is in the set.

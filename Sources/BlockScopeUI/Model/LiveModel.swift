@@ -40,26 +40,56 @@ public struct GuestRequestState: Sendable {
     public var length: UInt64
     /// When it was accepted (monotonic ns).
     public var started: UInt64
-    /// The mapping summary once resolved.
-    public var mapping: String?
+    /// How the request mapped, once resolved: (kind, regions, first host offset).
+    public var resolved: (kind: RegionKind, regions: Int, host: UInt64)?
+    /// The mapping summary once resolved (formatted when drawn, not per event).
+    public var mapping: String? {
+        resolved.map { "\($0.kind) \($0.regions == 1 ? "" : "\($0.regions) regions ")at host \(hex($0.host))" }
+    }
     /// PendingIo trackers.
     public var pending: [PendingState] = []
     /// SQEs submitted for it.
     public var sqes: [SqeState] = []
 }
 
-/// Per-queue completion counters over a sliding one-second window.
+/// Per-queue completion counters over a sliding one-second window of ten 100 ms slots
+/// (constant work per completion, whatever the rate).
 public struct QueueRate: Sendable {
     /// Guest requests completed in total.
     public var ops: UInt64 = 0
     /// Bytes completed in total.
     public var bytes: UInt64 = 0
-    /// Completion times and sizes in the last second.
-    var window: [(time: UInt64, bytes: UInt64)] = []
+    /// Completions and bytes per 100 ms slot, and which 100 ms period each slot holds.
+    var slotOps = [UInt64](repeating: 0, count: 10)
+    var slotBytes = [UInt64](repeating: 0, count: 10)
+    var slotPeriod = [UInt64](repeating: .max, count: 10)
     /// Requests per second over the last second.
     public var iops: Double = 0
     /// Bytes per second over the last second.
     public var bandwidth: Double = 0
+
+    /// Counts one completion of `bytes` at monotonic time `time`.
+    mutating func record(time: UInt64, bytes b: UInt64) {
+        ops += 1
+        bytes += b
+        let p = time / 100_000_000
+        let i = Int(p % 10)
+        if slotPeriod[i] != p { slotPeriod[i] = p; slotOps[i] = 0; slotBytes[i] = 0 }
+        slotOps[i] += 1
+        slotBytes[i] += b
+    }
+
+    /// Recomputes ``iops`` and ``bandwidth`` from the slots of the last second.
+    mutating func refresh(now: UInt64) {
+        let p = now / 100_000_000
+        var n: UInt64 = 0, b: UInt64 = 0
+        for i in 0..<10 where slotPeriod[i] != .max && p >= slotPeriod[i] && p - slotPeriod[i] < 10 {
+            n += slotOps[i]
+            b += slotBytes[i]
+        }
+        iops = Double(n)
+        bandwidth = Double(b)
+    }
 }
 
 /// Everything the live views draw, folded from the engine's event stream on the UI thread.
@@ -81,9 +111,9 @@ public final class LiveModel {
     /// Rates per queue.
     public private(set) var queues: [Int32: QueueRate] = [:]
     /// Guest ranges written this session.
-    public private(set) var writtenGuest = IntervalSet()
+    public private(set) var writtenGuest = WrittenMap()
     /// Host ranges written this session (data and metadata).
-    public private(set) var writtenHost = IntervalSet()
+    public private(set) var writtenHost = WrittenMap()
     /// Explained events and messages, newest last (at most 500); events are explained
     /// when read, so folding an event costs no string formatting.
     public var log: [String] { logRing.elements.map { $0.text } }
@@ -115,7 +145,7 @@ public final class LiveModel {
             inFlight[e.request] = GuestRequestState(request: e.request, queue: e.queue, op: op, offset: offset, length: length, started: e.time)
             if op == .write || op == .zero || op == .discard { writtenGuest.insert(offset, length: max(length, 1)) }
         case let .mappingResolved(_, _, regions, kind, hostOffset):
-            inFlight[e.request]?.mapping = "\(kind) \(regions == 1 ? "" : "\(regions) regions ")at host \(hex(hostOffset))"
+            inFlight[e.request]?.resolved = (kind, regions, hostOffset)
         case let .allocated(_, hostOffset, length):
             writtenHost.insert(hostOffset, length: length)
             metadataVersion += 1
@@ -148,11 +178,7 @@ public final class LiveModel {
             while lat > 1 && b < latencyBuckets.count - 1 { lat >>= 1; b += 1 }
             latencyBuckets[b] += 1
             latencyRing.append(latencyNs)
-            var q = queues[e.queue] ?? QueueRate()
-            q.ops += 1
-            q.bytes += result >= 0 ? len : 0
-            q.window.append((e.time, result >= 0 ? len : 0))
-            queues[e.queue] = q
+            queues[e.queue, default: QueueRate()].record(time: e.time, bytes: result >= 0 ? len : 0)
             completionsPerTick[completionsPerTick.count - 1] += 1
         }
         logRing.append(.event(e))
@@ -165,11 +191,14 @@ public final class LiveModel {
             tickStart += 100_000_000
             push(&completionsPerTick, 0, limit: 240)
         }
-        for (id, var q) in queues {
-            q.window.removeAll { now - $0.time > 1_000_000_000 }
-            q.iops = Double(q.window.count)
-            q.bandwidth = Double(q.window.reduce(0) { $0 + $1.bytes })
-            queues[id] = q
+        for id in queues.keys { queues[id]?.refresh(now: now) }
+        // Events are lossy: a request whose completion was dropped would stay forever.
+        if inFlight.count > 4096 {
+            inFlight = inFlight.filter { now &- $0.value.started < 2_000_000_000 }
+            if inFlight.count > 4096 {
+                let keep = inFlight.values.sorted { $0.started > $1.started }.prefix(2048)
+                inFlight = Dictionary(uniqueKeysWithValues: keep.map { ($0.request, $0) })
+            }
         }
     }
 
