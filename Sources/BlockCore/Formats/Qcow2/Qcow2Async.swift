@@ -87,13 +87,18 @@ public final class QcowAsync: AsyncIo {
     static let directBit: UInt64 = 1 << 63
 
     /// Queues one host op for a request that needs nothing else (data in one owned cluster).
-    func issueDirect(_ op: GuestOp, fd: Int32, host: UInt64, buffer: UnsafeMutableRawPointer, length: Int, userData: UInt64) {
+    ///
+    /// With an event sink, one clock read stamps the request, its mapping and its start.
+    func issueDirect(_ op: GuestOp, fd: Int32, host: UInt64, buffer: UnsafeMutableRawPointer, length: Int, userData: UInt64, offset: UInt64) {
         let t = QcowAsync.directBit | nextDirect
         nextDirect &+= 1
-        directs[t] = DirectWaiter(userData: userData, op: op, length: length, start: sink != nil ? monotonicNanos() : 0)
+        var now: UInt64 = 0
         if let sink {
-            sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: 0, length: UInt64(length), regions: 1, kind: .allocated, hostOffset: host)))
+            now = monotonicNanos()
+            sink.publish(IoEvent(queue: queueID, request: userData, time: now, .guestRequest(op: op, offset: offset, length: UInt64(length))))
+            sink.publish(IoEvent(queue: queueID, request: userData, time: now, .mappingResolved(offset: offset, length: UInt64(length), regions: 1, kind: .allocated, hostOffset: host)))
         }
+        directs[t] = DirectWaiter(userData: userData, op: op, length: length, start: now)
         ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer, length: length)
                                 : .write(fd: fd, offset: host, buffer: UnsafeRawPointer(buffer), length: length), tag: t)
     }
@@ -113,7 +118,8 @@ public final class QcowAsync: AsyncIo {
             c.error = BlockError.system(-res, w.op == .read ? "read" : "write", path: disk.path)
         }
         if let sink {
-            sink.publish(IoEvent(queue: queueID, request: w.userData, .guestCompleted(op: w.op, userData: w.userData, result: res < 0 ? res : Int32(clamping: w.length), latencyNs: monotonicNanos() &- w.start)))
+            let now = monotonicNanos()
+            sink.publish(IoEvent(queue: queueID, request: w.userData, time: now, .guestCompleted(op: w.op, userData: w.userData, result: res < 0 ? res : Int32(clamping: w.length), latencyNs: now &- w.start)))
         }
         ready.append(c)
     }
@@ -123,12 +129,12 @@ public final class QcowAsync: AsyncIo {
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
         accepted += 1
         let length = UInt64(buffer.count)
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .read, offset: offset, length: length)))
-        if disk.header.cryptMethod == 0, let host = try? disk.metadata.dataHost(offset: offset, length: length) {
+        if disk.header.cryptMethod == 0, length > 0, let host = try? disk.metadata.dataHost(offset: offset, length: length) {
             issueDirect(.read, fd: fd(for: host, UnsafeRawPointer(buffer.baseAddress!), buffer.count, write: false), host: host,
-                        buffer: buffer.baseAddress!, length: buffer.count, userData: userData)
+                        buffer: buffer.baseAddress!, length: buffer.count, userData: userData, offset: offset)
             return
         }
+        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .read, offset: offset, length: length)))
         let maps: [ReadMapping]
         do {
             try disk.checkReadable(offset)

@@ -56,12 +56,13 @@ extension QcowAsync {
     /// Queues a guest write.
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) {
         accepted += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .write, offset: offset, length: UInt64(buffer.count))))
         if disk.isWritable, buffer.count > 0, let host = try? disk.metadata.inPlaceHost(offset: offset, length: UInt64(buffer.count)) {
             let p = UnsafeMutableRawPointer(mutating: buffer.baseAddress!)
-            issueDirect(.write, fd: fd(for: host, buffer.baseAddress!, buffer.count, write: true), host: host, buffer: p, length: buffer.count, userData: userData)
+            issueDirect(.write, fd: fd(for: host, buffer.baseAddress!, buffer.count, write: true), host: host, buffer: p, length: buffer.count,
+                        userData: userData, offset: offset)
             return
         }
+        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .write, offset: offset, length: UInt64(buffer.count))))
         startWrite(offset: offset, buffer: buffer, length: UInt64(buffer.count), userData: userData, op: .write)
     }
 
