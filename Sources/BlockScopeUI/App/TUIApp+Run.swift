@@ -50,10 +50,10 @@ extension TUIApp {
                 while n < 64, !quitRequested, let more = term.read(timeoutMs: 0) { handle(more); n += 1 }
             }
         }
+        let secs = Double(monotonicNanos() - started) / 1e9   // the frame loop only, not the close
         term.end()
         shutdown()
         if let p = options.statsPath {
-            let secs = Double(monotonicNanos() - started) / 1e9
             let f = Double(max(frames, 1))
             let stats: JSONValue = .object([("frames", .int(Int64(frames))), ("seconds", .double(secs)),
                                             ("fps", .double(secs > 0 ? Double(frames) / secs : 0)),
