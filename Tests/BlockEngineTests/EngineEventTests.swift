@@ -104,6 +104,18 @@ struct EngineEventStreamTests {
     }
 }
 
+/// Polls `condition` every 10 ms for up to 30 s on the calling thread: a test that drives a
+/// workload's threads must not depend on Swift's cooperative pool, which a busy parallel
+/// suite on two cores can starve for minutes.
+func waitBlocking(_ condition: () -> Bool) throws {
+    let deadline = monotonicNanos() + 30_000_000_000
+    while monotonicNanos() < deadline {
+        if condition() { return }
+        usleep(10_000)
+    }
+    Issue.record("condition not met within 30 s")
+}
+
 /// Polls `condition` every 10 ms for up to 10 s (robust on a loaded machine).
 func waitUntil(_ condition: () -> Bool) async throws {
     for _ in 0..<1000 {
@@ -179,7 +191,7 @@ struct EngineWorkloadEventTests {
     func countsSync() throws { try runCounted(engine: .sync) }
 
     @Test("a paused workload stops issuing and finishes after resume; stop ends it early")
-    func pauseResumeStop() async throws {
+    func pauseResumeStop() throws {
         let dir = try TestSupport.makeTempDir("engine-pause")
         defer { TestSupport.removeTempDir(dir) }
         let path = try makeImage(dir)
@@ -189,17 +201,17 @@ struct EngineWorkloadEventTests {
         let file = try FioJobFile.parse("[w]\nrw=randwrite\niodepth=4\nruntime=120\ntime_based\n")
         let w = try Workload(disk: disk, jobs: file.jobs)
         try w.start()
-        try await waitUntil { w.snapshot().totalIos > 0 }
+        try waitBlocking { w.snapshot().totalIos > 0 }
         w.pause()
-        try await waitUntil { w.snapshot().inFlight == 0 }
+        try waitBlocking { w.snapshot().inFlight == 0 }
         let a = w.snapshot()
-        try await Task.sleep(nanoseconds: 100_000_000)
+        usleep(100_000)
         let b = w.snapshot()
         #expect(a.totalIos == b.totalIos)
         #expect(b.inFlight == 0)
         #expect(w.isPaused)
         w.resume()
-        try await waitUntil { w.snapshot().totalIos > b.totalIos }
+        try waitBlocking { w.snapshot().totalIos > b.totalIos }
         w.stop()
         let r = try w.wait()
         #expect(r.elapsedNs < 120_000_000_000)  // stopped before its runtime
