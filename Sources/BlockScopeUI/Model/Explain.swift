@@ -2,9 +2,14 @@ import BlockCore
 
 /// One-line explanations of events, for step mode and the event log.
 public enum Explain {
+    /// An engine tag as shown: tags of single-SQE requests (bit 63 set) as `dN`.
+    public static func tag(_ v: UInt64) -> String {
+        v & (1 << 63) != 0 ? "d\(v & ~(UInt64(1) << 63))" : "\(v)"
+    }
+
     /// Explains an event: what happened, to which request, with offsets in hex.
     public static func line(_ e: IoEvent) -> String {
-        let r = e.request != 0 ? "req \(e.request): " : ""
+        let r = e.request != 0 ? "req \(tag(e.request)): " : ""
         switch e.payload {
         case let .guestRequest(op, offset, length):
             return "\(r)guest \(op) \(hex(offset))+\(length) accepted by queue \(e.queue)"
@@ -34,10 +39,10 @@ public enum Explain {
                 return "\(r)header field \(index) \(hex(old)) -> \(hex(new))"
             }
         case let .sqeSubmitted(opcode, userData, hostOffset, length):
-            return "\(r)SQE \(opcode) user_data \(userData) host \(hex(hostOffset))+\(length) submitted"
+            return "\(r)SQE \(opcode) user_data \(tag(userData)) host \(hex(hostOffset))+\(length) submitted"
         case let .cqeReaped(opcode, userData, result, latencyNs):
             let res = result >= 0 ? "\(result) bytes" : "error \(BlockError.errnoText(-result))"
-            return "\(r)CQE user_data \(userData) (\(opcode)): \(res) after \(formatDuration(latencyNs))"
+            return "\(r)CQE user_data \(tag(userData)) (\(opcode)): \(res) after \(formatDuration(latencyNs))"
         case let .cqDrain(batch):
             return "CQ drained: \(batch) completion\(batch == 1 ? "" : "s") at once"
         case let .fsyncPhase(phase):

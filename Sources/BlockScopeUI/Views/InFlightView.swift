@@ -35,7 +35,7 @@ public final class InFlightView: TUIView {
         sqes.enumerated().map { i, q in
             let branch = i == sqes.count - 1 ? "└─" : "├─"
             let state = q.result.map { $0 >= 0 ? "CQE \($0)" : "CQE error \($0)" } ?? "in kernel, age \(formatDuration(now > q.submitted ? now - q.submitted : 0))"
-            return ("\(prefix)\(branch) SQE \(q.opcode) user_data \(q.userData)  host \(hex(q.hostOffset))+\(q.length)  \(state)",
+            return ("\(prefix)\(branch) SQE \(q.opcode) user_data \(Explain.tag(q.userData))  host \(hex(q.hostOffset))+\(q.length)  \(state)",
                     q.result == nil ? .inflight : (q.result! >= 0 ? .ok : .error))
         }
     }
