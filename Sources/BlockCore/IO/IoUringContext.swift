@@ -57,6 +57,8 @@ public final class IoUringContext {
     private struct Slot {
         var op: HostOp
         var tag: UInt64
+        /// The guest request the op serves (for events; the tag when not given).
+        var request: UInt64
         var done: Int
         var submitTime: UInt64
         var fault: InjectedFault
@@ -67,7 +69,7 @@ public final class IoUringContext {
     private let iovecs: UnsafeMutablePointer<iovec>
     private var slots: [Slot]
     private var freeSlots: [Int32]
-    private var backlog: Deque<(HostOp, UInt64)> = []
+    private var backlog: Deque<(HostOp, UInt64, UInt64)> = []
     private var unsubmitted = 0
     /// Ops handed to the kernel or waiting in the backlog.
     public private(set) var inFlight = 0
@@ -161,7 +163,7 @@ public final class IoUringContext {
         capacity = Int(params.cq_entries)
         iovecs = UnsafeMutablePointer<iovec>.allocate(capacity: capacity)
         iovecs.initialize(repeating: iovec(), count: capacity)
-        slots = Array(repeating: Slot(op: HostOp.fsync(fd: -1), tag: 0, done: 0, submitTime: 0, fault: .none, busy: false), count: capacity)
+        slots = Array(repeating: Slot(op: HostOp.fsync(fd: -1), tag: 0, request: 0, done: 0, submitTime: 0, fault: .none, busy: false), count: capacity)
         freeSlots = (0..<Int32(capacity)).reversed().map { $0 }
     }
 
@@ -193,24 +195,27 @@ public final class IoUringContext {
     /// Queues `op` with `tag`; it enters the SQ now or, when every slot is busy, later.
     ///
     /// Never blocks and never drops an op. Call ``submit()`` to hand queued SQEs to the kernel.
-    public func enqueue(_ op: HostOp, tag: UInt64) {
+    ///
+    /// `request` is the guest request the op serves: the SQE and CQE events carry it, so a
+    /// viewer can hang the op under its request (it defaults to the tag).
+    public func enqueue(_ op: HostOp, tag: UInt64, request: UInt64? = nil) {
         inFlight += 1
         if let s = freeSlots.popLast() {
-            start(slot: Int(s), op: op, tag: tag)
+            start(slot: Int(s), op: op, tag: tag, request: request ?? tag)
         } else {
             stats.backlogged += 1
-            backlog.append((op, tag))
+            backlog.append((op, tag, request ?? tag))
         }
     }
 
-    private func start(slot s: Int, op: HostOp, tag: UInt64) {
+    private func start(slot s: Int, op: HostOp, tag: UInt64, request: UInt64) {
         let fault = faultInjector?(op, tag) ?? .none
         var now: UInt64 = 0
         if let sink = eventSink {
             now = monotonicNanos()
-            sink.publish(IoEvent(queue: queueID, request: tag, time: now, .sqeSubmitted(opcode: op.opcode, userData: tag, hostOffset: op.offset, length: UInt64(op.length))))
+            sink.publish(IoEvent(queue: queueID, request: request, time: now, .sqeSubmitted(opcode: op.opcode, userData: tag, hostOffset: op.offset, length: UInt64(op.length))))
         }
-        slots[s] = Slot(op: op, tag: tag, done: 0, submitTime: now, fault: fault, busy: true)
+        slots[s] = Slot(op: op, tag: tag, request: request, done: 0, submitTime: now, fault: fault, busy: true)
         prepare(slot: s)
     }
 
@@ -319,13 +324,13 @@ public final class IoUringContext {
             slots[s].busy = false
             if let sink = eventSink {
                 now = monotonicNanos()
-                sink.publish(IoEvent(queue: queueID, request: slot.tag, time: now, .cqeReaped(opcode: slot.op.opcode, userData: slot.tag, result: res, latencyNs: now &- slot.submitTime)))
+                sink.publish(IoEvent(queue: queueID, request: slot.request, time: now, .cqeReaped(opcode: slot.op.opcode, userData: slot.tag, result: res, latencyNs: now &- slot.submitTime)))
             }
             completing = CompletingOp(opcode: slot.op.opcode, submitTime: slot.submitTime, completeTime: now)
             inFlight -= 1
             freeSlots.append(Int32(s))
-            if let (op, tag) = backlog.popFirst() {
-                if let f = freeSlots.popLast() { start(slot: Int(f), op: op, tag: tag) }
+            if let (op, tag, request) = backlog.popFirst() {
+                if let f = freeSlots.popLast() { start(slot: Int(f), op: op, tag: tag, request: request) }
             }
             finished += 1
             body(slot.tag, res)

@@ -100,7 +100,7 @@ public final class QcowAsync: AsyncIo {
         }
         directs[t] = DirectWaiter(userData: userData, op: op, length: length, start: now)
         ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer, length: length)
-                                : .write(fd: fd, offset: host, buffer: UnsafeRawPointer(buffer), length: length), tag: t)
+                                : .write(fd: fd, offset: host, buffer: UnsafeRawPointer(buffer), length: length), tag: t, request: userData)
     }
 
     /// The O_DIRECT descriptor when offset, length and buffer are 4 KiB-aligned and one is open.
@@ -177,7 +177,7 @@ public final class QcowAsync: AsyncIo {
             if let direct = disk.directDataFile, (host | UInt64(dst.count) | UInt64(UInt(bitPattern: dst.baseAddress!))) & 4095 == 0 {
                 fd = direct.fd
             }
-            ctx.enqueue(.read(fd: fd, offset: host, buffer: dst.baseAddress!, length: dst.count), tag: t)
+            ctx.enqueue(.read(fd: fd, offset: host, buffer: dst.baseAddress!, length: dst.count), tag: t, request: p.userData)
         case .zero:
             let i = p.add(opcode: nil, hostOffset: 0, guestOffset: m.guestOffset, length: m.length)
             dst.initializeMemory(as: UInt8.self, repeating: 0)
@@ -191,7 +191,7 @@ public final class QcowAsync: AsyncIo {
             p.markInFlight(i, sqeTag: t)
             let part = UnsafeMutableRawBufferPointer(rebasing: dst[0..<n])
             if let raw = rawBacking {
-                ctx.enqueue(.read(fd: raw.file.fd, offset: m.guestOffset, buffer: part.baseAddress!, length: n), tag: t)
+                ctx.enqueue(.read(fd: raw.file.fd, offset: m.guestOffset, buffer: part.baseAddress!, length: n), tag: t, request: p.userData)
                 return
             }
             do {
@@ -209,7 +209,7 @@ public final class QcowAsync: AsyncIo {
             p.markInFlight(i, sqeTag: t)
             let input = UnsafeMutableRawBufferPointer.allocate(byteCount: d.length, alignment: 512)
             req.compressed[i] = (input, d.hostOffset, m)
-            ctx.enqueue(.read(fd: disk.file.fd, offset: d.hostOffset, buffer: input.baseAddress!, length: d.length), tag: t)
+            ctx.enqueue(.read(fd: disk.file.fd, offset: d.hostOffset, buffer: input.baseAddress!, length: d.length), tag: t, request: p.userData)
         }
     }
 

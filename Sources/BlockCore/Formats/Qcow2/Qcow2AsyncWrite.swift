@@ -217,7 +217,7 @@ extension QcowAsync {
     private func enqueue(_ req: Request, _ sub: Int, _ op: HostOp) {
         let t = tag(req.pending.id, sub)
         req.pending.markInFlight(sub, sqeTag: t)
-        ctx.enqueue(op, tag: t)
+        ctx.enqueue(op, tag: t, request: req.pending.userData)
     }
 
     /// Queues the host write of a piece (O_DIRECT descriptor when everything is 4 KiB-aligned).
