@@ -230,12 +230,8 @@ public final class QcowAsync: AsyncIo {
                 let start = Int(c.mapping.guestOffset - req.pending.guestOffset)
                 let dst = UnsafeMutableRawBufferPointer(rebasing: req.buffer[start..<(start + Int(c.mapping.length))])
                 do {
-                    if off == 0 && dst.count == scratch.count {
-                        try decompressor.decompress(UnsafeRawBufferPointer(c.input), into: dst, path: disk.path, hostOffset: c.host, guestOffset: c.mapping.guestOffset)
-                    } else {
-                        try decompressor.decompress(UnsafeRawBufferPointer(c.input), into: scratch, path: disk.path, hostOffset: c.host, guestOffset: c.mapping.guestOffset)
-                        dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[off..<(off + dst.count)]))
-                    }
+                    try decompressor.decompress(UnsafeRawBufferPointer(c.input), part: dst, offsetInCluster: off, scratch: scratch,
+                                                path: disk.path, hostOffset: c.host, guestOffset: c.mapping.guestOffset)
                 } catch let e { err = e }
             }
         }

@@ -274,9 +274,8 @@ extension QcowAsync {
         if let input {
             if err == nil, let d, let span = piece.span {
                 do throws(BlockError) {
-                    try decompressor.decompress(UnsafeRawBufferPointer(input), into: scratch, path: disk.path, hostOffset: d.hostOffset, guestOffset: piece.plan.guestOffset)
-                    UnsafeMutableRawBufferPointer(rebasing: span[spanOffset..<(spanOffset + length)])
-                        .copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[off..<(off + length)]))
+                    try decompressor.decompress(UnsafeRawBufferPointer(input), part: UnsafeMutableRawBufferPointer(rebasing: span[spanOffset..<(spanOffset + length)]),
+                                                offsetInCluster: off, scratch: scratch, path: disk.path, hostOffset: d.hostOffset, guestOffset: piece.plan.guestOffset)
                 } catch let e { err = e }
             }
             input.deallocate()

@@ -18,6 +18,20 @@ public final class Qcow2Decompressor {
 
     deinit { if let zstd { ZSTD_freeDCtx(zstd) } }
 
+    /// Decompresses the cluster in `input` and stores its bytes from `offsetInCluster` on into
+    /// all of `output` (a read or copy-on-write fill that needs part of a compressed cluster).
+    /// `scratch` (one cluster) holds the whole cluster when `output` is not all of it; a
+    /// whole-cluster `output` is decompressed into directly.
+    public func decompress(_ input: UnsafeRawBufferPointer, part output: UnsafeMutableRawBufferPointer, offsetInCluster: Int,
+                           scratch: UnsafeMutableRawBufferPointer, path: String, hostOffset: UInt64, guestOffset: UInt64? = nil) throws(BlockError) {
+        if offsetInCluster == 0 && output.count == scratch.count {
+            try decompress(input, into: output, path: path, hostOffset: hostOffset, guestOffset: guestOffset)
+            return
+        }
+        try decompress(input, into: scratch, path: path, hostOffset: hostOffset, guestOffset: guestOffset)
+        output.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch[offsetInCluster..<(offsetInCluster + output.count)]))
+    }
+
     /// Decompresses `input` into all of `output`.
     ///
     /// Throws `corruptImage` (with the guest offset when given) when the data is not a valid

@@ -204,8 +204,8 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
                 let input = UnsafeMutableRawBufferPointer.allocate(byteCount: d.length, alignment: 512)
                 defer { input.deallocate() }
                 try file.read(into: input, at: d.hostOffset)
-                try dec.decompress(UnsafeRawBufferPointer(input), into: scratch!, path: path, hostOffset: d.hostOffset, guestOffset: m.guestOffset)
-                dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: scratch![off..<(off + Int(m.length))]))
+                try dec.decompress(UnsafeRawBufferPointer(input), part: dst, offsetInCluster: off, scratch: scratch!,
+                                   path: path, hostOffset: d.hostOffset, guestOffset: m.guestOffset)
             }
         }
     }

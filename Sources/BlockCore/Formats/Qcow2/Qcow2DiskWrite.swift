@@ -100,9 +100,8 @@ extension Qcow2Disk {
                 let cluster = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(header.clusterSize), alignment: 4096)
                 defer { cluster.deallocate() }
                 try file.read(into: input, at: d.hostOffset)
-                try Qcow2Decompressor(type: header.compressionType).decompress(UnsafeRawBufferPointer(input), into: cluster, path: path,
-                                                                                 hostOffset: d.hostOffset, guestOffset: p.guestOffset)
-                dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: cluster[off..<(off + f.length)]))
+                try Qcow2Decompressor(type: header.compressionType).decompress(UnsafeRawBufferPointer(input), part: dst, offsetInCluster: off, scratch: cluster,
+                                                                                 path: path, hostOffset: d.hostOffset, guestOffset: p.guestOffset)
             }
         }
     }
