@@ -238,10 +238,8 @@ public final class Qcow2Layout: @unchecked Sendable {
 
     /// Host offset and length in bytes of a compressed cluster's data.
     public func compressedExtent(_ e: L2Entry) -> (offset: UInt64, length: UInt64) {
-        let x = 62 - (Int(header.clusterBits) - 8)
-        let offset = e.raw & ((UInt64(1) << UInt64(x)) - 1)
-        let sectors = (e.raw >> UInt64(x)) & ((UInt64(1) << UInt64(62 - x)) - 1)
-        return (offset, (sectors + 1) * 512 - (offset & 511))
+        let d = Qcow2CompressedDescriptor(entry: e.raw & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: header.clusterBits)
+        return (d.hostOffset, UInt64(d.length))
     }
 
     /// The refcount of the cluster at host offset `hostOffset` (nil when its block is missing).

@@ -43,9 +43,8 @@ public final class QcowAsync: AsyncIo {
     var ready: Deque<IoCompletion> = []
     /// Writes, zeroes and flushes waiting for another request's allocation or flush.
     var deferred: Deque<DeferredRequest> = []
-    /// Untracked single-op requests by tag.
-    var directs: [UInt64: DirectWaiter] = [:]
-    var nextDirect: UInt64 = 0
+    /// Untracked single-op requests; their ring tag is ``directBit`` | the table's tag.
+    var directs = TagTable<DirectWaiter>()
     var accepted = 0
     let sink: (any IoEventSink)?
     let queueID: Int32
@@ -90,28 +89,25 @@ public final class QcowAsync: AsyncIo {
     ///
     /// With an event sink, one clock read stamps the request, its mapping and its start.
     func issueDirect(_ op: GuestOp, fd: Int32, host: UInt64, buffer: UnsafeMutableRawPointer, length: Int, userData: UInt64, offset: UInt64) {
-        let t = QcowAsync.directBit | nextDirect
-        nextDirect &+= 1
         var now: UInt64 = 0
         if let sink {
             now = monotonicNanos()
             sink.publish(IoEvent(queue: queueID, request: userData, time: now, .guestRequest(op: op, offset: offset, length: UInt64(length))))
             sink.publish(IoEvent(queue: queueID, request: userData, time: now, .mappingResolved(offset: offset, length: UInt64(length), regions: 1, kind: .allocated, hostOffset: host)))
         }
-        directs[t] = DirectWaiter(userData: userData, op: op, length: length, start: now)
+        let t = QcowAsync.directBit | directs.park(DirectWaiter(userData: userData, op: op, length: length, start: now))
         ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer, length: length)
                                 : .write(fd: fd, offset: host, buffer: UnsafeRawPointer(buffer), length: length), tag: t, request: userData)
     }
 
-    /// The O_DIRECT descriptor when offset, length and buffer are 4 KiB-aligned and one is open.
+    /// The file descriptor ``Qcow2Disk/dataDescriptor(host:length:buffer:write:)`` picks.
     func fd(for host: UInt64, _ buffer: UnsafeRawPointer, _ length: Int, write: Bool) -> Int32 {
-        if let d = disk.directDataFile, !write || d.writable, (host | UInt64(length) | UInt64(UInt(bitPattern: buffer))) & 4095 == 0 { return d.fd }
-        return disk.dataFile.fd
+        disk.dataDescriptor(host: host, length: length, buffer: buffer, write: write).fd
     }
 
     /// Completes a direct op.
     func completeDirect(_ t: UInt64, _ res: Int32) {
-        guard let w = directs.removeValue(forKey: t) else { return }
+        guard let w = directs.unpark(t & ~QcowAsync.directBit) else { return }
         var c = IoCompletion(userData: w.userData, bytes: w.length)
         if res < 0 {
             c.bytes = 0
@@ -173,10 +169,7 @@ public final class QcowAsync: AsyncIo {
             let i = p.add(opcode: .readv, hostOffset: host, guestOffset: m.guestOffset, length: m.length)
             let t = tag(p.id, i)
             p.markInFlight(i, sqeTag: t)
-            var fd = disk.dataFile.fd
-            if let direct = disk.directDataFile, (host | UInt64(dst.count) | UInt64(UInt(bitPattern: dst.baseAddress!))) & 4095 == 0 {
-                fd = direct.fd
-            }
+            let fd = fd(for: host, UnsafeRawPointer(dst.baseAddress!), dst.count, write: false)
             ctx.enqueue(.read(fd: fd, offset: host, buffer: dst.baseAddress!, length: dst.count), tag: t, request: p.userData)
         case .zero:
             let i = p.add(opcode: nil, hostOffset: 0, guestOffset: m.guestOffset, length: m.length)

@@ -223,11 +223,7 @@ extension QcowAsync {
     /// Queues the host write of a piece (O_DIRECT descriptor when everything is 4 KiB-aligned).
     private func issueHostWrite(_ req: Request, _ piece: WritePiece, _ src: UnsafeRawPointer, _ count: Int) {
         let host = piece.plan.hostOffset
-        var fd = disk.dataFile.fd
-        if let direct = disk.directDataFile, direct.writable, (host | UInt64(count) | UInt64(UInt(bitPattern: src))) & 4095 == 0 {
-            fd = direct.fd
-        }
-        enqueue(req, piece.writeSub, .write(fd: fd, offset: host, buffer: src, length: count))
+        enqueue(req, piece.writeSub, .write(fd: fd(for: host, src, count, write: true), offset: host, buffer: src, length: count))
     }
 
     /// Handles a finished sub-op of a write or flush request.

@@ -53,7 +53,7 @@ extension Qcow2Disk {
             do throws(BlockError) {
                 if p.isDirect, let buffer {
                     let s = Int(p.guestOffset - base)
-                    try dataTarget(p, buffer.baseAddress! + s).write(UnsafeRawBufferPointer(rebasing: buffer[s..<(s + Int(p.length))]), at: p.hostOffset)
+                    try dataDescriptor(host: p.hostOffset, length: Int(p.length), buffer: buffer.baseAddress! + s, write: true).write(UnsafeRawBufferPointer(rebasing: buffer[s..<(s + Int(p.length))]), at: p.hostOffset)
                 } else {
                     let span = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(p.spanLength), alignment: 4096)
                     defer { span.deallocate() }
@@ -65,7 +65,7 @@ extension Qcow2Disk {
                         let s = Int(p.guestOffset - base)
                         dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer![s..<(s + Int(p.length))]))
                     }
-                    try dataTarget(p, UnsafeRawPointer(span.baseAddress!)).write(UnsafeRawBufferPointer(span), at: p.hostOffset)
+                    try dataDescriptor(host: p.hostOffset, length: span.count, buffer: UnsafeRawPointer(span.baseAddress!), write: true).write(UnsafeRawBufferPointer(span), at: p.hostOffset)
                 }
                 _ = try metadata.commit(p.tokens, success: true)
             } catch let e {
@@ -76,10 +76,11 @@ extension Qcow2Disk {
         if let firstError { throw firstError }
     }
 
-    /// The descriptor a piece is written through: the `O_DIRECT` one (`--direct`) when host
-    /// offset, length and buffer are 4 KiB-aligned, else the buffered one.
-    func dataTarget(_ p: Qcow2ClusterWrite, _ src: UnsafeRawPointer) -> SystemFile {
-        if let d = directDataFile, d.writable, (p.hostOffset | p.spanLength | UInt64(UInt(bitPattern: src))) & 4095 == 0 { return d }
+    /// The descriptor for data I/O of `length` bytes at host offset `host` with `buffer`: the
+    /// `O_DIRECT` one (`--direct`) when all three are 4 KiB-aligned (and, for a write, it was
+    /// opened writable), else the buffered one. Every read and write path asks here.
+    func dataDescriptor(host: UInt64, length: Int, buffer: UnsafeRawPointer, write: Bool) -> SystemFile {
+        if let d = directDataFile, !write || d.writable, (host | UInt64(length) | UInt64(UInt(bitPattern: buffer))) & 4095 == 0 { return d }
         return dataFile
     }
 

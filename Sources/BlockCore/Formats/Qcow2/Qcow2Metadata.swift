@@ -32,10 +32,17 @@ struct TableCache<Value> {
     mutating func put(_ key: UInt64, _ value: Value) {
         tick += 1
         if entries[key] == nil && entries.count >= capacity,
-           let oldest = entries.filter({ !pinned.contains($0.key) }).min(by: { $0.value.tick < $1.value.tick })?.key {
+           let oldest = Self.oldest(entries, except: pinned) {
             entries.removeValue(forKey: oldest)
         }
         entries[key] = (value, tick)
+    }
+
+    /// The least recently used key that is not pinned (one pass, no copy of the table).
+    private static func oldest(_ entries: [UInt64: (value: Value, tick: UInt64)], except pinned: Set<UInt64>) -> UInt64? {
+        var best: (key: UInt64, tick: UInt64)?
+        for (k, e) in entries where !pinned.contains(k) && (best == nil || e.tick < best!.tick) { best = (k, e.tick) }
+        return best?.key
     }
 
     /// Changes a cached value in place; false when the key is not cached.

@@ -84,19 +84,32 @@ extension QcowMetadata {
     public func planWrite(offset: UInt64, length: UInt64, zeroData: Bool = false, events wantEvents: Bool = false) throws(BlockError) -> Qcow2WritePlan {
         let end = try checkRange(offset, length, "write")
         if length == 0 { return .ready([], events: []) }
-        return try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
-            try checkWritable(&s, offset, "write")
-            if isBusy(&s, offset, end, allowJoin: true) { return .busy }
-            var ev: [IoEventPayload]? = wantEvents ? [] : nil
-            var out: [Qcow2ClusterWrite] = []
-            var created: [UInt64] = []
-            do throws(BlockError) {
-                try planLocked(&s, offset, end, zeroData: zeroData, into: &out, events: &ev, created: &created)
-            } catch let e {
-                rollback(&s, created)
+        return try plan(offset, end, "write", allowJoin: true, events: wantEvents) { (s, p) throws(BlockError) in
+            try planLocked(&s, offset, end, zeroData: zeroData, &p)
+        }
+    }
+
+    /// A plan being built: the host writes, the events, the allocation records made so far.
+    struct PlanScratch {
+        var out: [Qcow2ClusterWrite] = []
+        var events: [IoEventPayload]?
+        var created: [UInt64] = []
+    }
+
+    /// Takes the lock, checks the image may be written and that no cluster of `[offset, end)`
+    /// waits for an allocation in flight (`.busy`), runs `body`, and returns the merged plan;
+    /// when `body` fails half-way, the allocations it made are undone.
+    func plan(_ offset: UInt64, _ end: UInt64, _ op: String, allowJoin: Bool, events wantEvents: Bool,
+              _ body: (inout QcowMetadataState, inout PlanScratch) throws(BlockError) -> Void) throws(BlockError) -> Qcow2WritePlan {
+        try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
+            try checkWritable(&s, offset, op)
+            if isBusy(&s, offset, end, allowJoin: allowJoin) { return .busy }
+            var p = PlanScratch(events: wantEvents ? [] : nil)
+            do throws(BlockError) { try body(&s, &p) } catch let e {
+                rollback(&s, p.created)
                 throw e
             }
-            return .ready(QcowMetadata.merge(out), events: ev ?? [])
+            return .ready(QcowMetadata.merge(p.out), events: p.events ?? [])
         }
     }
 
@@ -135,76 +148,61 @@ extension QcowMetadata {
         if length == 0 { return .ready([], events: []) }
         let cs = header.clusterSize, scs = header.subclusterSize
         let ext = header.extendedL2, extData = header.hasExternalData
-        return try state.withLock { (s) throws(BlockError) -> Qcow2WritePlan in
-            try checkWritable(&s, offset, "zero")
-            if isBusy(&s, offset, end, allowJoin: false) { return .busy }
-            var ev: [IoEventPayload]? = wantEvents ? [] : nil
-            var out: [Qcow2ClusterWrite] = []
-            var created: [UInt64] = []
-            // A raw external data file must stay a raw image of the guest: zeroes are written.
-            if extData && header.autoclearFeatures & Qcow2Feature.rawExternalData != 0 {
-                do throws(BlockError) {
-                    try planLocked(&s, offset, end, zeroData: true, into: &out, events: &ev, created: &created)
-                } catch let e {
-                    rollback(&s, created)
-                    throw e
-                }
-                return .ready(QcowMetadata.merge(out), events: ev ?? [])
+        // A raw external data file must stay a raw image of the guest: zeroes are written.
+        let writeAll = extData && header.autoclearFeatures & Qcow2Feature.rawExternalData != 0
+        return try plan(offset, end, "zero", allowJoin: false, events: wantEvents) { (s, p) throws(BlockError) in
+            if writeAll {
+                try planLocked(&s, offset, end, zeroData: true, &p)
+                return
             }
-            do throws(BlockError) {
-                var pos = offset
-                while pos < end {
-                    let c = pos >> cb
-                    let cstart = c << cb
-                    let a = pos - cstart, b = min(end, cstart + cs) - cstart
-                    pos = cstart + b
-                    let e = try entry(&s, cluster: c) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
-                    let hasHost = e.hasHostCluster(externalData: extData)
-                    if a == 0 && b == cs {
-                        // Unallocated without a backing file already reads as zeroes.
-                        if !hasBacking && e.entry == 0 && e.bitmap & Qcow2Entry.allAllocated == 0 { continue }
-                        var n: Qcow2L2Entry
-                        if ext {
-                            n = Qcow2L2Entry(entry: extData && hasHost ? e.entry : 0, bitmap: Qcow2Entry.allAllocated << 32)
-                        } else if header.version >= 3 {
-                            n = Qcow2L2Entry(entry: extData && hasHost ? (e.entry | Qcow2Entry.zero) : Qcow2Entry.zero, bitmap: 0)
-                        } else if !hasBacking {
-                            n = Qcow2L2Entry(entry: 0, bitmap: 0)
-                        } else {
-                            try planLocked(&s, cstart, cstart + cs, zeroData: true, into: &out, events: &ev, created: &created)
-                            continue
-                        }
-                        if n == e { continue }
-                        try setEntry(&s, cluster: c, n, events: &ev)
-                        releaseOld(&s, e)
+            var pos = offset
+            while pos < end {
+                let c = pos >> cb
+                let cstart = c << cb
+                let a = pos - cstart, b = min(end, cstart + cs) - cstart
+                pos = cstart + b
+                let e = try entry(&s, cluster: c) ?? Qcow2L2Entry(entry: 0, bitmap: 0)
+                let hasHost = e.hasHostCluster(externalData: extData)
+                if a == 0 && b == cs {
+                    // Unallocated without a backing file already reads as zeroes.
+                    if !hasBacking && e.entry == 0 && e.bitmap & Qcow2Entry.allAllocated == 0 { continue }
+                    var n: Qcow2L2Entry
+                    if ext {
+                        n = Qcow2L2Entry(entry: extData && hasHost ? e.entry : 0, bitmap: Qcow2Entry.allAllocated << 32)
+                    } else if header.version >= 3 {
+                        n = Qcow2L2Entry(entry: extData && hasHost ? (e.entry | Qcow2Entry.zero) : Qcow2Entry.zero, bitmap: 0)
+                    } else if !hasBacking {
+                        n = Qcow2L2Entry(entry: 0, bitmap: 0)
+                    } else {
+                        try planLocked(&s, cstart, cstart + cs, zeroData: true, &p)
                         continue
                     }
-                    if readsAsZero(e, a, b, hasBacking: hasBacking) { continue }
-                    let owned = !e.isCompressed && (!hasHost || e.entry & Qcow2Entry.copied != 0 || extData)
-                    if ext && owned {
-                        // Whole subclusters inside [a, b) become zero; the ragged edges are
-                        // written in place. When an edge would need an allocation, the whole
-                        // range is one zero write instead (one allocation per cluster and plan).
-                        let first = (a + scs - 1) / scs, last = b / scs   // [first, last) fully covered
-                        let headOK = a == first * scs || writesInPlace(e, a, first * scs)
-                        let tailOK = last * scs >= b || writesInPlace(e, last * scs, b)
-                        if first < last && headOK && tailOK {
-                            var mask: UInt64 = 0
-                            for sc in first..<last { mask |= 1 << sc }
-                            let n = Qcow2L2Entry(entry: e.entry, bitmap: (e.bitmap & ~mask) | (mask << 32))
-                            if n != e { try setEntry(&s, cluster: c, n, events: &ev) }
-                            if a < first * scs { try planLocked(&s, cstart + a, cstart + first * scs, zeroData: true, into: &out, events: &ev, created: &created) }
-                            if last * scs < b { try planLocked(&s, cstart + last * scs, cstart + b, zeroData: true, into: &out, events: &ev, created: &created) }
-                            continue
-                        }
-                    }
-                    try planLocked(&s, cstart + a, cstart + b, zeroData: true, into: &out, events: &ev, created: &created)
+                    if n == e { continue }
+                    try setEntry(&s, cluster: c, n, events: &p.events)
+                    releaseOld(&s, e)
+                    continue
                 }
-            } catch let e {
-                rollback(&s, created)
-                throw e
+                if readsAsZero(e, a, b, hasBacking: hasBacking) { continue }
+                let owned = !e.isCompressed && (!hasHost || e.entry & Qcow2Entry.copied != 0 || extData)
+                if ext && owned {
+                    // Whole subclusters inside [a, b) become zero; the ragged edges are
+                    // written in place. When an edge would need an allocation, the whole
+                    // range is one zero write instead (one allocation per cluster and plan).
+                    let first = (a + scs - 1) / scs, last = b / scs   // [first, last) fully covered
+                    let headOK = a == first * scs || writesInPlace(e, a, first * scs)
+                    let tailOK = last * scs >= b || writesInPlace(e, last * scs, b)
+                    if first < last && headOK && tailOK {
+                        var mask: UInt64 = 0
+                        for sc in first..<last { mask |= 1 << sc }
+                        let n = Qcow2L2Entry(entry: e.entry, bitmap: (e.bitmap & ~mask) | (mask << 32))
+                        if n != e { try setEntry(&s, cluster: c, n, events: &p.events) }
+                        if a < first * scs { try planLocked(&s, cstart + a, cstart + first * scs, zeroData: true, &p) }
+                        if last * scs < b { try planLocked(&s, cstart + last * scs, cstart + b, zeroData: true, &p) }
+                        continue
+                    }
+                }
+                try planLocked(&s, cstart + a, cstart + b, zeroData: true, &p)
             }
-            return .ready(QcowMetadata.merge(out), events: ev ?? [])
         }
     }
 
@@ -255,8 +253,7 @@ extension QcowMetadata {
     }
 
     /// Plans `[offset, end)` cluster by cluster (lock held, busy already checked).
-    func planLocked(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64, zeroData: Bool,
-                    into out: inout [Qcow2ClusterWrite], events ev: inout [IoEventPayload]?, created: inout [UInt64]) throws(BlockError) {
+    func planLocked(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64, zeroData: Bool, _ p: inout PlanScratch) throws(BlockError) {
         let cs = header.clusterSize, scs = header.subclusterSize
         let ext = header.extendedL2, extData = header.hasExternalData
         var pos = offset
@@ -270,9 +267,9 @@ extension QcowMetadata {
                 if header.extendedL2 { for sc in (a / scs)...((b - 1) / scs) { r.allocMask |= 1 << sc } }
                 r.writers += 1
                 s.w.records[t] = r
-                created.append(t)
+                p.created.append(t)
                 try checkOverlap(&s, host: r.host + a, length: b - a, guest: pos)
-                out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: r.host + a, spanLength: b - a,
+                p.out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: r.host + a, spanLength: b - a,
                                              dataOffsetInSpan: 0, fills: [], tokens: [t], zeroData: zeroData))
                 pos = cstart + b
                 continue
@@ -280,12 +277,12 @@ extension QcowMetadata {
             if writesInPlace(e, a, b) {
                 let host = e.hostOffset + a
                 try checkOverlap(&s, host: host, length: b - a, guest: pos)
-                out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host, spanLength: b - a,
+                p.out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host, spanLength: b - a,
                                              dataOffsetInSpan: 0, fills: [], tokens: [], zeroData: zeroData))
                 pos = cstart + b
                 continue
             }
-            _ = try writableL2(&s, Int(c / header.l2Entries), events: &ev)
+            _ = try writableL2(&s, Int(c / header.l2Entries), events: &p.events)
             let hasHost = e.hasHostCluster(externalData: extData)
             let inPlace = hasHost && (e.entry & Qcow2Entry.copied != 0 || extData)
             var host: UInt64, newCluster = false
@@ -294,10 +291,10 @@ extension QcowMetadata {
             } else if extData {
                 host = cstart   // a raw external data file maps guest offsets 1:1
             } else {
-                host = try allocateClusters(&s, events: &ev)
+                host = try allocateClusters(&s, events: &p.events)
                 newCluster = true
             }
-            ev?.append(.allocated(guestOffset: cstart, hostOffset: host, length: cs))
+            p.events?.append(.allocated(guestOffset: cstart, hostOffset: host, length: cs))
             // The span: the whole cluster, or with extended L2 the touched subclusters (the
             // edges of an in-place subcluster that already holds data are not rewritten).
             var s0: UInt64 = 0, s1: UInt64 = cs
@@ -364,8 +361,8 @@ extension QcowMetadata {
             s.w.records[token] = QcowAllocRecord(guestCluster: c, host: host, newCluster: newCluster, allocMask: allocMask,
                                                  fullBitmap: ext && full, freeOld: freeOld, joinable: joinable)
             s.w.busy[c] = token
-            created.append(token)
-            out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host + s0, spanLength: s1 - s0,
+            p.created.append(token)
+            p.out.append(Qcow2ClusterWrite(guestOffset: pos, length: b - a, hostOffset: host + s0, spanLength: s1 - s0,
                                          dataOffsetInSpan: Int(a - s0),
                                          fills: fills.map { Qcow2Fill(spanOffset: Int($0.at - s0), length: Int($0.len), source: $0.src) },
                                          tokens: [token], zeroData: zeroData))

@@ -10,7 +10,6 @@ import DequeModule
 /// Owned by one thread; many queues share the disk's metadata and read concurrently.
 public final class MappedAsync: AsyncIo {
     private enum Waiter {
-        case free
         case direct(userData: UInt64, op: GuestOp, start: UInt64, mark: UInt64)
         case sub(PendingIo, Int)
     }
@@ -18,10 +17,8 @@ public final class MappedAsync: AsyncIo {
     private let disk: any BlockMappedDisk
     private let ctx: IoUringContext
     private var ready: Deque<IoCompletion> = []
-    /// What each ring tag waits for: the tag is an index into this table (reused once its
-    /// CQE is reaped), so the hot path neither hashes nor allocates.
-    private var waiters: [Waiter] = []
-    private var freeTags: [Int] = []
+    /// What each ring tag waits for (``TagTable``: no hashing or allocation per request).
+    private var waiters = TagTable<Waiter>()
     private var nextPending: UInt64 = 1
     private var accepted = 0
     private let sink: (any IoEventSink)?
@@ -40,27 +37,9 @@ public final class MappedAsync: AsyncIo {
     /// The underlying ring (for tests and the UI).
     public var context: IoUringContext { ctx }
 
-    /// Stores `w` under a free tag and returns the tag (table index + 1; tags start at 1).
-    private func park(_ w: Waiter) -> UInt64 {
-        if let i = freeTags.popLast() { waiters[i] = w; return UInt64(i) + 1 }
-        waiters.append(w)
-        return UInt64(waiters.count)
-    }
-
-    /// Takes the waiter of tag `t` out of the table (nil for an unknown or free tag).
-    private func unpark(_ t: UInt64) -> Waiter? {
-        guard t >= 1, t <= UInt64(waiters.count) else { return nil }
-        let i = Int(t - 1)
-        let w = waiters[i]
-        if case .free = w { return nil }
-        waiters[i] = .free
-        freeTags.append(i)
-        return w
-    }
-
     /// Queues one READV/WRITEV of the whole guest buffer at `host` (a request in one block).
     private func submitDirect(_ op: GuestOp, _ host: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ userData: UInt64, start: UInt64) {
-        let t = park(.direct(userData: userData, op: op, start: start, mark: 0))
+        let t = waiters.park(.direct(userData: userData, op: op, start: start, mark: 0))
         let fd = disk.dataFD
         ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count)
                                 : .write(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count), tag: t)
@@ -102,7 +81,7 @@ public final class MappedAsync: AsyncIo {
             switch r.kind {
             case let .data(host):
                 let i = p.add(opcode: op == .read ? .readv : .writev, hostOffset: host, guestOffset: r.guestOffset, length: r.length)
-                let t = park(.sub(p, i))
+                let t = waiters.park(.sub(p, i))
                 p.markInFlight(i, sqeTag: t)
                 ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count)
                                         : .write(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count), tag: t)
@@ -199,7 +178,7 @@ public final class MappedAsync: AsyncIo {
         let t0 = accept(.fsync, 0, 0, userData)
         sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.metadataWritten)))
         sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.fsyncSubmitted)))
-        let t = park(.direct(userData: userData, op: .fsync, start: t0, mark: disk.flushMark()))
+        let t = waiters.park(.direct(userData: userData, op: .fsync, start: t0, mark: disk.flushMark()))
         ctx.enqueue(.fsync(fd: disk.dataFD, dataOnly: true), tag: t)
     }
 
@@ -209,9 +188,8 @@ public final class MappedAsync: AsyncIo {
 
     private func drain(wait: Bool) throws(BlockError) {
         try ctx.reap(wait: wait) { t, res in
-            guard let w = self.unpark(t) else { return }
+            guard let w = self.waiters.unpark(t) else { return }
             switch w {
-            case .free: break
             case let .direct(userData, op, start, mark):
                 if op == .fsync && res >= 0 { self.disk.flushCompleted(mark) }
                 self.complete(userData, op, res, nil, start: start)
