@@ -135,9 +135,8 @@ struct Qcow2AsyncTests {
                     while off + UInt64(chunk) <= disk.logicalSize {
                         try q.read(at: off, into: buf.bytes, userData: off)
                         try q.submit()
-                        var c: IoCompletion? = nil
-                        while c == nil { try q.waitForCompletion(); c = q.nextCompletion() }
-                        if c?.error != nil { return false }
+                        let c = try q.awaitCompletion()
+                        if c == nil || c?.error != nil { return false }
                         ok = ok && oracle.withUnsafeBytes { memcmp($0.baseAddress! + Int(off), buf.baseAddress, chunk) == 0 }
                         off += UInt64(chunk) * 3 + 512
                     }

@@ -9,9 +9,8 @@ struct VhdxFastPathTests {
     private func roundTrip(_ q: any AsyncIo, write: Bool, at off: UInt64, _ buf: AlignedBuffer) throws {
         if write { try q.write(at: off, from: UnsafeRawBufferPointer(buf.bytes), userData: 7) } else { try q.read(at: off, into: buf.bytes, userData: 7) }
         try q.submit()
-        var c: IoCompletion? = nil
-        while c == nil { try q.waitForCompletion(); c = q.nextCompletion() }
-        #expect(c?.error == nil, "\(String(describing: c?.error))")
+        let c = try q.awaitCompletion()
+        #expect(c != nil && c?.error == nil, "\(String(describing: c?.error))")
     }
 
     @Test("the first write of a session into an allocated block still starts the session (new DataWriteGuid)")

@@ -97,9 +97,8 @@ import TestSupport
         let rb = AlignedBuffer(count: 16 << 20)
         try q.read(at: 0, into: rb.bytes, userData: 9)
         try q.submit()
-        var c = q.nextCompletion()
-        while c == nil { try q.waitForCompletion(); c = q.nextCompletion() }
-        #expect(c?.error == nil)
+        let c = try q.awaitCompletion()
+        #expect(c != nil && c?.error == nil)
         #expect(rb.bytes[(1 << 20) + 512] == 0x42 && rb.bytes[0] == 0 && rb.bytes[(4 << 20) + 511] == 0x42 && rb.bytes[(4 << 20) + 512] == 0)
         q.close()
         try d.close()

@@ -180,6 +180,18 @@ public protocol AsyncIo: AnyObject {
     func close()
 }
 
+extension AsyncIo {
+    /// Blocks until the next request completes and returns it; nil when nothing is in
+    /// flight. (``nextCompletion()`` never blocks; ``waitForCompletion()`` returns none.)
+    public func awaitCompletion() throws(BlockError) -> IoCompletion? {
+        while true {
+            if let c = nextCompletion() { return c }
+            if inFlight == 0 { return nil }
+            try waitForCompletion()
+        }
+    }
+}
+
 extension QueueOptions {
     /// Fills what the queue did not choose from the disk's open options (event sink,
     /// engine) and says whether the queue must be synchronous: `--engine=sync`, or `auto`

@@ -35,13 +35,10 @@ public final class ScriptRunner {
 
     private func wait(_ tag: UInt64) throws(BlockError) -> IoCompletion {
         try queue.submit()
-        while true {
-            if let c = queue.nextCompletion() {
-                if c.userData == tag { return c }
-                continue
-            }
-            try queue.waitForCompletion()
+        while let c = try queue.awaitCompletion() {
+            if c.userData == tag { return c }
         }
+        throw BlockError(.io, "request \(tag) never completed")
     }
 
     /// Runs one command. Writes need a writable disk.

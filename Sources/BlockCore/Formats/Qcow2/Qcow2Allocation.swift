@@ -284,6 +284,4 @@ extension QcowMetadata {
         }
     }
 
-    /// Whether the image has been marked corrupt (on open or by an overlap check).
-    public var isMarkedCorrupt: Bool { state.withLock { $0.w.incompatible & Qcow2Feature.corrupt != 0 } }
 }

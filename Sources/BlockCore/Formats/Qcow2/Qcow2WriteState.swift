@@ -179,8 +179,4 @@ public struct Qcow2FlushBatch: Sendable {
     let refTable: Set<Int>
     let l1: Set<Int>
 
-    /// Metadata bytes the batch writes.
-    public var bytes: Int {
-        steps.reduce(0) { n, s in if case let .write(w) = s { return n + w.reduce(0) { $0 + $1.bytes.count } }; return n }
-    }
 }
