@@ -18,7 +18,7 @@ struct Qcow2WriteErrorTests {
     }
 
     /// Runs `body` on its own thread (the queue's owner); fails the test if it takes longer than `seconds`.
-    func onThread(_ seconds: Double = 60, sourceLocation: SourceLocation = #_sourceLocation,
+    func onThread(_ seconds: Double = 180, sourceLocation: SourceLocation = #_sourceLocation,
                   _ body: @escaping @Sendable (Failures) throws -> Void) {
         let failures = Failures()
         let done = DispatchSemaphore(value: 0)
