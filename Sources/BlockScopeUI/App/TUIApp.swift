@@ -313,7 +313,6 @@ public final class TUIApp {
         subscription.cancel()
         if let d = state.image.disk {
             try? d.close()
-            releaseLocks(of: d)
         }
     }
 }

@@ -236,7 +236,6 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
         if isWritable { try metadata.finishWrites(dataFile: dataFile, useRing: usesRing) }
         if let backing {
             try backing.close()
-            releaseLocks(of: backing)
         }
         if dataFile !== file { dataFile.close() }
         directDataFile?.close()

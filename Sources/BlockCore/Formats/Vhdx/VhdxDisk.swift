@@ -197,7 +197,7 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     public func close() throws(BlockError) {
         if isWritable { try file.sync(dataOnly: true) }
         try metadata.close()
-        if let parent { try parent.close(); releaseLocks(of: parent) }
+        if let parent { try parent.close() }
         if dataFile !== file { dataFile.close() }
         file.close()
     }
