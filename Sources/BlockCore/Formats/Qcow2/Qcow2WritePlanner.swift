@@ -6,7 +6,7 @@ extension QcowMetadata {
     /// lazy-refcounts image on its first write.
     func checkWritable(_ s: inout QcowMetadataState, _ offset: UInt64, _ op: String) throws(BlockError) {
         if !s.w.prepared {
-            throw BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: file.path, guestOffset: offset, operation: op)
+            throw BlockError(.readOnly, "image is open read-only: cannot \(op)", path: file.path, guestOffset: offset, operation: op)
         }
         if s.w.incompatible & Qcow2Feature.corrupt != 0 {
             throw BlockError(.corruptImage, "qcow2: the image is marked corrupt; writes are refused (repair with qemu-img check -r all)", path: file.path, guestOffset: offset, operation: op)
