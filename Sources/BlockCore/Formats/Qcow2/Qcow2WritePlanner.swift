@@ -221,6 +221,7 @@ extension QcowMetadata {
     func rollback(_ s: inout QcowMetadataState, _ tokens: [UInt64]) {
         var none: [IoEventPayload]? = nil
         for t in tokens { try? finishWriter(&s, t, success: false, events: &none) }
+        changes.bump()   // the clusters those records held are free for deferred requests again
     }
 
     /// Whether cluster-relative bytes `[a, b)` of a cluster with entry `e` read as zeroes
@@ -396,6 +397,7 @@ extension QcowMetadata {
     /// cluster is released after the next flush; a failed write's new cluster is released.
     public func commit(_ tokens: [UInt64], success: Bool, events wantEvents: Bool = false) throws(BlockError) -> [IoEventPayload] {
         if tokens.isEmpty { return [] }
+        defer { changes.bump() }
         return try state.withLock { (s) throws(BlockError) -> [IoEventPayload] in
             var ev: [IoEventPayload]? = wantEvents ? [] : nil
             var firstError: BlockError?
