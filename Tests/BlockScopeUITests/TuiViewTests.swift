@@ -161,16 +161,21 @@ import TestSupport
         live.apply(IoEvent(queue: 0, request: 7, .guestRequest(op: .write, offset: 0x12000, length: 4096)))
         live.apply(IoEvent(queue: 0, request: 7, .pendingCreated(id: 3, subOps: 2)))
         live.apply(IoEvent(queue: 0, request: 7, .sqeSubmitted(opcode: .writev, userData: 17, hostOffset: 0x50000, length: 4096)))
+        // The engine holds request 7 (its queue's snapshot); the events annotate it.
+        app.state.inFlightSnapshot = [OutstandingRequest(queue: 0, userData: 7, op: .write, offset: 0x12000, length: 4096, acceptedNs: monotonicNanos())]
         var s = draw(InFlightView(), app)
+        #expect(s.contains("in flight 1 (held by the engine now)"))
         #expect(s.contains("req 7  write 0x12000+4096"))
-        #expect(s.contains("PendingIo 3: 2 sub-ops"))
+        #expect(s.contains("req 7.1: PendingIo of 2 sub-ops"))
         #expect(s.contains("SQE writev user_data 17  host 0x50000+4096"))
         live.apply(IoEvent(queue: 0, request: 7, .cqeReaped(opcode: .writev, userData: 17, result: 4096, latencyNs: 40_000)))
         live.apply(IoEvent(queue: 0, request: 0, .cqDrain(batch: 1)))
         live.apply(IoEvent(queue: 0, request: 7, .guestCompleted(op: .write, userData: 7, result: 0, latencyNs: 50_000)))
         live.tick()
+        app.state.inFlightSnapshot = []
         s = draw(InFlightView(), app)
-        #expect(s.contains("in flight 0   completed 1"))
+        #expect(s.contains("in flight 0 (held by the engine now)   completed 1"))
+        #expect(s.contains("slowest completed: req 7 write 0x12000+4096 q0 50.0µs"))
         #expect(s.contains("CQE user_data 17 (writev): 4096 bytes"))
         s = draw(CompletionsView(), app)
         #expect(s.contains("p50 50.0µs"))

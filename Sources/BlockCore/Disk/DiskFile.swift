@@ -120,13 +120,18 @@ public struct QueueOptions: Sendable {
     public var engine: EngineKind
     /// Where events go, overriding the disk's sink.
     public var eventSink: (any IoEventSink)?
+    /// Where the queue records the requests it holds (see ``TrackedQueue``); callers that
+    /// make a queue with these options wrap it with ``tracking(_:)``.
+    public var inFlightRegistry: InFlightRegistry?
 
     /// Creates queue options.
-    public init(depth: Int = 32, queueID: Int = 0, engine: EngineKind = .auto, eventSink: (any IoEventSink)? = nil) {
+    public init(depth: Int = 32, queueID: Int = 0, engine: EngineKind = .auto, eventSink: (any IoEventSink)? = nil,
+                inFlightRegistry: InFlightRegistry? = nil) {
         self.depth = depth
         self.queueID = queueID
         self.engine = engine
         self.eventSink = eventSink
+        self.inFlightRegistry = inFlightRegistry
     }
 }
 

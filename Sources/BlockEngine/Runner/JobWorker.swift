@@ -41,6 +41,8 @@ final class JobWorker: @unchecked Sendable {
     private var inFlight = 0
     private var seq: UInt64 = 0
     private var firstError: BlockError?
+    /// Where this thread's queue records the requests it holds (set by the workload before start).
+    var inFlightRegistry: InFlightRegistry?
 
     init(job: FioJob, thread: Int, queueID: Int, disk: any DiskFile, engine: EngineKind, policy: SubmitPolicy,
          sink: (any IoEventSink)?, control: WorkloadControl, overlap: OverlapGuard?, mirror: MirrorFile?,
@@ -84,7 +86,8 @@ final class JobWorker: @unchecked Sendable {
 
     private func body() throws(BlockError) {
         let depth = engine == .sync ? 1 : job.iodepth
-        let queue = try disk.makeQueue(QueueOptions(depth: depth, queueID: queueID, engine: engine, eventSink: sink))
+        let qo = QueueOptions(depth: depth, queueID: queueID, engine: engine, eventSink: sink, inFlightRegistry: inFlightRegistry)
+        let queue = qo.tracking(try disk.makeQueue(qo))
         defer { queue.close() }
         let bufSize = Int(job.bsMax)
         for s in 0..<depth {

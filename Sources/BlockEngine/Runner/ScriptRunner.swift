@@ -13,10 +13,13 @@ public final class ScriptRunner {
     public var output: (String) -> Void
 
     /// Creates a runner with its own queue of the given engine.
+    /// `inFlightRegistry`, when given, records the requests the runner's queue holds.
     public init(disk: any DiskFile, engine: EngineKind = .auto, eventSink: (any IoEventSink)? = nil,
+                inFlightRegistry: InFlightRegistry? = nil,
                 output: @escaping (String) -> Void = { print($0) }) throws(BlockError) {
         self.disk = disk
-        self.queue = try disk.makeQueue(QueueOptions(depth: 8, queueID: 0, engine: engine, eventSink: eventSink))
+        let qo = QueueOptions(depth: 8, queueID: 0, engine: engine, eventSink: eventSink, inFlightRegistry: inFlightRegistry)
+        self.queue = qo.tracking(try disk.makeQueue(qo))
         self.output = output
     }
 

@@ -15,6 +15,9 @@ public struct WorkloadOptions: Sendable {
     public var recordTrace = false
     /// The queue ID of the first job thread; threads get consecutive IDs from here.
     public var firstQueueID = 0
+    /// Where every job thread's queue records the requests it holds (the exact in-flight set a
+    /// live view shows); nil: not tracked.
+    public var inFlightRegistry: InFlightRegistry? = nil
 
     /// Default options: no events, per-completion submission, each job's engine.
     public init() {}
@@ -71,6 +74,7 @@ public final class Workload: @unchecked Sendable {
                 ws.append(try JobWorker(job: j, thread: t, queueID: q, disk: disk, engine: engine, policy: options.submitPolicy,
                                         sink: options.eventSink, control: control, overlap: overlap, mirror: options.mirror,
                                         recordTrace: options.recordTrace, startTime: 0))
+                ws[ws.count - 1].inFlightRegistry = options.inFlightRegistry
                 q += 1
             }
         }

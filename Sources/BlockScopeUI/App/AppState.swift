@@ -8,6 +8,11 @@ public final class AppState {
     public let image: ImageModel
     /// Live figures folded from the event stream.
     public let live: LiveModel
+    /// The exact set of guest requests the engine's queues hold now (the In-flight view's
+    /// truth; the event stream only annotates it and may drop events).
+    public let engineInFlight = InFlightRegistry()
+    /// ``engineInFlight`` as of the last pump (the views draw this copy).
+    public var inFlightSnapshot: [OutstandingRequest] = []
     /// The current theme's name.
     public var themeName: String
     /// A message for the status line and its role.

@@ -74,7 +74,7 @@ public final class TUIApp {
         let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, direct: options.direct, sink: gate)
         state = AppState(image: image, themeName: theme.name)
         views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView()]
-        if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate) }
+        if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate, inFlight: state.engineInFlight) }
         if let sp = options.scriptPath {
             do {
                 let text = try String(contentsOfFile: sp, encoding: .utf8)
@@ -114,6 +114,10 @@ public final class TUIApp {
             if stepping { state.noteStep(Explain.line(e)) }
         }
         state.lostEvents = subscription.lostEvents
+        // The engine's exact set, taken after the drain: what it no longer holds is gone,
+        // even when the completion event was dropped.
+        state.inFlightSnapshot = state.engineInFlight.snapshot()
+        state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()
         if state.stepMode {
             state.heldEvent = gate.heldEvent.map(Explain.line)
@@ -176,7 +180,7 @@ public final class TUIApp {
             guard let disk = state.image.disk else { state.say("I/O unavailable for this image", .error); return }
             if job != nil { state.say("a job is already running (space pauses it)", .warning); return }
             do {
-                job = try JobHost(path: path, disk: disk, sink: gate)
+                job = try JobHost(path: path, disk: disk, sink: gate, inFlight: state.engineInFlight)
                 state.busy = true
                 state.say("started job \(path)", .ok)
             } catch let e { state.say(e.description, .error) }

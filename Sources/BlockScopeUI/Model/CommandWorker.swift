@@ -12,17 +12,20 @@ public final class CommandWorker: @unchecked Sendable {
     private let disk: any DiskFile
     private let engine: EngineKind
     private let sink: (any IoEventSink)?
+    private let inFlight: InFlightRegistry?
     private let cond = NSCondition()
     private var queue: [ScriptCommand] = []
     private var output: [String] = []
     private var running = false
     private var stopped = false
 
-    /// Starts the worker thread for `disk`; events of its queue go to `sink`.
-    public init(disk: any DiskFile, engine: EngineKind, sink: (any IoEventSink)?) {
+    /// Starts the worker thread for `disk`; events of its queue go to `sink`, and the
+    /// requests it holds are recorded in `inFlight` when given.
+    public init(disk: any DiskFile, engine: EngineKind, sink: (any IoEventSink)?, inFlight: InFlightRegistry? = nil) {
         self.disk = disk
         self.engine = engine
         self.sink = sink
+        self.inFlight = inFlight
         let t = Thread { [self] in self.loop() }
         t.name = "blockscope-tui-worker"
         t.start()
@@ -82,7 +85,7 @@ public final class CommandWorker: @unchecked Sendable {
             cond.unlock()
             do {
                 if runner == nil {
-                    runner = try ScriptRunner(disk: disk, engine: engine, eventSink: sink, output: { [weak self] in self?.emit($0) })
+                    runner = try ScriptRunner(disk: disk, engine: engine, eventSink: sink, inFlightRegistry: inFlight, output: { [weak self] in self?.emit($0) })
                 }
                 try runner!.run(cmd)
             } catch let e {

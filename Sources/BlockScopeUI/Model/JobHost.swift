@@ -16,7 +16,8 @@ public final class JobHost: @unchecked Sendable {
     private var outcome: String?
 
     /// Parses `path`, prepares the workload on `disk` and starts it.
-    public init(path: String, disk: any DiskFile, sink: (any IoEventSink)?) throws(BlockError) {
+    /// Its queues record the requests they hold in `inFlight`, when given.
+    public init(path: String, disk: any DiskFile, sink: (any IoEventSink)?, inFlight: InFlightRegistry? = nil) throws(BlockError) {
         self.path = path
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
@@ -26,6 +27,7 @@ public final class JobHost: @unchecked Sendable {
         var o = WorkloadOptions()
         o.eventSink = sink
         o.firstQueueID = 1
+        o.inFlightRegistry = inFlight
         workload = try Workload(disk: disk, jobs: file.jobs, options: o)
         try workload.start()
         let t = Thread { [self] in

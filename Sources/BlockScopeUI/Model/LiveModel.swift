@@ -132,6 +132,9 @@ public final class LiveModel {
     public private(set) var metadataVersion = 0
     /// Guest requests completed in total.
     public private(set) var completedRequests: UInt64 = 0
+    /// The slowest requests completed this session (at most 5, slowest first), from the
+    /// completion events seen.
+    public private(set) var slowest: [CompletedRequest] = []
     private var tickStart: UInt64 = 0
 
     /// Creates an empty model.
@@ -171,6 +174,11 @@ public final class LiveModel {
         case let .guestCompleted(_, userData, result, latencyNs):
             let key = inFlight[e.request] != nil ? e.request : userData
             let len = inFlight[key]?.length ?? 0
+            if slowest.count < 5 || latencyNs > slowest[slowest.count - 1].latencyNs, let r = inFlight[key] {
+                slowest.append(CompletedRequest(request: r.request, queue: r.queue, op: r.op, offset: r.offset, length: r.length, latencyNs: latencyNs, failed: result < 0))
+                slowest.sort { $0.latencyNs > $1.latencyNs }
+                if slowest.count > 5 { slowest.removeLast() }
+            }
             inFlight[key] = nil
             completedRequests += 1
             var lat = latencyNs / 1000
@@ -182,6 +190,14 @@ public final class LiveModel {
             completionsPerTick[completionsPerTick.count - 1] += 1
         }
         logRing.append(.event(e))
+    }
+
+    /// Keeps only the requests the engine still holds (its exact snapshot, taken after the
+    /// events were drained): a request whose completion event was dropped leaves here too.
+    public func retainInFlight(_ held: Set<UInt64>) {
+        if inFlight.count > held.count || inFlight.keys.contains(where: { !held.contains($0) }) {
+            inFlight = inFlight.filter { held.contains($0.key) }
+        }
     }
 
     /// Advances time: closes the 100 ms sparkline tick and recomputes per-queue rates.
@@ -251,4 +267,20 @@ struct Ring<T> {
     var elements: [T] {
         storage.count < capacity ? storage : Array(storage[next...] + storage[..<next])
     }
+}
+
+/// A finished guest request, as the slowest-N list shows it.
+public struct CompletedRequest: Sendable, Equatable {
+    /// The request's id (its tag).
+    public var request: UInt64
+    /// The queue that ran it.
+    public var queue: Int32
+    /// What it was.
+    public var op: GuestOp
+    /// Guest offset and length in bytes.
+    public var offset: UInt64, length: UInt64
+    /// From acceptance to completion, in nanoseconds (step-mode waits included).
+    public var latencyNs: UInt64
+    /// Whether it failed.
+    public var failed: Bool
 }

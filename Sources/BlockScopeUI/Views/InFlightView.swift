@@ -1,29 +1,59 @@
 import BlockCore
 
-/// In-flight: a tree of guest requests → PendingIo sub-operations → SQEs (user_data,
-/// opcode, host offset, length, age), oldest first, coloured by state; the explained event
-/// log below it.
+/// In-flight: the guest requests the engine's queues hold now, from their exact snapshot
+/// (``AppState/inFlightSnapshot``), each annotated with what the event stream told of it
+/// (mapping, PendingIo sub-operations, SQEs); sortable htop-style with `o`; the slowest
+/// completed requests; and the explained event log (history only, and it says when it
+/// dropped events).
 public final class InFlightView: TUIView {
     /// "In-flight".
     public let title = "In-flight"
     /// Footer keys.
-    public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), (":", "write 1M 64k"), ("↑↓", "scroll log")]
+    public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), ("o", "sort"), (":", "write 1M 64k"), ("↑↓", "scroll log")]
     private var logScroll = 0
+    /// The order of the request list; `o` cycles through them.
+    public enum SortKey: String, CaseIterable, Sendable {
+        /// Oldest (longest waiting) first.
+        case age
+        /// Newest first.
+        case newest
+        /// By queue, then age.
+        case queue
+        /// By kind (read, write, fsync, zero, discard), then age.
+        case kind
+        /// By guest offset.
+        case offset
+    }
+    /// The current order.
+    public private(set) var sort: SortKey = .age
 
     /// Creates the view.
     public init() {}
 
-    /// The tree as (indent text, style) lines, oldest request first.
+    /// The requests in the current order.
+    func ordered(_ reqs: [OutstandingRequest]) -> [OutstandingRequest] {
+        switch sort {
+        case .age: return reqs.sorted { ($0.acceptedNs, $0.queue) < ($1.acceptedNs, $1.queue) }
+        case .newest: return reqs.sorted { ($0.acceptedNs, $0.queue) > ($1.acceptedNs, $1.queue) }
+        case .queue: return reqs.sorted { ($0.queue, $0.acceptedNs) < ($1.queue, $1.acceptedNs) }
+        case .kind: return reqs.sorted { ($0.op.rawValue, $0.acceptedNs) < ($1.op.rawValue, $1.acceptedNs) }
+        case .offset: return reqs.sorted { ($0.offset, $0.queue) < ($1.offset, $1.queue) }
+        }
+    }
+
+    /// The tree as (indent text, style) lines: every request the engine holds, in the
+    /// current order, with the sub-operations the events reported for it.
     public func treeLines(_ app: AppState, now: UInt64 = monotonicNanos()) -> [(String, Role)] {
         var out: [(String, Role)] = []
-        let reqs = app.live.inFlight.values.sorted { $0.started < $1.started }
-        for r in reqs {
-            let age = formatDuration(now > r.started ? now - r.started : 0)
-            out.append(("req \(r.request)  \(r.op) \(hex(r.offset))+\(r.length)  queue \(r.queue)  age \(age)\(r.mapping.map { "  → \($0)" } ?? "")", .inflight))
+        for o in ordered(app.inFlightSnapshot) {
+            let age = formatDuration(now > o.acceptedNs ? now - o.acceptedNs : 0)
+            let r = app.live.inFlight[o.userData].flatMap { Int($0.queue) == o.queue ? $0 : nil }
+            out.append(("req \(o.userData)  \(o.op) \(hex(o.offset))+\(o.length)  queue \(o.queue)  age \(age)\(r?.mapping.map { "  → \($0)" } ?? "")", .inflight))
+            guard let r else { continue }
             for (pi, p) in r.pending.enumerated() {
                 let last = pi == r.pending.count - 1
                 let state = p.result.map { $0 == 0 ? "done" : "failed \($0)" } ?? "waiting"
-                out.append(("  \(last ? "└─" : "├─") PendingIo \(p.id): \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
+                out.append(("  \(last ? "└─" : "├─") req \(o.userData).\(pi + 1): PendingIo of \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
                 if pi == 0 { out += sqeLines(r.sqes, prefix: last ? "     " : "  │  ", now: now) }
             }
             if r.pending.isEmpty { out += sqeLines(r.sqes, prefix: "  ", now: now) }
@@ -40,11 +70,11 @@ public final class InFlightView: TUIView {
         }
     }
 
-    /// Draws the summary, the tree and the log.
+    /// Draws the summary, the tree, the slowest requests and the log.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
         let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy ? "running" : "idle"
-        let summary = "in flight \(live.inFlight.count)   completed \(live.completedRequests)   events \(live.eventCount)   lost \(app.lostEvents)   engine \(mode)"
+        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(live.completedRequests)   engine \(mode)   sort \(sort.rawValue)"
         s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
         var y = area.y + 1
         if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
@@ -54,14 +84,20 @@ public final class InFlightView: TUIView {
             y += 1
         }
         let tree = treeLines(app)
-        let treeHeight = max(3, (area.maxY - y) / 2)
+        let treeHeight = max(3, (area.maxY - y) / 2 - (live.slowest.isEmpty ? 0 : 2))
         if tree.isEmpty {
             s.put(area.x + 2, y, "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M", CellStyle(.dim), maxWidth: area.width)
         }
         for (i, l) in tree.prefix(treeHeight).enumerated() { s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width) }
         if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines".padded(area.width), CellStyle(.dim)) }
         y += treeHeight
-        s.heading(area.x, y, "── Events (newest last) ", width: area.width)
+        if !live.slowest.isEmpty {
+            let slow = live.slowest.map { "req \($0.request) \($0.op) \(hex($0.offset))+\($0.length) q\($0.queue) \(formatDuration($0.latencyNs))" }
+            s.put(area.x, y, "slowest completed: " + slow.joined(separator: "  ·  "), CellStyle(.dim), maxWidth: area.width)
+            y += 2
+        }
+        let dropped = app.lostEvents > 0 ? "; \(app.lostEvents) events dropped — this history has gaps, the list above is exact" : ""
+        s.heading(area.x, y, "── Events (history, newest last\(dropped)) ", width: area.width)
         y += 1
         let rows = max(0, area.maxY - y)
         logScroll = max(0, min(logScroll, max(0, live.logCount - rows)))
@@ -70,7 +106,7 @@ public final class InFlightView: TUIView {
         }
     }
 
-    /// Scrolls the log.
+    /// Scrolls the log; `o` changes the order of the request list.
     public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         switch e {
         case .up, .char("k"): logScroll += 1
@@ -79,6 +115,10 @@ public final class InFlightView: TUIView {
         case .pageDown: logScroll -= 10
         case .end: logScroll = 0
         case let .wheel(up, _, _): logScroll += up ? 3 : -3
+        case .char("o"):
+            let all = SortKey.allCases
+            sort = all[(all.firstIndex(of: sort)! + 1) % all.count]
+            app.say("in-flight sorted by \(sort.rawValue)", .ok)
         default: return false
         }
         logScroll = max(0, logScroll)

@@ -1,0 +1,72 @@
+import BlockCore
+@testable import BlockScopeUI
+import Foundation
+import Testing
+import TestSupport
+
+/// The In-flight view shows what the engine's queues hold (their exact snapshot), never a
+/// reconstruction from the lossy event stream: under a QD32 job it never shows more than the
+/// queue can hold, and it shows 0 once the job is done; qemu-img check finds the image clean.
+@Suite struct InFlightTruthTests {
+    @Test("a QD32 random-write job on a QCOW2 never shows more in flight than its queue holds, and 0 when done")
+    func qd32JobOnQcow2() throws {
+        let f = try TuiFixture("inflight-truth")
+        let img = f.dir + "/j.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "64M"])
+        let job = f.dir + "/w.fio"
+        try "[w]\nrw=randwrite\nbs=4k\niodepth=32\nsize=64M\nnumber_ios=20000\nfsync=512\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let app = try f.app(img, write: true)
+        app.execute(.job(path: job))
+        var maxShown = 0, frames = 0, sawRequests = false
+        let finished = Progress.wait(interval: 0.005) {
+            app.pump()
+            let frame = app.render(width: 160, height: 50).text
+            let shown = app.state.inFlightSnapshot.count
+            maxShown = max(maxShown, shown)
+            if shown > 0 { sawRequests = true }
+            frames += 1
+            // The view's summary states the same count as the snapshot.
+            if app.currentView is InFlightView { #expect(frame.contains("in flight \(shown) ")) }
+            if frames == 1 { app.selectView(named: "in-flight") }
+            return !app.state.busy && app.state.live.log.contains { $0.contains("done:") }
+        }
+        #expect(finished, "the job did not finish")
+        #expect(sawRequests, "the view never saw a request in flight during \(frames) frames")
+        #expect(maxShown <= 32, "showed \(maxShown) requests in flight on one queue of depth 32")
+        app.pump()
+        #expect(app.state.inFlightSnapshot.isEmpty)
+        #expect(app.state.live.inFlight.isEmpty, "ghost requests left in the live model: \(app.state.live.inFlight.count)")
+        let frame = app.render(width: 160, height: 50).text
+        #expect(frame.contains("in flight 0 "), "\(frame.prefix(400))")
+        app.shutdown()
+        let check = try TestSupport.qemuImg(["check", img])
+        #expect(check.status == 0, "\(check.stdoutText)")
+    }
+
+    @Test("the registry holds a request from queueing until its completion is returned")
+    func registryFollowsTheQueue() throws {
+        let dir = try TestSupport.makeTempDir("registry"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/r.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "4M"])
+        let disk = try openDisk(img, options: OpenOptions(writable: true))
+        defer { try? disk.close() }
+        let registry = InFlightRegistry()
+        let qo = QueueOptions(depth: 8, queueID: 3, inFlightRegistry: registry)
+        let q = qo.tracking(try disk.makeQueue(qo))
+        let buf = AlignedBuffer(count: 4096)
+        for i in 0..<5 { try q.write(at: UInt64(i) * 4096, from: UnsafeRawBufferPointer(buf.bytes), userData: UInt64(100 + i)) }
+        try q.fsync(userData: 200)
+        #expect(registry.snapshot().map(\.userData).sorted() == [100, 101, 102, 103, 104, 200])
+        #expect(registry.snapshot().allSatisfy { $0.queue == 3 })
+        try q.submit()
+        var returned: [UInt64] = []
+        while let c = try q.awaitCompletion() {
+            returned.append(c.userData)
+            #expect(!registry.snapshot().contains { $0.userData == c.userData })
+        }
+        #expect(returned.count == 6)
+        #expect(registry.count == 0)
+        q.close()
+        #expect(registry.snapshot().isEmpty)
+    }
+}
