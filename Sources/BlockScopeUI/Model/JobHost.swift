@@ -35,7 +35,7 @@ public final class JobHost: @unchecked Sendable {
             do {
                 let r = try workload.wait()
                 let s = workload.snapshot()
-                text = "job \(URL(fileURLWithPath: path).lastPathComponent) done: \(s.totalIos) I/Os in \(formatDuration(r.elapsedNs)), read \(formatBytes(Double(s.readBytes))), wrote \(formatBytes(Double(s.writeBytes)))\(r.verifiedBlocks > 0 ? ", \(r.verifiedBlocks) blocks verified" : "")"
+                text = "job \(URL(fileURLWithPath: path).lastPathComponent) done: \(s.totalIos) I/Os in \(formatDuration(r.elapsedNs)), read \(formatBytes(Double(s.readBytes))), wrote \(formatBytes(Double(s.writeBytes)))\(r.verifiedBlocks > 0 ? ", \(r.verifiedBlocks) blocks verified" : "")" + JobHost.fioSummary(r)
             } catch let e {
                 text = "error: job \(path): \(e)"
             }
@@ -43,6 +43,21 @@ public final class JobHost: @unchecked Sendable {
         }
         t.name = "blockscope-tui-job"
         t.start()
+    }
+
+    /// fio's end-of-job figures per direction, from the workload's exact histograms (every
+    /// thread merged): ` — write: IOPS=…, BW=…/s, lat p50=… p99=… p99.9=… max=…`.
+    static func fioSummary(_ r: WorkloadResult) -> String {
+        var parts: [String] = []
+        let secs = Double(max(r.elapsedNs, 1)) / 1e9
+        for (name, pick) in [("read", \JobResult.read), ("write", \JobResult.write), ("trim", \JobResult.trim), ("sync", \JobResult.sync)] {
+            var d = DirectionStats()
+            for j in r.jobs { d.merge(j[keyPath: pick]) }
+            if d.ios == 0 { continue }
+            let bw = name == "sync" ? "" : ", BW=\(formatBytes(Double(d.bytes) / secs))/s"
+            parts.append("\(name): IOPS=\(fixed(Double(d.ios) / secs, 0))\(bw), lat p50=\(formatDuration(d.percentile(50))) p99=\(formatDuration(d.percentile(99))) p99.9=\(formatDuration(d.percentile(99.9))) max=\(formatDuration(d.percentile(100)))")
+        }
+        return parts.isEmpty ? "" : " — " + parts.joined(separator: "; ")
     }
 
     /// The final line once the workload finished, else nil.

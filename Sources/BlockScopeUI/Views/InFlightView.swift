@@ -162,7 +162,9 @@ public final class CompletionsView: TUIView {
         let avg = batches.isEmpty ? 0 : Double(batches.reduce(0, +)) / Double(batches.count)
         s.put(area.x, y, "drains \(batches.count)   mean batch \(fixed(avg, 1))   max batch \(batches.max() ?? 0)   completed \(live.completedRequests)", CellStyle(.normal), maxWidth: area.width)
         y += 2
-        s.heading(area.x, y, "── Latency ", width: area.width); y += 1
+        // One window for percentiles, max and histogram: the last completions seen (at most 4096).
+        let window = live.recentLatencies
+        s.heading(area.x, y, "── Latency: last \(window.count) completions seen (percentiles, max and histogram) ", width: area.width); y += 1
         let pcts: [(String, Double)] = [("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("max", 100)]
         var x = area.x
         for (name, p) in pcts {
@@ -171,7 +173,12 @@ public final class CompletionsView: TUIView {
             x = s.put(x, y, v, CellStyle(.normal)) + 3
         }
         y += 1
-        let buckets = live.latencyBuckets
+        var buckets = [UInt64](repeating: 0, count: 24)
+        for ns in window {
+            var lat = ns / 1000, b = 0
+            while lat > 1 && b < buckets.count - 1 { lat >>= 1; b += 1 }
+            buckets[b] += 1
+        }
         let used = buckets.indices.filter { buckets[$0] > 0 }
         let histRows = max(0, min(area.maxY - y - 6, (used.last ?? 0) - (used.first ?? 0) + 1))
         let peak = max(1, buckets.max() ?? 1)
