@@ -21,9 +21,10 @@ public final class Terminal {
     /// Initialises curses: locale, raw keys, no echo, keypad, hidden cursor, colours, mouse.
     ///
     /// The corresponding C functions are `setlocale`, `initscr`, `cbreak`, `noecho`,
-    /// `keypad`, `start_color`, `use_default_colors` and `mousemask`. Call ``end()`` (or let
-    /// the object go) to restore the terminal.
-    public init(theme: Theme, mouse: Bool) throws(BlockScopeUIError) {
+    /// `keypad`, `start_color`, `use_default_colors` and `mousemask`. With `noColor`
+    /// (`NO_COLOR`) no colour pairs are used, only attributes. Call ``end()`` (or let the
+    /// object go) to restore the terminal.
+    public init(theme: Theme, mouse: Bool, noColor: Bool = false) throws(BlockScopeUIError) {
         setlocale(LC_ALL, "")
         if getenv("ESCDELAY") == nil { setenv("ESCDELAY", "25", 0) }
         guard let w = initscr() else { throw BlockScopeUIError("cannot initialise the terminal (is TERM set?)") }
@@ -42,7 +43,7 @@ public final class Terminal {
             use_default_colors()
             d = ColorDepth(colors: Int(bs_colors()))
         }
-        if getenv("NO_COLOR") != nil { d = .monochrome }
+        if noColor { d = .monochrome }
         depth = d
         if mouse {
             mousemask(bs_click_and_wheel_mask(), nil)
