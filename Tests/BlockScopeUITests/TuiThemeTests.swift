@@ -19,6 +19,30 @@ import TestSupport
         }
     }
 
+    /// The Map's cursor and "written now" cells show a letter (the cell's kind) in the
+    /// role's foreground on its background, so both are text and need text contrast.
+    @Test(arguments: ThemeLoader.bundledNames)
+    func cursorAndWrittenGlyphsAreLegible(_ name: String) throws {
+        let t = try ThemeLoader.loadFile(Self.dir + "/\(name).theme")
+        for role in [Role.selected, .written] {
+            let st = t.style(role)
+            if st.foreground == .terminalDefault && st.background == .terminalDefault {
+                // Monochrome: reverse video keeps the letter visible on the inverted cell.
+                #expect(st.attributes.contains(.reverse), "\(name).\(role) has neither colours nor reverse")
+                continue
+            }
+            let c = try #require(t.contrast(role))
+            #expect(c >= 4.5, "\(name).\(role): the cursor/written letter has contrast \(c) on its background")
+        }
+        // In 256 and 8 colours the foreground never lands on the background.
+        for depth in [ColorDepth.ansi256, .ansi8] {
+            for role in [Role.selected, .written] {
+                let (fg, bg) = depth.pair(t.style(role), darkTerminal: t.darkTerminal)
+                #expect(fg != bg || fg == -1, "\(name).\(role) in \(depth): foreground \(fg) on background \(bg)")
+            }
+        }
+    }
+
     @Test func monochromeHasNoColours() throws {
         let t = try ThemeLoader.loadFile(Self.dir + "/monochrome.theme")
         for role in Role.allCases {
