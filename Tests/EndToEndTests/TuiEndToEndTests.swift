@@ -102,4 +102,77 @@ import TestSupport
             #expect(check.stdoutText.contains("No errors were found"))
         }
     }
+
+    /// Issue 16 in a real terminal at 80x24: the help has a border and scrolls to every
+    /// prompt command; Enter on a map cell opens Hex and Esc returns to the Map; `n` wraps
+    /// a search; NO_COLOR shows in the title; `q` shows its progress and a final line.
+    @Test func helpScrollsToEveryCommandAt80x24AndEscReturnsFromHexToMap() throws {
+        let dir = try TestSupport.makeTempDir("tui-e2e-help")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/h.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "32M"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0xab 1M 128k", "write -z 4M 64k"])
+        let s = try Session(command: "NO_COLOR=1 \(TestSupport.blockscopeBinary) tui --write \(img)", width: 80, height: 24)
+        try s.wait(for: "theme monochrome (NO_COLOR)")
+        try s.keys("?")
+        var screens = try s.wait(for: "blockscope keys and commands")
+        #expect(screens.contains("┌") && screens.contains("┘"))
+        var pages = 0
+        while !screens.contains(", end ·") && pages < 20 {
+            try s.keys("PageDown")
+            let before = screens
+            screens += try s.wait(for: "lines ", timeout: 10)
+            if screens == before { break }
+            pages += 1
+        }
+        let all = screens
+        #expect(all.contains(", end ·"), "the help's end was not reached")
+        for usage in ["write OFF LEN [PAT]", "read OFF LEN [PAT]", "zero OFF LEN", "discard OFF LEN", ":fsync", "sleep DURATION",
+                      "job FILE.fio", "goto OFF", "view NAME", "theme NAME", "pause [TEXT]", ":help", ":quit"] {
+            #expect(all.contains(usage), "'\(usage)' not in the help at 80x24")
+        }
+        try s.keys("Escape")
+        try s.keys("4")
+        try s.wait(for: "Guest space: 32.0 MiB")
+        try s.keys("Right", "Right", "Enter")
+        try s.wait(for: "Esc back to Map")
+        try s.keys("Escape")
+        try s.wait(for: "back to Map")
+        try s.wait(for: "Guest space: 32.0 MiB")
+        try s.keys("/")
+        try s.keys(literal: "zero")
+        try s.keys("Enter")
+        try s.wait(for: "found zero at guest 0x400000")
+        for _ in 0..<4 {
+            try s.keys("n")
+            if try s.screen().contains("search wrapped") { break }
+            try s.wait(for: "found zero")
+        }
+        try s.wait(for: "search wrapped to the top: found zero at guest 0x400000")
+        try s.keys("q")
+        let end = try s.wait(for: "TUI-EXIT=", timeout: 30)
+        #expect(end.contains("blockscope: closed h.qcow2 (read-write, data and metadata flushed)"), "\(end)")
+        #expect(end.contains("TUI-EXIT=0"))
+    }
+
+    /// `sleep` paces a `blockscope run` script: the line of the write before the sleep is on
+    /// screen while the one after it is not yet, and both come in script order.
+    @Test func sleepPacesABlockscopeRunScript() throws {
+        let dir = try TestSupport.makeTempDir("tui-e2e-sleep")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/p.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "4M"])
+        try "write 0 64k 0x11\nsleep 3s\nwrite 64k 64k 0x22\nsleep 100ms\nread 0 64k 0x11\n".write(toFile: dir + "/paced.script", atomically: true, encoding: .utf8)
+        let s = try Session(command: "\(TestSupport.blockscopeBinary) run --write \(img) \(dir)/paced.script")
+        let first = try s.wait(for: "wrote 65536/65536 bytes at offset 0x0")
+        #expect(!first.contains("offset 0x10000"), "the write after 'sleep 3s' ran before it:\n\(first)")
+        let done = try s.wait(for: "TUI-EXIT=", timeout: 30)
+        #expect(done.contains("TUI-EXIT=0"), "\(done)")
+        let lines = done.split(separator: "\n").map(String.init)
+        let a = lines.firstIndex { $0.contains("wrote 65536/65536 bytes at offset 0x0") }
+        let b = lines.firstIndex { $0.contains("wrote 65536/65536 bytes at offset 0x10000") }
+        let c = lines.firstIndex { $0.contains("read 65536/65536 bytes at offset 0x0 (pattern 0x11 verified)") }
+        #expect(a != nil && b != nil && c != nil, "\(done)")
+        if let a, let b, let c { #expect(a < b && b < c, "out of order:\n\(done)") }
+    }
 }

@@ -11,8 +11,7 @@ extension TUIApp {
         }
         let img = state.image
         let mode = state.stepMode ? " STEP " : state.paused ? " PAUSED " : state.busy ? " RUNNING " : scriptHeld.map { " \($0) " } ?? ""
-        let colour = state.noColor ? "NO_COLOR" : state.colorDepth
-        let title = " blockscope \(BlockScopeUI.version)  \(URL(fileURLWithPath: img.path).lastPathComponent)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)\(colour.isEmpty ? "" : " (\(colour))")"
+        let title = titleText(width: width - mode.count - 1)
         s.put(0, 0, title.padded(width), CellStyle(.footer))
         if !mode.isEmpty { s.put(max(0, width - mode.count - 1), 0, mode, CellStyle(state.stepMode || state.paused || scriptHeld != nil ? .warning : .ok, [.reverse])) }
         // Tab bar.
@@ -51,6 +50,18 @@ extension TUIApp {
         }
         drawFooter(&s, width: width, height: height)
         return s
+    }
+
+    /// The title line, shortened to `width` by dropping the least useful words first (the
+    /// version, the program name, then the colour depth; never NO_COLOR or the mode).
+    func titleText(width: Int) -> String {
+        let img = state.image
+        let name = URL(fileURLWithPath: img.path).lastPathComponent
+        let rest = "\(name)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)"
+        let colour = state.noColor ? " (NO_COLOR)" : state.colorDepth.isEmpty ? "" : " (\(state.colorDepth))"
+        let choices = [" blockscope \(BlockScopeUI.version)  " + rest + colour, " blockscope  " + rest + colour, " " + rest + colour,
+                       " " + rest + (state.noColor ? colour : "")]
+        return choices.first { $0.count <= width } ?? choices.last!
     }
 
     /// The footer: the view's keys from the left, then the global ones that apply here
