@@ -78,4 +78,15 @@ import TestSupport
         #expect(s.text == "       abc\nz")
         #expect(s.cells(with: .data).count == 3)
     }
+
+    /// SGR 1006 reports carry decimal cells, so clicks beyond column 223 (X10's limit) work.
+    @Test func sgrMouseReportsDecodeClicksBeyondColumn223AndWheel() {
+        #expect(Terminal.decodeSGRMouse("0;250;5", pressed: true) == .click(x: 249, y: 4))
+        #expect(Terminal.decodeSGRMouse("0;250;5", pressed: false) == nil)
+        #expect(Terminal.decodeSGRMouse("64;10;3", pressed: true) == .wheel(up: true, x: 9, y: 2))
+        #expect(Terminal.decodeSGRMouse("65;10;3", pressed: true) == .wheel(up: false, x: 9, y: 2))
+        #expect(Terminal.decodeSGRMouse("32;10;3", pressed: true) == nil)   // motion
+        #expect(Terminal.decodeSGRMouse("2;10;3", pressed: true) == nil)    // right button
+        #expect(Terminal.decodeSGRMouse("0;x;3", pressed: true) == nil)
+    }
 }

@@ -175,4 +175,21 @@ import TestSupport
         #expect(a != nil && b != nil && c != nil, "\(done)")
         if let a, let b, let c { #expect(a < b && b < c, "out of order:\n\(done)") }
     }
+
+    /// A click reported in SGR 1006 at column 250 (beyond X10's 223) moves the Map cursor.
+    @Test func sgrMouseClickBeyondColumn223MovesTheMapCursor() throws {
+        let dir = try TestSupport.makeTempDir("tui-e2e-mouse")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/m.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "32M"])
+        let s = try Session(command: "\(TestSupport.blockscopeBinary) tui \(img)", width: 260, height: 40)
+        try s.wait(for: "8 Completions")
+        try s.keys("4")
+        try s.wait(for: "Guest space: 32.0 MiB, 1 cell = 16.0 KiB")
+        // Row 5, column 250 (1-based): the second grid row, cell 235 of 245 → cell 480.
+        try s.keys(literal: "\u{1b}[<0;250;5M\u{1b}[<0;250;5m")
+        try s.wait(for: "guest 0x780000+16.0 KiB")
+        try s.keys("q")
+        try s.wait(for: "TUI-EXIT=0")
+    }
 }
