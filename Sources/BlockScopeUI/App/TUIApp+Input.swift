@@ -15,11 +15,11 @@ extension TUIApp {
     public func handle(_ e: InputEvent) {
         if e == .hangup { quitRequested = true; return }
         if e == .resize { return }
-        if let text = pauseText {
+        if pauseText != nil {
             if e == .char("q") || e == .char("\u{03}") { quitRequested = true; return }
             if case .wheel = e { return }
             pauseText = nil
-            state.say("continuing after: \(text)", .dim)
+            state.say(scriptQueue.isEmpty ? "end of \(URL(fileURLWithPath: scriptSource).lastPathComponent)" : "", .dim)
             return
         }
         if var h = help {
