@@ -74,7 +74,7 @@ public final class OverviewView: TUIView {
     private enum Line {
         case heading(String)
         case blank
-        case row(label: String, value: String, role: Role, id: (section: Int, row: Int))
+        case row(label: String, value: String, role: Role, id: (section: Int, row: Int), labelWidth: Int)
     }
 
     /// The lines of one row, wrapped to the column: the label padded to `labelWidth` with the
@@ -84,11 +84,11 @@ public final class OverviewView: TUIView {
         var out: [Line] = []
         var labelText = label
         if label.count > labelWidth {
-            for part in TextWrap.lines(label, width: width) { out.append(.row(label: part, value: "", role: role, id: id)) }
+            for part in TextWrap.lines(label, width: width) { out.append(.row(label: part, value: "", role: role, id: id, labelWidth: labelWidth)) }
             labelText = ""
         }
         for (i, v) in TextWrap.lines(value, width: valueWidth).enumerated() {
-            out.append(.row(label: i == 0 ? labelText : "", value: v, role: role, id: id))
+            out.append(.row(label: i == 0 ? labelText : "", value: v, role: role, id: id, labelWidth: labelWidth))
         }
         return out
     }
@@ -113,13 +113,12 @@ public final class OverviewView: TUIView {
             if col == 0 { count0 += sec.rows.count + 2 }
         }
         var lines: [[Line]] = Array(repeating: [], count: columns)
-        var labelWidths: [Int] = []
         for c in 0..<columns {
-            let labels = bySection[c].flatMap { lastSections[$0].rows.map(\.0.count) }
-            let labelWidth = min(labels.max() ?? 12, max(12, min(34, colWidth * 2 / 5)))
-            labelWidths.append(labelWidth)
             for si in bySection[c] {
                 let sec = lastSections[si]
+                // Keys as wide as the section's longest (at least 12), leaving values at least
+                // 30 columns; longer keys get a line of their own.
+                let labelWidth = max(8, min(max(12, sec.rows.map(\.0.count).max() ?? 12), colWidth - 32))
                 lines[c].append(.heading(sec.title))
                 for (ri, r) in sec.rows.enumerated() {
                     lines[c] += rowLines(r.0, r.1, r.2, id: (si, ri), labelWidth: labelWidth, width: colWidth - 1)
@@ -131,7 +130,7 @@ public final class OverviewView: TUIView {
         if scrollToMatch, let m = match {
             scrollToMatch = false
             for c in 0..<columns {
-                if let i = lines[c].firstIndex(where: { if case let .row(_, _, _, id) = $0 { return id == m }; return false }),
+                if let i = lines[c].firstIndex(where: { if case let .row(_, _, _, id, _) = $0 { return id == m }; return false }),
                    i < scroll || i >= scroll + area.height {
                     scroll = max(0, i - area.height / 3)
                 }
@@ -145,12 +144,12 @@ public final class OverviewView: TUIView {
                 switch l {
                 case let .heading(t): s.heading(x, y, "── " + t + " ", width: colWidth)
                 case .blank: break
-                case let .row(label, value, role, id):
+                case let .row(label, value, role, id, labelWidth):
                     let hit = match.map { $0 == id } ?? false
                     if hit { s.fill(Rect(x: x, y: y, width: colWidth, height: 1), " ", CellStyle(.selected)) }
                     s.put(x + 1, y, label, CellStyle(hit ? .selected : .dim), maxWidth: colWidth - 1)
                     if !value.isEmpty {
-                        s.put(x + 2 + labelWidths[c], y, value, CellStyle(hit ? .selected : role), maxWidth: max(0, colWidth - labelWidths[c] - 2))
+                        s.put(x + 2 + labelWidth, y, value, CellStyle(hit ? .selected : role), maxWidth: max(0, colWidth - labelWidth - 2))
                     }
                 }
             }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Word wrapping for the Overview, the help and the pause box: never cut a word when it fits
 /// on a line of its own.
 enum TextWrap {
@@ -7,7 +9,7 @@ enum TextWrap {
         let w = max(1, width)
         var out: [String] = []
         var cur = ""
-        for word in text.split(separator: " ", omittingEmptySubsequences: true).map(String.init) {
+        for word in keepingDatesTogether(text).split(separator: " ", omittingEmptySubsequences: true).map(String.init) {
             let candidate = cur.isEmpty ? word : cur + " " + word
             if candidate.count <= w { cur = candidate; continue }
             if !cur.isEmpty { out.append(cur); cur = "" }
@@ -22,6 +24,17 @@ enum TextWrap {
             cur = String(rest)
         }
         if !cur.isEmpty || out.isEmpty { out.append(cur) }
+        return out.map { $0.replacingOccurrences(of: "\u{a0}", with: " ") }
+    }
+
+    /// A date and time ("2026-11-24 20:36:13 +0000") joined with no-break spaces, so it
+    /// wraps as one word.
+    static func keepingDatesTogether(_ text: String) -> String {
+        guard text.contains(":") else { return text }
+        var out = text
+        while let r = out.range(of: #"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d( [+-]\d{4})?"#, options: .regularExpression) {
+            out.replaceSubrange(r, with: out[r].replacingOccurrences(of: " ", with: "\u{a0}"))
+        }
         return out
     }
 }
