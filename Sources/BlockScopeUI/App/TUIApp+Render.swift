@@ -79,8 +79,11 @@ extension TUIApp {
         }
         global.append(("g", currentView.gotoSpace.map { "goto \($0.rawValue)" } ?? "goto (hex)"))
         global += [("1-8/Tab", "views"), (":", "cmd")]
+        var items = currentView.keys + global
+        if help != nil { items = [("↑↓ PgUp PgDn Home End", "scroll the help")] }
+        if pauseText != nil { items = [("q", "quit")] }
         var seen = Set<String>()
-        for (k, d) in currentView.keys + global where !seen.contains(k) {
+        for (k, d) in items where !seen.contains(k) {
             seen.insert(k)
             if fx + k.count + d.count + 3 > width - tailWidth { break }
             fx = s.put(fx, height - 1, " " + k, CellStyle(.key))

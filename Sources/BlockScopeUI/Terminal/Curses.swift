@@ -182,11 +182,12 @@ public final class Terminal {
         case notMouse
     }
 
-    /// Reads `[<b;x;yM` (or `m`) after an ESC from what curses already queued (timeout 0).
+    /// Reads `[<b;x;yM` (or `m`) after an ESC: curses has usually queued the rest already;
+    /// a report split across reads gets 15 ms per character to arrive.
     private func readSGRMouse() -> SGRRead {
         var consumed: [UInt32] = []
         func next() -> UInt32? {
-            wtimeout(window, 0)
+            wtimeout(window, 15)
             var ch: UInt32 = 0
             let r = bs_get_wch(window, &ch)
             guard r != ERR, r != bs_key_code_yes() else { return nil }

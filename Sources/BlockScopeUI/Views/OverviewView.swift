@@ -114,11 +114,12 @@ public final class OverviewView: TUIView {
         }
         var lines: [[Line]] = Array(repeating: [], count: columns)
         for c in 0..<columns {
+            // One key width per column for the usual short keys; a section with longer keys
+            // widens as far as values keep 30 columns; keys longer still get a line of their own.
+            let short = bySection[c].flatMap { lastSections[$0].rows.map(\.0.count) }.filter { $0 <= 16 }.max() ?? 12
             for si in bySection[c] {
                 let sec = lastSections[si]
-                // Keys as wide as the section's longest (at least 12), leaving values at least
-                // 30 columns; longer keys get a line of their own.
-                let labelWidth = max(8, min(max(12, sec.rows.map(\.0.count).max() ?? 12), colWidth - 32))
+                let labelWidth = max(8, min(max(12, short, sec.rows.map(\.0.count).max() ?? 0), colWidth - 32))
                 lines[c].append(.heading(sec.title))
                 for (ri, r) in sec.rows.enumerated() {
                     lines[c] += rowLines(r.0, r.1, r.2, id: (si, ri), labelWidth: labelWidth, width: colWidth - 1)
