@@ -58,8 +58,14 @@ extension TUIApp {
     /// Goes to an offset in the current view's space; views without offsets hand it to Hex
     /// (Esc comes back). The status line says where the cursor went, and when it was clamped.
     func goto(_ off: UInt64) {
-        if currentView.gotoSpace == nil, let hex = views.firstIndex(where: { $0 is HexView }) { open(hex) }
-        let n = currentView.goto(off, state)
+        let hex = views.firstIndex { $0 is HexView }
+        if currentView.gotoSpace == nil, let hex { open(hex) }
+        var n = currentView.goto(off, state)
+        if n.role == .error, let hex, hex != current {
+            // The view has offsets but not for this format (L1/L2 on a VHDX): Hex has them.
+            open(hex)
+            n = currentView.goto(off, state)
+        }
         state.sayInView(n.text, n.role)
     }
 

@@ -9,19 +9,12 @@ extension TUIApp {
                         themeNames: ThemeLoader.bundledNames)
     }
 
-    /// Applies one key or mouse event. Order: hangup, a `pause` waiting for a key, the help,
-    /// the prompt, tab clicks, the current view, then the app's keys (Esc: step mode off,
-    /// else back to where Enter came from).
+    /// Applies one key or mouse event. Order: hangup, the help, the prompt, a `pause`
+    /// waiting for a key, tab clicks, the current view, then the app's keys (Esc: step mode
+    /// off, else back to where Enter came from).
     public func handle(_ e: InputEvent) {
         if e == .hangup { quitRequested = true; return }
         if e == .resize { return }
-        if pauseText != nil {
-            if e == .char("q") || e == .char("\u{03}") { quitRequested = true; return }
-            if case .wheel = e { return }
-            pauseText = nil
-            state.say(scriptQueue.isEmpty ? "end of \(URL(fileURLWithPath: scriptSource).lastPathComponent)" : "", .dim)
-            return
-        }
         if var h = help {
             if h.handle(e) { help = h } else { help = nil }
             return
@@ -34,6 +27,13 @@ extension TUIApp {
                 prompt = nil
                 submit(p.kind, text)
             }
+            return
+        }
+        if pauseText != nil {
+            if e == .char("q") || e == .char("\u{03}") { quitRequested = true; return }
+            if case .wheel = e { return }
+            pauseText = nil
+            state.say(scriptQueue.isEmpty ? "end of \(URL(fileURLWithPath: scriptSource).lastPathComponent)" : "", .dim)
             return
         }
         if case let .click(x, y) = e, y == 1 {
