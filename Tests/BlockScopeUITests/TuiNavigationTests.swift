@@ -223,4 +223,23 @@ import TestSupport
         app.handle(.char("t"))
         #expect(app.render(width: 200, height: 50).line(49).contains("g goto host"))
     }
+
+    @Test func hexSearchWrapsForwardAndBackward() throws {
+        let f = try TuiFixture("hexwrap")
+        let app = try f.app(try f.raw())   // 0x55 ('U') at 2 MiB for 64 KiB
+        app.handle(.char("6"))
+        app.execute(.goto(offset: 3 << 20))
+        app.handle(.char("/"))
+        app.handle(.char("U"))
+        app.handle(.enter)
+        let hex = try #require(app.currentView as? HexView)
+        #expect(hex.offset == 2 << 20)
+        #expect(app.state.status.text == "search wrapped to the top: found at guest 0x200000", "\(app.state.status.text)")
+        app.handle(.char("n"))
+        #expect(hex.offset == (2 << 20) + 1 && !app.state.status.text.contains("wrapped"))
+        app.handle(.char("N"))
+        app.handle(.char("N"))
+        #expect(hex.offset == (2 << 20) + 65535, "N from the first match wraps to the last one")
+        #expect(app.state.status.text.contains("search wrapped to the bottom"), "\(app.state.status.text)")
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import BlockCore
 
 /// Hex: guest offset → mapping → host offset → hex dump, with the structure under the
@@ -162,17 +163,41 @@ public final class HexView: TUIView {
                 let stop = direction == .forward ? min(hi, pos + chunk) : pos
                 let b = bytes(app, start, Int(stop - start + n - 1))
                 budget = budget > stop - start ? budget - (stop - start) : 0
-                if b.count >= needle.count {
-                    let last = min(Int(stop - start), b.count - needle.count + 1)
-                    let range = direction == .forward ? stride(from: 0, to: last, by: 1) : stride(from: last - 1, to: -1, by: -1)
-                    for i in range where b[i] == needle[0] && Array(b[i..<(i + needle.count)]) == needle {
-                        offset = start + UInt64(i)
-                        return SearchOutcome("found at \(hostMode ? "host" : "guest") \(hex(offset))", found: true, wrapped: wrapped)
-                    }
+                if b.count >= needle.count,
+                   let i = HexView.find(needle, in: b, starts: min(Int(stop - start), b.count - needle.count + 1), last: direction == .backward) {
+                    offset = start + UInt64(i)
+                    return SearchOutcome("found at \(hostMode ? "host" : "guest") \(hex(offset))", found: true, wrapped: wrapped)
                 }
                 if direction == .forward { pos = stop; done = pos >= hi } else { pos = start; done = pos <= lo }
             }
         }
         return SearchOutcome(budget == 0 ? "'\(text)' not found in the \(formatBytes(Double(Self.searchBudget))) searched" : "'\(text)' not found", found: false)
+    }
+
+    /// The first (or, with `last`, the last) position below `limit` where `needle` starts in
+    /// `hay` (`memchr` finds candidates forward; backward scans byte by byte).
+    static func find(_ needle: [UInt8], in hay: [UInt8], starts limit: Int, last: Bool) -> Int? {
+        guard limit > 0, !needle.isEmpty else { return nil }
+        return hay.withUnsafeBytes { h -> Int? in
+            needle.withUnsafeBytes { n -> Int? in
+                guard let hb = h.baseAddress, let nb = n.baseAddress else { return nil }
+                let first = n[0]
+                if last {
+                    var i = limit - 1
+                    while i >= 0 {
+                        if h[i] == first && memcmp(hb + i, nb, n.count) == 0 { return i }
+                        i -= 1
+                    }
+                    return nil
+                }
+                var i = 0
+                while i < limit, let p = memchr(hb + i, Int32(first), limit - i) {
+                    let j = UnsafeRawPointer(p) - hb
+                    if memcmp(hb + j, nb, n.count) == 0 { return j }
+                    i = j + 1
+                }
+                return nil
+            }
+        }
     }
 }
