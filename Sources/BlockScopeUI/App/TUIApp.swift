@@ -152,7 +152,7 @@ public final class TUIApp {
     func goBack() -> Bool {
         guard let i = backStack.popLast() else { return false }
         current = i
-        state.say("back to \(views[i].title)", .dim)
+        state.sayInView("back to \(views[i].title)", .dim)
         return true
     }
 
