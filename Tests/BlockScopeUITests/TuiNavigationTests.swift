@@ -242,4 +242,25 @@ import TestSupport
         #expect(hex.offset == (2 << 20) + 65535, "N from the first match wraps to the last one")
         #expect(app.state.status.text.contains("search wrapped to the bottom"), "\(app.state.status.text)")
     }
+
+    @Test func batEnterOpensTheBlockInHexAndEscComesBack() throws {
+        let f = try TuiFixture("batback")
+        let p = f.dir + "/b.vhdx"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M", p, "16M"])
+        try TestSupport.qemuIo(p, format: "vhdx", ["write -P 0x42 3M 64k"])
+        let app = try f.app(p)
+        app.handle(.char("5"))
+        _ = app.render(width: 160, height: 50)
+        for _ in 0..<3 { app.handle(.down) }
+        app.handle(.enter)
+        let hex = try #require(app.currentView as? HexView)
+        #expect(hex.offset == 3 << 20 && !hex.hostMode)
+        #expect(app.render(width: 160, height: 50).contains("42 42 42 42"))
+        app.handle(.escape)
+        #expect(app.currentView is BatView)
+        // L1/L2 has no tables on a VHDX: goto there hands over to Hex.
+        app.handle(.char("2"))
+        app.execute(.goto(offset: 3 << 20))
+        #expect((app.currentView as? HexView)?.offset == 3 << 20)
+    }
 }

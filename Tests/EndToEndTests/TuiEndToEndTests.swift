@@ -117,12 +117,17 @@ import TestSupport
         try s.keys("?")
         var screens = try s.wait(for: "blockscope keys and commands")
         #expect(screens.contains("┌") && screens.contains("┘"))
+        // Page down until the help's bottom border says "end", waiting for each page to show.
+        func position(_ screen: String) -> String { screen.split(separator: "\n").first { $0.contains("lines ") }.map(String.init) ?? "" }
+        var shown = position(screens)
         var pages = 0
-        while !screens.contains(", end ·") && pages < 20 {
+        while !screens.contains(", end ·") && pages < 12 {
             try s.keys("PageDown")
-            let before = screens
-            screens += try s.wait(for: "lines ", timeout: 10)
-            if screens == before { break }
+            let deadline = Date().addingTimeInterval(10)
+            var now = try s.screen()
+            while position(now) == shown && Date() < deadline { usleep(100_000); now = try s.screen() }
+            screens += now
+            shown = position(now)
             pages += 1
         }
         let all = screens

@@ -21,7 +21,7 @@ public struct HelpScreen: Sendable {
         ("q, Ctrl-C", "quit: stop the workload, flush and close the image (progress shows), restore the terminal"),
         ("Views", ""),
         ("1 … 8, Tab, Shift-Tab", "switch view: Overview, L1/L2, Refcounts, Map, BAT, Hex, In-flight, Completions"),
-        ("Enter", "open: an L2 table (L1/L2), the hex dump of a map cell, an L2 entry or a cluster"),
+        ("Enter", "open: an L2 table (L1/L2), the hex dump of a map cell, an L2 entry, a cluster or a BAT block"),
         ("Esc", "back: close the L2 table (also ← or Backspace), or return to the view Enter came from (cursor kept)"),
         ("mouse", "click a tab or a map cell; the wheel scrolls (SGR 1006 reports, X10 fallback)"),
         ("Search and go to", ""),

@@ -149,7 +149,7 @@ public final class BatView: TUIView {
     /// "BAT".
     public let title = "BAT"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select entry")]
+    public let keys: [(String, String)] = [("↑↓", "select entry"), ("Enter", "hex of block")]
     /// "find state".
     public let searchHint: String? = "find state"
     private var cursor = ListCursor()
@@ -177,9 +177,20 @@ public final class BatView: TUIView {
         }
     }
 
-    /// Selection.
+    /// Selection; Enter opens the selected payload block's guest bytes in Hex (Esc comes back).
     public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard let b = app.image.inspector as? BatInspector else { return false }
+        if e == .enter {
+            // Payload rows name their guest offset ("block 3 guest 0x300000"); bitmap rows do not.
+            let row = b.batRow(cursor.selected).0
+            if let r = row.range(of: "guest 0x"), let off = UInt64(row[r.upperBound...].prefix { $0.isHexDigit }, radix: 16) {
+                app.pendingHex = (off, false)
+                app.requestedView = "hex"
+            } else {
+                app.sayInView("BAT[\(cursor.selected)] is a sector bitmap entry: it maps no guest data", .dim)
+            }
+            return true
+        }
         return cursor.handle(e, count: b.batCount, visible: visible)
     }
 
