@@ -39,6 +39,7 @@ import TestSupport
             #expect(all.contains(k), "'\(k)' missing from the help at \(size)")
         }
         if size.1 <= 24 { #expect(pages > 1, "80x24 should need scrolling") }
+        if size.0 >= 160 { #expect(pages == 1, "at \(size) two columns show everything without scrolling") }
         // Home goes back to the top; any other key closes.
         app.handle(.home)
         #expect(app.render(width: size.0, height: size.1).contains("General"))

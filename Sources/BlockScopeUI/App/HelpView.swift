@@ -92,14 +92,25 @@ public struct HelpScreen: Sendable {
         return true
     }
 
-    /// Draws the bordered box in `area` (at most 120 columns wide) at the current scroll.
+    /// Draws the bordered box in `area` at the current scroll: one column up to 120 wide;
+    /// from 144 columns two columns side by side (split at a section heading), so at 160x50
+    /// and wider every key and command shows without scrolling.
     public mutating func draw(_ s: inout ScreenModel, _ area: Rect) {
-        let w = min(area.width, 120), h = area.height
+        let twoColumns = area.width >= 144
+        let w = twoColumns ? min(area.width, 200) : min(area.width, 120), h = area.height
         guard w >= 20, h >= 5 else { return }
         let box = Rect(x: area.x + (area.width - w) / 2, y: area.y, width: w, height: h)
         let inner = w - 4
-        let lines = HelpScreen.content(width: inner)
-        lineCount = lines.count
+        let colWidth = twoColumns ? (inner - 3) / 2 : inner
+        let lines = HelpScreen.content(width: colWidth)
+        var columns = [lines[...]]
+        if twoColumns {
+            // Split at the section heading nearest the middle.
+            let headings = lines.indices.filter { lines[$0].heading && $0 > 0 }
+            let k = headings.min { abs($0 - lines.count / 2) < abs($1 - lines.count / 2) } ?? lines.count
+            columns = [lines[..<k], lines[k...]]
+        }
+        lineCount = columns.map(\.count).max() ?? 0
         visibleLines = h - 2
         scroll = max(0, min(scroll, max(0, lineCount - visibleLines)))
         let border = CellStyle(.heading)
@@ -115,14 +126,17 @@ public struct HelpScreen: Sendable {
         s.set(box.x, box.y, Cell("┌", border)); s.set(box.x + w - 1, box.y, Cell("┐", border))
         s.set(box.x, box.maxY - 1, Cell("└", border)); s.set(box.x + w - 1, box.maxY - 1, Cell("┘", border))
         s.put(box.x + 2, box.y, " blockscope keys and commands ", CellStyle(.tabActive), maxWidth: w - 4)
-        let keyWidth = inner >= 70 ? 24 : 16
-        for (i, l) in lines.dropFirst(scroll).prefix(visibleLines).enumerated() {
-            let y = box.y + 1 + i
-            if l.heading {
-                s.put(box.x + 2, y, l.key, CellStyle(.heading), maxWidth: inner)
-            } else {
-                s.put(box.x + 2, y, l.key, CellStyle(.key), maxWidth: inner)
-                s.put(box.x + 2 + keyWidth, y, l.text, CellStyle(.normal), maxWidth: inner - keyWidth)
+        let keyWidth = colWidth >= 70 ? 24 : 16
+        for (c, column) in columns.enumerated() {
+            let x0 = box.x + 2 + c * (colWidth + 3)
+            for (i, l) in column.dropFirst(scroll).prefix(visibleLines).enumerated() {
+                let y = box.y + 1 + i
+                if l.heading {
+                    s.put(x0, y, l.key, CellStyle(.heading), maxWidth: colWidth)
+                } else {
+                    s.put(x0, y, l.key, CellStyle(.key), maxWidth: colWidth)
+                    s.put(x0 + keyWidth, y, l.text, CellStyle(.normal), maxWidth: colWidth - keyWidth)
+                }
             }
         }
         let last = min(lineCount, scroll + visibleLines)
