@@ -197,4 +197,25 @@ import TestSupport
         try s.keys("q")
         try s.wait(for: "TUI-EXIT=0")
     }
+
+    /// A `tui --script` tour: `sleep` shows SLEEP in the title and the script goes on by
+    /// itself; `pause TEXT` shows TEXT and holds the script until a key.
+    @Test func scriptPausesForAKeyAndSleepsOnItsOwn() throws {
+        let dir = try TestSupport.makeTempDir("tui-e2e-tour")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/t.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "8M"])
+        try "view map\nsleep 1s\npause Step two: press a key for Hex\nview hex\n".write(toFile: dir + "/tour.script", atomically: true, encoding: .utf8)
+        let s = try Session(command: "\(TestSupport.blockscopeBinary) tui --script \(dir)/tour.script \(img)")
+        try s.wait(for: "Guest space: 8.00 MiB")
+        let held = try s.wait(for: "Step two: press a key for Hex", timeout: 20)
+        #expect(held.contains("press any key to continue"))
+        #expect(held.contains("WAITING"))
+        #expect(!held.contains("guest 0x0   "), "the script went past the pause")
+        try s.keys("x")
+        try s.wait(for: "end of tour.script")
+        try s.wait(for: "m guest/host")
+        try s.keys("q")
+        try s.wait(for: "TUI-EXIT=0")
+    }
 }

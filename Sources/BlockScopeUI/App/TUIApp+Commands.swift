@@ -77,10 +77,17 @@ extension TUIApp {
             if state.status.text.hasPrefix("sleeping") { state.say("", .dim) }
         }
         var workerBusy = busy
+        let name = URL(fileURLWithPath: scriptSource).lastPathComponent
         while !workerBusy, job == nil, sleepUntil == nil, pauseText == nil, !quitRequested, !scriptQueue.isEmpty {
             let line = scriptQueue.removeFirst()
-            execute(line.command, source: "\(URL(fileURLWithPath: scriptSource).lastPathComponent) line \(line.line)")
+            execute(line.command, source: "\(name) line \(line.line)")
             workerBusy = worker?.busy ?? false
+            scriptPending = true
+        }
+        // Once the last line has finished, say so (after its own output).
+        if scriptPending, scriptQueue.isEmpty, !workerBusy, job == nil, sleepUntil == nil, pauseText == nil {
+            scriptPending = false
+            state.say(state.status.text.isEmpty ? "end of \(name)" : "\(state.status.text) · end of \(name)", state.status.role == .error ? .error : .ok)
         }
     }
 

@@ -33,7 +33,7 @@ extension TUIApp {
             if e == .char("q") || e == .char("\u{03}") { quitRequested = true; return }
             if case .wheel = e { return }
             pauseText = nil
-            state.say(scriptQueue.isEmpty ? "end of \(URL(fileURLWithPath: scriptSource).lastPathComponent)" : "", .dim)
+            state.say("", .dim)
             return
         }
         if case let .click(x, y) = e, y == 1 {

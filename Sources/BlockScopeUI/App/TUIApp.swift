@@ -71,6 +71,8 @@ public final class TUIApp {
     var sleepUntil: UInt64?
     /// The text of a `pause` waiting for a key.
     var pauseText: String?
+    /// Whether script lines ran and the end of the script has not been announced yet.
+    var scriptPending = false
     /// Views to return to with Esc, most recent last (pushed by Enter and goto-to-Hex).
     var backStack: [Int] = []
     /// The last search text (`n`/`N` repeat it).
