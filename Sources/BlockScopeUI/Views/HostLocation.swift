@@ -5,10 +5,15 @@ import BlockCore
 enum HostLocation {
     /// The host offset for guest `offset` and a sentence saying what is there: the data
     /// for an allocated cluster, the compressed bytes for a compressed one, the L2 entry
-    /// for a zero or unallocated QCOW2 cluster (it has no data). Nil when the format has
-    /// no host location for it (a VHDX block that is not present).
+    /// for a zero or unallocated QCOW2 cluster (it has no data), the same offset in a RAW
+    /// file's hole. Nil when the format has no host location for it (a VHDX block that is
+    /// not present).
     static func of(guest offset: UInt64, _ insp: any LayoutInspector) -> (host: UInt64, note: String)? {
         if let h = insp.mapGuest(offset).host { return (h, "guest \(hex(offset)) → data at host \(hex(h))") }
+        if let e = insp as? ExtentInspector, e.disk.format == .raw {
+            // RAW maps every guest byte to the same host offset; a hole reads as zeroes.
+            return (offset, "raw: guest \(hex(offset)) is host \(hex(offset)) (a hole in the file: reads as zeroes)")
+        }
         guard let q = insp as? Qcow2Inspector else { return nil }
         let l = q.layout
         guard let e = l.l2Entry(forGuest: offset) else { return nil }
