@@ -189,4 +189,23 @@ import TestSupport
         while !(app.currentView is HexView) && tries < 500 { usleep(10_000); app.pump(); tries += 1 }
         #expect(app.currentView is HexView)
     }
+
+    @Test func quitReportsEachCloseStepAndAFinalLine() throws {
+        let f = try TuiFixture("quit")
+        let img = f.dir + "/q.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "16M"])
+        let app = try f.app(img, write: true)
+        app.execute(.write(offset: 0, length: 1 << 20, pattern: 0x33))
+        var steps: [(Int, String)] = []
+        app.shutdown { steps.append(($0, $1)) }
+        #expect(steps.map(\.0) == [1, 2, 3, 4])
+        #expect(steps[2].1 == "flushing metadata")
+        #expect(app.closingLine?.hasPrefix("blockscope: closed q.qcow2 (read-write, data and metadata flushed) in ") == true, "\(app.closingLine ?? "nil")")
+        // The frame drawn while closing names the step and its number.
+        let frame = TUIApp.closingFrame(app.render(width: 100, height: 30), step: 3, label: "flushing metadata", elapsedNs: 2_000_000_000)
+        #expect(frame.contains("flushing metadata… 3/5"))
+        #expect(frame.contains("✓ stopping the job") && frame.contains("✓ finishing the running command"))
+        let check = try TestSupport.qemuImg(["check", img])
+        #expect(check.status == 0, "\(check.stdoutText)")
+    }
 }
