@@ -115,7 +115,8 @@ import TestSupport
         let s = try Session(command: "NO_COLOR=1 \(TestSupport.blockscopeBinary) tui --write \(img)", width: 80, height: 24)
         try s.wait(for: "theme monochrome (NO_COLOR)")
         try s.keys("?")
-        var screens = try s.wait(for: "blockscope keys and commands")
+        try s.wait(for: "blockscope keys and commands")
+        var screens = try s.wait(for: "Esc close ┘")   // the bottom border: the whole box is drawn
         #expect(screens.contains("┌") && screens.contains("┘"))
         // Page down until the help's bottom border says "end", waiting for each page to show.
         func position(_ screen: String) -> String { screen.split(separator: "\n").first { $0.contains("lines ") }.map(String.init) ?? "" }
