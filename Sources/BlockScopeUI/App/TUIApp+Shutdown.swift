@@ -73,7 +73,7 @@ extension TUIApp {
         } else if state.image.disk == nil {
             closingLine = "blockscope: closed \(name) (inspected without I/O)"
         } else {
-            closingLine = "blockscope: closed \(name) (\(flushed ? "read-write, data and metadata flushed" : "read-only, nothing to flush")) in \(secs) s"
+            closingLine = flushed ? "blockscope: closed \(name) (read-write, data and metadata flushed) in \(secs) s" : "blockscope: closed \(name) (read-only, nothing to flush)"
         }
     }
 
