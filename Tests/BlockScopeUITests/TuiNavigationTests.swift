@@ -182,8 +182,10 @@ import TestSupport
         #expect(hex.hostMode)
         #expect(hex.offset == want, "m went to \(hex.offset), the compressed bytes are at \(want)")
         #expect(app.state.status.text.contains("compressed"))
-        // An unallocated cluster has no data: m shows its L2 entry.
+        // m again returns to the guest offset it came from.
         app.handle(.char("m"))
+        #expect(!hex.hostMode && hex.offset == (2 << 20) + 16)
+        // An unallocated cluster has no data: m shows its L2 entry.
         app.execute(.goto(offset: 12 << 20))
         app.handle(.char("m"))
         #expect(hex.hostMode && app.state.status.text.contains("L2["), "\(app.state.status.text)")

@@ -15,6 +15,8 @@ public final class HexView: TUIView {
     /// Whether the dump shows host file bytes instead of guest bytes.
     public private(set) var hostMode = false
     private var top: UInt64 = 0
+    /// The guest offset `m` jumped from, for `m` back.
+    private var guestOrigin: UInt64?
     private var visibleRows = 16
 
     /// Creates the view.
@@ -23,6 +25,7 @@ public final class HexView: TUIView {
     /// Opens the view at an offset.
     public func show(_ off: UInt64, host: Bool) {
         hostMode = host
+        guestOrigin = nil
         offset = off
         top = off & ~15
     }
@@ -94,9 +97,13 @@ public final class HexView: TUIView {
         case let .wheel(up, _, _): offset = up ? (offset >= 48 ? offset - 48 : 0) : offset + 48
         case .char("m"):
             if hostMode {
+                // Back to the guest offset `m` came from (a host offset means nothing in guest space).
                 hostMode = false
+                if let g = guestOrigin { offset = g }
+                guestOrigin = nil
                 app.sayInView("guest bytes at \(hex(offset))", .ok)
             } else if let insp = app.image.inspector, let loc = HostLocation.of(guest: offset, insp) {
+                guestOrigin = offset
                 offset = loc.host
                 hostMode = true
                 app.sayInView(loc.note, .ok)
