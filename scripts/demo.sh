@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Opens the TUI on a temporary copy of the bundled demo image (demo-images/demo.qcow2 and its
-# backing file), running demo-images/demo.script. The bundled images are never modified:
-# everything is copied to a fresh temp dir first, and only the copy is opened for writing.
+# backing file), running demo-images/demo.script: a guided tour whose `pause` steps explain
+# what comes next and wait for a key (so a teacher sets the pace) and whose `sleep` steps let
+# the views settle. The bundled images are never modified: everything is copied to a fresh
+# temp dir first, and only the copy is opened for writing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BLOCKSCOPE_BIN:-.build/debug/blockscope}

@@ -54,6 +54,11 @@ static inline int bs_sync_size(void) {
     resizeterm(ws.ws_row, ws.ws_col);
     return 1;
 }
+/* The key code curses binds to an escape sequence (KEY_MOUSE for "\033[<" when terminfo's
+   kmous asks for SGR 1006 mouse reports), 0 when none, -1 when it is a prefix of others. */
+static inline int bs_key_defined(const char *seq) { return key_defined(seq); }
+/* Pushes a character back onto curses' input queue (read again before new input). */
+static inline int bs_unget_wch(unsigned c) { return unget_wch((wchar_t)c); }
 /* Writes n wide characters at (y, x). */
 static inline int bs_put_wide(WINDOW *w, int y, int x, const wchar_t *s, int n) { return mvwaddnwstr(w, y, x, s, n); }
 #endif

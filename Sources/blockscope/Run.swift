@@ -43,12 +43,21 @@ struct Run: ParsableCommand {
                 try runJobs(text)
                 return
             }
-            let lines = try CommandScript.parse(text, source: script)
+            let lines: [ScriptLine]
+            do throws(BlockError) { lines = try CommandScript.parse(text, source: script) } catch {
+                // The engine's language has no UI words; say where they belong.
+                var e = error
+                if ["goto", "view", "theme", "pause"].contains(where: { e.message.contains("unknown command '\($0)'") }) {
+                    e.message += "; goto, view, theme and pause steer the TUI: use the script with `blockscope tui IMAGE --script FILE`"
+                }
+                throw e
+            }
             if !write, let w = lines.first(where: { $0.command.isWrite }) {
                 throw BlockError(.readOnly, "line \(w.line) modifies the image, which is open read-only", path: script)
             }
             let disk = try openImage(image, imageOptions.openOptions(writable: write))
-            let runner = try ScriptRunner(disk: disk, engine: imageOptions.engine)
+            // One line per command as it finishes (flushed: a paced script shows its progress through a pipe too).
+            let runner = try ScriptRunner(disk: disk, engine: imageOptions.engine, output: { print($0); fflush(nil) })
             try runner.run(lines, source: script)
             try disk.close()
         }

@@ -10,7 +10,7 @@ struct Tui: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tui",
         abstract: "Open the terminal UI: image layout views and live io_uring activity.",
-        discussion: "Keys: 1-8/Tab switch views, : command prompt, space pause, s step, / search, g goto, ? help, q quit. Writes need --write."
+        discussion: "Keys: 1-8/Tab switch views, Enter open, Esc back, : command prompt (Tab completes), space pause, s step, / search, n/N next/previous, g goto, ? help, q quit. Writes need --write. NO_COLOR selects the monochrome theme."
     )
 
     @Argument(help: "The image file.") var image: String
@@ -38,6 +38,8 @@ struct Tui: ParsableCommand {
         do {
             let app = try TUIApp(options: o)
             let status = try app.run(mouse: o.mouse)
+            // After the terminal is restored: what closing did, on the shell's screen.
+            if let line = app.closingLine { print(line) }
             if status != 0 { throw ExitCode(status) }
         } catch let e as BlockScopeUIError {
             printError("blockscope: \(e.description)")

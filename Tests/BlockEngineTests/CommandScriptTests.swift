@@ -50,4 +50,37 @@ struct CommandScriptTests {
             #expect(error.description.contains("needs a length"))
         }
     }
+
+    @Test("sleep takes a duration with a unit; a bare number is seconds")
+    func sleepDurations() throws {
+        #expect(CommandScript.parseDuration("500ms") == 500_000_000)
+        #expect(CommandScript.parseDuration("2s") == 2_000_000_000)
+        #expect(CommandScript.parseDuration("1.5s") == 1_500_000_000)
+        #expect(CommandScript.parseDuration("100us") == 100_000)
+        #expect(CommandScript.parseDuration("1m") == 60_000_000_000)
+        #expect(CommandScript.parseDuration("3") == 3_000_000_000)
+        #expect(CommandScript.parseDuration("5x") == nil)
+        #expect(CommandScript.parseDuration("-1s") == nil)
+        #expect(CommandScript.parseDuration("2d") == nil)
+        #expect(try CommandScript.parseLine("sleep 250ms") == .sleep(nanoseconds: 250_000_000))
+        do {
+            _ = try CommandScript.parse("write 0 4k\nsleep soon\n", source: "p.txt")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.description.contains("line 2, column 7"))
+            #expect(error.description.contains("not a duration"))
+        }
+    }
+
+    @Test("the engine's language has no UI words: goto, view, theme and pause are the TUI's")
+    func uiWordsAreNotEngineCommands() {
+        for line in ["goto 1M", "view map", "theme light", "pause look"] {
+            do {
+                _ = try CommandScript.parseLine(line)
+                Issue.record("'\(line)' parsed in the engine's language")
+            } catch {
+                #expect(error.description.contains("unknown command"))
+            }
+        }
+    }
 }

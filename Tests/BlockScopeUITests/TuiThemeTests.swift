@@ -19,6 +19,30 @@ import TestSupport
         }
     }
 
+    /// The Map's cursor and "written now" cells show a letter (the cell's kind) in the
+    /// role's foreground on its background, so both are text and need text contrast.
+    @Test(arguments: ThemeLoader.bundledNames)
+    func cursorAndWrittenGlyphsAreLegible(_ name: String) throws {
+        let t = try ThemeLoader.loadFile(Self.dir + "/\(name).theme")
+        for role in [Role.selected, .written] {
+            let st = t.style(role)
+            if st.foreground == .terminalDefault && st.background == .terminalDefault {
+                // Monochrome: reverse video keeps the letter visible on the inverted cell.
+                #expect(st.attributes.contains(.reverse), "\(name).\(role) has neither colours nor reverse")
+                continue
+            }
+            let c = try #require(t.contrast(role))
+            #expect(c >= 4.5, "\(name).\(role): the cursor/written letter has contrast \(c) on its background")
+        }
+        // In 256 and 8 colours the foreground never lands on the background.
+        for depth in [ColorDepth.ansi256, .ansi8] {
+            for role in [Role.selected, .written] {
+                let (fg, bg) = depth.pair(t.style(role), darkTerminal: t.darkTerminal)
+                #expect(fg != bg || fg == -1, "\(name).\(role) in \(depth): foreground \(fg) on background \(bg)")
+            }
+        }
+    }
+
     @Test func monochromeHasNoColours() throws {
         let t = try ThemeLoader.loadFile(Self.dir + "/monochrome.theme")
         for role in Role.allCases {
@@ -53,5 +77,16 @@ import TestSupport
         #expect(s.line(0) == "       abc")
         #expect(s.text == "       abc\nz")
         #expect(s.cells(with: .data).count == 3)
+    }
+
+    /// SGR 1006 reports carry decimal cells, so clicks beyond column 223 (X10's limit) work.
+    @Test func sgrMouseReportsDecodeClicksBeyondColumn223AndWheel() {
+        #expect(Terminal.decodeSGRMouse("0;250;5", pressed: true) == .click(x: 249, y: 4))
+        #expect(Terminal.decodeSGRMouse("0;250;5", pressed: false) == nil)
+        #expect(Terminal.decodeSGRMouse("64;10;3", pressed: true) == .wheel(up: true, x: 9, y: 2))
+        #expect(Terminal.decodeSGRMouse("65;10;3", pressed: true) == .wheel(up: false, x: 9, y: 2))
+        #expect(Terminal.decodeSGRMouse("32;10;3", pressed: true) == nil)   // motion
+        #expect(Terminal.decodeSGRMouse("2;10;3", pressed: true) == nil)    // right button
+        #expect(Terminal.decodeSGRMouse("0;x;3", pressed: true) == nil)
     }
 }

@@ -1,6 +1,10 @@
 import BlockCore
 
 /// One command of blockscope's command language (scripts, `run`, and the TUI's `:` prompt).
+///
+/// These are the engine's words: I/O, jobs and pacing. Commands that steer a terminal UI
+/// (`goto`, `view`, `theme`, `pause`) belong to that UI's own prompt type, which hands
+/// every other line to ``CommandScript/parseLine(_:line:source:)``.
 public enum ScriptCommand: Sendable, Equatable {
     /// `write OFF LEN [PATTERN]`: write LEN bytes of PATTERN (a byte, default 0xcd).
     case write(offset: UInt64, length: UInt64, pattern: UInt8)
@@ -12,14 +16,12 @@ public enum ScriptCommand: Sendable, Equatable {
     case discard(offset: UInt64, length: UInt64)
     /// `fsync`.
     case fsync
-    /// `job FILE.fio` (TUI and later issues).
+    /// `job FILE.fio`: run a fio-style job file (the TUI runs it on a workload; `run` takes
+    /// job files as a whole file instead).
     case job(path: String)
-    /// `goto OFF` (TUI).
-    case goto(offset: UInt64)
-    /// `view NAME` (TUI).
-    case view(name: String)
-    /// `theme NAME` (TUI).
-    case theme(name: String)
+    /// `sleep DURATION` (`500ms`, `2s`, `1.5s`, `100us`, `1m`; a bare number is seconds):
+    /// wait before the next command, so a script can pace a tour. Nanoseconds.
+    case sleep(nanoseconds: UInt64)
 
     /// Whether the command modifies the image (needs `--write`).
     public var isWrite: Bool {
@@ -44,6 +46,28 @@ public struct ScriptLine: Sendable, Equatable {
 public enum CommandScript {
     /// Parses a size such as `4k`, `1M`, `0x1000`, `512` (see ``parseByteSize(_:)``).
     public static func parseSize(_ s: String) -> UInt64? { parseByteSize(s) }
+
+    /// The verbs ``parseLine(_:line:source:)`` knows, in the order help texts list them.
+    public static let verbs = ["write", "read", "zero", "discard", "fsync", "sleep", "job"]
+
+    /// Parses a duration: a number (fractions allowed) with an optional unit `ns`, `us`
+    /// (or `µs`), `ms`, `s`, `m`; a bare number is seconds. Nil when malformed, negative or
+    /// longer than a day (a typo such as `sleep 500` meant as milliseconds stays visible).
+    public static func parseDuration(_ text: String) -> UInt64? {
+        let t = text.lowercased()
+        let units: [(String, Double)] = [("ns", 1), ("us", 1e3), ("µs", 1e3), ("ms", 1e6), ("s", 1e9), ("m", 60e9)]
+        var number = Substring(t)
+        var scale = 1e9
+        for (u, f) in units where t.hasSuffix(u) {
+            number = t.dropLast(u.count)
+            scale = f
+            break
+        }
+        guard !number.isEmpty, number.allSatisfy({ $0.isNumber || $0 == "." }), let v = Double(number) else { return nil }
+        let ns = v * scale
+        guard ns.isFinite, ns >= 0, ns <= 86_400e9 else { return nil }
+        return UInt64(ns.rounded())
+    }
 
     /// Parses a whole script. Errors name the source, line and column.
     public static func parse(_ text: String, source: String = "script") throws(BlockError) -> [ScriptLine] {
@@ -126,11 +150,14 @@ public enum CommandScript {
             try arity(1)
             return .fsync
         case "job": return .job(path: try word("a job file"))
-        case "goto", "g": return .goto(offset: try size(1, "an offset"))
-        case "view": return .view(name: try word("a view name"))
-        case "theme": return .theme(name: try word("a theme name"))
+        case "sleep":
+            let w = try word("a duration such as 500ms or 2s")
+            guard let ns = parseDuration(w) else {
+                throw fail(tokens[1].1, "'\(w)' is not a duration (use 500ms, 2s, 1.5s, 100us or 1m; at most a day)")
+            }
+            return .sleep(nanoseconds: ns)
         default:
-            throw fail(vcol, "unknown command '\(verb)' (expected write, read, zero, discard, fsync, job, goto, view or theme)")
+            throw fail(vcol, "unknown command '\(verb)' (expected \(verbs.dropLast().joined(separator: ", ")) or \(verbs.last!))")
         }
     }
 }

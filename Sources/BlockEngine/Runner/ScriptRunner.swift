@@ -1,10 +1,14 @@
 import BlockCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs command-language scripts on a disk through one async queue, a command at a time.
 ///
-/// Each command becomes one guest request on the queue (io_uring by default), submitted
+/// Each I/O command becomes one guest request on the queue (io_uring by default), submitted
 /// and waited for before the next; a `read` with a pattern verifies every byte. Output
-/// lines read like qemu-io's ("wrote 65536/65536 bytes at offset 0x0").
+/// lines read like qemu-io's ("wrote 65536/65536 bytes at offset 0x0"). `sleep` blocks the
+/// calling thread for its duration and prints nothing.
 public final class ScriptRunner {
     private let disk: any DiskFile
     private let queue: any AsyncIo
@@ -85,8 +89,13 @@ public final class ScriptRunner {
             let c = try wait(tag)
             if let e = c.error { throw e }
             output("fsync done")
-        case .job, .goto, .view, .theme:
-            throw BlockError(.invalidArgument, "this command works in the TUI prompt or with a job runner, not in a script run", path: disk.path)
+        case let .sleep(ns):
+            // No request: the queue stays idle while the script waits.
+            var want = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+            var left = timespec()
+            while nanosleep(&want, &left) != 0 && errno == EINTR { want = left }
+        case .job:
+            throw BlockError(.invalidArgument, "'job' runs a job file on a workload (the TUI prompt, or `run IMAGE FILE.fio`), not inside a script", path: disk.path)
         }
     }
 

@@ -17,6 +17,15 @@ public final class AppState {
     public var themeName: String
     /// A message for the status line and its role.
     public var status: (text: String, role: Role) = ("", .dim)
+    /// The view a status message belongs to (its title), or nil for app-wide messages
+    /// (command output, jobs). A view's message is cleared when another view comes up.
+    public private(set) var statusOwner: String?
+    /// The title of the view on screen (set by the app when views switch).
+    public var currentViewTitle = "" {
+        didSet { if let o = statusOwner, o != currentViewTitle { status = ("", .dim); statusOwner = nil } }
+    }
+    /// Whether `NO_COLOR` chose the monochrome theme (the title says so).
+    public var noColor = false
     /// Whether step mode is on (`s`).
     public var stepMode = false
     /// Whether the workload is paused (space).
@@ -49,7 +58,8 @@ public final class AppState {
     public var jobSummary: String?
     /// Metadata reloads done (views cache by it).
     public var layoutVersion = 0
-    /// Set by views to switch tabs (e.g. Map → Hex on Enter).
+    /// Set by views to switch tabs (e.g. Map → Hex on Enter); the app remembers where the
+    /// request came from, so Esc goes back there.
     public var requestedView: String?
     /// Set by views to open the Hex view at an offset (guest, or host when `host`).
     public var pendingHex: (offset: UInt64, host: Bool)?
@@ -61,8 +71,12 @@ public final class AppState {
         self.themeName = themeName
     }
 
-    /// Shows a message in the status line.
-    public func say(_ text: String, _ role: Role = .normal) { status = (text, role) }
+    /// Shows an app-wide message in the status line (it stays across view switches).
+    public func say(_ text: String, _ role: Role = .normal) { status = (text, role); statusOwner = nil }
+
+    /// Shows a message that belongs to the current view (a search hit, a selection, a goto):
+    /// it goes away when another view comes up.
+    public func sayInView(_ text: String, _ role: Role = .normal) { status = (text, role); statusOwner = currentViewTitle }
 
     /// Rereads the image's metadata (after writes).
     public func reloadLayout() {

@@ -1,43 +1,147 @@
-/// The key reference shown by `?` or F1, drawn over the current view.
-public enum HelpScreen {
-    /// Every key of the TUI, grouped.
-    public static let lines: [(String, String)] = [
-        ("Views", ""),
-        ("1 … 8, Tab, Shift-Tab", "switch view (Overview, L1/L2, Refcounts, Map, BAT, Hex, In-flight, Completions)"),
-        ("mouse", "click a tab or a map cell; the wheel scrolls"),
-        ("Commands", ""),
-        (":", "command prompt: write OFF LEN [PAT], read OFF LEN [PAT], zero, discard, fsync, goto OFF, view NAME, theme NAME, job FILE"),
-        ("/", "search in the current view (Map: a kind like compressed; Hex: text or 0xHEX)"),
-        ("g", "go to a guest offset (Map, Hex, L1/L2)"),
-        ("Workload", ""),
-        ("space", "pause / resume the running workload"),
-        ("s", "step mode: each press lets one event through and explains it; space or Esc leaves"),
-        ("Navigation", ""),
-        ("↑ ↓ ← → / h j k l", "move; PgUp PgDn Home End page"),
-        ("Enter / Esc", "open (L2 table, hex at a map cell) / go back"),
-        ("+ - 0, t", "Map: zoom in, out, fit; switch guest/host grid"),
-        ("m", "Hex: switch between guest and host bytes"),
+/// The key and command reference shown by `?`, F1 or `:help`: a bordered box over the
+/// current view whose lines wrap to its width and scroll (↑↓ PgUp PgDn Home End, wheel).
+///
+/// The box fits any terminal from 50x12 up; the bottom border says which lines show and
+/// how to scroll, so the last line is always reachable.
+public struct HelpScreen: Sendable {
+    /// First content line shown.
+    public private(set) var scroll = 0
+    /// Content lines the last draw had room for (the page size for PgUp/PgDn).
+    public private(set) var visibleLines = 10
+    /// Content lines at the last draw's width.
+    public private(set) var lineCount = 0
+
+    /// Creates the help scrolled to the top.
+    public init() {}
+
+    /// Every key of the TUI, grouped: (key, what it does); a row with an empty description is a heading.
+    public static let keys: [(String, String)] = [
         ("General", ""),
-        ("? / F1", "this help (any key closes it)"),
-        ("q, Ctrl-C", "quit: stop the workload, flush and close the image, restore the terminal"),
+        ("? / F1", "this help; ↑↓ PgUp PgDn Home End scroll it, any other key closes it"),
+        ("q, Ctrl-C", "quit: stop the workload, flush and close the image (progress shows), restore the terminal"),
+        ("Views", ""),
+        ("1 … 8, Tab, Shift-Tab", "switch view: Overview, L1/L2, Refcounts, Map, BAT, Hex, In-flight, Completions"),
+        ("Enter", "open: an L2 table (L1/L2), the hex dump of a map cell, an L2 entry, a cluster or a BAT block"),
+        ("Esc", "back: close the L2 table (also ← or Backspace), or return to the view Enter came from (cursor kept)"),
+        ("mouse", "click a tab or a map cell; the wheel scrolls (SGR 1006 reports, X10 fallback)"),
+        ("Search and go to", ""),
+        ("/", "search the current view (Map: a kind like compressed; Hex: text or 0xHEX; L1/L2, Refcounts, BAT, Overview: text; In-flight: the event log)"),
+        ("n / N", "next / previous match; wraps around the end and says \"search wrapped\""),
+        ("g", "go to an offset in the view's space: guest, or host when the view shows the host (Map host grid, Hex after m, Refcounts); clamped to the last byte or cluster, and says so"),
+        ("Map", ""),
+        ("↑ ↓ ← → / h j k l", "move the cursor; PgUp PgDn page, Home first cell"),
+        ("+ - 0", "zoom in, out, fit the whole range"),
+        ("t", "switch between the guest and the host grid"),
+        ("Hex", ""),
+        ("m", "switch guest / host bytes: a guest offset jumps to its real host location (data, compressed bytes, or the L2 entry of a zero or unallocated cluster)"),
+        ("↑ ↓ ← → / h j k l", "move the cursor byte; PgUp PgDn page, Home the first byte, the wheel scrolls"),
+        ("Lists (L1/L2, Refcounts, BAT, Overview, In-flight log)", ""),
+        ("↑ ↓ / j k, PgUp PgDn Home End", "move the selection or scroll"),
+        ("Workload", ""),
+        ("space", "pause / resume the running job or command"),
+        ("s", "step mode: each press lets one event through and explains it; space or Esc leaves"),
+        ("any key", "continues a script waiting at `pause`"),
+        ("Prompt (:)", ""),
+        ("Tab", "complete a command name, a view or theme name, or a file path (job FILE)"),
+        ("↑ ↓", "browse the command history"),
+        ("Enter / Esc", "run / cancel"),
     ]
 
-    /// Draws the help box centred in `area`.
-    public static func draw(_ s: inout ScreenModel, _ area: Rect) {
-        let w = min(area.width - 4, 118), h = min(area.height - 2, lines.count + 4)
-        let box = Rect(x: area.x + (area.width - w) / 2, y: area.y + 1, width: w, height: h)
-        s.fill(box, " ", CellStyle(.normal))
-        s.put(box.x, box.y, " blockscope keys ".padded(w), CellStyle(.tabActive))
-        var y = box.y + 2
-        for (k, v) in lines where y < box.maxY - 1 {
-            if v.isEmpty {
-                s.put(box.x + 2, y, k, CellStyle(.heading))
-            } else {
-                s.put(box.x + 4, y, k, CellStyle(.key))
-                s.put(box.x + 28, y, v, CellStyle(.normal), maxWidth: w - 30)
+    /// The content lines at an inner width: headings, then key and description rows whose
+    /// descriptions wrap under themselves. Each line is (key column, text, is heading).
+    static func content(width: Int) -> [(key: String, text: String, heading: Bool)] {
+        let keyWidth = width >= 70 ? 24 : 16
+        var out: [(key: String, text: String, heading: Bool)] = []
+        func row(_ k: String, _ v: String) {
+            if k.count >= keyWidth - 1 {
+                out.append((k, "", false))
+                for l in TextWrap.lines(v, width: max(10, width - keyWidth)) { out.append(("", l, false)) }
+                return
             }
-            y += 1
+            for (i, l) in TextWrap.lines(v, width: max(10, width - keyWidth)).enumerated() { out.append((i == 0 ? k : "", l, false)) }
         }
-        s.put(box.x, box.maxY - 1, " press any key ".padded(w), CellStyle(.footer))
+        for (k, v) in keys {
+            if v.isEmpty {
+                if !out.isEmpty { out.append(("", "", false)) }
+                for l in TextWrap.lines(k, width: width) { out.append((l, "", true)) }
+            } else {
+                row(k, v)
+            }
+        }
+        out.append(("", "", false))
+        for l in TextWrap.lines("Commands (: prompt, tui --script; OFF and LEN take k/M/G or 0x)", width: width) { out.append((l, "", true)) }
+        for c in PromptCommand.reference { row(":" + c.usage, c.summary) }
+        return out
+    }
+
+    /// Applies a key: scrolling keys scroll and return true; any other key returns false
+    /// (the app closes the help).
+    public mutating func handle(_ e: InputEvent) -> Bool {
+        switch e {
+        case .up, .char("k"): scroll -= 1
+        case .down, .char("j"): scroll += 1
+        case .pageUp: scroll -= max(1, visibleLines - 1)
+        case .pageDown, .char(" "): scroll += max(1, visibleLines - 1)
+        case .home: scroll = 0
+        case .end: scroll = lineCount
+        case let .wheel(up, _, _): scroll += up ? -3 : 3
+        case .resize: break
+        default: return false
+        }
+        scroll = max(0, min(scroll, max(0, lineCount - visibleLines)))
+        return true
+    }
+
+    /// Draws the bordered box in `area` at the current scroll: one column up to 120 wide;
+    /// from 144 columns two columns side by side (split at a section heading), so at 160x50
+    /// and wider every key and command shows without scrolling.
+    public mutating func draw(_ s: inout ScreenModel, _ area: Rect) {
+        let twoColumns = area.width >= 144
+        let w = twoColumns ? min(area.width, 200) : min(area.width, 120), h = area.height
+        guard w >= 20, h >= 5 else { return }
+        let box = Rect(x: area.x + (area.width - w) / 2, y: area.y, width: w, height: h)
+        let inner = w - 4
+        let colWidth = twoColumns ? (inner - 3) / 2 : inner
+        let lines = HelpScreen.content(width: colWidth)
+        var columns = [lines[...]]
+        if twoColumns {
+            // Split at the section heading nearest the middle.
+            let headings = lines.indices.filter { lines[$0].heading && $0 > 0 }
+            let k = headings.min { abs($0 - lines.count / 2) < abs($1 - lines.count / 2) } ?? lines.count
+            columns = [lines[..<k], lines[k...]]
+        }
+        lineCount = columns.map(\.count).max() ?? 0
+        visibleLines = h - 2
+        scroll = max(0, min(scroll, max(0, lineCount - visibleLines)))
+        let border = CellStyle(.heading)
+        s.fill(box, " ", CellStyle(.normal))
+        for y in box.y..<box.maxY {
+            s.set(box.x, y, Cell("│", border))
+            s.set(box.x + w - 1, y, Cell("│", border))
+        }
+        for x in box.x..<(box.x + w) {
+            s.set(x, box.y, Cell("─", border))
+            s.set(x, box.maxY - 1, Cell("─", border))
+        }
+        s.set(box.x, box.y, Cell("┌", border)); s.set(box.x + w - 1, box.y, Cell("┐", border))
+        s.set(box.x, box.maxY - 1, Cell("└", border)); s.set(box.x + w - 1, box.maxY - 1, Cell("┘", border))
+        s.put(box.x + 2, box.y, " blockscope keys and commands ", CellStyle(.tabActive), maxWidth: w - 4)
+        let keyWidth = colWidth >= 70 ? 24 : 16
+        for (c, column) in columns.enumerated() {
+            let x0 = box.x + 2 + c * (colWidth + 3)
+            for (i, l) in column.dropFirst(scroll).prefix(visibleLines).enumerated() {
+                let y = box.y + 1 + i
+                if l.heading {
+                    s.put(x0, y, l.key, CellStyle(.heading), maxWidth: colWidth)
+                } else {
+                    s.put(x0, y, l.key, CellStyle(.key), maxWidth: colWidth)
+                    s.put(x0 + keyWidth, y, l.text, CellStyle(.normal), maxWidth: colWidth - keyWidth)
+                }
+            }
+        }
+        let last = min(lineCount, scroll + visibleLines)
+        let more = last < lineCount ? "↓ more" : "end"
+        let footer = " lines \(scroll + 1)-\(last) of \(lineCount), \(more) · ↑↓ PgDn scroll · Esc close "
+        s.put(box.x + max(1, w - 1 - footer.count), box.maxY - 1, footer, CellStyle(.footer), maxWidth: w - 2)
     }
 }

@@ -12,11 +12,18 @@ public struct Prompt: Sendable {
 
     /// The prompt's purpose.
     public var kind: Kind
+    /// What is drawn before the text (`:`, `/`, `goto guest `, `goto host `).
+    public var label: String
     /// The text typed so far.
     public var text = ""
+    /// The candidates the last `Tab` left open (shown above the prompt), empty otherwise.
+    public var candidates: [String] = []
 
-    /// Creates an empty prompt.
-    public init(_ kind: Kind) { self.kind = kind }
+    /// Creates an empty prompt; `label` defaults to the kind's.
+    public init(_ kind: Kind, label: String? = nil) {
+        self.kind = kind
+        self.label = label ?? kind.rawValue
+    }
 
     /// The result of a key in the prompt.
     public enum Outcome: Sendable, Equatable {
@@ -28,8 +35,9 @@ public struct Prompt: Sendable {
         case cancel
     }
 
-    /// Applies one key.
-    public mutating func handle(_ e: InputEvent, history: [String], historyIndex: inout Int) -> Outcome {
+    /// Applies one key; `Tab` asks `completer` (command prompts only).
+    public mutating func handle(_ e: InputEvent, history: [String], historyIndex: inout Int, completer: PromptCompleter? = nil) -> Outcome {
+        if e != .tab { candidates = [] }
         switch e {
         case let .char(c): text.append(c)
         case .backspace:
@@ -37,6 +45,12 @@ public struct Prompt: Sendable {
             text.removeLast()
         case .enter: return .submit(text)
         case .escape: return .cancel
+        case .tab:
+            if kind == .command, let completer {
+                let r = completer.complete(text)
+                text = r.text
+                candidates = r.candidates
+            }
         case .up:
             if !history.isEmpty { historyIndex = max(0, historyIndex - 1); text = history[historyIndex] }
         case .down:

@@ -2,17 +2,18 @@ import BlockCore
 import Foundation
 
 extension TUIApp {
-    /// Draws a whole frame: title, tabs, the current view, status or prompt line, footer.
+    /// Draws a whole frame: title, tabs, the current view, overlays (help, a waiting
+    /// `pause`), completion candidates, the status or prompt line, and the footer.
     public func render(width: Int, height: Int) -> ScreenModel {
         var s = ScreenModel(width: width, height: height)
         guard width >= 20, height >= 6 else {
             s.put(0, 0, "window too small", CellStyle(.warning)); return s
         }
         let img = state.image
-        let mode = state.stepMode ? " STEP " : state.paused ? " PAUSED " : state.busy ? " RUNNING " : ""
-        let title = " blockscope \(BlockScopeUI.version)  \(URL(fileURLWithPath: img.path).lastPathComponent)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)\(state.colorDepth.isEmpty ? "" : " (\(state.colorDepth))")"
+        let mode = state.stepMode ? " STEP " : state.paused ? " PAUSED " : state.busy ? " RUNNING " : scriptHeld.map { " \($0) " } ?? ""
+        let title = titleText(width: width - mode.count - 1)
         s.put(0, 0, title.padded(width), CellStyle(.footer))
-        if !mode.isEmpty { s.put(max(0, width - mode.count - 1), 0, mode, CellStyle(state.stepMode || state.paused ? .warning : .ok, [.reverse])) }
+        if !mode.isEmpty { s.put(max(0, width - mode.count - 1), 0, mode, CellStyle(state.stepMode || state.paused || scriptHeld != nil ? .warning : .ok, [.reverse])) }
         // Tab bar.
         var x = 0
         var hits: [(Range<Int>, Int)] = []
@@ -26,23 +27,63 @@ extension TUIApp {
         setTabHits(hits)
         let area = Rect(x: 0, y: 2, width: width, height: height - 4)
         currentView.draw(&s, area, state)
-        if helpShown { HelpScreen.draw(&s, area) }
-        // Status or prompt line.
-        if let p = promptState {
-            let line = p.kind.rawValue + p.text
+        if let text = pauseText { drawPause(&s, area, text) }
+        if var h = help {
+            h.draw(&s, area)
+            help = h
+        }
+        // Status or prompt line (with the completion candidates of the last Tab above it).
+        if let p = prompt {
+            let line = p.label + p.text
             s.put(0, height - 2, line.padded(width), CellStyle(.prompt))
-            s.set(min(width - 1, line.count), height - 2, Cell("▏", CellStyle(.prompt, [.bold])))
+            let cx = min(width - 1, line.count)
+            if p.kind == .command, let more = completer.suggestion(p.text) {
+                s.put(cx + 1, height - 2, more + "  (Tab)", CellStyle(.prompt, [.underline]), maxWidth: max(0, width - cx - 1))
+            }
+            s.set(cx, height - 2, Cell("▏", CellStyle(.prompt, [.bold])))
+            if !p.candidates.isEmpty {
+                let list = "Tab: " + p.candidates.joined(separator: "  ")
+                s.put(0, height - 3, list.padded(width), CellStyle(.footer), maxWidth: width)
+            }
         } else {
             s.put(0, height - 2, state.status.text, CellStyle(state.status.role), maxWidth: width)
         }
-        // Footer: the view's keys from the left, then the global ones; `? help  q quit` always fits at the right.
+        drawFooter(&s, width: width, height: height)
+        return s
+    }
+
+    /// The title line, shortened to `width` by dropping the least useful words first (the
+    /// version, the program name, then the colour depth; never NO_COLOR or the mode).
+    func titleText(width: Int) -> String {
+        let img = state.image
+        let name = URL(fileURLWithPath: img.path).lastPathComponent
+        let rest = "\(name)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)"
+        let colour = state.noColor ? " (NO_COLOR)" : state.colorDepth.isEmpty ? "" : " (\(state.colorDepth))"
+        let choices = [" blockscope \(BlockScopeUI.version)  " + rest + colour, " blockscope  " + rest + colour, " " + rest + colour,
+                       " " + rest + (state.noColor ? colour : "")]
+        return choices.first { $0.count <= width } ?? choices.last!
+    }
+
+    /// The footer: the view's keys from the left, then the global ones that apply here
+    /// (search and goto only where the view has them); `? help  q quit` always fits at the right.
+    func drawFooter(_ s: inout ScreenModel, width: Int, height: Int) {
         s.fill(Rect(x: 0, y: height - 1, width: width, height: 1), " ", CellStyle(.footer))
-        let tail: [(String, String)] = [("?", "help"), ("q", "quit")]
+        let tail: [(String, String)] = help != nil ? [("Esc", "close help")] : pauseText != nil ? [("any key", "continue")] : [("?", "help"), ("q", "quit")]
         let tailWidth = tail.reduce(0) { $0 + $1.0.count + $1.1.count + 3 }
         var fx = 0
-        let global: [(String, String)] = [("1-8/Tab", "views"), (":", "cmd"), ("/", "find"), ("g", "goto")]
+        var global: [(String, String)] = []
+        if !backStack.isEmpty { global.append(("Esc", "back to \(views[backStack.last!].title)")) }
+        if let hint = currentView.searchHint {
+            global.append(("/", hint))
+            if lastSearch != nil { global.append(("n/N", "next/prev")) }
+        }
+        global.append(("g", currentView.gotoSpace.map { "goto \($0.rawValue)" } ?? "goto (hex)"))
+        global += [("1-8/Tab", "views"), (":", "cmd")]
+        var items = currentView.keys + global
+        if help != nil { items = [("↑↓ PgUp PgDn Home End", "scroll the help")] }
+        if pauseText != nil { items = [("q", "quit")] }
         var seen = Set<String>()
-        for (k, d) in currentView.keys + global where !seen.contains(k) {
+        for (k, d) in items where !seen.contains(k) {
             seen.insert(k)
             if fx + k.count + d.count + 3 > width - tailWidth { break }
             fx = s.put(fx, height - 1, " " + k, CellStyle(.key))
@@ -53,6 +94,16 @@ extension TUIApp {
             fx = s.put(fx, height - 1, " " + k, CellStyle(.key))
             fx = s.put(fx, height - 1, " " + d + " ", CellStyle(.footer))
         }
-        return s
+    }
+
+    /// A `pause` box at the bottom of the view: its text wrapped, and how to go on.
+    func drawPause(_ s: inout ScreenModel, _ area: Rect, _ text: String) {
+        let w = min(area.width, 100)
+        let lines = TextWrap.lines(text, width: w - 4)
+        let h = min(area.height, lines.count + 3)
+        let box = Rect(x: area.x + (area.width - w) / 2, y: area.maxY - h, width: w, height: h)
+        s.fill(box, " ", CellStyle(.prompt))
+        for (i, l) in lines.prefix(h - 3).enumerated() { s.put(box.x + 2, box.y + 1 + i, l, CellStyle(.prompt, [.bold]), maxWidth: w - 4) }
+        s.put(box.x + 2, box.maxY - 1, "press any key to continue (q quits)", CellStyle(.prompt), maxWidth: w - 4)
     }
 }

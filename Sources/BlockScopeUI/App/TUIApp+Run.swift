@@ -7,13 +7,14 @@ import Glibc
 extension TUIApp {
     /// Runs the TUI on the terminal until `q`: pumps events, draws at least 10 frames a
     /// second (every 50 ms while a workload runs, every 100 ms when idle, at once after a
-    /// key), restores the terminal on the way out.
-    /// Returns the exit status.
+    /// key). `q` closes the image on another thread while a progress box shows each step
+    /// ("flushing metadata… 3/5"), then the terminal is restored; the caller prints
+    /// ``closingLine`` after that. Returns the exit status (1 when closing failed).
     public func run(mouse: Bool) throws(BlockScopeUIError) -> Int32 {
         guard isatty(1) != 0, isatty(0) != 0 else {
             throw BlockScopeUIError("the TUI needs a terminal on stdin and stdout (use `blockscope info` for text output)")
         }
-        let term = try Terminal(theme: theme, mouse: mouse)
+        let term = try Terminal(theme: theme, mouse: mouse, noColor: options.noColor)
         onThemeChange = { term.applyTheme($0) }
         switch term.depth {
         case .monochrome: state.colorDepth = "no colour"
@@ -23,6 +24,7 @@ extension TUIApp {
         }
         defer { term.end() }
         let started = monotonicNanos()
+        var lastFrame = ScreenModel(width: 0, height: 0)
         var frames = 0, busyFrames = 0
         var busyNs: UInt64 = 0, pumpNs: UInt64 = 0, drawNs: UInt64 = 0, worstFrameNs: UInt64 = 0
         var last = started
@@ -33,7 +35,8 @@ extension TUIApp {
             pump()
             let t1 = monotonicNanos()
             let (w, h) = term.size
-            term.present(render(width: w, height: h))
+            lastFrame = render(width: w, height: h)
+            term.present(lastFrame)
             let t2 = monotonicNanos()
             pumpNs += t1 - t0
             drawNs += t2 - t1
@@ -51,8 +54,7 @@ extension TUIApp {
             }
         }
         let secs = Double(monotonicNanos() - started) / 1e9   // the frame loop only, not the close
-        term.end()
-        shutdown()
+        closeWithProgress(term, last: lastFrame)
         if let p = options.statsPath {
             let f = Double(max(frames, 1))
             let stats: JSONValue = .object([("frames", .int(Int64(frames))), ("seconds", .double(secs)),
@@ -64,6 +66,6 @@ extension TUIApp {
                                             ("jobs", .array(finishedJobs.map { .string($0) }))])
             FileManager.default.createFile(atPath: p, contents: Data((stats.render(pretty: false) + "\n").utf8))
         }
-        return 0
+        return closingLine?.contains("failed") == true ? 1 : 0
     }
 }

@@ -20,6 +20,9 @@ public struct TUIOptions: Sendable {
     public var direct = false
     /// Where to write frame and job statistics on exit (JSON; for the UI-cost benchmark).
     public var statsPath: String?
+    /// Whether colour is off (`NO_COLOR` set and not empty, as no-color.org says): the
+    /// monochrome theme is used whatever `themeName` says, and the title says why.
+    public var noColor = ProcessInfo.processInfo.environment["NO_COLOR"].map { !$0.isEmpty } ?? false
 
     /// Creates options for an image.
     public init(imagePath: String) { self.imagePath = imagePath }
@@ -29,43 +32,62 @@ public struct TUIOptions: Sendable {
 ///
 /// The app is usable without a terminal: ``pump()`` folds events and command output into
 /// the state, ``handle(_:)`` applies a key and ``render(width:height:)`` draws a frame into a
-/// ``ScreenModel``. ``run()`` adds the curses terminal and the loop (at least 10 frames a
-/// second, more while keys arrive).
+/// ``ScreenModel``. ``run(mouse:)`` adds the curses terminal and the loop (at least 10 frames a
+/// second, more while keys arrive). The parts live in `TUIApp+*.swift`: input, commands and
+/// script pacing, rendering, closing.
 public final class TUIApp {
     /// Shared state the views read.
     public let state: AppState
     /// The tabs, in number-key order.
     public let views: [TUIView]
     /// Index of the current view.
-    public private(set) var current = 0
+    public internal(set) var current = 0 {
+        didSet { state.currentViewTitle = views[current].title }
+    }
     /// Whether `q` was pressed.
-    public private(set) var quitRequested = false
+    public internal(set) var quitRequested = false
     /// The final lines of the jobs that finished (for `statsPath`).
-    public private(set) var finishedJobs: [String] = []
+    public internal(set) var finishedJobs: [String] = []
     /// The theme in use.
-    public private(set) var theme: Theme
+    public internal(set) var theme: Theme
+    /// The line to print after the terminal is restored ("closed IMAGE ..."), set by ``shutdown(progress:)``.
+    public internal(set) var closingLine: String?
     let options: TUIOptions
-    private let stream = EventStream(queues: 16, capacityPerQueue: 1 << 13)
+    let stream = EventStream(queues: 16, capacityPerQueue: 1 << 13)
     let gate: StepGate
-    private let subscription: EventSubscription
-    private var worker: CommandWorker?
-    private var job: JobHost?
-    private var prompt: Prompt?
-    private var history: [String] = []
-    private var historyIndex = 0
-    private var showHelp = false
-    private var tabHits: [(Range<Int>, Int)] = []
-    private var scriptQueue: [ScriptLine] = []
-    private var lastReload: UInt64 = 0
-    private var seenMetadataVersion = 0
-    private var wasBusy = false
+    let subscription: EventSubscription
+    var worker: CommandWorker?
+    var job: JobHost?
+    var prompt: Prompt?
+    var history: [String] = []
+    var historyIndex = 0
+    var help: HelpScreen?
+    var tabHits: [(Range<Int>, Int)] = []
+    /// Script lines still to run, with their line numbers.
+    var scriptQueue: [(line: Int, command: PromptCommand)] = []
+    /// Where the script came from (for messages).
+    var scriptSource = "script"
+    /// When a `sleep` ends (monotonic ns); the script waits until then.
+    var sleepUntil: UInt64?
+    /// The text of a `pause` waiting for a key.
+    var pauseText: String?
+    /// Whether script lines ran and the end of the script has not been announced yet.
+    var scriptPending = false
+    /// Views to return to with Esc, most recent last (pushed by Enter and goto-to-Hex).
+    var backStack: [Int] = []
+    /// The last search text (`n`/`N` repeat it).
+    var lastSearch: String?
+    var lastReload: UInt64 = 0
+    var seenMetadataVersion = 0
+    var wasBusy = false
+    var closed = false
     /// Called when a `theme` command switches themes (the terminal redefines its colours).
     public var onThemeChange: ((Theme) -> Void)?
 
     /// Opens the image and sets up views, the event stream and the step gate.
     public init(options: TUIOptions) throws(BlockScopeUIError) {
         self.options = options
-        do { theme = try ThemeLoader.load(options.themeName) } catch let e { throw BlockScopeUIError("theme: \(e.description)") }
+        do { theme = try ThemeLoader.load(options.noColor ? "monochrome" : options.themeName) } catch let e { throw BlockScopeUIError("theme: \(e.description)") }
         gate = StepGate(downstream: stream)
         subscription = stream.subscribe()
         guard FileManager.default.fileExists(atPath: options.imagePath) else {
@@ -73,12 +95,15 @@ public final class TUIApp {
         }
         let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, direct: options.direct, sink: gate)
         state = AppState(image: image, themeName: theme.name)
+        state.noColor = options.noColor
         views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView()]
+        state.currentViewTitle = views[0].title
         if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate, inFlight: state.engineInFlight) }
         if let sp = options.scriptPath {
             do {
                 let text = try String(contentsOfFile: sp, encoding: .utf8)
-                scriptQueue = try CommandScript.parse(text, source: sp)
+                scriptQueue = try PromptCommand.parseScript(text, source: sp)
+                scriptSource = sp
                 state.say("running script \(sp) (\(scriptQueue.count) commands)", .ok)
             } catch let e as BlockError {
                 throw BlockScopeUIError("script: \(e.description)")
@@ -95,18 +120,50 @@ public final class TUIApp {
     /// The current view.
     public var currentView: TUIView { views[current] }
 
-    /// Switches to a view by name prefix (`overview`, `l1`, `map`, `inflight`, ...).
-    @discardableResult
-    public func selectView(named name: String) -> Bool {
+    /// The index of the view a name prefix selects (`overview`, `l1`, `map`, `inflight`, ...).
+    func viewIndex(named name: String) -> Int? {
         func norm(_ s: String) -> String { s.lowercased().filter { $0.isLetter || $0.isNumber } }
         let n = norm(name)
-        guard !n.isEmpty, let i = views.firstIndex(where: { norm($0.title).hasPrefix(n) || (n == "l2" && $0 is L1L2View) }) else { return false }
-        current = i
+        guard !n.isEmpty else { return nil }
+        return views.firstIndex { norm($0.title).hasPrefix(n) || (n == "l2" && $0 is L1L2View) }
+    }
+
+    /// Switches to a view by name prefix, as a tab key does (the back-stack starts afresh).
+    @discardableResult
+    public func selectView(named name: String) -> Bool {
+        guard let i = viewIndex(named: name) else { return false }
+        switchTo(i)
         return true
     }
 
-    /// Folds pending events and worker output into the state, runs the next script line
-    /// when the worker is idle, and reloads metadata after changes (at most every 300 ms).
+    /// Switches tabs by the user's choice (number, Tab, click, `view`): Esc no longer goes back.
+    func switchTo(_ i: Int) {
+        backStack.removeAll()
+        current = i
+    }
+
+    /// Opens a view from the current one (Enter, goto handed to Hex): Esc comes back here.
+    func open(_ i: Int) {
+        guard i != current else { return }
+        backStack.append(current)
+        if backStack.count > 32 { backStack.removeFirst() }
+        current = i
+    }
+
+    /// Returns to the view the last Enter came from; false when there is none.
+    func goBack() -> Bool {
+        guard let i = backStack.popLast() else { return false }
+        current = i
+        state.sayInView("back to \(views[i].title)", .dim)
+        return true
+    }
+
+    /// The views Esc would return through, most recent last (titles).
+    public var backTrail: [String] { backStack.map { views[$0].title } }
+
+    /// Folds pending events and worker output into the state, runs the next script lines
+    /// when the worker is idle and no `sleep` or `pause` holds the script, and reloads
+    /// metadata after changes (at most every 300 ms).
     public func pump() {
         let stepping = state.stepMode
         subscription.drain(maxPerQueue: 4096) { e in
@@ -145,178 +202,15 @@ public final class TUIApp {
             state.reloadLayout()
         }
         wasBusy = busy
-        while !busy, job == nil, !scriptQueue.isEmpty {
-            let line = scriptQueue.removeFirst()
-            execute(line.command, source: "script line \(line.line)")
-            if worker?.busy ?? false { break }
-        }
+        runScript(busy: busy)
         if let v = state.requestedView {
             state.requestedView = nil
-            selectView(named: v)
+            if let i = viewIndex(named: v) { open(i) }
             if let h = state.pendingHex, let hv = currentView as? HexView { hv.show(h.offset, host: h.host) }
             state.pendingHex = nil
         }
     }
 
-    /// Runs one command of the language (from the prompt or a script).
-    public func execute(_ cmd: ScriptCommand, source: String = "prompt") {
-        switch cmd {
-        case let .view(name):
-            if !selectView(named: name) { state.say("no view '\(name)' (views: \(views.map(\.title).joined(separator: ", ")))", .error) }
-        case let .goto(off):
-            if !currentView.goto(off, state) {
-                selectView(named: "hex")
-                _ = currentView.goto(off, state)
-            }
-            state.say("at guest \(hex(off))", .ok)
-        case let .theme(name):
-            do {
-                theme = try ThemeLoader.load(name)
-                state.themeName = theme.name
-                onThemeChange?(theme)
-                state.say("theme \(theme.name)", .ok)
-            } catch let e { state.say("theme: \(e.description)", .error) }
-        case let .job(path):
-            guard let disk = state.image.disk else { state.say("I/O unavailable for this image", .error); return }
-            if job != nil { state.say("a job is already running (space pauses it)", .warning); return }
-            do {
-                job = try JobHost(path: path, disk: disk, sink: gate, inFlight: state.engineInFlight)
-                state.busy = true
-                state.say("started job \(path)", .ok)
-            } catch let e { state.say(e.description, .error) }
-        default:
-            if cmd.isWrite && !options.writable {
-                state.say("refused (\(source)): '\(describe(cmd))' would modify the image, which is open read-only; restart with --write to allow writes", .error)
-                state.live.note("refused (read-only): \(cmd)")
-                return
-            }
-            guard let worker else {
-                state.say("I/O unavailable for this image: \(state.image.openError ?? "not open")", .error); return
-            }
-            worker.enqueue(cmd)
-            state.busy = true
-            state.say("running \(source): \(describe(cmd))", .dim)
-        }
-    }
-
-    /// A command as the language spells it.
-    func describe(_ cmd: ScriptCommand) -> String {
-        switch cmd {
-        case let .write(o, l, p): return "write \(hex(o)) \(l) \(hex(UInt64(p)))"
-        case let .read(o, l, _): return "read \(hex(o)) \(l)"
-        case let .zero(o, l): return "zero \(hex(o)) \(l)"
-        case let .discard(o, l): return "discard \(hex(o)) \(l)"
-        case .fsync: return "fsync"
-        case let .job(p): return "job \(p)"
-        default: return "\(cmd)"
-        }
-    }
-
-    /// Applies one key or mouse event.
-    public func handle(_ e: InputEvent) {
-        if e == .hangup { quitRequested = true; return }
-        if showHelp { showHelp = false; return }
-        if var p = prompt {
-            switch p.handle(e, history: history, historyIndex: &historyIndex) {
-            case .editing: prompt = p
-            case .cancel: prompt = nil
-            case let .submit(text):
-                prompt = nil
-                submit(p.kind, text)
-            }
-            return
-        }
-        if case let .click(x, y) = e, y == 1 {
-            if let hit = tabHits.first(where: { $0.0.contains(x) }) { current = hit.1 }
-            return
-        }
-        if currentView.handle(e, state) { pump(); return }
-        switch e {
-        case let .char(c) where c.isNumber && c != "0":
-            let i = Int(String(c))! - 1
-            if i < views.count { current = i }
-        case .tab: current = (current + 1) % views.count
-        case .backTab: current = (current + views.count - 1) % views.count
-        case .char("q"), .char("\u{03}"): quitRequested = true
-        case .char("?"), .function(1): showHelp = true
-        case .char(":"): prompt = Prompt(.command); historyIndex = history.count
-        case .char("/"): prompt = Prompt(.search)
-        case .char("g"): prompt = Prompt(.goto)
-        case .char(" "): togglePause()
-        case .char("s"): step()
-        case .escape:
-            if state.stepMode { leaveStepMode() }
-        default: break
-        }
-    }
-
-    private func submit(_ kind: Prompt.Kind, _ text: String) {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        guard !t.isEmpty else { return }
-        switch kind {
-        case .command:
-            history.append(t)
-            if t == "q" || t == "quit" { quitRequested = true; return }
-            if t == "help" { showHelp = true; return }
-            do {
-                if let cmd = try CommandScript.parseLine(t) { execute(cmd) }
-            } catch let e { state.say(e.message, .error) }
-        case .search:
-            state.say(currentView.search(t, state), .normal)
-        case .goto:
-            guard let off = CommandScript.parseSize(t) else { state.say("'\(t)' is not an offset (try 0x10000 or 64k)", .error); return }
-            execute(.goto(offset: off))
-        }
-    }
-
-    private func togglePause() {
-        if state.stepMode { leaveStepMode(); return }
-        if state.paused {
-            job?.workload.resume()
-            gate.disable(); state.paused = false; state.say("resumed", .ok)
-        } else if let job {
-            job.workload.pause(); state.paused = true; state.say("job paused: requests in flight finish, no new ones start (space resumes)", .warning)
-        } else {
-            gate.enable(); state.paused = true; state.say("paused: the workload waits at its next event (space resumes, s steps)", .warning)
-        }
-    }
-
-    private func step() {
-        if !state.stepMode {
-            state.stepMode = true
-            state.paused = false
-            gate.enable()
-            state.say("step mode: s lets one event through with an explanation; space or Esc leaves", .warning)
-        } else {
-            gate.step(1)
-        }
-    }
-
-    private func leaveStepMode() {
-        state.stepMode = false
-        state.paused = false
-        gate.disable()
-        state.say("step mode off", .ok)
-    }
-
-    /// Whether the help box is open.
-    public var helpShown: Bool { showHelp }
-    /// The prompt being edited, if any.
-    public var promptState: Prompt? { prompt }
+    /// Sets the hit boxes of the tab bar (from the last render).
     func setTabHits(_ h: [(Range<Int>, Int)]) { tabHits = h }
-
-    /// Stops the workload and closes the image (flushing writes). Call once before exit.
-    public func shutdown() {
-        gate.disable()
-        job?.workload.resume()
-        job?.workload.stop()
-        worker?.stop()
-        worker?.waitIdle(seconds: 5)
-        let deadline = monotonicNanos() + 5_000_000_000
-        while let j = job, j.finishedLine == nil, monotonicNanos() < deadline { usleep(10_000) }
-        subscription.cancel()
-        if let d = state.image.disk {
-            try? d.close()
-        }
-    }
 }

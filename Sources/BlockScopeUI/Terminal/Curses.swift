@@ -15,15 +15,22 @@ public final class Terminal {
     public private(set) var depth: ColorDepth
     /// Whether mouse reporting is on.
     public let mouse: Bool
+    /// How mouse reports arrive: "SGR 1006" (columns beyond 223 work), decoded by curses
+    /// when terminfo's `kmous` asks for it, else by ``read(timeoutMs:)`` after enabling mode
+    /// 1006 itself; a terminal without 1006 keeps sending X10 reports, which curses decodes.
+    public private(set) var mouseEncoding = "off"
+    /// Whether this type decodes SGR reports itself (terminfo expects X10).
+    private var decodeSGR = false
     private var ended = false
     private var wideBuffer: [wchar_t] = []
 
     /// Initialises curses: locale, raw keys, no echo, keypad, hidden cursor, colours, mouse.
     ///
     /// The corresponding C functions are `setlocale`, `initscr`, `cbreak`, `noecho`,
-    /// `keypad`, `start_color`, `use_default_colors` and `mousemask`. Call ``end()`` (or let
-    /// the object go) to restore the terminal.
-    public init(theme: Theme, mouse: Bool) throws(BlockScopeUIError) {
+    /// `keypad`, `start_color`, `use_default_colors` and `mousemask`. With `noColor`
+    /// (`NO_COLOR`) no colour pairs are used, only attributes. Call ``end()`` (or let the
+    /// object go) to restore the terminal.
+    public init(theme: Theme, mouse: Bool, noColor: Bool = false) throws(BlockScopeUIError) {
         setlocale(LC_ALL, "")
         if getenv("ESCDELAY") == nil { setenv("ESCDELAY", "25", 0) }
         guard let w = initscr() else { throw BlockScopeUIError("cannot initialise the terminal (is TERM set?)") }
@@ -42,11 +49,19 @@ public final class Terminal {
             use_default_colors()
             d = ColorDepth(colors: Int(bs_colors()))
         }
-        if getenv("NO_COLOR") != nil { d = .monochrome }
+        if noColor { d = .monochrome }
         depth = d
         if mouse {
             mousemask(bs_click_and_wheel_mask(), nil)
             mouseinterval(0)
+            if bs_key_defined("\u{1b}[<") == bs_key_mouse() {
+                mouseEncoding = "SGR 1006"
+            } else {
+                // terminfo says X10 (tmux-256color, screen): ask for SGR 1006 and decode it here.
+                Terminal.writeControl("\u{1b}[?1006h")
+                decodeSGR = true
+                mouseEncoding = "SGR 1006, X10 fallback"
+            }
         }
         applyTheme(theme)
     }
@@ -58,6 +73,7 @@ public final class Terminal {
         if ended { return }
         ended = true
         if mouse { mousemask(0, nil) }
+        if decodeSGR { Terminal.writeControl("\u{1b}[?1006l") }
         endwin()
     }
 
@@ -138,12 +154,71 @@ public final class Terminal {
         case 3: return .char("\u{03}")
         case 9: return .tab
         case 10, 13: return .enter
-        case 27: return .escape
+        case 27:
+            guard decodeSGR else { return .escape }
+            switch readSGRMouse() {
+            case let .event(e): return e
+            case .ignored: return nil
+            case .notMouse: return .escape
+            }
         case 8, 127: return .backspace
         default:
             guard let s = Unicode.Scalar(ch), ch >= 32 else { return nil }
             return .char(Character(s))
         }
+    }
+
+    /// Writes a control sequence straight to the terminal (mode switches curses does not know).
+    private static func writeControl(_ s: String) {
+        var bytes = Array(s.utf8)
+        _ = bytes.withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+    }
+
+    /// What followed an ESC: an SGR mouse report, a report to ignore (motion, release), or
+    /// not a mouse report (then the ESC was the Escape key; what was read is pushed back).
+    enum SGRRead {
+        case event(InputEvent)
+        case ignored
+        case notMouse
+    }
+
+    /// Reads `[<b;x;yM` (or `m`) after an ESC: curses has usually queued the rest already;
+    /// a report split across reads gets 15 ms per character to arrive.
+    private func readSGRMouse() -> SGRRead {
+        var consumed: [UInt32] = []
+        func next() -> UInt32? {
+            wtimeout(window, 15)
+            var ch: UInt32 = 0
+            let r = bs_get_wch(window, &ch)
+            guard r != ERR, r != bs_key_code_yes() else { return nil }
+            consumed.append(ch)
+            return ch
+        }
+        func giveBack() -> SGRRead {
+            for c in consumed.reversed() { _ = bs_unget_wch(c) }
+            return .notMouse
+        }
+        guard next() == 0x5b, next() == 0x3c else { return giveBack() }   // "[<"
+        var body = ""
+        while body.count < 24, let c = next() {
+            if c == 0x4d || c == 0x6d {   // 'M' press, 'm' release
+                return Terminal.decodeSGRMouse(body, pressed: c == 0x4d).map { .event($0) } ?? .ignored
+            }
+            guard let u = Unicode.Scalar(c), u == ";" || ("0"..."9").contains(u) else { return giveBack() }
+            body.unicodeScalars.append(u)
+        }
+        return giveBack()
+    }
+
+    /// Decodes the body of an SGR 1006 mouse report (`b;x;y`, 1-based cells) into a click
+    /// (button 1 pressed) or a wheel turn; nil for releases, motion and other buttons.
+    static func decodeSGRMouse(_ body: String, pressed: Bool) -> InputEvent? {
+        let f = body.split(separator: ";").compactMap { Int($0) }
+        guard f.count == 3, f[1] >= 1, f[2] >= 1 else { return nil }
+        let (b, x, y) = (f[0], f[1] - 1, f[2] - 1)
+        if b & 64 != 0 { return pressed ? .wheel(up: b & 1 == 0, x: x, y: y) : nil }
+        if b & 32 != 0 || !pressed { return nil }
+        return b & 3 == 0 ? .click(x: x, y: y) : nil
     }
 
     /// Whether the terminal on stdin hung up or closed (a killed tmux pane, a lost ssh

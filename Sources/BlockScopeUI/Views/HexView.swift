@@ -1,3 +1,4 @@
+import Foundation
 import BlockCore
 
 /// Hex: guest offset → mapping → host offset → hex dump, with the structure under the
@@ -6,12 +7,16 @@ public final class HexView: TUIView {
     /// "Hex".
     public let title = "Hex"
     /// Footer keys.
-    public let keys: [(String, String)] = [("←→↑↓", "move"), ("PgUp/PgDn", "page"), ("m", "guest/host"), ("g", "goto"), ("/", "find text")]
+    public let keys: [(String, String)] = [("←→↑↓", "move"), ("PgUp/PgDn", "page"), ("m", "guest/host")]
+    /// "find text".
+    public let searchHint: String? = "find text"
     /// The cursor offset (guest or host, by ``hostMode``).
     public private(set) var offset: UInt64 = 0
     /// Whether the dump shows host file bytes instead of guest bytes.
     public private(set) var hostMode = false
     private var top: UInt64 = 0
+    /// The guest offset `m` jumped from, for `m` back.
+    private var guestOrigin: UInt64?
     private var visibleRows = 16
 
     /// Creates the view.
@@ -20,6 +25,7 @@ public final class HexView: TUIView {
     /// Opens the view at an offset.
     public func show(_ off: UInt64, host: Bool) {
         hostMode = host
+        guestOrigin = nil
         offset = off
         top = off & ~15
     }
@@ -90,41 +96,115 @@ public final class HexView: TUIView {
         case .home: offset = 0
         case let .wheel(up, _, _): offset = up ? (offset >= 48 ? offset - 48 : 0) : offset + 48
         case .char("m"):
-            if !hostMode, let h = app.image.inspector?.mapGuest(offset).host { offset = h } else if !hostMode { offset = 0 }
-            hostMode.toggle()
+            if hostMode {
+                // Back to the guest offset `m` came from (a host offset means nothing in guest space).
+                hostMode = false
+                if let g = guestOrigin { offset = g }
+                guestOrigin = nil
+                app.sayInView("guest bytes at \(hex(offset))", .ok)
+            } else if let insp = app.image.inspector, let loc = HostLocation.of(guest: offset, insp) {
+                guestOrigin = offset
+                offset = loc.host
+                hostMode = true
+                app.sayInView(loc.note, .ok)
+            } else {
+                app.sayInView("guest \(hex(offset)) has no host location: \(app.image.inspector?.mapGuest(offset).text ?? "no layout")", .warning)
+            }
             top = offset & ~15
         default: return false
         }
         return true
     }
 
-    /// Moves the cursor to a guest offset.
-    public func goto(_ off: UInt64, _ app: AppState) -> Bool {
-        show(off, host: false)
-        return true
+    /// Guest or host offsets, as `m` last switched.
+    public var gotoSpace: AddressSpace? { hostMode ? .host : .guest }
+
+    /// The size of the space the dump shows (guest size, or host file size in host mode).
+    private func limit(_ app: AppState) -> UInt64 {
+        hostMode ? (app.image.inspector?.hostSize ?? 0) : app.image.guestSize
     }
 
-    /// Finds text (or `0x`-prefixed hex bytes) in the next 64 MiB after the cursor.
-    public func search(_ text: String, _ app: AppState) -> String {
+    /// Moves the cursor to an offset in the current space, clamped to its last byte.
+    public func goto(_ off: UInt64, _ app: AppState) -> Notice {
+        let space = hostMode ? "host" : "guest"
+        let end = limit(app)
+        if end > 0 && off >= end {
+            show(end - 1, host: hostMode)
+            return Notice("\(hex(off)) is beyond the \(formatBytes(Double(end))) \(hostMode ? "host file" : "disk"): clamped to the last byte, \(space) \(hex(end - 1))", .warning)
+        }
+        show(off, host: hostMode)
+        return Notice("at \(space) \(hex(off))", .ok)
+    }
+
+    /// Reads up to `count` bytes of the current space at `pos` (empty past the end).
+    private func bytes(_ app: AppState, _ pos: UInt64, _ count: Int) -> [UInt8] {
+        hostMode ? (app.image.inspector?.readHost(at: pos, count: count) ?? []) : (app.image.readGuest(at: pos, count: count) ?? [])
+    }
+
+    /// The most a search reads before giving up (a wrapped search of a small disk reads it all).
+    static let searchBudget: UInt64 = 256 << 20
+
+    /// Finds text (or `0x`-prefixed hex bytes) after the cursor (before it, backward),
+    /// wrapping around the end of the space; reads at most 256 MiB.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         var needle = Array(text.utf8)
         if text.hasPrefix("0x"), text.count > 2, text.count % 2 == 0 {
             let h = Array(text.dropFirst(2))
             needle = stride(from: 0, to: h.count, by: 2).compactMap { UInt8(String(h[$0...$0 + 1]), radix: 16) }
         }
-        guard !needle.isEmpty else { return "nothing to find" }
-        var pos = offset + 1
-        let end = min(offset + (64 << 20), hostMode ? (app.image.inspector?.hostSize ?? 0) : app.image.guestSize)
-        while pos < end {
-            let n = Int(min(1 << 20, end - pos))
-            let chunk = hostMode ? (app.image.inspector?.readHost(at: pos, count: n + needle.count) ?? []) : (app.image.readGuest(at: pos, count: n + needle.count) ?? [])
-            if chunk.count >= needle.count {
-                for i in 0...(chunk.count - needle.count) where chunk[i] == needle[0] && Array(chunk[i..<(i + needle.count)]) == needle {
-                    offset = pos + UInt64(i)
-                    return "found at \(hex(offset))"
+        guard !needle.isEmpty else { return SearchOutcome("nothing to find", found: false) }
+        let end = limit(app)
+        guard end > 0 else { return SearchOutcome("nothing to search", found: false) }
+        let n = UInt64(needle.count)
+        let chunk: UInt64 = 1 << 20
+        var budget = Self.searchBudget
+        // Each pass covers [lo, hi) of match start positions, in the search's direction.
+        let passes: [(UInt64, UInt64, Bool)] = direction == .forward
+            ? [(offset + 1, end, false), (0, min(offset + 1, end), true)]
+            : [(0, offset, false), (offset, end, true)]
+        for (lo, hi, wrapped) in passes where lo < hi {
+            var done = false
+            var pos = direction == .forward ? lo : hi
+            while !done && budget > 0 {
+                let start = direction == .forward ? pos : (pos > lo + chunk ? pos - chunk : lo)
+                let stop = direction == .forward ? min(hi, pos + chunk) : pos
+                let b = bytes(app, start, Int(stop - start + n - 1))
+                budget = budget > stop - start ? budget - (stop - start) : 0
+                if b.count >= needle.count,
+                   let i = HexView.find(needle, in: b, starts: min(Int(stop - start), b.count - needle.count + 1), last: direction == .backward) {
+                    offset = start + UInt64(i)
+                    return SearchOutcome("found at \(hostMode ? "host" : "guest") \(hex(offset))", found: true, wrapped: wrapped)
                 }
+                if direction == .forward { pos = stop; done = pos >= hi } else { pos = start; done = pos <= lo }
             }
-            pos += UInt64(n)
         }
-        return "'\(text)' not found in the next 64 MiB"
+        return SearchOutcome(budget == 0 ? "'\(text)' not found in the \(formatBytes(Double(Self.searchBudget))) searched" : "'\(text)' not found", found: false)
+    }
+
+    /// The first (or, with `last`, the last) position below `limit` where `needle` starts in
+    /// `hay` (`memchr` finds candidates forward; backward scans byte by byte).
+    static func find(_ needle: [UInt8], in hay: [UInt8], starts limit: Int, last: Bool) -> Int? {
+        guard limit > 0, !needle.isEmpty else { return nil }
+        return hay.withUnsafeBytes { h -> Int? in
+            needle.withUnsafeBytes { n -> Int? in
+                guard let hb = h.baseAddress, let nb = n.baseAddress else { return nil }
+                let first = n[0]
+                if last {
+                    var i = limit - 1
+                    while i >= 0 {
+                        if h[i] == first && memcmp(hb + i, nb, n.count) == 0 { return i }
+                        i -= 1
+                    }
+                    return nil
+                }
+                var i = 0
+                while i < limit, let p = memchr(hb + i, Int32(first), limit - i) {
+                    let j = UnsafeRawPointer(p) - hb
+                    if memcmp(hb + j, nb, n.count) == 0 { return j }
+                    i = j + 1
+                }
+                return nil
+            }
+        }
     }
 }

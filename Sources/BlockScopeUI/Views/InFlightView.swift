@@ -10,6 +10,8 @@ public final class InFlightView: TUIView {
     public let title = "In-flight"
     /// Footer keys.
     public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), ("o", "sort"), (":", "write 1M 64k"), ("↑↓", "scroll log")]
+    /// "find in log".
+    public let searchHint: String? = "find in log"
     private var logScroll = 0
     /// The order of the request list; `o` cycles through them.
     public enum SortKey: String, CaseIterable, Sendable {
@@ -125,14 +127,19 @@ public final class InFlightView: TUIView {
         return true
     }
 
-    /// Finds a log line containing `text`.
-    public func search(_ text: String, _ app: AppState) -> String {
+    /// Finds a log line containing `text`: forward (`/`, `n`) goes to older lines, up the
+    /// log; backward (`N`) to newer ones; both wrap around.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         let log = app.live.log
-        if let i = log.lastIndex(where: { $0.localizedLowercase.contains(text.lowercased()) }) {
-            logScroll = max(0, log.count - 1 - i)
-            return log[i]
-        }
-        return "'\(text)' not in the event log"
+        let t = text.lowercased()
+        let current = max(0, log.count - 1 - logScroll)
+        // The first search starts below the newest line, so it finds the newest match.
+        let from = logScroll == 0 && direction == .forward ? log.count : current
+        guard !log.isEmpty, let hit = scanWrapping(count: log.count + 1, from: from, direction == .forward ? .backward : .forward, {
+            $0 < log.count && log[$0].localizedLowercase.contains(t)
+        }) else { return SearchOutcome("'\(text)' not in the event log", found: false) }
+        logScroll = max(0, log.count - 1 - hit.index)
+        return SearchOutcome(log[hit.index], found: true, wrapped: hit.wrapped)
     }
 }
 
@@ -142,7 +149,7 @@ public final class CompletionsView: TUIView {
     /// "Completions".
     public let title = "Completions"
     /// Footer keys.
-    public let keys: [(String, String)] = [(":", "write 0 4M"), ("space", "pause"), ("r", "reset view")]
+    public let keys: [(String, String)] = [(":", "write 0 4M"), ("space", "pause")]
 
     /// Creates the view.
     public init() {}

@@ -6,7 +6,11 @@ public final class L1L2View: TUIView {
     /// "L1/L2".
     public let title = "L1/L2"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open L2"), ("Esc", "back to L1"), ("g", "goto"), ("/", "find")]
+    public let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open L2 / hex"), ("Esc", "back")]
+    /// "find".
+    public let searchHint: String? = "find"
+    /// Guest offsets (an L1/L2 path is a guest address).
+    public let gotoSpace: AddressSpace? = .guest
     private var l1Cursor = ListCursor()
     private var l2Cursor = ListCursor()
     /// The open L2 table's L1 index, if one is open.
@@ -124,43 +128,56 @@ public final class L1L2View: TUIView {
         if e == .enter || e == .right {
             let i = l1Cursor.selected
             if i < q.layout.l1.count, Qcow2Layout.l2Offset(q.layout.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
-            else { app.say("L1[\(i)] has no L2 table: that guest range is unallocated", .dim) }
+            else { app.sayInView("L1[\(i)] has no L2 table: that guest range is unallocated", .dim) }
             return true
         }
         return l1Cursor.handle(e, count: q.layout.l1.count, visible: visible)
     }
 
-    /// Selects the L1 and L2 entries that map a guest offset.
-    public func goto(_ offset: UInt64, _ app: AppState) -> Bool {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return false }
-        let cluster = offset / q.layout.clusterSize
+    /// Selects the L1 and L2 entries that map a guest offset (clamped to the last cluster).
+    public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return Notice("not a QCOW2 image", .error) }
+        let size = q.guestSize
+        let target = size > 0 ? min(offset, size - 1) : 0
+        let cluster = target / q.layout.clusterSize
         let per = UInt64(q.layout.l2Entries)
         l1Cursor.selected = Int(cluster / per)
         l1Cursor.clamp(count: q.layout.l1.count, visible: visible)
+        var where_ = "L1[\(cluster / per)]"
         if l1Cursor.selected < q.layout.l1.count, Qcow2Layout.l2Offset(q.layout.l1[l1Cursor.selected]) != 0 {
             openL1 = l1Cursor.selected
             l2Cursor.selected = Int(cluster % per)
             l2Cursor.clamp(count: Int(per), visible: visible)
-        } else { openL1 = nil }
-        return true
+            where_ += " L2[\(cluster % per)]"
+        } else {
+            openL1 = nil
+            where_ += " (no L2 table: unallocated)"
+        }
+        if offset >= size && size > 0 {
+            return Notice("\(hex(offset)) is beyond the \(formatBytes(Double(size))) disk: clamped to the last cluster, guest \(hex(cluster * q.layout.clusterSize)), \(where_)", .warning)
+        }
+        return Notice("at guest \(hex(offset)): \(where_)", .ok)
     }
 
-    /// Finds the next row containing `text` (e.g. `compressed`, `zero`, `0x50000`).
-    public func search(_ text: String, _ app: AppState) -> String {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return "not a QCOW2 image" }
+    /// Finds the next (or previous) row containing `text` (e.g. `compressed`, `zero`,
+    /// `0x50000`) in the open L2 table or the L1 table, wrapping around.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return SearchOutcome("not a QCOW2 image", found: false) }
         let t = text.lowercased()
         if let i = openL1 {
             let rows = l2Rows(q, i)
-            if let j = rows.indices.first(where: { $0 > l2Cursor.selected && rows[$0].0.lowercased().contains(t) }) {
-                l2Cursor.selected = j; l2Cursor.clamp(count: rows.count, visible: visible); return rows[j].0
+            guard let hit = scanWrapping(count: rows.count, from: l2Cursor.selected, direction, { rows[$0].0.lowercased().contains(t) }) else {
+                return SearchOutcome("'\(text)' not found in this L2 table", found: false)
             }
-            return "'\(text)' not found in this L2 table"
+            l2Cursor.selected = hit.index; l2Cursor.clamp(count: rows.count, visible: visible)
+            return SearchOutcome(rows[hit.index].0, found: true, wrapped: hit.wrapped)
         }
         let rows = l1Rows(q)
-        if let j = rows.indices.first(where: { $0 > l1Cursor.selected && rows[$0].0.lowercased().contains(t) }) {
-            l1Cursor.selected = j; l1Cursor.clamp(count: rows.count, visible: visible); return rows[j].0
+        guard let hit = scanWrapping(count: rows.count, from: l1Cursor.selected, direction, { rows[$0].0.lowercased().contains(t) }) else {
+            return SearchOutcome("'\(text)' not found in the L1 table", found: false)
         }
-        return "'\(text)' not found in the L1 table"
+        l1Cursor.selected = hit.index; l1Cursor.clamp(count: rows.count, visible: visible)
+        return SearchOutcome(rows[hit.index].0, found: true, wrapped: hit.wrapped)
     }
 }
 

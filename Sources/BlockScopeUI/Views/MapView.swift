@@ -2,12 +2,16 @@ import BlockCore
 
 /// Map: the guest space and the host file drawn as grids of cells, each cell a run of bytes
 /// coloured by what it holds; a cursor names the cell; `+`/`-` zoom; cells written during
-/// the session are tinted.
+/// the session are tinted. On a coloured background (the cursor, "written now") a cell
+/// shows its kind as a letter (D data, C compressed, Z zero, B backing), so it stays
+/// legible in every theme and in monochrome.
 public final class MapView: TUIView {
     /// "Map".
     public let title = "Map"
     /// Footer keys.
-    public let keys: [(String, String)] = [("←→↑↓", "move"), ("+/-", "zoom"), ("t", "guest/host"), ("Enter", "hex"), ("/", "find kind"), ("g", "goto")]
+    public let keys: [(String, String)] = [("←→↑↓", "move"), ("+/-/0", "zoom"), ("t", "guest/host"), ("Enter", "hex")]
+    /// "find kind".
+    public let searchHint: String? = "find kind"
 
     /// Which grid the cursor is in.
     public enum Grid: Sendable { case guest, host }
@@ -37,6 +41,10 @@ public final class MapView: TUIView {
         default: return "·"
         }
     }
+
+    /// The cursor cell's style: the selection colours, bold and underlined (underline keeps
+    /// it apart from "written now" in monochrome, where both are reverse video).
+    static let cursorStyle = CellStyle(.selected, [.bold, .underline])
 
     /// Creates the view.
     public init() {}
@@ -78,16 +86,24 @@ public final class MapView: TUIView {
         let gridRows = max(2, (area.height - 5) / 2)
         drawGrid(.guest, &s, Rect(x: area.x, y: area.y, width: area.width, height: gridRows + 1), app)
         drawGrid(.host, &s, Rect(x: area.x, y: area.y + gridRows + 1, width: area.width, height: gridRows + 1), app)
-        // Legend.
+        // Legend: the format's region kinds, then the session's marks; wraps to a second row.
         let ly = area.y + 2 * (gridRows + 1)
-        var x = area.x
-        for (r, name) in [(Role.header, "header"), (.l1, "L1"), (.l2, "L2"), (.refcount, "refcount"), (.data, "data"), (.compressed, "compressed"),
-                          (.zero, "zero"), (.backing, "backing"), (.snapshot, "snapshot"), (.free, "free"), (.error, "leaked"), (.written, "written now")] {
-            x = s.put(x, ly, r == .written ? "█" : String(MapView.glyph(r)), CellStyle(r))
-            x = s.put(x + 1, ly, name, CellStyle(.dim)) + 2
+        let legendRows = max(1, area.maxY - ly - 1)
+        var x = area.x, y = ly
+        var items: [(Character, CellStyle, String)] = MapLegend.items(format: app.image.format, hasBat: app.image.inspector is BatInspector)
+            .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
+        items.append(("D", CellStyle(.written), "written now"))
+        items.append(("D", MapView.cursorStyle, "cursor (letter = kind)"))
+        for (g, st, name) in items {
+            if x > area.x && x + name.count + 3 > area.x + area.width {
+                guard y + 1 < ly + legendRows else { break }
+                y += 1; x = area.x
+            }
+            x = s.put(x, y, String(g), st)
+            x = s.put(x + 1, y, name, CellStyle(.dim)) + 2
         }
         // Cursor line.
-        if let info = cursorDescription(app) { s.put(area.x, ly + 1, info, CellStyle(.selected), maxWidth: area.width) }
+        if let info = cursorDescription(app) { s.put(area.x, area.maxY - 1, info, CellStyle(.selected), maxWidth: area.width) }
     }
 
     private func drawGrid(_ g: Grid, _ s: inout ScreenModel, _ r: Rect, _ app: AppState) {
@@ -119,12 +135,14 @@ public final class MapView: TUIView {
                 let idx = first + col
                 let ci = idx - t * perRow
                 guard idx < cellCount, ci < cells.count else { break }
-                var role = cells[ci].0
-                let glyph = MapView.glyph(role)
-                if written.intersects(UInt64(idx) * bpc, length: bpc) { role = .written }
-                var style = CellStyle(role)
-                if idx == cur && focus == g { style = CellStyle(.selected, [.bold]) }
-                s.set(r.x + labelW + col, r.y + 1 + row, Cell(glyph, style))
+                let role = cells[ci].0
+                var cell = Cell(MapView.glyph(role), CellStyle(role))
+                if idx == cur && focus == g {
+                    cell = Cell(MapLegend.letter(role), MapView.cursorStyle)
+                } else if written.intersects(UInt64(idx) * bpc, length: bpc) {
+                    cell = Cell(MapLegend.letter(role), CellStyle(.written))
+                }
+                s.set(r.x + labelW + col, r.y + 1 + row, cell)
             }
         }
     }
@@ -187,30 +205,38 @@ public final class MapView: TUIView {
         cursor[focus] = Int(off >> UInt64(z))
     }
 
-    /// Puts the cursor on the cell holding a guest offset.
-    public func goto(_ offset: UInt64, _ app: AppState) -> Bool {
-        focus = .guest
-        let bpc = lastLayout[.guest]?.bytesPerCell ?? bytesPerCell(.guest, app, cells: 1024)
-        cursor[.guest] = Int(offset / bpc)
-        return true
+    /// The grid with the cursor decides: guest offsets in the guest grid, host offsets in the host grid.
+    public var gotoSpace: AddressSpace? { focus == .guest ? .guest : .host }
+
+    /// Puts the cursor on the cell holding an offset of the focused grid, clamped to its last cell.
+    public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
+        let total = size(focus, app)
+        let space = focus == .guest ? "guest" : "host"
+        guard total > 0 else { return Notice("the \(space) grid is empty", .warning) }
+        let bpc = lastLayout[focus]?.bytesPerCell ?? bytesPerCell(focus, app, cells: 1024)
+        let target = min(offset, total - 1)
+        cursor[focus] = Int(target / bpc)
+        let cellStart = target / bpc * bpc
+        if offset >= total {
+            return Notice("\(hex(offset)) is beyond the \(formatBytes(Double(total))) \(space) \(focus == .guest ? "disk" : "file"): clamped to the last cell, \(space) \(hex(cellStart))", .warning)
+        }
+        return Notice("at \(space) \(hex(offset)) (cell \(hex(cellStart))+\(formatBytes(Double(bpc))))", .ok)
     }
 
-    /// Finds the next cell of a kind ("data", "compressed", "zero", "l2", ...) after the cursor.
-    public func search(_ text: String, _ app: AppState) -> String {
-        guard let l = lastLayout[focus], let insp = app.image.inspector else { return "no map" }
+    /// Finds the next (or previous) cell of a kind ("data", "compressed", "zero", "l2", ...)
+    /// from the cursor, wrapping around the grid.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+        guard let l = lastLayout[focus], let insp = app.image.inspector else { return SearchOutcome("no map", found: false) }
         let t = text.lowercased()
         let total = size(focus, app)
         let count = Int((total + l.bytesPerCell - 1) / l.bytesPerCell)
-        let start = (cursor[focus] ?? 0) + 1
-        for k in 0..<count {
-            let i = (start + k) % count
+        let hit = scanWrapping(count: count, from: cursor[focus] ?? 0, direction) { i in
             let off = UInt64(i) * l.bytesPerCell
             let (role, desc) = focus == .guest ? insp.guestCell(off, l.bytesPerCell) : insp.hostCell(off, l.bytesPerCell)
-            if role.rawValue.lowercased() == t || desc.lowercased().contains(t) {
-                cursor[focus] = i
-                return "found \(t) at \(hex(off))"
-            }
+            return role.rawValue.lowercased() == t || desc.lowercased().contains(t)
         }
-        return "no \(focus == .guest ? "guest" : "host") cell matches '\(text)'"
+        guard let hit else { return SearchOutcome("no \(focus == .guest ? "guest" : "host") cell matches '\(text)'", found: false) }
+        cursor[focus] = hit.index
+        return SearchOutcome("found \(t) at \(focus == .guest ? "guest" : "host") \(hex(UInt64(hit.index) * l.bytesPerCell))", found: true, wrapped: hit.wrapped)
     }
 }

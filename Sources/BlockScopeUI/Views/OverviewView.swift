@@ -2,13 +2,19 @@ import Foundation
 import BlockCore
 
 /// Overview: format, sizes, header fields, feature bits, extensions, backing chain,
-/// snapshots, dirty/corrupt state and warnings, in one or two columns.
+/// snapshots, dirty/corrupt state and warnings, in one or two columns. Long keys get a
+/// line of their own and values wrap at word boundaries, so nothing is cut mid-word.
 public final class OverviewView: TUIView {
     /// "Overview".
     public let title = "Overview"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "scroll"), ("/", "find")]
+    public let keys: [(String, String)] = [("↑↓", "scroll")]
+    /// "find".
+    public let searchHint: String? = "find"
     private var scroll = 0
+    /// The (section, row) the last search matched; drawn selected and scrolled into view.
+    private var match: (section: Int, row: Int)?
+    private var scrollToMatch = false
     private var lastSections: [InfoSection] = []
     private var cacheKey: (version: Int, time: UInt64) = (-1, 0)
 
@@ -64,7 +70,30 @@ public final class OverviewView: TUIView {
         }
     }
 
-    /// Draws the sections in columns of at least 70 characters.
+    /// One drawn line: a heading, a blank, or part of a row (label on its first line only).
+    private enum Line {
+        case heading(String)
+        case blank
+        case row(label: String, value: String, role: Role, id: (section: Int, row: Int), labelWidth: Int)
+    }
+
+    /// The lines of one row, wrapped to the column: the label padded to `labelWidth` with the
+    /// value beside it, or alone on a line when longer, the value below it.
+    private func rowLines(_ label: String, _ value: String, _ role: Role, id: (Int, Int), labelWidth: Int, width: Int) -> [Line] {
+        let valueWidth = max(8, width - labelWidth - 1)
+        var out: [Line] = []
+        var labelText = label
+        if label.count > labelWidth {
+            for part in TextWrap.lines(label, width: width) { out.append(.row(label: part, value: "", role: role, id: id, labelWidth: labelWidth)) }
+            labelText = ""
+        }
+        for (i, v) in TextWrap.lines(value, width: valueWidth).enumerated() {
+            out.append(.row(label: i == 0 ? labelText : "", value: v, role: role, id: id, labelWidth: labelWidth))
+        }
+        return out
+    }
+
+    /// Draws the sections in one column, or two from 150 columns; long keys and values wrap.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         // info() and the inspector's sections are not free: rebuild once a second or after a reload.
         let now = monotonicNanos()
@@ -74,27 +103,55 @@ public final class OverviewView: TUIView {
         }
         let columns = area.width >= 150 ? 2 : 1
         let colWidth = (area.width - (columns - 1) * 2) / columns
-        // Lay sections out into columns, then draw with the scroll offset.
-        var lines: [[(String, String, Role, Bool)]] = Array(repeating: [], count: columns)
+        // Sections into columns (the second starts once the first holds half the rows).
+        var bySection: [[Int]] = Array(repeating: [], count: columns)
         let total = lastSections.reduce(0) { $0 + $1.rows.count + 2 }
-        var col = 0
-        for sec in lastSections {
-            if columns > 1 && col == 0 && lines[0].count >= total / 2 { col = 1 }
-            lines[col].append((sec.title, "", .heading, true))
-            for r in sec.rows { lines[col].append((r.0, r.1, r.2, false)) }
-            lines[col].append(("", "", .normal, false))
+        var col = 0, count0 = 0
+        for (i, sec) in lastSections.enumerated() {
+            if columns > 1 && col == 0 && count0 >= total / 2 { col = 1 }
+            bySection[col].append(i)
+            if col == 0 { count0 += sec.rows.count + 2 }
+        }
+        var lines: [[Line]] = Array(repeating: [], count: columns)
+        for c in 0..<columns {
+            // One key width per column for the usual short keys; a section with longer keys
+            // widens as far as values keep 30 columns; keys longer still get a line of their own.
+            let short = bySection[c].flatMap { lastSections[$0].rows.map(\.0.count) }.filter { $0 <= 16 }.max() ?? 12
+            for si in bySection[c] {
+                let sec = lastSections[si]
+                let labelWidth = max(8, min(max(12, short, sec.rows.map(\.0.count).max() ?? 0), colWidth - 32))
+                lines[c].append(.heading(sec.title))
+                for (ri, r) in sec.rows.enumerated() {
+                    lines[c] += rowLines(r.0, r.1, r.2, id: (si, ri), labelWidth: labelWidth, width: colWidth - 1)
+                }
+                lines[c].append(.blank)
+            }
         }
         let maxLines = lines.map(\.count).max() ?? 0
+        if scrollToMatch, let m = match {
+            scrollToMatch = false
+            for c in 0..<columns {
+                if let i = lines[c].firstIndex(where: { if case let .row(_, _, _, id, _) = $0 { return id == m }; return false }),
+                   i < scroll || i >= scroll + area.height {
+                    scroll = max(0, i - area.height / 3)
+                }
+            }
+        }
         scroll = max(0, min(scroll, maxLines - area.height))
         for c in 0..<columns {
             let x = area.x + c * (colWidth + 2)
-            let labelWidth = min(34, max(12, (lines[c].filter { !$0.3 }.map(\.0.count).max() ?? 12)))
             for (i, l) in lines[c].dropFirst(scroll).prefix(area.height).enumerated() {
                 let y = area.y + i
-                if l.3 {
-                    s.heading(x, y, "── " + l.0 + " ", width: colWidth)
-                } else if !l.0.isEmpty {
-                    s.rows(x + 1, y, [(l.0, l.1, l.2)], labelWidth: labelWidth, width: colWidth - 1, maxY: y + 1)
+                switch l {
+                case let .heading(t): s.heading(x, y, "── " + t + " ", width: colWidth)
+                case .blank: break
+                case let .row(label, value, role, id, labelWidth):
+                    let hit = match.map { $0 == id } ?? false
+                    if hit { s.fill(Rect(x: x, y: y, width: colWidth, height: 1), " ", CellStyle(.selected)) }
+                    s.put(x + 1, y, label, CellStyle(hit ? .selected : .dim), maxWidth: colWidth - 1)
+                    if !value.isEmpty {
+                        s.put(x + 2 + labelWidth, y, value, CellStyle(hit ? .selected : role), maxWidth: max(0, colWidth - labelWidth - 2))
+                    }
                 }
             }
         }
@@ -115,14 +172,23 @@ public final class OverviewView: TUIView {
         return true
     }
 
-    /// Finds a row whose label or value contains `text`.
-    public func search(_ text: String, _ app: AppState) -> String {
+    /// Finds the next (or previous) row whose label or value contains `text`, wrapping
+    /// around; the row is drawn selected and scrolled into view.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         let t = text.lowercased()
-        for sec in sections(app) {
-            for r in sec.rows where r.0.lowercased().contains(t) || r.1.lowercased().contains(t) {
-                return "\(sec.title): \(r.0) = \(r.1)"
-            }
-        }
-        return "'\(text)' not found"
+        if lastSections.isEmpty { lastSections = sections(app) }
+        let rows = lastSections.enumerated().flatMap { si, sec in sec.rows.indices.map { (si, $0) } }
+        let fresh = match == nil
+        let from = match.flatMap { m in rows.firstIndex { $0 == m } } ?? (direction == .forward ? rows.count - 1 : 0)
+        guard let hit = scanWrapping(count: rows.count, from: from, direction, { i in
+            let r = lastSections[rows[i].0].rows[rows[i].1]
+            return r.0.lowercased().contains(t) || r.1.lowercased().contains(t)
+        }) else { return SearchOutcome("'\(text)' not found", found: false) }
+        let (si, ri) = rows[hit.index]
+        match = (si, ri)
+        scrollToMatch = true
+        let r = lastSections[si].rows[ri]
+        // The first search starts from the top (or the bottom) and does not count as wrapping.
+        return SearchOutcome("\(lastSections[si].title): \(r.0) = \(r.1)", found: true, wrapped: hit.wrapped && !fresh)
     }
 }

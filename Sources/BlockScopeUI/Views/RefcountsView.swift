@@ -6,7 +6,11 @@ public final class RefcountsView: TUIView {
     /// "Refcounts".
     public let title = "Refcounts"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select cluster"), ("Enter", "hex of cluster"), ("/", "find leaked")]
+    public let keys: [(String, String)] = [("↑↓", "select cluster"), ("Enter", "hex of cluster")]
+    /// "find" (`/leaked` finds the next leaked cluster).
+    public let searchHint: String? = "find (leaked)"
+    /// Host offsets: each row is a host cluster.
+    public let gotoSpace: AddressSpace? = .host
     private var cursor = ListCursor()
     private var visible = 10
 
@@ -101,15 +105,31 @@ public final class RefcountsView: TUIView {
         return cursor.handle(e, count: q.usage.uses.count, visible: visible)
     }
 
-    /// Finds the next cluster row containing `text` (`leaked`, `l2`, `data`, ...).
-    public func search(_ text: String, _ app: AppState) -> String {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return "not a QCOW2 image" }
+    /// Selects the host cluster holding a host offset (clamped to the last cluster).
+    public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return Notice("not a QCOW2 image", .error) }
+        let count = q.usage.uses.count
+        guard count > 0 else { return Notice("no host clusters", .warning) }
+        let cs = q.layout.clusterSize
+        let i = Int(min(offset / cs, UInt64(count - 1)))
+        cursor.selected = i
+        cursor.clamp(count: count, visible: visible)
+        if offset / cs >= UInt64(count) {
+            return Notice("host \(hex(offset)) is beyond the \(formatBytes(Double(q.hostSize))) file: clamped to the last cluster, \(i) at host \(hex(UInt64(i) * cs))", .warning)
+        }
+        return Notice("host \(hex(offset)) is in cluster \(i)", .ok)
+    }
+
+    /// Finds the next (or previous) cluster row containing `text` (`leaked`, `l2`, `data`, ...), wrapping around.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+        guard let q = app.image.inspector as? Qcow2Inspector else { return SearchOutcome("not a QCOW2 image", found: false) }
         let rows = clusterRows(q)
         let t = text.lowercased()
-        if let j = rows.indices.first(where: { $0 > cursor.selected && rows[$0].0.lowercased().contains(t) }) {
-            cursor.selected = j; cursor.clamp(count: rows.count, visible: visible); return rows[j].0
+        guard let hit = scanWrapping(count: rows.count, from: cursor.selected, direction, { rows[$0].0.lowercased().contains(t) }) else {
+            return SearchOutcome("no cluster row matches '\(text)'", found: false)
         }
-        return "no cluster row matches '\(text)'"
+        cursor.selected = hit.index; cursor.clamp(count: rows.count, visible: visible)
+        return SearchOutcome(rows[hit.index].0, found: true, wrapped: hit.wrapped)
     }
 }
 
@@ -129,7 +149,9 @@ public final class BatView: TUIView {
     /// "BAT".
     public let title = "BAT"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select entry"), ("/", "find state")]
+    public let keys: [(String, String)] = [("↑↓", "select entry"), ("Enter", "hex of block")]
+    /// "find state".
+    public let searchHint: String? = "find state"
     private var cursor = ListCursor()
     private var visible = 10
 
@@ -155,19 +177,31 @@ public final class BatView: TUIView {
         }
     }
 
-    /// Selection.
+    /// Selection; Enter opens the selected payload block's guest bytes in Hex (Esc comes back).
     public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard let b = app.image.inspector as? BatInspector else { return false }
+        if e == .enter {
+            // Payload rows name their guest offset ("block 3 guest 0x300000"); bitmap rows do not.
+            let row = b.batRow(cursor.selected).0
+            if let r = row.range(of: "guest 0x"), let off = UInt64(row[r.upperBound...].prefix { $0.isHexDigit }, radix: 16) {
+                app.pendingHex = (off, false)
+                app.requestedView = "hex"
+            } else {
+                app.sayInView("BAT[\(cursor.selected)] is a sector bitmap entry: it maps no guest data", .dim)
+            }
+            return true
+        }
         return cursor.handle(e, count: b.batCount, visible: visible)
     }
 
-    /// Finds the next entry whose row contains `text`.
-    public func search(_ text: String, _ app: AppState) -> String {
-        guard let b = app.image.inspector as? BatInspector else { return "not a VHDX or VHD image" }
+    /// Finds the next (or previous) entry whose row contains `text`, wrapping around.
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+        guard let b = app.image.inspector as? BatInspector else { return SearchOutcome("not a VHDX or VHD image", found: false) }
         let t = text.lowercased()
-        for j in (cursor.selected + 1)..<max(cursor.selected + 1, b.batCount) where b.batRow(j).0.lowercased().contains(t) {
-            cursor.selected = j; cursor.clamp(count: b.batCount, visible: visible); return b.batRow(j).0
+        guard let hit = scanWrapping(count: b.batCount, from: cursor.selected, direction, { b.batRow($0).0.lowercased().contains(t) }) else {
+            return SearchOutcome("no BAT entry matches '\(text)'", found: false)
         }
-        return "no BAT entry matches '\(text)'"
+        cursor.selected = hit.index; cursor.clamp(count: b.batCount, visible: visible)
+        return SearchOutcome(b.batRow(hit.index).0, found: true, wrapped: hit.wrapped)
     }
 }

@@ -7,23 +7,96 @@ import BlockCore
 public protocol TUIView: AnyObject {
     /// The tab label and the name `view NAME` accepts (lower-cased, `/` removed).
     var title: String { get }
-    /// The keys that matter in this view, for the footer: (key, what it does).
+    /// The keys that matter in this view, for the footer: (key, what it does). Search (`/`,
+    /// `n`/`N`) and goto (`g`) are added by the app when the view offers them.
     var keys: [(String, String)] { get }
     /// Draws the view into `area`.
     func draw(_ screen: inout ScreenModel, _ area: Rect, _ app: AppState)
-    /// Handles a key or mouse event; returns false to let the app handle it.
+    /// Handles a key or mouse event; returns false to let the app handle it (Esc then goes
+    /// back to the view Enter came from).
     func handle(_ event: InputEvent, _ app: AppState) -> Bool
-    /// Moves to a guest offset (`g`, `goto`); returns false when the view has no offsets.
-    func goto(_ offset: UInt64, _ app: AppState) -> Bool
-    /// Searches for `text` (`/`); returns a message for the status line.
-    func search(_ text: String, _ app: AppState) -> String
+    /// The space `g`/`goto` offsets are in right now (a view with a guest/host toggle
+    /// answers by its toggle); nil when the view has no offsets and hands goto to Hex.
+    var gotoSpace: AddressSpace? { get }
+    /// Moves to an offset in ``gotoSpace``, clamping to the last byte, cell or cluster;
+    /// the notice says where the cursor went and whether it was clamped.
+    func goto(_ offset: UInt64, _ app: AppState) -> Notice
+    /// What `/` finds here for the footer ("find kind"); nil when the view has no search.
+    var searchHint: String? { get }
+    /// Moves to the next (or previous) match of `text` after the cursor, wrapping around
+    /// the end; only called when ``searchHint`` is not nil.
+    func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome
 }
 
 extension TUIView {
+    /// Views without offsets hand `goto` to Hex.
+    public var gotoSpace: AddressSpace? { nil }
     /// Views without offsets ignore `goto`.
-    public func goto(_ offset: UInt64, _ app: AppState) -> Bool { false }
+    public func goto(_ offset: UInt64, _ app: AppState) -> Notice { Notice("\(title) has no offsets", .dim) }
+    /// Views without searchable content.
+    public var searchHint: String? { nil }
     /// Views without searchable content say so.
-    public func search(_ text: String, _ app: AppState) -> String { "search is not available in \(title)" }
+    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+        SearchOutcome("search is not available in \(title)", found: false)
+    }
+    /// Searches forward and returns the status message (the `/` prompt's behaviour).
+    public func search(_ text: String, _ app: AppState) -> String { search(text, .forward, app).message }
+}
+
+/// Guest space (what the VM sees) or the host file (where the format stores it).
+public enum AddressSpace: String, Sendable {
+    /// Guest offsets.
+    case guest
+    /// Host-file offsets.
+    case host
+}
+
+/// A status-line message with its role (ok, warning when clamped, error).
+public struct Notice: Sendable, Equatable {
+    /// The message.
+    public var text: String
+    /// How the status line colours it.
+    public var role: Role
+    /// Creates a notice.
+    public init(_ text: String, _ role: Role = .ok) { self.text = text; self.role = role }
+}
+
+/// Which way `n` (forward) and `N` (backward) move through matches.
+public enum SearchDirection: Sendable {
+    /// Towards higher offsets, later rows.
+    case forward
+    /// Towards lower offsets, earlier rows.
+    case backward
+}
+
+/// What a search did: the status message, whether it matched, and whether it passed the
+/// end (or the start, backwards) and continued from the other side.
+public struct SearchOutcome: Sendable, Equatable {
+    /// The status-line message (the matching row, or where the match is).
+    public var message: String
+    /// Whether the cursor moved to a match.
+    public var found: Bool
+    /// Whether the search wrapped around.
+    public var wrapped: Bool
+    /// Creates an outcome.
+    public init(_ message: String, found: Bool, wrapped: Bool = false) {
+        self.message = message; self.found = found; self.wrapped = wrapped
+    }
+}
+
+/// Finds the next index matching `match` after `from` (before it, backward) among
+/// `0..<count`, continuing from the other end; `from` itself is tried last. Nil when
+/// nothing matches.
+func scanWrapping(count: Int, from: Int, _ direction: SearchDirection, _ match: (Int) -> Bool) -> (index: Int, wrapped: Bool)? {
+    guard count > 0 else { return nil }
+    let start = max(0, min(from, count - 1))
+    for k in 1...count {
+        let i = direction == .forward ? start + k : start - k
+        let wrapped = i >= count || i < 0
+        let j = ((i % count) + count) % count
+        if match(j) { return (j, wrapped) }
+    }
+    return nil
 }
 
 /// A scrolling list position: the selected row and the first visible row.
