@@ -283,7 +283,7 @@ struct Qcow2WriteTests {
             group.enter()
             Thread { Self.worker(disk: disk, id: t, box: box); group.leave() }.start()
         }
-        #expect(group.wait(timeout: .now() + 120) == .success, "queues did not finish in 120 s")
+        #expect(group.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
         #expect(box.errors.isEmpty, "\(box.errors.prefix(5))")
         for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
         let expectedCopy = expected
@@ -305,7 +305,7 @@ struct Qcow2WriteTests {
                 } catch let e { readBox.add("reader \(t): \(e)") }
             }.start()
         }
-        #expect(group.wait(timeout: .now() + 60) == .success)
+        #expect(group.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
         #expect(readBox.errors.isEmpty, "\(readBox.errors)")
         try disk.close()
         try TestSupport.writeFile(expectedPath, expected)
@@ -390,7 +390,7 @@ struct Qcow2WriteTests {
             done.enter()
             Thread { Self.racer(disk: disk, id: t, start: start, clusters: clusters, gate: gate, box: box); done.leave() }.start()
         }
-        #expect(done.wait(timeout: .now() + 120) == .success, "queues did not finish in 120 s")
+        #expect(done.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
         #expect(box.errors.isEmpty, "\(box.errors.prefix(5))")
         for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
         try disk.close()
@@ -461,7 +461,7 @@ struct Qcow2WriteTests {
         }
         done.enter()
         Thread { Self.reader(disk: disk, start: start, clusters: clusters, passes: 3, initial: initial, gate: gate, box: box); done.leave() }.start()
-        #expect(done.wait(timeout: .now() + 120) == .success, "queues did not finish in 120 s")
+        #expect(done.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
         #expect(box.errors.isEmpty, "\(box.errors.count) problems: \(box.errors.prefix(5))")
         for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
         try disk.close()
