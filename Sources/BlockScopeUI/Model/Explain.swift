@@ -2,14 +2,13 @@ import BlockCore
 
 /// One-line explanations of events, for step mode and the event log.
 public enum Explain {
-    /// An engine tag as shown: tags of single-SQE requests (bit 63 set) as `dN`.
-    public static func tag(_ v: UInt64) -> String {
-        v & (1 << 63) != 0 ? "d\(v & ~(UInt64(1) << 63))" : "\(v)"
-    }
+    /// A ring user_data as shown everywhere (event log, step text, In-flight tree): hexadecimal,
+    /// `0x…`, whatever the engine encodes in it; guest requests are `req N` in decimal.
+    public static func tag(_ v: UInt64) -> String { hex(v) }
 
     /// Explains an event: what happened, to which request, with offsets in hex.
     public static func line(_ e: IoEvent) -> String {
-        let r = e.request != 0 ? "req \(tag(e.request)): " : ""
+        let r = e.request != 0 ? "req \(e.request): " : ""
         switch e.payload {
         case let .guestRequest(op, offset, length):
             return "\(r)guest \(op) \(hex(offset))+\(length) accepted by queue \(e.queue)"
@@ -52,12 +51,14 @@ public enum Explain {
             case .completed: return "\(r)flush complete: data and metadata are stable"
             }
         case let .pendingCreated(id, subOps):
-            return "\(r)PendingIo \(id) tracks \(subOps) sub-operation\(subOps == 1 ? "" : "s")"
+            _ = id
+            return "\(r)PendingIo tracks \(subOps) sub-operation\(subOps == 1 ? "" : "s") (\(e.request != 0 ? "req \(e.request)" : "the request").1…\(subOps))"
         case let .pendingFinished(id, result):
-            return "\(r)PendingIo \(id) finished: \(result == 0 ? "ok" : BlockError.errnoText(-result))"
+            _ = id
+            return "\(r)PendingIo finished: \(result == 0 ? "ok" : BlockError.errnoText(-result))"
         case let .guestCompleted(op, userData, result, latencyNs):
             let res = result >= 0 ? "ok" : "failed: \(BlockError.errnoText(-result))"
-            return "guest \(op) user_data \(userData) completed \(res) in \(formatDuration(latencyNs))"
+            return "req \(userData): guest \(op) completed \(res) in \(formatDuration(latencyNs))"
         }
     }
 }
