@@ -78,6 +78,11 @@ public struct IoGenerator: Sendable {
     private var nextSeq: UInt64
     private var zoneDone: UInt64 = 0
     private var loopBytes: UInt64 = 0
+    /// Loops finished so far (a `verify` job checks each loop's blocks before the next).
+    public private(set) var loopsCompleted = 0
+    /// fio ends a sequential pass with holes at the region's end (without `io_size`).
+    private let passEndsAtRegionEnd: Bool
+    private var passEnded = false
     private var map: RandomMap?
     private let samplers: [OffsetSampler]
     private let blocks: UInt64
@@ -117,6 +122,7 @@ public struct IoGenerator: Sendable {
         blocks = max(1, len / job.alignment)
         samplers = job.distribution.map { OffsetSampler($0, blocks: max(1, len / job.alignment), blockSize: job.alignment, seed: seed ^ 0x5DEE_CE66) }
         map = job.usesRandomMap ? RandomMap(blocks: blocks) : nil
+        passEndsAtRegionEnd = !job.rw.isRandom && job.sequentialSkip > 0 && job.ioSize == nil && job.numberIos == nil && !job.timeBased
         if let n = job.numberIos {
             limitIos = n; limitBytes = nil
         } else if job.timeBased {
@@ -131,7 +137,7 @@ public struct IoGenerator: Sendable {
     public var isExhausted: Bool {
         if let limitIos, count >= limitIos { return true }
         if let limitBytes, bytes >= limitBytes { return true }
-        return false
+        return passEnded
     }
 
     /// The next request, or nil when the job's amount of I/O is done.
@@ -153,12 +159,18 @@ public struct IoGenerator: Sendable {
         if let limitBytes, bytes + length > limitBytes, limitBytes - bytes >= job.bsMin {
             length = (limitBytes - bytes) / job.bsMin * job.bsMin
         }
+        wrapped = false
         let offset = job.rw.isRandom ? randomOffset(dir, length) : sequentialOffset(length)
         let seed = op == .write ? rng.next() : 0
         count += 1
         bytes += length
         loopBytes += length
+        if wrapped && passEndsAtRegionEnd {
+            loopBytes = bytesPerLoop
+            if loopsCompleted + 1 >= job.loops { passEnded = true }
+        }
         if loopBytes >= bytesPerLoop {
+            loopsCompleted += 1
             // A new loop: sequential I/O restarts at the region's start, the random map empties.
             loopBytes = 0
             nextSeq = regionStart
@@ -203,6 +215,8 @@ public struct IoGenerator: Sendable {
         return regionStart + align * min(b, lastFit)
     }
 
+    private var wrapped = false
+
     private mutating func sequentialOffset(_ length: UInt64) -> UInt64 {
         var pos = nextSeq - regionStart
         if pos + length > regionLength { pos = 0 }
@@ -222,6 +236,7 @@ public struct IoGenerator: Sendable {
                 next = job.sequentialSkip > 0 ? 0 : max(0, Int64(regionLength) + job.sequentialSkip)
             }
         }
+        wrapped = next == 0 || UInt64(next) + job.bsMin > regionLength
         nextSeq = regionStart + UInt64(next)
         return offset
     }

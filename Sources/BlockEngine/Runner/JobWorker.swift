@@ -178,6 +178,11 @@ final class JobWorker: @unchecked Sendable {
                 while !free.isEmpty && inFlight < limit {
                     if pending == nil {
                         if exhausted { break }
+                        if gen.loopsCompleted > loopsVerified {
+                            // fio verifies each loop's blocks before starting the next loop.
+                            if inFlight > 0 { break }
+                            try verifyLoop()
+                        }
                         pending = gen.next()
                         if pending == nil { exhausted = true; break }
                     }
@@ -241,6 +246,22 @@ final class JobWorker: @unchecked Sendable {
                 }
             }
         }
+    }
+
+    private var loopsVerified = 0
+
+    /// Reads back and checks the blocks this thread wrote in the loop just finished (a job
+    /// with `verify` and `loops` > 1); the reads count as the job's reads, as in fio. The
+    /// last loop's blocks are checked by ``Workload/wait()``.
+    private func verifyLoop() throws(BlockError) {
+        loopsVerified = gen.loopsCompleted
+        guard let kind = job.verify, job.doVerify, gen.loopsCompleted < job.loops || job.timeBased, !written.isEmpty else { return }
+        var blocks: [UInt64: (UInt64, Set<UInt64>)] = [:]
+        for (off, _) in written { blocks[off] = (job.bsMin, []) }
+        _ = try Verifier.verify(disk: disk, blocks: blocks, queueID: queueID, depth: max(1, min(job.iodepth, 64)), engine: engine,
+                                kind: kind, interval: job.verifyInterval, pattern: job.verifyPattern, reads: &result.read)
+        counters.readIos.store(result.read.ios, ordering: .relaxed)
+        written.removeAll(keepingCapacity: true)
     }
 
     /// fio's `ramp_time`: what completed before the ramp ended is not reported.
