@@ -273,6 +273,13 @@ public struct FioJob: Sendable, Equatable {
     /// The effective alignment of random offsets.
     public var alignment: UInt64 { blockalign ?? bsMin }
 
+    /// Whether every block size, the offset and the alignment are multiples of `block`
+    /// (4096: what O_DIRECT needs on blockscope's images); false for fio's sub-4 KiB `bssplit`s.
+    public func fits(directBlock block: UInt64 = 4096) -> Bool {
+        let sizes = [bsMin, alignment, offset, offsetIncrement] + bsSplit.flatMap { $0.map { $0.size } }
+        return sizes.allSatisfy { $0 % block == 0 } && (bsMin == bsMax || bsSplit.allSatisfy { !$0.isEmpty })
+    }
+
     /// Whether any rate cap is set.
     public var isRateLimited: Bool { rateBytes.contains { $0 > 0 } || rateIops.contains { $0 > 0 } }
 
