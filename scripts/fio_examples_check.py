@@ -21,7 +21,7 @@ CAP = 2 << 20                       # size, filesize, io_size
 CAP_INCREMENT = 1 << 20             # offset_increment
 TIME_CAPS = {"runtime": 2.0, "timeout": 2.0, "startdelay": 1.0, "ss_dur": 1.0, "ss_ramp": 0.5,
              "ramp_time": 0.5}
-TIMEOUT = 120                       # seconds per run
+TIMEOUT = 60                       # seconds per run
 DROP = {"filename", "directory", "filename_format"}
 SIZE_KEYS = {"size", "filesize", "io_size", "io_limit"}
 # A job whose amount of I/O is not fixed: ends on time, on another job, or draws sizes at random.

@@ -277,7 +277,7 @@ public struct FioJob: Sendable, Equatable {
     /// (4096: what O_DIRECT needs on blockscope's images); false for fio's sub-4 KiB `bssplit`s.
     public func fits(directBlock block: UInt64 = 4096) -> Bool {
         let sizes = [bsMin, alignment, offset, offsetIncrement] + bsSplit.flatMap { $0.map { $0.size } }
-        return sizes.allSatisfy { $0 % block == 0 } && (bsMin == bsMax || bsSplit.allSatisfy { !$0.isEmpty })
+        return sizes.allSatisfy { $0 % block == 0 }
     }
 
     /// Whether any rate cap is set.
