@@ -46,18 +46,20 @@ struct FioOracleTests {
         let f = try TestSupport.run("fio", ["--output-format=json", "--filename=" + fioRaw, "--write_iolog=" + log, jobPath])
         #expect(f.status == 0, "fio failed: \(f.stderr)")
         var fio = Run()
-        (fio.reads, fio.writes) = totals(try JSONValue.parse(f.stdoutText))
+        (fio.reads, fio.writes) = totals(try JSONValue.parse(jsonPart(f.stdoutText)))
         for line in (try String(contentsOfFile: log, encoding: .utf8)).split(separator: "\n") {
+            // iolog v3: "TIME FILE OP OFFSET LENGTH".
             let w = line.split(separator: " ")
-            if w.count == 4, w[1] == "read" || w[1] == "write", let o = UInt64(w[2]), let l = UInt64(w[3]) {
-                fio.requests.append((String(w[1]), o, l))
+            if let i = w.firstIndex(where: { $0 == "read" || $0 == "write" }), i + 2 < w.count,
+               let o = UInt64(w[i + 1]), let l = UInt64(w[i + 2]) {
+                fio.requests.append((String(w[i]), o, l))
             }
         }
         let trace = dir + "/bs.jsonl"
         let b = try TestSupport.blockscope(["run", bsRaw, jobPath, "--write", "--output=json", "--trace", trace])
         #expect(b.status == 0, "blockscope failed: \(b.stderr)")
         var bs = Run()
-        (bs.reads, bs.writes) = totals(try JSONValue.parse(b.stdoutText))
+        (bs.reads, bs.writes) = totals(try JSONValue.parse(jsonPart(b.stdoutText)))
         for line in (try String(contentsOfFile: trace, encoding: .utf8)).split(separator: "\n") {
             let j = try JSONValue.parse(String(line))
             guard j["type"]?.stringValue == "req", let op = j["op"]?.stringValue,
@@ -65,6 +67,12 @@ struct FioOracleTests {
             bs.requests.append((op, UInt64(o), UInt64(l)))
         }
         return (fio, bs)
+    }
+
+    /// The JSON document in a program's output (fio may print notes before it).
+    func jsonPart(_ text: String) -> String {
+        guard let i = text.firstIndex(of: "{") else { return text }
+        return String(text[i...])
     }
 
     /// Share of requests whose offset falls in each of `bounds` (byte ranges).

@@ -156,7 +156,8 @@ public struct IoGenerator: Sendable {
         }
         let dir = op == .read ? 0 : (op == .write ? 1 : 2)
         var length = blockSize(dir)
-        if let limitBytes, bytes + length > limitBytes, limitBytes - bytes >= job.bsMin {
+        // fio does not shorten the last request of a job with mixed sizes (it may overshoot `size`).
+        if job.bsMin == job.bsMax, let limitBytes, bytes + length > limitBytes, limitBytes - bytes >= job.bsMin {
             length = (limitBytes - bytes) / job.bsMin * job.bsMin
         }
         wrapped = false
