@@ -77,7 +77,16 @@ def scale(text):
         elif body.lower() in DROP:
             continue
         out.append(line)
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    # Threads placed by offset_increment with a strided rw (rw=write:112k): keep each thread's
+    # span (io_size * (bs + skip) / bs) inside its increment, so the threads do not overlap.
+    stride = re.search(r"^\s*rw\s*=\s*\w+:(\d+[kmg]?)\s*$", text, re.M | re.I)
+    if stride and re.search(r"^\s*offset_increment\s*=", text, re.M) and re.search(r"^\s*io_size\s*=", text, re.M):
+        bs = max([size_of(m) or 4096 for m in re.findall(r"^\s*bs\s*=\s*(\S+)", text, re.M)] or [4096])
+        incr = min([size_of(m) or CAP_INCREMENT for m in re.findall(r"^\s*offset_increment\s*=\s*(\S+)", text, re.M)])
+        io = max(bs, incr * bs // (bs + size_of(stride.group(1))) // bs * bs)
+        text = re.sub(r"^\s*io_size\s*=.*$", f"io_size={io // 1024}k", text, flags=re.M)
+    return text
 
 
 def totals(doc):
@@ -131,10 +140,17 @@ def main():
         runs = b.returncode == 0
         ran += runs
         is_fixed = not NOT_FIXED.search(text)
+        fio_error = None
         try:
-            ft = totals(load_json(f.stdout)) if f.returncode == 0 else None
+            fdoc = load_json(f.stdout)
+            ft = totals(fdoc) if fdoc else None
+            errs = [j.get("error", 0) for j in (fdoc or {}).get("jobs", []) if j.get("error", 0)]
+            if errs or f.returncode != 0:
+                fio_error = f"fio error {errs[0] if errs else f.returncode}"
+                ft = None
         except ValueError:
             ft = None
+            fio_error = f"fio failed ({f.returncode})"
         try:
             bt = totals(load_json(b.stdout)) if runs else None
         except ValueError:
@@ -142,7 +158,7 @@ def main():
         if not is_fixed:
             eq = "n/a (not fixed)"
         elif ft is None:
-            eq = "n/a (fio failed)"
+            eq = "n/a (" + (fio_error or "fio failed") + ")"
         else:
             fixed += 1
             ok = bt is not None and ft == bt
