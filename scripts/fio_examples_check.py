@@ -107,17 +107,32 @@ def fresh(path):
         f.truncate(FILE_SIZE)
 
 
-def run(argv, cwd):
-    """Runs argv in its own process group; on timeout the whole group (fio forks) is killed."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=TIMEOUT)
-        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return subprocess.CompletedProcess(argv, 124, out, f"timed out after {TIMEOUT}s")
+def run(argv, cwd, job):
+    """Runs argv with its output in files; on timeout kills every process whose command line
+    names the job file (fio's job processes can leave the process group)."""
+    out_path, err_path = os.path.join(cwd, ".stdout"), os.path.join(cwd, ".stderr")
+    with open(out_path, "w") as out, open(err_path, "w") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=cwd, start_new_session=True)
+        try:
+            code = proc.wait(timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for pid in os.listdir("/proc"):
+                if not pid.isdigit():
+                    continue
+                try:
+                    cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+                except OSError:
+                    continue
+                if job in cmd:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except OSError:
+                        pass
+            proc.wait()
+            code = 124
+    text = open(out_path).read()
+    etext = open(err_path).read() + (f"\ntimed out after {TIMEOUT}s" if code == 124 else "")
+    return subprocess.CompletedProcess(argv, code, text, etext)
 
 
 def main():
@@ -131,9 +146,9 @@ def main():
         raw_fio, raw_bs = os.path.join(work, name + ".fio.raw"), os.path.join(work, name + ".bs.raw")
         fresh(raw_fio); fresh(raw_bs)
         t0 = time.time()
-        f = run(["fio", "--output-format=json", "--filename=" + raw_fio, job], work)
+        f = run(["fio", "--output-format=json", "--filename=" + raw_fio, job], work, job)
         t1 = time.time()
-        b = run([binary, "run", raw_bs, job, "--write", "--output=json"], work)
+        b = run([binary, "run", raw_bs, job, "--write", "--output=json"], work, job)
         t2 = time.time()
         open(os.path.join(work, name + ".fio.json"), "w").write(f.stdout + f.stderr)
         open(os.path.join(work, name + ".bs.json"), "w").write(b.stdout + b.stderr)

@@ -161,7 +161,12 @@ public struct IoGenerator: Sendable {
             length = (limitBytes - bytes) / job.bsMin * job.bsMin
         }
         wrapped = false
-        let offset = job.rw.isRandom ? randomOffset(dir, length) : sequentialOffset(length)
+        let offset: UInt64
+        if job.rw.isRandom {
+            (offset, length) = randomOffset(dir, length)
+        } else {
+            offset = sequentialOffset(length)
+        }
         let seed = op == .write ? rng.next() : 0
         count += 1
         bytes += length
@@ -204,16 +209,25 @@ public struct IoGenerator: Sendable {
         return job.bsMin
     }
 
-    private mutating func randomOffset(_ dir: Int, _ length: UInt64) -> UInt64 {
+    /// A random offset for a request of `length` bytes in direction `dir`, and the length to
+    /// use: with the random map a request never covers a used block, so (as fio marks its map)
+    /// it is cut to the free run of blocks at the drawn block.
+    private mutating func randomOffset(_ dir: Int, _ length: UInt64) -> (UInt64, UInt64) {
         let align = job.alignment
-        let lastFit = (regionLength - length) / align
+        var length = length
         var b = samplers[dir].draw(&rng)
         if map != nil {
             if map!.isFull { map!.reset() }
             b = map!.nextFree(from: min(b, blocks - 1)) ?? b
+            let want = (length + align - 1) / align
+            if want > 1 {
+                let run = map!.freeRun(from: b, limit: want)
+                if run < want { length = run * align }
+            }
             map!.mark(b, count: (length + align - 1) / align)
         }
-        return regionStart + align * min(b, lastFit)
+        let lastFit = (regionLength - length) / align
+        return (regionStart + align * min(b, lastFit), length)
     }
 
     private var wrapped = false

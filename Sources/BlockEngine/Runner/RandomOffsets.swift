@@ -60,6 +60,13 @@ public struct RandomMap: Sendable {
         return last ? words[w] == (UInt64(1) << (blocks % 64)) - 1 : words[w] == ~0
     }
 
+    /// Free blocks in a row from `b`, counting at most `limit` (0 when `b` is used).
+    public func freeRun(from b: UInt64, limit: UInt64) -> UInt64 {
+        var n: UInt64 = 0
+        while n < limit && b + n < blocks && !isUsed(b + n) { n += 1 }
+        return n
+    }
+
     /// The first free block at or after `b`, wrapping to the start; nil when the map is full.
     public func nextFree(from b: UInt64) -> UInt64? {
         if isFull { return nil }
