@@ -143,10 +143,15 @@ def main():
         text = scale(open(os.path.join(ex, name + ".fio")).read())
         job = os.path.join(work, name + ".fio")
         open(job, "w").write(text)
+        # fio's fill_device on a regular file writes until the file system is full: give fio
+        # the file's size instead (blockscope's fill_device stops at the end of the image).
+        peer = os.path.join(work, name + ".peer.fio")
+        open(peer, "w").write(re.sub(r"^\s*(fill_device|fill_fs)\s*=?\s*\S*\s*$", f"size={FILE_SIZE // 1024}k", text,
+                                     flags=re.M | re.I))
         raw_fio, raw_bs = os.path.join(work, name + ".fio.raw"), os.path.join(work, name + ".bs.raw")
         fresh(raw_fio); fresh(raw_bs)
         t0 = time.time()
-        f = run(["fio", "--output-format=json", "--filename=" + raw_fio, job], work, job)
+        f = run(["fio", "--output-format=json", "--filename=" + raw_fio, peer], work, peer)
         t1 = time.time()
         b = run([binary, "run", raw_bs, job, "--write", "--output=json"], work, job)
         t2 = time.time()
