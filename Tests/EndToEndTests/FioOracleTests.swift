@@ -43,7 +43,8 @@ struct FioOracleTests {
         let jobPath = dir + "/job.fio"
         try job.write(toFile: jobPath, atomically: true, encoding: .utf8)
         let log = dir + "/fio.iolog"
-        let f = try TestSupport.run("fio", ["--output-format=json", "--filename=" + fioRaw, "--write_iolog=" + log, jobPath])
+        // In the temp dir: fio leaves verify state files (*-verify.state) in its working directory.
+        let f = try TestSupport.run("fio", ["--output-format=json", "--filename=" + fioRaw, "--write_iolog=" + log, jobPath], cwd: dir)
         #expect(f.status == 0, "fio failed: \(f.stderr)")
         var fio = Run()
         (fio.reads, fio.writes) = totals(try JSONValue.parse(jsonPart(f.stdoutText)))
@@ -149,5 +150,50 @@ struct FioOracleTests {
             let small = Double(reads.filter { $0.length == 4096 }.count) / Double(max(1, reads.count))
             #expect(reads.allSatisfy { $0.length == 4096 || $0.length == 8192 } && abs(small - 0.5) < 0.1, "4k share of reads \(small)")
         }
+    }
+
+    @Test("stonewall groups with numjobs and group_reporting: fio's entries, groupids and counts", .enabled(if: haveFio))
+    func groupsMatchFio() throws {
+        let job = "[global]\nsize=1M\nnumjobs=2\ngroup_reporting\nbs=4k\n[w]\nrw=write\n[r]\nstonewall\nrw=randread\n"
+        let dir = try TestSupport.makeTempDir("fio-groups")
+        defer { TestSupport.removeTempDir(dir) }
+        let a = try rawFile(dir, "a.raw", size: 4 << 20), b = try rawFile(dir, "b.raw", size: 4 << 20)
+        try job.write(toFile: dir + "/g.fio", atomically: true, encoding: .utf8)
+        let f = try JSONValue.parse(jsonPart(try TestSupport.run("fio", ["--output-format=json", "--filename=" + a, dir + "/g.fio"], cwd: dir).stdoutText))
+        let r = try TestSupport.blockscope(["run", b, dir + "/g.fio", "--write", "--output=json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let o = try JSONValue.parse(jsonPart(r.stdoutText))
+        func entries(_ d: JSONValue) -> [String] {
+            (d["jobs"]?.arrayValue ?? []).map { j in
+                "\(j["jobname"]?.stringValue ?? "?") g\(j["groupid"]?.intValue ?? -1) r\(j["read"]?["total_ios"]?.intValue ?? -1) w\(j["write"]?["total_ios"]?.intValue ?? -1)"
+            }
+        }
+        #expect(entries(f) == ["w g0 r0 w512", "r g1 r512 w0"])
+        #expect(entries(o) == entries(f))
+    }
+
+    @Test("verify=meta with verify_pattern and verify_interval: a read job checks every 512 bytes and finds a flipped byte")
+    func metaPatternVerify() throws {
+        let dir = try TestSupport.makeTempDir("fio-meta")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try rawFile(dir, "m.raw", size: 1 << 20)
+        let common = "[global]\nbs=64k\nverify=meta\nverify_pattern=0xaa555aa5\nverify_interval=512\n"
+        try (common + "[w]\nrw=write\nfill_device=1\ndo_verify=0\n").write(toFile: dir + "/w.fio", atomically: true, encoding: .utf8)
+        try (common + "[r]\nrw=read\n").write(toFile: dir + "/r.fio", atomically: true, encoding: .utf8)
+        let w = try TestSupport.blockscope(["run", img, dir + "/w.fio", "--write", "--output=json"])
+        #expect(w.status == 0, "\(w.stderr)")
+        let wj = try JSONValue.parse(jsonPart(w.stdoutText))
+        #expect(wj["jobs"]?.arrayValue?.first?["write"]?["total_ios"]?.intValue == 16)
+        #expect(wj["jobs"]?.arrayValue?.first?["read"]?["total_ios"]?.intValue == 0, "do_verify=0 reads nothing back")
+        let ok = try TestSupport.blockscope(["run", img, dir + "/r.fio", "--output=json"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        // Flip one data byte in the second 512-byte chunk of the block at 128 KiB.
+        let h = try FileHandle(forUpdating: URL(fileURLWithPath: img))
+        try h.seek(toOffset: (128 << 10) + 512 + 100)
+        try h.write(contentsOf: Data([0x00]))
+        try h.close()
+        let bad = try TestSupport.blockscope(["run", img, dir + "/r.fio", "--output=json"])
+        #expect(bad.status != 0)
+        #expect(bad.stderr.contains("0x20200"), "the failing chunk's offset is named: \(bad.stderr)")
     }
 }

@@ -178,7 +178,7 @@ final class JobWorker: @unchecked Sendable {
                 while !free.isEmpty && inFlight < limit {
                     if pending == nil {
                         if exhausted { break }
-                        if gen.loopsCompleted > loopsVerified {
+                        if job.verify != nil && job.doVerify && gen.loopsCompleted > loopsVerified {
                             // fio verifies each loop's blocks before starting the next loop.
                             if inFlight > 0 { break }
                             try verifyLoop()
