@@ -156,7 +156,8 @@ def main():
         if f.returncode == 124 and re.search(r"io_submit_mode\s*=\s*offload", text):
             # fio 3.33 can hang at the end of an offload job here; the amount of I/O does not
             # depend on the submit mode, so ask fio again with inline submission.
-            open(peer, "w").write(re.sub(r"io_submit_mode\s*=\s*offload", "io_submit_mode=inline", open(peer).read()))
+            inline = re.sub(r"io_submit_mode\s*=\s*offload", "io_submit_mode=inline", open(peer).read())
+            open(peer, "w").write(inline)
             fresh(raw_fio)
             f = run(["fio", "--output-format=json", "--filename=" + raw_fio, peer], work, peer)
             note = " (fio: offload hung, inline)"
