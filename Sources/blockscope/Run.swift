@@ -74,6 +74,10 @@ struct Run: ParsableCommand {
         }
         var o = imageOptions.openOptions(writable: write)
         o.direct = file.jobs.contains { $0.direct }
+        if o.direct, let j = file.jobs.first(where: { $0.direct && !$0.fits(directBlock: 4096) }) {
+            printError("warning: job '\(j.name)' (line \(j.line)) uses sizes or offsets that are not multiples of 4 KiB; the image is opened without O_DIRECT")
+            o.direct = false
+        }
         let disk = try openImage(image, o)
         var wo = WorkloadOptions()
         wo.engine = imageOptions.engine

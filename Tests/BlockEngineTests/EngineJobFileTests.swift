@@ -61,7 +61,7 @@ struct EngineJobFileTests {
 
     @Test("fio keys that do not apply only warn, with their line")
     func warnOnly() throws {
-        let f = try FioJobFile.parse("[a]\nfilename=/dev/sdb\nrw=read\nnorandommap\n")
+        let f = try FioJobFile.parse("[a]\nfilename=/dev/sdb\nrw=read\ninvalidate=1\n")
         #expect(f.warnings.count == 2)
         #expect(f.warnings[0].contains("line 2") && f.warnings[0].contains("filename"))
     }

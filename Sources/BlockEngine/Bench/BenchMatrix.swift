@@ -21,6 +21,7 @@ public struct BenchWorkload: Sendable {
         c.rw = .randrw; c.rwmixread = 70; c.iodepth = 32; c.numberIos = ios; c.direct = true
         var d = FioJob(name: "4k-write-fsync-qd1")
         d.rw = .write; d.iodepth = 1; d.fsync = 1; d.numberIos = max(1, ios / 50); d.direct = true
+        a.randomMap = false; c.randomMap = false  // the fio peers run with norandommap
         return [BenchWorkload(name: a.name, job: a, measuresFsync: false),
                 BenchWorkload(name: b.name, job: b, measuresFsync: false),
                 BenchWorkload(name: c.name, job: c, measuresFsync: false),

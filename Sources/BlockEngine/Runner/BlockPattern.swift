@@ -31,14 +31,60 @@ public enum BlockPattern {
         }
     }
 
-    /// Writes a verified block: header for (`offset`, `seed`) and data from `seed`.
-    public static func fillVerified(_ buffer: UnsafeMutableRawBufferPointer, offset: UInt64, seed: UInt64, kind: VerifyKind) {
+    /// Fills `buffer` with `pattern` repeated from its first byte (fio's `verify_pattern`).
+    public static func fillPattern(_ buffer: UnsafeMutableRawBufferPointer, pattern: [UInt8]) {
+        guard !pattern.isEmpty else { return }
+        for i in 0..<buffer.count { buffer[i] = pattern[i % pattern.count] }
+    }
+
+    /// Writes one block for a `verify=` job: a header every `interval` bytes (the whole
+    /// block when nil), each chunk at its own guest offset with seed `seed &+ chunk index`.
+    /// `verify=pattern` blocks are filled once per slot (``fillPattern(_:pattern:)``), not here.
+    public static func fillBlock(_ buffer: UnsafeMutableRawBufferPointer, offset: UInt64, seed: UInt64, kind: VerifyKind,
+                                 interval: UInt64?, pattern: [UInt8]?) {
+        let step = Int(interval ?? UInt64(buffer.count))
+        var at = 0, k: UInt64 = 0
+        while at + step <= buffer.count {
+            fillVerified(UnsafeMutableRawBufferPointer(rebasing: buffer[at..<at + step]), offset: offset + UInt64(at),
+                         seed: seed &+ k, kind: kind, pattern: pattern)
+            at += step; k += 1
+        }
+    }
+
+    /// Checks one block of a `verify=` job (the counterpart of
+    /// ``fillBlock(_:offset:seed:kind:interval:pattern:)``); nil when intact. With an
+    /// interval each chunk is checked on its own and any seed is accepted.
+    public static func checkBlock(_ block: UnsafeRawBufferPointer, offset: UInt64, seeds: Set<UInt64>, kind: VerifyKind,
+                                  interval: UInt64?, pattern: [UInt8]?, path: String) -> BlockError? {
+        if kind == .pattern {
+            let p = pattern ?? [0]
+            for i in 0..<block.count where block[i] != p[i % p.count] {
+                return BlockError(.corruptImage, "verify failed for the block at guest offset \(hex(offset)): pattern byte \(hex(UInt64(p[i % p.count]))) expected, found \(hex(UInt64(block[i]))); first bad byte at \(hex(offset + UInt64(i)))",
+                                  path: path, guestOffset: offset, operation: "verify")
+            }
+            return nil
+        }
+        guard let interval else { return check(block, offset: offset, seeds: seeds, path: path, pattern: pattern) }
+        var at = 0
+        let step = Int(interval)
+        while at + step <= block.count {
+            if let e = check(UnsafeRawBufferPointer(rebasing: block[at..<at + step]), offset: offset + UInt64(at), seeds: [], path: path, pattern: pattern) { return e }
+            at += step
+        }
+        return nil
+    }
+
+    /// Writes a verified block: header for (`offset`, `seed`) and data from `seed` (or
+    /// `pattern` repeated, flagged in the header).
+    public static func fillVerified(_ buffer: UnsafeMutableRawBufferPointer, offset: UInt64, seed: UInt64, kind: VerifyKind,
+                                    pattern: [UInt8]? = nil) {
         let data = UnsafeMutableRawBufferPointer(rebasing: buffer[headerSize...])
-        fill(data, seed: seed)
+        if let pattern { fillPattern(data, pattern: pattern) } else { fill(data, seed: seed) }
         let base = buffer.baseAddress!
         base.storeBytes(of: magic.littleEndian, toByteOffset: 0, as: UInt32.self)
-        base.storeBytes(of: kind == .crc32c ? UInt8(1) : UInt8(2), toByteOffset: 4, as: UInt8.self)
-        for i in 5..<8 { base.storeBytes(of: UInt8(0), toByteOffset: i, as: UInt8.self) }
+        base.storeBytes(of: kind == .md5 ? UInt8(2) : (kind == .meta ? UInt8(3) : UInt8(1)), toByteOffset: 4, as: UInt8.self)
+        base.storeBytes(of: pattern == nil ? UInt8(0) : UInt8(1), toByteOffset: 5, as: UInt8.self)
+        for i in 6..<8 { base.storeBytes(of: UInt8(0), toByteOffset: i, as: UInt8.self) }
         base.storeBytes(of: offset.littleEndian, toByteOffset: 8, as: UInt64.self)
         base.storeBytes(of: seed.littleEndian, toByteOffset: 16, as: UInt64.self)
         base.storeBytes(of: UInt32(buffer.count).littleEndian, toByteOffset: 24, as: UInt32.self)
@@ -50,7 +96,7 @@ public enum BlockPattern {
     /// The checksum bytes of `data`: 4 bytes (little-endian) for CRC-32C, 16 for MD5.
     public static func checksum(_ data: UnsafeRawBufferPointer, kind: VerifyKind) -> [UInt8] {
         switch kind {
-        case .crc32c:
+        case .crc32c, .meta, .pattern:
             let c = VerifyCRC32C.checksum(data)
             return [UInt8(c & 0xff), UInt8((c >> 8) & 0xff), UInt8((c >> 16) & 0xff), UInt8(c >> 24)]
         case .md5:
@@ -63,7 +109,8 @@ public enum BlockPattern {
     /// `seeds` are the seeds that wrote this block (the last writer among them wins when
     /// several threads overlapped); an empty set accepts any seed. The error names the
     /// guest offset, the expected and found checksums and the first differing byte.
-    public static func check(_ block: UnsafeRawBufferPointer, offset: UInt64, seeds: Set<UInt64>, path: String) -> BlockError? {
+    public static func check(_ block: UnsafeRawBufferPointer, offset: UInt64, seeds: Set<UInt64>, path: String,
+                             pattern: [UInt8]? = nil) -> BlockError? {
         func fail(_ m: String, at bad: UInt64? = nil) -> BlockError {
             var msg = "verify failed for the block at guest offset \(hex(offset)): \(m)"
             if let bad { msg += "; first bad byte at \(hex(bad))" }
@@ -75,10 +122,11 @@ public enum BlockPattern {
         let hOffset = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
         let hSeed = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: 16, as: UInt64.self))
         let hLen = UInt32(littleEndian: base.loadUnaligned(fromByteOffset: 24, as: UInt32.self))
-        guard magic == Self.magic, kindByte == 1 || kindByte == 2 else {
+        guard magic == Self.magic, (1...3).contains(kindByte) else {
             return fail("no verification header (magic \(hex(UInt64(magic))), expected \(hex(UInt64(Self.magic))))", at: offset)
         }
-        let kind: VerifyKind = kindByte == 1 ? .crc32c : .md5
+        let kind: VerifyKind = kindByte == 2 ? .md5 : (kindByte == 3 ? .meta : .crc32c)
+        let patterned = base.load(fromByteOffset: 5, as: UInt8.self) == 1
         if hOffset != offset { return fail("header names offset \(hex(hOffset))", at: offset + 8) }
         if Int(hLen) != block.count { return fail("header length \(hLen), expected \(block.count)", at: offset + 24) }
         if !seeds.isEmpty && !seeds.contains(hSeed) { return fail("header seed \(hex(hSeed)) was not written by this job", at: offset + 16) }
@@ -88,7 +136,7 @@ public enum BlockPattern {
         // What the data should be, regenerated from the seed.
         let expected = UnsafeMutableRawBufferPointer.allocate(byteCount: data.count, alignment: 8)
         defer { expected.deallocate() }
-        fill(expected, seed: hSeed)
+        if patterned, let pattern { fillPattern(expected, pattern: pattern) } else { fill(expected, seed: hSeed) }
         let expectedSum = checksum(UnsafeRawBufferPointer(expected), kind: kind)
         if found != stored || expectedSum != stored {
             var bad: UInt64? = nil

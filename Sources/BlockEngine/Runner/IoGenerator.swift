@@ -60,18 +60,32 @@ public struct PlannedIo: Sendable, Equatable {
 /// Produces the deterministic request sequence of one job thread.
 ///
 /// Given the job, the disk size and the thread index, the sequence is the same on every
-/// run; this is what makes `randseed` reproducible and `verify_only` possible. Random
-/// offsets are uniform (with repetition, like fio's `norandommap`) and aligned to
-/// ``FioJob/alignment``; sequential offsets wrap around the region.
+/// run (unless `randrepeat=0`); this is what makes `randseed` reproducible and
+/// `verify_only` possible. Random offsets follow the job's distribution, aligned to
+/// ``FioJob/alignment``; with the random map (fio's default for uniform random I/O) each
+/// block is used once per loop. Sequential offsets advance by the request plus
+/// ``FioJob/sequentialSkip`` (negative: backwards) and wrap around the region.
 public struct IoGenerator: Sendable {
     /// The job.
     public let job: FioJob
-    /// Start of the region.
+    /// Start of the region (the job's offset plus this thread's `offset_increment`).
     public let regionStart: UInt64
     /// Length of the region.
     public let regionLength: UInt64
+    /// Bytes one loop transfers (`io_size`, else the region's length).
+    public let bytesPerLoop: UInt64
     private var rng: Xorshift64Star
-    private var seqOffset: UInt64
+    private var nextSeq: UInt64
+    private var zoneDone: UInt64 = 0
+    private var loopBytes: UInt64 = 0
+    /// Loops finished so far (a `verify` job checks each loop's blocks before the next).
+    public private(set) var loopsCompleted = 0
+    /// fio ends a sequential pass with holes at the region's end (without `io_size`).
+    private let passEndsAtRegionEnd: Bool
+    private var passEnded = false
+    private var map: RandomMap?
+    private let samplers: [OffsetSampler]
+    private let blocks: UInt64
     /// Requests produced (flushes excluded).
     public private(set) var count: UInt64 = 0
     /// Bytes produced.
@@ -84,35 +98,46 @@ public struct IoGenerator: Sendable {
     /// Creates the generator for thread `thread` of `job` on a disk of `diskSize` bytes.
     public init(job: FioJob, diskSize: UInt64, thread: Int) throws(BlockError) {
         self.job = job
-        guard job.offset < diskSize else {
-            throw BlockError(.outOfBounds, "job '\(job.name)': offset \(job.offset) is past the end of the disk (size \(diskSize))")
+        let (inc, o1) = job.offsetIncrement.multipliedReportingOverflow(by: UInt64(thread))
+        let (start, o2) = job.offset.addingReportingOverflow(inc)
+        guard !o1, !o2, start < diskSize else {
+            throw BlockError(.outOfBounds, "job '\(job.name)' thread \(thread): offset \(o1 || o2 ? UInt64.max : start) is past the end of the disk (size \(diskSize))")
         }
-        let len = job.size ?? (diskSize - job.offset)
-        let (end, o) = job.offset.addingReportingOverflow(len)
+        var len = job.fillDevice ? diskSize - start : (job.size ?? job.fileSize ?? (diskSize - start))
+        if job.size == nil && !job.fillDevice { len = min(len, diskSize - start) }
+        let (end, o) = start.addingReportingOverflow(len)
         if o || end > diskSize {
-            throw BlockError(.outOfBounds, "job '\(job.name)': offset \(job.offset) + size \(len) is past the end of the disk (size \(diskSize))")
+            throw BlockError(.outOfBounds, "job '\(job.name)' thread \(thread): offset \(start) + size \(len) is past the end of the disk (size \(diskSize))")
         }
         if len < job.bsMax {
             throw BlockError(.invalidArgument, "job '\(job.name)': region of \(len) bytes is smaller than the block size \(job.bsMax)")
         }
-        regionStart = job.offset
+        regionStart = start
         regionLength = len
-        seqOffset = job.offset
-        rng = Xorshift64Star(seed: job.randseed &+ UInt64(thread) &* 0x1000_0000_01B3)
+        bytesPerLoop = job.ioSize ?? len
+        nextSeq = start
+        var seed = job.randseed &+ UInt64(thread) &* 0x1000_0000_01B3
+        if !job.randrepeat { seed ^= monotonicNanos() }
+        rng = Xorshift64Star(seed: seed)
+        blocks = max(1, len / job.alignment)
+        samplers = job.distribution.map { OffsetSampler($0, blocks: max(1, len / job.alignment), blockSize: job.alignment, seed: seed ^ 0x5DEE_CE66) }
+        map = job.usesRandomMap ? RandomMap(blocks: blocks) : nil
+        passEndsAtRegionEnd = !job.rw.isRandom && job.sequentialSkip > 0 && job.ioSize == nil && job.numberIos == nil && !job.timeBased
         if let n = job.numberIos {
             limitIos = n; limitBytes = nil
         } else if job.timeBased {
             limitIos = nil; limitBytes = nil
         } else {
-            limitIos = nil; limitBytes = len
+            let (total, o) = bytesPerLoop.multipliedReportingOverflow(by: UInt64(job.loops))
+            limitIos = nil; limitBytes = o ? UInt64.max : total
         }
     }
 
-    /// Whether the amount of I/O (number_ios or size) has been produced.
+    /// Whether the amount of I/O (number_ios, or size/io_size times loops) has been produced.
     public var isExhausted: Bool {
         if let limitIos, count >= limitIos { return true }
         if let limitBytes, bytes >= limitBytes { return true }
-        return false
+        return passEnded
     }
 
     /// The next request, or nil when the job's amount of I/O is done.
@@ -122,23 +147,6 @@ public struct IoGenerator: Sendable {
             return PlannedIo(op: .fsync, offset: 0, length: 0, seed: 0)
         }
         if isExhausted { return nil }
-        var length = job.bsMin
-        if job.bsMax > job.bsMin {
-            let steps = job.bsMax / job.bsMin
-            length = min(job.bsMax, job.bsMin * (1 + rng.below(steps)))
-        }
-        if let limitBytes, bytes + length > limitBytes, limitBytes - bytes >= job.bsMin {
-            length = (limitBytes - bytes) / job.bsMin * job.bsMin
-        }
-        let offset: UInt64
-        if job.rw.isRandom {
-            let slots = (regionLength - length) / job.alignment + 1
-            offset = regionStart + job.alignment * rng.below(slots)
-        } else {
-            if seqOffset + length > regionStart + regionLength { seqOffset = regionStart }
-            offset = seqOffset
-            seqOffset += length + job.sequentialSkip
-        }
         let op: PlannedOp
         switch job.rw {
         case .read, .randread: op = .read
@@ -146,13 +154,105 @@ public struct IoGenerator: Sendable {
         case .trim, .randtrim: op = .trim
         case .readwrite, .randrw: op = rng.below(100) < UInt64(job.rwmixread) ? .read : .write
         }
+        let dir = op == .read ? 0 : (op == .write ? 1 : 2)
+        var length = blockSize(dir)
+        // fio does not shorten the last request of a job with mixed sizes (it may overshoot `size`).
+        if job.bsMin == job.bsMax, let limitBytes, bytes + length > limitBytes, limitBytes - bytes >= job.bsMin {
+            length = (limitBytes - bytes) / job.bsMin * job.bsMin
+        }
+        wrapped = false
+        let offset: UInt64
+        if job.rw.isRandom {
+            (offset, length) = randomOffset(dir, length)
+        } else {
+            offset = sequentialOffset(length)
+        }
         let seed = op == .write ? rng.next() : 0
         count += 1
         bytes += length
+        loopBytes += length
+        if wrapped && passEndsAtRegionEnd {
+            loopBytes = bytesPerLoop
+            if loopsCompleted + 1 >= job.loops { passEnded = true }
+        }
+        if loopBytes >= bytesPerLoop {
+            loopsCompleted += 1
+            // A new loop: sequential I/O restarts at the region's start, the random map empties.
+            loopBytes = 0
+            nextSeq = regionStart
+            zoneDone = 0
+            map?.reset()
+        }
         if op == .write && job.fsync > 0 {
             writesSinceFsync += 1
             if writesSinceFsync >= job.fsync { writesSinceFsync = 0; fsyncDue = true }
         }
         return PlannedIo(op: op, offset: offset, length: length, seed: seed)
+    }
+
+    @inline(__always)
+    private mutating func blockSize(_ dir: Int) -> UInt64 {
+        let split = job.bsSplit[dir]
+        if !split.isEmpty {
+            if split.count == 1 { return split[0].size }
+            var pick = Int(rng.below(100))
+            for e in split {
+                if pick < e.percent { return e.size }
+                pick -= e.percent
+            }
+            return split[split.count - 1].size
+        }
+        if job.bsMax > job.bsMin {
+            let steps = job.bsMax / job.bsMin
+            return min(job.bsMax, job.bsMin * (1 + rng.below(steps)))
+        }
+        return job.bsMin
+    }
+
+    /// A random offset for a request of `length` bytes in direction `dir`, and the length to
+    /// use: with the random map a request never covers a used block, so (as fio marks its map)
+    /// it is cut to the free run of blocks at the drawn block.
+    private mutating func randomOffset(_ dir: Int, _ length: UInt64) -> (UInt64, UInt64) {
+        let align = job.alignment
+        var length = length
+        var b = samplers[dir].draw(&rng)
+        if map != nil {
+            if map!.isFull { map!.reset() }
+            b = map!.nextFree(from: min(b, blocks - 1)) ?? b
+            let want = (length + align - 1) / align
+            if want > 1 {
+                let run = map!.freeRun(from: b, limit: want)
+                if run < want { length = run * align }
+            }
+            map!.mark(b, count: (length + align - 1) / align)
+        }
+        let lastFit = (regionLength - length) / align
+        return (regionStart + align * min(b, lastFit), length)
+    }
+
+    private var wrapped = false
+
+    private mutating func sequentialOffset(_ length: UInt64) -> UInt64 {
+        var pos = nextSeq - regionStart
+        if pos + length > regionLength { pos = 0 }
+        if job.zoneStrided && job.zoneSize > 0 && zoneDone >= job.zoneSize {
+            zoneDone = 0
+            pos += job.zoneSkip
+            if pos + length > regionLength { pos = 0 }
+        }
+        let offset = regionStart + pos
+        zoneDone += length
+        // fio: the next position is this request's end plus the skip; a position before the
+        // start wraps to the end minus the skip (backwards), one past the end to the start.
+        var next = Int64(pos + length)
+        if job.sequentialSkip != 0 && next != 0 {
+            next += job.sequentialSkip
+            if next < 0 || next >= Int64(regionLength) {
+                next = job.sequentialSkip > 0 ? 0 : max(0, Int64(regionLength) + job.sequentialSkip)
+            }
+        }
+        wrapped = next == 0 || UInt64(next) + job.bsMin > regionLength
+        nextSeq = regionStart + UInt64(next)
+        return offset
     }
 }

@@ -45,6 +45,10 @@ public final class Workload: @unchecked Sendable {
     /// The options.
     public let options: WorkloadOptions
     private let workers: [JobWorker]
+    /// For each worker, the workers it waits for (`stonewall`, `wait_for`).
+    private let dependencies: [[Int]]
+    private var finished: [Bool]
+    private var began: [Bool]
     private let control = WorkloadControl()
     private let cond = NSCondition()
     private var running = 0
@@ -61,8 +65,17 @@ public final class Workload: @unchecked Sendable {
         let overlap = serialize ? OverlapGuard() : nil
         let lbs = UInt64(max(1, disk.topology.logicalBlockSize))
         var ws: [JobWorker] = []
+        var deps: [[Int]] = []
+        var firstWorker: [Int] = []     // per job: index of its first worker
         var q = options.firstQueueID
-        for j in jobs {
+        let flows = jobs.contains { $0.flow > 0 } ? FlowGroups() : nil
+        for (ji, j) in jobs.enumerated() {
+            firstWorker.append(ws.count)
+            var mine: [Int] = []
+            if j.stonewall { mine = Array(0..<ws.count) }
+            if let name = j.waitFor, let k = jobs[..<ji].lastIndex(where: { $0.name == name }) {
+                mine += Array(firstWorker[k]..<firstWorker[k] + jobs[k].numjobs)
+            }
             if j.rw.writes && !j.verifyOnly && !disk.isWritable {
                 throw BlockError(.readOnly, "job '\(j.name)' writes (rw=\(j.rw.rawValue)) but the image is open read-only", path: disk.path)
             }
@@ -74,11 +87,21 @@ public final class Workload: @unchecked Sendable {
                 ws.append(try JobWorker(job: j, thread: t, queueID: q, disk: disk, engine: engine, policy: options.submitPolicy,
                                         sink: options.eventSink, control: control, overlap: overlap, mirror: options.mirror,
                                         recordTrace: options.recordTrace, startTime: 0))
-                ws[ws.count - 1].inFlightRegistry = options.inFlightRegistry
+                let w = ws[ws.count - 1]
+                w.index = ws.count - 1
+                w.inFlightRegistry = options.inFlightRegistry
+                if j.flow > 0, let flows {
+                    w.flowGroups = flows
+                    flows.join(group: j.flowID, member: w.index)
+                }
+                deps.append(mine)
                 q += 1
             }
         }
         workers = ws
+        dependencies = deps
+        finished = Array(repeating: false, count: ws.count)
+        began = Array(repeating: false, count: ws.count)
     }
 
     /// Number of queues (job threads).
@@ -95,19 +118,46 @@ public final class Workload: @unchecked Sendable {
         started = true
         startTime = monotonicNanos()
         running = workers.count
-        for w in workers {
+        for (i, w) in workers.enumerated() {
             w.startTime = startTime
             let t = Thread { [self] in
+                waitForDependencies(i)
                 if w.job.verifyOnly { w.dryRunWrites() } else { w.run() }
                 w.counters.doneFlag.store(true, ordering: .releasing)
                 cond.lock()
                 running -= 1
+                finished[i] = true
+                if w.job.exitall { exitOthers(after: i) }
                 cond.broadcast()
                 cond.unlock()
             }
             t.stackSize = 1 << 20
             t.name = "blockscope-job-\(w.queueID)"
             t.start()
+        }
+    }
+
+    /// Blocks worker `i`'s thread until the workers it depends on have finished (or a stop).
+    private func waitForDependencies(_ i: Int) {
+        cond.lock()
+        while !dependencies[i].allSatisfy({ finished[$0] }) && !control.stopRequested && !workers[i].exitFlag.load(ordering: .relaxed) {
+            cond.wait()
+        }
+        began[i] = true
+        cond.unlock()
+    }
+
+    /// fio's `exitall`: stop the jobs `exit_what` names when worker `i` finishes (lock held).
+    private func exitOthers(after i: Int) {
+        let job = workers[i].job
+        for (k, w) in workers.enumerated() where k != i && !finished[k] {
+            let hit: Bool
+            switch job.exitWhat {
+            case .group: hit = w.job.groupID == job.groupID && began[k]
+            case .stonewall: hit = began[k]
+            case .all: hit = true
+            }
+            if hit { w.exitFlag.store(true, ordering: .relaxed) }
         }
     }
 
@@ -119,18 +169,31 @@ public final class Workload: @unchecked Sendable {
         while running > 0 { cond.wait() }
         cond.unlock()
         let elapsed = monotonicNanos() - startTime
-        var result = WorkloadResult(jobs: workers.map { $0.result }, elapsedNs: elapsed)
         if let e = workers.compactMap({ $0.result.error }).first { throw e }
+        // fio's verify phase: each job reads back what it wrote, counted as its reads.
+        let verifying = workers.filter { $0.job.verify != nil && ($0.job.doVerify || $0.job.verifyOnly) && !$0.written.isEmpty }
+        var verified: UInt64 = 0
+        if !verifying.isEmpty && !control.stopRequested {
+            var seeds: [UInt64: Set<UInt64>] = [:]
+            for w in verifying { for (off, seed) in w.written { seeds[off, default: []].insert(seed) } }
+            for w in verifying {
+                var blocks: [UInt64: (UInt64, Set<UInt64>)] = [:]
+                for off in w.written.keys { blocks[off] = (w.job.bsMin, seeds[off] ?? []) }
+                let t0 = monotonicNanos()
+                verified += try Verifier.verify(disk: disk, blocks: blocks, queueID: options.firstQueueID + workers.count,
+                                                depth: max(1, min(w.job.iodepth, 64)), kind: w.job.verify ?? .crc32c,
+                                                interval: w.job.verifyInterval, pattern: w.job.verifyPattern, reads: &w.result.read)
+                w.result.elapsedNs += monotonicNanos() - t0
+            }
+        }
+        var result = WorkloadResult(jobs: workers.map { $0.result }, elapsedNs: elapsed)
+        result.verifiedBlocks = verified
+        for (i, w) in workers.enumerated() {
+            result.jobs[i].latencyDepth = w.latencyDepth
+            result.jobs[i].steadyStateAttained = w.steadyStateAttained
+        }
         if options.recordTrace {
             result.trace = workers.flatMap { $0.trace }.sorted { $0.time < $1.time }
-        }
-        let verifying = workers.filter { $0.job.verify != nil }
-        if !verifying.isEmpty && !control.stopRequested {
-            var map: [UInt64: (UInt64, Set<UInt64>)] = [:]
-            for w in verifying {
-                for (off, seeds) in w.written { map[off, default: (w.job.bsMin, [])].1.formUnion(seeds) }
-            }
-            result.verifiedBlocks = try Verifier.verify(disk: disk, blocks: map, queueID: options.firstQueueID + workers.count)
         }
         return result
     }
@@ -195,15 +258,16 @@ public struct WorkloadResult: Sendable {
         self.elapsedNs = elapsedNs
     }
 
-    /// Results as fio reports them: threads of a `group_reporting` job merged into one.
+    /// Results as fio reports them: the `group_reporting` jobs of one reporting group
+    /// (``FioJob/groupID``) merged into one entry named after the group's first job.
     public var reported: [JobResult] {
         var out: [JobResult] = []
-        var index: [String: Int] = [:]
+        var index: [Int: Int] = [:]
         for r in jobs {
-            if r.job.groupReporting, let i = index["\(r.job.name)#\(r.job.line)"] {
+            if r.job.groupReporting, let i = index[r.job.groupID] {
                 out[i].merge(r)
             } else {
-                if r.job.groupReporting { index["\(r.job.name)#\(r.job.line)"] = out.count }
+                if r.job.groupReporting { index[r.job.groupID] = out.count }
                 out.append(r)
             }
         }

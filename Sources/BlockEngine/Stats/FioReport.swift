@@ -48,9 +48,19 @@ public enum FioReport {
         if let s = j.size { opts.append(("size", .string("\(s)"))) }
         if j.offset != 0 { opts.append(("offset", .string("\(j.offset)"))) }
         opts.append(("ioengine", .string(j.engine == .sync ? "psync" : "io_uring")))
+        var extra: [(String, JSONValue)] = []
+        if j.latencyTargetNs > 0 {
+            extra += [("latency_depth", .int(Int64(r.latencyDepth))), ("latency_target", .size(j.latencyTargetNs / 1000)),
+                      ("latency_percentile", .double(j.latencyPercentile)), ("latency_window", .size(j.latencyWindowNs / 1000))]
+        }
+        if let ss = j.steadyState {
+            extra.append(("steadystate", .object([
+                ("ss", .string((ss.metric.rawValue + (ss.slope ? "_slope" : "")) + ":" + String(ss.limit) + (ss.percent ? "%" : ""))),
+                ("duration", .size(ss.durationNs / 1_000_000_000)), ("attained", .int(r.steadyStateAttained ? 1 : 0))])))
+        }
         return .object([
             ("jobname", .string(j.name)),
-            ("groupid", .int(0)),
+            ("groupid", .int(Int64(j.groupID))),
             ("error", .int(r.error == nil ? 0 : Int64(r.error?.errno ?? 5))),
             ("eta", .int(0)),
             ("elapsed", .size(max(1, r.elapsedNs / 1_000_000_000))),
@@ -62,6 +72,7 @@ public enum FioReport {
             ("job_runtime", .size(r.elapsedNs / 1_000_000)),
             ("usr_cpu", .double(Double(r.userCpuNs) * 100 / Double(max(1, r.elapsedNs)))),
             ("sys_cpu", .double(Double(r.systemCpuNs) * 100 / Double(max(1, r.elapsedNs)))),
+        ] + extra + [
             ("blockscope", .object([("queue", .int(Int64(r.queueID))), ("threads", .int(Int64(r.threads))),
                                     ("user_cpu_ns", .size(r.userCpuNs)), ("system_cpu_ns", .size(r.systemCpuNs)),
                                     ("cpu_ns_per_io", .double(Double(r.userCpuNs + r.systemCpuNs) / Double(max(1, r.read.ios + r.write.ios + r.trim.ios + r.sync.ios))))])),
@@ -102,7 +113,7 @@ public enum FioReport {
         var out = ""
         for r in result.reported {
             let errno = r.error?.errno ?? (r.error == nil ? 0 : 5)
-            out += "\(r.job.name): (groupid=0, jobs=\(r.threads)): err=\(String(format: "%2d", errno)): queue=\(r.queueID)\n"
+            out += "\(r.job.name): (groupid=\(r.job.groupID), jobs=\(r.threads)): err=\(String(format: "%2d", errno)): queue=\(r.queueID)\n"
             let msec = max(1, r.elapsedNs / 1_000_000)
             for (name, d) in [("read", r.read), ("write", r.write), ("trim", r.trim)] where d.ios > 0 {
                 let secs = max(Double(r.elapsedNs) / 1e9, 1e-9)

@@ -68,6 +68,10 @@ public struct JobResult: Sendable {
     public var userCpuNs: UInt64 = 0
     /// CPU time the job thread spent in the kernel, nanoseconds.
     public var systemCpuNs: UInt64 = 0
+    /// The queue depth a `latency_target` search settled on (0: no search).
+    public var latencyDepth: Int = 0
+    /// Whether `ss=` steady-state detection ended the job.
+    public var steadyStateAttained: Bool = false
 
     /// Creates an empty result.
     public init(job: FioJob, queueID: Int) {
@@ -86,6 +90,8 @@ public struct JobResult: Sendable {
         userCpuNs += o.userCpuNs
         systemCpuNs += o.systemCpuNs
         if error == nil { error = o.error }
+        latencyDepth = max(latencyDepth, o.latencyDepth)
+        steadyStateAttained = steadyStateAttained || o.steadyStateAttained
     }
 }
 
