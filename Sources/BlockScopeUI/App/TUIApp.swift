@@ -141,6 +141,7 @@ public final class TUIApp {
             lastReload = now
             state.reloadLayout()
         }
+        if state.image.inspector?.pollBackground() == true { state.layoutVersion += 1 }
         wasBusy = busy
         while !busy, job == nil, !scriptQueue.isEmpty {
             let line = scriptQueue.removeFirst()

@@ -40,6 +40,14 @@ public protocol LayoutInspector: AnyObject {
     func readHost(at offset: UInt64, count: Int) -> [UInt8]
     /// Rereads metadata after the image changed.
     func reload()
+    /// True once after a background structure walk finished (the app then redraws the
+    /// views that show it); inspectors without background work return false.
+    func pollBackground() -> Bool
+}
+
+extension LayoutInspector {
+    /// No background work.
+    public func pollBackground() -> Bool { false }
 }
 
 /// An inspector for any ``InspectableDisk`` through its map extents (RAW and formats
