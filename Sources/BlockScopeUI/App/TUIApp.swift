@@ -313,6 +313,7 @@ public final class TUIApp {
         let deadline = monotonicNanos() + 5_000_000_000
         while let j = job, j.finishedLine == nil, monotonicNanos() < deadline { usleep(10_000) }
         subscription.cancel()
+        state.image.inspector?.stopBackground()
         if let d = state.image.disk {
             try? d.close()
             releaseLocks(of: d)

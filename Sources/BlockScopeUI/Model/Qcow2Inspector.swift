@@ -89,8 +89,11 @@ public final class Qcow2Inspector: LayoutInspector {
         }
     }
 
-    /// Stops the background walk (the app is closing).
-    public func cancelBackground() { walker.cancel() }
+    /// Cancels the background walk and waits for it to stop (the app is closing).
+    public func stopBackground() {
+        walker.cancel()
+        walker.waitUntilIdle()
+    }
 
     /// The L2 table under L1 entry `index` (the last 8 read are kept).
     public func l2Table(l1Index index: Int) -> [Qcow2L2Entry]? {

@@ -39,15 +39,36 @@ extension Qcow2Disk: InspectableDisk {
         let ext = h.extendedL2, extData = h.hasExternalData
         let step = ext ? 2 : 1
         var holes = HostHoleCursor(file: dataFile)
-        var pending: MapExtent? = nil
+        // The extent being merged, as scalars: extending it costs a few compares and no
+        // copy of a MapExtent (whose optional String makes every copy retain/release).
+        var run = (start: UInt64(0), length: UInt64(0), depth: 0, present: false, zero: false, data: false, offset: UInt64?.none)
+        var runDetail: String? = nil
+        var hasRun = false
 
-        func push(_ e: MapExtent) throws(BlockError) {
-            if e.length == 0 { return }
-            if let p = pending {
-                if p.canMerge(with: e) { pending!.length += e.length; return }
-                try body(p)
+        func add(_ start: UInt64, _ length: UInt64, depth: Int = 0, present: Bool, zero: Bool, data: Bool, offset: UInt64?, detail d: String?) throws(BlockError) {
+            if length == 0 { return }
+            if hasRun && run.start + run.length == start && run.depth == depth && run.present == present && run.zero == zero
+                && run.data == data && runDetail == d {
+                switch (run.offset, offset) {
+                case (nil, nil):
+                    run.length += length
+                    return
+                case let (a?, b?) where a + run.length == b:
+                    run.length += length
+                    return
+                default: break
+                }
             }
-            pending = e
+            if hasRun {
+                try body(MapExtent(start: run.start, length: run.length, depth: run.depth, present: run.present, zero: run.zero,
+                                   data: run.data, offset: run.offset, detail: runDetail))
+            }
+            run = (start, length, depth, present, zero, data, offset)
+            runDetail = d
+            hasRun = true
+        }
+        func push(_ e: MapExtent) throws(BlockError) {
+            try add(e.start, e.length, depth: e.depth, present: e.present, zero: e.zero, data: e.data, offset: e.offset, detail: e.detail)
         }
         // An unallocated range: backing extents at depth+1, or zero at this depth.
         func fallThrough(_ start: UInt64, _ length: UInt64, offset: UInt64?, d: String?) throws(BlockError) {
@@ -70,8 +91,7 @@ extension Qcow2Disk: InspectableDisk {
                 pos = bend
             }
             if pos < end {
-                try push(MapExtent(start: pos, length: end - pos, depth: 0, present: false, zero: true, data: false,
-                                   offset: offset.map { $0 + (pos - start) }, detail: d))
+                try add(pos, end - pos, present: false, zero: true, data: false, offset: offset.map { $0 + (pos - start) }, detail: d)
             }
         }
 
@@ -88,8 +108,35 @@ extension Qcow2Disk: InspectableDisk {
                 continue
             }
             let first = Int(cluster % l2n)
-            for k in 0..<Int(tableEnd - cluster) {
+            let n = Int(tableEnd - cluster)
+            let fast = !detail && !ext && !crypto && !extData
+            var k = 0
+            while k < n {
                 let i = (first + k) * step
+                // Fast path: a run of normal clusters whose host clusters follow each other
+                // (what preallocation and sequential writes produce) is one range to add.
+                if fast, t[i] & (Qcow2Entry.compressed | Qcow2Entry.zero) == 0, t[i] & Qcow2Entry.offsetMask != 0 {
+                    let host = t[i] & Qcow2Entry.offsetMask
+                    var m = 1
+                    while k + m < n, t[i + m] & ~Qcow2Entry.copied == (t[i] & ~Qcow2Entry.copied) + UInt64(m) * cs { m += 1 }
+                    let gStart = (cluster + UInt64(k)) * cs
+                    let gEnd = min(logicalSize, gStart + UInt64(m) * cs)
+                    if prealloc {
+                        var p = host
+                        let hEnd = host + (gEnd - gStart)
+                        while p < hEnd {
+                            let hr = holes.run(at: p)
+                            let q = min(hr.end, hEnd)
+                            try add(gStart + (p - host), q - p, present: true, zero: hr.hole, data: true, offset: p, detail: nil)
+                            p = q
+                        }
+                    } else {
+                        try add(gStart, gEnd - gStart, present: true, zero: false, data: true, offset: host, detail: nil)
+                    }
+                    k += m
+                    continue
+                }
+                defer { k += 1 }
                 let e = Qcow2L2Entry(entry: t[i], bitmap: ext ? t[i + 1] : 0)
                 let cStart = (cluster + UInt64(k)) * cs
                 let cEnd = min(logicalSize, cStart + cs)
@@ -107,20 +154,20 @@ extension Qcow2Disk: InspectableDisk {
                             var p = host
                             let hEnd = host + (scEnd - pos)
                             while p < hEnd {
-                                let run = holes.run(at: p)
-                                let q = min(run.end, hEnd)
-                                try push(MapExtent(start: pos + (p - host), length: q - p, depth: 0, present: true, zero: run.hole, data: true, offset: p, detail: d))
+                                let hr = holes.run(at: p)
+                                let q = min(hr.end, hEnd)
+                                try add(pos + (p - host), q - p, present: true, zero: hr.hole, data: true, offset: p, detail: d)
                                 p = q
                             }
                         } else {
-                            try push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: false, data: true, offset: host, detail: d))
+                            try add(pos, scEnd - pos, present: true, zero: false, data: true, offset: host, detail: d)
                         }
                     case .compressed:
-                        try push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: false, data: true, offset: nil, detail: d))
+                        try add(pos, scEnd - pos, present: true, zero: false, data: true, offset: nil, detail: d)
                     case .zeroAlloc:
-                        try push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: true, data: false, offset: host, detail: d))
+                        try add(pos, scEnd - pos, present: true, zero: true, data: false, offset: host, detail: d)
                     case .zeroPlain:
-                        try push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: true, data: false, offset: nil, detail: d))
+                        try add(pos, scEnd - pos, present: true, zero: true, data: false, offset: nil, detail: d)
                     case .unallocatedAlloc:
                         try fallThrough(pos, scEnd - pos, offset: host, d: d)
                     case .unallocatedPlain:
@@ -133,7 +180,10 @@ extension Qcow2Disk: InspectableDisk {
             }
             cluster = tableEnd
         }
-        if let p = pending { try body(p) }
+        if hasRun {
+            try body(MapExtent(start: run.start, length: run.length, depth: run.depth, present: run.present, zero: run.zero,
+                               data: run.data, offset: run.offset, detail: runDetail))
+        }
     }
 
     /// QEMU's qcow2_detect_metadata_preallocation: the image counts as metadata-preallocated

@@ -71,6 +71,8 @@ struct Qcow2ReferenceWalk {
     var progress: ((Double) -> Bool)?
     /// Refcount blocks read for ``onDisk(_:)`` (bounded).
     private var blockCache = TableCache<[UInt8]>(capacity: 64)
+    /// The refcount block ``onDisk(_:)`` used last (consecutive clusters share it).
+    private var lastBlock: (ti: Int, bytes: [UInt8]) = (-1, [])
 
     /// Sets up a walk of the image `metadata` belongs to; with `live`, L1, L2 tables and
     /// refcounts come from its caches first (allocations not yet flushed), else from the file.
@@ -219,12 +221,14 @@ struct Qcow2ReferenceWalk {
         let off = refTable[ti] & Qcow2Entry.offsetMask
         if off == 0 { return 0 }
         if off & (cs - 1) != 0 { return nil }
-        let block: [UInt8]
-        if let b = blockCache.get(off) { block = b } else {
-            block = try reader.refblock(at: off, clusterSize: cs)
-            blockCache.put(off, block)
+        if lastBlock.ti != ti {
+            if let b = blockCache.get(off) { lastBlock = (ti, b) } else {
+                let b = try reader.refblock(at: off, clusterSize: cs)
+                blockCache.put(off, b)
+                lastBlock = (ti, b)
+            }
         }
-        return Qcow2Refcounts.get(block, index: Int(UInt64(i) % perBlock), order: h.refcountOrder)
+        return Qcow2Refcounts.get(lastBlock.bytes, index: Int(UInt64(i) % perBlock), order: h.refcountOrder)
     }
 
     /// The refcount the metadata implies for cluster `i` (what a repair would write).
