@@ -178,9 +178,10 @@ public final class Qcow2Inspector: LayoutInspector {
         let first = Int(start / cs), end = Int((start + max(length, 1) - 1) / cs) + 1
         if let u = usage {
             guard first < u.count else { return (.free, "beyond end of file") }
+            // The use map only: no refcount-block read per cell (the Refcounts view reads those).
             let d = u.dominant(first, end)
-            let rc = refcount(ofClusterAt: UInt64(first) * cs).map { "\($0)" } ?? "?"
-            return (d.mismatched ? .error : d.kind.role, "cluster \(first): \(d.kind.name), refcount \(rc)\(d.mismatched ? " (differs from the references)" : "")")
+            let refs = u.expectedRefcount(first).map { ", referenced \($0)x" } ?? ""
+            return (d.mismatched ? .error : d.kind.role, "cluster \(first): \(d.kind.name)\(refs)\(d.mismatched ? ", stored refcount differs" : "")")
         }
         let e = start + max(length, 1)
         let r = regions.last(where: { $0.offset < e && $0.offset + max($0.length, 1) > start })

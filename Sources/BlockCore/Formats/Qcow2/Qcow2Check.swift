@@ -79,6 +79,7 @@ extension Qcow2ReferenceWalk {
             var t = try QcowMetadata.readTable(metadata.file, at: l2off, entries: Int(cs / 8))
             var dirty = false
             for j in 0..<Int(h.l2Entries) {
+                if t[j * step] == 0 { continue }   // unallocated: no COPIED flag to check
                 let e = Qcow2L2Entry(entry: t[j * step], bitmap: ext ? t[j * step + 1] : 0)
                 if e.isCompressed || !e.hasHostCluster(externalData: extData) { continue }
                 let rr: UInt64

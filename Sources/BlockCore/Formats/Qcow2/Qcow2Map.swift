@@ -136,6 +136,15 @@ extension Qcow2Disk: InspectableDisk {
                     k += m
                     continue
                 }
+                // Fast path: a run of all-zero entries (unallocated, no flags) falls through at once.
+                if fast, t[i] == 0 {
+                    var m = 1
+                    while k + m < n, t[i + m] == 0 { m += 1 }
+                    let gStart = (cluster + UInt64(k)) * cs
+                    try fallThrough(gStart, min(logicalSize, gStart + UInt64(m) * cs) - gStart, offset: nil, d: nil)
+                    k += m
+                    continue
+                }
                 defer { k += 1 }
                 let e = Qcow2L2Entry(entry: t[i], bitmap: ext ? t[i + 1] : 0)
                 let cStart = (cluster + UInt64(k)) * cs

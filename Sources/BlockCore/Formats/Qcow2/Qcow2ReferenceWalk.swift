@@ -186,6 +186,7 @@ struct Qcow2ReferenceWalk {
         var next: UInt64 = 0
         let ext = h.extendedL2, extData = h.hasExternalData
         for i in 0..<Int(h.l2Entries) {
+            if !ext && t[i] == 0 { continue }   // unallocated: nothing to count or check
             let e = ext ? Qcow2L2Entry(entry: t[2 * i], bitmap: t[2 * i + 1]) : Qcow2L2Entry(entry: t[i], bitmap: 0)
             if e.isCompressed {
                 if e.entry & Qcow2Entry.copied != 0 { problem("ERROR: coffset=\(hex(e.entry & ~(3 << 62))): copied flag must never be set for compressed clusters") }
