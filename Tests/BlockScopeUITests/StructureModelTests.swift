@@ -123,7 +123,10 @@ import TestSupport
         let sd = try #require(disk as? any StructuredDisk)
         let before = try sd.walkStructure(progress: nil).counts()[.data, default: 0]
         let buf = [UInt8](repeating: 0x11, count: 65536)
-        try buf.withUnsafeBytes { (b) throws(BlockError) in try disk.write(b, at: 8 << 20) }
+        let p = UnsafeMutableRawBufferPointer.allocate(byteCount: buf.count, alignment: 4096)
+        defer { p.deallocate() }
+        p.copyBytes(from: buf)
+        try disk.write(UnsafeRawBufferPointer(p), at: 8 << 20)
         let after = try sd.walkStructure(progress: nil)
         #expect(before == 0 && after.counts()[.data, default: 0] == 1)
         #expect(sd.hostRegions().contains { $0.kind == .l1Table })

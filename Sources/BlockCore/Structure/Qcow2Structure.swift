@@ -54,9 +54,16 @@ public final class Qcow2Structure: @unchecked Sendable {
         var ext: Qcow2Extensions?
         var snaps: [Qcow2Snapshot]?
         var meta: QcowMetadata?
-        do {
+        do throws(BlockError) {
             let head = try file.readBytes(at: 0, count: Int(min(size, 4096)))
-            let hdr = try Qcow2Header.parse(head, fileSize: size, path: path)
+            let hdr: Qcow2Header
+            do { hdr = try Qcow2Header.parse(head, fileSize: size, path: path) } catch let e {
+                // Fields that parse but point past the end of the file (a truncated image):
+                // keep the fields, report the reason; nothing that lies past the end is read.
+                guard let loose = try? Qcow2Header.parse(head, fileSize: .max, path: path) else { throw e }
+                problems.append(HostRegion(kind: .unreadable, offset: 0, length: min(size, 4096), label: "header: \(e.message)"))
+                hdr = loose
+            }
             h = hdr
             let first = try file.readBytes(at: 0, count: Int(min(size, hdr.clusterSize)))
             do { ext = try Qcow2Extensions.parse(first, header: hdr, path: path) } catch let e {
