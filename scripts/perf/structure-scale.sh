@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 13: map/check/TUI at TiB scale, blockscope beside qemu-img, interleaved rounds.
-# Usage: B=path/to/release/blockscope N=5 IMG=/work/perf-structure/p1t.qcow2 bash structure-scale.sh [map|check|tui|all]
+# Usage: B=path/to/release/blockscope N=5 IMG=/work/perf-structure/p1t.qcow2 bash structure-scale.sh [map|check|tui|info|all]
 #   map:   wall time of `map --output=json` (qemu-img, blockscope alternating), outputs compared
 #   check: wall time and peak RSS (/usr/bin/time -v "Maximum resident set size")
 #   tui:   first frame (tab bar visible in a 160x50 tmux pane) and VmHWM after visiting
@@ -33,6 +33,13 @@ if [ "$WHAT" = check ] || [ "$WHAT" = all ]; then
   done
   echo "check $(basename $IMG) qemu-img median $(med < $T/cq) s / $(med < $T/rq) KB  blockscope median $(med < $T/cb) s / $(med < $T/rb) KB  (times q $(tr '\n' ' ' < $T/cq)| b $(tr '\n' ' ' < $T/cb))"
 fi
+if [ "$WHAT" = info ]; then
+  for i in $(seq 1 $N); do
+    t0=$(now); qemu-img info "$IMG" > /dev/null; t1=$(now); $B info "$IMG" > /dev/null; t2=$(now)
+    echo "$t1 - $t0" | bc >> $T/iq; echo "$t2 - $t1" | bc >> $T/ib
+  done
+  echo "info  $(basename $IMG) qemu-img median $(med < $T/iq) s  blockscope median $(med < $T/ib) s"
+fi
 if [ "$WHAT" = tui ] || [ "$WHAT" = all ]; then
   for i in $(seq 1 $N); do
     tmux kill-session -t st 2>/dev/null
@@ -42,7 +49,7 @@ if [ "$WHAT" = tui ] || [ "$WHAT" = all ]; then
     t1=$(now)
     pid=$(pgrep -n -f "$B tui $IMG")
     for k in 2 3 4 5 6 7 8 1; do tmux send-keys -t st $k; sleep 0.3; done
-    until tmux capture-pane -p -t st | grep -q "Host clusters ("; do sleep 0.05; done
+    case "$IMG" in *.qcow2) until tmux capture-pane -p -t st | grep -q "Host clusters ("; do sleep 0.05; done;; esac
     t2=$(now)
     for k in 3 4 1; do tmux send-keys -t st $k; sleep 0.3; done
     hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)

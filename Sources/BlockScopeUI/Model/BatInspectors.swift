@@ -124,8 +124,11 @@ public final class VhdxInspector: BatInspector {
 
     /// The VHDX sections are shown in the BAT view; the Overview gets a summary.
     public func overviewSections() -> [InfoSection] {
+        var byState = [Int](repeating: 0, count: 8)
+        let per = Int(g.chunkRatio + 1)
+        for i in 0..<bat.count where (i + 1) % per != 0 { byState[Int(bat[i] & 7)] += 1 }
         var counts: [String: Int] = [:]
-        for i in 0..<bat.count where (i + 1) % Int(g.chunkRatio + 1) != 0 { counts[VhdxBatEntry(raw: bat[i]).state?.name ?? "invalid", default: 0] += 1 }
+        for (v, n) in byState.enumerated() where n > 0 { counts[VhdxBlockState(rawValue: UInt8(v))?.name ?? "invalid", default: 0] += n }
         return batSections() + [InfoSection("Payload blocks by state", counts.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)", Role.normal) })]
     }
 
