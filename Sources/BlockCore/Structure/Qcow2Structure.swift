@@ -225,3 +225,18 @@ extension Qcow2Header {
         return out
     }
 }
+
+/// Capability: a disk whose QCOW2 structure can be read over its open, live metadata (so a
+/// view sees allocations before a flush). Asked for instead of downcasting to `Qcow2Disk`.
+public protocol LiveQcow2Structure: DiskFile {
+    /// The structure over the disk's open metadata; nil when the disk reads a snapshot's
+    /// view (whose tables are not the active ones).
+    func liveQcow2Structure() -> Qcow2Structure?
+}
+
+extension Qcow2Disk: LiveQcow2Structure {
+    /// ``Qcow2Structure/init(metadata:)`` over this disk's metadata, for the active view only.
+    public func liveQcow2Structure() -> Qcow2Structure? {
+        metadata.snapshot == nil ? Qcow2Structure(metadata: metadata) : nil
+    }
+}
