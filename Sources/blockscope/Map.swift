@@ -1,5 +1,8 @@
 import ArgumentParser
 import BlockCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `blockscope map IMAGE`: allocation extents through the backing chain, like `qemu-img map`.
 struct Map: ParsableCommand {
@@ -16,17 +19,24 @@ struct Map: ParsableCommand {
             guard let inspectable = disk as? any InspectableDisk else {
                 throw BlockError(.unsupportedFeature, "map is not supported for \(disk.format.rawValue) images", path: image)
             }
-            let extents: [MapExtent]
-            if detail, let q = disk as? Qcow2Disk { extents = try q.mapExtents(detail: true) } else { extents = try inspectable.mapExtents() }
-            let merged = mergeExtents(extents)
+            // Streamed: one merged extent at a time into a buffered stdout, whatever the image size.
+            var out = BufferedOutput()
+            var first = true
             switch output {
             case .json:
                 // qemu-img's layout: one entry per line inside brackets.
-                let lines = merged.map { qemuMapLine($0, detail: detail) }
-                print("[" + lines.joined(separator: ",\n") + "]")
+                out.write("[")
+                try inspectable.forEachMapExtent(detail: detail) { e in
+                    if !first { out.write(",\n") }
+                    first = false
+                    out.write(qemuMapLine(e, detail: detail))
+                }
+                out.write("]\n")
             case .human:
-                print(renderHumanMap(merged, detail: detail), terminator: "")
+                out.write(humanMapHeader(detail: detail))
+                try inspectable.forEachMapExtent(detail: detail) { e in out.write(humanMapLine(e, detail: detail)) }
             }
+            out.flush()
             try disk.close()
         }
     }
@@ -40,16 +50,44 @@ func qemuMapLine(_ e: MapExtent, detail: Bool) -> String {
     return s + "}"
 }
 
-/// A table of extents: start, length, depth, flags, host offset (and detail).
-func renderHumanMap(_ extents: [MapExtent], detail: Bool) -> String {
-    func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
-    var out = pad("Offset", 20) + pad("Length", 20) + pad("Depth", 7) + pad("Kind", 14) + "Host offset" + (detail ? "          Detail" : "") + "\n"
-    for e in extents {
-        let kind = !e.present && e.zero ? "unallocated" : (e.data ? (e.zero ? "data,zero" : "data") : (e.zero ? "zero" : "-"))
-        let host = e.offset.map { hex($0) } ?? "-"
-        out += pad(hex(e.start), 20) + pad(hex(e.length), 20) + pad(String(e.depth), 7) + pad(kind, 14)
-        out += detail ? pad(host, 21) + (e.detail ?? "") : host
-        out += "\n"
+/// The header line of the human map table.
+func humanMapHeader(detail: Bool) -> String {
+    padded("Offset", 20) + padded("Length", 20) + padded("Depth", 7) + padded("Kind", 14) + "Host offset" + (detail ? "          Detail" : "") + "\n"
+}
+
+/// One row of the human map table: start, length, depth, flags, host offset (and detail).
+func humanMapLine(_ e: MapExtent, detail: Bool) -> String {
+    let kind = !e.present && e.zero ? "unallocated" : (e.data ? (e.zero ? "data,zero" : "data") : (e.zero ? "zero" : "-"))
+    let host = e.offset.map { hex($0) } ?? "-"
+    var out = padded(hex(e.start), 20) + padded(hex(e.length), 20) + padded(String(e.depth), 7) + padded(kind, 14)
+    out += detail ? padded(host, 21) + (e.detail ?? "") : host
+    return out + "\n"
+}
+
+private func padded(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+
+/// Stdout through a 256 KiB buffer (`print` per extent costs a write each at TiB scale).
+struct BufferedOutput {
+    private var buf: [UInt8] = []
+
+    init() { buf.reserveCapacity(1 << 18) }
+
+    /// Appends `s`, writing the buffer out when it is full.
+    mutating func write(_ s: String) {
+        buf.append(contentsOf: s.utf8)
+        if buf.count >= 1 << 18 { flush() }
     }
-    return out
+
+    /// Writes everything buffered to stdout (fd 1), retrying short writes.
+    mutating func flush() {
+        var done = 0
+        buf.withUnsafeBytes { p in
+            while done < p.count {
+                let n = Glibc.write(1, p.baseAddress! + done, p.count - done)
+                if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+                done += n
+            }
+        }
+        buf.removeAll(keepingCapacity: true)
+    }
 }

@@ -154,12 +154,12 @@ import TestSupport
         pumpUntil(app) { !app.state.busy && app.state.live.completedRequests > 0 }
         app.state.reloadLayout()
         let q = try #require(app.state.image.inspector as? Qcow2Inspector)
-        let l1 = q.layout.l1
-        #expect(l1.count > 0 && Qcow2Layout.l2Offset(l1[0]) != 0, "L1[0] still empty in the view")
-        let e = try #require(q.layout.l2Table(at: Qcow2Layout.l2Offset(l1[0]))?[48])   // 3 MiB / 64 KiB
-        #expect(e.copied && !e.unallocated)
-        #expect(q.layout.refcount(ofClusterAt: q.layout.dataOffset(e)) == 1)
-        let shown = q.layout.dataOffset(e)
+        let l1 = q.l1
+        #expect(l1.count > 0 && Qcow2Inspector.l2Offset(l1[0]) != 0, "L1[0] still empty in the view")
+        let e = try #require(q.l2Table(l1Index: 0)?[48])   // 3 MiB / 64 KiB
+        #expect(e.entry & Qcow2Entry.copied != 0 && q.type(of: e) == .normal)
+        #expect(q.refcount(ofClusterAt: e.hostOffset) == 1)
+        let shown = e.hostOffset
         app.shutdown()
         let map = try TestSupport.qemuImg(["map", "--output=json", img])
         let j = try #require(try? JSONValue.parse(map.stdoutText))

@@ -39,7 +39,10 @@ final class TuiFixture {
         var o = TUIOptions(imagePath: path)
         o.writable = write
         o.themeName = TestSupport.packageRoot.appendingPathComponent("themes/default.theme").path
-        return try TUIApp(options: o)
+        let app = try TUIApp(options: o)
+        // The structure walk runs in the background; the snapshot tests draw its result.
+        _ = (app.state.image.inspector as? Qcow2Inspector)?.waitForUsage()
+        return app
     }
 }
 

@@ -171,9 +171,9 @@ import TestSupport
         let f = try TuiFixture("m")
         let app = try f.app(try f.compressedQcow2())
         let q = try #require(app.state.image.inspector as? Qcow2Inspector)
-        let e = try #require(q.layout.l2Entry(forGuest: 2 << 20))
-        #expect(e.compressed)
-        let want = q.layout.compressedExtent(e).offset
+        let e = try #require(q.l2Entry(forGuest: 2 << 20))
+        #expect(q.type(of: e) == .compressed)
+        let want = q.compressedExtent(e).offset
         #expect(want != 0)
         app.handle(.char("6"))
         app.execute(.goto(offset: (2 << 20) + 16))

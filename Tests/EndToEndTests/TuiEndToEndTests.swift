@@ -66,7 +66,7 @@ import TestSupport
         #expect(lines.count >= 23)
         #expect(lines.prefix(24).last(where: { !$0.trimmingCharacters(in: .whitespaces).isEmpty })?.contains("quit") == true)
         try s.keys("q")
-        try s.wait(for: "TUI-EXIT=")
+        try s.wait(for: "TUI-EXIT=0")
         let end = try s.wait(for: "SHELL>")
         #expect(end.contains("TUI-EXIT=0"))
         #expect(end.contains("SHELL>"))
@@ -155,7 +155,7 @@ import TestSupport
         }
         try s.wait(for: "search wrapped to the top: found zero at guest 0x400000")
         try s.keys("q")
-        let end = try s.wait(for: "TUI-EXIT=")
+        let end = try s.wait(for: "TUI-EXIT=0")
         #expect(end.contains("blockscope: closed h.qcow2 (read-write, data and metadata flushed)"), "\(end)")
         #expect(end.contains("TUI-EXIT=0"))
     }
@@ -176,7 +176,7 @@ import TestSupport
         }
         try "write 0 64k 0x11\nsleep 200ms\nwrite 64k 64k 0x22\nsleep 100ms\nread 0 64k 0x11\n".write(toFile: dir + "/paced.script", atomically: true, encoding: .utf8)
         let s = try Session(command: "\(TestSupport.blockscopeBinary) run --write \(img) \(dir)/paced.script")
-        let done = try s.wait(for: "TUI-EXIT=")
+        let done = try s.wait(for: "TUI-EXIT=0")
         #expect(done.contains("TUI-EXIT=0"), "\(done)")
         let lines = done.split(separator: "\n").map(String.init)
         let a = lines.firstIndex { $0.contains("wrote 65536/65536 bytes at offset 0x0") }

@@ -119,6 +119,17 @@ public protocol InspectableDisk: DiskFile {
     func mapExtents() throws(BlockError) -> [MapExtent]
     /// Checks metadata consistency; with `repair`, fixes what the mode allows (needs a writable open).
     func check(repair: RepairMode?) throws(BlockError) -> CheckReport
+    /// Streams the merged extents in guest order; with `detail`, adds blockscope's
+    /// per-cluster detail where the format has any (others ignore it). Formats whose map is
+    /// large (QCOW2) stream it in bounded memory; the default merges ``mapExtents()``.
+    func forEachMapExtent(detail: Bool, _ body: (MapExtent) throws(BlockError) -> Void) throws(BlockError)
+}
+
+extension InspectableDisk {
+    /// The default: ``mapExtents()`` merged, then handed out one by one (`detail` ignored).
+    public func forEachMapExtent(detail: Bool, _ body: (MapExtent) throws(BlockError) -> Void) throws(BlockError) {
+        for e in mergeExtents(try mapExtents()) { try body(e) }
+    }
 }
 
 extension RawDisk: InspectableDisk {

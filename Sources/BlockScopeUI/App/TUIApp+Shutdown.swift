@@ -53,6 +53,7 @@ extension TUIApp {
         worker?.stop()
         worker?.waitIdle(seconds: 5)
         subscription.cancel()
+        state.image.inspector?.stopBackground()
         let name = URL(fileURLWithPath: state.image.path).lastPathComponent
         var problems: [String] = []
         var flushed = false

@@ -201,6 +201,7 @@ public final class TUIApp {
             lastReload = now
             state.reloadLayout()
         }
+        if state.image.inspector?.pollBackground() == true { state.layoutVersion += 1 }
         wasBusy = busy
         runScript(busy: busy)
         if let v = state.requestedView {

@@ -1,31 +1,37 @@
 import BlockCore
 
-/// A host-file region a BAT-format inspector draws in the map.
-struct HostRegion {
-    var offset: UInt64
-    var length: UInt64
-    var role: Role
-    var name: String
-}
-
-/// The host side of a BAT-format inspector: named regions of the host file and its bytes.
+/// The host side of a BAT-format inspector: BlockCore's structure model of the file (named
+/// regions and the per-MiB or per-sector use map) and its bytes. Decodes nothing itself.
 struct HostRegionMap {
     let host: SystemFile?
-    var regions: [HostRegion] = []
+    let disk: any StructuredDisk
+    private(set) var regions: [HostRegion] = []
+    private(set) var uses: HostUseMap?
 
-    init(path: String) {
-        host = try? SystemFile(path: path, writable: false)
+    init(disk: any StructuredDisk) {
+        self.disk = disk
+        host = try? SystemFile(path: disk.path, writable: false)
+        reload()
+    }
+
+    /// Rereads the regions and the use map (one pass over the BAT).
+    mutating func reload() {
+        regions = disk.hostRegions()
+        uses = try? disk.walkStructure(progress: nil)
     }
 
     var hostSize: UInt64 { (try? host?.size()) ?? 0 }
 
+    /// The most telling kind in `[start, start+length)` and its region's name.
     func hostRegionCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
-        let rank: [Role: Int] = [.free: 0, .data: 1, .refcount: 2, .l2: 3, .l1: 4, .header: 5]
-        var best: (Role, String) = (.free, "free / unused")
-        for r in regions where r.offset < start + length && r.offset + r.length > start {
-            if rank[r.role, default: 0] > rank[best.0, default: 0] { best = (r.role, "\(r.name) at \(hex(r.offset))+\(formatBytes(Double(r.length)))") }
+        let end = start + max(length, 1)
+        if let r = regions.last(where: { $0.offset < end && $0.offset + $0.length > start }) {
+            return (r.kind.role, "\(r.label) at \(hex(r.offset))+\(formatBytes(Double(r.length)))")
         }
-        return best
+        guard let u = uses else { return (.free, "free / unused") }
+        let d = u.dominant(Int(start / u.unit), Int((end + u.unit - 1) / u.unit))
+        let first = start / u.unit * u.unit
+        return d.kind == .free ? (.free, "free / unused") : (d.kind.role, "\(d.kind.name) at \(hex(first))")
     }
 
     func readHostBytes(at offset: UInt64, count: Int) -> [UInt8] {
@@ -47,7 +53,7 @@ public final class VhdxInspector: BatInspector {
     /// Creates the inspector for an open VHDX disk.
     public init(disk: VhdxDisk) {
         vhdx = disk
-        hostMap = HostRegionMap(path: disk.path)
+        hostMap = HostRegionMap(disk: disk)
         reload()
     }
 
@@ -63,24 +69,7 @@ public final class VhdxInspector: BatInspector {
     /// Rereads the BAT and the regions.
     public func reload() {
         bat = vhdx.metadata.batSnapshot()
-        let m = vhdx.metadata
-        let h = m.currentHeader
-        var regions = [
-            HostRegion(offset: 0, length: 64 << 10, role: .header, name: "file identifier"),
-            HostRegion(offset: 64 << 10, length: 128 << 10, role: .header, name: "headers"),
-            HostRegion(offset: 192 << 10, length: 128 << 10, role: .header, name: "region tables"),
-            HostRegion(offset: h.logOffset, length: UInt64(h.logLength), role: .l2, name: "log"),
-            HostRegion(offset: m.batRegion.fileOffset, length: UInt64(m.batRegion.length), role: .l1, name: "BAT"),
-            HostRegion(offset: m.metadataRegion.fileOffset, length: UInt64(m.metadataRegion.length), role: .header, name: "metadata region"),
-        ]
-        for (i, raw) in bat.enumerated() {
-            let e = VhdxBatEntry(raw: raw)
-            guard e.fileOffset != 0, e.state == .fullyPresent || e.state == .partiallyPresent else { continue }
-            let isBitmap = (i + 1) % Int(g.chunkRatio + 1) == 0
-            regions.append(HostRegion(offset: e.fileOffset, length: isBitmap ? 1 << 20 : g.blockSize, role: isBitmap ? .refcount : .data,
-                                      name: isBitmap ? "sector bitmap (BAT[\(i)])" : "payload block (BAT[\(i)])"))
-        }
-        hostMap.regions = regions
+        hostMap.reload()
     }
 
     /// Headers, region table, metadata and log.
@@ -135,8 +124,11 @@ public final class VhdxInspector: BatInspector {
 
     /// The VHDX sections are shown in the BAT view; the Overview gets a summary.
     public func overviewSections() -> [InfoSection] {
+        var byState = [Int](repeating: 0, count: 8)
+        let per = Int(g.chunkRatio + 1)
+        for i in 0..<bat.count where (i + 1) % per != 0 { byState[Int(bat[i] & 7)] += 1 }
         var counts: [String: Int] = [:]
-        for i in 0..<bat.count where (i + 1) % Int(g.chunkRatio + 1) != 0 { counts[VhdxBatEntry(raw: bat[i]).state?.name ?? "invalid", default: 0] += 1 }
+        for (v, n) in byState.enumerated() where n > 0 { counts[VhdxBlockState(rawValue: UInt8(v))?.name ?? "invalid", default: 0] += n }
         return batSections() + [InfoSection("Payload blocks by state", counts.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)", Role.normal) })]
     }
 

@@ -40,7 +40,7 @@ public final class ImageModel {
         }
         format = disk?.format ?? probeFormat(head)
         if format == .qcow2 {
-            do { inspector = try Qcow2Inspector(path: path, live: (disk as? Qcow2Disk)?.metadata) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
+            do { inspector = try Qcow2Inspector(path: path, live: (disk as? any LiveQcow2Structure)?.liveQcow2Structure()?.metadata) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
         }
         if inspector == nil, let v = disk as? VhdxDisk {
             inspector = VhdxInspector(disk: v)

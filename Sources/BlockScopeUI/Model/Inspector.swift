@@ -40,6 +40,18 @@ public protocol LayoutInspector: AnyObject {
     func readHost(at offset: UInt64, count: Int) -> [UInt8]
     /// Rereads metadata after the image changed.
     func reload()
+    /// True once after a background structure walk finished (the app then redraws the
+    /// views that show it); inspectors without background work return false.
+    func pollBackground() -> Bool
+    /// Cancels background work and waits for it to stop (before the image is closed).
+    func stopBackground()
+}
+
+extension LayoutInspector {
+    /// No background work.
+    public func pollBackground() -> Bool { false }
+    /// No background work.
+    public func stopBackground() {}
 }
 
 /// An inspector for any ``InspectableDisk`` through its map extents (RAW and formats

@@ -1,103 +1,170 @@
 import BlockCore
 import Foundation
 
-/// The QCOW2 inspector: L1/L2, refcounts, snapshots and the host layout from ``Qcow2Layout``.
+/// The QCOW2 inspector: L1/L2, refcounts, snapshots and the host layout, all from
+/// BlockCore's structure model (``Qcow2Structure``); it decodes nothing itself.
 ///
-/// The usage scan (who uses each host cluster) runs on first need and again after
-/// ``reload()``; the header and L1 table are read on open, L2 tables on demand.
+/// Lazy and bounded: opening reads the header, extensions, snapshot table, L1 and refcount
+/// table (BlockCore's parsers); an L2 table is read when a view shows it (the last few are
+/// kept); stored refcounts come from BlockCore's refcount-block cache row by row; the
+/// whole-image use map (the reference walk `check` runs) is built on a background thread the
+/// first time a view asks for it, and views show its progress until it is done.
 public final class Qcow2Inspector: LayoutInspector {
-    /// The decoded metadata (replaced on reload).
-    public private(set) var layout: Qcow2Layout
-    private var usageCache: Qcow2Usage?
+    /// The structure model (replaced on reload).
+    public private(set) var structure: Qcow2Structure
+    private let live: QcowMetadata?
+    private var walker: BackgroundWalk
+    private let host: SystemFile?
+    private var l2Cache: [(index: Int, table: [Qcow2L2Entry])] = []
+    private var regionCache: [HostRegion]?
 
-    /// Decodes the image at `path`; with `live` (the open disk's metadata) tables come from
-    /// memory, so allocations show before they are flushed.
+    /// Reads the image at `path`; with `live` (the open disk's metadata, active view) tables
+    /// come from memory, so allocations show before they are flushed.
     public init(path: String, live: QcowMetadata? = nil) throws(BlockError) {
-        layout = try Qcow2Layout(path: path, live: live)
+        let l = live?.snapshot == nil ? live : nil
+        self.live = l
+        if let l { structure = Qcow2Structure(metadata: l) } else { structure = try Qcow2Structure(path: path) }
+        host = try? SystemFile(path: path, writable: false)
+        walker = Qcow2Inspector.walker(structure)
+    }
+
+    private static func walker(_ s: Qcow2Structure) -> BackgroundWalk {
+        BackgroundWalk { (progress) throws(BlockError) -> HostUseMap in try s.walk(progress: progress) }
     }
 
     /// "qcow2".
     public var formatName: String { "qcow2" }
-    /// Guest size.
-    public var guestSize: UInt64 { layout.header.size }
+    /// Guest size (0 when the header is unreadable).
+    public var guestSize: UInt64 { structure.header?.size ?? 0 }
     /// Host file size.
-    public var hostSize: UInt64 { layout.fileSize }
+    public var hostSize: UInt64 { structure.fileSize }
+    /// Cluster size in bytes (64 KiB when the header is unreadable, to lay out the host map).
+    public var clusterSize: UInt64 { structure.header?.clusterSize ?? 65536 }
+    /// L2 entries per table.
+    public var l2Entries: Int { Int(structure.header?.l2Entries ?? 0) }
+    /// Whether L2 entries carry subcluster bitmaps.
+    public var extendedL2: Bool { structure.header?.extendedL2 ?? false }
+    /// Refcount width in bits.
+    public var refcountBits: Int { Int(structure.header?.refcountBits ?? 16) }
+    /// The active L1 table (empty when unreadable).
+    public var l1: [UInt64] { structure.l1 }
+    /// The refcount table (empty when unreadable).
+    public var refcountTable: [UInt64] { structure.metadata?.refcountTable ?? [] }
+    /// Host clusters: the use map's, or the file's size in clusters before the walk is done.
+    public var hostClusters: Int { usage?.count ?? Int((hostSize + clusterSize - 1) / clusterSize) }
 
-    /// Who uses each host cluster (computed lazily, cached until reload).
-    public var usage: Qcow2Usage {
-        if let u = usageCache { return u }
-        let u = layout.usage()
-        usageCache = u
-        return u
+    /// The whole-image use map when the background walk has finished (starts it on first ask).
+    public var usage: HostUseMap? {
+        if !walker.started && structure.metadata != nil { walker.start() }
+        return walker.map
     }
 
-    /// Rereads the header and tables.
+    /// The walk's state in words while there is no use map to show ("walking host clusters
+    /// 42%", or why it failed); nil once it is there and no walk runs.
+    public var usageStatus: String? {
+        if let p = walker.progress { return "walking host clusters \(Int(p * 100))%" + (walker.map != nil ? " (showing the previous walk)" : "") }
+        if let e = walker.error { return "walk failed: \(e)" }
+        if structure.metadata == nil { return "tables unreadable: " + structure.problems.map(\.label).joined(separator: "; ") }
+        return walker.map == nil ? "walk not started" : nil
+    }
+
+    /// True once after each finished background walk (the app redraws).
+    public func pollBackground() -> Bool { walker.takeFinished() }
+
+    /// Blocks until the background walk (if any) is done and returns the use map (tests, scripts).
+    public func waitForUsage() -> HostUseMap? {
+        _ = usage
+        walker.waitUntilIdle()
+        return walker.map
+    }
+
+    /// Rereads the header and tables; the use map is rebuilt in the background (the old one
+    /// stays on screen until then).
     public func reload() {
-        if let l = try? Qcow2Layout(path: layout.path, live: layout.live) { layout = l }
-        usageCache = nil
+        if let live { structure = Qcow2Structure(metadata: live) } else if let s = try? Qcow2Structure(path: structure.path) { structure = s }
+        l2Cache.removeAll()
+        regionCache = nil
+        if walker.started {
+            if live != nil { walker.start() } else { walker.cancel(); walker = Qcow2Inspector.walker(structure); walker.start() }
+        }
     }
 
-    /// Header fields, features, extensions, backing chain and snapshots.
-    public func overviewSections() -> [InfoSection] {
-        let h = layout.header
-        var header: [(String, String, Role)] = [
-            ("version", "\(h.version)", .normal),
-            ("cluster size", "\(layout.clusterSize) (cluster_bits \(h.clusterBits))", .normal),
-            ("L1 table", "\(h.l1Size) entries at \(hex(h.l1TableOffset))", .l1),
-            ("refcount table", "\(h.refcountTableClusters) cluster(s) at \(hex(h.refcountTableOffset)), \(layout.refcountBits)-bit refcounts", .refcount),
-            ("L2 entries", "\(layout.l2Entries) per table\(layout.extendedL2 ? " (extended L2, 32 subclusters)" : "")", .l2),
-            ("compression", h.compressionType == 1 ? "zstd" : "zlib", .normal),
-            ("encryption", ["none", "aes", "luks"][Int(min(h.cryptMethod, 2))], .normal),
-        ]
-        header.append(("features", layout.featureNames.isEmpty ? "none" : layout.featureNames.joined(separator: ", "),
-                       layout.featureNames.contains("corrupt") ? .error : layout.featureNames.contains("dirty") ? .warning : .normal))
-        var sections = [InfoSection("QCOW2 header", header)]
-        let ext = h.extensions.map { ("\(hex(UInt64($0.type)))", "\($0.name) (\($0.length) bytes)", Role.normal) }
-        sections.append(InfoSection("Header extensions", ext.isEmpty ? [("-", "none", .dim)] : ext))
-        var chain: [(String, String, Role)] = []
-        if let b = h.backingFile {
-            chain.append(("backing file", b, .backing))
-            chain.append(("backing format", h.backingFormat ?? "(probed)", .backing))
-        } else {
-            chain.append(("backing file", "none", .dim))
-        }
-        sections.append(InfoSection("Backing chain", chain))
-        let snaps = layout.snapshots.map { s -> (String, String, Role) in
-            let date = Date(timeIntervalSince1970: TimeInterval(s.date))
-            return ("\(s.id) \(s.name)", "L1 \(s.l1Size) entries at \(hex(s.l1TableOffset)), vm state \(s.vmStateSize), \(date)", .snapshot)
-        }
-        sections.append(InfoSection("Snapshots (\(layout.snapshots.count))", snaps.isEmpty ? [("-", "none", .dim)] : snaps))
-        let u = usage
-        var counts = [HostUse: Int]()
-        for x in u.uses { counts[x, default: 0] += 1 }
-        let leaks = u.leaked.count, over = u.overReferenced.count
-        sections.append(InfoSection("Host clusters (\(u.uses.count))", [
-            ("data", "\(counts[.data, default: 0]) data, \(counts[.compressed, default: 0]) compressed", .data),
-            ("metadata", "\(counts[.l2, default: 0]) L2, \(counts[.refcountBlock, default: 0]) refcount blocks, \(counts[.snapshot, default: 0]) snapshot", .l2),
-            ("free", "\(counts[.free, default: 0])", .free),
-            ("check", leaks == 0 && over == 0 ? "clean: every refcount matches its references" : "\(leaks) leaked, \(over) over-referenced clusters", leaks + over == 0 ? .ok : .error),
-        ]))
-        return sections
+    /// Cancels the background walk and waits for it to stop (the app is closing).
+    public func stopBackground() {
+        walker.cancel()
+        walker.waitUntilIdle()
     }
 
-    /// Guest cluster state (the dominant one when a cell spans several clusters).
+    /// The L2 table under L1 entry `index` (the last 8 read are kept).
+    public func l2Table(l1Index index: Int) -> [Qcow2L2Entry]? {
+        if let k = l2Cache.firstIndex(where: { $0.index == index }) { return l2Cache[k].table }
+        guard let t = structure.l2Table(l1Index: index) else { return nil }
+        l2Cache.append((index, t))
+        if l2Cache.count > 8 { l2Cache.removeFirst() }
+        return t
+    }
+
+    /// Host offset of the L2 table an L1 entry points to (0 when unallocated).
+    public static func l2Offset(_ l1Entry: UInt64) -> UInt64 { l1Entry & Qcow2Entry.offsetMask }
+
+    /// The stored refcount of the cluster at host offset `offset` (nil when unreadable).
+    public func refcount(ofClusterAt offset: UInt64) -> UInt64? {
+        structure.storedRefcount(cluster: offset / clusterSize)
+    }
+
+    /// The L2 entry that maps guest offset `offset` (nil when its table is absent).
+    public func l2Entry(forGuest offset: UInt64) -> Qcow2L2Entry? {
+        let per = UInt64(max(1, l2Entries))
+        let c = offset / clusterSize
+        return l2Table(l1Index: Int(c / per)).map { $0[Int(c % per)] }
+    }
+
+    /// How an L2 entry reads as a whole (BlockCore's classification).
+    public func type(of e: Qcow2L2Entry) -> Qcow2SubclusterType {
+        e.clusterType(extendedL2: extendedL2, externalData: structure.header?.hasExternalData ?? false)
+    }
+
+    /// Host offset and length of a compressed entry's data.
+    public func compressedExtent(_ e: Qcow2L2Entry) -> (offset: UInt64, length: UInt64) {
+        let d = Qcow2CompressedDescriptor(entry: e.entry & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: structure.header?.clusterBits ?? 16)
+        return (d.hostOffset, UInt64(d.length))
+    }
+
+    /// How guest cluster `cluster` reads: colour role and description.
+    public func guestState(cluster: UInt64) -> (role: Role, text: String) {
+        let backing = structure.backingFile != nil
+        let unalloc: (Role, String) = backing ? (.backing, "unallocated: read from backing file") : (.free, "unallocated (reads zeroes)")
+        guard let e = l2Entry(forGuest: cluster * clusterSize) else { return unalloc }
+        switch type(of: e) {
+        case .compressed:
+            let c = compressedExtent(e)
+            return (.compressed, "compressed, \(c.length) bytes at host \(hex(c.offset))")
+        case .zeroAlloc: return (.zero, "zero cluster (preallocated at \(hex(e.hostOffset)))")
+        case .zeroPlain: return (.zero, "zero cluster")
+        case .unallocatedPlain, .unallocatedAlloc: return unalloc
+        case .invalid: return (.error, "invalid subcluster bitmap \(hex(e.bitmap))")
+        case .normal: return (.data, "data at host \(hex(e.hostOffset))\(e.entry & Qcow2Entry.copied != 0 ? " COPIED" : "")")
+        }
+    }
+
+    /// Guest cluster state (the dominant one when a cell spans several clusters; at most 64 probes).
     public func guestCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
-        let cs = layout.clusterSize
+        guard structure.metadata != nil else { return (.error, usageStatus ?? "unreadable") }
+        let cs = clusterSize
         let first = start / cs, last = (start + max(length, 1) - 1) / cs
-        let rank: [Role: Int] = [.free: 0, .backing: 1, .zero: 2, .data: 3, .compressed: 4]
+        let rank: [Role: Int] = [.free: 0, .backing: 1, .zero: 2, .data: 3, .compressed: 4, .error: 5]
         var best: (Role, String) = (.free, "unallocated")
         var c = first
         var probes = 0
+        let per = UInt64(max(1, l2Entries))
         while c <= last && probes < 64 {
-            // Skip whole L2 tables whose L1 entry is empty.
-            let per = UInt64(layout.l2Entries)
             let l1i = Int(c / per)
-            if l1i >= layout.l1.count || Qcow2Layout.l2Offset(layout.l1[l1i]) == 0 {
-                if best.0 == .free && layout.header.backingFile != nil { best = (.backing, "unallocated: read from backing file") }
+            if l1i >= l1.count || Qcow2Inspector.l2Offset(l1[l1i]) == 0 {
+                if best.0 == .free && structure.backingFile != nil { best = (.backing, "unallocated: read from backing file") }
                 c = (c / per + 1) * per
                 continue
             }
-            let s = layout.guestState(cluster: c)
+            let s = guestState(cluster: c)
             if rank[s.role, default: 0] > rank[best.0, default: 0] { best = s }
             c += max(1, (last - first + 1) / 64)
             probes += 1
@@ -105,41 +172,52 @@ public final class Qcow2Inspector: LayoutInspector {
         return best
     }
 
-    /// Host cluster use.
+    /// Host cluster use: from the use map, or from the named regions until the walk is done.
     public func hostCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
-        let cs = layout.clusterSize
-        let u = usage
-        let first = Int(start / cs), last = Int((start + max(length, 1) - 1) / cs)
-        guard first < u.uses.count else { return (.free, "beyond end of file") }
-        let rank: [HostUse: Int] = [.free: 0, .data: 1, .compressed: 2, .snapshot: 3, .l2: 4, .refcountBlock: 5, .refcountTable: 6, .l1: 7, .header: 8, .leaked: 9]
-        var best = HostUse.free
-        var bestIndex = first
-        for i in first...min(last, u.uses.count - 1) where rank[u.uses[i], default: 0] > rank[best, default: 0] {
-            best = u.uses[i]; bestIndex = i
+        let cs = clusterSize
+        let first = Int(start / cs), end = Int((start + max(length, 1) - 1) / cs) + 1
+        if let u = usage {
+            guard first < u.count else { return (.free, "beyond end of file") }
+            // The use map only: no refcount-block read per cell (the Refcounts view reads those).
+            let d = u.dominant(first, end)
+            let refs = u.expectedRefcount(first).map { ", referenced \($0)x" } ?? ""
+            return (d.mismatched ? .error : d.kind.role, "cluster \(first): \(d.kind.name)\(refs)\(d.mismatched ? ", stored refcount differs" : "")")
         }
-        let rc = u.stored[bestIndex].map { "\($0)" } ?? "?"
-        return (best.role, "cluster \(bestIndex): \(best.name), refcount \(rc)")
+        let e = start + max(length, 1)
+        let r = regions.last(where: { $0.offset < e && $0.offset + max($0.length, 1) > start })
+        let note = usageStatus.map { " (\($0))" } ?? ""
+        return r.map { ($0.kind.role, "\($0.label) at \(hex($0.offset))" + note) } ?? (.free, "not a table" + note)
+    }
+
+    /// The named regions (header, tables, problems), read once per reload.
+    public var regions: [HostRegion] {
+        if let r = regionCache { return r }
+        let r = structure.hostRegions()
+        regionCache = r
+        return r
     }
 
     /// Guest offset to host offset through L1/L2.
     public func mapGuest(_ offset: UInt64) -> (host: UInt64?, text: String) {
-        let cs = layout.clusterSize
+        let cs = clusterSize
+        let per = UInt64(max(1, l2Entries))
         let cluster = offset / cs
-        let l1i = cluster / UInt64(layout.l2Entries), l2i = cluster % UInt64(layout.l2Entries)
-        guard let e = layout.l2Entry(forGuest: offset) else {
-            return (nil, "L1[\(l1i)] empty: unallocated")
+        let l1i = cluster / per, l2i = cluster % per
+        guard let e = l2Entry(forGuest: offset) else { return (nil, "L1[\(l1i)] empty: unallocated") }
+        let path = "L1[\(l1i)] -> L2 \(hex(Qcow2Inspector.l2Offset(l1[Int(l1i)])))[\(l2i)] = \(hex(e.entry))"
+        switch type(of: e) {
+        case .compressed: return (nil, path + ": compressed at \(hex(compressedExtent(e).offset))")
+        case .zeroAlloc, .zeroPlain: return (nil, path + ": zero cluster")
+        case .unallocatedAlloc, .unallocatedPlain: return (nil, path + ": unallocated")
+        case .invalid: return (nil, path + ": invalid subcluster bitmap")
+        case .normal:
+            let h = e.hostOffset + offset % cs
+            return (h, path + " -> host \(hex(h))")
         }
-        let path = "L1[\(l1i)] -> L2 \(hex(Qcow2Layout.l2Offset(layout.l1[Int(l1i)])))[\(l2i)] = \(hex(e.raw))"
-        if e.compressed { return (nil, path + ": compressed at \(hex(layout.compressedExtent(e).offset))") }
-        if e.zero { return (nil, path + ": zero cluster") }
-        if e.unallocated { return (nil, path + ": unallocated") }
-        let host = layout.dataOffset(e) + offset % cs
-        return (host, path + " -> host \(hex(host))")
     }
 
-    /// Decodes the structure at a host offset.
-    public func describeHost(_ offset: UInt64) -> String { layout.describeHost(offset, usage: usage) }
-
     /// Reads host bytes.
-    public func readHost(at offset: UInt64, count: Int) -> [UInt8] { layout.readHost(at: offset, count: count) }
+    public func readHost(at offset: UInt64, count: Int) -> [UInt8] {
+        (try? host?.readBytes(at: offset, count: count)) ?? []
+    }
 }

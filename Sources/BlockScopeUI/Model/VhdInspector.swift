@@ -18,7 +18,7 @@ public final class VhdInspector: BatInspector {
         guard let m = disk.metadata else { return nil }
         vhd = disk
         meta = m
-        hostMap = HostRegionMap(path: disk.path)
+        hostMap = HostRegionMap(disk: disk)
         reload()
     }
 
@@ -33,20 +33,7 @@ public final class VhdInspector: BatInspector {
     /// Rereads the BAT and the regions.
     public func reload() {
         bat = meta.batSnapshot()
-        let d = meta.dynamic
-        var regions = [
-            HostRegion(offset: 0, length: 512, role: .header, name: "footer copy"),
-            HostRegion(offset: 512, length: 1024, role: .header, name: "dynamic header"),
-            HostRegion(offset: d.tableOffset, length: (UInt64(d.maxTableEntries) * 4 + 511) & ~511, role: .l1, name: "BAT"),
-        ]
-        let size = hostSize
-        if size >= 512 { regions.append(HostRegion(offset: size - 512, length: 512, role: .header, name: "footer")) }
-        for (i, e) in bat.enumerated() where e != VhdMetadata.unallocated {
-            let off = UInt64(e) * 512
-            regions.append(HostRegion(offset: off, length: d.bitmapSize, role: .refcount, name: "sector bitmap of block \(i)"))
-            regions.append(HostRegion(offset: off + d.bitmapSize, length: blockSize, role: .data, name: "block \(i) data"))
-        }
-        hostMap.regions = regions
+        hostMap.reload()
     }
 
     /// Footer, dynamic header and BAT summary.

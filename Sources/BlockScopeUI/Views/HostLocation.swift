@@ -15,18 +15,19 @@ enum HostLocation {
             return (offset, "raw: guest \(hex(offset)) is host \(hex(offset)) (a hole in the file: reads as zeroes)")
         }
         guard let q = insp as? Qcow2Inspector else { return nil }
-        let l = q.layout
-        guard let e = l.l2Entry(forGuest: offset) else { return nil }
-        if e.compressed {
-            let c = l.compressedExtent(e)
+        guard let e = q.l2Entry(forGuest: offset) else { return nil }
+        let kind = q.type(of: e)
+        if kind == .compressed {
+            let c = q.compressedExtent(e)
             return (c.offset, "guest \(hex(offset)) is in a compressed cluster: its \(c.length) compressed bytes start at host \(hex(c.offset))")
         }
-        let cluster = offset / l.clusterSize
-        let per = UInt64(l.l2Entries)
+        let cluster = offset / q.clusterSize
+        let per = UInt64(max(1, q.l2Entries))
         let l1i = Int(cluster / per), l2i = cluster % per
-        guard l1i < l.l1.count else { return nil }
-        let entry = Qcow2Layout.l2Offset(l.l1[l1i]) + l2i * (l.extendedL2 ? 16 : 8)
-        if !e.zero, l.dataOffset(e) != 0 { return (l.dataOffset(e) + offset % l.clusterSize, "guest \(hex(offset)) → host \(hex(l.dataOffset(e) + offset % l.clusterSize))") }
-        return (entry, "guest \(hex(offset)) is \(e.zero ? "a zero cluster" : "unallocated") (no data on the host): showing its entry L2[\(l2i)] at host \(hex(entry))")
+        guard l1i < q.l1.count else { return nil }
+        let entry = Qcow2Inspector.l2Offset(q.l1[l1i]) + l2i * (q.extendedL2 ? 16 : 8)
+        let isZero = kind == .zeroPlain || kind == .zeroAlloc
+        if !isZero, kind == .normal, e.hostOffset != 0 { return (e.hostOffset + offset % q.clusterSize, "guest \(hex(offset)) → host \(hex(e.hostOffset + offset % q.clusterSize))") }
+        return (entry, "guest \(hex(offset)) is \(isZero ? "a zero cluster" : "unallocated") (no data on the host): showing its entry L2[\(l2i)] at host \(hex(entry))")
     }
 }

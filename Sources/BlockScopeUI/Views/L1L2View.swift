@@ -22,16 +22,16 @@ public final class L1L2View: TUIView {
 
     /// The L1 rows: index, guest range, L2 offset, flags, refcount.
     func l1Rows(_ q: Qcow2Inspector) -> [(String, Role)] {
-        q.layout.l1.indices.map { l1Row(q, $0) }
+        q.l1.indices.map { l1Row(q, $0) }
     }
 
     /// The row of L1 entry `i`.
     func l1Row(_ q: Qcow2Inspector, _ i: Int) -> (String, Role) {
-        let l = q.layout
+        let l = q
         let span = l.clusterSize * UInt64(l.l2Entries)
         let e = l.l1[i]
         do {
-            let off = Qcow2Layout.l2Offset(e)
+            let off = Qcow2Inspector.l2Offset(e)
             let guest = "guest \(hex(UInt64(i) * span))".padded(22)
             if off == 0 { return ("L1[\(i)]".padded(10) + guest + "unallocated", .free) }
             let rc = l.refcount(ofClusterAt: off).map { "\($0)" } ?? "?"
@@ -41,43 +41,48 @@ public final class L1L2View: TUIView {
 
     /// The rows of the L2 table under L1 entry `i`.
     func l2Rows(_ q: Qcow2Inspector, _ i: Int) -> [(String, Role)] {
-        let l = q.layout
-        guard i < l.l1.count, let t = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i])) else { return [] }
+        let l = q
+        guard i < l.l1.count, let t = l.l2Table(l1Index: i) else { return [] }
         return t.indices.map { l2Row(q, i, $0) }
     }
 
     /// The row of entry `j` of the L2 table under L1 entry `i`.
     func l2Row(_ q: Qcow2Inspector, _ i: Int, _ j: Int) -> (String, Role) {
-        let l = q.layout
-        guard i < l.l1.count, let t = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i])), j < t.count else { return ("", .normal) }
+        let l = q
+        guard i < l.l1.count, let t = l.l2Table(l1Index: i), j < t.count else { return ("", .normal) }
         let base = UInt64(i) * UInt64(l.l2Entries) * l.clusterSize
         let e = t[j]
         do {
             let guest = "guest \(hex(base + UInt64(j) * l.clusterSize))".padded(22)
             var flags: [String] = []
-            if e.copied { flags.append("COPIED") }
+            if e.entry & Qcow2Entry.copied != 0 { flags.append("COPIED") }
             let role: Role
             var host = ""
             var rc = ""
-            if e.compressed {
+            let backing = l.structure.backingFile != nil
+            switch l.type(of: e) {
+            case .compressed:
                 flags.append("compressed"); role = .compressed
                 let c = l.compressedExtent(e)
                 host = "\(hex(c.offset)) (\(c.length) B)"
                 rc = l.refcount(ofClusterAt: c.offset).map { "refcount \($0)" } ?? ""
-            } else if e.zero {
+            case .zeroAlloc, .zeroPlain:
                 flags.append("zero"); role = .zero
-            } else if e.unallocated {
-                role = l.header.backingFile != nil ? .backing : .free
-                flags.append(l.header.backingFile != nil ? "backing" : "unallocated")
-            } else {
+            case .unallocatedAlloc, .unallocatedPlain:
+                role = backing ? .backing : .free
+                flags.append(backing ? "backing" : "unallocated")
+            case .invalid:
+                flags.append("invalid bitmap"); role = .error
+            case .normal:
                 role = .data
             }
-            if !e.compressed && l.dataOffset(e) != 0 {
-                host = hex(l.dataOffset(e))
-                rc = l.refcount(ofClusterAt: l.dataOffset(e)).map { "refcount \($0)" } ?? "refcount ?"
+            if !e.isCompressed && e.hostOffset != 0 {
+                host = hex(e.hostOffset)
+                rc = l.refcount(ofClusterAt: e.hostOffset).map { "refcount \($0)" } ?? "refcount ?"
             }
             var line = "L2[\(j)]".padded(10) + guest + host.padded(24) + flags.joined(separator: " ").padded(20) + rc
-            if let b = e.bitmap {
+            if l.extendedL2 {
+                let b = e.bitmap
                 line += "  alloc \(bits(UInt32(b & 0xffff_ffff)))  zero \(bits(UInt32(b >> 32)))"
             }
             return (line, role)
@@ -89,11 +94,11 @@ public final class L1L2View: TUIView {
         guard let q = app.image.inspector as? Qcow2Inspector else {
             s.centred(area, ["not a QCOW2 image", "L1/L2 tables exist only in QCOW2 images; this is \(app.image.format.rawValue)."]); return
         }
-        let l = q.layout
+        let l = q
         visible = max(1, area.height - 2)
         if let i = openL1 {
-            let count = l.l2Table(at: Qcow2Layout.l2Offset(l.l1[i]))?.count ?? 0
-            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(Qcow2Layout.l2Offset(l.l1[i]))): \(count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
+            let count = l.l2Table(l1Index: i)?.count ?? 0
+            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(Qcow2Inspector.l2Offset(l.l1[i]))): \(count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
             l2Cursor.clamp(count: count, visible: visible)
             for k in 0..<min(visible, max(0, count - l2Cursor.top)) {
                 let idx = l2Cursor.top + k
@@ -101,8 +106,8 @@ public final class L1L2View: TUIView {
                 s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l2Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
             }
         } else {
-            let used = l.l1.reduce(0) { $0 + (Qcow2Layout.l2Offset($1) != 0 ? 1 : 0) }
-            s.put(area.x, area.y, "L1 table at \(hex(l.header.l1TableOffset)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
+            let used = l.l1.reduce(0) { $0 + (Qcow2Inspector.l2Offset($1) != 0 ? 1 : 0) }
+            s.put(area.x, area.y, "L1 table at \(hex(l.structure.header?.l1TableOffset ?? 0)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
             l1Cursor.clamp(count: l.l1.count, visible: visible)
             for k in 0..<min(visible, max(0, l.l1.count - l1Cursor.top)) {
                 let idx = l1Cursor.top + k
@@ -118,20 +123,20 @@ public final class L1L2View: TUIView {
         if let i = openL1 {
             if e == .escape || e == .backspace || e == .left { openL1 = nil; return true }
             if e == .enter {
-                let per = UInt64(q.layout.l2Entries)
-                app.pendingHex = ((UInt64(i) * per + UInt64(l2Cursor.selected)) * q.layout.clusterSize, false)
+                let per = UInt64(q.l2Entries)
+                app.pendingHex = ((UInt64(i) * per + UInt64(l2Cursor.selected)) * q.clusterSize, false)
                 app.requestedView = "hex"
                 return true
             }
-            return l2Cursor.handle(e, count: q.layout.l2Entries, visible: visible)
+            return l2Cursor.handle(e, count: q.l2Entries, visible: visible)
         }
         if e == .enter || e == .right {
             let i = l1Cursor.selected
-            if i < q.layout.l1.count, Qcow2Layout.l2Offset(q.layout.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
+            if i < q.l1.count, Qcow2Inspector.l2Offset(q.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
             else { app.sayInView("L1[\(i)] has no L2 table: that guest range is unallocated", .dim) }
             return true
         }
-        return l1Cursor.handle(e, count: q.layout.l1.count, visible: visible)
+        return l1Cursor.handle(e, count: q.l1.count, visible: visible)
     }
 
     /// Selects the L1 and L2 entries that map a guest offset (clamped to the last cluster).
@@ -139,12 +144,12 @@ public final class L1L2View: TUIView {
         guard let q = app.image.inspector as? Qcow2Inspector else { return Notice("not a QCOW2 image", .error) }
         let size = q.guestSize
         let target = size > 0 ? min(offset, size - 1) : 0
-        let cluster = target / q.layout.clusterSize
-        let per = UInt64(q.layout.l2Entries)
+        let cluster = target / q.clusterSize
+        let per = UInt64(q.l2Entries)
         l1Cursor.selected = Int(cluster / per)
-        l1Cursor.clamp(count: q.layout.l1.count, visible: visible)
+        l1Cursor.clamp(count: q.l1.count, visible: visible)
         var where_ = "L1[\(cluster / per)]"
-        if l1Cursor.selected < q.layout.l1.count, Qcow2Layout.l2Offset(q.layout.l1[l1Cursor.selected]) != 0 {
+        if l1Cursor.selected < q.l1.count, Qcow2Inspector.l2Offset(q.l1[l1Cursor.selected]) != 0 {
             openL1 = l1Cursor.selected
             l2Cursor.selected = Int(cluster % per)
             l2Cursor.clamp(count: Int(per), visible: visible)
@@ -154,7 +159,7 @@ public final class L1L2View: TUIView {
             where_ += " (no L2 table: unallocated)"
         }
         if offset >= size && size > 0 {
-            return Notice("\(hex(offset)) is beyond the \(formatBytes(Double(size))) disk: clamped to the last cluster, guest \(hex(cluster * q.layout.clusterSize)), \(where_)", .warning)
+            return Notice("\(hex(offset)) is beyond the \(formatBytes(Double(size))) disk: clamped to the last cluster, guest \(hex(cluster * q.clusterSize)), \(where_)", .warning)
         }
         return Notice("at guest \(hex(offset)): \(where_)", .ok)
     }

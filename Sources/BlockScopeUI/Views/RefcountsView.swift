@@ -19,35 +19,31 @@ public final class RefcountsView: TUIView {
 
     private var summaryCache: (version: Int, hist: [(UInt64, Int)], leaked: Int, over: Int)?
 
-    /// One row per host cluster: index, offset, use, stored and expected refcount.
-    func clusterRows(_ q: Qcow2Inspector) -> [(String, Role)] {
-        q.usage.uses.indices.map { clusterRow(q, $0) }
-    }
-
-    /// The row of host cluster `i`.
+    /// The row of host cluster `i`: index, offset, use (from the structure walk), stored
+    /// refcount (read for this row only) and a note where it differs from the references.
     func clusterRow(_ q: Qcow2Inspector, _ i: Int) -> (String, Role) {
-        let u = q.usage
-        let cs = q.layout.clusterSize
-        do {
-            let stored = u.stored[i]
-            let exp = UInt64(u.expected[i])
-            var role = u.uses[i].role
-            var note = ""
-            if let st = stored, st > exp { role = .error; note = "  LEAKED (\(st - exp) extra)" }
-            if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
-            return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(u.uses[i].name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
+        let cs = q.clusterSize
+        let stored = q.refcount(ofClusterAt: UInt64(i) * cs)
+        guard let u = q.usage else {
+            return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \("…".padded(16)) refcount \(stored.map { "\($0)" } ?? "?")", .dim)
         }
+        let exp = u.expectedRefcount(i) ?? 0
+        let kind = u.kind(i)
+        var role = kind.role
+        var note = ""
+        if let st = stored, st > exp { role = .error; note = "  LEAKED (\(st - exp) extra)" }
+        if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
+        return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(kind.name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
     }
 
-    /// Histogram and problem counts, computed once per metadata reload.
-    private func summary(_ q: Qcow2Inspector, _ app: AppState) -> (hist: [(UInt64, Int)], leaked: Int, over: Int) {
+    /// Histogram of references per cluster and the walk's problem counts, once per walk.
+    private func summary(_ q: Qcow2Inspector, _ app: AppState) -> (hist: [(UInt64, Int)], leaked: Int, over: Int)? {
+        guard let u = q.usage else { return nil }
         if let c = summaryCache, c.version == app.layoutVersion { return (c.hist, c.leaked, c.over) }
-        let u = q.usage
-        var hist: [UInt64: Int] = [:]
-        for r in u.stored { hist[r ?? 0, default: 0] += 1 }
-        let h = hist.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        summaryCache = (app.layoutVersion, h, u.leaked.count, u.overReferenced.count)
-        return (h, u.leaked.count, u.overReferenced.count)
+        let h = u.expectedHistogram().map { ($0.refcount, $0.units) }
+        let r = u.report ?? CheckReport()
+        summaryCache = (app.layoutVersion, h, r.leaks, r.corruptions)
+        return (h, r.leaks, r.corruptions)
     }
 
     /// Draws the table summary, histogram and per-cluster list.
@@ -55,38 +51,41 @@ public final class RefcountsView: TUIView {
         guard let q = app.image.inspector as? Qcow2Inspector else {
             s.centred(area, ["not a QCOW2 image", "refcounts exist only in QCOW2 images; this is \(app.image.format.rawValue)."]); return
         }
-        let l = q.layout
-        let u = q.usage
+        let l = q
         var y = area.y
-        s.heading(area.x, y, "── Refcount table at \(hex(l.header.refcountTableOffset)) (\(l.refcountTable.count) entries, \(l.refcountBits)-bit refcounts) ", width: area.width)
+        s.heading(area.x, y, "── Refcount table at \(hex(l.structure.header?.refcountTableOffset ?? 0)) (\(l.refcountTable.count) entries, \(l.refcountBits)-bit refcounts) ", width: area.width)
         y += 1
         let perBlock = l.clusterSize * 8 / UInt64(l.refcountBits)
-        let used = l.refcountTable.enumerated().filter { $0.element & ~UInt64(0x1ff) != 0 }
+        let used = l.refcountTable.enumerated().filter { $0.element & Qcow2Entry.offsetMask != 0 }
         for (i, e) in used.prefix(3) {
-            s.put(area.x + 1, y, "[\(i)] block at \(hex(e & ~UInt64(0x1ff))) covers clusters \(UInt64(i) * perBlock)…\(UInt64(i + 1) * perBlock - 1)", CellStyle(.refcount), maxWidth: area.width)
+            s.put(area.x + 1, y, "[\(i)] block at \(hex(e & Qcow2Entry.offsetMask)) covers clusters \(UInt64(i) * perBlock)…\(UInt64(i + 1) * perBlock - 1)", CellStyle(.refcount), maxWidth: area.width)
             y += 1
         }
         if used.count > 3 { s.put(area.x + 1, y, "… \(used.count - 3) more refcount blocks", CellStyle(.dim)); y += 1 }
         y += 1
-        // Histogram of stored refcounts.
-        let sum = summary(q, app)
-        s.heading(area.x, y, "── Refcount values over \(u.uses.count) host clusters ", width: area.width)
-        y += 1
-        let peak = max(1, sum.hist.map(\.1).max() ?? 1)
-        for (v, n) in sum.hist.prefix(6) {
-            s.put(area.x, y, "refcount \(v)".leftPadded(12), CellStyle(.dim))
-            let bar = max(1, n * max(1, area.width - 30) / peak)
-            s.put(area.x + 13, y, String(repeating: "█", count: bar), CellStyle(v == 0 ? .free : .bar))
-            s.put(area.x + 14 + bar, y, "\(n)", CellStyle(.normal))
+        // Histogram of the references found per cluster (the walk's expected refcounts).
+        if let sum = summary(q, app) {
+            s.heading(area.x, y, "── References per host cluster, \(l.hostClusters) clusters ", width: area.width)
             y += 1
+            let peak = max(1, sum.hist.map(\.1).max() ?? 1)
+            for (v, n) in sum.hist.prefix(6) {
+                s.put(area.x, y, "refcount \(v)".leftPadded(12), CellStyle(.dim))
+                let bar = max(1, n * max(1, area.width - 30) / peak)
+                s.put(area.x + 13, y, String(repeating: "█", count: bar), CellStyle(v == 0 ? .free : .bar))
+                s.put(area.x + 14 + bar, y, "\(n)", CellStyle(.normal))
+                y += 1
+            }
+            let leaked = sum.leaked, over = sum.over
+            s.put(area.x, y, leaked + over == 0 ? "clean: every refcount equals the references found" : "\(leaked) leaked, \(over) corruptions (as check counts them; highlighted below)", CellStyle(leaked + over == 0 ? .ok : .error))
+            if let st = q.usageStatus { s.put(area.x + 60, y, st, CellStyle(.dim), maxWidth: max(0, area.width - 60)) }
+        } else {
+            s.put(area.x, y, q.usageStatus ?? "", CellStyle(.dim), maxWidth: area.width)
         }
-        let leaked = sum.leaked, over = sum.over
-        s.put(area.x, y, leaked + over == 0 ? "clean: every refcount equals the references found" : "\(leaked) leaked, \(over) over-referenced clusters (highlighted below)", CellStyle(leaked + over == 0 ? .ok : .error))
         y += 2
         s.heading(area.x, y, "── Clusters:   index  host offset     use              refcount ", width: area.width)
         y += 1
         visible = max(1, area.maxY - y)
-        let count = u.uses.count
+        let count = l.hostClusters
         cursor.clamp(count: count, visible: visible)
         for k in 0..<min(visible, max(0, count - cursor.top)) {
             let r = clusterRow(q, cursor.top + k)
@@ -98,19 +97,19 @@ public final class RefcountsView: TUIView {
     public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard let q = app.image.inspector as? Qcow2Inspector else { return false }
         if e == .enter {
-            app.pendingHex = (UInt64(cursor.selected) * q.layout.clusterSize, true)
+            app.pendingHex = (UInt64(cursor.selected) * q.clusterSize, true)
             app.requestedView = "hex"
             return true
         }
-        return cursor.handle(e, count: q.usage.uses.count, visible: visible)
+        return cursor.handle(e, count: q.hostClusters, visible: visible)
     }
 
     /// Selects the host cluster holding a host offset (clamped to the last cluster).
     public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
         guard let q = app.image.inspector as? Qcow2Inspector else { return Notice("not a QCOW2 image", .error) }
-        let count = q.usage.uses.count
+        let count = q.hostClusters
         guard count > 0 else { return Notice("no host clusters", .warning) }
-        let cs = q.layout.clusterSize
+        let cs = q.clusterSize
         let i = Int(min(offset / cs, UInt64(count - 1)))
         cursor.selected = i
         cursor.clamp(count: count, visible: visible)
@@ -120,16 +119,20 @@ public final class RefcountsView: TUIView {
         return Notice("host \(hex(offset)) is in cluster \(i)", .ok)
     }
 
-    /// Finds the next (or previous) cluster row containing `text` (`leaked`, `l2`, `data`, ...), wrapping around.
+    /// Finds the next (or previous) cluster whose use matches `text`, wrapping around: "leak",
+    /// "over", "mismatch" find refcounts that differ from the walk's; otherwise a kind name
+    /// ("l2", "data", ...). Searches the use map (one byte per cluster), not rendered rows.
     public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         guard let q = app.image.inspector as? Qcow2Inspector else { return SearchOutcome("not a QCOW2 image", found: false) }
-        let rows = clusterRows(q)
+        guard let u = q.usage else { return SearchOutcome(q.usageStatus ?? "the walk is not done", found: false) }
         let t = text.lowercased()
-        guard let hit = scanWrapping(count: rows.count, from: cursor.selected, direction, { rows[$0].0.lowercased().contains(t) }) else {
-            return SearchOutcome("no cluster row matches '\(text)'", found: false)
+        let mismatch = ["leak", "over", "mismatch", "corrupt"].contains { t.hasPrefix($0) }
+        let kinds = Set(HostRegionKind.allCases.filter { $0.name.lowercased().contains(t) })
+        guard let hit = scanWrapping(count: u.count, from: cursor.selected, direction, { mismatch ? u.mismatched($0) : kinds.contains(u.kind($0)) }) else {
+            return SearchOutcome("no cluster matches '\(text)'", found: false)
         }
-        cursor.selected = hit.index; cursor.clamp(count: rows.count, visible: visible)
-        return SearchOutcome(rows[hit.index].0, found: true, wrapped: hit.wrapped)
+        cursor.selected = hit.index; cursor.clamp(count: u.count, visible: visible)
+        return SearchOutcome(clusterRow(q, hit.index).0, found: true, wrapped: hit.wrapped)
     }
 }
 

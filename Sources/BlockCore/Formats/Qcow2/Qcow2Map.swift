@@ -19,16 +19,56 @@ extension Qcow2Disk: InspectableDisk {
     /// type names); detail extents merge only with identical detail.
     public func mapExtents(detail: Bool) throws(BlockError) -> [MapExtent] {
         var out: [MapExtent] = []
+        try forEachMapExtent(detail: detail) { out.append($0) }
+        return out
+    }
+
+    /// Streams the merged extents (with `detail`, blockscope's per-cluster detail) to `body`.
+    ///
+    /// Memory stays bounded by one L2 table and one pending extent whatever the image size:
+    /// L2 tables are read one at a time without entering the metadata cache, and the
+    /// SEEK_DATA/SEEK_HOLE answer for a host range is reused for every cluster inside it.
+    public func forEachMapExtent(detail: Bool, _ body: (MapExtent) throws(BlockError) -> Void) throws(BlockError) {
         let h = header
         let cs = h.clusterSize, scs = h.subclusterSize
         let l2n = h.l2Entries
         let prealloc = try looksMetadataPreallocated()
-        let l1 = metadata.l1Table
+        let l1Count = metadata.l1Table.count
         var backingMap: [MapExtent]? = nil
         let crypto = h.cryptMethod != 0
+        let ext = h.extendedL2, extData = h.hasExternalData
+        let step = ext ? 2 : 1
+        var holes = HostHoleCursor(file: dataFile)
+        // The extent being merged, as scalars: extending it costs a few compares and no
+        // copy of a MapExtent (whose optional String makes every copy retain/release).
+        var run = (start: UInt64(0), length: UInt64(0), depth: 0, present: false, zero: false, data: false, offset: UInt64?.none)
+        var runDetail: String? = nil
+        var hasRun = false
 
-        func push(_ e: MapExtent) {
-            if let last = out.last, last.canMerge(with: e) { out[out.count - 1].length += e.length } else { out.append(e) }
+        func add(_ start: UInt64, _ length: UInt64, depth: Int = 0, present: Bool, zero: Bool, data: Bool, offset: UInt64?, detail d: String?) throws(BlockError) {
+            if length == 0 { return }
+            if hasRun && run.start + run.length == start && run.depth == depth && run.present == present && run.zero == zero
+                && run.data == data && runDetail == d {
+                switch (run.offset, offset) {
+                case (nil, nil):
+                    run.length += length
+                    return
+                case let (a?, b?) where a + run.length == b:
+                    run.length += length
+                    return
+                default: break
+                }
+            }
+            if hasRun {
+                try body(MapExtent(start: run.start, length: run.length, depth: run.depth, present: run.present, zero: run.zero,
+                                   data: run.data, offset: run.offset, detail: runDetail))
+            }
+            run = (start, length, depth, present, zero, data, offset)
+            runDetail = d
+            hasRun = true
+        }
+        func push(_ e: MapExtent) throws(BlockError) {
+            try add(e.start, e.length, depth: e.depth, present: e.present, zero: e.zero, data: e.data, offset: e.offset, detail: e.detail)
         }
         // An unallocated range: backing extents at depth+1, or zero at this depth.
         func fallThrough(_ start: UInt64, _ length: UInt64, offset: UInt64?, d: String?) throws(BlockError) {
@@ -45,14 +85,13 @@ extension Qcow2Disk: InspectableDisk {
                 let bend = min(end, b.logicalSize)
                 for e in backingMap! where e.start + e.length > pos && e.start < bend {
                     let s = max(e.start, pos), t = min(e.start + e.length, bend)
-                    push(MapExtent(start: s, length: t - s, depth: e.depth + 1, present: e.present, zero: e.zero, data: e.data,
-                                   offset: e.offset.map { $0 + (s - e.start) }, detail: detail ? (e.detail ?? "backing") : nil))
+                    try push(MapExtent(start: s, length: t - s, depth: e.depth + 1, present: e.present, zero: e.zero, data: e.data,
+                                       offset: e.offset.map { $0 + (s - e.start) }, detail: detail ? (e.detail ?? "backing") : nil))
                 }
                 pos = bend
             }
             if pos < end {
-                push(MapExtent(start: pos, length: end - pos, depth: 0, present: false, zero: true, data: false,
-                               offset: offset.map { $0 + (pos - start) }, detail: d))
+                try add(pos, end - pos, present: false, zero: true, data: false, offset: offset.map { $0 + (pos - start) }, detail: d)
             }
         }
 
@@ -63,39 +102,81 @@ extension Qcow2Disk: InspectableDisk {
             let tableEnd = min(clusters, UInt64(l1i + 1) * l2n)
             let start = cluster * cs
             let rangeEnd = min(logicalSize, tableEnd * cs)
-            if l1i >= l1.count || l1[l1i] & Qcow2Entry.offsetMask == 0 {
+            guard l1i < l1Count, let t = try metadata.scanL2Table(l1Index: l1i) else {
                 try fallThrough(start, rangeEnd - start, offset: nil, d: detail ? "unallocated" : nil)
                 cluster = tableEnd
                 continue
             }
-            let entries = try metadata.entries(firstCluster: cluster, count: Int(tableEnd - cluster))
-            for (k, eo) in entries.enumerated() {
-                let c = cluster + UInt64(k)
-                let cStart = c * cs
+            let first = Int(cluster % l2n)
+            let n = Int(tableEnd - cluster)
+            let fast = !detail && !ext && !crypto && !extData
+            var k = 0
+            while k < n {
+                let i = (first + k) * step
+                // Fast path: a run of normal clusters whose host clusters follow each other
+                // (what preallocation and sequential writes produce) is one range to add.
+                if fast, t[i] & (Qcow2Entry.compressed | Qcow2Entry.zero) == 0, t[i] & Qcow2Entry.offsetMask != 0 {
+                    let host = t[i] & Qcow2Entry.offsetMask
+                    var m = 1
+                    while k + m < n, t[i + m] & ~Qcow2Entry.copied == (t[i] & ~Qcow2Entry.copied) + UInt64(m) * cs { m += 1 }
+                    let gStart = (cluster + UInt64(k)) * cs
+                    let gEnd = min(logicalSize, gStart + UInt64(m) * cs)
+                    if prealloc {
+                        var p = host
+                        let hEnd = host + (gEnd - gStart)
+                        while p < hEnd {
+                            let hr = holes.run(at: p)
+                            let q = min(hr.end, hEnd)
+                            try add(gStart + (p - host), q - p, present: true, zero: hr.hole, data: true, offset: p, detail: nil)
+                            p = q
+                        }
+                    } else {
+                        try add(gStart, gEnd - gStart, present: true, zero: false, data: true, offset: host, detail: nil)
+                    }
+                    k += m
+                    continue
+                }
+                // Fast path: a run of all-zero entries (unallocated, no flags) falls through at once.
+                if fast, t[i] == 0 {
+                    var m = 1
+                    while k + m < n, t[i + m] == 0 { m += 1 }
+                    let gStart = (cluster + UInt64(k)) * cs
+                    try fallThrough(gStart, min(logicalSize, gStart + UInt64(m) * cs) - gStart, offset: nil, d: nil)
+                    k += m
+                    continue
+                }
+                defer { k += 1 }
+                let e = Qcow2L2Entry(entry: t[i], bitmap: ext ? t[i + 1] : 0)
+                let cStart = (cluster + UInt64(k)) * cs
                 let cEnd = min(logicalSize, cStart + cs)
-                guard let e = eo else { try fallThrough(cStart, cEnd - cStart, offset: nil, d: detail ? "unallocated" : nil); continue }
                 var pos = cStart
                 while pos < cEnd {
                     let sc = Int((pos - cStart) / scs)
-                    let scEnd = min(cEnd, pos + scs)
-                    let t = e.type(subcluster: sc, extendedL2: h.extendedL2, externalData: h.hasExternalData)
+                    let scEnd = ext ? min(cEnd, pos + scs) : cEnd
+                    let ty = e.type(subcluster: sc, extendedL2: ext, externalData: extData)
                     let host = crypto ? nil : Optional(e.hostOffset + (pos - cStart))
-                    let d: String? = detail ? (h.extendedL2 && t != .compressed ? "subcluster \(t.rawValue)" : t.rawValue) : nil
-                    switch t {
+                    let d: String? = detail ? (ext && ty != .compressed ? "subcluster \(ty.rawValue)" : ty.rawValue) : nil
+                    switch ty {
                     case .normal:
                         if prealloc, let host {
-                            for (off, len, isHole) in hostRuns(host, scEnd - pos) {
-                                push(MapExtent(start: pos + (off - host), length: len, depth: 0, present: true, zero: isHole, data: true, offset: off, detail: d))
+                            // Data and hole runs of the host file (SEEK_DATA/SEEK_HOLE, cached per run).
+                            var p = host
+                            let hEnd = host + (scEnd - pos)
+                            while p < hEnd {
+                                let hr = holes.run(at: p)
+                                let q = min(hr.end, hEnd)
+                                try add(pos + (p - host), q - p, present: true, zero: hr.hole, data: true, offset: p, detail: d)
+                                p = q
                             }
                         } else {
-                            push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: false, data: true, offset: host, detail: d))
+                            try add(pos, scEnd - pos, present: true, zero: false, data: true, offset: host, detail: d)
                         }
                     case .compressed:
-                        push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: false, data: true, offset: nil, detail: d))
+                        try add(pos, scEnd - pos, present: true, zero: false, data: true, offset: nil, detail: d)
                     case .zeroAlloc:
-                        push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: true, data: false, offset: host, detail: d))
+                        try add(pos, scEnd - pos, present: true, zero: true, data: false, offset: host, detail: d)
                     case .zeroPlain:
-                        push(MapExtent(start: pos, length: scEnd - pos, depth: 0, present: true, zero: true, data: false, offset: nil, detail: d))
+                        try add(pos, scEnd - pos, present: true, zero: true, data: false, offset: nil, detail: d)
                     case .unallocatedAlloc:
                         try fallThrough(pos, scEnd - pos, offset: host, d: d)
                     case .unallocatedPlain:
@@ -108,23 +189,10 @@ extension Qcow2Disk: InspectableDisk {
             }
             cluster = tableEnd
         }
-        return out
-    }
-
-    /// Splits a host range of the data file into data and hole runs (SEEK_DATA/SEEK_HOLE);
-    /// bytes past the end of the file count as a hole.
-    private func hostRuns(_ host: UInt64, _ length: UInt64) -> [(UInt64, UInt64, Bool)] {
-        var out: [(UInt64, UInt64, Bool)] = []
-        var pos = host
-        let end = host + length
-        while pos < end {
-            guard let d = dataFile.nextData(from: pos), d < end else { out.append((pos, end - pos, true)); break }
-            if d > pos { out.append((pos, d - pos, true)) }
-            let hEnd = min(end, dataFile.nextHole(from: d) ?? end)
-            out.append((d, hEnd - d, false))
-            pos = hEnd
+        if hasRun {
+            try body(MapExtent(start: run.start, length: run.length, depth: run.depth, present: run.present, zero: run.zero,
+                               data: run.data, offset: run.offset, detail: runDetail))
         }
-        return out
     }
 
     /// QEMU's qcow2_detect_metadata_preallocation: the image counts as metadata-preallocated
@@ -143,5 +211,30 @@ extension Qcow2Disk: InspectableDisk {
             i += 1
         }
         return count >= threshold
+    }
+}
+
+/// The data/hole run of a host file around an offset (SEEK_DATA/SEEK_HOLE), remembered so
+/// that the clusters inside one run cost no system call. Bytes past the end of the file
+/// count as a hole. Valid while the file does not change under it (one `map` pass).
+struct HostHoleCursor {
+    let file: SystemFile
+    private var start: UInt64 = 0
+    private var end: UInt64 = 0
+    private var hole = false
+
+    init(file: SystemFile) { self.file = file }
+
+    /// The end of the run that contains `pos` and whether that run is a hole.
+    mutating func run(at pos: UInt64) -> (end: UInt64, hole: Bool) {
+        if pos >= start && pos < end { return (end, hole) }
+        start = pos
+        if let d = file.nextData(from: pos) {
+            if d > pos { end = d; hole = true } else { end = max(pos + 1, file.nextHole(from: pos) ?? .max); hole = false }
+        } else {
+            end = .max
+            hole = true
+        }
+        return (end, hole)
     }
 }

@@ -190,6 +190,13 @@ public final class QcowMetadata: Sendable {
         return try QcowMetadata.readTable(file, at: offset, entries: Int(header.clusterSize / 8))
     }
 
+    /// The refcount block at host offset `offset`, raw bytes, as this process sees it now
+    /// (a cached block, possibly not yet written back, or the file's copy).
+    public func refblockBytes(at offset: UInt64) throws(BlockError) -> [UInt8] {
+        if let b = state.withLock({ $0.refblockCache.peek(offset) }) { return b }
+        return try file.readBytes(at: offset, count: Int(header.clusterSize))
+    }
+
     /// End of the host file including clusters allocated in memory, in bytes.
     public var allocatedEnd: UInt64 { state.withLock { $0.w.hostEnd } }
 
@@ -212,6 +219,31 @@ public final class QcowMetadata: Sendable {
         let t = try QcowMetadata.readTable(file, at: off, entries: Int(header.clusterSize / 8))
         s.l2Cache.put(off, t)
         return t
+    }
+
+    /// The L2 table of L1 entry `l1Index` for a whole-image scan (`map`, the structure walk):
+    /// the cached copy when there is one (it may hold allocations not yet written back), else
+    /// read from the file without entering the LRU cache, so a scan neither evicts the I/O
+    /// path's tables nor grows memory. Nil when the L1 entry is empty; the same alignment
+    /// and end-of-file checks as the I/O path.
+    public func scanL2Table(l1Index: Int) throws(BlockError) -> [UInt64]? {
+        let found = try state.withLock { (s) throws(BlockError) -> (UInt64, [UInt64]?)? in
+            if l1Index >= s.l1.count { return nil }
+            let off = s.l1[l1Index] & Qcow2Entry.offsetMask
+            if off == 0 { return nil }
+            if let t = s.l2Cache.peek(off) { return (off, t) }
+            let guest = UInt64(l1Index) * header.l2Entries << UInt64(header.clusterBits)
+            if off & (header.clusterSize - 1) != 0 {
+                throw corrupt("L2 table offset \(hex(off)) (L1 index \(l1Index)) is not cluster-aligned", host: off, guest: guest)
+            }
+            if off + header.clusterSize > s.w.hostEnd {
+                throw corrupt("L2 table at \(hex(off)) lies beyond the end of the file (size \(hex(s.w.hostEnd)))", host: off, guest: guest)
+            }
+            return (off, nil)
+        }
+        guard let (off, cached) = found else { return nil }
+        if let cached { return cached }
+        return try QcowMetadata.readTable(file, at: off, entries: Int(header.clusterSize / 8))
     }
 
     /// The L2 entry of guest cluster `cluster`, or nil when its L2 table is unallocated.

@@ -1,0 +1,93 @@
+import BlockCore
+import Foundation
+
+/// A whole-image structure walk (``HostUseMap``) on its own thread, so the UI never waits
+/// for one: views read the last finished result (nil before the first) and the progress.
+///
+/// At most one walk runs; ``start()`` while one runs asks for one more after it (the image
+/// changed meanwhile), so a job that keeps writing costs one walk at a time, not a queue.
+/// ``cancel()`` stops the running walk at its next table. Thread-safe.
+final class BackgroundWalk: @unchecked Sendable {
+    private let lock = NSCondition()
+    private let body: @Sendable (_ progress: @escaping (Double) -> Bool) throws(BlockError) -> HostUseMap
+    private var result: HostUseMap?
+    private var failure: String?
+    private var fraction: Double?
+    private var running = false
+    private var again = false
+    private var stop = false
+    private var finished = 0
+    private var seen = 0
+
+    /// A walk that runs `body` (given a progress callback that returns false to cancel).
+    init(_ body: @escaping @Sendable (_ progress: @escaping (Double) -> Bool) throws(BlockError) -> HostUseMap) {
+        self.body = body
+    }
+
+    /// The last finished use map.
+    var map: HostUseMap? { lock.withLock { result } }
+    /// Fraction done of the running walk (nil when none runs).
+    var progress: Double? { lock.withLock { running ? fraction ?? 0 : nil } }
+    /// Why the last walk failed, if it did.
+    var error: String? { lock.withLock { failure } }
+
+    /// True once after each finished walk (the views redraw with the new map).
+    func takeFinished() -> Bool {
+        lock.withLock {
+            if finished == seen { return false }
+            seen = finished
+            return true
+        }
+    }
+
+    /// Blocks until no walk runs (tests and scripts; the UI never waits).
+    func waitUntilIdle() {
+        lock.lock()
+        while running { lock.wait() }
+        lock.unlock()
+    }
+
+    /// Whether a walk has been started since creation.
+    var started: Bool { lock.withLock { running || finished > 0 } }
+
+    /// Starts a walk, or asks for another after the running one.
+    func start() {
+        let go = lock.withLock { () -> Bool in
+            if running { again = true; return false }
+            running = true
+            stop = false
+            fraction = 0
+            return true
+        }
+        if go { Thread.detachNewThread { [self] in run() } }
+    }
+
+    /// Stops the running walk (its result is dropped) and any walk asked for after it.
+    func cancel() {
+        lock.withLock { stop = true; again = false }
+    }
+
+    private func run() {
+        while true {
+            let outcome: Result<HostUseMap, BlockError>
+            do {
+                outcome = .success(try body { [self] f in lock.withLock { fraction = f; return !stop } })
+            } catch let e {
+                outcome = .failure(e)
+            }
+            let more = lock.withLock { () -> Bool in
+                switch outcome {
+                case .success(let m): result = m; failure = nil
+                case .failure(let e): if e.kind != .cancelled { failure = e.description }
+                }
+                finished += 1
+                if again && !stop { again = false; fraction = 0; return true }
+                running = false
+                fraction = nil
+                lock.broadcast()
+                return false
+            }
+            if !more { return }
+        }
+    }
+}

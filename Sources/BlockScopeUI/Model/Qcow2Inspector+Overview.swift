@@ -1,0 +1,99 @@
+import BlockCore
+import Foundation
+
+extension Qcow2Inspector {
+    /// Header fields, features, extensions, backing chain, snapshots, bitmaps, host clusters
+    /// and what could not be read; an unreadable part says so with the parser's reason.
+    public func overviewSections() -> [InfoSection] {
+        let st = structure
+        var sections: [InfoSection] = []
+        if !st.problems.isEmpty {
+            sections.append(InfoSection("Unreadable", st.problems.map { ("at \(hex($0.offset))", $0.label, Role.error) }))
+        }
+        guard let h = st.header else { return sections }
+        let features = h.featureNames(st.extensions)
+        let header: [(String, String, Role)] = [
+            ("version", "\(h.version)", .normal),
+            ("cluster size", "\(h.clusterSize) (cluster_bits \(h.clusterBits))", .normal),
+            ("L1 table", "\(h.l1Size) entries at \(hex(h.l1TableOffset))", .l1),
+            ("refcount table", "\(h.refcountTableClusters) cluster(s) at \(hex(h.refcountTableOffset)), \(h.refcountBits)-bit refcounts", .refcount),
+            ("L2 entries", "\(h.l2Entries) per table\(h.extendedL2 ? " (extended L2, 32 subclusters)" : "")", .l2),
+            ("compression", h.compressionName, .normal),
+            ("encryption", ["none", "aes", "luks"][Int(min(h.cryptMethod, 2))], .normal),
+            ("features", features.isEmpty ? "none" : features.joined(separator: ", "),
+             features.contains("corrupt") ? .error : features.contains("dirty") ? .warning : .normal),
+        ]
+        sections.append(InfoSection("QCOW2 header", header))
+        if let ext = st.extensions {
+            let rows = ext.seen.map { ("\(hex(UInt64($0.type)))", "\(Qcow2Extensions.name(of: $0.type)) (\($0.length) bytes)", Role.normal) }
+            sections.append(InfoSection("Header extensions", rows.isEmpty ? [("-", "none", .dim)] : rows))
+        }
+        var chain: [(String, String, Role)] = []
+        if let b = st.backingFile {
+            chain.append(("backing file", b, .backing))
+            chain.append(("backing format", st.extensions?.backingFormat ?? "(probed)", .backing))
+        } else {
+            chain.append(("backing file", h.backingFileOffset != 0 ? "unreadable name at \(hex(h.backingFileOffset))" : "none", h.backingFileOffset != 0 ? .error : .dim))
+        }
+        sections.append(InfoSection("Backing chain", chain))
+        if let snaps = st.snapshots {
+            let rows = snaps.map { s -> (String, String, Role) in
+                let date = Date(timeIntervalSince1970: TimeInterval(s.dateSeconds))
+                return ("\(s.id) \(s.name)", "L1 \(s.l1Size) entries at \(hex(s.l1TableOffset)), vm state \(s.vmStateSize), \(date)", .snapshot)
+            }
+            sections.append(InfoSection("Snapshots (\(snaps.count))", rows.isEmpty ? [("-", "none", .dim)] : rows))
+        }
+        let bms = st.bitmaps()
+        if !bms.isEmpty {
+            sections.append(InfoSection("Bitmaps (\(bms.count))", bms.map { ($0.name, "table \($0.tableSize) entries at \(hex($0.tableOffset)), granularity \(1 << Int($0.granularityBits))", Role.snapshot) }))
+        }
+        guard let u = usage else {
+            sections.append(InfoSection("Host clusters", [("walk", usageStatus ?? "", .dim)]))
+            return sections
+        }
+        let c = u.counts()
+        let r = u.report ?? CheckReport()
+        let meta = (c[.snapshotTable] ?? 0) + (c[.snapshotL1Table] ?? 0)
+        var rows: [(String, String, Role)] = [
+            ("data", "\(c[.data] ?? 0) data, \(c[.compressed] ?? 0) compressed", .data),
+            ("metadata", "\(c[.l2Table] ?? 0) L2, \(c[.refcountBlock] ?? 0) refcount blocks, \(meta) snapshot, \((c[.bitmapDirectory] ?? 0) + (c[.bitmapTable] ?? 0) + (c[.bitmapData] ?? 0)) bitmap", .l2),
+            ("free", "\(c[.free] ?? 0)", .free),
+            ("check", r.leaks + r.corruptions == 0 ? "clean: every refcount matches its references" : "\(r.leaks) leaked, \(r.corruptions) corruptions (as check counts them)", r.leaks + r.corruptions == 0 ? .ok : .error),
+        ]
+        if let s = usageStatus { rows.append(("walk", s, .dim)) }
+        sections.append(InfoSection("Host clusters (\(u.count))", rows))
+        return sections
+    }
+
+    /// Decodes the structure at a host offset for the Hex view ("L2[3] of table 0x30000: ..."),
+    /// from the structure model's regions, tables and use map.
+    public func describeHost(_ offset: UInt64) -> String {
+        guard let h = structure.header else { return structure.problems.first?.label ?? "unreadable" }
+        let cs = h.clusterSize
+        if offset < cs {
+            return "header cluster: QCOW2 v\(h.version), cluster_bits \(h.clusterBits), size \(h.size), L1 at \(hex(h.l1TableOffset)), refcount table at \(hex(h.refcountTableOffset))"
+        }
+        if offset >= h.l1TableOffset && offset < h.l1TableOffset + UInt64(h.l1Size) * 8 {
+            let i = Int((offset - h.l1TableOffset) / 8)
+            guard i < l1.count else { return "L1[\(i)] unreadable" }
+            return "L1[\(i)] = \(hex(l1[i])): L2 table at \(hex(Qcow2Inspector.l2Offset(l1[i])))\(l1[i] & Qcow2Entry.copied != 0 ? " COPIED" : "")"
+        }
+        if offset >= h.refcountTableOffset && offset < h.refcountTableOffset + h.refcountTableBytes {
+            let i = Int((offset - h.refcountTableOffset) / 8)
+            return "refcount table[\(i)] = refcount block at \(hex(i < refcountTable.count ? refcountTable[i] : 0))"
+        }
+        let c = Int(offset / cs)
+        guard let u = usage else { return "cluster \(c): \(usageStatus ?? "")" }
+        guard c < u.count else { return "host offset \(hex(offset)) beyond the end of the file" }
+        let kind = u.kind(c)
+        if kind == .l2Table, let w = try? structure.metadata?.l2TableWords(at: UInt64(c) * cs) {
+            let width: UInt64 = h.extendedL2 ? 16 : 8
+            let i = Int((offset - UInt64(c) * cs) / width)
+            let e = h.extendedL2 ? Qcow2L2Entry(entry: w[2 * i], bitmap: w[2 * i + 1]) : Qcow2L2Entry(entry: w[i], bitmap: 0)
+            let t = type(of: e)
+            return "L2[\(i)] of table \(hex(UInt64(c) * cs)) = \(hex(e.entry)): \(t == .normal ? "data at \(hex(e.hostOffset))" : t.rawValue)\(e.entry & Qcow2Entry.copied != 0 ? " COPIED" : "")"
+        }
+        let rc = refcount(ofClusterAt: UInt64(c) * cs).map { "\($0)" } ?? "?"
+        return "cluster \(c) (\(kind.name)), refcount \(rc), referenced \(u.expectedRefcount(c) ?? 0)x"
+    }
+}
