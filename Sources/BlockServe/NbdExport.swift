@@ -18,7 +18,8 @@ public final class NbdExport: Sendable {
     public let writable: Bool
     /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply.
     public let flags: Nbd.TransmissionFlags
-    /// Minimum block size advertised (1: any byte offset and length work).
+    /// Minimum block size advertised: 1 (any byte offset and length work), 512 for VHDX,
+    /// whose sector-based driver qemu-nbd also advertises as 512 (clients then align).
     public let minimumBlockSize: UInt32
     /// Preferred block size advertised: 4 KiB, as qemu-nbd (smaller requests still work).
     public let preferredBlockSize: UInt32
@@ -48,7 +49,7 @@ public final class NbdExport: Sendable {
         var f: Nbd.TransmissionFlags = [.hasFlags, .sendFlush, .sendFua, .sendDf, .sendCache, .canMultiConn]
         if writable { f.formUnion([.sendTrim, .sendWriteZeroes, .sendFastZero]) } else { f.insert(.readOnly) }
         self.flags = f
-        self.minimumBlockSize = 1
+        self.minimumBlockSize = disk.format == .vhdx ? 512 : 1
         self.preferredBlockSize = 4096
         self.maximumPayload = maximumPayload
         self.allocation = NbdAllocationMap(disk: disk)
