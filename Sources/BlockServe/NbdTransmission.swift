@@ -130,7 +130,8 @@ final class NbdTransmission {
     var readyToRead: Bool {
         switch receiving {
         case .payload, .skip: return true
-        case .header: return !freeSlots.isEmpty && wpos < Self.inputSize
+        // A full buffer that ends in a partial header still reads: readSocket compacts it.
+        case .header: return !freeSlots.isEmpty && wpos - rpos < Self.inputSize
         }
     }
 

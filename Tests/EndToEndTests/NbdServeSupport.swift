@@ -101,7 +101,14 @@ final class RawNbdClient {
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }
 
-    deinit { close(fd) }
+    private var open = true
+
+    /// Closes the socket now (the peer sees EOF).
+    func close() {
+        if open { open = false; Glibc.close(fd) }
+    }
+
+    deinit { close() }
 
     func send(_ bytes: [UInt8]) {
         var off = 0
@@ -124,13 +131,14 @@ final class RawNbdClient {
         return out
     }
 
-    /// Whether the server closed the connection (reads until EOF, at most 20 s).
+    /// Whether the server closed the connection (reads until EOF or a reset, at most 20 s;
+    /// a server that closes with our garbage unread resets a Unix socket).
     func serverClosed() -> Bool {
         var b = [UInt8](repeating: 0, count: 4096)
         while true {
             let r = b.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, 4096, 0) }
             if r == 0 { return true }
-            if r < 0 { return false }
+            if r < 0 { return errno == ECONNRESET }
         }
     }
 
