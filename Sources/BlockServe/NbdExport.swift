@@ -19,7 +19,8 @@ public final class NbdExport: Sendable {
     /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply.
     public let flags: Nbd.TransmissionFlags
     /// Minimum block size advertised: 1 (any byte offset and length work), 512 for VHDX,
-    /// whose sector-based driver qemu-nbd also advertises as 512 (clients then align).
+    /// whose sector-based driver qemu-nbd also advertises as 512 (clients then align), and
+    /// 4096 when the image's data is opened with O_DIRECT (`--cache none`).
     public let minimumBlockSize: UInt32
     /// Preferred block size advertised: 4 KiB, as qemu-nbd (smaller requests still work).
     public let preferredBlockSize: UInt32
@@ -39,8 +40,9 @@ public final class NbdExport: Sendable {
     /// read-only export), TRIM, WRITE_ZEROES and FAST_ZERO when writable, CACHE, DF, and
     /// CAN_MULTI_CONN: every queue shares the disk's metadata and file, so a flush on any
     /// connection makes every completed write durable.
+    /// `direct` says the disk was opened with O_DIRECT (requests must then be 4 KiB aligned).
     public init(disk: any DiskFile, name: String = "", maximumPayload: UInt32 = NbdExport.defaultMaximumPayload,
-                eventSink: (any IoEventSink)? = nil) {
+                direct: Bool = false, eventSink: (any IoEventSink)? = nil) {
         self.disk = disk
         self.name = name
         self.size = disk.logicalSize
@@ -49,7 +51,7 @@ public final class NbdExport: Sendable {
         var f: Nbd.TransmissionFlags = [.hasFlags, .sendFlush, .sendFua, .sendDf, .sendCache, .canMultiConn]
         if writable { f.formUnion([.sendTrim, .sendWriteZeroes, .sendFastZero]) } else { f.insert(.readOnly) }
         self.flags = f
-        self.minimumBlockSize = disk.format == .vhdx ? 512 : 1
+        self.minimumBlockSize = direct ? 4096 : (disk.format == .vhdx ? 512 : 1)
         self.preferredBlockSize = 4096
         self.maximumPayload = maximumPayload
         self.allocation = NbdAllocationMap(disk: disk)

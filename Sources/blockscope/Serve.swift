@@ -29,6 +29,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Listen on this TCP port (on 127.0.0.1 unless --bind is given).") var port: Int?
     @Option(help: "Address TCP listens on (default 127.0.0.1; 0.0.0.0 or :: exposes the image to the network).") var bind: String?
     @Option(name: .customLong("export-name"), help: "The export's name (\"\" also works, as the default export).") var exportName: String = ""
+    @Option(help: "Page-cache use: writeback (buffered, qemu-nbd's default) or none (O_DIRECT; clients are told to align to 4 KiB).")
+    var cache: ServeCacheMode = .writeback
     @Flag(help: "Print a line of IOPS, throughput and mean latency periodically.") var stats = false
     @Option(name: .customLong("stats-interval"), help: "Seconds between --stats lines.") var statsInterval: Double = 1
 
@@ -42,8 +44,9 @@ struct Serve: ParsableCommand {
         try reportingErrors { () throws(BlockError) in
             var o = OpenOptions(writable: write, format: format, engine: .uring)
             o.engine = .uring
+            o.direct = cache == .none
             let disk = try openImage(image, o)
-            let export = NbdExport(disk: disk, name: exportName)
+            let export = NbdExport(disk: disk, name: exportName, direct: cache == .none)
             let address: NbdListenAddress = socket.map { .unix(path: $0) } ?? .tcp(host: bind ?? "127.0.0.1", port: port ?? 10809)
             let server = try NbdServer(export: export, address: address, log: { serveLog($0) })
             if stats { server.statsInterval = statsInterval }
@@ -56,6 +59,11 @@ struct Serve: ParsableCommand {
             serveLog("stopped: image flushed and closed")
         }
     }
+}
+
+/// `serve --cache`: the page-cache modes qemu-nbd calls writeback and none.
+enum ServeCacheMode: String, ExpressibleByArgument, CaseIterable {
+    case writeback, none
 }
 
 /// One line on stderr, prefixed so it can be told from a client's output.

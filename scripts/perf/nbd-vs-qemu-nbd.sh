@@ -1,9 +1,11 @@
 #!/bin/bash
 # blockscope serve vs qemu-nbd --aio=io_uring: the same image, the same fio nbd job,
 # interleaved rounds (the server order alternates each round), medians of IOPS.
-# Both servers use the page cache (qemu-nbd's default --cache=writeback; blockscope opens
-# buffered). Each measurement starts a fresh server; "fresh" images are recreated first.
+# CACHE=writeback (default): both servers use the page cache (qemu-nbd --cache=writeback,
+# blockscope --cache writeback); CACHE=none: O_DIRECT in both (--cache=none / --cache none).
+# Each measurement starts a fresh server; "fresh" images are recreated first.
 #   N=3 RUNTIME=8 bash scripts/perf/nbd-vs-qemu-nbd.sh
+#   CACHE=none N=3 RUNTIME=8 bash scripts/perf/nbd-vs-qemu-nbd.sh
 # Needs a release build (swift build -c release), fio with ioengine=nbd, qemu-nbd.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -12,6 +14,7 @@ N=${N:-3}
 RUNTIME=${RUNTIME:-8}
 SIZE=${SIZE:-1G}
 D=${D:-/var/tmp/blockscope-nbd-perf}
+CACHE=${CACHE:-writeback}
 mkdir -p "$D"; cd "$D" || exit 1
 S=$D/s.sock
 SERVER=""
@@ -28,8 +31,8 @@ fmt() { case $1 in *.qcow2) echo qcow2 ;; *.vhdx) echo vhdx ;; *) echo raw ;; es
 
 start() { # server image
   rm -f "$S"
-  if [ "$1" = qemu ]; then qemu-nbd -f "$(fmt "$2")" -t -k "$S" --aio=io_uring --cache=writeback "$2" 2>/dev/null &
-  else "$B" serve "$2" --write --socket "$S" 2>/dev/null &
+  if [ "$1" = qemu ]; then qemu-nbd -f "$(fmt "$2")" -t -k "$S" --aio=io_uring --cache=$CACHE "$2" 2>/dev/null &
+  else "$B" serve "$2" --write --cache $CACHE --socket "$S" 2>/dev/null &
   fi
   SERVER=$!
   for _ in $(seq 400); do [ -S "$S" ] && return 0; sleep 0.025; done
@@ -55,6 +58,7 @@ cases=(
 )
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
+echo "cache=$CACHE rounds=$N runtime=${RUNTIME}s size=$SIZE"
 printf '| image | job (QD32) | qemu-nbd IOPS | blockscope IOPS | ratio | rounds (q/b) |\n|---|---|---|---|---|---|\n'
 for c in "${cases[@]}"; do
   set -- $c; img=$1 rw=$2 bs=$3
