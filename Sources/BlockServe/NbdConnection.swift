@@ -7,13 +7,18 @@ import Glibc
 /// transmission loop with the connection's own queue, and one log line at each end.
 final class NbdConnection: @unchecked Sendable {
     let id: Int
+    let queueID: Int
     let peer: String
+    let onEnd: @Sendable () -> Void
     let socket: NbdSocket
     let export: NbdExport
     let log: @Sendable (String) -> Void
 
-    init(id: Int, peer: String, fd: Int32, stopFD: Int32, export: NbdExport, log: @escaping @Sendable (String) -> Void) {
+    init(id: Int, queueID: Int, peer: String, fd: Int32, stopFD: Int32, export: NbdExport,
+         log: @escaping @Sendable (String) -> Void, onEnd: @escaping @Sendable () -> Void) {
         self.id = id
+        self.queueID = queueID
+        self.onEnd = onEnd
         self.peer = peer
         self.socket = NbdSocket(fd: fd, stopFD: stopFD)
         self.export = export
@@ -29,8 +34,9 @@ final class NbdConnection: @unchecked Sendable {
         defer {
             socket.close()
             export.stats.clients.subtract(1, ordering: .relaxed)
+            onEnd()
         }
-        log("\(name) connected")
+        log("\(name) connected (queue \(queueID))")
         let negotiated: NbdNegotiated
         do {
             switch try NbdHandshake(socket: socket, export: export).run() {
@@ -44,7 +50,7 @@ final class NbdConnection: @unchecked Sendable {
             log("\(name) disconnected: handshake failed: \(error.description)")
             return
         }
-        let t = NbdTransmission(socket: socket, export: export, negotiated: negotiated, queueID: id)
+        let t = NbdTransmission(socket: socket, export: export, negotiated: negotiated, queueID: queueID)
         do {
             let reason = try t.run()
             log("\(name) disconnected: \(reason) (\(t.answered) requests)")

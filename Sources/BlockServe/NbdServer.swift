@@ -36,6 +36,11 @@ public final class NbdServer: @unchecked Sendable {
     public let log: @Sendable (String) -> Void
     /// Seconds between `--stats` lines; nil for none.
     public var statsInterval: Double? = nil
+    /// Queue IDs given to connections: the lowest free ID from `queueIDs.lowerBound` (reused
+    /// after a client leaves, so an event stream with a ring per queue ID sees one producer
+    /// per ring); when all are taken, IDs continue past the range.
+    public var queueIDs: Range<Int> = 1..<(1 << 30)
+    private let usedQueueIDs = Mutex(Set<Int>())
 
     private var listenFD: Int32 = -1
     private let stopPipe: (read: Int32, write: Int32)
@@ -99,6 +104,19 @@ public final class NbdServer: @unchecked Sendable {
         threads.removeAll()
     }
 
+    private func takeQueueID(fallback: Int) -> Int {
+        usedQueueIDs.withLock { used in
+            var q = queueIDs.lowerBound
+            while used.contains(q) { q += 1 }
+            used.insert(q)
+            return q
+        }
+    }
+
+    private func returnQueueID(_ q: Int) {
+        _ = usedQueueIDs.withLock { $0.remove(q) }
+    }
+
     private func startSignalThread() {
         var mask = sigset_t()
         sigemptyset(&mask)
@@ -133,7 +151,9 @@ public final class NbdServer: @unchecked Sendable {
         let peer = NbdListener.describePeer(storage, address)
         let id = nextClient
         nextClient += 1
-        let conn = NbdConnection(id: id, peer: peer, fd: fd, stopFD: stopPipe.read, export: export, log: log)
+        let qid = takeQueueID(fallback: id)
+        let conn = NbdConnection(id: id, queueID: qid, peer: peer, fd: fd, stopFD: stopPipe.read, export: export, log: log,
+                                 onEnd: { [weak self] in self?.returnQueueID(qid) })
         let box = Unmanaged.passRetained(conn as AnyObject).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
@@ -143,6 +163,7 @@ public final class NbdServer: @unchecked Sendable {
         }, box)
         if rc != 0 {
             Unmanaged<AnyObject>.fromOpaque(box).release()
+            returnQueueID(qid)
             log("client \(id) (\(peer)) refused: cannot start a thread (\(String(cString: strerror(rc))))")
             Glibc.close(fd)
             return

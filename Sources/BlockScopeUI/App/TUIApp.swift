@@ -59,6 +59,9 @@ public final class TUIApp {
     private var lastReload: UInt64 = 0
     private var seenMetadataVersion = 0
     private var wasBusy = false
+    /// Where I/O from outside the app (`tui --serve` clients) publishes its events: the step
+    /// gate in front of the views' event stream. Its stream routes queue IDs 0..<16.
+    public var eventSink: any IoEventSink { gate }
     /// Called when a `theme` command switches themes (the terminal redefines its colours).
     public var onThemeChange: ((Theme) -> Void)?
 
