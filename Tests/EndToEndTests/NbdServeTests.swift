@@ -149,3 +149,35 @@ import TestSupport
         #expect(try TestSupport.qemuImg(["check", img]).status == 0)
     }
 }
+
+/// `tui --serve`: the TUI serves its open image and shows an NBD client's requests as a
+/// queue of its own.
+@Suite(.serialized) struct NbdTuiServeTests {
+    @Test func nbdClientRequestsAppearAsQueueEightInTheTui() throws {
+        let dir = try TestSupport.makeTempDir("nbd-tui"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/t.qcow2", sock = dir + "/t.sock"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "16M"])
+        let session = "bs-nbd-\(getpid())"
+        let cmd = "\(TestSupport.blockscopeBinary) tui \(img) --write --serve unix:\(sock) 2>\(dir)/tui.err"
+        let r = try TestSupport.run("tmux", ["new-session", "-d", "-s", session, "-x", "160", "-y", "50", cmd])
+        #expect(r.status == 0, "\(r.stderr)")
+        defer { _ = try? TestSupport.run("tmux", ["kill-session", "-t", session]) }
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: sock) && Date() < deadline { usleep(20_000) }
+        try TestSupport.run("tmux", ["send-keys", "-t", session, "7"])
+        try TestSupport.qemuIo("nbd+unix:///?socket=\(sock)", format: "raw", ["write -P 0x5c 1M 64k"])
+        var screen = ""
+        while Date() < deadline {
+            screen = try TestSupport.run("tmux", ["capture-pane", "-t", session, "-p"]).stdoutText
+            if screen.contains("accepted by queue 8") { break }
+            usleep(50_000)
+        }
+        #expect(screen.contains("accepted by queue 8"), "\(screen)")
+        try TestSupport.run("tmux", ["send-keys", "-t", session, "q"])
+        let end = Date().addingTimeInterval(10)
+        while FileManager.default.fileExists(atPath: sock) && Date() < end { usleep(20_000) }
+        #expect(!FileManager.default.fileExists(atPath: sock))
+        let raw = try TestSupport.qemuRaw(img, format: "qcow2")
+        #expect(raw[1 << 20] == 0x5c)
+    }
+}
