@@ -42,13 +42,11 @@ struct Bench: ParsableCommand {
                             try BenchRunner.prefill(disk: disk)
                             // Reopen, so the timed run starts a fresh session (VHDX: new log GUID, empty log).
                             try disk.close()
-                            releaseLocks(of: disk)
                             disk = try openDisk(path, options: o)
                         }
                         var row = try BenchRunner.run(w, disk: disk, engine: engine)
                         row.prefilled = prefill
                         try disk.close()
-                        releaseLocks(of: disk)
                         if !noPeers && engine == .uring {
                             if format == .raw { row.fio = PeerTools.fio(w, filename: path, scratchDir: directory) }
                             try makeImage(path, format: format)
@@ -58,7 +56,6 @@ struct Bench: ParsableCommand {
                                 let d = try openDisk(path, options: po)
                                 try BenchRunner.prefill(disk: d)
                                 try d.close()
-                                releaseLocks(of: d)
                             }
                             row.qemuImg = PeerTools.qemuImgBench(w, image: path, format: format)
                         }

@@ -18,7 +18,7 @@ struct Check: ParsableCommand {
     func run() throws {
         let report: CheckReport = try reportingErrors { () throws(BlockError) -> CheckReport in
             if repair != nil && !write {
-                throw BlockError(.readOnly, "--repair modifies the image; give --write", path: image, operation: "check")
+                throw BlockError(.readOnly, "--repair modifies the image, which is open read-only", path: image, operation: "check")
             }
             let disk = try openImage(image, imageOptions.openOptions(writable: write))
             guard let inspectable = disk as? any InspectableDisk else {

@@ -39,8 +39,18 @@ func reportingErrors<T>(_ body: () throws(BlockError) -> T) throws -> T {
     do {
         return try body()
     } catch let e {
-        printError("blockscope: \(e.description)")
+        printError("blockscope: \(e.description)\(cliHint(for: e))")
         throw ExitCode(1)
+    }
+}
+
+/// What the user can type to get past `error`, in the CLI's words (the block layer and the
+/// engine report kinds and offsets; only the command line knows its flags).
+func cliHint(for error: BlockError) -> String {
+    switch error.kind {
+    case .readOnly: return "; give --write to allow it"
+    case .locked: return " (without --write, the image opens read-only beside the other user)"
+    default: return ""
     }
 }
 

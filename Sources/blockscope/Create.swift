@@ -82,7 +82,6 @@ struct Create: ParsableCommand {
                         if qsize == 0 { qsize = parent.logicalSize }
                         if o.backingFormat == nil { o.backingFormat = parent.format.rawValue }
                         try parent.close()
-                        releaseLocks(of: parent)
                     }
                 }
                 try Qcow2Format.create(path: image, size: qsize, options: o)
@@ -90,7 +89,6 @@ struct Create: ParsableCommand {
             let made = try openDisk(image, options: OpenOptions(writable: false, format: format))
             print("Formatting '\(image)', fmt=\(format.rawValue) size=\(made.logicalSize)")
             try made.close()
-            releaseLocks(of: made)
         }
     }
 

@@ -45,7 +45,7 @@ struct Run: ParsableCommand {
             }
             let lines = try CommandScript.parse(text, source: script)
             if !write, let w = lines.first(where: { $0.command.isWrite }) {
-                throw BlockError(.readOnly, "line \(w.line) modifies the image; give --write to open it for writing", path: script)
+                throw BlockError(.readOnly, "line \(w.line) modifies the image, which is open read-only", path: script)
             }
             let disk = try openImage(image, imageOptions.openOptions(writable: write))
             let runner = try ScriptRunner(disk: disk, engine: imageOptions.engine)

@@ -30,7 +30,6 @@ struct VhdxFastPathTests {
         #expect(first.metadata.presentHostOffset(8192, 4096, write: true) != nil)
         q1.close()
         try first.close()
-        releaseLocks(of: first)
 
         let second = try #require(try openDisk(path, options: OpenOptions(writable: true, format: .vhdx, engine: .uring)) as? VhdxDisk)
         let before = second.metadata.currentHeader.dataWriteGuid
@@ -51,7 +50,6 @@ struct VhdxFastPathTests {
         #expect(back.bytes.allSatisfy { $0 == 0xA5 })
         q2.close()
         try second.close()
-        releaseLocks(of: second)
         #expect(try TestSupport.qemuImg(["check", "-f", "vhdx", path]).status == 0)
     }
 }

@@ -18,7 +18,6 @@ import TestSupport
         buf.initializeMemory(as: UInt8.self, repeating: 0xab)
         try d.write(UnsafeRawBufferPointer(buf), at: 0)
         try d.close()
-        releaseLocks(of: d)
         return p
     }
 
@@ -32,7 +31,6 @@ import TestSupport
         do {
             let d = try openDisk(path, options: OpenOptions(writable: false, format: format))
             try? d.close()
-            releaseLocks(of: d)
             return nil
         } catch let e { return e }
     }
@@ -180,7 +178,7 @@ import TestSupport
     func exercise(_ path: String, format: ImageFormat) {
         do {
             let d = try openDisk(path, options: OpenOptions(writable: false, format: format))
-            defer { try? d.close(); releaseLocks(of: d) }
+            defer { try? d.close() }
             let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
             defer { buf.deallocate() }
             var off: UInt64 = 0

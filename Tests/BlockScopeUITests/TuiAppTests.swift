@@ -58,8 +58,7 @@ import TestSupport
         let f = try TuiFixture("rw")
         let app = try f.app(try f.raw(), write: true)
         app.execute(.write(offset: 8 << 20, length: 65536, pattern: 0x77))
-        var tries = 0
-        repeat { usleep(20_000); app.pump(); tries += 1 } while (app.state.busy || app.state.live.completedRequests == 0) && tries < 250
+        pumpUntil(app) { !app.state.busy && app.state.live.completedRequests > 0 }
         #expect(app.state.live.completedRequests >= 1)
         #expect(app.state.live.writtenGuest.intersects(8 << 20, length: 65536))
         #expect(app.state.live.log.contains { $0.contains("wrote 65536/65536") })
@@ -77,19 +76,27 @@ import TestSupport
         app.handle(.char("s"))
         #expect(app.state.stepMode)
         app.execute(.write(offset: 0x10000, length: 4096, pattern: 0x5a))
-        func settle() { for _ in 0..<50 { usleep(10_000); app.pump(); if app.state.heldEvent != nil || !app.state.busy { break } } }
-        settle()
+        pumpUntil(app) { app.state.heldEvent != nil }
         #expect(app.state.heldEvent?.contains("guest write 0x10000+4096") == true)
         #expect(app.state.live.completedRequests == 0)
         var explained: [String] = []
         for _ in 0..<20 where app.state.live.completedRequests == 0 {
-            app.handle(.char("s"))
-            settle()
-            if let l = app.state.lastStep, explained.last != l { explained.append(l) }
+            stepOnce(app)
         }
         #expect(app.state.live.completedRequests == 1)
+        explained = app.state.stepHistory
         #expect(explained.contains { $0.contains("SQE writev") })
         #expect(explained.contains { $0.contains("completed ok") })
+        // Let the request's trailing events (the CQ drain) through until nothing is held.
+        for _ in 0..<10 where app.state.heldEvent != nil || app.state.busy { stepOnce(app) }
+        #expect(app.state.heldEvent == nil)
+        // Surplus presses are not banked: after 25 presses with nothing held, the next write
+        // still stops at its first event.
+        for _ in 0..<25 { app.handle(.char("s")) }
+        app.execute(.write(offset: 0x20000, length: 4096, pattern: 0x5b))
+        pumpUntil(app) { app.state.heldEvent != nil }
+        #expect(app.state.heldEvent?.contains("guest write 0x20000+4096") == true, "\(app.state.heldEvent ?? "nothing held")")
+        #expect(app.state.live.completedRequests == 1)
         app.handle(.escape)
         #expect(!app.state.stepMode)
         app.shutdown()
@@ -105,16 +112,14 @@ import TestSupport
         let app = try f.app(img, write: true)
         app.handle(.char("s"))
         app.execute(.write(offset: 0x12000, length: 4096, pattern: 0x5a))
-        func settle() { for _ in 0..<50 { usleep(10_000); app.pump(); if app.state.heldEvent != nil || !app.state.busy { break } } }
-        settle()
+        pumpUntil(app) { app.state.heldEvent != nil }
         var explained: [String] = []
         if let h = app.state.heldEvent { explained.append(h) }
         for _ in 0..<40 where app.state.live.completedRequests == 0 {
-            app.handle(.char("s"))
-            settle()
-            if let l = app.state.lastStep, explained.last != l { explained.append(l) }
+            stepOnce(app)
         }
         #expect(app.state.live.completedRequests == 1)
+        explained += app.state.stepHistory
         let all = explained.joined(separator: "\n")
         #expect(explained.contains { $0.contains("guest write 0x12000+4096") }, "\(all)")
         #expect(explained.contains { $0.contains("allocate") && $0.contains("host") }, "\(all)")
@@ -146,8 +151,7 @@ import TestSupport
         try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
         let app = try f.app(img, write: true)
         app.execute(.write(offset: 3 << 20, length: 65536, pattern: 0x42))
-        var tries = 0
-        repeat { usleep(20_000); app.pump(); tries += 1 } while (app.state.busy || app.state.live.completedRequests == 0) && tries < 250
+        pumpUntil(app) { !app.state.busy && app.state.live.completedRequests > 0 }
         app.state.reloadLayout()
         let q = try #require(app.state.image.inspector as? Qcow2Inspector)
         let l1 = q.layout.l1
@@ -170,24 +174,45 @@ import TestSupport
         try "[r]\nrw=randread\nbs=4k\nsize=1M\nnumber_ios=64\nioengine=io_uring\n".write(toFile: job, atomically: true, encoding: .utf8)
         let app = try f.app(img)
         app.execute(.job(path: job))
-        for _ in 0..<300 where app.state.busy || app.state.live.completedRequests == 0 { usleep(10_000); app.pump() }
+        pumpUntil(app) { !app.state.busy && app.state.live.completedRequests > 0 }
         app.pump()
         #expect(app.state.live.log.contains { $0.contains("job r.fio done: 64 I/Os") }, "\(app.state.live.log.suffix(3))")
         #expect(app.state.live.completedRequests > 0)
         app.shutdown()
     }
 
-    @Test func everyViewRendersAFrameWellWithinATenthOfASecond() throws {
+    /// Frame cost is measured by scripts/perf/tui-cost.sh (docs/PERFORMANCE.md), not asserted
+    /// here: a test on a busy machine checks what a frame holds, not how fast it came.
+    @Test func everyViewRendersRepeatedFramesWithItsTitleAndFooter() throws {
         let f = try TuiFixture("fps")
         let app = try f.app(try f.qcow2())
         for i in 1...8 {
             app.handle(.char(Character(String(i))))
-            _ = app.render(width: 160, height: 50)   // warm caches (usage scan, L2 tables)
-            let t0 = monotonicNanos()
-            for _ in 0..<5 { app.pump(); _ = app.render(width: 160, height: 50) }
-            let perFrame = (monotonicNanos() - t0) / 5
-            #expect(perFrame < 100_000_000, "view \(i): \(formatDuration(perFrame)) per frame")
-            print("view \(i) \(app.currentView.title): \(formatDuration(perFrame)) per frame")
+            for _ in 0..<3 {
+                app.pump()
+                let frame = app.render(width: 160, height: 50).text
+                #expect(frame.contains(app.currentView.title), "view \(i): no title \(app.currentView.title)")
+                #expect(frame.contains("q quit"), "view \(i): no footer")
+            }
         }
     }
+}
+
+/// Pumps `app` (folds engine events into its state) every 10 ms until `condition` holds, for
+/// up to the generous progress bound; records an issue if it never does.
+func pumpUntil(_ app: TUIApp, _ condition: () -> Bool) {
+    let ok = Progress.wait(interval: 0.01) { app.pump(); return condition() }
+    if !ok { Issue.record("condition not met within \(Progress.defaultTimeout) s") }
+}
+
+/// One step-mode key press as a person makes it: waits until an event is held at the gate (or
+/// the command is done), presses `s`, and waits until the released event reached the view.
+func stepOnce(_ app: TUIApp) {
+    pumpUntil(app) { app.state.heldEvent != nil || !app.state.busy }
+    guard app.state.heldEvent != nil else { return }
+    // No permit is pending (the previous step was explained), so the held event leaves the
+    // gate only through this press.
+    let target = app.gate.released + 1
+    app.handle(.char("s"))
+    pumpUntil(app) { app.state.stepsExplained >= target }
 }

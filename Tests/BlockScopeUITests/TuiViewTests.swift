@@ -145,7 +145,8 @@ import TestSupport
             let t0 = monotonicNanos()
             let app = try f.app(p)
             for v in app.views { _ = draw(v, app) }
-            #expect(monotonicNanos() - t0 < 5_000_000_000, "damage \(i): drawing every view took \(formatDuration(monotonicNanos() - t0))")
+            // A hang bound (a size field the file cannot back must not make a view walk it), not a speed check.
+            #expect(monotonicNanos() - t0 < 120_000_000_000, "damage \(i): drawing every view took \(formatDuration(monotonicNanos() - t0))")
             let h = HexView()
             _ = h.goto(1 << 20, app.state)
             _ = h.handle(.char("m"), app.state)

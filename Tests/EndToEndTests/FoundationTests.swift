@@ -130,13 +130,14 @@ struct FoundationTests {
         // Wait until the write lock byte (101) is held. The probe must not take a lock that
         // conflicts with the bench's (a qemu-io write open could win the race and make the
         // bench exit): blockscope's read-only open only reports the holder.
-        for _ in 0..<200 {
-            let probe = try TestSupport.blockscope(["info", image])
-            if probe.stderr.contains("open for writing in another process") { return p }
-            if p.hasExited { throw TestFailure("qemu-img bench exited before taking its lock") }
-            usleep(50_000)
+        var locked = false
+        Progress.wait(interval: 0.05) {
+            locked = (try? TestSupport.blockscope(["info", image]))?.stderr.contains("open for writing in another process") == true
+            return locked || p.hasExited
         }
-        throw TestFailure("qemu-img bench did not take its write lock within 10 s")
+        if locked { return p }
+        if p.hasExited { throw TestFailure("qemu-img bench exited before taking its lock") }
+        throw TestFailure("qemu-img bench did not take its write lock within \(Progress.defaultTimeout) s")
     }
 
     @Test("while qemu-img bench writes a QCOW2 image, run --write is refused for the lock; a read-only open is not")

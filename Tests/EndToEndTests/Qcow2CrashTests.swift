@@ -8,25 +8,22 @@ import TestSupport
 /// completed fsync reads back through qemu-img.
 @Suite("Qcow2 kill -9 during writes")
 struct Qcow2CrashTests {
-    static let delays: [Double] = [0.3, 0.8, 1.5]
+    /// For the job runs: kill once the image has grown by this many bytes (the job is
+    /// allocating), so the kill lands mid-job however fast the build and the machine are.
+    static let growthKills: [Int] = [64 << 10, 1 << 20, 4 << 20]
     /// For the script runs: kill once this many commands have completed, plus a short delay,
     /// so the kill lands mid-run however fast the build and the machine are.
     static let progressKills: [(lines: Int, extra: Double)] = [(60, 0.02), (300, 0.05), (900, 0.11), (2000, 0.23)]
 
-    /// Waits until `path` holds `lines` complete lines (or 30 s pass, or the child exits),
-    /// then `extra` seconds more.
+    /// Waits until `path` holds `lines` complete lines (or the child exits, or the generous
+    /// progress bound passes), then `extra` seconds more, so the kill lands between lines.
     static func waitForProgress(_ path: String, lines: Int, extra: Double, child: BackgroundProcess) {
-        let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline && !child.hasExited {
-            let n = (try? Data(contentsOf: URL(fileURLWithPath: path)))?.reduce(0) { $0 + ($1 == 10 ? 1 : 0) } ?? 0
-            if n >= lines { break }
-            usleep(5_000)
-        }
+        Progress.wait(child: child) { Progress.lineCount(path) >= lines }
         usleep(useconds_t(extra * 1_000_000))
     }
 
     /// Proves: a two-queue random write job (512 B..256 KiB, fsync every 4 writes, discards)
-    /// killed with SIGKILL after 0.3..1.5 s leaves an image qemu-img check reports without
+    /// killed with SIGKILL once the image has grown by 64 KiB..4 MiB leaves an image qemu-img check reports without
     /// corruptions (exit 0, or 3 for leaks only), on 4 KiB-cluster, backing-file,
     /// snapshot and extended-L2 images; `blockscope check` reports it as qemu-img check does;
     /// blockscope can then open it for writing again and qemu-img check -r leaks makes it clean.
@@ -56,22 +53,23 @@ struct Qcow2CrashTests {
         iodepth=2
         """.write(toFile: job, atomically: true, encoding: .utf8)
         var grewRuns = 0
-        for (i, delay) in Self.delays.enumerated() {
+        for (i, growth) in Self.growthKills.enumerated() {
             let sub = dir + "/\(i)"
             try FileManager.default.createDirectory(atPath: sub, withIntermediateDirectories: true)
             let img = try Qcow2WriteOracle.prepare(setup, in: sub)
             let sizeBefore = (try FileManager.default.attributesOfItem(atPath: img)[.size] as? Int) ?? 0
             let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["run", "--write", img, job], stderrPath: sub + "/err.txt")
-            usleep(useconds_t(delay * 1_000_000))
+            let grew = Progress.wait(child: p) { Progress.fileSize(img) >= sizeBefore + growth }
             let exitedEarly = p.hasExited
             p.kill(SIGKILL)
             let status = p.wait()
             let err = (try? String(contentsOfFile: sub + "/err.txt", encoding: .utf8)) ?? ""
             #expect(!exitedEarly, "\(setup) run \(i): blockscope exited before the kill (status \(status)): \(err)")
+            #expect(grew, "\(setup) run \(i): the image did not grow by \(growth) bytes within \(Progress.defaultTimeout) s")
             // Whether the job was allocating clusters when it died.
             let sizeAfter = (try FileManager.default.attributesOfItem(atPath: img)[.size] as? Int) ?? 0
             if sizeAfter > sizeBefore { grewRuns += 1 }
-            try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(setup) killed after \(delay) s")
+            try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(setup) killed after growing \(growth) bytes")
             // blockscope check reports the killed image (its leaks) as qemu-img check does.
             try Qcow2Oracle.expectCheckMatches(img)
             // blockscope reopens the image for writing and writes through it; qemu-img agrees.
@@ -79,13 +77,13 @@ struct Qcow2CrashTests {
             let again = try TestSupport.blockscope(["run", "--write", img, sub + "/after.txt"])
             #expect(again.status == 0, "\(setup) reopen after kill: \(again.stderr)")
             try TestSupport.qemuIo(img, format: "qcow2", ["read -P 0x3d 1M 64k"])
-            try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(setup) rewritten after kill at \(delay) s")
+            try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(setup) rewritten after the kill at +\(growth) bytes")
             let repaired = try TestSupport.qemuImg(["check", "-r", "leaks", "-f", "qcow2", img])
             #expect(repaired.status == 0, "\(setup): qemu-img check -r leaks: \(repaired.stdoutText)")
             try? FileManager.default.removeItem(atPath: sub)
         }
         // The property was exercised: most kills hit a job that was allocating.
-        #expect(grewRuns >= 2, "\(setup): the image grew before only \(grewRuns) of \(Self.delays.count) kills")
+        #expect(grewRuns == Self.growthKills.count, "\(setup): the image grew before only \(grewRuns) of \(Self.growthKills.count) kills")
     }
 
     /// A slot of the durability script: a fixed guest range rewritten with new patterns.
@@ -290,10 +288,12 @@ struct Qcow2CrashTests {
         try fill.write(toFile: dir + "/fill.txt", atomically: true, encoding: .utf8)
         let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["run", "--write", "--engine", engine, img, dir + "/fill.txt"],
                                       stderrPath: dir + "/err.txt")
-        usleep(600_000)
+        // Kill once the writer has filled well over 8 MiB (its clusters are not linked yet).
+        let filled = Progress.wait(child: p) { Progress.fileSize(img) > 12 << 20 }
         let exitedEarly = p.hasExited
         p.kill(SIGKILL)
         p.wait()
+        #expect(filled, "\(variant): the image did not reach 12 MiB within \(Progress.defaultTimeout) s")
         #expect(!exitedEarly, "the fill script ended before the kill: \((try? String(contentsOfFile: dir + "/err.txt", encoding: .utf8)) ?? "")")
         try Qcow2WriteOracle.expectClean(img, allowLeaks: true, "\(variant) after the kill")
         let leftBehind = UInt64((try FileManager.default.attributesOfItem(atPath: img)[.size] as? Int) ?? 0)

@@ -308,7 +308,6 @@ struct Qcow2WriteTests {
         #expect(group.wait(timeout: .now() + 60) == .success)
         #expect(readBox.errors.isEmpty, "\(readBox.errors)")
         try disk.close()
-        releaseLocks(of: disk)
         try TestSupport.writeFile(expectedPath, expected)
         try Qcow2WriteOracle.expectClean(img, "\(setup)")
         try Qcow2WriteOracle.expectSameContent(raw: expectedPath, image: img, "\(setup)")
@@ -395,7 +394,6 @@ struct Qcow2WriteTests {
         #expect(box.errors.isEmpty, "\(box.errors.prefix(5))")
         for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
         try disk.close()
-        releaseLocks(of: disk)
         try TestSupport.writeFile(expectedPath, expected)
         try Qcow2WriteOracle.expectClean(img, "\(setup)")
         try Qcow2WriteOracle.expectSameContent(raw: expectedPath, image: img, "\(setup)")
@@ -467,7 +465,6 @@ struct Qcow2WriteTests {
         #expect(box.errors.isEmpty, "\(box.errors.count) problems: \(box.errors.prefix(5))")
         for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
         try disk.close()
-        releaseLocks(of: disk)
         try TestSupport.writeFile(initialPath, expected)
         try Qcow2WriteOracle.expectClean(img, "\(setup)")
         try Qcow2WriteOracle.expectSameContent(raw: initialPath, image: img, "\(setup)")

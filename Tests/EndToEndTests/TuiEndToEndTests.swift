@@ -18,9 +18,9 @@ import TestSupport
         func keys(literal: String) throws { try TestSupport.run("tmux", ["send-keys", "-t", name, "-l", literal]) }
         func screen() throws -> String { try TestSupport.run("tmux", ["capture-pane", "-t", name, "-p"]).stdoutText }
         func resize(_ w: Int, _ h: Int) throws { try TestSupport.run("tmux", ["resize-window", "-t", name, "-x", "\(w)", "-y", "\(h)"]) }
-        /// Waits up to 10 s for `text` to appear; returns the last screen.
+        /// Waits for `text` to appear (up to the generous progress bound); returns the last screen.
         @discardableResult
-        func wait(for text: String, timeout: Double = 10) throws -> String {
+        func wait(for text: String, timeout: Double = Progress.defaultTimeout) throws -> String {
             let deadline = Date().addingTimeInterval(timeout)
             var s = ""
             while Date() < deadline {
@@ -92,7 +92,7 @@ import TestSupport
         try s.wait(for: "SQE writev user_data")
         try s.keys("8")
         try s.wait(for: "p50 ")
-        let done = try s.wait(for: "done:", timeout: 20)
+        let done = try s.wait(for: "done:")
         #expect(done.contains("I/Os"))
         try s.keys("q")
         try s.wait(for: "TUI-EXIT=0")

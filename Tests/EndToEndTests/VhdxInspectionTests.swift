@@ -19,7 +19,7 @@ import TestSupport
         try TestSupport.qemuIo(img, format: "vpc", ["write -P 1 3M 100k", "write -P 2 9M 3M"])
         let q = try JSONValue.parse(try TestSupport.qemuImg(["map", "--output=json", "-f", "vpc", img]).stdoutText)
         let d = try open(img)
-        defer { try? d.close(); releaseLocks(of: d) }
+        defer { try? d.close() }
         let ours = try d.mapExtents()
         #expect(JSONValue.array(ours.map { $0.json() }) == q)
     }
@@ -31,7 +31,7 @@ import TestSupport
         try TestSupport.qemuIo(img, format: "vpc", ["write -P 1 3M 100k", "write -P 2 9M 3M"])
         let q = try JSONValue.parse(try TestSupport.qemuImg(["map", "--output=json", "-f", "vpc", img]).stdoutText)
         let d = try open(img, format: .vpc)
-        defer { try? d.close(); releaseLocks(of: d) }
+        defer { try? d.close() }
         #expect(JSONValue.array(try d.mapExtents().map { $0.json() }) == q)
     }
 
@@ -41,7 +41,7 @@ import TestSupport
         try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M", img, "8M"])
         try TestSupport.qemuIo(img, format: "vhdx", ["write -P 1 2M 4k"])
         let d = try open(img)
-        defer { try? d.close(); releaseLocks(of: d) }
+        defer { try? d.close() }
         let ext = try d.mapExtents()
         #expect(ext.count == 3)
         #expect(ext[0].detail == "ZERO" && ext[0].zero && ext[0].length == 2 << 20)
@@ -64,7 +64,7 @@ import TestSupport
         try f.writeBytes(Array(bat[0..<8]), at: (2 << 20) + 8)   // block 1 points at block 0's data
         f.close()
         let d = try open(img)
-        defer { try? d.close(); releaseLocks(of: d) }
+        defer { try? d.close() }
         let r = try d.check(repair: nil)
         #expect(r.corruptions >= 1)
         #expect(r.messages.contains { $0.contains("overlaps") })
@@ -102,7 +102,6 @@ import TestSupport
         #expect(rb.bytes[(1 << 20) + 512] == 0x42 && rb.bytes[0] == 0 && rb.bytes[(4 << 20) + 511] == 0x42 && rb.bytes[(4 << 20) + 512] == 0)
         q.close()
         try d.close()
-        releaseLocks(of: d)
         let ev = sink.events
         #expect(ev.contains { if case .allocated = $0 { return true }; return false })
         #expect(ev.contains { if case .tableUpdate(table: .bat, _, _, _) = $0 { return true }; return false })

@@ -14,10 +14,15 @@ import TestSupport
         var lines: [String] = []
         for i in 0..<400 { lines.append("write \(((i * 37) % 128) << 20) 4k 0x\(String(i % 200 + 16, radix: 16))") }
         try lines.joined(separator: "\n").write(toFile: script, atomically: true, encoding: .utf8)
-        let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["run", "--write", img, script])
-        usleep(250_000)
+        // Line-buffered: a "wrote ..." line is in the file once its write completed. Kill after
+        // 40 of the 400 writes, so the kill lands among allocating writes on any machine.
+        let out = dir + "/out.txt"
+        let p = try BackgroundProcess("stdbuf", ["-oL", TestSupport.blockscopeBinary, "run", "--write", img, script], stdoutPath: out)
+        let progressed = Progress.wait(child: p) { Progress.lineCount(out) >= 40 }
+        let exitedEarly = p.hasExited
         p.kill(SIGKILL)
         p.wait()
+        #expect(progressed && !exitedEarly, "the writer printed \(Progress.lineCount(out)) lines before the kill (exited: \(exitedEarly))")
         let copy = dir + "/copy.vhdx"
         try FileManager.default.copyItem(atPath: img, toPath: copy)
 

@@ -26,7 +26,7 @@ import TestSupport
         let vd = try #require(d as? VhdxDisk)
         #expect(vd.metadata.logEntriesWritten > 0)
         let batOffset = vd.metadata.batRegion.fileOffset
-        releaseLocks(of: d)   // "crash": no close, the header keeps its log GUID
+        vd.file.close()   // "crash": the descriptor (and its lock) go, the header keeps its log GUID
         let f = try SystemFile(path: img, writable: true)
         try f.writeBytes([UInt8](repeating: 0, count: 4096), at: batOffset)
         f.close()

@@ -101,7 +101,6 @@ import TestSupport
         group.wait()
         #expect(readBox.errors.isEmpty, "\(readBox.errors)")
         try disk.close()
-        releaseLocks(of: disk)
         let raw = dir + "/mirror.raw"
         try TestSupport.writeFile(raw, mirror)
         let cmp = try TestSupport.qemuImg(["compare", "-f", format, "-F", "raw", img, raw])

@@ -222,3 +222,39 @@ public final class BackgroundProcess: @unchecked Sendable {
         if status == nil { kill(); wait() }
     }
 }
+
+/// Waiting for progress instead of a fixed time: a busy CI machine (two cores shared with a
+/// release build) can be ten times slower than an idle one, so a test waits for the thing
+/// itself (a file that grows, a line printed, a counter) with a generous upper bound.
+public enum Progress {
+    /// The upper bound every progress wait uses unless told otherwise: long enough for a debug
+    /// binary on a machine whose cores are busy elsewhere, short enough to fail a hung test.
+    public static let defaultTimeout: Double = 180
+
+    /// Polls `condition` every `interval` seconds until it holds or `timeout` seconds pass;
+    /// returns whether it held. Polling stops early when `child` (if given) has exited and the
+    /// condition still does not hold, since nothing will change any more.
+    @discardableResult
+    public static func wait(timeout: Double = defaultTimeout, interval: Double = 0.005,
+                            child: BackgroundProcess? = nil, _ condition: () -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if condition() { return true }
+            if let child, child.hasExited { return condition() }
+            usleep(useconds_t(interval * 1_000_000))
+        }
+        return condition()
+    }
+
+    /// The size of the file at `path` in bytes, 0 when it does not exist.
+    public static func fileSize(_ path: String) -> Int {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : 0
+    }
+
+    /// The number of complete lines (newline bytes) in the file at `path`, 0 when it does not exist.
+    public static func lineCount(_ path: String) -> Int {
+        guard let d = try? Data(contentsOf: URL(fileURLWithPath: path)) else { return 0 }
+        return d.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
+    }
+}

@@ -54,6 +54,9 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
     if let w = lock.warning { warnings.append(w) }
 
     let file = try SystemFile(path: path, writable: options.writable, direct: options.direct && format == .raw)
+    // The lock lives exactly as long as the image's descriptor: the disk's close() (or the
+    // last reference going away) releases it; nobody releases it by hand.
+    file.holdLock(lock)
     let disk: any DiskFile
     switch format {
     case .raw:
@@ -65,36 +68,5 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
     case .vpc:
         disk = try VhdFormat.open(file: file, options: options, warnings: warnings)
     }
-    LockRegistry.shared.keep(lock, for: disk)
     return disk
-}
-
-/// Keeps each open disk's ``ImageLock`` alive as long as the disk object lives.
-final class LockRegistry: @unchecked Sendable {
-    static let shared = LockRegistry()
-    private var locks: [ObjectIdentifier: (lock: ImageLock, disk: WeakDisk)] = [:]
-    private var mutex = pthread_mutex_t()
-
-    init() { pthread_mutex_init(&mutex, nil) }
-
-    struct WeakDisk { weak var disk: (any DiskFile)? }
-
-    func keep(_ lock: ImageLock, for disk: any DiskFile) {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        locks = locks.filter { $0.value.disk.disk != nil }
-        locks[ObjectIdentifier(disk)] = (lock, WeakDisk(disk: disk))
-    }
-
-    /// Releases the lock of a disk that is being closed.
-    func release(_ disk: any DiskFile) {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        locks.removeValue(forKey: ObjectIdentifier(disk))?.lock.release()
-    }
-}
-
-/// Releases QEMU image locks held for `disk` (call after ``DiskFile/close()``).
-public func releaseLocks(of disk: any DiskFile) {
-    LockRegistry.shared.release(disk)
 }

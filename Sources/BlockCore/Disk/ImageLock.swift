@@ -47,13 +47,13 @@ public final class ImageLock: @unchecked Sendable {
             for p in [Permission.write, .consistentRead] where ImageLock.isHeld(fd, byte: 200 + p.rawValue) {
                 Glibc.close(fd)
                 self.fd = -1
-                throw BlockError(.locked, "image is locked: in use by another process that does not share \(p == .write ? "writes" : "reads") (QEMU lock byte \(200 + p.rawValue)); stop it or open without --write", path: path, operation: "lock")
+                throw BlockError(.locked, "image is locked: in use by another process that does not share \(p == .write ? "writes" : "reads") (QEMU lock byte \(200 + p.rawValue)); stop it or open read-only", path: path, operation: "lock")
             }
             // Unless writes are shared, nobody else may hold write.
             if !shareWrites && ImageLock.isHeld(fd, byte: 100 + Permission.write.rawValue) {
                 Glibc.close(fd)
                 self.fd = -1
-                throw BlockError(.locked, "image is locked: another process has it open for writing (QEMU lock byte 101); stop it or open without --write", path: path, operation: "lock")
+                throw BlockError(.locked, "image is locked: another process has it open for writing (QEMU lock byte 101); stop it or open read-only", path: path, operation: "lock")
             }
         } else if ImageLock.isHeld(fd, byte: 100 + Permission.write.rawValue) {
             warn = "\(path): warning: the image is open for writing in another process; what is shown may change underneath"

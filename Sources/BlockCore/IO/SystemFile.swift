@@ -18,6 +18,8 @@ public final class SystemFile: @unchecked Sendable {
     public let writable: Bool
     /// Whether the file was opened with `O_DIRECT`.
     public let direct: Bool
+    /// QEMU's image lock for this file, held until ``close()`` (see ``holdLock(_:)``).
+    private var lock: ImageLock?
 
     /// Opens `path` read-only or read-write. The corresponding C function is `open`.
     ///
@@ -57,9 +59,18 @@ public final class SystemFile: @unchecked Sendable {
 
     deinit { close() }
 
-    /// Closes the descriptor (idempotent). The corresponding C function is `close`.
+    /// Ties `lock` (QEMU's image locks on this path) to this descriptor's lifetime: ``close()``
+    /// or deinit releases it, so a disk that closes its file releases its lock on every path.
+    public func holdLock(_ lock: ImageLock) {
+        self.lock = lock
+    }
+
+    /// Closes the descriptor and releases the image lock it holds, if any (idempotent).
+    /// The corresponding C function is `close`.
     public func close() {
         if fd >= 0 { _ = Glibc.close(fd); fd = -1 }
+        lock?.release()
+        lock = nil
     }
 
     /// The file's size in bytes (`st_size`). The corresponding C function is `fstat`.

@@ -16,6 +16,7 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     private let cond = NSCondition()
     private var permits = 0
     private var held: [IoEvent] = []
+    private var releasedCount = 0
 
     /// Creates a gate in front of `downstream` (disabled: events pass straight through).
     public init(downstream: (any IoEventSink)?) {
@@ -41,12 +42,23 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
         cond.unlock()
     }
 
-    /// Lets `count` more events through.
+    /// Lets up to `count` of the events held now through. Presses are not banked: a step
+    /// while nothing is held, or beyond what is held and not yet let through, is discarded,
+    /// so a teacher who presses `s` ten times for a short request does not release the next
+    /// request unseen.
     public func step(_ count: Int = 1) {
         cond.lock()
-        permits += max(0, count)
+        permits = max(permits, min(max(0, count), held.count))
         cond.broadcast()
         cond.unlock()
+    }
+
+    /// How many events a ``step(_:)`` has let through since the gate was made: what a caller
+    /// waits on to know a step took effect (the held event may look the same before and after).
+    public var released: Int {
+        cond.lock()
+        defer { cond.unlock() }
+        return releasedCount
     }
 
     /// The oldest event waiting at the gate, if any (what the next ``step(_:)`` releases).
@@ -69,7 +81,7 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
             cond.lock()
             held.append(event)
             while enabled.load(ordering: .acquiring) && permits == 0 { cond.wait() }
-            if enabled.load(ordering: .relaxed) { permits -= 1 }
+            if enabled.load(ordering: .relaxed) { permits -= 1; releasedCount += 1 }
             if let i = held.firstIndex(of: event) { held.remove(at: i) }
             cond.unlock()
         }

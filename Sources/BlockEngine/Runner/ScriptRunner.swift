@@ -46,7 +46,7 @@ public final class ScriptRunner {
         let tag = nextTag
         nextTag += 1
         if cmd.isWrite && !disk.isWritable {
-            throw BlockError(.readOnly, "image is open read-only; give --write to modify it", path: disk.path)
+            throw BlockError(.readOnly, "image is open read-only: cannot modify it", path: disk.path)
         }
         switch cmd {
         case let .write(off, len, pat):

@@ -61,7 +61,7 @@ public final class Workload: @unchecked Sendable {
         var q = options.firstQueueID
         for j in jobs {
             if j.rw.writes && !j.verifyOnly && !disk.isWritable {
-                throw BlockError(.readOnly, "job '\(j.name)' writes (rw=\(j.rw.rawValue)); give --write to open the image for writing", path: disk.path)
+                throw BlockError(.readOnly, "job '\(j.name)' writes (rw=\(j.rw.rawValue)) but the image is open read-only", path: disk.path)
             }
             if j.bsMin % lbs != 0 || j.offset % lbs != 0 || j.alignment % lbs != 0 {
                 throw BlockError(.invalidArgument, "job '\(j.name)': bs, offset and blockalign must be multiples of the disk's \(lbs)-byte logical block (O_DIRECT)", path: disk.path)

@@ -45,7 +45,7 @@ public struct Replayer {
     /// Replays `requests` (in the order given); throws the first failed request's error.
     public func replay(_ requests: [TraceRequest]) throws(BlockError) -> Summary {
         if !disk.isWritable, let w = requests.first(where: { $0.op != .read }) {
-            throw BlockError(.readOnly, "the trace modifies the image (\(w.op) at \(hex(w.offset))); give --write", path: disk.path)
+            throw BlockError(.readOnly, "the trace modifies the image (\(w.op) at \(hex(w.offset))) but the image is open read-only", path: disk.path)
         }
         let maxLen = Int(requests.map { $0.length }.max() ?? 4096)
         let queue = try disk.makeQueue(QueueOptions(depth: depth, queueID: 0, engine: engine, eventSink: eventSink))

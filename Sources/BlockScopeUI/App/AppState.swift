@@ -20,6 +20,20 @@ public final class AppState {
     public var lastStep: String?
     /// The event waiting at the step gate, explained.
     public var heldEvent: String?
+    /// Every event step mode let through, explained, oldest first (the last 500): a frame
+    /// can fold several at once, and none of them may go unexplained.
+    public private(set) var stepHistory: [String] = []
+    /// How many events step mode has explained since the app started (not bounded like
+    /// ``stepHistory``): what a caller waits on to know a released event reached the view.
+    public private(set) var stepsExplained = 0
+
+    /// Records the explanation of one event step mode let through.
+    func noteStep(_ line: String) {
+        lastStep = line
+        stepHistory.append(line)
+        if stepHistory.count > 500 { stepHistory.removeFirst(stepHistory.count - 500) }
+        stepsExplained += 1
+    }
     /// Events the UI lost because it drained too slowly.
     public var lostEvents: UInt64 = 0
     /// Whether a command is running in the worker.

@@ -46,7 +46,7 @@ public final class TUIApp {
     public private(set) var theme: Theme
     let options: TUIOptions
     private let stream = EventStream(queues: 16, capacityPerQueue: 1 << 13)
-    private let gate: StepGate
+    let gate: StepGate
     private let subscription: EventSubscription
     private var worker: CommandWorker?
     private var job: JobHost?
@@ -111,15 +111,14 @@ public final class TUIApp {
     /// Folds pending events and worker output into the state, runs the next script line
     /// when the worker is idle, and reloads metadata after changes (at most every 300 ms).
     public func pump() {
-        var last: IoEvent?
+        let stepping = state.stepMode
         subscription.drain(maxPerQueue: 4096) { e in
             state.live.apply(e)
-            last = e
+            if stepping { state.noteStep(Explain.line(e)) }
         }
         state.lostEvents = subscription.lostEvents
         state.live.tick()
         if state.stepMode {
-            if let last { state.lastStep = Explain.line(last) }
             state.heldEvent = gate.heldEvent.map(Explain.line)
         }
         for line in worker?.takeOutput() ?? [] {
@@ -317,7 +316,6 @@ public final class TUIApp {
         subscription.cancel()
         if let d = state.image.disk {
             try? d.close()
-            releaseLocks(of: d)
         }
     }
 }

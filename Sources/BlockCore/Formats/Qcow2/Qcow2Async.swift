@@ -294,8 +294,13 @@ public final class QcowAsync: AsyncIo {
             if !own && backingInFlight == 0 {
                 // Only requests waiting for another queue's allocation or flush remain.
                 if deferred.isEmpty { return }
-                usleep(50)
+                // Retry; if everything is still blocked, sleep until another queue's commit
+                // or flush end bumps the metadata's change signal (no polling).
+                let seen = disk.metadata.changes.generation
                 retryDeferred()
+                if ctx.inFlight == 0 && backingInFlight == 0 && ready.isEmpty && !deferred.isEmpty {
+                    disk.metadata.changes.wait(past: seen)
+                }
                 continue
             }
             if backingInFlight == 0 {

@@ -111,7 +111,7 @@ extension QcowAsync {
         let plan: Qcow2WritePlan
         do throws(BlockError) {
             if !disk.isWritable {
-                throw BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: disk.path, guestOffset: offset, operation: "\(op)")
+                throw BlockError(.readOnly, "image is open read-only: cannot \(op)", path: disk.path, guestOffset: offset, operation: "\(op)")
             }
             plan = op == .write
                 ? try disk.metadata.planWrite(offset: offset, length: length, events: sink != nil)

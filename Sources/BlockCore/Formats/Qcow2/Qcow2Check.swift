@@ -13,7 +13,7 @@ extension Qcow2Disk {
     /// re-checks, as `qemu-img check -r` does.
     public func check(repair: RepairMode?) throws(BlockError) -> CheckReport {
         if repair != nil && !isWritable {
-            throw BlockError(.readOnly, "repair needs a writable open; give --write", path: path, operation: "check")
+            throw BlockError(.readOnly, "repair needs a writable open", path: path, operation: "check")
         }
         var first = try runCheck(fix: repair)
         guard repair != nil else {

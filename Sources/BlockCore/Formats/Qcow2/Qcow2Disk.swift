@@ -65,7 +65,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             w.append("\(path): warning: the image is marked corrupt (opened read-only)")
         }
         if h.isDirty && !options.writable {
-            w.append("\(path): warning: the image is dirty (lazy refcounts, not closed cleanly): refcounts may be stale until `check -r all --write` repairs them")
+            w.append("\(path): warning: the image is dirty (lazy refcounts, not closed cleanly): refcounts may be stale until a writable open or a check with repair rebuilds them")
         }
         if h.cryptMethod != 0 {
             w.append("\(path): warning: the image is encrypted (\(h.cryptMethod == 1 ? "aes" : "luks")): metadata only, data reads are refused")
@@ -236,7 +236,6 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
         if isWritable { try metadata.finishWrites(dataFile: dataFile, useRing: usesRing) }
         if let backing {
             try backing.close()
-            releaseLocks(of: backing)
         }
         if dataFile !== file { dataFile.close() }
         directDataFile?.close()

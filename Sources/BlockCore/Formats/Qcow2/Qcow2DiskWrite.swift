@@ -7,11 +7,12 @@ import Glibc
 /// `pread`/`pwrite`.
 extension Qcow2Disk {
     /// Runs a planner until it is not `.busy` (another thread's allocation of the same
-    /// cluster is in flight: it completes on that thread, so a short sleep suffices).
+    /// cluster is in flight: that thread's commit wakes this one through `metadata.changes`).
     func waitForPlan(_ body: () throws(BlockError) -> Qcow2WritePlan) throws(BlockError) -> [Qcow2ClusterWrite] {
         while true {
+            let seen = metadata.changes.generation
             switch try body() {
-            case .busy: usleep(50)
+            case .busy: metadata.changes.wait(past: seen)
             case let .ready(pieces, _): return pieces
             }
         }

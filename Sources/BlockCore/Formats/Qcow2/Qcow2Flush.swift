@@ -74,6 +74,7 @@ extension QcowMetadata {
     /// unpinned unless changed again); on failure they are dirty again.
     public func endFlush(_ batch: Qcow2FlushBatch, success: Bool) {
         if batch.seq == 0 { return }
+        defer { changes.bump() }
         state.withLock { s in
             s.w.flushing = false
             if success {
@@ -102,8 +103,9 @@ extension QcowMetadata {
     public func flushSynchronously(dataFile: SystemFile, useRing: Bool = false) throws(BlockError) {
         var batch: Qcow2FlushBatch? = nil
         while batch == nil {
+            let seen = changes.generation
             batch = try beginFlush()
-            if batch == nil { usleep(100) }
+            if batch == nil { changes.wait(past: seen) }   // another queue's flush ends and bumps
         }
         let b = batch!
         do throws(BlockError) {

@@ -108,6 +108,9 @@ public final class QcowMetadata: Sendable {
     public let fileSize: UInt64
     /// L2 tables the cache may hold.
     public let l2CacheCapacity: Int
+    /// Bumped whenever a commit or the end of a flush may unblock a request another queue
+    /// deferred (a busy cluster, a flush in progress): deferred requests wait on it.
+    public let changes = ChangeSignal()
     let state: Mutex<QcowMetadataState>
 
     /// Reads header, extensions, snapshot table, L1 and refcount table of an open image.

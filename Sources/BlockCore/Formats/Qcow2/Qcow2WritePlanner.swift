@@ -6,7 +6,7 @@ extension QcowMetadata {
     /// lazy-refcounts image on its first write.
     func checkWritable(_ s: inout QcowMetadataState, _ offset: UInt64, _ op: String) throws(BlockError) {
         if !s.w.prepared {
-            throw BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: file.path, guestOffset: offset, operation: op)
+            throw BlockError(.readOnly, "image is open read-only: cannot \(op)", path: file.path, guestOffset: offset, operation: op)
         }
         if s.w.incompatible & Qcow2Feature.corrupt != 0 {
             throw BlockError(.corruptImage, "qcow2: the image is marked corrupt; writes are refused (repair with qemu-img check -r all)", path: file.path, guestOffset: offset, operation: op)
@@ -221,6 +221,7 @@ extension QcowMetadata {
     func rollback(_ s: inout QcowMetadataState, _ tokens: [UInt64]) {
         var none: [IoEventPayload]? = nil
         for t in tokens { try? finishWriter(&s, t, success: false, events: &none) }
+        changes.bump()   // the clusters those records held are free for deferred requests again
     }
 
     /// Whether cluster-relative bytes `[a, b)` of a cluster with entry `e` read as zeroes
@@ -396,6 +397,7 @@ extension QcowMetadata {
     /// cluster is released after the next flush; a failed write's new cluster is released.
     public func commit(_ tokens: [UInt64], success: Bool, events wantEvents: Bool = false) throws(BlockError) -> [IoEventPayload] {
         if tokens.isEmpty { return [] }
+        defer { changes.bump() }
         return try state.withLock { (s) throws(BlockError) -> [IoEventPayload] in
             var ev: [IoEventPayload]? = wantEvents ? [] : nil
             var firstError: BlockError?

@@ -32,7 +32,7 @@ public final class RawAsync: AsyncIo {
             return BlockError(.outOfBounds, "\(op) of \(length) bytes at \(hex(offset)) ends past the end of the disk (size \(disk.logicalSize))", path: disk.path, guestOffset: offset, operation: op)
         }
         if write && !disk.isWritable {
-            return BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: disk.path, guestOffset: offset, operation: op)
+            return BlockError(.readOnly, "image is open read-only: cannot \(op)", path: disk.path, guestOffset: offset, operation: op)
         }
         return nil
     }

@@ -42,7 +42,7 @@ public final class RawDisk: DiskFile, @unchecked Sendable {
             throw BlockError(.outOfBounds, "\(op) of \(length) bytes at \(hex(offset)) ends past the end of the disk (size \(logicalSize))", path: path, guestOffset: offset, operation: op)
         }
         if op != "read" && !isWritable {
-            throw BlockError(.readOnly, "image is open read-only; give --write to \(op)", path: path, guestOffset: offset, operation: op)
+            throw BlockError(.readOnly, "image is open read-only: cannot \(op)", path: path, guestOffset: offset, operation: op)
         }
     }
 

@@ -28,7 +28,7 @@ extension VhdFormat {
         var parentAbs = "", parentRel = ""
         if let p = options.parent {
             let parent = try openDisk(p, options: OpenOptions(writable: false, format: nil))
-            defer { try? parent.close(); releaseLocks(of: parent) }
+            defer { try? parent.close() }
             if size == 0 { size = parent.logicalSize }
             parentFooter = (parent as? VhdDisk)?.footer
             (parentAbs, parentRel) = VhdxFormat.parentPaths(child: path, parent: p)

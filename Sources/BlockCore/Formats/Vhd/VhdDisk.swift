@@ -170,7 +170,7 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
     /// Flushes and closes the file and the parent.
     public func close() throws(BlockError) {
         try flush()
-        if let parent { try parent.close(); releaseLocks(of: parent) }
+        if let parent { try parent.close() }
         if dataFile !== file { dataFile.close() }
         file.close()
     }

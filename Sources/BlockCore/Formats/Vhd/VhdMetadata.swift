@@ -103,7 +103,7 @@ public final class VhdMetadata: @unchecked Sendable {
     /// differencing disk a block is first filled from the parent and its bitmap set to ones.
     public func mapForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32, request: UInt64, sink: (any IoEventSink)?) throws(BlockError) -> [BlockRegion] {
         try lock.locked { () throws(BlockError) in
-            guard writable else { throw BlockError(.readOnly, "image is open read-only; give --write to modify it", path: file.path, operation: "write") }
+            guard writable else { throw BlockError(.readOnly, "image is open read-only: cannot modify it", path: file.path, operation: "write") }
             var out: [BlockRegion] = []
             let bs = UInt64(dynamic.blockSize)
             let diff = footer.diskType == .differencing

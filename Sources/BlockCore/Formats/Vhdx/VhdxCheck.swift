@@ -90,7 +90,7 @@ extension VhdxDisk {
             if m.replayedInMemory {
                 r.corruptions += 1
                 r.messages.append("the log holds \(m.replayedEntries) entries that have not been replayed into the file")
-                if repair != nil { r.repairActions.append("open with --write to replay the log") }
+                if repair != nil { r.repairActions.append("a writable open replays the log") }
             } else {
                 r.corruptionsFixed += 1
                 r.repairActions.append("replayed \(m.replayedEntries) log entries")

@@ -34,7 +34,7 @@ extension VhdxFormat {
         let mb = VhdxLayout.mb
         if let parentPath = options.parent {
             let parent = try openDisk(parentPath, options: OpenOptions(writable: false))
-            defer { try? parent.close(); releaseLocks(of: parent) }
+            defer { try? parent.close() }
             if size == 0 { size = parent.logicalSize }
             let (abs, rel) = parentPaths(child: path, parent: parentPath)
             var linkage = VhdxGuid.zero.description

@@ -50,7 +50,7 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
                                 minimumIoSize: Int(items.logicalSectorSize), optimalIoSize: Int(items.blockSize))
         var w = warnings
         if metadata.replayedInMemory {
-            w.append("\(file.path): vhdx: the log holds \(metadata.replayedEntries) unreplayed entries; replayed in memory only (open with --write to replay them into the file)")
+            w.append("\(file.path): vhdx: the log holds \(metadata.replayedEntries) unreplayed entries; replayed in memory only (a writable open replays them into the file)")
         }
         if items.hasParent {
             let (p, pp) = try VhdxDisk.openParent(path: file.path, locator: items.parentLocator ?? [:], options: options)
@@ -197,7 +197,7 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     public func close() throws(BlockError) {
         if isWritable { try file.sync(dataOnly: true) }
         try metadata.close()
-        if let parent { try parent.close(); releaseLocks(of: parent) }
+        if let parent { try parent.close() }
         if dataFile !== file { dataFile.close() }
         file.close()
     }

@@ -296,7 +296,7 @@ public final class VhdxMetadata: @unchecked Sendable {
     private func startSession() throws(BlockError) {
         if sessionStarted { return }
         guard writable else {
-            throw BlockError(.readOnly, "image is open read-only; give --write to modify it", path: file.path, operation: "write")
+            throw BlockError(.readOnly, "image is open read-only: cannot modify it", path: file.path, operation: "write")
         }
         if header.logLength == 0 || header.logOffset < VhdxLayout.mb {
             throw BlockError(.corruptImage, "vhdx: the image has no log region; blockscope writes metadata only through the log", path: file.path, operation: "write")
