@@ -54,8 +54,7 @@ struct Serve: ParsableCommand {
             serveLog("serving \(image) (\(disk.format.rawValue), \(disk.logicalSize) bytes, \(write ? "read-write" : "read-only")) at \(address)")
             try server.run(handleSignals: true)
             try disk.flush()
-            try disk.close()
-            releaseLocks(of: disk)
+            try disk.close()   // releases QEMU's image locks with the file
             serveLog("stopped: image flushed and closed")
         }
     }
