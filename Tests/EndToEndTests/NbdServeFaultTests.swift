@@ -88,6 +88,29 @@ import Glibc
         #expect(Array(raw[4096..<4100]) == [1, 2, 3, 4])
     }
 
+    @Test(arguments: ["qcow2", "vhdx"])
+    func aFlushOnOneConnectionMakesAnothersWritesDurable(_ format: String) throws {
+        let dir = try TestSupport.makeTempDir("nbd-multiconn"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/m.\(format)"
+        try TestSupport.qemuImg(["create", "-q", "-f", format, img, "16M"])
+        let b = try NbdServerProcess.blockscope(img, dir: dir, ["--write"])
+        let writer = try RawNbdClient(socket: b.socket), flusher = try RawNbdClient(socket: b.socket)
+        _ = try writer.handshake()
+        _ = try flusher.handshake()
+        let data = TestSupport.pseudoRandomBytes(count: 65536, seed: 11)
+        #expect(writer.request(type: 1, handle: 1, offset: 5 << 20, length: 65536, payload: data) == 0)
+        #expect(flusher.request(type: 3, handle: 2, offset: 0, length: 0) == 0)
+        // No clean shutdown: what the other connection's flush made durable must be there.
+        b.process.kill(SIGKILL)
+        b.process.wait()
+        // A VHDX left with a log is replayed by the next read-write open, as after any crash.
+        if format == "vhdx" { try TestSupport.qemuIo(img, format: format, ["flush"]) }
+        let raw = try TestSupport.qemuRaw(img, format: format)
+        #expect(Array(raw[(5 << 20) ..< (5 << 20) + 65536]) == data)
+        let check = try TestSupport.qemuImg(["check", "-f", format, img])
+        #expect(check.status == 0 || check.status == 3, "\(check.stdoutText)")
+    }
+
     @Test func readOnlyExportRefusesWritesWithEPERM() throws {
         let dir = try TestSupport.makeTempDir("nbd-ro"); defer { TestSupport.removeTempDir(dir) }
         let img = dir + "/r.qcow2"
