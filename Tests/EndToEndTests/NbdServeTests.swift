@@ -117,7 +117,7 @@ import TestSupport
         let b = try NbdServerProcess.blockscope(img, dir: dir, ["--write"])
         let json = dir + "/fio.json"
         let r = try TestSupport.run("fio", ["--name=verify", "--ioengine=nbd", "--uri=\(b.uri)", "--rw=randwrite", "--bs=4k",
-                                            "--iodepth=32", "--size=64M", "--io_size=16M", "--verify=crc32c", "--randrepeat=1",
+                                            "--iodepth=32", "--size=64M", "--io_size=16M", "--verify=crc32c", "--verify_state_save=0", "--randrepeat=1",
                                             "--output-format=json", "--output=\(json)"])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try JSONSerialization.jsonObject(with: TestSupport.readFile(json)) as? [String: Any]
@@ -138,7 +138,7 @@ import TestSupport
         for i in 0..<2 {
             clients.append(try BackgroundProcess("fio", ["--name=half\(i)", "--ioengine=nbd", "--uri=\(b.uri)", "--rw=randrw", "--bs=4k",
                                                          "--iodepth=16", "--offset=\(i * 32)M", "--size=32M", "--io_size=8M",
-                                                         "--verify=crc32c", "--output-format=json", "--output=\(dir)/fio\(i).json"],
+                                                         "--verify=crc32c", "--verify_state_save=0", "--output-format=json", "--output=\(dir)/fio\(i).json"],
                                                 stderrPath: dir + "/fio\(i).err"))
         }
         for (i, c) in clients.enumerated() {
