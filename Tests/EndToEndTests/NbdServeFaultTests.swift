@@ -35,7 +35,7 @@ import Glibc
         let victimClients = b.log.components(separatedBy: " connected").count - 1
         // Client 2: a verifying job on the other half, running through everything below.
         let worker = try BackgroundProcess("fio", ["--name=worker", "--ioengine=nbd", "--uri=\(b.uri)", "--rw=randwrite", "--bs=4k",
-                                                   "--iodepth=8", "--offset=32M", "--size=32M", "--io_size=24M", "--verify=crc32c",
+                                                   "--iodepth=8", "--offset=32M", "--size=32M", "--io_size=24M", "--verify=crc32c", "--verify_state_save=0",
                                                    "--output-format=json", "--output=\(dir)/worker.json"], stderrPath: dir + "/worker.err")
         victim.kill(SIGKILL)
         victim.wait()
