@@ -6,6 +6,7 @@
 # Each measurement starts a fresh server; "fresh" images are recreated first.
 #   N=3 RUNTIME=8 bash scripts/perf/nbd-vs-qemu-nbd.sh
 #   CACHE=none N=3 RUNTIME=8 bash scripts/perf/nbd-vs-qemu-nbd.sh
+#   ONLY="fresh.qcow2 randwrite 4k" N=7 bash scripts/perf/nbd-vs-qemu-nbd.sh
 # Needs a release build (swift build -c release), fio with ioengine=nbd, qemu-nbd.
 set -u
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -56,6 +57,8 @@ cases=(
   "fixed.vhdx randwrite 4k"
   "fixed.vhdx write 128k"
 )
+# ONLY="fresh.qcow2 randwrite 4k" runs one case.
+[ -n "${ONLY:-}" ] && cases=("$ONLY")
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 echo "cache=$CACHE rounds=$N runtime=${RUNTIME}s size=$SIZE"
