@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/blockscope
 
-.PHONY: deps build release demo test clean
+.PHONY: deps build release demo test clean vm-deps vm-test vm-test-reduced
 
 deps:
 	@bash scripts/install-deps.sh
@@ -20,6 +20,18 @@ demo: build
 # Builds everything (the end-to-end tests run the built binary) and runs the whole suite.
 test: build
 	$(SWIFT) test
+
+# Opt-in: boots a Linux guest (TCG) from a QCOW2 over a RAW backing file served by
+# `blockscope serve`; the guest reads, writes with O_DIRECT, syncs, powers off; the host checks.
+# About 30-40 s on a 2-core machine. vm-test-reduced is the same run with a 64 KiB payload (CI).
+vm-deps:
+	@bash scripts/install-deps.sh vm
+
+vm-test: build vm-deps
+	@bash scripts/vm-test.sh
+
+vm-test-reduced: build vm-deps
+	@VM_TEST_REDUCED=1 bash scripts/vm-test.sh
 
 clean:
 	rm -rf .build

@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "BlockCore", targets: ["BlockCore"]),
         .library(name: "BlockEngine", targets: ["BlockEngine"]),
         .library(name: "BlockScopeUI", targets: ["BlockScopeUI"]),
+        .library(name: "BlockServe", targets: ["BlockServe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -43,6 +44,12 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // The NBD server: protocol parsing (pure functions) and one queue per client connection.
+        // Knows BlockCore only; no workloads, no screen.
+        .target(
+            name: "BlockServe",
+            dependencies: ["BlockCore"]
+        ),
         // The terminal UI: draws what BlockEngine and BlockCore expose.
         .target(
             name: "BlockScopeUI",
@@ -52,7 +59,7 @@ let package = Package(
         .executableTarget(
             name: "blockscope",
             dependencies: [
-                "BlockCore", "BlockEngine", "BlockScopeUI",
+                "BlockCore", "BlockEngine", "BlockScopeUI", "BlockServe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -63,6 +70,7 @@ let package = Package(
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
         .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockServeTests", dependencies: ["BlockServe", "BlockCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages blockscope builds and tests with, when any is missing.
 set -euo pipefail
-pkgs=(liburing-dev libzstd-dev zlib1g-dev libncurses-dev pkg-config qemu-utils tmux strace fio)
+# libnbd-bin (nbdinfo) and fio (ioengine=nbd) are the NBD clients the serve tests use.
+pkgs=(liburing-dev libzstd-dev zlib1g-dev libncurses-dev pkg-config qemu-utils tmux strace fio libnbd-bin)
+# `install-deps.sh vm`: what scripts/vm-test.sh needs to boot a guest (make vm-test).
+if [ "${1:-}" = vm ]; then pkgs=(qemu-system-x86 linux-image-amd64 busybox-static cpio qemu-utils); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

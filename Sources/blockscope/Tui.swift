@@ -20,6 +20,8 @@ struct Tui: ParsableCommand {
     @Flag(name: .customLong("no-mouse"), help: "Do not capture the mouse.") var noMouse = false
     @Option(help: "I/O engine for commands: auto, uring or sync.") var engine: EngineKind = .auto
     @Flag(help: "Open the image's data with O_DIRECT (bypass the page cache), as jobs with direct=1 expect.") var direct = false
+    @Option(help: "Also serve the image over NBD: unix:PATH or tcp:PORT (127.0.0.1); each client shows as a queue in In-flight/Completions.")
+    var serve: String?
     @Option(help: .hidden) var statsFile: String?
 
     func run() throws {
@@ -37,7 +39,10 @@ struct Tui: ParsableCommand {
         }
         do {
             let app = try TUIApp(options: o)
+            let server = try serve.map { try TuiServer.start(spec: $0, app: app) }
             let status = try app.run(mouse: o.mouse)
+            // The connect/disconnect lines, kept while the screen was the terminal's.
+            for line in server?.stop() ?? [] { printError("blockscope serve: " + line) }
             // After the terminal is restored: what closing did, on the shell's screen.
             if let line = app.closingLine { print(line) }
             if status != 0 { throw ExitCode(status) }

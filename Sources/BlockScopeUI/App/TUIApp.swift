@@ -81,6 +81,9 @@ public final class TUIApp {
     var seenMetadataVersion = 0
     var wasBusy = false
     var closed = false
+    /// Where I/O from outside the app (`tui --serve` clients) publishes its events: the step
+    /// gate in front of the views' event stream. Its stream routes queue IDs 0..<16.
+    public var eventSink: any IoEventSink { gate }
     /// Called when a `theme` command switches themes (the terminal redefines its colours).
     public var onThemeChange: ((Theme) -> Void)?
 

@@ -1,0 +1,88 @@
+import BlockCore
+import Synchronization
+
+/// What one export offers every connection: the open disk, its size and transmission flags,
+/// block-size constraints, the shared allocation map and the server-wide counters.
+///
+/// Shared by all connection threads; everything here is immutable or atomic.
+public final class NbdExport: Sendable {
+    /// The open image; each connection makes its own queue on it.
+    public let disk: any DiskFile
+    /// The export's name ("" is the default export clients get without naming one).
+    public let name: String
+    /// A description sent with NBD_INFO_DESCRIPTION and NBD_OPT_LIST.
+    public let exportDescription: String
+    /// Guest size in bytes.
+    public let size: UInt64
+    /// Whether writes are accepted (`--write`).
+    public let writable: Bool
+    /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply.
+    public let flags: Nbd.TransmissionFlags
+    /// Minimum block size advertised: 1 (any byte offset and length work), 512 for VHDX,
+    /// whose sector-based driver qemu-nbd also advertises as 512 (clients then align), and
+    /// 4096 when the image's data is opened with O_DIRECT (`--cache none`).
+    public let minimumBlockSize: UInt32
+    /// Preferred block size advertised: 4 KiB, as qemu-nbd (smaller requests still work).
+    public let preferredBlockSize: UInt32
+    /// Largest READ/WRITE payload accepted, in bytes; longer requests get EOVERFLOW.
+    public let maximumPayload: UInt32
+    /// The `base:allocation` map shared by every connection.
+    public let allocation: NbdAllocationMap
+    /// Counters for `--stats` and the connect/disconnect log.
+    public let stats = NbdStats()
+    /// Receives each connection queue's I/O events (the TUI), or nil.
+    public let eventSink: (any IoEventSink)?
+
+    /// The default bound on one request's payload: 32 MiB, as qemu-nbd.
+    public static let defaultMaximumPayload: UInt32 = 32 << 20
+
+    /// Describes `disk` as an export. The flags advertise FLUSH and FUA always (a no-op on a
+    /// read-only export), TRIM, WRITE_ZEROES and FAST_ZERO when writable, CACHE, DF, and
+    /// CAN_MULTI_CONN: every queue shares the disk's metadata and file, so a flush on any
+    /// connection makes every completed write durable.
+    /// `direct` says the disk was opened with O_DIRECT (requests must then be 4 KiB aligned).
+    public init(disk: any DiskFile, name: String = "", maximumPayload: UInt32 = NbdExport.defaultMaximumPayload,
+                direct: Bool = false, eventSink: (any IoEventSink)? = nil) {
+        self.disk = disk
+        self.name = name
+        self.size = disk.logicalSize
+        self.writable = disk.isWritable
+        self.exportDescription = "blockscope \(disk.format.rawValue) \(disk.path)"
+        var f: Nbd.TransmissionFlags = [.hasFlags, .sendFlush, .sendFua, .sendDf, .sendCache, .canMultiConn]
+        if writable { f.formUnion([.sendTrim, .sendWriteZeroes, .sendFastZero]) } else { f.insert(.readOnly) }
+        self.flags = f
+        self.minimumBlockSize = direct ? 4096 : (disk.format == .vhdx ? 512 : 1)
+        self.preferredBlockSize = 4096
+        self.maximumPayload = maximumPayload
+        self.allocation = NbdAllocationMap(disk: disk)
+        self.eventSink = eventSink
+    }
+}
+
+/// Server-wide counters, updated with relaxed atomics by every connection thread.
+public final class NbdStats: Sendable {
+    /// Completed NBD_CMD_READs.
+    public let reads = Atomic<UInt64>(0)
+    /// Completed NBD_CMD_WRITEs.
+    public let writes = Atomic<UInt64>(0)
+    /// Completed flush, trim, zero, cache and block-status requests.
+    public let others = Atomic<UInt64>(0)
+    /// Bytes read by clients.
+    public let readBytes = Atomic<UInt64>(0)
+    /// Bytes written by clients.
+    public let writeBytes = Atomic<UInt64>(0)
+    /// Requests answered with an error.
+    public let errors = Atomic<UInt64>(0)
+    /// Sum of request latencies (receive of the header to reply sent), in nanoseconds.
+    public let latencyNs = Atomic<UInt64>(0)
+    /// Connected clients.
+    public let clients = Atomic<Int>(0)
+
+    /// Creates zeroed counters.
+    public init() {}
+
+    /// Completed requests of every kind.
+    public var requests: UInt64 {
+        reads.load(ordering: .relaxed) &+ writes.load(ordering: .relaxed) &+ others.load(ordering: .relaxed)
+    }
+}

@@ -1,0 +1,211 @@
+import BlockCore
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Where the server listens.
+public enum NbdListenAddress: Sendable, CustomStringConvertible {
+    /// A Unix socket at an absolute or relative path (created; removed on shutdown).
+    case unix(path: String)
+    /// TCP on `host` (an IPv4 or IPv6 literal or a name) and `port`.
+    case tcp(host: String, port: Int)
+
+    /// The address as a client URI (`nbd+unix:///?socket=…` or `nbd://host:port/`).
+    public var description: String {
+        switch self {
+        case let .unix(path): return "nbd+unix:///?socket=\(path)"
+        case let .tcp(host, port): return host.contains(":") ? "nbd://[\(host)]:\(port)/" : "nbd://\(host):\(port)/"
+        }
+    }
+}
+
+/// The NBD server: a listening socket, an accept loop, and one thread per client.
+///
+/// Each client thread owns its own ``AsyncIo`` queue of the export's disk (queue id = client
+/// number), so clients run in parallel and share the format's metadata as the engine's
+/// queues do (ADR 0002, ADR 0008). ``run()`` returns after ``stop()`` or, when
+/// `handleSignals` is set, SIGINT/SIGTERM: it stops accepting, lets every client finish
+/// its in-flight requests, and joins their threads. Closing the disk is the caller's job.
+public final class NbdServer: @unchecked Sendable {
+    /// What is served.
+    public let export: NbdExport
+    /// Where it listens.
+    public let address: NbdListenAddress
+    /// Receives one line per event (connect, disconnect, stats, shutdown).
+    public let log: @Sendable (String) -> Void
+    /// Seconds between `--stats` lines; nil for none.
+    public var statsInterval: Double? = nil
+    /// Queue IDs given to connections: the lowest free ID from `queueIDs.lowerBound` (reused
+    /// after a client leaves, so an event stream with a ring per queue ID sees one producer
+    /// per ring); when all are taken, IDs continue past the range.
+    public var queueIDs: Range<Int> = 1..<(1 << 30)
+    private let usedQueueIDs = Mutex(Set<Int>())
+
+    private var listenFD: Int32 = -1
+    private let stopPipe: (read: Int32, write: Int32)
+    private var threads: [pthread_t] = []
+    private var nextClient = 1
+
+    /// Prepares a server (nothing is bound until ``listen()``).
+    public init(export: NbdExport, address: NbdListenAddress, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
+        self.export = export
+        self.address = address
+        self.log = log
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else { throw BlockError.system(errno, "pipe") }
+        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+        stopPipe = (fds[0], fds[1])
+    }
+
+    deinit {
+        if listenFD >= 0 { Glibc.close(listenFD) }
+        Glibc.close(stopPipe.read)
+        Glibc.close(stopPipe.write)
+    }
+
+    /// Binds and listens; a stale Unix socket file at the path is replaced, any other file
+    /// there is an error.
+    public func listen() throws(BlockError) {
+        listenFD = try NbdListener.open(address)
+    }
+
+    /// Asks the accept loop and every client to stop (safe from any thread, idempotent).
+    public func stop() {
+        var b: UInt8 = 1
+        _ = Glibc.write(stopPipe.write, &b, 1)
+    }
+
+    /// Accepts clients until stopped, then drains them; returns when every client thread has
+    /// ended. With `handleSignals`, SIGINT and SIGTERM are blocked in every thread and taken
+    /// by a thread in `sigwait`, which logs and calls ``stop()`` (call before any other
+    /// thread is started; that thread stays in `sigwait` until the process exits).
+    public func run(handleSignals: Bool) throws(BlockError) {
+        if handleSignals { startSignalThread() }
+        signal(SIGPIPE, SIG_IGN)
+        let stats = statsInterval.map { NbdStatsReporter(stats: export.stats, interval: $0) }
+        var fds = [pollfd](repeating: pollfd(), count: 3)
+        while true {
+            fds[0] = pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)
+            fds[1] = pollfd(fd: -1, events: 0, revents: 0)
+            fds[2] = pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)
+            let timeout = stats.map { Int32($0.millisecondsToNext()) } ?? -1
+            let r = poll(&fds, 3, timeout)
+            if r < 0 && errno != EINTR { throw BlockError.system(errno, "poll") }
+            if let stats, let line = stats.tick() { log(line) }
+            if fds[2].revents != 0 { break }
+            if fds[0].revents != 0 { acceptOne() }
+        }
+        Glibc.close(listenFD)
+        listenFD = -1
+        if case let .unix(path) = address { unlink(path) }
+        for t in threads { pthread_join(t, nil) }
+        threads.removeAll()
+    }
+
+    private func takeQueueID(fallback: Int) -> Int {
+        usedQueueIDs.withLock { used in
+            var q = queueIDs.lowerBound
+            while used.contains(q) { q += 1 }
+            used.insert(q)
+            return q
+        }
+    }
+
+    private func returnQueueID(_ q: Int) {
+        _ = usedQueueIDs.withLock { $0.remove(q) }
+    }
+
+    private func startSignalThread() {
+        var mask = sigset_t()
+        sigemptyset(&mask)
+        sigaddset(&mask, SIGINT)
+        sigaddset(&mask, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &mask, nil)
+        let box = Unmanaged.passRetained(self as AnyObject).toOpaque()
+        var tid = pthread_t()
+        _ = pthread_create(&tid, nil, { arg in
+            let server = Unmanaged<AnyObject>.fromOpaque(arg!).takeRetainedValue() as! NbdServer
+            var mask = sigset_t()
+            sigemptyset(&mask)
+            sigaddset(&mask, SIGINT)
+            sigaddset(&mask, SIGTERM)
+            var sig: Int32 = 0
+            while sigwait(&mask, &sig) != 0 {}
+            server.log("\(sig == SIGINT ? "SIGINT" : "SIGTERM"): no new clients; draining \(server.export.stats.clients.load(ordering: .relaxed)) connected")
+            server.stop()
+            return nil
+        }, box)
+        pthread_detach(tid)
+    }
+
+    private func acceptOne() {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let fd = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listenFD, $0, &len) }
+        }
+        if fd < 0 { return }
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        let peer = NbdListener.describePeer(storage, address)
+        let id = nextClient
+        nextClient += 1
+        let qid = takeQueueID(fallback: id)
+        let conn = NbdConnection(id: id, queueID: qid, peer: peer, fd: fd, stopFD: stopPipe.read, export: export, log: log,
+                                 onEnd: { [weak self] in self?.returnQueueID(qid) })
+        let box = Unmanaged.passRetained(conn as AnyObject).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            let c = Unmanaged<AnyObject>.fromOpaque(arg!).takeRetainedValue() as! NbdConnection
+            c.run()
+            return nil
+        }, box)
+        if rc != 0 {
+            Unmanaged<AnyObject>.fromOpaque(box).release()
+            returnQueueID(qid)
+            log("client \(id) (\(peer)) refused: cannot start a thread (\(String(cString: strerror(rc))))")
+            Glibc.close(fd)
+            return
+        }
+        threads.append(tid)
+    }
+}
+
+/// Turns the server counters into one `--stats` line per interval.
+final class NbdStatsReporter {
+    let stats: NbdStats
+    let intervalNs: UInt64
+    var last: UInt64
+    var lastReads: UInt64 = 0, lastWrites: UInt64 = 0, lastOthers: UInt64 = 0
+    var lastReadBytes: UInt64 = 0, lastWriteBytes: UInt64 = 0, lastLatency: UInt64 = 0
+
+    init(stats: NbdStats, interval: Double) {
+        self.stats = stats
+        self.intervalNs = UInt64(max(0.1, interval) * 1e9)
+        self.last = monotonicNanos()
+    }
+
+    func millisecondsToNext() -> Int {
+        let now = monotonicNanos()
+        let due = last + intervalNs
+        return due <= now ? 0 : Int((due - now) / 1_000_000) + 1
+    }
+
+    /// A line when an interval has passed, else nil.
+    func tick() -> String? {
+        let now = monotonicNanos()
+        guard now >= last + intervalNs else { return nil }
+        let secs = Double(now - last) / 1e9
+        let r = stats.reads.load(ordering: .relaxed), w = stats.writes.load(ordering: .relaxed), o = stats.others.load(ordering: .relaxed)
+        let rb = stats.readBytes.load(ordering: .relaxed), wb = stats.writeBytes.load(ordering: .relaxed)
+        let lat = stats.latencyNs.load(ordering: .relaxed)
+        let n = (r - lastReads) + (w - lastWrites) + (o - lastOthers)
+        let avgUs = n > 0 ? Double(lat - lastLatency) / Double(n) / 1000 : 0
+        func f(_ v: Double) -> String { String(Int(v.rounded())) }
+        let line = "stats: \(stats.clients.load(ordering: .relaxed)) clients, read \(f(Double(r - lastReads) / secs)) IOPS \(f(Double(rb - lastReadBytes) / secs / 1048576)) MiB/s, write \(f(Double(w - lastWrites) / secs)) IOPS \(f(Double(wb - lastWriteBytes) / secs / 1048576)) MiB/s, other \(f(Double(o - lastOthers) / secs))/s, mean latency \(f(avgUs)) us, errors \(stats.errors.load(ordering: .relaxed))"
+        last = now
+        lastReads = r; lastWrites = w; lastOthers = o; lastReadBytes = rb; lastWriteBytes = wb; lastLatency = lat
+        return line
+    }
+}

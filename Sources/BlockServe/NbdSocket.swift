@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a connection ended early: a sentence for the server's log line.
+public struct NbdConnectionError: Error, Sendable, CustomStringConvertible {
+    /// What happened, e.g. "peer closed the connection mid-request".
+    public var description: String
+    /// Creates an error with a log sentence.
+    public init(_ description: String) { self.description = description }
+}
+
+/// One connected client socket (Unix or TCP). All calls come from the connection's own thread.
+///
+/// The descriptor is non-blocking; the blocking helpers wait with `poll` and also return when
+/// `stopFD` (the server's shutdown pipe) becomes readable. Writes use `MSG_NOSIGNAL`, so a
+/// vanished client is an error, never a SIGPIPE. The corresponding C calls are `recv`,
+/// `send`, `sendmsg` and `poll`.
+public final class NbdSocket {
+    /// The connected descriptor; closed by ``close()``.
+    public let fd: Int32
+    /// The server's shutdown pipe (read end); -1 for none.
+    public let stopFD: Int32
+    /// How long a blocking read waits during the handshake, in milliseconds.
+    public var handshakeTimeoutMs: Int32 = 30_000
+    private var closed = false
+
+    /// Wraps an accepted descriptor and makes it non-blocking.
+    public init(fd: Int32, stopFD: Int32) {
+        self.fd = fd
+        self.stopFD = stopFD
+        let fl = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, fl | O_NONBLOCK)
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    /// Whether the server asked every connection to stop.
+    public var stopRequested: Bool {
+        if stopFD < 0 { return false }
+        var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0
+    }
+
+    /// Reads exactly `count` bytes (handshake): waits up to the handshake timeout for each
+    /// chunk; fails when the peer closes, the timeout passes or the server stops.
+    public func readExact(_ count: Int) throws(NbdConnectionError) -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: count)
+        var got = 0
+        while got < count {
+            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+            if n > 0 { got += n; continue }
+            if n == 0 { throw NbdConnectionError(got == 0 ? "peer closed the connection" : "peer closed the connection mid-message") }
+            let e = errno
+            if e == EINTR { continue }
+            if e != EAGAIN && e != EWOULDBLOCK { throw NbdConnectionError("recv: \(String(cString: strerror(e)))") }
+            try waitReadable(timeoutMs: handshakeTimeoutMs)
+        }
+        return out
+    }
+
+    /// Waits until the socket is readable; throws on timeout or server stop.
+    func waitReadable(timeoutMs: Int32) throws(NbdConnectionError) {
+        var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+        let r = poll(&fds, stopFD >= 0 ? 2 : 1, timeoutMs)
+        if r == 0 { throw NbdConnectionError("no data from the peer for \(timeoutMs / 1000) s") }
+        if r < 0 { if errno == EINTR { return }; throw NbdConnectionError("poll: \(String(cString: strerror(errno)))") }
+        if stopFD >= 0 && fds[1].revents != 0 && fds[0].revents == 0 { throw NbdConnectionError("server shutting down") }
+    }
+
+    /// Reads what is available (never blocks): bytes read, 0 when the peer closed, -1 when
+    /// nothing is ready. Throws on a socket error.
+    public func readAvailable(into p: UnsafeMutableRawPointer, count: Int) throws(NbdConnectionError) -> Int {
+        while true {
+            let n = recv(fd, p, count, 0)
+            if n >= 0 { return n }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return -1 }
+            throw NbdConnectionError("recv: \(String(cString: strerror(e)))")
+        }
+    }
+
+    /// Sends all of `bytes`, waiting for room when the socket buffer is full.
+    public func writeAll(_ bytes: [UInt8]) throws(NbdConnectionError) {
+        var copy = bytes
+        let n = copy.count
+        var failure: NbdConnectionError? = nil
+        copy.withUnsafeMutableBytes { b in
+            var iov = iovec(iov_base: b.baseAddress, iov_len: n)
+            do throws(NbdConnectionError) { try writeAll(&iov, count: 1) } catch { failure = error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// Sends every byte described by `iov[0..<count]` (the array is consumed as it goes),
+    /// waiting for room when the socket buffer is full.
+    public func writeAll(_ iov: UnsafeMutablePointer<iovec>, count: Int) throws(NbdConnectionError) {
+        var first = 0
+        while first < count {
+            if iov[first].iov_len == 0 { first += 1; continue }
+            var msg = msghdr()
+            msg.msg_iov = iov + first
+            msg.msg_iovlen = min(count - first, 1024)
+            let n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+            if n < 0 {
+                let e = errno
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EWOULDBLOCK {
+                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                    let r = poll(&p, 1, 60_000)
+                    if r == 0 { throw NbdConnectionError("peer stopped reading replies for 60 s") }
+                    continue
+                }
+                throw NbdConnectionError("send: \(String(cString: strerror(e)))")
+            }
+            var left = n
+            while left > 0 && first < count {
+                let l = iov[first].iov_len
+                if left >= l { left -= l; iov[first].iov_len = 0; first += 1 } else {
+                    iov[first].iov_base = iov[first].iov_base! + left
+                    iov[first].iov_len = l - left
+                    left = 0
+                }
+            }
+        }
+    }
+
+    /// Closes the descriptor (once).
+    public func close() {
+        if closed { return }
+        closed = true
+        _ = Glibc.close(fd)
+    }
+
+    deinit { close() }
+}

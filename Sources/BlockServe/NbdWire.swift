@@ -1,0 +1,76 @@
+/// Reads big-endian integers and strings from untrusted bytes; every read checks bounds
+/// and returns nil instead of trapping.
+public struct NbdByteReader {
+    /// The bytes being read.
+    public let bytes: [UInt8]
+    /// Index of the next unread byte.
+    public private(set) var position = 0
+
+    /// Starts reading `bytes` at index 0.
+    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Bytes left to read.
+    public var remaining: Int { bytes.count - position }
+
+    /// Reads `n` bytes as a big-endian unsigned integer (n ≤ 8), or nil when too few remain.
+    public mutating func integer(_ n: Int) -> UInt64? {
+        guard n <= 8, remaining >= n else { return nil }
+        var v: UInt64 = 0
+        for i in 0..<n { v = v << 8 | UInt64(bytes[position + i]) }
+        position += n
+        return v
+    }
+
+    /// Reads a u16.
+    public mutating func u16() -> UInt16? { integer(2).map { UInt16(truncatingIfNeeded: $0) } }
+    /// Reads a u32.
+    public mutating func u32() -> UInt32? { integer(4).map { UInt32(truncatingIfNeeded: $0) } }
+    /// Reads a u64.
+    public mutating func u64() -> UInt64? { integer(8) }
+
+    /// Reads `n` bytes as UTF-8 (invalid sequences repaired), or nil when fewer remain.
+    public mutating func string(_ n: Int) -> String? {
+        guard n >= 0, remaining >= n else { return nil }
+        let s = String(decoding: bytes[position..<(position + n)], as: UTF8.self)
+        position += n
+        return s
+    }
+}
+
+/// Appends big-endian integers to a byte array.
+public struct NbdByteWriter {
+    /// The bytes written so far.
+    public var bytes: [UInt8] = []
+
+    /// Starts an empty buffer with room for `capacity` bytes.
+    public init(capacity: Int = 32) { bytes.reserveCapacity(capacity) }
+
+    /// Appends the low `n` bytes of `v`, most significant first.
+    public mutating func integer(_ v: UInt64, _ n: Int) {
+        for i in stride(from: n - 1, through: 0, by: -1) { bytes.append(UInt8(truncatingIfNeeded: v >> (UInt64(i) * 8))) }
+    }
+    /// Appends a u16.
+    public mutating func u16(_ v: UInt16) { integer(UInt64(v), 2) }
+    /// Appends a u32.
+    public mutating func u32(_ v: UInt32) { integer(UInt64(v), 4) }
+    /// Appends a u64.
+    public mutating func u64(_ v: UInt64) { integer(v, 8) }
+    /// Appends raw bytes.
+    public mutating func append(_ b: [UInt8]) { bytes += b }
+}
+
+/// Stores big-endian integers straight into memory (reply headers on the hot path).
+public enum NbdStore {
+    /// Writes `v` big-endian at `p + at`; the caller guarantees 2 bytes of room.
+    @inline(__always) public static func u16(_ p: UnsafeMutableRawPointer, _ at: Int, _ v: UInt16) {
+        p.storeBytes(of: v.bigEndian, toByteOffset: at, as: UInt16.self)
+    }
+    /// Writes `v` big-endian at `p + at`; the caller guarantees 4 bytes of room.
+    @inline(__always) public static func u32(_ p: UnsafeMutableRawPointer, _ at: Int, _ v: UInt32) {
+        p.storeBytes(of: v.bigEndian, toByteOffset: at, as: UInt32.self)
+    }
+    /// Writes `v` big-endian at `p + at`; the caller guarantees 8 bytes of room.
+    @inline(__always) public static func u64(_ p: UnsafeMutableRawPointer, _ at: Int, _ v: UInt64) {
+        p.storeBytes(of: v.bigEndian, toByteOffset: at, as: UInt64.self)
+    }
+}
