@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/blockscope
 
-.PHONY: deps build release demo test clean
+.PHONY: deps build release demo test fuzz clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -21,5 +21,12 @@ demo: build
 test: build
 	$(SWIFT) test
 
+# Builds the libFuzzer targets (Fuzz/, into .build-fuzz, sanitizers on) and runs each for
+# FUZZ_SECONDS, one line per target: `fuzz TARGET: N execs, C crashes`. Non-zero on any
+# crash; crashing inputs stay in fuzz-crashes/TARGET/. CI: .ci/fuzz-smoke. See docs/FUZZING.md.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz/run.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz
