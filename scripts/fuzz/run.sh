@@ -7,8 +7,8 @@
 #
 # Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (space-separated subset),
 # FUZZ_NICE (nice level, default 0), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs).
-# A target that crashes is restarted with the time left, so C counts every crash found
-# within FUZZ_SECONDS (at most 20 per target).
+# A target that crashes is restarted with the time left (scripts/fuzz/fuzz-one.sh), so C
+# counts every crash found within FUZZ_SECONDS (at most 21 per target).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -52,37 +52,10 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 export SWIFT_BACKTRACE=enable=no
 failed=0
 for t in $targets; do
-    corpus=$scratch/corpus/$t
-    crashes=$root/fuzz-crashes/$t
-    log=$scratch/logs/$t.log
-    mkdir -p "$corpus" "$crashes"
-    : > "$log"
-    execs=0 found=0 runs=0
-    deadline=$(( $(date +%s) + seconds ))
-    while :; do
-        left=$(( deadline - $(date +%s) ))
-        [ "$left" -ge 1 ] || break
-        [ "$runs" -lt 21 ] || break
-        runs=$((runs + 1))
-        before=$(ls "$crashes" | wc -l)
-        # shellcheck disable=SC2086
-        nice -n "$nicelevel" "$bin/$t" "$corpus" "$seeds/$t" -dict="$(dict_of "$t")" \
-            -max_total_time="$left" -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
-            -print_final_stats=1 -artifact_prefix="$crashes/" ${FUZZ_ARGS:-} >> "$log" 2>&1
-        rc=$?
-        n=$(grep -a 'stat::number_of_executed_units' "$log" | tail -1 | awk '{print $2}')
-        execs=$(( execs + ${n:-0} ))
-        # Mark this run's stats as counted.
-        sed -i 's/^stat::number_of_executed_units/counted::number_of_executed_units/' "$log"
-        after=$(ls "$crashes" | wc -l)
-        found=$(( found + after - before ))
-        if [ "$rc" -ne 0 ] && [ "$after" -eq "$before" ]; then
-            # Died without an artifact (e.g. killed): count it, do not spin.
-            found=$((found + 1)); break
-        fi
-        [ "$rc" -ne 0 ] || break
-    done
-    echo "fuzz $t: $execs execs, $found crashes"
-    [ "$found" -eq 0 ] || failed=1
+    mkdir -p "$scratch/corpus/$t"
+    # shellcheck disable=SC2086
+    nice -n "$nicelevel" bash scripts/fuzz/fuzz-one.sh "$bin/$t" "$t" "$seconds" "$root/fuzz-crashes/$t" \
+        "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" -dict="$(dict_of "$t")" \
+        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 ${FUZZ_ARGS:-} || failed=1
 done
 exit "$failed"

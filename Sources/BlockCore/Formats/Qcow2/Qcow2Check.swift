@@ -101,13 +101,19 @@ struct CheckContext {
         inc(h.snapshotsOffset, disk.metadata.snapshotTableBytes)
         inc(h.refcountTableOffset, h.refcountTableBytes)
         if let e = disk.metadata.extensions.encryption { inc(e.offset, e.length) }
-        if let b = disk.metadata.extensions.bitmaps, b.count > 0 {
+        if let b = disk.metadata.extensions.bitmaps, b.count > 0, b.directorySize > Qcow2BitmapsExtension.maxDirectorySize {
+            // QEMU refuses such an image at open; counting its clusters would mark up to a
+            // million clusters past the end of the file.
+            problem("ERROR bitmap directory size \(b.directorySize) exceeds the maximum supported size (\(Qcow2BitmapsExtension.maxDirectorySize))")
+        } else if let b = disk.metadata.extensions.bitmaps, b.count > 0 {
             inc(b.directoryOffset, b.directorySize)
-            if b.directorySize <= 64 << 20, b.directoryOffset + b.directorySize <= disk.metadata.fileSize {
+            let dirEnd = b.directoryOffset.addingReportingOverflow(b.directorySize)
+            if !dirEnd.overflow && dirEnd.partialValue <= disk.metadata.fileSize {
                 let dir = try disk.file.readBytes(at: b.directoryOffset, count: Int(b.directorySize))
                 for bm in (try? Qcow2Bitmap.parseDirectory(dir, count: b.count, path: disk.path)) ?? [] {
                     inc(bm.tableOffset, UInt64(bm.tableSize) * 8)
-                    if UInt64(bm.tableSize) * 8 <= 64 << 20, bm.tableOffset + UInt64(bm.tableSize) * 8 <= disk.metadata.fileSize {
+                    let tableEnd = bm.tableOffset.addingReportingOverflow(UInt64(bm.tableSize) * 8)
+                    if UInt64(bm.tableSize) * 8 <= 64 << 20, !tableEnd.overflow, tableEnd.partialValue <= disk.metadata.fileSize {
                         let t = try QcowMetadata.readTable(disk.file, at: bm.tableOffset, entries: Int(bm.tableSize))
                         for e in t where e & Qcow2Entry.offsetMask != 0 { inc(e & Qcow2Entry.offsetMask, cs) }
                     }

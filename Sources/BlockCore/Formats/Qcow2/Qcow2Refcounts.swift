@@ -56,16 +56,20 @@ struct RefcountArray {
     mutating func add(offset: UInt64, length: UInt64, clusterBits: UInt32, limit: Int) -> (overflows: Int, pastLimit: Int) {
         if length == 0 { return (0, 0) }
         let first = offset >> UInt64(clusterBits)
-        let last = (offset + length - 1) >> UInt64(clusterBits)
-        var overflows = 0, past = 0
+        // A range from a size field may reach past 2^64 or far past the file: such a range
+        // is one problem and counts no cluster (a 2^56-byte bitmap directory once made check
+        // step through every cluster of it, one problem each, for minutes).
+        let (end, wrapped) = offset.addingReportingOverflow(length - 1)
+        let last = end >> UInt64(clusterBits)
+        if wrapped || last >= UInt64(limit) { return (0, 1) }
+        var overflows = 0
         var k = first
         while k <= last {
-            if k >= UInt64(limit) { past += 1; k += 1; continue }
             let i = Int(k)
             if i >= counts.count { counts += [UInt64](repeating: 0, count: i + 1 - counts.count) }
             if counts[i] == max { overflows += 1 } else { counts[i] += 1 }
             k += 1
         }
-        return (overflows, past)
+        return (overflows, 0)
     }
 }
