@@ -44,15 +44,17 @@ import TestSupport
         try FileManager.default.copyItem(atPath: img, toPath: viaQemu)
         #expect(try TestSupport.qemuImg(["check", "-f", "vhdx", img]).status == 0, "qemu-img accepts the crafted file")
 
+        try TestSupport.qemuImg(["convert", "-f", "vhdx", "-O", "raw", img, raw])
         try "write 0 64k 0xab\nwrite 3M 4k 0x5c\nzero 16k 4k\nfsync\n".write(toFile: dir + "/w.script", atomically: true, encoding: .utf8)
-        let r = try TestSupport.blockscope(["run", "--write", "--mirror", raw, img, dir + "/w.script"])
+        let r = try TestSupport.blockscope(["run", "--write", img, dir + "/w.script"])
         #expect(r.status == 0, "run --write on the crafted file: \(r.stderr)")
         #expect(!r.stderr.contains("overflow"))
 
         let check = try TestSupport.qemuImg(["check", "-f", "vhdx", img])
         #expect(check.status == 0, "qemu-img check after the writes: \(check.stdoutText) \(check.stderr)")
+        try TestSupport.qemuIo(raw, format: "raw", ["write -P 0xab 0 64k", "write -P 0x5c 3M 4k", "write -z 16k 4k"])
         let cmp = try TestSupport.qemuImg(["compare", "-f", "vhdx", "-F", "raw", img, raw])
-        #expect(cmp.status == 0, "guest content equals the raw mirror: \(cmp.stdoutText)")
+        #expect(cmp.status == 0, "guest content equals qemu-io's writes to a raw copy: \(cmp.stdoutText)")
         // The same writes through QEMU: both wrap past 2^64 to small numbers.
         try TestSupport.qemuIo(viaQemu, format: "vhdx", ["write -P 0xab 0 64k", "write -P 0x5c 3M 4k", "write -z 16k 4k"])
         let cmpQemu = try TestSupport.qemuImg(["compare", "-f", "vhdx", "-F", "vhdx", img, viaQemu])
@@ -80,8 +82,11 @@ import TestSupport
         let empty = dir + "/empty.raw", top = dir + "/base.qcow2"
         try TestSupport.writeFile(empty, [])
         try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-b", empty, "-F", "raw", top, "1M"])
-        // qemu-img opens a 0-byte raw backing file; blockscope refuses it (nothing to probe),
-        // and must say which image refers to it and where the reference is.
+        // Without the backing-format extension (its type renamed to one nobody knows, which
+        // qemu-img skips) the backing file is probed: a 0-byte file is no image. The error
+        // must say which image refers to it and where the reference is.
+        let ext = try #require(try headerExtension(top, type: 0xe279_2aca))
+        try patch(top, at: ext - 8, [0x12, 0x34, 0x56, 0x78])
         let off = try backingFileOffset(top)
         let r = try TestSupport.blockscope(["info", top])
         #expect(r.status != 0)
@@ -119,14 +124,16 @@ import TestSupport
         let past = UInt64(size / 4096)
         try patch(img, at: rb + 2 * past, [0, 1, 0, 1])   // clusters past EOF: refcount 1
         #expect(try TestSupport.qemuImg(["check", img]).status == 0, "qemu-img sees no problem before the writes")
+        try TestSupport.qemuImg(["convert", "-f", "qcow2", "-O", "raw", img, raw])
 
         try "write 64k 8k 0x22\nwrite 512k 4k 0x33\nfsync\n".write(toFile: dir + "/w.script", atomically: true, encoding: .utf8)
-        let r = try TestSupport.blockscope(["run", "--write", "--mirror", raw, img, dir + "/w.script"])
+        let r = try TestSupport.blockscope(["run", "--write", img, dir + "/w.script"])
         #expect(r.status == 0, "\(r.stderr)")
         let check = try TestSupport.qemuImg(["check", "--output=json", img])
         #expect(!check.stdoutText.contains("\"corruptions\""), "no corruption after the writes: \(check.stdoutText)")
         #expect(check.status == 0 || check.status == 3, "clean or leaks only: \(check.stdoutText)")
-        #expect(try TestSupport.qemuImg(["compare", "-f", "qcow2", "-F", "raw", img, raw]).status == 0)
+        try TestSupport.qemuIo(raw, format: "raw", ["write -P 0x22 64k 8k", "write -P 0x33 512k 4k"])
+        #expect(try TestSupport.qemuImg(["compare", "-f", "qcow2", "-F", "raw", img, raw]).status == 0, "content as qemu-io writes it")
     }
 
     @Test func qcow2CheckOfAHugeBitmapDirectoryEndsWithOneProblem() throws {

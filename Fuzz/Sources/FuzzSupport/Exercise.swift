@@ -9,7 +9,7 @@ import BlockCore
 /// `sequentialBytes` of the disk in order, so one input costs a bounded time.
 public enum Exercise {
     /// Runs info, map, check and the reads on `disk`, ignoring `BlockError`s.
-    public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 64, sequentialBytes: UInt64 = 1 << 20) {
+    public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 32, sequentialBytes: UInt64 = 256 << 10) {
         _ = try? disk.info()
         _ = try? disk.physicalSize()
         var extents: [MapExtent] = []
