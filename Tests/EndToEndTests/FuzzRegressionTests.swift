@@ -155,6 +155,32 @@ import TestSupport
         #expect(!all.contains("internal errors"), "no cluster of the directory is counted: \(all)")
     }
 
+    @Test func qcow2CheckWithAnUnreadableRefcountBlockReportsPastTheFileOncePerBlock() throws {
+        // Found by qcow2-read (a slow unit): an L2 entry far past the end of a 100 KiB file
+        // and a misaligned refcount block gave one "Can't get refcount" per cluster up to the
+        // entry: 466,945 messages.
+        let dir = try TestSupport.makeTempDir("fuzz-refblock"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/r.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0x11 0 4k"])
+        let rt = try beU64(img, at: 48), l1 = try beU64(img, at: 40)
+        let l2 = try beU64(img, at: l1) & 0x00ff_ffff_ffff_fe00
+        let far: UInt64 = 300_000 * 4096   // within check's reach (file + 2^20 clusters)
+        try patch(img, at: l2 + 8, bytes(0x8000_0000_0000_0000 | far))
+        try patch(img, at: rt, bytes(0x2200))        // refcount block 0 misaligned
+        let qemu = try TestSupport.run("qemu-img", ["check", img])
+        #expect(qemu.status != 0 && qemu.stdoutText.contains("internal errors"), "qemu-img check finds it broken: \(qemu.stdoutText)")
+
+        let r = try TestSupport.blockscope(["check", img])
+        #expect(r.status != 0)
+        let lines = r.stdoutText.components(separatedBy: "\n").filter { $0.contains("Can't get refcount") }
+        #expect(!lines.isEmpty)
+        #expect(lines.count < 300, "one per cluster in the file, then one per 2048-cluster block: \(lines.count)")
+    }
+
+    /// `v` as 8 big-endian bytes.
+    func bytes(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64(7 - $0))) } }
+
     /// A big-endian u64 of the file at `offset`.
     func beU64(_ path: String, at offset: UInt64) throws -> UInt64 {
         let f = try SystemFile(path: path, writable: false)

@@ -16,14 +16,14 @@ while :; do
     left=$(( deadline - $(date +%s) ))
     [ "$left" -ge 1 ] && [ "$runs" -le 20 ] || break
     runs=$((runs + 1))
-    before=$(ls "$crashes" | wc -l)
+    before=$(ls "$crashes" | grep -cE "^(crash|timeout|oom|leak)-")
     "$bin" "$@" -max_total_time="$left" -print_final_stats=1 -artifact_prefix="$crashes/" >> "$log" 2>&1
     rc=$?
     n=$(grep -a '^stat::number_of_executed_units' "$log" | tail -1 | awk '{print $2}')
     execs=$(( execs + ${n:-0} ))
     # This run's figure is counted: rename it so the next run's is the last one.
     sed -i 's/^stat::number_of_executed_units/counted::number_of_executed_units/' "$log"
-    after=$(ls "$crashes" | wc -l)
+    after=$(ls "$crashes" | grep -cE "^(crash|timeout|oom|leak)-")
     found=$(( found + after - before ))
     if [ "$rc" -ne 0 ] && [ "$after" -eq "$before" ]; then
         found=$((found + 1)); break   # died without saving an input (killed?): count it, stop

@@ -14,6 +14,6 @@ for t in $targets; do
         running=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<< "$last")
     fi
     cov=$(grep -a ' cov: ' "$log" 2>/dev/null | tail -1 | sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\).*/cov \1, ft \2, corpus \3/p')
-    crashes=$(ls "fuzz-crashes/long/$t" 2>/dev/null | wc -l)
+    crashes=$(ls "fuzz-crashes/long/$t" 2>/dev/null | grep -cE "^(crash|timeout|oom|leak)-")
     echo "long $t: $(( done_execs + ${running:-0} )) execs, ${cov:-no coverage yet}, $crashes crash inputs"
 done

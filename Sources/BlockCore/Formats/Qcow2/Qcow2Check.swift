@@ -192,10 +192,17 @@ struct CheckContext {
     /// Compares computed and on-disk refcounts (QEMU's compare_refcounts), repairing as allowed.
     mutating func compare(fix: RepairMode?) throws(BlockError) {
         let n = max(nb, rc.counts.count)
+        var lastUnreadable = -1
         for i in 0..<n {
             guard let r1 = try onDisk(i) else {
-                report.checkErrors += 1
-                report.messages.append("Can't get refcount for cluster \(i): refcount block is not cluster aligned")
+                // One error per cluster inside the file, as QEMU counts them; past its end one
+                // per refcount block (found by qcow2-read: 466,945 messages for a 100 KiB file).
+                let ti = Int(UInt64(i) / perBlock)
+                if i < nb || ti != lastUnreadable {
+                    report.checkErrors += 1
+                    report.messages.append("Can't get refcount for cluster \(i): refcount block is not cluster aligned")
+                }
+                lastUnreadable = ti
                 continue
             }
             let r2 = i < rc.counts.count ? rc.counts[i] : 0
