@@ -178,6 +178,32 @@ import TestSupport
         #expect(lines.count < 300, "one per cluster in the file, then one per 2048-cluster block: \(lines.count)")
     }
 
+    @Test func fileTransfersPastTheLargestOffsetFailWithAnErrorNotATrap() throws {
+        // Found by vhdx-write: a VHDX that qemu-img and blockscope check find clean (a BAT
+        // entry's FileOffsetMB reaching 0xfffe000000100000 in a block that is not present)
+        // made the first write trap converting the host offset to off_t.
+        let dir = try TestSupport.makeTempDir("fuzz-off-t"); defer { TestSupport.removeTempDir(dir) }
+        let path = dir + "/f"
+        try TestSupport.writeFile(path, [1, 2, 3])
+        let f = try SystemFile(path: path, writable: true)
+        defer { f.close() }
+        let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 8)
+        defer { buf.deallocate() }
+        buf.initializeMemory(as: UInt8.self, repeating: 0)
+        for offset: UInt64 in [0xfffe_0000_0010_0000, 1 << 63, UInt64(Int64.max) - 100] {
+            #expect(throws: BlockError.self) { try f.write(UnsafeRawBufferPointer(buf), at: offset) }
+            #expect(throws: BlockError.self) { try f.read(into: buf, at: offset) }
+            #expect(throws: BlockError.self) { try f.writeZeroes(at: offset, length: 8192) }
+            #expect(f.nextData(from: offset) == nil)
+        }
+        do { try f.write(UnsafeRawBufferPointer(buf), at: 0xfffe_0000_0010_0000) } catch let e {
+            #expect(e.kind == .outOfBounds && e.path == path && e.hostOffset == 0xfffe_0000_0010_0000)
+            #expect(e.description.contains("lies past the largest file offset"), "\(e)")
+        }
+        #expect(throws: BlockError.self) { try f.truncate(to: 1 << 63) }
+        #expect(try f.size() == 3)
+    }
+
     /// `v` as 8 big-endian bytes.
     func bytes(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64(7 - $0))) } }
 
