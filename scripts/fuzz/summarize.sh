@@ -9,8 +9,11 @@ for t in $targets; do
     # Finished runs print stat::/counted:: totals; the running one its latest "#N" line.
     done_execs=$(grep -a 'number_of_executed_units' "$log" 2>/dev/null | awk '{s+=$2} END {print s+0}')
     last=$(grep -a '^#[0-9]' "$log" 2>/dev/null | tail -1)
+    # A run still going has a "#N" line after the last run's totals.
     running=0
-    if ! tail -3 "$log" 2>/dev/null | grep -aq 'number_of_executed_units\|^Done'; then
+    lastn=$(grep -an '^#[0-9]' "$log" 2>/dev/null | tail -1 | cut -d: -f1)
+    lasttotal=$(grep -an 'number_of_executed_units' "$log" 2>/dev/null | tail -1 | cut -d: -f1)
+    if [ -n "$lastn" ] && [ "${lasttotal:-0}" -lt "$lastn" ]; then
         running=$(sed -n 's/^#\([0-9]*\).*/\1/p' <<< "$last")
     fi
     cov=$(grep -a ' cov: ' "$log" 2>/dev/null | tail -1 | sed -n 's/.* cov: \([0-9]*\) ft: \([0-9]*\) corp: \([0-9]*\).*/cov \1, ft \2, corpus \3/p')
