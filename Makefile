@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/blockscope
 
-.PHONY: deps build release demo test clean vm-deps vm-test vm-test-reduced
+.PHONY: deps build release demo test fuzz clean vm-deps vm-test vm-test-reduced
 
 deps:
 	@bash scripts/install-deps.sh
@@ -33,5 +33,12 @@ vm-test: build vm-deps
 vm-test-reduced: build vm-deps
 	@VM_TEST_REDUCED=1 bash scripts/vm-test.sh
 
+# Builds the libFuzzer targets (Fuzz/, into .build-fuzz, sanitizers on) and runs each for
+# FUZZ_SECONDS, one line per target: `fuzz TARGET: N execs, C crashes`. Non-zero on any
+# crash; crashing inputs stay in fuzz-crashes/TARGET/. CI: .ci/fuzz-smoke. See docs/FUZZING.md.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz/run.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz

@@ -62,6 +62,11 @@ public struct OpenOptions: Sendable {
     public var chain: [String] = []
     /// Receives events from every queue of the disk; nil costs one branch per event.
     public var eventSink: (any IoEventSink)? = nil
+    /// Confines the files an image refers to (backing files, parent images, external data
+    /// files) to this directory: a reference that resolves (symlinks and `..` followed)
+    /// outside it is refused with `invalidArgument`. nil, the default, allows any path. Set it
+    /// for images from untrusted sources; the fuzz targets do.
+    public var referenceRoot: String? = nil
 
     /// Creates options with defaults: read-only, probe the format, io_uring when available.
     public init(writable: Bool = false, format: ImageFormat? = nil, engine: EngineKind = .auto) {

@@ -41,6 +41,8 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
         throw BlockError(.overflow, "backing chain deeper than \(options.maxBackingDepth) images", path: path, operation: "open")
     }
 
+    if !options.chain.isEmpty { try options.confine(path) }
+
     // Probe the format from the first bytes (no lock needed to read a few bytes).
     let probeFile = try SystemFile(path: path, writable: false)
     let head = try probeFile.readBytes(at: 0, count: 512)
@@ -69,4 +71,32 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
         disk = try VhdFormat.open(file: file, options: options, warnings: warnings)
     }
     return disk
+}
+
+extension OpenOptions {
+    /// Refuses `path` when ``referenceRoot`` is set and `path` resolves outside it. A path
+    /// that does not resolve (a missing file) passes: opening it fails on its own.
+    func confine(_ path: String) throws(BlockError) {
+        guard let root = referenceRoot else { return }
+        guard let real = realpath(path, nil) else { return }
+        defer { free(real) }
+        let resolved = String(cString: real)
+        var base = root
+        if let r = realpath(root, nil) { base = String(cString: r); free(r) }
+        if resolved != base && !resolved.hasPrefix(base.hasSuffix("/") ? base : base + "/") {
+            throw BlockError(.invalidArgument, "resolves to \(resolved), outside \(base), the only directory this image may refer to", path: path, operation: "open")
+        }
+    }
+}
+
+extension BlockError {
+    /// Restates an error from opening a file that `image` refers to from `image`'s side:
+    /// `image: <what>: <the referenced file's error>`, where `what` names the reference and
+    /// the header field that holds it. The inner error keeps its own offsets; its path is
+    /// dropped when it is `referenced` itself (the message already names it).
+    public func referredTo(by image: String, referenced: String, _ what: String) -> BlockError {
+        var inner = self
+        if inner.path == referenced { inner.path = nil }
+        return BlockError(kind, "\(what): \(inner.description)", errno: errno, path: image, operation: operation)
+    }
 }

@@ -98,6 +98,7 @@ public final class SystemFile: @unchecked Sendable {
     /// Returns the number of bytes that came from the file. The corresponding C function is `pread`.
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) -> Int {
+        try checkRange(offset, buffer.count, "read")
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -127,6 +128,7 @@ public final class SystemFile: @unchecked Sendable {
 
     /// Writes all of `buffer` at `offset`. The corresponding C function is `pwrite`.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockError) {
+        try checkRange(offset, buffer.count, "write")
         var done = 0
         while done < buffer.count {
             let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -155,8 +157,22 @@ public final class SystemFile: @unchecked Sendable {
         if r != 0 { throw BlockError.system(errno, dataOnly ? "fdatasync" : "fsync", path: path) }
     }
 
+    /// Refuses a transfer that would end past the largest file offset (`off_t` is signed):
+    /// an offset computed from a corrupt image must fail with an error naming it, not trap
+    /// converting to `off_t` (found by the vhdx-write fuzz target).
+    func checkRange(_ offset: UInt64, _ count: Int, _ operation: String) throws(BlockError) {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(count))
+        if overflow || end > UInt64(Int64.max) {
+            throw BlockError(.outOfBounds, "\(operation) of \(count) bytes at \(hex(offset)) lies past the largest file offset",
+                             path: path, hostOffset: offset, operation: operation)
+        }
+    }
+
     /// Sets the file's size. The corresponding C function is `ftruncate`.
     public func truncate(to size: UInt64) throws(BlockError) {
+        if size > UInt64(Int64.max) {
+            throw BlockError(.outOfBounds, "size \(size) is past the largest file offset", path: path, operation: "truncate")
+        }
         var r: Int32
         repeat { r = ftruncate(fd, off_t(size)) } while r != 0 && errno == EINTR
         if r != 0 { throw BlockError.system(errno, "ftruncate", path: path) }
@@ -175,6 +191,8 @@ public final class SystemFile: @unchecked Sendable {
     /// Writes zeroes over a range, preferring `FALLOC_FL_ZERO_RANGE`.
     public func writeZeroes(at offset: UInt64, length: UInt64) throws(BlockError) {
         if length == 0 { return }
+        guard length <= UInt64(Int.max) else { throw BlockError(.outOfBounds, "zero range of \(length) bytes is too long", path: path, hostOffset: offset, operation: "write") }
+        try checkRange(offset, Int(length), "write")
         if bs_fallocate(fd, 0x10, Int64(offset), Int64(length)) == 0 { return }
         let chunk = 1 << 20
         let zeroes = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
@@ -190,12 +208,14 @@ public final class SystemFile: @unchecked Sendable {
 
     /// The next offset at or after `offset` that holds data (`SEEK_DATA`), or nil past the last data.
     public func nextData(from offset: UInt64) -> UInt64? {
+        guard offset <= UInt64(Int64.max) else { return nil }
         let r = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
         return r < 0 ? nil : UInt64(r)
     }
 
     /// The next hole at or after `offset` (`SEEK_HOLE`); end of file counts as a hole.
     public func nextHole(from offset: UInt64) -> UInt64? {
+        guard offset <= UInt64(Int64.max) else { return nil }
         let r = lseek(fd, off_t(offset), 4 /* SEEK_HOLE */)
         return r < 0 ? nil : UInt64(r)
     }

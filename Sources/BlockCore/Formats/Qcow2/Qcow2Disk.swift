@@ -87,7 +87,12 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             // directory, so fall back to the name as given.
             var dpath = Qcow2Disk.resolve(name, in: dir)
             if access(dpath, F_OK) != 0 && access(name, F_OK) == 0 { dpath = name }
-            dataFile = try SystemFile(path: dpath, writable: options.writable)
+            do {
+                try options.confine(dpath)
+                dataFile = try SystemFile(path: dpath, writable: options.writable)
+            } catch let e {
+                throw e.referredTo(by: path, referenced: dpath, "qcow2: external data file '\(name)' (header extension 0x44415441)")
+            }
         } else {
             dataFile = file
         }
@@ -119,6 +124,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             bo.maxBackingDepth = options.maxBackingDepth
             bo.metadataCacheEntries = options.metadataCacheEntries
             bo.ignoreLocks = options.ignoreLocks
+            bo.referenceRoot = options.referenceRoot
             bo.chain = options.chain + [Qcow2Disk.canonical(path)]
             let canon = Qcow2Disk.canonical(bpath)
             if bo.chain.contains(canon) {
@@ -128,7 +134,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
                 if e.kind == .notFound && e.path == canon {
                     throw BlockError(.notFound, "qcow2: backing file '\(name)' not found (resolved to \(bpath))", path: path, operation: "open")
                 }
-                throw e
+                throw e.referredTo(by: path, referenced: canon, "qcow2: backing file '\(name)' (header backing_file_offset \(hex(h.backingFileOffset)))")
             }
         } else {
             backing = nil

@@ -10,6 +10,8 @@ public struct Qcow2FeatureName: Sendable, Equatable {
 
 /// The bitmaps extension: where the persistent dirty bitmap directory is.
 public struct Qcow2BitmapsExtension: Sendable, Equatable {
+    /// The largest bitmap directory QEMU accepts, in bytes (QCOW2_MAX_BITMAP_DIRECTORY_SIZE).
+    public static let maxDirectorySize: UInt64 = 67_107_840
     /// Number of bitmaps in the directory.
     public var count: UInt32
     /// Bytes of the directory.

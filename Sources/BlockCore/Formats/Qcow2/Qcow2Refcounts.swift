@@ -71,21 +71,25 @@ struct RefcountArray: Sendable {
     mutating func add(offset: UInt64, length: UInt64, clusterBits: UInt32, limit: Int) -> (overflows: Int, pastLimit: Int) {
         if length == 0 { return (0, 0) }
         let first = offset >> UInt64(clusterBits)
-        let last = (offset + length - 1) >> UInt64(clusterBits)
+        // A range from a size field may reach past 2^64 or far past the file: such a range
+        // is one problem and counts no cluster (a 2^56-byte bitmap directory once made check
+        // step through every cluster of it, one problem each, for minutes).
+        let (end, wrapped) = offset.addingReportingOverflow(length - 1)
+        let last = end >> UInt64(clusterBits)
+        if wrapped || last >= UInt64(limit) { return (0, 1) }
         if first == last && first < UInt64(small.count) {
             let i = Int(first), v = small[i]
             if v < 254 && UInt64(v) < max { small[i] = v + 1; return (0, 0) }
         }
-        var overflows = 0, past = 0
+        var overflows = 0
         var k = first
         while k <= last {
-            if k >= UInt64(limit) { past += 1; k += 1; continue }
             let i = Int(k)
             if i >= small.count { small += [UInt8](repeating: 0, count: i + 1 - small.count) }
             let v = self[i]
             if v == max { overflows += 1 } else if v + 1 >= 255 { small[i] = 255; large[i] = v + 1 } else { small[i] = UInt8(v + 1) }
             k += 1
         }
-        return (overflows, past)
+        return (overflows, 0)
     }
 }

@@ -13,9 +13,11 @@ extension Qcow2ReferenceWalk {
             let end = min(n, (ti + 1) * per)
             let off = ti < refTable.count ? refTable[ti] & Qcow2Entry.offsetMask : 0
             if off & (cs - 1) != 0 {
-                for _ in i..<end {
+                // One error per cluster inside the file, as QEMU counts them; past its end one per
+                // refcount block (found by qcow2-read: 466,945 messages for a 100 KiB file).
+                for j in i..<end where j < nb || j == i {
                     report.checkErrors += 1
-                    report.messages.append("Can't get refcount for cluster \(i): refcount block is not cluster aligned")
+                    report.messages.append("Can't get refcount for cluster \(j): refcount block is not cluster aligned")
                 }
                 i = end
                 continue

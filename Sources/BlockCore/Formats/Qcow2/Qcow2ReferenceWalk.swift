@@ -139,13 +139,19 @@ struct Qcow2ReferenceWalk {
         inc(h.snapshotsOffset, metadata.snapshotTableBytes, .snapshotTable)
         inc(h.refcountTableOffset, h.refcountTableBytes, .refcountTable)
         if let e = metadata.extensions.encryption { inc(e.offset, e.length, .encryptionHeader) }
-        if let b = metadata.extensions.bitmaps, b.count > 0 {
+        if let b = metadata.extensions.bitmaps, b.count > 0, b.directorySize > Qcow2BitmapsExtension.maxDirectorySize {
+            // QEMU refuses such an image at open; counting its clusters would mark up to a
+            // million clusters past the end of the file (found by qcow2-read: minutes per check).
+            problem("ERROR bitmap directory size \(b.directorySize) exceeds the maximum supported size (\(Qcow2BitmapsExtension.maxDirectorySize))")
+        } else if let b = metadata.extensions.bitmaps, b.count > 0 {
             inc(b.directoryOffset, b.directorySize, .bitmapDirectory)
-            if b.directorySize <= 64 << 20, b.directoryOffset + b.directorySize <= metadata.fileSize {
+            let dirEnd = b.directoryOffset.addingReportingOverflow(b.directorySize)
+            if b.directorySize <= 64 << 20, !dirEnd.overflow, dirEnd.partialValue <= metadata.fileSize {
                 let dir = try metadata.file.readBytes(at: b.directoryOffset, count: Int(b.directorySize))
                 for bm in (try? Qcow2Bitmap.parseDirectory(dir, count: b.count, path: path)) ?? [] {
                     inc(bm.tableOffset, UInt64(bm.tableSize) * 8, .bitmapTable)
-                    if UInt64(bm.tableSize) * 8 <= 64 << 20, bm.tableOffset + UInt64(bm.tableSize) * 8 <= metadata.fileSize {
+                    let tableEnd = bm.tableOffset.addingReportingOverflow(UInt64(bm.tableSize) * 8)
+                    if UInt64(bm.tableSize) * 8 <= 64 << 20, !tableEnd.overflow, tableEnd.partialValue <= metadata.fileSize {
                         let t = try reader.table(at: bm.tableOffset, entries: Int(bm.tableSize))
                         for e in t where e & Qcow2Entry.offsetMask != 0 { inc(e & Qcow2Entry.offsetMask, cs, .bitmapData) }
                     }

@@ -52,7 +52,7 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
             f = copy
         }
         guard let f else {
-            throw BlockError(.invalidFormat, "vpc: no 'conectix' footer at \(hex(footerOffset)) or at offset 0", path: path, hostOffset: footerOffset, operation: "open")
+            throw BlockError(.invalidFormat, "vpc: no 'conectix' footer at the end of the file (\(hex(footerOffset))) or at offset 0", path: path, hostOffset: footerOffset, operation: "open")
         }
         footer = f
         logicalSize = f.virtualSize
@@ -88,20 +88,31 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
         let path = file.path
         let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         var candidates: [String] = []
+        var fields: [String] = []
         for code in [VhdParentLocator.relative, VhdParentLocator.absolute] {
             for l in header.locators where l.platformCode == code && l.dataLength > 0 && l.dataLength < 65536 {
                 let b = try file.readBytes(at: l.dataOffset, count: Int(l.dataLength))
                 var v = String(ByteField.utf16(b[...], bigEndian: false).map { $0 == "\\" ? "/" : $0 })
                 if v.hasPrefix("./") { v.removeFirst(2) }
-                if !v.isEmpty { candidates.append(code == VhdParentLocator.relative && !v.hasPrefix("/") ? dir + "/" + v : v) }
+                if !v.isEmpty {
+                    candidates.append(code == VhdParentLocator.relative && !v.hasPrefix("/") ? dir + "/" + v : v)
+                    fields.append("dynamic header parent locator \(code == VhdParentLocator.relative ? "W2ru" : "W2ku") at \(hex(l.dataOffset))")
+                }
             }
         }
-        if !header.parentName.isEmpty { candidates.append(dir + "/" + header.parentName) }
+        if !header.parentName.isEmpty {
+            candidates.append(dir + "/" + header.parentName)
+            fields.append("dynamic header parent_name")
+        }
         var o = OpenOptions(writable: false, format: nil, engine: options.engine)
         o.chain = options.chain + [path]
         o.maxBackingDepth = options.maxBackingDepth
-        for c in candidates {
-            do { return (try openDisk(c, options: o), c) } catch let e { if e.kind != .notFound { throw e } }
+        o.ignoreLocks = options.ignoreLocks
+        o.referenceRoot = options.referenceRoot
+        for (c, field) in zip(candidates, fields) {
+            do { return (try openDisk(c, options: o), c) } catch let e {
+                if e.kind != .notFound { throw e.referredTo(by: path, referenced: c, "vpc: parent '\(c)' (\(field))") }
+            }
         }
         throw BlockError(.notFound, "vpc: parent image not found (tried \(candidates.joined(separator: ", ")))", path: path, operation: "open")
     }

@@ -88,11 +88,13 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
     static func openParent(path: String, locator: [String: String], options: OpenOptions) throws(BlockError) -> (any DiskFile, String) {
         let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         var candidates: [String] = []
+        var keys: [String] = []
         for key in ["relative_path", "absolute_win32_path", "volume_path"] {
             guard var v = locator[key], !v.isEmpty else { continue }
             v = String(v.map { $0 == "\\" ? "/" : $0 })
             if v.hasPrefix("./") { v.removeFirst(2) }
             candidates.append(key == "relative_path" && !v.hasPrefix("/") ? dir + "/" + v : v)
+            keys.append(key)
         }
         if candidates.isEmpty {
             throw BlockError(.invalidFormat, "vhdx: differencing disk has no usable parent locator entry (relative_path, absolute_win32_path)", path: path, operation: "open")
@@ -101,10 +103,11 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
         o.chain = options.chain + [path]
         o.maxBackingDepth = options.maxBackingDepth
         o.ignoreLocks = options.ignoreLocks
+        o.referenceRoot = options.referenceRoot
         var lastError: BlockError?
-        for c in candidates {
+        for (c, key) in zip(candidates, keys) {
             do { return (try openDisk(c, options: o), c) } catch let e {
-                if e.kind != .notFound { throw e }
+                if e.kind != .notFound { throw e.referredTo(by: path, referenced: c, "vhdx: parent '\(c)' (metadata parent locator \(key))") }
                 lastError = e
             }
         }

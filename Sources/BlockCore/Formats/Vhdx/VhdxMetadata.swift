@@ -311,10 +311,13 @@ public final class VhdxMetadata: @unchecked Sendable {
     }
 
     /// Writes `h` into both header slots with increasing sequence numbers, the stale slot first.
+    ///
+    /// The sequence number wraps at 2^64 as QEMU's `vhdx_update_header` does (it adds 1 to a
+    /// `uint64_t`): a current header at 0xFFFFFFFFFFFFFFFF is followed by 0, then 1.
     private func writeHeaders(_ h: VhdxHeader) throws(BlockError) {
         var h = h
         for step in 0..<2 {
-            h.sequenceNumber = header.sequenceNumber + 1
+            h.sequenceNumber = header.sequenceNumber &+ 1
             let slot = 1 - headerSlot
             try file.writeBytes(h.encode(), at: VhdxLayout.headerOffsets[slot])
             try file.sync(dataOnly: true)

@@ -1,0 +1,33 @@
+// swift-tools-version: 6.0
+// libFuzzer targets for blockscope's parsers, kept out of the main package so that
+// `swift build` and `swift test` there are untouched. Built by scripts/fuzz/run.sh with
+// `-Xswiftc -sanitize=fuzzer,address` into .build-fuzz (see docs/FUZZING.md).
+import PackageDescription
+
+let core = Target.Dependency.product(name: "BlockCore", package: "blockscope")
+let engine = Target.Dependency.product(name: "BlockEngine", package: "blockscope")
+
+let package = Package(
+    name: "blockscope-fuzz",
+    products: [
+        .executable(name: "qcow2-read", targets: ["FuzzQcow2Read"]),
+        .executable(name: "qcow2-write", targets: ["FuzzQcow2Write"]),
+        .executable(name: "vhdx", targets: ["FuzzVhdx"]),
+        .executable(name: "vhdx-write", targets: ["FuzzVhdxWrite"]),
+        .executable(name: "vhd", targets: ["FuzzVhd"]),
+        .executable(name: "jobfile", targets: ["FuzzJobFile"]),
+        .executable(name: "script", targets: ["FuzzScript"]),
+    ],
+    dependencies: [.package(name: "blockscope", path: "..")],
+    targets: [
+        .target(name: "FuzzSupport", dependencies: [core]),
+        .executableTarget(name: "FuzzQcow2Read", dependencies: ["FuzzSupport", core]),
+        .executableTarget(name: "FuzzQcow2Write", dependencies: ["FuzzSupport", core]),
+        .executableTarget(name: "FuzzVhdx", dependencies: ["FuzzSupport", core]),
+        .executableTarget(name: "FuzzVhdxWrite", dependencies: ["FuzzSupport", core]),
+        .executableTarget(name: "FuzzVhd", dependencies: ["FuzzSupport", core]),
+        .executableTarget(name: "FuzzJobFile", dependencies: ["FuzzSupport", engine]),
+        .executableTarget(name: "FuzzScript", dependencies: ["FuzzSupport", engine]),
+    ],
+    swiftLanguageModes: [.v6]
+)

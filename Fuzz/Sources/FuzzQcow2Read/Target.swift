@@ -1,0 +1,23 @@
+import BlockCore
+import FuzzSupport
+
+/// qcow2-read: the input is a QCOW2 image. Open (header, extensions, snapshot table, L1,
+/// refcount table, backing chain confined to the sandbox), info, map, check, reads of every
+/// extent (data, compressed zlib/zstd, zero, backing, extended-L2 subclusters), then the
+/// same reads through up to three internal snapshots' views.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    let bytes = UnsafeBufferPointer(start: data, count: size)
+    ImageTargets.read(bytes, format: .qcow2) { disk in
+        guard let q = disk as? Qcow2Disk else { return }
+        var o = Sandbox.shared.options(writable: false)
+        o.format = .qcow2
+        for s in q.metadata.snapshots.prefix(3) {
+            o.snapshot = s.name
+            guard let view = try? openDisk(Sandbox.shared.imagePath, options: o) else { continue }
+            Exercise.inspectAndRead(view, maxExtents: 16, sequentialBytes: 256 << 10)
+            Exercise.close(view)
+        }
+    }
+    return 0
+}

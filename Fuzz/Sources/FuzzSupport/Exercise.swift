@@ -1,0 +1,55 @@
+import BlockCore
+
+/// What the read-side targets do with an image that opened: every inspection a user can
+/// run (info, map, check) and reads of every extent map reports.
+///
+/// Errors are expected (the input is malformed); crashes, traps, hangs and huge
+/// allocations are what the fuzzer looks for. Reads are bounded: at most `maxExtents`
+/// extents, each read at its start and end in chunks of at most 64 KiB, plus the first
+/// `sequentialBytes` of the disk in order, so one input costs a bounded time.
+public enum Exercise {
+    /// Runs info, map, check and the reads on `disk`, ignoring `BlockError`s.
+    public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 32, sequentialBytes: UInt64 = 256 << 10) {
+        _ = try? disk.info()
+        _ = try? disk.physicalSize()
+        var extents: [MapExtent] = []
+        if let d = disk as? any InspectableDisk {
+            extents = (try? d.mapExtents()) ?? []
+            _ = try? d.check(repair: nil)
+        }
+        let size = disk.logicalSize
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        buffer.withUnsafeMutableBytes { b in
+            for e in extents.prefix(maxExtents) where e.start < size {
+                let n = min(e.length, UInt64(b.count), size - e.start)
+                if n == 0 { continue }
+                _ = try? disk.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<Int(n)]), at: e.start)
+                let end = min(e.start &+ e.length, size)
+                if end > e.start + n {
+                    let m = min(UInt64(4096), end - e.start)
+                    _ = try? disk.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<Int(m)]), at: end - m)
+                }
+            }
+            var off: UInt64 = 0
+            let limit = min(size, sequentialBytes)
+            while off < limit {
+                let n = Int(min(UInt64(b.count), limit - off))
+                // Unaligned and odd-sized reads too: half a sector in, a sector less.
+                let start = off + (off & 0x10000 != 0 ? 256 : 0)
+                let len = start == off ? n : max(0, n - 512)
+                if len > 0 && start < size {
+                    _ = try? disk.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<len]), at: start)
+                }
+                off += UInt64(n)
+            }
+            // Past the end must fail cleanly, not trap.
+            _ = try? disk.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<512]), at: size)
+            _ = try? disk.read(into: UnsafeMutableRawBufferPointer(rebasing: b[0..<512]), at: UInt64.max - 100)
+        }
+    }
+
+    /// Closes `disk` (which releases its lock), ignoring errors.
+    public static func close(_ disk: any DiskFile) {
+        _ = try? disk.close()
+    }
+}

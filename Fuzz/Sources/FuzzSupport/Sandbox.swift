@@ -1,0 +1,115 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BlockCore
+
+/// The directory a fuzz target writes its image into, and the only directory an image may
+/// refer to (``OpenOptions/referenceRoot``): backing files, parents and data files named
+/// by fuzz input resolve here or are refused, so no input opens a host file elsewhere.
+///
+/// The directory is `/dev/shm/blockscope-fuzz-PID` (memory, fast) or under `/tmp` when
+/// /dev/shm is missing. It holds `img` (the current input) and the bases the seed images
+/// refer to: `base.raw` (1 MiB, byte i of sector s is `s &+ i`) and `base.qcow2` (a
+/// QCOW2 over `base.raw`). One process uses one sandbox; the files are rewritten per input.
+public final class Sandbox: Sendable {
+    /// The sandbox directory (no trailing slash).
+    public let dir: String
+    /// The image path the current input is written to.
+    public let imagePath: String
+
+    /// The process's sandbox, created on first use.
+    public static let shared = Sandbox()
+
+    private init() {
+        let root = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp"
+        dir = "\(root)/blockscope-fuzz-\(getpid())"
+        imagePath = dir + "/img"
+        mkdir(dir, 0o700)
+        var base = [UInt8](repeating: 0, count: 1 << 20)
+        for i in 0..<base.count { base[i] = UInt8(truncatingIfNeeded: (i >> 9) &+ i) }
+        Sandbox.writeFile(dir + "/base.raw", base)
+        // A small QCOW2 over base.raw, built by blockscope itself (one-time, not fuzzed).
+        let q = dir + "/base.qcow2"
+        unlink(q)
+        var o = Qcow2CreateOptions()
+        o.backingFile = "base.raw"
+        o.backingFormat = "raw"
+        _ = try? Qcow2Format.create(path: q, size: 1 << 20, options: o)
+        bases = [dir + "/base.raw", q].map { p in (p, Sandbox.readFile(p), Sandbox.modificationTime(p)) }
+        atexit { Sandbox.removeAll() }
+    }
+
+    /// The base files, their bytes and modification times, restored when an input wrote into
+    /// one (an external data file may name a base), so every input starts from the same sandbox.
+    private let bases: [(path: String, bytes: [UInt8], mtime: timespec)]
+
+    /// Rewrites any base file whose modification time changed, and puts the time back.
+    public func restoreBases() {
+        for b in bases {
+            let now = Sandbox.modificationTime(b.path)
+            if now.tv_sec == b.mtime.tv_sec && now.tv_nsec == b.mtime.tv_nsec { continue }
+            Sandbox.writeFile(b.path, b.bytes)
+            var times = [b.mtime, b.mtime]
+            utimensat(AT_FDCWD, b.path, &times, 0)
+        }
+    }
+
+    static func modificationTime(_ path: String) -> timespec {
+        var st = stat()
+        return stat(path, &st) == 0 ? st.st_mtim : timespec()
+    }
+
+    static func readFile(_ path: String) -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0, st.st_size > 0 else { return [] }
+        var out = [UInt8](repeating: 0, count: Int(st.st_size))
+        let fd = open(path, O_RDONLY)
+        defer { close(fd) }
+        var done = 0
+        out.withUnsafeMutableBytes { b in
+            while done < b.count {
+                let n = pread(fd, b.baseAddress! + done, b.count - done, off_t(done))
+                if n <= 0 { break }
+                done += n
+            }
+        }
+        return out
+    }
+
+    /// Replaces the image file's content with `bytes`; returns its path.
+    public func writeImage<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
+        Sandbox.writeFile(imagePath, Array(bytes))
+        return imagePath
+    }
+
+    /// Open options for fuzzing: the sync engine (no ring per input), no image locks, a
+    /// small metadata cache, a short backing chain, references confined to the sandbox.
+    public func options(writable: Bool) -> OpenOptions {
+        var o = OpenOptions(writable: writable, format: nil, engine: .sync)
+        o.ignoreLocks = true
+        o.maxBackingDepth = 3
+        o.metadataCacheEntries = 8
+        o.referenceRoot = dir
+        return o
+    }
+
+    static func writeFile(_ path: String, _ bytes: [UInt8]) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        if fd < 0 { violation("cannot create \(path): errno \(errno)") }
+        var done = 0
+        bytes.withUnsafeBytes { b in
+            while done < b.count {
+                let n = write(fd, b.baseAddress! + done, b.count - done)
+                if n <= 0 { break }
+                done += n
+            }
+        }
+        close(fd)
+    }
+
+    static func removeAll() {
+        let s = Sandbox.shared
+        for name in ["img", "base.raw", "base.qcow2"] { unlink(s.dir + "/" + name) }
+        rmdir(s.dir)
+    }
+}

@@ -1,0 +1,79 @@
+import BlockCore
+
+/// The bodies of the image fuzz targets, shared by their executables.
+public enum ImageTargets {
+    /// Read side: writes `bytes` as the image, opens it read-only as `format`, runs
+    /// ``Exercise/inspectAndRead(_:maxExtents:sequentialBytes:)``; `extra` runs on the open
+    /// disk before it is closed (the QCOW2 target opens snapshot views from it).
+    public static func read<C: Collection>(_ bytes: C, format: ImageFormat,
+                                           extra: (any DiskFile) -> Void = { _ in }) where C.Element == UInt8 {
+        let sandbox = Sandbox.shared
+        let path = writeImage(bytes, format)
+        var o = sandbox.options(writable: false)
+        o.format = format
+        guard let disk = try? openDisk(path, options: o) else { return }
+        Exercise.inspectAndRead(disk)
+        extra(disk)
+        Exercise.close(disk)
+    }
+
+    /// Writes the sandbox image: QCOW2 inputs are the file itself; VHDX and VHD inputs are
+    /// ``SparseImage`` encodings whose checksums ``Checksums`` then recomputes.
+    static func writeImage<C: Collection>(_ bytes: C, _ format: ImageFormat) -> String where C.Element == UInt8 {
+        let path = Sandbox.shared.imagePath
+        switch format {
+        case .vhdx:
+            SparseImage.write(bytes, to: path)
+            Checksums.fixVhdx(path)
+        case .vpc:
+            SparseImage.write(bytes, to: path)
+            Checksums.fixVhd(path)
+        default:
+            _ = Sandbox.shared.writeImage(bytes)
+        }
+        return path
+    }
+
+    /// Write side: the first ``WriteProgram/byteCount`` bytes are a ``WriteProgram``, the
+    /// rest the image. An image that `check` finds clean is opened writable, the program
+    /// runs, the image is closed and reopened read-only: `check` must then report no
+    /// corruption (leaks are allowed) and every sector the program wrote or zeroed must
+    /// read back as written. A violation aborts, which libFuzzer records as a crash.
+    public static func write(_ bytes: [UInt8], format: ImageFormat) {
+        guard bytes.count > WriteProgram.byteCount else { return }
+        let sandbox = Sandbox.shared
+        defer { sandbox.restoreBases() }
+        let path = writeImage(bytes.dropFirst(WriteProgram.byteCount), format)
+        var o = sandbox.options(writable: false)
+        o.format = format
+        guard let before = try? openDisk(path, options: o) else { return }
+        let report = try? (before as? any InspectableDisk)?.check(repair: nil)
+        Exercise.close(before)
+        guard let report, report.corruptions == 0, report.checkErrors == 0 else { return }
+
+        o.writable = true
+        guard let disk = try? openDisk(path, options: o) else { return }
+        var program = WriteProgram(bytes.prefix(WriteProgram.byteCount), diskSize: disk.logicalSize)
+        program.run(on: disk)
+        let closed = (try? disk.close()) != nil
+        guard closed else { return }
+
+        o.writable = false
+        let after: any DiskFile
+        do { after = try openDisk(path, options: o) } catch {
+            violation("the image no longer opens after writes: \(error)")
+        }
+        defer { Exercise.close(after) }
+        if let d = after as? any InspectableDisk {
+            do {
+                let r = try d.check(repair: nil)
+                if r.corruptions > 0 || r.checkErrors > 0 {
+                    violation("check after writes: \(r.corruptions) corruptions, \(r.checkErrors) errors: \(r.messages.prefix(5).joined(separator: "; "))")
+                }
+            } catch {
+                violation("check after writes failed: \(error)")
+            }
+        }
+        program.verify(after, what: "after reopen")
+    }
+}

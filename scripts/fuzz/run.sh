@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Builds blockscope's libFuzzer targets (Fuzz/, into .build-fuzz) and runs each for
+# FUZZ_SECONDS (default 60), printing exactly one line per target:
+#   fuzz TARGET: N execs, C crashes
+# Exits 1 when any target crashed (inputs kept in fuzz-crashes/TARGET/), 2 when the build
+# or the seeds fail. libFuzzer's own output goes to .build-fuzz/logs/TARGET.log.
+#
+# Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (space-separated subset),
+# FUZZ_NICE (nice level, default 0), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs).
+# A target that crashes is restarted with the time left (scripts/fuzz/fuzz-one.sh), so C
+# counts every crash found within FUZZ_SECONDS (at most 21 per target).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+seconds=${FUZZ_SECONDS:-60}
+targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd jobfile script"}
+nicelevel=${FUZZ_NICE:-0}
+scratch=$root/.build-fuzz
+mkdir -p "$scratch/logs"
+
+if ! swift build --package-path Fuzz --scratch-path "$scratch" -c release \
+        -Xswiftc -sanitize=fuzzer,address > "$scratch/logs/build.log" 2>&1; then
+    grep -v "Cannot export local symbol" "$scratch/logs/build.log" | tail -30 >&2
+    echo "fuzz: build failed (full log: .build-fuzz/logs/build.log)" >&2
+    exit 2
+fi
+bin=$(swift build --package-path Fuzz --scratch-path "$scratch" -c release --show-bin-path 2>/dev/null)
+
+# Seeds are made with qemu-img once, and again when the seed script changes.
+seeds=$scratch/seeds
+stamp=$(cat scripts/fuzz/make-seeds.sh scripts/fuzz/seeds/*/* | cksum | cut -d' ' -f1)
+if [ "$(cat "$seeds/.stamp" 2>/dev/null)" != "$stamp" ]; then
+    rm -rf "$seeds"
+    if ! bash scripts/fuzz/make-seeds.sh "$seeds" > "$scratch/logs/seeds.log" 2>&1; then
+        tail -20 "$scratch/logs/seeds.log" >&2
+        echo "fuzz: making the seed corpora failed" >&2
+        exit 2
+    fi
+    echo "$stamp" > "$seeds/.stamp"
+fi
+
+dict_of() {
+    case $1 in
+        qcow2-*) echo Fuzz/dict/qcow2.dict ;;
+        vhdx*) echo Fuzz/dict/vhdx.dict ;;
+        vhd) echo Fuzz/dict/vhd.dict ;;
+        *) echo "Fuzz/dict/$1.dict" ;;
+    esac
+}
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+export SWIFT_BACKTRACE=enable=no
+failed=0
+for t in $targets; do
+    mkdir -p "$scratch/corpus/$t"
+    # shellcheck disable=SC2086
+    nice -n "$nicelevel" bash scripts/fuzz/fuzz-one.sh "$bin/$t" "$t" "$seconds" "$root/fuzz-crashes/$t" \
+        "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" -dict="$(dict_of "$t")" \
+        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 ${FUZZ_ARGS:-} || failed=1
+done
+exit "$failed"
