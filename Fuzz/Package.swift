@@ -6,6 +6,7 @@ import PackageDescription
 
 let core = Target.Dependency.product(name: "BlockCore", package: "blockscope")
 let engine = Target.Dependency.product(name: "BlockEngine", package: "blockscope")
+let serve = Target.Dependency.product(name: "BlockServe", package: "blockscope")
 
 let package = Package(
     name: "blockscope-fuzz",
@@ -17,6 +18,7 @@ let package = Package(
         .executable(name: "vhd", targets: ["FuzzVhd"]),
         .executable(name: "jobfile", targets: ["FuzzJobFile"]),
         .executable(name: "script", targets: ["FuzzScript"]),
+        .executable(name: "nbd", targets: ["FuzzNbd"]),
     ],
     dependencies: [.package(name: "blockscope", path: "..")],
     targets: [
@@ -28,6 +30,7 @@ let package = Package(
         .executableTarget(name: "FuzzVhd", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzJobFile", dependencies: ["FuzzSupport", engine]),
         .executableTarget(name: "FuzzScript", dependencies: ["FuzzSupport", engine]),
+        .executableTarget(name: "FuzzNbd", dependencies: ["FuzzSupport", core, serve]),
     ],
     swiftLanguageModes: [.v6]
 )

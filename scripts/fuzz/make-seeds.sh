@@ -89,6 +89,7 @@ cp vhdx/* "$out/vhdx/"
 mk qcow2-write qcow2
 mk vhdx-write vhdx
 mk vhd vhd
-mkdir -p "$out/jobfile" "$out/script"
+mkdir -p "$out/jobfile" "$out/script" "$out/nbd"
 cp "$here"/seeds/jobfile/* "$out/jobfile/"
 cp "$here"/seeds/script/* "$out/script/"
+cp "$here"/seeds/nbd/* "$out/nbd/"

@@ -13,7 +13,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd jobfile script"}
+targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd jobfile script nbd"}
 nicelevel=${FUZZ_NICE:-0}
 scratch=$root/.build-fuzz
 mkdir -p "$scratch/logs"
