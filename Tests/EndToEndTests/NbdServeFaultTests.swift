@@ -12,7 +12,7 @@ import Glibc
 @Suite(.serialized) struct NbdServeFaultTests {
     /// Waits until a `--stats` line shows write IOPS above zero.
     func waitForWrites(_ b: NbdServerProcess) -> Bool {
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
         while Date() < deadline {
             for line in b.log.split(separator: "\n") where line.contains("stats:") {
                 if let r = line.range(of: "write "), let n = Int(line[r.upperBound...].prefix { $0.isNumber }), n > 0 { return true }
@@ -151,7 +151,7 @@ import Glibc
         let port = 20000 + Int(getpid() % 20000)
         let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["serve", img, "--port", "\(port)"], stderrPath: dir + "/log")
         defer { p.kill(SIGTERM); p.wait() }
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
         var log = ""
         while Date() < deadline {
             log = (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? ""

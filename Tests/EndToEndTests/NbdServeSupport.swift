@@ -19,7 +19,7 @@ final class NbdServerProcess {
         self.logPath = logPath
         unlink(socket)
         process = try BackgroundProcess(executable, arguments, stdoutPath: logPath + ".out", stderrPath: logPath)
-        let deadline = Date().addingTimeInterval(30)
+        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
         while !FileManager.default.fileExists(atPath: socket) {
             if process.hasExited || Date() > deadline {
                 throw TestFailure("\(executable) did not start listening on \(socket): \(log)")
@@ -47,7 +47,7 @@ final class NbdServerProcess {
 
     /// Waits until the log has a line containing `text` (or the timeout passes).
     @discardableResult
-    func waitForLog(_ text: String, timeout: Double = 30) -> Bool {
+    func waitForLog(_ text: String, timeout: Double = Progress.defaultTimeout) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while Date() < deadline {
             if log.contains(text) { return true }

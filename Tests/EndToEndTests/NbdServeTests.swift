@@ -162,7 +162,7 @@ import TestSupport
         let r = try TestSupport.run("tmux", ["new-session", "-d", "-s", session, "-x", "160", "-y", "50", cmd])
         #expect(r.status == 0, "\(r.stderr)")
         defer { _ = try? TestSupport.run("tmux", ["kill-session", "-t", session]) }
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
         while !FileManager.default.fileExists(atPath: sock) && Date() < deadline { usleep(20_000) }
         try TestSupport.run("tmux", ["send-keys", "-t", session, "7"])
         try TestSupport.qemuIo("nbd+unix:///?socket=\(sock)", format: "raw", ["write -P 0x5c 1M 64k"])
@@ -174,7 +174,7 @@ import TestSupport
         }
         #expect(screen.contains("accepted by queue 8"), "\(screen)")
         try TestSupport.run("tmux", ["send-keys", "-t", session, "q"])
-        let end = Date().addingTimeInterval(10)
+        let end = Date().addingTimeInterval(Progress.defaultTimeout)
         while FileManager.default.fileExists(atPath: sock) && Date() < end { usleep(20_000) }
         #expect(!FileManager.default.fileExists(atPath: sock))
         let raw = try TestSupport.qemuRaw(img, format: "qcow2")
