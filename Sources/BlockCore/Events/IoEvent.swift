@@ -40,6 +40,12 @@ public enum RegionKind: UInt8, Sendable, CaseIterable {
     case compressed
     /// Several kinds in one request.
     case mixed
+    /// Data at a host offset that another owner (a snapshot, an internal copy) also
+    /// references: its refcount is above 1 (QCOW2: no COPIED flag), so a write copies it to a
+    /// new cluster (copy-on-write) instead of overwriting it.
+    case shared
+    /// Not allocated in this image; reads come from the backing file at the same guest offset.
+    case backing
 }
 
 /// A metadata table whose entries events report changes to.
@@ -66,6 +72,17 @@ public enum FsyncPhase: UInt8, Sendable, CaseIterable {
     case fsyncSubmitted
     /// The flush completed.
     case completed
+    /// QCOW2: dirty refcount blocks are being written (first, so no cluster is ever used
+    /// before its refcount is stable).
+    case writingRefcountBlocks
+    /// QCOW2: dirty L2 tables (and refcount table entries) are being written.
+    case writingL2Tables
+    /// QCOW2: only refcount table entries are being written.
+    case writingRefcountTable
+    /// QCOW2: dirty L1 entries are being written (last: they make new L2 tables reachable).
+    case writingL1Table
+    /// An image header field is being written.
+    case writingHeader
 }
 
 /// One typed event from the block layer's hot path.
@@ -92,8 +109,18 @@ public enum IoEventPayload: Sendable, Equatable {
     case pendingCreated(id: UInt64, subOps: Int)
     /// A PendingIo tracker finished (`result` 0 or -errno).
     case pendingFinished(id: UInt64, result: Int32)
-    /// A guest request completed.
+    /// A guest request completed. `latencyNs` runs from acceptance to completion; a step
+    /// gate subtracts the time it held the request's queue (``IoEventSink/heldNanos(queue:)``).
     case guestCompleted(op: GuestOp, userData: UInt64, result: Int32, latencyNs: UInt64)
+    /// How `[guestOffset, guestOffset+length)` was mapped before a write, zero or discard
+    /// changed it: `hostOffset` is the data's host offset (0 when there is none) and
+    /// `refcount` that host cluster's refcount (0 when there is no host cluster).
+    case regionBefore(guestOffset: UInt64, length: UInt64, kind: RegionKind, hostOffset: UInt64, refcount: UInt64)
+    /// Copy-on-write: `length` bytes of the new host cluster at `into` that the guest data
+    /// does not cover are filled from `source` (`.backing`: the backing file at guest offset
+    /// `from`; `.shared`/`.allocated`: the old host cluster at `from`; `.compressed`: the
+    /// compressed cluster at host `from`, decompressed; `.zero`: zeroes).
+    case copyOnWrite(guestOffset: UInt64, length: UInt64, source: RegionKind, from: UInt64, into: UInt64)
 }
 
 /// An event with its time and origin.
@@ -132,6 +159,15 @@ public struct IoEvent: Sendable, Equatable {
 public protocol IoEventSink: AnyObject, Sendable {
     /// Publishes one event; called on the queue's own thread.
     func publish(_ event: IoEvent)
+    /// Nanoseconds this sink has held queue `queue`'s thread inside ``publish(_:)`` so far
+    /// (a step-mode gate waiting for a key press; monotonic, never decreases). Latencies and
+    /// a time-based job's clock subtract it, so a human's wait is not counted as I/O time.
+    func heldNanos(queue: Int32) -> UInt64
+}
+
+extension IoEventSink {
+    /// A sink that never blocks holds no time.
+    public func heldNanos(queue: Int32) -> UInt64 { 0 }
 }
 
 /// The monotonic clock in nanoseconds (`CLOCK_MONOTONIC`).

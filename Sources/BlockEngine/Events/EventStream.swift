@@ -198,6 +198,11 @@ public final class EventFanout: IoEventSink, @unchecked Sendable {
         for s in sinks { s.publish(event) }
     }
 
+    /// The time the sinks held queue `queue` together (they hold one after another).
+    public func heldNanos(queue: Int32) -> UInt64 {
+        sinks.reduce(0) { $0 &+ $1.heldNanos(queue: queue) }
+    }
+
     /// A single sink for `sinks`: nil when empty, the sink itself when there is one.
     public static func combine(_ sinks: [(any IoEventSink)?]) -> (any IoEventSink)? {
         let s = sinks.compactMap { $0 }

@@ -9,14 +9,37 @@ import Synchronization
 /// is granted, so a teacher can walk one guest write through mapping, allocation, SQE and
 /// CQE, one event per key press. Disabled, the gate costs one relaxed load per event.
 /// The event currently held is visible as ``heldEvent``. ``disable()`` releases everyone.
+///
+/// Time a queue's thread spends held here is counted per queue (``heldNanos(queue:)``) and
+/// taken out of the latencies the gate passes on (`guestCompleted`, `cqeReaped`): a request
+/// that waited three seconds for a key press reports the microseconds the I/O took.
 public final class StepGate: IoEventSink, @unchecked Sendable {
     /// Where events go once they pass the gate.
     public let downstream: (any IoEventSink)?
+    /// How far ``run(to:)`` lets events through without key presses.
+    public enum Goal: Sendable, Equatable {
+        /// Up to the acceptance of a guest request other than request `request` of queue
+        /// `queue` (held there), skipping the rest of that request and anything between.
+        case nextRequest(after: Int32, request: UInt64)
+        /// Until request `request` of queue `queue` has completed; the next event is held.
+        case completion(queue: Int32, request: UInt64)
+    }
     private let enabled = Atomic<Bool>(false)
+    /// Set while requests that were held may still complete (the gate keeps correcting their
+    /// latencies for 10 s after its last hold, also once disabled).
+    private let accounting = Atomic<Bool>(false)
     private let cond = NSCondition()
     private var permits = 0
     private var held: [IoEvent] = []
     private var releasedCount = 0
+    private var goal: Goal?
+    private var goalDone = false
+    private var reached: Goal?
+    private var heldTotal: [Int32: UInt64] = [:]
+    /// Recent holds per queue (start, end in monotonic ns; at most 4096 each), to take out of
+    /// the latency windows that overlap them.
+    private var holds: [Int32: [(start: UInt64, end: UInt64)]] = [:]
+    private var lastHoldEnd: UInt64 = 0
 
     /// Creates a gate in front of `downstream` (disabled: events pass straight through).
     public init(downstream: (any IoEventSink)?) {
@@ -30,7 +53,9 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     public func enable() {
         cond.lock()
         permits = 0
+        goal = nil
         enabled.store(true, ordering: .releasing)
+        accounting.store(true, ordering: .releasing)
         cond.unlock()
     }
 
@@ -38,6 +63,7 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     public func disable() {
         cond.lock()
         enabled.store(false, ordering: .releasing)
+        goal = nil
         cond.broadcast()
         cond.unlock()
     }
@@ -51,6 +77,31 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
         permits = max(permits, min(max(0, count), held.count))
         cond.broadcast()
         cond.unlock()
+    }
+
+    /// Lets events through without presses until `goal` is reached; the event after it is
+    /// held as usual (``reachedGoal`` then says so). Replaces an earlier goal.
+    public func run(to goal: Goal) {
+        cond.lock()
+        self.goal = goal
+        goalDone = false
+        reached = nil
+        cond.broadcast()
+        cond.unlock()
+    }
+
+    /// The goal ``run(to:)`` last reached, once (reading it clears it).
+    public func takeReachedGoal() -> Goal? {
+        cond.lock()
+        defer { reached = nil; cond.unlock() }
+        return reached
+    }
+
+    /// Whether a ``run(to:)`` goal is still being run to.
+    public var isRunning: Bool {
+        cond.lock()
+        defer { cond.unlock() }
+        return goal != nil
     }
 
     /// How many events a ``step(_:)`` has let through since the gate was made: what a caller
@@ -75,16 +126,93 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
         return held.count
     }
 
+    /// Nanoseconds queue `queue`'s thread has waited at this gate in total.
+    public func heldNanos(queue: Int32) -> UInt64 {
+        if !accounting.load(ordering: .relaxed) && !enabled.load(ordering: .relaxed) { return 0 }
+        cond.lock()
+        defer { cond.unlock() }
+        return heldTotal[queue] ?? 0
+    }
+
+    /// Whether the goal lets `e` through unheld (lock held); updates the goal's progress.
+    private func goalPasses(_ e: IoEvent) -> Bool {
+        guard let g = goal else { return false }
+        switch g {
+        case let .nextRequest(q, r):
+            if case .guestRequest = e.payload, e.queue != q || e.request != r {
+                reached = g; goal = nil
+                return false
+            }
+            return true
+        case let .completion(q, r):
+            if goalDone {
+                reached = g; goal = nil
+                return false
+            }
+            if e.queue == q, e.request == r, case .guestCompleted = e.payload { goalDone = true }
+            return true
+        }
+    }
+
     /// Passes `event` on; in step mode first waits for a permit (blocking the queue's thread).
     public func publish(_ event: IoEvent) {
+        var e = event
         if enabled.load(ordering: .relaxed) {
             cond.lock()
+            let t0 = monotonicNanos()
+            var byGoal = false, waited = false
             held.append(event)
-            while enabled.load(ordering: .acquiring) && permits == 0 { cond.wait() }
-            if enabled.load(ordering: .relaxed) { permits -= 1; releasedCount += 1 }
+            while enabled.load(ordering: .acquiring) && permits == 0 {
+                if goalPasses(event) { byGoal = true; break }
+                waited = true
+                cond.wait()
+            }
+            if enabled.load(ordering: .relaxed) && !byGoal && permits > 0 { permits -= 1; releasedCount += 1 }
             if let i = held.firstIndex(of: event) { held.remove(at: i) }
+            if waited {
+                let t1 = monotonicNanos()
+                heldTotal[event.queue, default: 0] += t1 &- t0
+                var h = holds[event.queue, default: []]
+                h.append((t0, t1))
+                if h.count > 4096 { h.removeFirst(h.count - 4096) }
+                holds[event.queue] = h
+                lastHoldEnd = t1
+            }
+            correct(&e)
+            cond.unlock()
+        } else if accounting.load(ordering: .relaxed) {
+            cond.lock()
+            correct(&e)
+            if monotonicNanos() &- lastHoldEnd > 10_000_000_000 { accounting.store(false, ordering: .relaxed) }
             cond.unlock()
         }
-        downstream?.publish(event)
+        downstream?.publish(e)
+    }
+
+    /// Takes the time this gate held the event's queue between a completion's start and its
+    /// end (`time - latencyNs ... time`) out of its latency (lock held). The completion
+    /// event's own hold comes after `time`, so it is never counted.
+    private func correct(_ e: inout IoEvent) {
+        switch e.payload {
+        case let .cqeReaped(op, userData, result, latencyNs):
+            let held = heldWithin(e.queue, e.time &- latencyNs, e.time)
+            if held > 0 { e.payload = .cqeReaped(opcode: op, userData: userData, result: result, latencyNs: latencyNs > held ? latencyNs - held : 0) }
+        case let .guestCompleted(op, userData, result, latencyNs):
+            let held = heldWithin(e.queue, e.time &- latencyNs, e.time)
+            if held > 0 { e.payload = .guestCompleted(op: op, userData: userData, result: result, latencyNs: latencyNs > held ? latencyNs - held : 0) }
+        default: break
+        }
+    }
+
+    /// Nanoseconds of queue `q`'s holds inside `[from, to)` (lock held).
+    private func heldWithin(_ q: Int32, _ from: UInt64, _ to: UInt64) -> UInt64 {
+        guard let h = holds[q] else { return 0 }
+        var sum: UInt64 = 0
+        for iv in h.reversed() {
+            if iv.end <= from { break }
+            let a = max(iv.start, from), b = min(iv.end, to)
+            if b > a { sum += b - a }
+        }
+        return sum
     }
 }

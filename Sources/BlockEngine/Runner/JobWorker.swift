@@ -15,6 +15,8 @@ final class JobWorker: @unchecked Sendable {
         let readBuffer: AlignedBuffer
         var io = PlannedIo(op: .read, offset: 0, length: 0, seed: 0)
         var start: UInt64 = 0
+        /// The queue's step-gate hold total when the request was issued.
+        var heldAtStart: UInt64 = 0
         var fillSeed: UInt64 = 0
     }
 
@@ -93,14 +95,23 @@ final class JobWorker: @unchecked Sendable {
         }
     }
 
-    /// The thread body: runs the job, then records the elapsed time and any error.
+    /// Time this job's clock does not count: paused (space in the TUI) or held at a step gate.
+    private func stoppedClockNs(_ now: UInt64) -> UInt64 {
+        control.pausedNanos(now: now) &+ (sink?.heldNanos(queue: Int32(queueID)) ?? 0)
+    }
+
+    /// The thread body: runs the job, then records the elapsed time (paused and step-held
+    /// time left out) and any error.
     func run() {
         if job.startDelayNs > 0 { sleepUnlessStopped(job.startDelayNs) }
         jobStart = monotonicNanos()
+        let stoppedAtStart = stoppedClockNs(jobStart)
         do { if !stopped { try body() } } catch { result.error = error }
         if let f = flowGroups { f.leave(group: job.flowID, member: index) }
         if result.error == nil { result.error = firstError }
-        result.elapsedNs = monotonicNanos() - jobStart
+        let end = monotonicNanos()
+        let stoppedNs = stoppedClockNs(end) &- stoppedAtStart
+        result.elapsedNs = end - jobStart > stoppedNs ? end - jobStart - stoppedNs : 0
         (result.userCpuNs, result.systemCpuNs) = threadCpuTimes()
         counters.doneFlag.store(true, ordering: .releasing)
     }
@@ -154,12 +165,16 @@ final class JobWorker: @unchecked Sendable {
         var exhausted = false
         let deadline = job.runtimeNs.map { jobStart + job.rampTimeNs + $0 }
         let timed = deadline != nil || pacer.active || steady != nil || rampEnd != 0 || flowGroups != nil
+        // The deadline moves out by the time the job is paused or held at a step gate.
+        let stoppedAtStart = deadline != nil ? stoppedClockNs(jobStart) : 0
         while true {
             if stopped || firstError != nil { exhausted = true; pending = nil }
             var now: UInt64 = 0
             if timed {
                 now = monotonicNanos()
-                if let deadline, !exhausted, now >= deadline { exhausted = true; pending = nil }
+                if let deadline, !exhausted, now >= deadline, now >= deadline &+ (stoppedClockNs(now) &- stoppedAtStart) {
+                    exhausted = true; pending = nil
+                }
                 if rampEnd != 0 && now >= rampEnd { resetStatsAfterRamp() }
                 if var s = steady, !exhausted {
                     if s.check(now: now, start: jobStart, ios: result.read.ios + result.write.ios + result.trim.ios,
@@ -287,6 +302,7 @@ final class JobWorker: @unchecked Sendable {
         let tag = (seq << 16) | UInt64(s)
         let now = monotonicNanos()
         slots[s].start = now
+        if let sink { slots[s].heldAtStart = sink.heldNanos(queue: Int32(queueID)) }
         if recordTrace {
             var fill = TraceFill.none
             if io.op == .write { fill = job.verify.map { .verified(seed: io.seed, kind: $0) } ?? .random(seed: slots[s].fillSeed) }
@@ -306,7 +322,12 @@ final class JobWorker: @unchecked Sendable {
         let now = monotonicNanos()
         let s = Int(c.userData & 0xffff)
         let io = slots[s].io
-        let lat = now &- slots[s].start
+        var lat = now &- slots[s].start
+        if let sink {
+            // Time held at a step gate is a human's, not the I/O's.
+            let held = sink.heldNanos(queue: Int32(queueID)) &- slots[s].heldAtStart
+            lat = lat > held ? lat - held : 0
+        }
         inFlight -= 1
         free.append(s)
         counters.inFlight.store(inFlight, ordering: .relaxed)

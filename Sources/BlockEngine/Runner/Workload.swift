@@ -168,7 +168,7 @@ public final class Workload: @unchecked Sendable {
         cond.lock()
         while running > 0 { cond.wait() }
         cond.unlock()
-        let elapsed = monotonicNanos() - startTime
+        let elapsed = runningNanos(monotonicNanos())
         if let e = workers.compactMap({ $0.result.error }).first { throw e }
         // fio's verify phase: each job reads back what it wrote, counted as its reads.
         let verifying = workers.filter { $0.job.verify != nil && ($0.job.doVerify || $0.job.verifyOnly) && !$0.written.isEmpty }
@@ -204,7 +204,17 @@ public final class Workload: @unchecked Sendable {
         return try wait()
     }
 
+    /// Nanoseconds since ``start()`` that the workload's clock counts: time paused, and the
+    /// longest time a step gate held one of its queues, are left out.
+    func runningNanos(_ now: UInt64) -> UInt64 {
+        let held = options.eventSink.map { sink in workers.map { sink.heldNanos(queue: Int32($0.queueID)) }.max() ?? 0 } ?? 0
+        let stopped = control.pausedNanos(now: now) &+ held
+        let wall = now &- startTime
+        return wall > stopped ? wall - stopped : 0
+    }
+
     /// Stops issuing new requests; in-flight requests complete, then threads wait.
+    /// A time-based job's clock stops until ``resume()``.
     public func pause() { control.pause() }
     /// Resumes after ``pause()``.
     public func resume() { control.resume() }
@@ -223,7 +233,7 @@ public final class Workload: @unchecked Sendable {
     /// The live counters of every queue now, with the fraction done when it is known.
     public func snapshot() -> WorkloadSnapshot {
         let qs = workers.map { $0.counters.snapshot() }
-        let elapsed = startTime == 0 ? 0 : monotonicNanos() - startTime
+        let elapsed = startTime == 0 ? 0 : runningNanos(monotonicNanos())
         var fractions: [Double] = []
         for (w, s) in zip(workers, qs) {
             if s.finished { fractions.append(1); continue }

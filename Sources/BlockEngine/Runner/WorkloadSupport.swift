@@ -94,19 +94,29 @@ public struct WorkloadSnapshot: Sendable {
     public var iops: Double { elapsedNs == 0 ? 0 : Double(totalIos) * 1e9 / Double(elapsedNs) }
 }
 
-/// Pause, resume and stop flags shared by a workload's threads.
+/// Pause, resume and stop flags shared by a workload's threads, and the time spent paused
+/// (a job's clock, `runtime=` and reported rates, does not run while it is paused).
 final class WorkloadControl: @unchecked Sendable {
     let stopFlag = Atomic<Bool>(false)
     let pauseFlag = Atomic<Bool>(false)
     private let cond = NSCondition()
+    /// Nanoseconds paused before the current pause, and when the current pause began (0: none).
+    private let pausedBefore = Atomic<UInt64>(0)
+    private let pauseStart = Atomic<UInt64>(0)
 
     var stopRequested: Bool { stopFlag.load(ordering: .relaxed) }
     var paused: Bool { pauseFlag.load(ordering: .relaxed) }
 
-    func pause() { pauseFlag.store(true, ordering: .releasing) }
+    func pause() {
+        cond.lock()
+        if !pauseFlag.load(ordering: .relaxed) { pauseStart.store(monotonicNanos(), ordering: .relaxed) }
+        pauseFlag.store(true, ordering: .releasing)
+        cond.unlock()
+    }
 
     func resume() {
         cond.lock()
+        endPause()
         pauseFlag.store(false, ordering: .releasing)
         cond.broadcast()
         cond.unlock()
@@ -114,10 +124,26 @@ final class WorkloadControl: @unchecked Sendable {
 
     func stop() {
         cond.lock()
+        endPause()
         stopFlag.store(true, ordering: .releasing)
         pauseFlag.store(false, ordering: .releasing)
         cond.broadcast()
         cond.unlock()
+    }
+
+    /// Adds the current pause to the total (lock held).
+    private func endPause() {
+        let t = pauseStart.load(ordering: .relaxed)
+        if t != 0 {
+            pausedBefore.wrappingAdd(monotonicNanos() &- t, ordering: .relaxed)
+            pauseStart.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// Nanoseconds the workload has been paused in total, the current pause included.
+    func pausedNanos(now: UInt64 = monotonicNanos()) -> UInt64 {
+        let t = pauseStart.load(ordering: .relaxed)
+        return pausedBefore.load(ordering: .relaxed) &+ (t != 0 && now > t ? now - t : 0)
     }
 
     /// Blocks the calling job thread while paused (and not stopped).

@@ -102,6 +102,12 @@ public enum TraceFile {
             kv += [("kind", .string("pendingFinished")), ("id", .size(id)), ("res", .int(Int64(result)))]
         case let .guestCompleted(op, userData, result, latencyNs):
             kv += [("kind", .string("guestCompleted")), ("op", .string("\(op)")), ("user_data", .size(userData)), ("res", .int(Int64(result))), ("lat_ns", .size(latencyNs))]
+        case let .regionBefore(guestOffset, length, kind, hostOffset, refcount):
+            kv += [("kind", .string("regionBefore")), ("off", .size(guestOffset)), ("len", .size(length)), ("region", .string("\(kind)")),
+                   ("host", .size(hostOffset)), ("refcount", .size(refcount))]
+        case let .copyOnWrite(guestOffset, length, source, from, into):
+            kv += [("kind", .string("copyOnWrite")), ("off", .size(guestOffset)), ("len", .size(length)), ("source", .string("\(source)")),
+                   ("from", .size(from)), ("host", .size(into))]
         }
         return JSONValue.object(kv).render(pretty: false)
     }

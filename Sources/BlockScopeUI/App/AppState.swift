@@ -56,6 +56,15 @@ public final class AppState {
     public var colorDepth = ""
     /// Live counters of a running job, one line.
     public var jobSummary: String?
+    /// The last finished job's fio-style summary line (kept for the Completions view).
+    public var lastJobLine: String?
+    /// Rates per queue and direction from the current (or last) job's engine counters.
+    public let engineRates = EngineRates()
+    /// Whether ``engineRates`` holds a job's figures.
+    public var hasJobRates: Bool { !engineRates.rows.isEmpty }
+    /// The metadata entry the last step changed (table, index), which the L1/L2, Refcounts
+    /// and BAT views highlight when shown.
+    public var steppedEntry: (table: MetadataTable, index: UInt64)?
     /// Metadata reloads done (views cache by it).
     public var layoutVersion = 0
     /// Set by views to switch tabs (e.g. Map → Hex on Enter); the app remembers where the
@@ -69,6 +78,9 @@ public final class AppState {
         self.image = image
         self.live = live
         self.themeName = themeName
+        var c = ExplainContext(format: image.format)
+        if let q = image.inspector as? Qcow2Inspector { c.clusterBits = q.clusterSize.trailingZeroBitCount }
+        live.context = c
     }
 
     /// Shows an app-wide message in the status line (it stays across view switches).

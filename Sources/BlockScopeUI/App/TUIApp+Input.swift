@@ -21,8 +21,13 @@ extension TUIApp {
         }
         if var p = prompt {
             switch p.handle(e, history: history, historyIndex: &historyIndex, completer: completer) {
-            case .editing: prompt = p
-            case .cancel: prompt = nil
+            case .editing:
+                prompt = p
+                // The In-flight filter is live: it follows every key typed.
+                if p.kind == .search, let v = currentView as? InFlightView { v.setFilter(p.text) }
+            case .cancel:
+                prompt = nil
+                if p.kind == .search, let v = currentView as? InFlightView { v.setFilter(""); state.sayInView("filter cleared", .dim) }
             case let .submit(text):
                 prompt = nil
                 submit(p.kind, text)
@@ -57,6 +62,8 @@ extension TUIApp {
         case .char("g"): prompt = Prompt(.goto, label: "goto \((currentView.gotoSpace ?? .guest).rawValue) ")
         case .char(" "): togglePause()
         case .char("s"): step()
+        case .char("c"): runStep(toCompletion: true)
+        case .char(">"): runStep(toCompletion: false)
         case .escape:
             if state.stepMode { leaveStepMode() } else { _ = goBack() }
         default: break
@@ -116,6 +123,33 @@ extension TUIApp {
             state.say("step mode: s lets one event through with an explanation; space or Esc leaves", .warning)
         } else {
             gate.step(1)
+        }
+    }
+
+    /// Step mode's longer strides: `c` runs the held request to its completion, `>` runs to
+    /// the next request's first event; the gate holds the event after that, as a press would.
+    func runStep(toCompletion: Bool) {
+        guard state.stepMode else { state.say("\(toCompletion ? "c" : ">") works in step mode (s starts it)", .dim); return }
+        guard let e = gate.heldEvent else { state.say("nothing held yet: start a request, e.g.  :write 0 4k", .dim); return }
+        var request = e.request
+        if request == 0 {
+            // A queue-wide event (a CQ drain): the oldest request that queue holds.
+            request = state.inFlightSnapshot.filter { $0.queue == Int(e.queue) }.min { $0.acceptedNs < $1.acceptedNs }?.userData ?? 0
+        }
+        if toCompletion {
+            gate.run(to: .completion(queue: e.queue, request: request))
+            state.say("running req \(request) to its completion…", .dim)
+        } else {
+            gate.run(to: .nextRequest(after: e.queue, request: request))
+            state.say("running to the next request…", .dim)
+        }
+    }
+
+    /// What reaching a step goal means, for the status line.
+    func goalText(_ g: StepGate.Goal) -> String {
+        switch g {
+        case let .completion(_, r): return "req \(r) completed (c); holding the next event — s steps, c/> run on"
+        case .nextRequest: return "next request reached (>): holding its first event — s steps"
         }
     }
 

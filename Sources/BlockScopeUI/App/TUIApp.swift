@@ -169,9 +169,13 @@ public final class TUIApp {
     /// metadata after changes (at most every 300 ms).
     public func pump() {
         let stepping = state.stepMode
+        let context = state.live.context
         subscription.drain(maxPerQueue: 4096) { e in
             state.live.apply(e)
-            if stepping { state.noteStep(Explain.line(e)) }
+            if stepping {
+                state.noteStep(Explain.line(e, context))
+                if case let .tableUpdate(table, index, _, _) = e.payload { state.steppedEntry = (table, index) }
+            }
         }
         state.lostEvents = subscription.lostEvents
         // The engine's exact set, taken after the drain: what it no longer holds is gone,
@@ -180,7 +184,8 @@ public final class TUIApp {
         state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()
         if state.stepMode {
-            state.heldEvent = gate.heldEvent.map(Explain.line)
+            state.heldEvent = gate.heldEvent.map { Explain.line($0, context) }
+            if let g = gate.takeReachedGoal() { state.say(goalText(g), .ok) }
         }
         for line in worker?.takeOutput() ?? [] {
             state.live.note(line)
@@ -188,7 +193,9 @@ public final class TUIApp {
         }
         if let j = job {
             state.jobSummary = j.summary
+            state.engineRates.update(j.workload.snapshot())
             if let done = j.finishedLine {
+                state.lastJobLine = done
                 finishedJobs.append(done)
                 state.live.note(done)
                 state.say(done, done.hasPrefix("error") ? .error : .ok)

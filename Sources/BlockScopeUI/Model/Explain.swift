@@ -1,42 +1,44 @@
 import BlockCore
 
-/// One-line explanations of events, for step mode and the event log.
+/// What an explanation needs to know about the image beyond the event: its format (how a
+/// BAT entry is encoded) and QCOW2's cluster size (refcount indices are host clusters,
+/// compressed descriptors depend on it).
+public struct ExplainContext: Sendable {
+    /// The image format.
+    public var format: ImageFormat
+    /// log2 of the QCOW2 cluster size (16 for 64 KiB); nil for other formats.
+    public var clusterBits: Int?
+
+    /// Creates a context.
+    public init(format: ImageFormat = .raw, clusterBits: Int? = nil) {
+        self.format = format
+        self.clusterBits = clusterBits
+    }
+}
+
+/// One-line explanations of events, for step mode and the event log, in plain words with
+/// the image's real region kinds and metadata entries decoded.
 public enum Explain {
     /// A ring user_data as shown everywhere (event log, step text, In-flight tree): hexadecimal,
     /// `0x…`, whatever the engine encodes in it; guest requests are `req N` in decimal.
     public static func tag(_ v: UInt64) -> String { hex(v) }
 
     /// Explains an event: what happened, to which request, with offsets in hex.
-    public static func line(_ e: IoEvent) -> String {
+    public static func line(_ e: IoEvent, _ c: ExplainContext = ExplainContext()) -> String {
         let r = e.request != 0 ? "req \(e.request): " : ""
         switch e.payload {
         case let .guestRequest(op, offset, length):
             return "\(r)guest \(op) \(hex(offset))+\(length) accepted by queue \(e.queue)"
         case let .mappingResolved(offset, length, regions, kind, hostOffset):
-            let what: String
-            switch kind {
-            case .allocated: what = "already allocated at host \(hex(hostOffset))"
-            case .zero: what = "reads as zeroes (zero cluster)"
-            case .unallocated: what = "not allocated here (backing file or zeroes)"
-            case .compressed: what = "compressed cluster at host \(hex(hostOffset))"
-            case .mixed: what = "mixed regions, first at host \(hex(hostOffset))"
-            }
-            return "\(r)mapping \(hex(offset))+\(length): \(regions) region\(regions == 1 ? "" : "s"), \(what)"
+            return "\(r)mapping \(hex(offset))+\(length): \(regions) region\(regions == 1 ? "" : "s"), \(mappingWords(kind, hostOffset))"
+        case let .regionBefore(guestOffset, length, kind, hostOffset, refcount):
+            return "\(r)region \(hex(guestOffset))+\(length) before this request: \(regionWords(kind, hostOffset, refcount))"
+        case let .copyOnWrite(guestOffset, length, source, from, into):
+            return "\(r)copy-on-write for guest \(hex(guestOffset))+\(length): \(cowWords(source, from, into, length))"
         case let .allocated(guestOffset, hostOffset, length):
-            return "\(r)allocate \(length) bytes for guest \(hex(guestOffset)) at host \(hex(hostOffset))"
+            return "\(r)allocate a new host cluster at \(hex(hostOffset)) (\(length) bytes) for guest \(hex(guestOffset))"
         case let .tableUpdate(table, index, old, new):
-            switch table {
-            case .refcount:
-                return "\(r)refcount of host cluster \(index): \(old) -> \(new)"
-            case .l1, .l2:
-                return "\(r)\(table == .l1 ? "L1" : "L2")[\(index)] \(old == 0 ? "empty" : hex(old)) -> \(hex(new))"
-            case .refcountTable:
-                return "\(r)refcount table[\(index)] \(hex(old)) -> new refcount block at \(hex(new))"
-            case .bat:
-                return "\(r)BAT[\(index)] \(hex(old)) -> \(hex(new))"
-            case .header:
-                return "\(r)header field \(index) \(hex(old)) -> \(hex(new))"
-            }
+            return r + tableWords(table, index, old, new, c)
         case let .sqeSubmitted(opcode, userData, hostOffset, length):
             return "\(r)SQE \(opcode) user_data \(tag(userData)) host \(hex(hostOffset))+\(length) submitted"
         case let .cqeReaped(opcode, userData, result, latencyNs):
@@ -45,20 +47,119 @@ public enum Explain {
         case let .cqDrain(batch):
             return "CQ drained: \(batch) completion\(batch == 1 ? "" : "s") at once"
         case let .fsyncPhase(phase):
-            switch phase {
-            case .metadataWritten: return "\(r)flush: dirty metadata written"
-            case .fsyncSubmitted: return "\(r)flush: IORING_OP_FSYNC submitted"
-            case .completed: return "\(r)flush complete: data and metadata are stable"
-            }
-        case let .pendingCreated(id, subOps):
-            _ = id
+            return r + phaseWords(phase)
+        case let .pendingCreated(_, subOps):
             return "\(r)PendingIo tracks \(subOps) sub-operation\(subOps == 1 ? "" : "s") (\(e.request != 0 ? "req \(e.request)" : "the request").1…\(subOps))"
-        case let .pendingFinished(id, result):
-            _ = id
+        case let .pendingFinished(_, result):
             return "\(r)PendingIo finished: \(result == 0 ? "ok" : BlockError.errnoText(-result))"
         case let .guestCompleted(op, userData, result, latencyNs):
             let res = result >= 0 ? "ok" : "failed: \(BlockError.errnoText(-result))"
-            return "req \(userData): guest \(op) completed \(res) in \(formatDuration(latencyNs))"
+            return "req \(userData): guest \(op) completed \(res) in \(formatDuration(latencyNs)) (time held in step mode not counted)"
+        }
+    }
+
+    /// The mapping a request found, in words.
+    static func mappingWords(_ kind: RegionKind, _ host: UInt64) -> String {
+        switch kind {
+        case .allocated: return "allocated in this image at host \(hex(host)) (its own cluster: written in place)"
+        case .shared: return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too, so a write copies it first)"
+        case .backing: return "not allocated in this image: the backing file holds the data"
+        case .unallocated: return "unallocated in this image (zeroes unless a backing file covers it)"
+        case .zero: return "reads as zeroes (zero cluster)"
+        case .compressed: return "compressed cluster at host \(hex(host))"
+        case .mixed: return "several kinds (one line per region follows), first at host \(hex(host))"
+        }
+    }
+
+    /// One region's state before a write, zero or discard, in words.
+    static func regionWords(_ kind: RegionKind, _ host: UInt64, _ refcount: UInt64) -> String {
+        switch kind {
+        case .allocated: return "allocated at host \(hex(host)), refcount \(refcount), COPIED (this image's own cluster)"
+        case .shared: return "shared — host \(hex(host)) has refcount \(refcount) (a snapshot references it too; no COPIED flag)"
+        case .backing: return "unallocated here; the backing file has the data"
+        case .unallocated: return "unallocated, past the backing file or without one (reads as zeroes)"
+        case .zero: return "zero cluster (reads as zeroes, no data)"
+        case .compressed: return "compressed, stored at host \(hex(host))"
+        case .mixed: return "mixed"
+        }
+    }
+
+    /// A copy-on-write fill, in words.
+    static func cowWords(_ source: RegionKind, _ from: UInt64, _ into: UInt64, _ length: UInt64) -> String {
+        switch source {
+        case .backing: return "read \(length) bytes at guest \(hex(from)) from the backing file into host \(hex(into)) (backing read)"
+        case .shared: return "copy \(length) bytes from the shared cluster at host \(hex(from)) to host \(hex(into)) (the snapshot keeps the old cluster)"
+        case .allocated: return "copy \(length) bytes from host \(hex(from)) to host \(hex(into))"
+        case .compressed: return "decompress the cluster at host \(hex(from)) and copy \(length) bytes of it to host \(hex(into))"
+        case .zero, .unallocated, .mixed: return "fill \(length) bytes at host \(hex(into)) with zeroes"
+        }
+    }
+
+    /// A metadata entry change, decoded.
+    static func tableWords(_ table: MetadataTable, _ index: UInt64, _ old: UInt64, _ new: UInt64, _ c: ExplainContext) -> String {
+        switch table {
+        case .refcount:
+            let at = c.clusterBits.map { " at \(hex(index << UInt64($0)))" } ?? ""
+            let why: String
+            if new > old { why = old == 0 ? "newly allocated" : "one more reference" }
+            else if new == 0 { why = "freed: nothing references it any more" }
+            else { why = "one reference dropped, \(new) left" }
+            return "refcount of host cluster \(index)\(at): \(old) -> \(new) (\(why))"
+        case .l1:
+            return "L1[\(index)]: \(l1Words(old)) -> \(l1Words(new))"
+        case .l2:
+            return "L2[\(index)]: \(l2Words(old, c)) -> \(l2Words(new, c))"
+        case .refcountTable:
+            return "refcount table[\(index)]: \(old == 0 ? "empty" : hex(old)) -> new refcount block at \(hex(new))"
+        case .bat:
+            return "BAT[\(index)]: \(batWords(old, c)) -> \(batWords(new, c))"
+        case .header:
+            return index == 48 ? "header: refcount table moved from \(hex(old)) to \(hex(new))" : "header field at byte \(index): \(hex(old)) -> \(hex(new))"
+        }
+    }
+
+    /// A QCOW2 L1 entry: "empty", "L2 table at 0x40000 (COPIED)".
+    public static func l1Words(_ e: UInt64) -> String {
+        let off = e & Qcow2Entry.offsetMask
+        if off == 0 { return "empty" }
+        return "L2 table at \(hex(off)) (\(e & Qcow2Entry.copied != 0 ? "COPIED" : "shared with a snapshot"))"
+    }
+
+    /// A QCOW2 L2 entry (standard part): "unallocated", "zero", "data at 0x50000 (COPIED)",
+    /// "compressed at 0x…".
+    public static func l2Words(_ e: UInt64, _ c: ExplainContext = ExplainContext()) -> String {
+        if e & Qcow2Entry.compressed != 0 {
+            guard let bits = c.clusterBits else { return "compressed (\(hex(e)))" }
+            let d = Qcow2CompressedDescriptor(entry: e & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: UInt32(bits))
+            return "compressed at \(hex(d.hostOffset)) (\(d.length) bytes)"
+        }
+        let off = e & Qcow2Entry.offsetMask
+        let flag = e & Qcow2Entry.copied != 0 ? "COPIED" : "shared, no COPIED"
+        if e & Qcow2Entry.zero != 0 { return off == 0 ? "zero" : "zero, preallocated at \(hex(off)) (\(flag))" }
+        if off == 0 { return "unallocated" }
+        return "data at \(hex(off)) (\(flag))"
+    }
+
+    /// A BAT entry: VHDX state and offset, or a VHD block's sector.
+    static func batWords(_ e: UInt64, _ c: ExplainContext) -> String {
+        if c.format == .vpc { return e == 0xffff_ffff ? "unused" : "block at host \(hex(e * 512))" }
+        let states = [0: "not present", 1: "undefined", 2: "zero", 3: "unmapped", 6: "fully present", 7: "partially present"]
+        let state = states[Int(e & 7)] ?? "state \(e & 7)"
+        let off = (e >> 20) << 20
+        return off == 0 ? state : "\(state) at \(hex(off))"
+    }
+
+    /// A flush phase, named.
+    static func phaseWords(_ p: FsyncPhase) -> String {
+        switch p {
+        case .writingRefcountBlocks: return "flush: write the dirty refcount blocks (first, so no new cluster is used before its refcount is stable)"
+        case .writingL2Tables: return "flush: write the dirty L2 tables (and refcount table entries)"
+        case .writingRefcountTable: return "flush: write the changed refcount table entries"
+        case .writingL1Table: return "flush: write the dirty L1 entries (last: they make new L2 tables reachable)"
+        case .writingHeader: return "flush: write the image header"
+        case .metadataWritten: return "flush: those metadata writes completed"
+        case .fsyncSubmitted: return "flush: fdatasync submitted (data and the metadata written so far become stable)"
+        case .completed: return "flush complete: data and metadata are stable"
         }
     }
 }

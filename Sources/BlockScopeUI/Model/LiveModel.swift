@@ -40,11 +40,19 @@ public struct GuestRequestState: Sendable {
     public var length: UInt64
     /// When it was accepted (monotonic ns).
     public var started: UInt64
-    /// How the request mapped, once resolved: (kind, regions, first host offset).
+    /// How the request's range mapped before it, once resolved: (kind, regions, first host offset).
     public var resolved: (kind: RegionKind, regions: Int, host: UInt64)?
-    /// The mapping summary once resolved (formatted when drawn, not per event).
+    /// The first new host cluster allocated for it (a write into unallocated, backing or
+    /// shared clusters), once the allocation event arrived.
+    public var newHost: UInt64?
+    /// The mapping summary once resolved (formatted when drawn, not per event): what the
+    /// range was, and where its data goes when that is a new cluster.
     public var mapping: String? {
-        resolved.map { "\($0.kind) \($0.regions == 1 ? "" : "\($0.regions) regions ")at host \(hex($0.host))" }
+        guard let m = resolved else { return nil }
+        var t = "\(m.kind)\(m.regions == 1 ? "" : " (\(m.regions) regions)")"
+        if m.host != 0 { t += " at host \(hex(m.host))" }
+        if let n = newHost { t += " → new cluster at host \(hex(n))" }
+        return t
     }
     /// PendingIo trackers.
     public var pending: [PendingState] = []
@@ -103,11 +111,11 @@ public final class LiveModel {
     public private(set) var drainBatches: [Int] = []
     /// Completions per 100 ms tick (newest last, at most 240): the sparkline.
     public private(set) var completionsPerTick: [Int] = [0]
-    /// Guest request latencies, log2 buckets of microseconds (bucket i: [2^i, 2^(i+1)) µs).
-    public private(set) var latencyBuckets = [UInt64](repeating: 0, count: 24)
-    /// The most recent latencies in ns (at most 4096), for percentiles.
-    public var recentLatencies: [UInt64] { latencyRing.elements }
-    private var latencyRing = Ring<UInt64>(capacity: 4096)
+    /// Completion latencies by window: the last second's samples and the whole run's
+    /// histograms, each split by direction (see ``LatencyWindows``).
+    public private(set) var latency = LatencyWindows()
+    /// How explanations decode this image's entries (set by the app from the image).
+    public var context = ExplainContext()
     /// Rates per queue.
     public private(set) var queues: [Int32: QueueRate] = [:]
     /// Guest ranges written this session.
@@ -116,12 +124,12 @@ public final class LiveModel {
     public private(set) var writtenHost = WrittenMap()
     /// Explained events and messages, newest last (at most 500); events are explained
     /// when read, so folding an event costs no string formatting.
-    public var log: [String] { logRing.elements.map { $0.text } }
+    public var log: [String] { logRing.elements.map { $0.text(context) } }
     /// The newest `n` log lines, oldest first.
     public func logTail(_ n: Int, skippingNewest skip: Int = 0) -> [String] {
         let all = logRing.elements
         let end = max(0, all.count - skip)
-        return all[max(0, end - n)..<end].map { $0.text }
+        return all[max(0, end - n)..<end].map { $0.text(context) }
     }
     /// Log lines held.
     public var logCount: Int { logRing.count }
@@ -152,6 +160,9 @@ public final class LiveModel {
         case let .allocated(_, hostOffset, length):
             writtenHost.insert(hostOffset, length: length)
             metadataVersion += 1
+            if inFlight[e.request]?.newHost == nil { inFlight[e.request]?.newHost = hostOffset }
+        case .regionBefore, .copyOnWrite:
+            break
         case .tableUpdate:
             metadataVersion += 1
         case let .sqeSubmitted(opcode, userData, hostOffset, length):
@@ -171,7 +182,7 @@ public final class LiveModel {
             if let i = inFlight[e.request]?.pending.firstIndex(where: { $0.id == id }) {
                 inFlight[e.request]?.pending[i].result = result
             }
-        case let .guestCompleted(_, userData, result, latencyNs):
+        case let .guestCompleted(op, userData, result, latencyNs):
             let key = inFlight[e.request] != nil ? e.request : userData
             let len = inFlight[key]?.length ?? 0
             if slowest.count < 5 || latencyNs > slowest[slowest.count - 1].latencyNs, let r = inFlight[key] {
@@ -179,15 +190,11 @@ public final class LiveModel {
                 slowest.sort { $0.latencyNs > $1.latencyNs }
                 if slowest.count > 5 { slowest.removeLast() }
             }
-            inFlight[key] = nil
             completedRequests += 1
-            var lat = latencyNs / 1000
-            var b = 0
-            while lat > 1 && b < latencyBuckets.count - 1 { lat >>= 1; b += 1 }
-            latencyBuckets[b] += 1
-            latencyRing.append(latencyNs)
+            latency.record(time: e.time, latencyNs: latencyNs, op: op)
             queues[e.queue, default: QueueRate()].record(time: e.time, bytes: result >= 0 ? len : 0)
             completionsPerTick[completionsPerTick.count - 1] += 1
+            inFlight[key] = nil
         }
         logRing.append(.event(e))
     }
@@ -218,13 +225,8 @@ public final class LiveModel {
         }
     }
 
-    /// The latency at percentile `p` (0...100) of the recent requests, in ns.
-    public func percentile(_ p: Double) -> UInt64? {
-        guard !recentLatencies.isEmpty else { return nil }
-        let s = recentLatencies.sorted()
-        let i = min(s.count - 1, max(0, Int((p / 100 * Double(s.count)).rounded(.up)) - 1))
-        return s[i]
-    }
+    /// Starts the "whole job" window afresh (a job started).
+    public func resetWholeWindow(now: UInt64 = monotonicNanos()) { latency.resetWhole(now: now) }
 
     /// Adds a line to the log (command output, messages).
     public func note(_ line: String) { logRing.append(.text(line)) }
@@ -240,9 +242,9 @@ enum LogEntry {
     case event(IoEvent)
     case text(String)
 
-    var text: String {
+    func text(_ c: ExplainContext) -> String {
         switch self {
-        case let .event(e): return Explain.line(e)
+        case let .event(e): return Explain.line(e, c)
         case let .text(t): return t
         }
     }
@@ -279,7 +281,7 @@ public struct CompletedRequest: Sendable, Equatable {
     public var op: GuestOp
     /// Guest offset and length in bytes.
     public var offset: UInt64, length: UInt64
-    /// From acceptance to completion, in nanoseconds (step-mode waits included).
+    /// From acceptance to completion, in nanoseconds (time held in step mode left out).
     public var latencyNs: UInt64
     /// Whether it failed.
     public var failed: Bool

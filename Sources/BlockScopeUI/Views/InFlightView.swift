@@ -9,13 +9,18 @@ public final class InFlightView: TUIView {
     /// "In-flight".
     public let title = "In-flight"
     /// Footer keys.
-    public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), ("o", "sort"), (":", "write 1M 64k"), ("↑↓", "scroll log")]
-    /// "find in log".
-    public let searchHint: String? = "find in log"
+    public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), ("c", "finish req"), (">", "next req"), ("o", "sort"), ("/", "filter"), ("↑↓", "scroll log")]
+    /// `/` filters the request list as you type (see ``InFlightFilter``).
+    public let searchHint: String? = "filter: w r f q1 0x100000-0x200000 >1ms"
+    /// The live filter (`/`); Esc in the prompt clears it.
+    public private(set) var filter = InFlightFilter()
+
+    /// Sets the filter from the prompt's text (called on every key while `/` is open).
+    public func setFilter(_ text: String) { filter = InFlightFilter(text) }
     private var logScroll = 0
     /// The order of the request list; `o` cycles through them.
     public enum SortKey: String, CaseIterable, Sendable {
-        /// Oldest (longest waiting) first.
+        /// Oldest first: the longest latency so far first.
         case age
         /// Newest first.
         case newest
@@ -47,7 +52,8 @@ public final class InFlightView: TUIView {
     /// current order, with the sub-operations the events reported for it.
     public func treeLines(_ app: AppState, now: UInt64 = monotonicNanos()) -> [(String, Role)] {
         var out: [(String, Role)] = []
-        for o in ordered(app.inFlightSnapshot) {
+        let shown = filter.isActive ? app.inFlightSnapshot.filter { filter.matches($0, now: now) } : app.inFlightSnapshot
+        for o in ordered(shown) {
             let age = formatDuration(now > o.acceptedNs ? now - o.acceptedNs : 0)
             let r = app.live.inFlight[o.userData].flatMap { Int($0.queue) == o.queue ? $0 : nil }
             out.append(("req \(o.userData)  \(o.op) \(hex(o.offset))+\(o.length)  queue \(o.queue)  age \(age)\(r?.mapping.map { "  → \($0)" } ?? "")", .inflight))
@@ -76,7 +82,8 @@ public final class InFlightView: TUIView {
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
         let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy ? "running" : "idle"
-        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(live.completedRequests)   engine \(mode)   sort \(sort.rawValue)"
+        let shownNote = filter.isActive ? "   filter '\(filter.text)': \(app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count) shown" + (filter.unknown.isEmpty ? "" : " (ignored: \(filter.unknown.joined(separator: " ")))") : ""
+        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(live.completedRequests)   engine \(mode)   sort \(sort == .age ? "age (latency so far)" : sort.rawValue)\(shownNote)"
         s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
         var y = area.y + 1
         if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
@@ -127,9 +134,20 @@ public final class InFlightView: TUIView {
         return true
     }
 
-    /// Finds a log line containing `text`: forward (`/`, `n`) goes to older lines, up the
-    /// log; backward (`N`) to newer ones; both wrap around.
+    /// `/` sets the live filter of the request list (the log is searched with `n`/`N`
+    /// after a filter is set: they find the filter's text in the log).
     public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+        if filter.text != text {
+            setFilter(text)
+            let n = app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count
+            return SearchOutcome("filter '\(text)': \(n) of \(app.inFlightSnapshot.count) requests" + (filter.unknown.isEmpty ? "" : "; not understood: \(filter.unknown.joined(separator: " ")) (try w r f q1 0x100000-0x200000 >1ms)"), found: filter.unknown.isEmpty)
+        }
+        return searchLog(text, direction, app)
+    }
+
+    /// Finds a log line containing `text`: forward (`n`) goes to older lines, up the
+    /// log; backward (`N`) to newer ones; both wrap around.
+    func searchLog(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         let log = app.live.log
         let t = text.lowercased()
         let current = max(0, log.count - 1 - logScroll)
@@ -141,77 +159,4 @@ public final class InFlightView: TUIView {
         logScroll = max(0, log.count - 1 - hit.index)
         return SearchOutcome(log[hit.index], found: true, wrapped: hit.wrapped)
     }
-}
-
-/// Completions: CQ drains over time (sparklines of completions and batch sizes), the
-/// latency histogram and percentiles, IOPS and bandwidth per queue.
-public final class CompletionsView: TUIView {
-    /// "Completions".
-    public let title = "Completions"
-    /// Footer keys.
-    public let keys: [(String, String)] = [(":", "write 0 4M"), ("space", "pause")]
-
-    /// Creates the view.
-    public init() {}
-
-    /// Draws sparklines, the histogram, percentiles and the per-queue table.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
-        let live = app.live
-        var y = area.y
-        if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
-        let w = max(10, area.width - 24)
-        s.heading(area.x, y, "── CQ drains ", width: area.width); y += 1
-        s.put(area.x, y, "completions/100ms", CellStyle(.dim))
-        s.put(area.x + 22, y, sparkline(live.completionsPerTick, width: w), CellStyle(.bar)); y += 1
-        s.put(area.x, y, "batch size", CellStyle(.dim))
-        s.put(area.x + 22, y, sparkline(live.drainBatches, width: w), CellStyle(.bar)); y += 1
-        let batches = live.drainBatches
-        let avg = batches.isEmpty ? 0 : Double(batches.reduce(0, +)) / Double(batches.count)
-        s.put(area.x, y, "drains \(batches.count)   mean batch \(fixed(avg, 1))   max batch \(batches.max() ?? 0)   completed \(live.completedRequests)", CellStyle(.normal), maxWidth: area.width)
-        y += 2
-        // One window for percentiles, max and histogram: the last completions seen (at most 4096).
-        let window = live.recentLatencies
-        s.heading(area.x, y, "── Latency: last \(window.count) completions seen (percentiles, max and histogram) ", width: area.width); y += 1
-        let pcts: [(String, Double)] = [("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9), ("max", 100)]
-        var x = area.x
-        for (name, p) in pcts {
-            let v = live.percentile(p).map(formatDuration) ?? "-"
-            x = s.put(x, y, name + " ", CellStyle(.dim))
-            x = s.put(x, y, v, CellStyle(.normal)) + 3
-        }
-        y += 1
-        var buckets = [UInt64](repeating: 0, count: 24)
-        for ns in window {
-            var lat = ns / 1000, b = 0
-            while lat > 1 && b < buckets.count - 1 { lat >>= 1; b += 1 }
-            buckets[b] += 1
-        }
-        let used = buckets.indices.filter { buckets[$0] > 0 }
-        let histRows = max(0, min(area.maxY - y - 6, (used.last ?? 0) - (used.first ?? 0) + 1))
-        let peak = max(1, buckets.max() ?? 1)
-        if used.isEmpty {
-            s.put(area.x + 2, y, "no completions yet — run  :write 0 4M  or a job", CellStyle(.dim)); y += 1
-        } else {
-            for i in 0..<histRows {
-                let b = (used.first ?? 0) + i
-                let label = "<" + formatDuration(UInt64(1000) << UInt64(b + 1))
-                s.put(area.x, y, label.leftPadded(10), CellStyle(.dim))
-                let n = Int(Double(buckets[b]) / Double(peak) * Double(area.width - 24))
-                s.put(area.x + 11, y, String(repeating: "█", count: n), CellStyle(.bar))
-                s.put(area.x + 12 + n, y, "\(buckets[b])", CellStyle(.dim))
-                y += 1
-            }
-        }
-        y += 1
-        s.heading(area.x, y, "── Per queue (from events seen\(app.lostEvents > 0 ? "; \(app.lostEvents) lost — the UI is lossy, job counters above are exact" : "")) ", width: area.width); y += 1
-        s.put(area.x, y, "queue      ops       IOPS   bandwidth   total bytes", CellStyle(.dim)); y += 1
-        for (q, r) in live.queues.sorted(by: { $0.key < $1.key }) where y < area.maxY {
-            let line = "\(String(q).leftPadded(5)) \(String(r.ops).leftPadded(8)) \(fixed(r.iops, 0).leftPadded(10)) \((formatBytes(r.bandwidth) + "/s").leftPadded(11))   \(formatBytes(Double(r.bytes)))"
-            s.put(area.x, y, line, CellStyle(.normal), maxWidth: area.width)
-            y += 1
-        }
-    }
-
-    /// No keys of its own.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool { false }
 }

@@ -132,11 +132,8 @@ extension QcowAsync {
         req.pieces = pieces.map(WritePiece.init)
         requests[id] = req
         if let sink {
-            var host: UInt64 = 0
-            if let f = pieces.first { host = f.hostOffset + UInt64(f.dataOffsetInSpan) }
-            let allocating = pieces.contains { !$0.tokens.isEmpty }
-            sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: pieces.count,
-                                                                                     kind: allocating ? .unallocated : .allocated, hostOffset: host)))
+            let m = Qcow2WritePlan.mappingSummary(events, pieces: pieces)   // how the range mapped before this request
+            sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: m.regions, kind: m.kind, hostOffset: m.host)))
             for e in events { sink.publish(IoEvent(queue: queueID, request: userData, e)) }
             if req.multi { sink.publish(IoEvent(queue: queueID, request: userData, .pendingCreated(id: id, subOps: pieces.count))) }
         }
@@ -305,6 +302,7 @@ extension QcowAsync {
         let p = PendingIo(id: id, userData: userData, op: .fsync, guestOffset: 0, length: 0)
         let req = Request(pending: p, buffer: UnsafeMutableRawBufferPointer(start: nil, count: 0), multi: false)
         req.flush = FlushProgress(batch)
+        if let sink { for e in batch.events { sink.publish(IoEvent(queue: queueID, request: userData, e)) } }   // refcount releases
         requests[id] = req
         advanceFlush(req)
     }
@@ -317,6 +315,7 @@ extension QcowAsync {
         f.step += 1
         switch step {
         case let .write(ws):
+            sink?.publish(IoEvent(queue: queueID, request: req.pending.userData, .fsyncPhase(f.batch.phase(ofStep: f.step - 1))))
             for w in ws {
                 let b = UnsafeMutableRawBufferPointer.allocate(byteCount: w.bytes.count, alignment: 4096)
                 b.copyBytes(from: w.bytes)

@@ -18,13 +18,13 @@ extension QcowMetadata {
             if s.w.flushing { return nil }
             s.w.flushing = true
             s.w.flushSeq += 1
-            var none: [IoEventPayload]? = nil
+            var released: [IoEventPayload]? = []
             var keep: [QcowPendingFree] = []
             for f in s.w.pendingFrees {
                 if f.safeAfter > s.w.flushDone { keep.append(f); continue }
                 var c = f.offset >> cb
                 // A failed release leaves a leak, never a corruption.
-                while c <= (f.offset + f.length - 1) >> cb { try? changeRefcount(&s, c, by: -1, events: &none); c += 1 }
+                while c <= (f.offset + f.length - 1) >> cb { try? changeRefcount(&s, c, by: -1, events: &released); c += 1 }
             }
             s.w.pendingFrees = keep
             if s.w.hostEnd > s.w.fileEnd {
@@ -56,12 +56,16 @@ extension QcowMetadata {
                 c.append((l1Offset + UInt64(i) * 8, e))
             }
             var steps: [Qcow2FlushStep] = []
-            if !a.isEmpty { steps.append(.write(a)) }
-            steps.append(.sync(dataFileToo: true))
-            if !b.isEmpty { steps += [.write(b), .sync(dataFileToo: false)] }
-            if !c.isEmpty { steps += [.write(c), .sync(dataFileToo: false)] }
+            var phases: [FsyncPhase] = []
+            if !a.isEmpty { steps.append(.write(a)); phases.append(.writingRefcountBlocks) }
+            steps.append(.sync(dataFileToo: true)); phases.append(.fsyncSubmitted)
+            if !b.isEmpty {
+                steps += [.write(b), .sync(dataFileToo: false)]
+                phases += [s.w.dirtyL2.isEmpty ? .writingRefcountTable : .writingL2Tables, .fsyncSubmitted]
+            }
+            if !c.isEmpty { steps += [.write(c), .sync(dataFileToo: false)]; phases += [.writingL1Table, .fsyncSubmitted] }
             let batch = Qcow2FlushBatch(seq: s.w.flushSeq, steps: steps, l2: s.w.dirtyL2, refblocks: s.w.dirtyRefblocks,
-                                        refTable: s.w.dirtyRefTable, l1: s.w.dirtyL1)
+                                        refTable: s.w.dirtyRefTable, l1: s.w.dirtyL1, phases: phases, events: released ?? [])
             s.w.dirtyL2 = []
             s.w.dirtyRefblocks = []
             s.w.dirtyRefTable = []

@@ -105,6 +105,8 @@ extension QcowMetadata {
             try checkWritable(&s, offset, op)
             if isBusy(&s, offset, end, allowJoin: allowJoin) { return .busy }
             var p = PlanScratch(events: wantEvents ? [] : nil)
+            // How the range maps before this request changes it (what step mode explains first).
+            if wantEvents { p.events = (try? regionsBefore(&s, offset, end)) ?? [] }
             do throws(BlockError) { try body(&s, &p) } catch let e {
                 rollback(&s, p.created)
                 throw e
@@ -295,7 +297,7 @@ extension QcowMetadata {
                 host = try allocateClusters(&s, events: &p.events)
                 newCluster = true
             }
-            p.events?.append(.allocated(guestOffset: cstart, hostOffset: host, length: cs))
+            if newCluster || extData { p.events?.append(.allocated(guestOffset: cstart, hostOffset: host, length: cs)) }
             // The span: the whole cluster, or with extended L2 the touched subclusters (the
             // edges of an in-place subcluster that already holds data are not rewritten).
             var s0: UInt64 = 0, s1: UInt64 = cs
@@ -343,6 +345,9 @@ extension QcowMetadata {
                 while let f = fills.last, f.src == .zero, f.at + f.len == s1 { s1 -= f.len; fills.removeLast() }
             }
             try checkOverlap(&s, host: host + s0, length: s1 - s0, guest: pos)
+            if p.events != nil {
+                p.events! += QcowMetadata.fillEvents(fills, clusterStart: cstart, host: host, oldIsShared: hasHost && !inPlace)
+            }
             var freeOld: (UInt64, UInt64)? = nil
             if !inPlace && !extData {
                 if e.isCompressed {

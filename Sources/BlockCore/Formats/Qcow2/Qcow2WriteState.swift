@@ -178,5 +178,15 @@ public struct Qcow2FlushBatch: Sendable {
     let refblocks: Set<UInt64>
     let refTable: Set<Int>
     let l1: Set<Int>
+    /// What each step does, by name (parallel to ``steps``): `.writingRefcountBlocks`,
+    /// `.writingL2Tables`, `.writingRefcountTable`, `.writingL1Table`, or `.fsyncSubmitted`
+    /// for a datasync.
+    public var phases: [FsyncPhase] = []
+    /// Refcount releases this flush applied when it began (a cluster freed, or a shared
+    /// cluster's count dropping, e.g. 2 -> 1 after a copy-on-write), as `tableUpdate` events.
+    public var events: [IoEventPayload] = []
+
+    /// The name of step `i` (`.fsyncSubmitted` for a datasync or an unnamed step).
+    public func phase(ofStep i: Int) -> FsyncPhase { i < phases.count ? phases[i] : .fsyncSubmitted }
 
 }
