@@ -126,7 +126,7 @@ import TestSupport
         #expect(explained.contains { $0.contains("refcount of host cluster") && $0.contains("0 -> 1") }, "\(all)")
         #expect(explained.contains { $0.contains("SQE writev") }, "\(all)")
         #expect(explained.contains { $0.contains("CQE") }, "\(all)")
-        #expect(explained.contains { $0.contains("L2[1] empty") }, "\(all)")
+        #expect(explained.contains { $0.contains("L2[1]: unallocated -> data at") }, "\(all)")
         #expect(explained.contains { $0.contains("completed ok") }, "\(all)")
         // The SQE comes after the allocation and the L2 update after the CQE.
         let alloc = explained.firstIndex { $0.contains("allocate") } ?? 0

@@ -64,7 +64,8 @@ public final class AppState {
     public var hasJobRates: Bool { !engineRates.rows.isEmpty }
     /// The metadata entry the last step changed (table, index), which the L1/L2, Refcounts
     /// and BAT views highlight when shown.
-    public var steppedEntry: (table: MetadataTable, index: UInt64)?
+    /// `guest` is the guest offset of the request that changed it (which L2 table an index is in).
+    public var steppedEntry: (table: MetadataTable, index: UInt64, guest: UInt64)?
     /// Metadata reloads done (views cache by it).
     public var layoutVersion = 0
     /// Set by views to switch tabs (e.g. Map → Hex on Enter); the app remembers where the

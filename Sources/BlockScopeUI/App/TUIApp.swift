@@ -42,7 +42,10 @@ public final class TUIApp {
     public let views: [TUIView]
     /// Index of the current view.
     public internal(set) var current = 0 {
-        didSet { state.currentViewTitle = views[current].title }
+        didSet {
+            state.currentViewTitle = views[current].title
+            if current != oldValue { highlightSteppedEntry() }
+        }
     }
     /// Whether `q` was pressed.
     public internal(set) var quitRequested = false
@@ -174,7 +177,9 @@ public final class TUIApp {
             state.live.apply(e)
             if stepping {
                 state.noteStep(Explain.line(e, context))
-                if case let .tableUpdate(table, index, _, _) = e.payload { state.steppedEntry = (table, index) }
+                if case let .tableUpdate(table, index, _, _) = e.payload {
+                    state.steppedEntry = (table, index, state.live.inFlight[e.request]?.offset ?? 0)
+                }
             }
         }
         state.lostEvents = subscription.lostEvents
@@ -220,6 +225,36 @@ public final class TUIApp {
             if let h = state.pendingHex, let hv = currentView as? HexView { hv.show(h.offset, host: h.host) }
             state.pendingHex = nil
         }
+    }
+
+    /// Moves the view that came up to the metadata entry the last step changed (L2 or L1
+    /// entry, refcount, BAT entry), so it shows selected; says which entry it is.
+    func highlightSteppedEntry() {
+        guard let (table, index, guest) = state.steppedEntry else { return }
+        let v = views[current]
+        let q = state.image.inspector as? Qcow2Inspector
+        let cb = UInt64(q?.clusterSize.trailingZeroBitCount ?? 16)
+        let per = UInt64(max(1, q?.l2Entries ?? 1))
+        switch table {
+        case .l2 where v is L1L2View:
+            _ = v.goto((((guest >> cb) / per) * per + index) << cb, state)
+        case .l1 where v is L1L2View:
+            _ = v.goto((index * per) << cb, state)
+        case .refcount where v is RefcountsView:
+            _ = v.goto(index << cb, state)
+        case .bat where v is BatView:
+            (v as? BatView)?.select(entry: Int(index), state)
+        default:
+            return
+        }
+        let name: String
+        switch table {
+        case .l1: name = "L1[\(index)]"
+        case .l2: name = "L2[\(index)]"
+        case .refcount: name = "the refcount of host cluster \(index)"
+        default: name = "BAT[\(index)]"
+        }
+        state.sayInView("selected \(name): the entry the last step changed", .ok)
     }
 
     /// Sets the hit boxes of the tab bar (from the last render).

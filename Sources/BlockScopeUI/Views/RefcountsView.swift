@@ -197,6 +197,13 @@ public final class BatView: TUIView {
         return cursor.handle(e, count: b.batCount, visible: visible)
     }
 
+    /// Selects BAT entry `index` (the entry a step changed), scrolled into view.
+    public func select(entry index: Int, _ app: AppState) {
+        guard let b = app.image.inspector as? BatInspector, index < b.batCount else { return }
+        cursor.selected = index
+        cursor.clamp(count: b.batCount, visible: visible)
+    }
+
     /// Finds the next (or previous) entry whose row contains `text`, wrapping around.
     public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         guard let b = app.image.inspector as? BatInspector else { return SearchOutcome("not a VHDX or VHD image", found: false) }
