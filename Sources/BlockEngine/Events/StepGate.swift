@@ -28,6 +28,8 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     /// Set while requests that were held may still complete (the gate keeps correcting their
     /// latencies for 10 s after its last hold, also once disabled).
     private let accounting = Atomic<Bool>(false)
+    /// Set at the first hold: until then ``heldNanos(queue:)`` is one load.
+    private let anyHold = Atomic<Bool>(false)
     private let cond = NSCondition()
     private var permits = 0
     private var held: [IoEvent] = []
@@ -128,7 +130,7 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
 
     /// Nanoseconds queue `queue`'s thread has waited at this gate in total.
     public func heldNanos(queue: Int32) -> UInt64 {
-        if !accounting.load(ordering: .relaxed) && !enabled.load(ordering: .relaxed) { return 0 }
+        if !anyHold.load(ordering: .relaxed) { return 0 }
         cond.lock()
         defer { cond.unlock() }
         return heldTotal[queue] ?? 0
@@ -177,6 +179,7 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
                 if h.count > 4096 { h.removeFirst(h.count - 4096) }
                 holds[event.queue] = h
                 lastHoldEnd = t1
+                anyHold.store(true, ordering: .relaxed)
             }
             correct(&e)
             cond.unlock()

@@ -61,7 +61,7 @@ public enum Explain {
     /// The mapping a request found, in words.
     static func mappingWords(_ kind: RegionKind, _ host: UInt64) -> String {
         switch kind {
-        case .allocated: return "allocated in this image at host \(hex(host)) (its own cluster: written in place)"
+        case .allocated: return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1: a write goes in place)"
         case .shared: return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too, so a write copies it first)"
         case .backing: return "not allocated in this image: the backing file holds the data"
         case .unallocated: return "unallocated in this image (zeroes unless a backing file covers it)"

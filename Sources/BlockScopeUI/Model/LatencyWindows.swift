@@ -62,7 +62,8 @@ public struct LatencyWindows {
         if b < 8 { return (UInt64(b), UInt64(b + 1)) }
         let p = (b + 16) / 8, step = UInt64((b + 16) % 8)
         let lo = (UInt64(1) << UInt64(p)) + step << UInt64(p - 3)
-        return (lo, lo + (UInt64(1) << UInt64(p - 3)))
+        let (hi, over) = lo.addingReportingOverflow(UInt64(1) << UInt64(p - 3))
+        return (lo, over ? .max : hi)
     }
 
     /// Counts one completion.
@@ -133,15 +134,14 @@ public struct LatencySummary: Sendable {
     /// The histogram folded into power-of-two rows: (upper bound in ns, count), lowest first,
     /// from the first non-empty row to the last.
     public var octaves: [(upper: UInt64, count: UInt64)] {
-        var rows: [(UInt64, UInt64)] = []
-        for (i, c) in histogram.enumerated() {
-            let upper = LatencyWindows.bounds(i).1
-            // Row boundaries at powers of two (bucket ends that are powers of two).
-            var pow = UInt64(1)
-            while pow < upper { pow <<= 1 }
-            if let last = rows.last, last.0 == pow { rows[rows.count - 1].1 += c } else { rows.append((pow, c)) }
+        guard let first = histogram.firstIndex(where: { $0 > 0 }), let last = histogram.lastIndex(where: { $0 > 0 }) else { return [] }
+        var rows: [(upper: UInt64, count: UInt64)] = []
+        for i in first...last {
+            let lo = LatencyWindows.bounds(i).0
+            let p = lo == 0 ? 0 : 63 - lo.leadingZeroBitCount        // 2^p <= lo
+            let upper: UInt64 = p >= 63 ? .max : UInt64(1) << UInt64(p + 1)
+            if let l = rows.last, l.upper == upper { rows[rows.count - 1].count += histogram[i] } else { rows.append((upper, histogram[i])) }
         }
-        guard let first = rows.firstIndex(where: { $0.1 > 0 }), let last = rows.lastIndex(where: { $0.1 > 0 }) else { return [] }
-        return Array(rows[first...last])
+        return rows
     }
 }

@@ -67,5 +67,6 @@ public struct InFlightFilter: Sendable, Equatable {
         return true
     }
 
+    /// Two filters are equal when they were typed the same.
     public static func == (a: InFlightFilter, b: InFlightFilter) -> Bool { a.text == b.text }
 }
