@@ -190,6 +190,6 @@ import TestSupport
         #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l2, index: 3, old: 0x50000, new: 0x8000_0000_0007_0000))).contains("data at 0x50000 (shared, no COPIED) -> data at 0x70000 (COPIED)"))
         #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .refcount, index: 5, old: 2, new: 1)), ExplainContext(format: .qcow2, clusterBits: 16)) == "req 1: refcount of host cluster 5 at 0x50000: 2 -> 1 (one reference dropped, 1 left)")
         #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .refcount, index: 5, old: 0, new: 1))).contains("0 -> 1"))
-        #expect(Explain.line(IoEvent(queue: 0, request: 1, .allocated(guestOffset: 0x12000, hostOffset: 0x50000, length: 65536))).contains("at host 0x50000"))
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .allocated(guestOffset: 0x12000, hostOffset: 0x50000, length: 65536))).contains("new host cluster at 0x50000"))
     }
 }
