@@ -55,6 +55,8 @@ public final class Workload: @unchecked Sendable {
     private var started = false
     /// Monotonic time the workload started (0 before ``start()``).
     public private(set) var startTime: UInt64 = 0
+    /// Monotonic time the last thread finished (0 while any runs); the clock stops there.
+    private var endTime: UInt64 = 0
 
     /// Prepares the job threads; throws when a job does not fit the disk or needs `--write`.
     public init(disk: any DiskFile, jobs: [FioJob], options: WorkloadOptions = WorkloadOptions()) throws(BlockError) {
@@ -126,6 +128,7 @@ public final class Workload: @unchecked Sendable {
                 w.counters.doneFlag.store(true, ordering: .releasing)
                 cond.lock()
                 running -= 1
+                if running == 0 { endTime = monotonicNanos() }
                 finished[i] = true
                 if w.job.exitall { exitOthers(after: i) }
                 cond.broadcast()
@@ -206,7 +209,11 @@ public final class Workload: @unchecked Sendable {
 
     /// Nanoseconds since ``start()`` that the workload's clock counts: time paused, and the
     /// longest time a step gate held one of its queues, are left out.
-    func runningNanos(_ now: UInt64) -> UInt64 {
+    func runningNanos(_ time: UInt64) -> UInt64 {
+        cond.lock()
+        let end = endTime
+        cond.unlock()
+        let now = end != 0 ? min(time, end) : time
         let held = options.eventSink.map { sink in workers.map { sink.heldNanos(queue: Int32($0.queueID)) }.max() ?? 0 } ?? 0
         let stopped = control.pausedNanos(now: now) &+ held
         let wall = now &- startTime

@@ -48,7 +48,12 @@ public final class CompletionsView: TUIView {
         }
         let source = app.hasJobRates ? "IOPS and bandwidth: the engine's counters (exact)" : "IOPS and bandwidth: shown for jobs (the engine's counters)"
         let lat = allSummary.exact ? "percentiles: exact, from the completion events seen" : "percentiles: histogram bounds (±9%), from the completion events seen"
-        s.put(area.x, y, "\(source); \(lat)\(app.lostEvents > 0 ? "; \(app.lostEvents) events dropped" : "")", CellStyle(.dim), maxWidth: area.width); y += 2
+        s.put(area.x, y, "\(source); \(lat)\(app.lostEvents > 0 ? "; \(app.lostEvents) events dropped" : "")", CellStyle(.dim), maxWidth: area.width); y += 1
+        if app.hasJobRates {
+            s.put(area.x, y, "latency here: the engine's, acceptance → completion; the job line's (fio): issue → reaped by the job thread, queueing in the CQ included", CellStyle(.dim), maxWidth: area.width)
+            y += 1
+        }
+        y += 1
         y = drawHistogram(&s, area, y, allSummary)
         y = drawSparklines(&s, area, y + 1, live)
         drawQueues(&s, area, y + 1, app)
@@ -84,12 +89,12 @@ public final class CompletionsView: TUIView {
         s.heading(area.x, y, "── CQ drains (newest right) ", width: area.width); y += 1
         let ticks = Array(live.completionsPerTick.suffix(w))
         s.put(area.x, y, "completions/100ms", CellStyle(.dim))
-        s.put(area.x + 19, y, sparkline(ticks, width: w).padded(w), CellStyle(.bar))
+        s.put(area.x + 19, y, sparkline(ticks, width: w).leftPadded(w), CellStyle(.bar))
         s.put(area.x + 20 + w, y, "max \(ticks.max() ?? 0) · span \(fixed(Double(ticks.count) / 10, 1)) s", CellStyle(.dim), maxWidth: area.width - 20 - w)
         y += 1
         let batches = Array(live.drainBatches.suffix(w))
         s.put(area.x, y, "batch size", CellStyle(.dim))
-        s.put(area.x + 19, y, sparkline(batches, width: w).padded(w), CellStyle(.bar))
+        s.put(area.x + 19, y, sparkline(batches, width: w).leftPadded(w), CellStyle(.bar))
         s.put(area.x + 20 + w, y, "max \(batches.max() ?? 0) · last \(batches.count) drains", CellStyle(.dim), maxWidth: area.width - 20 - w)
         y += 1
         let all = live.drainBatches
