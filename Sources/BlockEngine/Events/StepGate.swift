@@ -131,10 +131,16 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     /// Nanoseconds queue `queue`'s thread has waited at this gate in total.
     public func heldNanos(queue: Int32) -> UInt64 {
         if !anyHold.load(ordering: .relaxed) { return 0 }
+        // Queue IDs below 64 (every TUI queue) read a lock-free copy: a job asks per request.
+        if queue >= 0 && Int(queue) < fastTotals.count { return fastTotals[Int(queue)].value.load(ordering: .relaxed) }
         cond.lock()
         defer { cond.unlock() }
         return heldTotal[queue] ?? 0
     }
+
+    /// A held total readable without the gate's lock.
+    private final class Total: Sendable { let value = Atomic<UInt64>(0) }
+    private let fastTotals: [Total] = (0..<64).map { _ in Total() }
 
     /// Whether the goal lets `e` through unheld (lock held); updates the goal's progress.
     private func goalPasses(_ e: IoEvent) -> Bool {
@@ -174,6 +180,9 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
             if waited {
                 let t1 = monotonicNanos()
                 heldTotal[event.queue, default: 0] += t1 &- t0
+                if event.queue >= 0 && Int(event.queue) < fastTotals.count {
+                    fastTotals[Int(event.queue)].value.store(heldTotal[event.queue]!, ordering: .relaxed)
+                }
                 var h = holds[event.queue, default: []]
                 h.append((t0, t1))
                 if h.count > 4096 { h.removeFirst(h.count - 4096) }
