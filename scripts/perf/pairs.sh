@@ -69,5 +69,5 @@ for i in $(seq 1 "$N"); do
 done
 echo "medians over $N rounds:"
 for key in $(echo "${!all[@]}" | tr ' ' '\n' | sort); do
-  echo "  $key: $(python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(statistics.median(v), '(', min(v), '-', max(v), ')')" ${all[$key]})"
+  echo "  $key: $(python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(round(statistics.median(v),3), '(', min(v), '-', max(v), ')')" ${all[$key]})"
 done
