@@ -33,6 +33,10 @@ struct Run: ParsableCommand {
     @Flag(help: "Attach an event stream with a subscriber thread draining it (measures the stream's cost; counts on stderr).")
     var eventSubscriber = false
     @Flag(help: .hidden) var eventSinkOnly = false
+    /// Measurement aid (hidden): every queue records its requests in an in-flight registry, as
+    /// under the TUI; with a value > 0, a thread also snapshots it every that many ms (a
+    /// frame's look). Prints the snapshots taken and the largest count seen on stderr.
+    @Option(help: .hidden) var inflightRegistry: Int? = nil
 
     func run() throws {
         try reportingErrors { () throws(BlockError) in
@@ -102,6 +106,12 @@ struct Run: ParsableCommand {
             drainer = d
             wo.eventSink = EventFanout.combine([wo.eventSink, d.stream])
         }
+        var looker: RegistryLooker? = nil
+        if let every = inflightRegistry {
+            let r = InFlightRegistry()
+            wo.inFlightRegistry = r
+            if every > 0 { looker = RegistryLooker(registry: r, everyMs: every) }
+        }
         let workload = try Workload(disk: disk, jobs: file.jobs, options: wo)
         try workload.start()
         recorder?.begin(start: workload.startTime)
@@ -112,6 +122,10 @@ struct Run: ParsableCommand {
             throw error
         }
         recorder?.finish(requests: result.trace)
+        if let looker {
+            let (n, most) = looker.finish()
+            printError("in-flight registry: \(n) snapshots, at most \(most) requests, \(wo.inFlightRegistry?.count ?? 0) after the job")
+        }
         if let drainer {
             let (n, lost) = drainer.finish()
             printError("events: \(n) delivered to the subscriber, \(lost) lost, subscriber thread cpu \(drainer.cpuNs / 1000) us")
@@ -123,6 +137,41 @@ struct Run: ParsableCommand {
         case .human: print(FioReport.human(result), terminator: "")
         }
         try disk.close()
+    }
+}
+
+/// A thread that snapshots an ``InFlightRegistry`` at a fixed interval, as the TUI does once
+/// a frame (measures what looking costs the job threads).
+final class RegistryLooker: @unchecked Sendable {
+    private let registry: InFlightRegistry
+    private let lock = NSLock()
+    private var stopping = false
+    private var snapshots = 0
+    private var most = 0
+    private let done = DispatchSemaphore(value: 0)
+
+    init(registry: InFlightRegistry, everyMs: Int) {
+        self.registry = registry
+        Thread.detachNewThread { [self] in
+            while true {
+                let s = registry.snapshot()
+                lock.lock()
+                snapshots += 1
+                most = max(most, s.count)
+                let stop = stopping
+                lock.unlock()
+                if stop { break }
+                usleep(useconds_t(everyMs * 1000))
+            }
+            done.signal()
+        }
+    }
+
+    /// Stops the thread; returns how many snapshots it took and the largest count it saw.
+    func finish() -> (Int, Int) {
+        lock.lock(); stopping = true; lock.unlock()
+        done.wait()
+        return lock.withLock { (snapshots, most) }
     }
 }
 

@@ -125,8 +125,8 @@ public struct QueueOptions: Sendable {
     public var engine: EngineKind
     /// Where events go, overriding the disk's sink.
     public var eventSink: (any IoEventSink)?
-    /// Where the queue records the requests it holds (see ``TrackedQueue``); callers that
-    /// make a queue with these options wrap it with ``tracking(_:)``.
+    /// Where the queue records the requests it holds (its ``QueueCore`` does, from accept
+    /// to the completion's hand-back); nil costs one branch per request.
     public var inFlightRegistry: InFlightRegistry?
 
     /// Creates queue options.
@@ -144,7 +144,8 @@ public struct QueueOptions: Sendable {
 public struct IoCompletion: Sendable {
     /// The tag the request was submitted with.
     public var userData: UInt64
-    /// Bytes transferred (0 for fsync, zero and discard), or nil when the request failed.
+    /// The request's length in bytes for read, write, zero and discard (0 for fsync), the
+    /// same in every engine; 0 when the request failed.
     public var bytes: Int
     /// The failure, with context; nil on success.
     public var error: BlockError?

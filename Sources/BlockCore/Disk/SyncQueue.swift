@@ -6,26 +6,21 @@ import DequeModule
 /// Requests run at the moment they are queued; completions are handed back in order.
 public final class SyncQueue: AsyncIo {
     private let disk: any DiskFile
-    private var done: Deque<IoCompletion> = []
-    private let sink: (any IoEventSink)?
-    private let queueID: Int32
+    private let core: QueueCore
 
     /// Creates a synchronous queue over `disk`.
     public init(disk: any DiskFile, options: QueueOptions) {
         self.disk = disk
-        self.sink = options.eventSink
-        self.queueID = Int32(options.queueID)
+        core = QueueCore(options: options, path: disk.path)
     }
 
     private func run(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64, _ body: () throws(BlockError) -> Void) {
-        let t0 = sink != nil ? monotonicNanos() : 0
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: op, offset: offset, length: length)))
-        var c = IoCompletion(userData: userData, bytes: Int(length))
-        do { try body() } catch let e { c.error = e; c.bytes = 0 }
-        if let sink {
-            sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: c.error == nil ? Int32(clamping: length) : -(c.error!.errno ?? 5), latencyNs: monotonicNanos() &- t0)))
-        }
-        done.append(c)
+        let t0 = core.accept(op, offset: offset, length: length, userData: userData)
+        // One call does the flush's metadata writes and its datasync: its phases mark the call.
+        if op == .fsync { core.fsyncPhase(userData, .fsyncSubmitted) }
+        var err: BlockError?
+        do { try body() } catch let e { err = e }
+        core.complete(userData, op, length: length, error: err, start: t0)
     }
 
     /// Reads synchronously; the completion is ready at once.
@@ -44,20 +39,20 @@ public final class SyncQueue: AsyncIo {
     public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
         run(.discard, offset, length, userData) { () throws(BlockError) in try disk.discard(at: offset, length: length) }
     }
-    /// Flushes synchronously (`fdatasync`).
+    /// Flushes synchronously (metadata, then `fdatasync`).
     public func fsync(userData: UInt64) throws(BlockError) {
         run(.fsync, 0, 0, userData) { () throws(BlockError) in try disk.flush() }
     }
     /// Nothing to submit: requests ran when queued.
     public func submit() throws(BlockError) -> Int { 0 }
     /// The next finished request.
-    public func nextCompletion() -> IoCompletion? { done.popFirst() }
+    public func nextCompletion() -> IoCompletion? { core.next {} }
     /// Returns at once: completions are always ready.
     public func waitForCompletion() throws(BlockError) {}
     /// Completions not yet collected.
-    public var inFlight: Int { done.count }
+    public var inFlight: Int { core.inFlight }
     /// No eventfd.
     public var eventFD: Int32 { -1 }
-    /// Nothing to release.
-    public func close() {}
+    /// Leaves the in-flight registry.
+    public func close() { core.close() }
 }

@@ -15,10 +15,15 @@ public struct OutstandingRequest: Sendable, Equatable {
     public var length: UInt64
     /// When the queue accepted it (monotonic nanoseconds).
     public var acceptedNs: UInt64
+    /// How many sub-operations (host ops or inline steps) the request became: 1 until the
+    /// queue splits it (a ``PendingIo`` announced with more), so it never exceeds the
+    /// request's real split.
+    public var subOps: Int
 
     /// Creates a record (queues make these; tests and other hosts may too).
-    public init(queue: Int, userData: UInt64, op: GuestOp, offset: UInt64, length: UInt64, acceptedNs: UInt64) {
+    public init(queue: Int, userData: UInt64, op: GuestOp, offset: UInt64, length: UInt64, acceptedNs: UInt64, subOps: Int = 1) {
         self.queue = queue
+        self.subOps = subOps
         self.userData = userData
         self.op = op
         self.offset = offset
@@ -30,9 +35,10 @@ public struct OutstandingRequest: Sendable, Equatable {
 /// The exact set of guest requests every tracked queue holds, for views that must show what
 /// the engine holds rather than what a lossy event stream suggests.
 ///
-/// Each ``TrackedQueue`` records a request when it is queued and drops it when
-/// ``AsyncIo/nextCompletion()`` hands it back, under one mutex per queue; ``snapshot()``
-/// copies every queue's set. The count can never exceed what the queues accept (their depth
+/// Every queue made with ``QueueOptions/inFlightRegistry`` set joins it: its ``QueueCore``
+/// records a request when it is accepted and drops it when ``AsyncIo/nextCompletion()``
+/// hands it back, under one mutex per queue; ``snapshot()`` copies every queue's set (each
+/// queue's set is consistent; queues are copied one after another). The count can never exceed what the queues accept (their depth
 /// and backlog), and it is 0 when the engine is idle, whatever events were dropped.
 public final class InFlightRegistry: Sendable {
     /// One queue's outstanding requests, keyed by tag.
@@ -65,94 +71,9 @@ public final class InFlightRegistry: Sendable {
     }
 }
 
-/// An ``AsyncIo`` queue that records what it holds in an ``InFlightRegistry``: every call is
-/// passed to the wrapped queue; a request enters the registry when it is queued and leaves
-/// when its completion is returned. Owned by one thread, like the queue it wraps.
-public final class TrackedQueue: AsyncIo {
-    /// The queue doing the work.
-    public let inner: any AsyncIo
-    private let table: InFlightRegistry.Table
-    private let registry: InFlightRegistry
-
-    /// Wraps `inner` (whose queue number is `queue`) and registers it with `registry` until ``close()``.
-    public init(_ inner: any AsyncIo, queue: Int, registry: InFlightRegistry) {
-        self.inner = inner
-        self.registry = registry
-        table = InFlightRegistry.Table(queue: queue)
-        registry.register(table)
-    }
-
-    private func accept(_ userData: UInt64, _ op: GuestOp, _ offset: UInt64, _ length: UInt64) {
-        let r = OutstandingRequest(queue: table.queue, userData: userData, op: op, offset: offset, length: length, acceptedNs: monotonicNanos())
-        table.entries.withLock { $0[userData] = r }
-    }
-
-    /// Runs `body` (which queues the request) after recording it; a request the queue refuses is dropped again.
-    private func queued(_ userData: UInt64, _ op: GuestOp, _ offset: UInt64, _ length: UInt64,
-                        _ body: () throws(BlockError) -> Void) throws(BlockError) {
-        accept(userData, op, offset, length)
-        do throws(BlockError) { try body() } catch let e {
-            _ = table.entries.withLock { $0.removeValue(forKey: userData) }
-            throw e
-        }
-    }
-
-    /// Queues a guest read (recorded as outstanding).
-    public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
-        try queued(userData, .read, offset, UInt64(buffer.count)) { () throws(BlockError) in try inner.read(at: offset, into: buffer, userData: userData) }
-    }
-
-    /// Queues a guest write (recorded as outstanding).
-    public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) {
-        try queued(userData, .write, offset, UInt64(buffer.count)) { () throws(BlockError) in try inner.write(at: offset, from: buffer, userData: userData) }
-    }
-
-    /// Queues write-zeroes (recorded as outstanding).
-    public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
-        try queued(userData, .zero, offset, length) { () throws(BlockError) in try inner.writeZeroes(at: offset, length: length, userData: userData) }
-    }
-
-    /// Queues a discard (recorded as outstanding).
-    public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
-        try queued(userData, .discard, offset, length) { () throws(BlockError) in try inner.discard(at: offset, length: length, userData: userData) }
-    }
-
-    /// Queues a flush (recorded as outstanding).
-    public func fsync(userData: UInt64) throws(BlockError) {
-        try queued(userData, .fsync, 0, 0) { () throws(BlockError) in try inner.fsync(userData: userData) }
-    }
-
-    /// Submits the wrapped queue's entries.
-    @discardableResult
-    public func submit() throws(BlockError) -> Int { try inner.submit() }
-
-    /// The next completion; its request leaves the registry.
-    public func nextCompletion() -> IoCompletion? {
-        guard let c = inner.nextCompletion() else { return nil }
-        _ = table.entries.withLock { $0.removeValue(forKey: c.userData) }
-        return c
-    }
-
-    /// Blocks as the wrapped queue does.
-    public func waitForCompletion() throws(BlockError) { try inner.waitForCompletion() }
-
-    /// The wrapped queue's count of accepted requests not yet returned.
-    public var inFlight: Int { inner.inFlight }
-
-    /// The wrapped queue's eventfd.
-    public var eventFD: Int32 { inner.eventFD }
-
-    /// Closes the wrapped queue and leaves the registry (anything still recorded goes with it).
-    public func close() {
-        inner.close()
-        registry.unregister(table)
-    }
-}
-
 extension QueueOptions {
-    /// Wraps `queue` in a ``TrackedQueue`` when these options name a registry; returns it unchanged otherwise.
-    public func tracking(_ queue: any AsyncIo) -> any AsyncIo {
-        guard let registry = inFlightRegistry else { return queue }
-        return TrackedQueue(queue, queue: queueID, registry: registry)
-    }
+    /// Returns `queue` unchanged: every queue made with ``inFlightRegistry`` set records its
+    /// requests itself (its ``QueueCore`` does). Kept so callers written for the former
+    /// wrapper keep building.
+    public func tracking(_ queue: any AsyncIo) -> any AsyncIo { queue }
 }

@@ -34,7 +34,8 @@ public struct SubOp: Sendable, Equatable {
 /// finishes; the first error wins and is the request's result. Every sub-op's state is
 /// kept for observers (the UI draws guest request -> sub-ops -> SQEs). Owned by one queue.
 public final class PendingIo {
-    /// The tracker's id (unique per queue).
+    /// The tracker's id, unique per queue: the queue's own key for its sub-operations' ring
+    /// tags. Events and views name the tracker by its request's ``userData``.
     public let id: UInt64
     /// The guest request's userData.
     public let userData: UInt64
@@ -56,15 +57,19 @@ public final class PendingIo {
     public private(set) var isComplete = false
     /// Whether no more sub-ops will be added (the request is fully issued).
     public private(set) var sealed = false
+    /// Whether ``QueueCore/announce(_:subOps:)`` published it (`pendingCreated`), so its end
+    /// is published too.
+    public internal(set) var announced = false
 
-    /// Creates a tracker for one guest request.
-    public init(id: UInt64, userData: UInt64, op: GuestOp, guestOffset: UInt64, length: UInt64) {
+    /// Creates a tracker for one guest request accepted at `startTime` (monotonic ns; nil
+    /// reads the clock now).
+    public init(id: UInt64, userData: UInt64, op: GuestOp, guestOffset: UInt64, length: UInt64, startTime: UInt64? = nil) {
         self.id = id
         self.userData = userData
         self.op = op
         self.guestOffset = guestOffset
         self.length = length
-        self.startTime = monotonicNanos()
+        self.startTime = startTime ?? monotonicNanos()
     }
 
     /// Adds a sub-operation; returns its index for ``finish(_:result:error:)``.

@@ -135,7 +135,7 @@ final class JobWorker: @unchecked Sendable {
         if let ss = job.steadyState { steady = SteadyStateMonitor(spec: ss) }
         if job.rampTimeNs > 0 { rampEnd = jobStart + job.rampTimeNs }
         let qo = QueueOptions(depth: depth, queueID: queueID, engine: engine, eventSink: sink, inFlightRegistry: inFlightRegistry)
-        let queue = qo.tracking(try disk.makeQueue(qo))
+        let queue = try disk.makeQueue(qo)
         defer { queue.close() }
         let bufSize = Int(job.bsMax)
         for s in 0..<depth {
@@ -162,6 +162,7 @@ final class JobWorker: @unchecked Sendable {
 
     private func mainLoop(_ queue: any AsyncIo) throws(BlockError) {
         var pending: PlannedIo? = nil
+        var overlapSeen: UInt64 = 0
         var exhausted = false
         let deadline = job.runtimeNs.map { jobStart + job.rampTimeNs + $0 }
         let timed = deadline != nil || pacer.active || steady != nil || rampEnd != 0 || flowGroups != nil
@@ -217,7 +218,10 @@ final class JobWorker: @unchecked Sendable {
                         waitNs = max(job.flowSleepNs, 20_000)
                         break
                     }
-                    if let overlap, io.op != .fsync, !overlap.tryAcquire(io.offset, io.length) { break }
+                    if let overlap, io.op != .fsync {
+                        overlapSeen = overlap.released.generation
+                        if !overlap.tryAcquire(io.offset, io.length) { break }
+                    }
                     pending = nil
                     try issue(io, queue)
                     issued += 1
@@ -237,7 +241,10 @@ final class JobWorker: @unchecked Sendable {
             if inFlight == 0 {
                 if exhausted && pending == nil { return }
                 if waitNs > 0 { sleepUnlessStopped(min(waitNs, 10_000_000)) }
-                else if pending != nil { usleep(20) } // blocked by another thread's overlapping request
+                else if pending != nil, let overlap {
+                    // Blocked by another thread's overlapping request: sleep until a range is released.
+                    overlap.released.wait(past: overlapSeen)
+                }
                 continue
             }
             if waitNs > 0 {

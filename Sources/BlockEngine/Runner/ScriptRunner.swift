@@ -23,7 +23,7 @@ public final class ScriptRunner {
                 output: @escaping (String) -> Void = { print($0) }) throws(BlockError) {
         self.disk = disk
         let qo = QueueOptions(depth: 8, queueID: 0, engine: engine, eventSink: eventSink, inFlightRegistry: inFlightRegistry)
-        self.queue = qo.tracking(try disk.makeQueue(qo))
+        self.queue = try disk.makeQueue(qo)
         self.output = output
     }
 

@@ -161,6 +161,9 @@ final class WorkloadControl: @unchecked Sendable {
 /// released after its completion (and its mirror write) are done.
 final class OverlapGuard: Sendable {
     private let ranges = Mutex<[(UInt64, UInt64)]>([])
+    /// Bumped by every release: a thread whose request overlaps another thread's waits on it
+    /// (read ``ChangeSignal/generation`` before ``tryAcquire(_:_:)``) instead of polling.
+    let released = ChangeSignal()
 
     /// Takes `[offset, offset+length)` unless it overlaps a range in flight.
     func tryAcquire(_ offset: UInt64, _ length: UInt64) -> Bool {
@@ -178,6 +181,7 @@ final class OverlapGuard: Sendable {
         ranges.withLock { r in
             if let i = r.firstIndex(where: { $0.0 == offset && $0.1 == end }) { r.swapAt(i, r.count - 1); r.removeLast() }
         }
+        released.bump()
     }
 }
 

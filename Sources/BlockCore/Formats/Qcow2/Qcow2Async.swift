@@ -39,13 +39,12 @@ public final class QcowAsync: AsyncIo {
     var backingInFlight = 0
     let rawBacking: RawDisk?
     var requests: [UInt64: Request] = [:]
-    var nextID: UInt64 = 1
-    var ready: Deque<IoCompletion> = []
+    /// Accepting, tracking, completing and publishing: the lifecycle every queue shares.
+    let core: QueueCore
     /// Writes, zeroes and flushes waiting for another request's allocation or flush.
     var deferred: Deque<DeferredRequest> = []
     /// Untracked single-op requests; their ring tag is ``directBit`` | the table's tag.
     var directs = TagTable<DirectWaiter>()
-    var accepted = 0
     let sink: (any IoEventSink)?
     let queueID: Int32
     let options: QueueOptions
@@ -58,8 +57,9 @@ public final class QcowAsync: AsyncIo {
         self.disk = disk
         self.options = options
         ctx = try IoUringContext(depth: options.depth)
-        sink = options.eventSink
-        queueID = Int32(options.queueID)
+        core = QueueCore(options: options, path: disk.path)
+        sink = core.sink
+        queueID = core.queueID
         ctx.eventSink = options.eventSink
         ctx.queueID = queueID
         rawBacking = disk.backing as? RawDisk
@@ -85,17 +85,11 @@ public final class QcowAsync: AsyncIo {
     /// Tags of direct ops carry this bit; tracked requests use `id << subBits | sub`.
     static let directBit: UInt64 = 1 << 63
 
-    /// Queues one host op for a request that needs nothing else (data in one owned cluster).
-    ///
-    /// With an event sink, one clock read stamps the request, its mapping and its start.
-    func issueDirect(_ op: GuestOp, fd: Int32, host: UInt64, buffer: UnsafeMutableRawPointer, length: Int, userData: UInt64, offset: UInt64) {
-        var now: UInt64 = 0
-        if let sink {
-            now = monotonicNanos()
-            sink.publish(IoEvent(queue: queueID, request: userData, time: now, .guestRequest(op: op, offset: offset, length: UInt64(length))))
-            sink.publish(IoEvent(queue: queueID, request: userData, time: now, .mappingResolved(offset: offset, length: UInt64(length), regions: 1, kind: .allocated, hostOffset: host)))
-        }
-        let t = QcowAsync.directBit | directs.park(DirectWaiter(userData: userData, op: op, length: length, start: now))
+    /// Queues one host op for a request that needs nothing else (data in one owned cluster);
+    /// `start` is the acceptance time, which also stamps its mapping.
+    func issueDirect(_ op: GuestOp, fd: Int32, host: UInt64, buffer: UnsafeMutableRawPointer, length: Int, userData: UInt64, offset: UInt64, start: UInt64) {
+        core.mappedDirect(userData, offset: offset, length: UInt64(length), host: host, time: start)
+        let t = QcowAsync.directBit | directs.park(DirectWaiter(userData: userData, op: op, length: length, start: start))
         ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer, length: length)
                                 : .write(fd: fd, offset: host, buffer: UnsafeRawPointer(buffer), length: length), tag: t, request: userData)
     }
@@ -108,53 +102,41 @@ public final class QcowAsync: AsyncIo {
     /// Completes a direct op.
     func completeDirect(_ t: UInt64, _ res: Int32) {
         guard let w = directs.unpark(t & ~QcowAsync.directBit) else { return }
-        var c = IoCompletion(userData: w.userData, bytes: w.length)
-        if res < 0 {
-            c.bytes = 0
-            c.error = BlockError.system(-res, w.op == .read ? "read" : "write", path: disk.path)
-        }
-        if let sink {
-            let now = monotonicNanos()
-            sink.publish(IoEvent(queue: queueID, request: w.userData, time: now, .guestCompleted(op: w.op, userData: w.userData, result: res < 0 ? res : Int32(clamping: w.length), latencyNs: now &- w.start)))
-        }
-        ready.append(c)
+        core.complete(w.userData, w.op, length: UInt64(w.length), result: res, start: w.start)
     }
 
     /// Queues a guest read: resolves its regions and queues one host op per region (a read
     /// inside one data cluster is a single untracked READV).
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
-        accepted += 1
         let length = UInt64(buffer.count)
+        let t0 = core.accept(.read, offset: offset, length: length, userData: userData)
         if disk.header.cryptMethod == 0, length > 0, let host = try? disk.metadata.dataHost(offset: offset, length: length) {
             issueDirect(.read, fd: fd(for: host, UnsafeRawPointer(buffer.baseAddress!), buffer.count, write: false), host: host,
-                        buffer: buffer.baseAddress!, length: buffer.count, userData: userData, offset: offset)
+                        buffer: buffer.baseAddress!, length: buffer.count, userData: userData, offset: offset, start: t0)
             return
         }
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .read, offset: offset, length: length)))
         let maps: [ReadMapping]
         do {
             try disk.checkReadable(offset)
             maps = try disk.metadata.mapClustersForRead(offset: offset, length: length)
         } catch let e {
-            finishEarly(userData, .read, e)
+            finishEarly(userData, .read, length, t0, e)
             return
         }
-        let id = nextID
-        nextID += 1
         if maps.count >= 1 << Int(QcowAsync.subBits) {
-            finishEarly(userData, .read, BlockError(.invalidArgument, "read of \(length) bytes splits into \(maps.count) regions; split the request", path: disk.path, guestOffset: offset, operation: "read"))
+            finishEarly(userData, .read, length, t0, BlockError(.invalidArgument, "read of \(length) bytes splits into \(maps.count) regions; split the request", path: disk.path, guestOffset: offset, operation: "read"))
             return
         }
-        let pending = PendingIo(id: id, userData: userData, op: .read, guestOffset: offset, length: length)
-        let req = Request(pending: pending, buffer: buffer, multi: maps.count > 1)
-        requests[id] = req
         if let sink {
             let kinds = Set(maps.map(\.regionKind))
             var host: UInt64 = 0
             if case let .data(h)? = maps.first?.kind { host = h }
             sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: maps.count, kind: kinds.count == 1 ? kinds.first! : .mixed, hostOffset: host)))
-            if req.multi { sink.publish(IoEvent(queue: queueID, request: userData, .pendingCreated(id: id, subOps: maps.count))) }
         }
+        let pending = core.track(userData, .read, offset: offset, length: length, subOps: maps.count, start: t0)
+        let id = pending.id
+        let req = Request(pending: pending, buffer: buffer, multi: maps.count > 1)
+        requests[id] = req
         for m in maps { issue(m, req, offset) }
         if pending.seal() { completeRequest(id) }
     }
@@ -238,22 +220,12 @@ public final class QcowAsync: AsyncIo {
         guard let req = requests.removeValue(forKey: id) else { return }
         for (_, c) in req.compressed { c.input.deallocate() }
         releaseWriteState(req)
-        let p = req.pending
-        var c = IoCompletion(userData: p.userData, bytes: p.op == .read || p.op == .write ? Int(p.length) : 0)
-        if case let .failure(e) = p.result { c.error = e.withPath(disk.path); c.bytes = 0 }
-        if let sink {
-            let r: Int32 = c.error == nil ? Int32(clamping: p.length) : -(c.error?.errno ?? EIO)
-            if req.multi { sink.publish(IoEvent(queue: queueID, request: p.userData, .pendingFinished(id: id, result: c.error == nil ? 0 : r))) }
-            sink.publish(IoEvent(queue: queueID, request: p.userData, .guestCompleted(op: p.op, userData: p.userData, result: r, latencyNs: monotonicNanos() &- p.startTime)))
-        }
-        ready.append(c)
+        core.complete(req.pending)
     }
 
-    func finishEarly(_ userData: UInt64, _ op: GuestOp, _ e: BlockError?, bytes: Int = 0) {
-        if let sink {
-            sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: e == nil ? Int32(clamping: bytes) : -(e?.errno ?? EIO), latencyNs: 0)))
-        }
-        ready.append(IoCompletion(userData: userData, bytes: e == nil ? bytes : 0, error: e))
+    /// Completes a request that ended before any host op (an error, or nothing to do).
+    func finishEarly(_ userData: UInt64, _ op: GuestOp, _ length: UInt64, _ start: UInt64, _ e: BlockError?) {
+        core.complete(userData, op, length: length, error: e, start: start)
     }
 
     /// Hands queued SQEs to the kernel (and the backing queue's).
@@ -280,16 +252,14 @@ public final class QcowAsync: AsyncIo {
 
     /// The next finished request (reaps without blocking when none is ready).
     public func nextCompletion() -> IoCompletion? {
-        if ready.isEmpty { try? drain(wait: false) }
-        if let c = ready.popFirst() { accepted -= 1; return c }
-        return nil
+        core.next { try? drain(wait: false) }
     }
 
     /// Blocks until a completion is ready or nothing is in flight.
     public func waitForCompletion() throws(BlockError) {
-        while ready.isEmpty {
+        while !core.hasReady {
             try drain(wait: false)
-            if !ready.isEmpty { return }
+            if core.hasReady { return }
             let own = ctx.inFlight > 0
             if !own && backingInFlight == 0 {
                 // Only requests waiting for another queue's allocation or flush remain.
@@ -298,7 +268,7 @@ public final class QcowAsync: AsyncIo {
                 // or flush end bumps the metadata's change signal (no polling).
                 let seen = disk.metadata.changes.generation
                 retryDeferred()
-                if ctx.inFlight == 0 && backingInFlight == 0 && ready.isEmpty && !deferred.isEmpty {
+                if ctx.inFlight == 0 && backingInFlight == 0 && !core.hasReady && !deferred.isEmpty {
                     disk.metadata.changes.wait(past: seen)
                 }
                 continue
@@ -330,14 +300,15 @@ public final class QcowAsync: AsyncIo {
     }
 
     /// Requests accepted and not yet collected.
-    public var inFlight: Int { accepted }
+    public var inFlight: Int { core.inFlight }
     /// The ring's eventfd (backing-queue completions are not signalled on it).
     public var eventFD: Int32 { ctx.eventFD }
 
-    /// Tears the ring (and a backing queue) down.
+    /// Tears the ring (and a backing queue) down and leaves the in-flight registry.
     public func close() {
         backingQueue?.close()
         ctx.close()
+        core.close()
         for (_, r) in requests {
             for (_, c) in r.compressed { c.input.deallocate() }
             releaseWriteState(r)

@@ -4,10 +4,11 @@ import Glibc
 
 /// A guest write, zero or flush that could not start yet: a cluster it touches has an
 /// allocation in flight, or another flush is running. Retried after every reap.
+/// Each keeps its acceptance time, so its latency counts the wait.
 enum DeferredRequest {
-    case write(offset: UInt64, buffer: UnsafeRawBufferPointer, userData: UInt64)
-    case zero(offset: UInt64, length: UInt64, userData: UInt64, op: GuestOp)
-    case fsync(userData: UInt64)
+    case write(offset: UInt64, buffer: UnsafeRawBufferPointer, userData: UInt64, start: UInt64)
+    case zero(offset: UInt64, length: UInt64, userData: UInt64, op: GuestOp, start: UInt64)
+    case fsync(userData: UInt64, start: UInt64)
 }
 
 /// What one sub-operation of a write or flush request is for.
@@ -55,38 +56,34 @@ final class FlushProgress {
 extension QcowAsync {
     /// Queues a guest write.
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) {
-        accepted += 1
+        let t0 = core.accept(.write, offset: offset, length: UInt64(buffer.count), userData: userData)
         if disk.isWritable, buffer.count > 0, let host = try? disk.metadata.inPlaceHost(offset: offset, length: UInt64(buffer.count)) {
             let p = UnsafeMutableRawPointer(mutating: buffer.baseAddress!)
             issueDirect(.write, fd: fd(for: host, buffer.baseAddress!, buffer.count, write: true), host: host, buffer: p, length: buffer.count,
-                        userData: userData, offset: offset)
+                        userData: userData, offset: offset, start: t0)
             return
         }
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .write, offset: offset, length: UInt64(buffer.count))))
-        startWrite(offset: offset, buffer: buffer, length: UInt64(buffer.count), userData: userData, op: .write)
+        startWrite(offset: offset, buffer: buffer, length: UInt64(buffer.count), userData: userData, op: .write, start: t0)
     }
 
     /// Queues making a guest range read as zeroes.
     public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
-        accepted += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .zero, offset: offset, length: length)))
-        startWrite(offset: offset, buffer: nil, length: length, userData: userData, op: .zero)
+        let t0 = core.accept(.zero, offset: offset, length: length, userData: userData)
+        startWrite(offset: offset, buffer: nil, length: length, userData: userData, op: .zero, start: t0)
     }
 
     /// Queues a discard (the range reads as zeroes afterwards; whole clusters are released).
     public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
-        accepted += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .discard, offset: offset, length: length)))
-        startWrite(offset: offset, buffer: nil, length: length, userData: userData, op: .discard)
+        let t0 = core.accept(.discard, offset: offset, length: length, userData: userData)
+        startWrite(offset: offset, buffer: nil, length: length, userData: userData, op: .discard, start: t0)
     }
 
     /// Queues a flush: dirty metadata is written in its ordered phases, each followed by an
     /// IORING_OP_FSYNC (datasync); the guest flush completes on the last CQE.
     public func fsync(userData: UInt64) throws(BlockError) {
-        accepted += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: .fsync, offset: 0, length: 0)))
-        if !disk.isWritable { finishEarly(userData, .fsync, nil); return }
-        startFlush(userData: userData)
+        let t0 = core.accept(.fsync, offset: 0, length: 0, userData: userData)
+        if !disk.isWritable { finishEarly(userData, .fsync, 0, t0, nil); return }
+        startFlush(userData: userData, start: t0)
     }
 
     /// Retries deferred requests once each (they defer again if still blocked).
@@ -95,19 +92,19 @@ extension QcowAsync {
         while n > 0, let d = deferred.popFirst() {
             n -= 1
             switch d {
-            case let .write(offset, buffer, userData):
-                startWrite(offset: offset, buffer: buffer, length: UInt64(buffer.count), userData: userData, op: .write)
-            case let .zero(offset, length, userData, op):
-                startWrite(offset: offset, buffer: nil, length: length, userData: userData, op: op)
-            case let .fsync(userData):
-                startFlush(userData: userData)
+            case let .write(offset, buffer, userData, start):
+                startWrite(offset: offset, buffer: buffer, length: UInt64(buffer.count), userData: userData, op: .write, start: start)
+            case let .zero(offset, length, userData, op, start):
+                startWrite(offset: offset, buffer: nil, length: length, userData: userData, op: op, start: start)
+            case let .fsync(userData, start):
+                startFlush(userData: userData, start: start)
             }
         }
         if ctx.inFlight > 0 { _ = ctx.submit() }
     }
 
     /// Plans a write/zero and issues its pieces, or defers it while a cluster is busy.
-    func startWrite(offset: UInt64, buffer: UnsafeRawBufferPointer?, length: UInt64, userData: UInt64, op: GuestOp) {
+    func startWrite(offset: UInt64, buffer: UnsafeRawBufferPointer?, length: UInt64, userData: UInt64, op: GuestOp, start: UInt64) {
         let plan: Qcow2WritePlan
         do throws(BlockError) {
             if !disk.isWritable {
@@ -117,16 +114,16 @@ extension QcowAsync {
                 ? try disk.metadata.planWrite(offset: offset, length: length, events: sink != nil)
                 : try disk.metadata.planZero(offset: offset, length: length, hasBacking: disk.backing != nil, events: sink != nil)
         } catch let e {
-            finishEarly(userData, op, e)
+            finishEarly(userData, op, length, start, e)
             return
         }
         guard case let .ready(pieces, events) = plan else {
-            deferred.append(buffer.map { .write(offset: offset, buffer: $0, userData: userData) } ?? .zero(offset: offset, length: length, userData: userData, op: op))
+            deferred.append(buffer.map { .write(offset: offset, buffer: $0, userData: userData, start: start) }
+                            ?? .zero(offset: offset, length: length, userData: userData, op: op, start: start))
             return
         }
-        let id = nextID
-        nextID += 1
-        let pending = PendingIo(id: id, userData: userData, op: op, guestOffset: offset, length: length)
+        let pending = core.track(userData, op, offset: offset, length: length, subOps: 0, start: start)
+        let id = pending.id
         let raw = buffer.map { UnsafeMutableRawBufferPointer(mutating: $0) } ?? UnsafeMutableRawBufferPointer(start: nil, count: 0)
         let req = Request(pending: pending, buffer: raw, multi: pieces.count > 1)
         req.pieces = pieces.map(WritePiece.init)
@@ -135,8 +132,8 @@ extension QcowAsync {
             let m = Qcow2WritePlan.mappingSummary(events, pieces: pieces)   // how the range mapped before this request
             sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: m.regions, kind: m.kind, hostOffset: m.host)))
             for e in events { sink.publish(IoEvent(queue: queueID, request: userData, e)) }
-            if req.multi { sink.publish(IoEvent(queue: queueID, request: userData, .pendingCreated(id: id, subOps: pieces.count))) }
         }
+        if req.multi { core.announce(pending, subOps: pieces.count) }
         for i in req.pieces.indices { issuePiece(req, i) }
         if pending.seal() { completeRequest(id) }
     }
@@ -290,16 +287,15 @@ extension QcowAsync {
     }
 
     /// Starts a flush, or defers it while another flush of the image runs.
-    func startFlush(userData: UInt64) {
+    func startFlush(userData: UInt64, start: UInt64) {
         let batch: Qcow2FlushBatch?
         do throws(BlockError) { batch = try disk.metadata.beginFlush() } catch let e {
-            finishEarly(userData, .fsync, e)
+            finishEarly(userData, .fsync, 0, start, e)
             return
         }
-        guard let batch else { deferred.append(.fsync(userData: userData)); return }
-        let id = nextID
-        nextID += 1
-        let p = PendingIo(id: id, userData: userData, op: .fsync, guestOffset: 0, length: 0)
+        guard let batch else { deferred.append(.fsync(userData: userData, start: start)); return }
+        let p = core.track(userData, .fsync, offset: 0, length: 0, subOps: 0, start: start)
+        let id = p.id
         let req = Request(pending: p, buffer: UnsafeMutableRawBufferPointer(start: nil, count: 0), multi: false)
         req.flush = FlushProgress(batch)
         if let sink { for e in batch.events { sink.publish(IoEvent(queue: queueID, request: userData, e)) } }   // refcount releases
@@ -327,7 +323,8 @@ extension QcowAsync {
         case let .sync(both):
             var files = [disk.file]
             if both && disk.dataFile !== disk.file { files.append(disk.dataFile) }
-            sink?.publish(IoEvent(queue: queueID, request: req.pending.userData, .fsyncPhase(.fsyncSubmitted)))
+            // The last sync is the flush's final datasync: every metadata write is done.
+            if f.step == f.batch.steps.count { core.fsyncPhase(req.pending.userData, .fsyncSubmitted) }
             for file in files {
                 let i = addSub(req, .flush, opcode: .fdatasync, host: 0, guest: 0, length: 0)
                 f.left += 1
@@ -345,9 +342,6 @@ extension QcowAsync {
         var err = error
         if res < 0 && err == nil { err = BlockError.system(-res, "fsync", path: disk.path) }
         if err != nil { f.failed = true }
-        if case .writev? = req.pending.subOps[sub].opcode, f.left == 0, err == nil {
-            sink?.publish(IoEvent(queue: queueID, request: req.pending.userData, .fsyncPhase(.metadataWritten)))
-        }
         if req.pending.finish(sub, result: err == nil ? max(res, 0) : -(err?.errno ?? EIO), error: err) {
             completeRequest(id)
             return
@@ -373,7 +367,6 @@ extension QcowAsync {
             f.buffers.removeAll()
             disk.metadata.endFlush(f.batch, success: !f.failed && req.pending.firstError == nil && f.step == f.batch.steps.count)
             req.flush = nil
-            sink?.publish(IoEvent(queue: queueID, request: req.pending.userData, .fsyncPhase(.completed)))
         }
     }
 }

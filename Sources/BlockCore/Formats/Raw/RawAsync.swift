@@ -8,19 +8,15 @@ import DequeModule
 public final class RawAsync: AsyncIo {
     private let disk: RawDisk
     private let ctx: IoUringContext
-    private var ready: Deque<IoCompletion> = []
-    private var accepted = 0
-    private let sink: (any IoEventSink)?
-    private let queueID: Int32
+    private let core: QueueCore
 
     /// Creates a queue with an io_uring of `options.depth` entries.
     public init(disk: RawDisk, options: QueueOptions) throws(BlockError) {
         self.disk = disk
         self.ctx = try IoUringContext(depth: options.depth)
-        self.sink = options.eventSink
-        self.queueID = Int32(options.queueID)
+        core = QueueCore(options: options, path: disk.path)
         ctx.eventSink = options.eventSink
-        ctx.queueID = queueID
+        ctx.queueID = core.queueID
     }
 
     /// The underlying ring (for tests and the UI).
@@ -37,51 +33,48 @@ public final class RawAsync: AsyncIo {
         return nil
     }
 
-    /// Counts the request and publishes its acceptance; returns the time read (0 without a sink).
-    @discardableResult
+    /// Accepts the request (the host range is the guest range: its mapping is published at once).
+    @inline(__always)
     private func accept(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64) -> UInt64 {
-        accepted += 1
-        guard let sink else { return 0 }
-        let now = monotonicNanos()
-        sink.publish(IoEvent(queue: queueID, request: userData, time: now, .guestRequest(op: op, offset: offset, length: length)))
-        if op != .fsync {
-            sink.publish(IoEvent(queue: queueID, request: userData, time: now, .mappingResolved(offset: offset, length: length, regions: 1, kind: .allocated, hostOffset: offset)))
-        }
-        return now
+        let t0 = core.accept(op, offset: offset, length: length, userData: userData)
+        if op != .fsync { core.mappedDirect(userData, offset: offset, length: length, host: offset, time: t0) }
+        return t0
     }
 
     /// Queues a READV of the guest range at the same host offset.
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
         let t0 = accept(.read, offset, UInt64(buffer.count), userData)
-        if let e = bounds(offset, UInt64(buffer.count), "read", write: false) { completeInline(.read, userData, t0, -1, e); return }
+        if let e = bounds(offset, UInt64(buffer.count), "read", write: false) { core.complete(userData, .read, length: UInt64(buffer.count), error: e, start: t0); return }
         ctx.enqueue(.read(fd: disk.file.fd, offset: offset, buffer: buffer.baseAddress!, length: buffer.count), tag: userData)
     }
 
     /// Queues a WRITEV of the guest range at the same host offset.
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) {
         let t0 = accept(.write, offset, UInt64(buffer.count), userData)
-        if let e = bounds(offset, UInt64(buffer.count), "write", write: true) { completeInline(.write, userData, t0, -1, e); return }
+        if let e = bounds(offset, UInt64(buffer.count), "write", write: true) { core.complete(userData, .write, length: UInt64(buffer.count), error: e, start: t0); return }
         ctx.enqueue(.write(fd: disk.file.fd, offset: offset, buffer: buffer.baseAddress!, length: buffer.count), tag: userData)
     }
 
     /// Zeroes the range inline (`fallocate`) and completes at once.
     public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
         let t0 = accept(.zero, offset, length, userData)
-        do { try disk.writeZeroes(at: offset, length: length); completeInline(.zero, userData, t0, Int32(clamping: length), nil) }
-        catch let e { completeInline(.zero, userData, t0, -1, e) }
+        var err: BlockError?
+        do { try disk.writeZeroes(at: offset, length: length) } catch let e { err = e }
+        core.complete(userData, .zero, length: length, error: err, start: t0)
     }
 
     /// Punches a hole inline and completes at once.
     public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
         let t0 = accept(.discard, offset, length, userData)
-        do { try disk.discard(at: offset, length: length); completeInline(.discard, userData, t0, Int32(clamping: length), nil) }
-        catch let e { completeInline(.discard, userData, t0, -1, e) }
+        var err: BlockError?
+        do { try disk.discard(at: offset, length: length) } catch let e { err = e }
+        core.complete(userData, .discard, length: length, error: err, start: t0)
     }
 
-    /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC.
+    /// Queues IORING_OP_FSYNC with IORING_FSYNC_DATASYNC (a raw image has no metadata).
     public func fsync(userData: UInt64) throws(BlockError) {
-        let t0 = accept(.fsync, 0, 0, userData)
-        sink?.publish(IoEvent(queue: queueID, request: userData, time: t0, .fsyncPhase(.fsyncSubmitted)))
+        accept(.fsync, 0, 0, userData)
+        core.fsyncPhase(userData, .fsyncSubmitted)
         ctx.enqueue(.fsync(fd: disk.file.fd, dataOnly: true), tag: userData)
     }
 
@@ -97,28 +90,10 @@ public final class RawAsync: AsyncIo {
         }
     }
 
-    /// Completes a request whose SQE was just reaped: op and timing come from the context.
+    /// Completes a request whose SQE was just reaped: op, length and timing come from the context.
     private func complete(_ userData: UInt64, _ res: Int32) {
         let info = ctx.completing
-        let op = RawAsync.guestOp(info.opcode)
-        var c = IoCompletion(userData: userData, bytes: res >= 0 ? Int(res) : 0)
-        if res < 0 {
-            c.error = BlockError.system(-res, op == .fsync ? "fsync" : (op == .read ? "read" : "write"), path: disk.path)
-        }
-        if let sink {
-            if op == .fsync { sink.publish(IoEvent(queue: queueID, request: userData, time: info.completeTime, .fsyncPhase(.completed))) }
-            sink.publish(IoEvent(queue: queueID, request: userData, time: info.completeTime, .guestCompleted(op: op, userData: userData, result: res, latencyNs: info.completeTime &- info.submitTime)))
-        }
-        ready.append(c)
-    }
-
-    /// Completes a request that ran inline (zero, discard) or failed before reaching the ring.
-    private func completeInline(_ op: GuestOp, _ userData: UInt64, _ t0: UInt64, _ res: Int32, _ error: BlockError?) {
-        ready.append(IoCompletion(userData: userData, bytes: res >= 0 ? Int(res) : 0, error: error))
-        if let sink {
-            let now = monotonicNanos()
-            sink.publish(IoEvent(queue: queueID, request: userData, time: now, .guestCompleted(op: op, userData: userData, result: error == nil ? res : -(error?.errno ?? 5), latencyNs: now &- t0)))
-        }
+        core.complete(userData, RawAsync.guestOp(info.opcode), length: UInt64(max(res, 0)), result: res, start: info.submitTime, now: info.completeTime)
     }
 
     private func drain(wait: Bool) throws(BlockError) {
@@ -129,21 +104,22 @@ public final class RawAsync: AsyncIo {
 
     /// The next finished request (reaps the CQ without blocking when none is ready).
     public func nextCompletion() -> IoCompletion? {
-        if ready.isEmpty { try? drain(wait: false) }
-        if let c = ready.popFirst() { accepted -= 1; return c }
-        return nil
+        core.next { try? drain(wait: false) }
     }
 
     /// Blocks until a completion is ready (submitting what is queued).
     public func waitForCompletion() throws(BlockError) {
-        if !ready.isEmpty { return }
+        if core.hasReady { return }
         try drain(wait: true)
     }
 
     /// Requests accepted and not yet collected.
-    public var inFlight: Int { accepted }
+    public var inFlight: Int { core.inFlight }
     /// The ring's eventfd.
     public var eventFD: Int32 { ctx.eventFD }
-    /// Tears the ring down.
-    public func close() { ctx.close() }
+    /// Tears the ring down and leaves the in-flight registry.
+    public func close() {
+        ctx.close()
+        core.close()
+    }
 }

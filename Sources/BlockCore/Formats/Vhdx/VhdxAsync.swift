@@ -10,28 +10,23 @@ import DequeModule
 /// Owned by one thread; many queues share the disk's metadata and read concurrently.
 public final class MappedAsync: AsyncIo {
     private enum Waiter {
-        case direct(userData: UInt64, op: GuestOp, start: UInt64, mark: UInt64)
+        case direct(userData: UInt64, op: GuestOp, length: UInt64, start: UInt64, mark: UInt64)
         case sub(PendingIo, Int)
     }
 
     private let disk: any BlockMappedDisk
     private let ctx: IoUringContext
-    private var ready: Deque<IoCompletion> = []
+    private let core: QueueCore
     /// What each ring tag waits for (``TagTable``: no hashing or allocation per request).
     private var waiters = TagTable<Waiter>()
-    private var nextPending: UInt64 = 1
-    private var accepted = 0
-    private let sink: (any IoEventSink)?
-    private let queueID: Int32
 
     /// Creates a queue with an io_uring of `options.depth` entries.
     public init(disk: any BlockMappedDisk, options: QueueOptions) throws(BlockError) {
         self.disk = disk
         self.ctx = try IoUringContext(depth: options.depth)
-        self.sink = options.eventSink
-        self.queueID = Int32(options.queueID)
+        core = QueueCore(options: options, path: disk.path)
         ctx.eventSink = options.eventSink
-        ctx.queueID = queueID
+        ctx.queueID = core.queueID
     }
 
     /// The underlying ring (for tests and the UI).
@@ -39,19 +34,14 @@ public final class MappedAsync: AsyncIo {
 
     /// Queues one READV/WRITEV of the whole guest buffer at `host` (a request in one block).
     private func submitDirect(_ op: GuestOp, _ host: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ userData: UInt64, start: UInt64) {
-        let t = waiters.park(.direct(userData: userData, op: op, start: start, mark: 0))
+        let t = waiters.park(.direct(userData: userData, op: op, length: UInt64(buffer.count), start: start, mark: 0))
         let fd = disk.dataFD
         ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count)
-                                : .write(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count), tag: t)
-    }
-
-    /// Publishes the mapping of a request the fast path sent to one host range.
-    private func publishDirect(_ userData: UInt64, _ offset: UInt64, _ length: UInt64, _ host: UInt64) {
-        sink?.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: 1, kind: .allocated, hostOffset: host)))
+                                : .write(fd: fd, offset: host, buffer: buffer.baseAddress!, length: buffer.count), tag: t, request: userData)
     }
 
     private func publishMapping(_ userData: UInt64, _ offset: UInt64, _ length: UInt64, _ regions: [BlockRegion]) {
-        guard let sink else { return }
+        guard core.publishes else { return }
         var kind: RegionKind = .allocated
         var host: UInt64 = 0
         if let f = regions.first {
@@ -62,19 +52,17 @@ public final class MappedAsync: AsyncIo {
             }
         }
         if regions.count > 1 && !regions.allSatisfy({ if case .data = $0.kind { return true }; return false }) { kind = .mixed }
-        sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: regions.count, kind: kind, hostOffset: host)))
+        core.publish(userData, .mappingResolved(offset: offset, length: length, regions: regions.count, kind: kind, hostOffset: host))
     }
 
-    private func submitMapped(_ op: GuestOp, _ offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ userData: UInt64, _ regions: [BlockRegion]) {
+    private func submitMapped(_ op: GuestOp, _ offset: UInt64, _ buffer: UnsafeMutableRawBufferPointer, _ userData: UInt64, _ regions: [BlockRegion], start: UInt64) {
         publishMapping(userData, offset, UInt64(buffer.count), regions)
         let fd = disk.dataFD
         if regions.count == 1, case let .data(host) = regions[0].kind {
-            submitDirect(op, host, buffer, userData, start: sink != nil ? monotonicNanos() : 0)
+            submitDirect(op, host, buffer, userData, start: start)
             return
         }
-        let p = PendingIo(id: nextPending, userData: userData, op: op, guestOffset: offset, length: UInt64(buffer.count))
-        nextPending += 1
-        sink?.publish(IoEvent(queue: queueID, request: userData, .pendingCreated(id: p.id, subOps: regions.count)))
+        let p = core.track(userData, op, offset: offset, length: UInt64(buffer.count), subOps: regions.count, start: start)
         for r in regions {
             let s = Int(r.guestOffset - offset)
             let sub = UnsafeMutableRawBufferPointer(rebasing: buffer[s..<(s + Int(r.length))])
@@ -84,7 +72,7 @@ public final class MappedAsync: AsyncIo {
                 let t = waiters.park(.sub(p, i))
                 p.markInFlight(i, sqeTag: t)
                 ctx.enqueue(op == .read ? .read(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count)
-                                        : .write(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count), tag: t)
+                                        : .write(fd: fd, offset: host, buffer: sub.baseAddress!, length: sub.count), tag: t, request: userData)
             case .zero:
                 let i = p.add(opcode: nil, hostOffset: 0, guestOffset: r.guestOffset, length: r.length)
                 sub.initializeMemory(as: UInt8.self, repeating: 0)
@@ -95,91 +83,65 @@ public final class MappedAsync: AsyncIo {
                 catch let e { p.finish(i, result: -5, error: e) }
             }
         }
-        if p.seal() { finishPending(p) }
-    }
-
-    private func finishPending(_ p: PendingIo) {
-        let res: Int32
-        var err: BlockError?
-        switch p.result {
-        case let .success(n): res = Int32(clamping: n)
-        case let .failure(e): res = -(e.errno ?? 5); err = e.withPath(disk.path)
-        }
-        sink?.publish(IoEvent(queue: queueID, request: p.userData, .pendingFinished(id: p.id, result: res < 0 ? res : 0)))
-        complete(p.userData, p.op, res, err, start: p.startTime)
-    }
-
-    private func complete(_ userData: UInt64, _ op: GuestOp, _ res: Int32, _ error: BlockError?, start: UInt64) {
-        var c = IoCompletion(userData: userData, bytes: res >= 0 ? Int(res) : 0, error: error)
-        if res < 0 && error == nil {
-            c.error = BlockError.system(-res, op == .fsync ? "fsync" : (op == .read ? "read" : "write"), path: disk.path)
-        }
-        if let sink {
-            if op == .fsync { sink.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.completed))) }
-            sink.publish(IoEvent(queue: queueID, request: userData, .guestCompleted(op: op, userData: userData, result: c.error == nil ? res : -(c.error?.errno ?? 5), latencyNs: monotonicNanos() &- start)))
-        }
-        ready.append(c)
-    }
-
-    private func accept(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64) -> UInt64 {
-        accepted += 1
-        guard let sink else { return 0 }
-        sink.publish(IoEvent(queue: queueID, request: userData, .guestRequest(op: op, offset: offset, length: length)))
-        return monotonicNanos()
+        if p.seal() { core.complete(p) }
     }
 
     /// Maps the range and queues READV SQEs for its data regions.
     public func read(at offset: UInt64, into buffer: UnsafeMutableRawBufferPointer, userData: UInt64) throws(BlockError) {
-        let t0 = accept(.read, offset, UInt64(buffer.count), userData)
+        let length = UInt64(buffer.count)
+        let t0 = core.accept(.read, offset: offset, length: length, userData: userData)
         do {
-            try disk.checkRange(offset, UInt64(buffer.count), "read", write: false)
-            if buffer.count == 0 { complete(userData, .read, 0, nil, start: t0); return }
-            if let host = disk.mappedHostOffset(offset, UInt64(buffer.count), write: false) {
-                publishDirect(userData, offset, UInt64(buffer.count), host)
-                submitDirect(.read, host, buffer, userData, start: sink != nil ? monotonicNanos() : 0)
+            try disk.checkRange(offset, length, "read", write: false)
+            if buffer.count == 0 { core.complete(userData, .read, length: 0, error: nil, start: t0); return }
+            if let host = disk.mappedHostOffset(offset, length, write: false) {
+                core.mappedDirect(userData, offset: offset, length: length, host: host, time: t0)
+                submitDirect(.read, host, buffer, userData, start: t0)
                 return
             }
-            submitMapped(.read, offset, buffer, userData, try disk.mapForRead(offset, UInt64(buffer.count)))
-        } catch let e { complete(userData, .read, -1, e, start: t0) }
+            submitMapped(.read, offset, buffer, userData, try disk.mapForRead(offset, length), start: t0)
+        } catch let e { core.complete(userData, .read, length: length, error: e, start: t0) }
     }
 
     /// Maps the range (allocating blocks under the metadata lock) and queues WRITEV SQEs.
     public func write(at offset: UInt64, from buffer: UnsafeRawBufferPointer, userData: UInt64) throws(BlockError) {
-        let t0 = accept(.write, offset, UInt64(buffer.count), userData)
+        let length = UInt64(buffer.count)
+        let t0 = core.accept(.write, offset: offset, length: length, userData: userData)
         do {
-            try disk.checkRange(offset, UInt64(buffer.count), "write", write: true)
-            if buffer.count == 0 { complete(userData, .write, 0, nil, start: t0); return }
-            if let host = disk.mappedHostOffset(offset, UInt64(buffer.count), write: true) {
-                publishDirect(userData, offset, UInt64(buffer.count), host)
-                submitDirect(.write, host, UnsafeMutableRawBufferPointer(mutating: buffer), userData, start: sink != nil ? monotonicNanos() : 0)
+            try disk.checkRange(offset, length, "write", write: true)
+            if buffer.count == 0 { core.complete(userData, .write, length: 0, error: nil, start: t0); return }
+            if let host = disk.mappedHostOffset(offset, length, write: true) {
+                core.mappedDirect(userData, offset: offset, length: length, host: host, time: t0)
+                submitDirect(.write, host, UnsafeMutableRawBufferPointer(mutating: buffer), userData, start: t0)
                 return
             }
-            let regions = try disk.mapForWrite(offset, UInt64(buffer.count), queue: queueID, request: userData, sink: sink)
-            submitMapped(.write, offset, UnsafeMutableRawBufferPointer(mutating: buffer), userData, regions)
-        } catch let e { complete(userData, .write, -1, e, start: t0) }
+            let regions = try disk.mapForWrite(offset, length, queue: core.queueID, request: userData, sink: core.sink)
+            submitMapped(.write, offset, UnsafeMutableRawBufferPointer(mutating: buffer), userData, regions, start: t0)
+        } catch let e { core.complete(userData, .write, length: length, error: e, start: t0) }
     }
 
     /// Zeroes inline (BAT updates through the metadata) and completes at once.
     public func writeZeroes(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
-        let t0 = accept(.zero, offset, length, userData)
-        do { try disk.writeZeroes(at: offset, length: length); complete(userData, .zero, Int32(clamping: length), nil, start: t0) }
-        catch let e { complete(userData, .zero, -1, e, start: t0) }
+        let t0 = core.accept(.zero, offset: offset, length: length, userData: userData)
+        var err: BlockError?
+        do { try disk.writeZeroes(at: offset, length: length) } catch let e { err = e }
+        core.complete(userData, .zero, length: length, error: err, start: t0)
     }
 
     /// Discards inline and completes at once.
     public func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError) {
-        let t0 = accept(.discard, offset, length, userData)
-        do { try disk.discard(at: offset, length: length); complete(userData, .discard, Int32(clamping: length), nil, start: t0) }
-        catch let e { complete(userData, .discard, -1, e, start: t0) }
+        let t0 = core.accept(.discard, offset: offset, length: length, userData: userData)
+        var err: BlockError?
+        do { try disk.discard(at: offset, length: length) } catch let e { err = e }
+        core.complete(userData, .discard, length: length, error: err, start: t0)
     }
 
-    /// Queues IORING_OP_FSYNC (metadata is already written through the log when it changes).
+    /// Queues IORING_OP_FSYNC (metadata is already written through the log when it changes,
+    /// so the metadata phase is done when the flush starts).
     public func fsync(userData: UInt64) throws(BlockError) {
-        let t0 = accept(.fsync, 0, 0, userData)
-        sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.metadataWritten)))
-        sink?.publish(IoEvent(queue: queueID, request: userData, .fsyncPhase(.fsyncSubmitted)))
-        let t = waiters.park(.direct(userData: userData, op: .fsync, start: t0, mark: disk.flushMark()))
-        ctx.enqueue(.fsync(fd: disk.dataFD, dataOnly: true), tag: t)
+        let t0 = core.accept(.fsync, offset: 0, length: 0, userData: userData)
+        core.fsyncPhase(userData, .fsyncSubmitted)
+        let t = waiters.park(.direct(userData: userData, op: .fsync, length: 0, start: t0, mark: disk.flushMark()))
+        ctx.enqueue(.fsync(fd: disk.dataFD, dataOnly: true), tag: t, request: userData)
     }
 
     /// Hands queued SQEs to the kernel.
@@ -190,34 +152,35 @@ public final class MappedAsync: AsyncIo {
         try ctx.reap(wait: wait) { t, res in
             guard let w = self.waiters.unpark(t) else { return }
             switch w {
-            case let .direct(userData, op, start, mark):
+            case let .direct(userData, op, length, start, mark):
                 if op == .fsync && res >= 0 { self.disk.flushCompleted(mark) }
-                self.complete(userData, op, res, nil, start: start)
+                self.core.complete(userData, op, length: length, result: res, start: start, now: self.ctx.completing.completeTime)
             case let .sub(p, i):
-                if p.finish(i, result: res) { self.finishPending(p) }
+                if p.finish(i, result: res) { self.core.complete(p) }
             }
         }
     }
 
     /// The next finished request (reaps the CQ without blocking when none is ready).
     public func nextCompletion() -> IoCompletion? {
-        if ready.isEmpty { try? drain(wait: false) }
-        if let c = ready.popFirst() { accepted -= 1; return c }
-        return nil
+        core.next { try? drain(wait: false) }
     }
 
     /// Blocks until a completion is ready (submitting what is queued).
     public func waitForCompletion() throws(BlockError) {
-        if !ready.isEmpty { return }
+        if core.hasReady { return }
         try drain(wait: true)
     }
 
     /// Requests accepted and not yet collected.
-    public var inFlight: Int { accepted }
+    public var inFlight: Int { core.inFlight }
     /// The ring's eventfd.
     public var eventFD: Int32 { ctx.eventFD }
-    /// Tears the ring down.
-    public func close() { ctx.close() }
+    /// Tears the ring down and leaves the in-flight registry.
+    public func close() {
+        ctx.close()
+        core.close()
+    }
 }
 
 /// The VHDX io_uring queue.
