@@ -51,9 +51,14 @@ struct QueueCoreConsistencyTests {
         var description: String { "req \(userData): \(events.joined(separator: " ")) bytes=\(bytes)\(failed ? " failed" : "")" }
     }
 
+    /// The flush phases every engine publishes; a format may name its metadata steps
+    /// (QCOW2: refcount blocks, L2, L1, ...) before `metadataWritten`.
+    static let standardPhases: Set<String> = ["phase(metadataWritten)", "phase(fsyncSubmitted)", "phase(completed)"]
+
     /// The standard (format-independent) events of one request, in order.
     static func standard(_ events: [IoEvent], _ userData: UInt64) -> [String] {
         events.filter { $0.request == userData }.compactMap { e -> String? in
+            if case let .fsyncPhase(p) = e.payload, !standardPhases.contains("phase(\(p))") { return nil }
             switch e.payload {
             case let .guestRequest(op, offset, length): return "request(\(op),\(offset),\(length))"
             case let .fsyncPhase(p): return "phase(\(p))"
@@ -88,6 +93,13 @@ struct QueueCoreConsistencyTests {
             #expect(c.userData == u)
             #expect(q.inFlight == 0)
             traces.append(Trace(userData: u, events: standard(log.events, u), bytes: c.bytes, failed: c.error != nil))
+            // A format's named metadata steps all come before the standard `metadataWritten`.
+            let phases = log.events.filter { $0.request == u }.compactMap { e -> String? in
+                if case let .fsyncPhase(p) = e.payload { return "phase(\(p))" } else { return nil }
+            }
+            if let w = phases.firstIndex(of: "phase(metadataWritten)") {
+                #expect(phases[w...].allSatisfy { Self.standardPhases.contains($0) }, "\(path): req \(u): \(phases)")
+            }
         }
         for e in log.events {
             if case let .pendingCreated(id, _) = e.payload { #expect(id == e.request, "tracker \(id) of request \(e.request)") }
