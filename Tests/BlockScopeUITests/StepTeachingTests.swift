@@ -40,8 +40,12 @@ import TestSupport
         try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", ov])
         let g: UInt64 = 0x111000   // inside guest cluster 0x110000 (64 KiB clusters)
         #expect(try mapAt(ov, g).depth == 1, "qemu-img map: the range lives in the backing file before the write")
+        #expect(try mapAt(ov, 0x120000).depth == 1)
         let app = try f.app(ov, write: true)
         app.handle(.char("s"))
+        // A read of a range qemu-img map placed in the backing file is explained as backing.
+        let read = stepThrough(app, .read(offset: 0x120000, length: 4096, pattern: 0x11))
+        #expect(read.contains { $0.contains("mapping 0x120000+4096: 1 region, not allocated in this image: the backing file holds the data") }, "\(read.joined(separator: "\n"))")
         let said = stepThrough(app, .write(offset: g, length: 4096, pattern: 0x5a))
         let all = said.joined(separator: "\n")
         #expect(said.contains { $0.contains("mapping 0x111000+4096: 1 region, not allocated in this image: the backing file holds the data") }, "\(all)")
