@@ -57,6 +57,8 @@ extension TUIApp {
         case .char("g"): prompt = Prompt(.goto, label: "goto \((currentView.gotoSpace ?? .guest).rawValue) ")
         case .char(" "): togglePause()
         case .char("s"): step()
+        case .char("x"):
+            if let said = state.image.inspector?.toggleBackground() { state.say(said, .warning) } else { state.sayInView("no whole-image walk to stop", .dim) }
         case .escape:
             if state.stepMode { leaveStepMode() } else { _ = goBack() }
         default: break
