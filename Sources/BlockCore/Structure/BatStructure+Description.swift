@@ -162,12 +162,19 @@ extension VhdDisk: BatStructure {
     }
 }
 
-/// An exact byte count in the largest binary unit that divides it ("32 MiB", "1536 B").
+/// A byte count as the views write sizes: "512 B", "2.00 MiB", "16.0 MiB" (two decimals
+/// below 10, one above).
 private func sizeText(_ v: UInt64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var x = v, i = 0
-    while i < units.count - 1 && x >= 1024 && x % 1024 == 0 { x /= 1024; i += 1 }
-    return "\(x) \(units[i])"
+    var x = Double(v), i = 0
+    while x >= 1024 && i < units.count - 1 { x /= 1024; i += 1 }
+    if i == 0 { return "\(v) B" }
+    let digits = x < 10 ? 2 : 1
+    let scale = digits == 2 ? 100.0 : 10.0
+    let n = Int64((x * scale).rounded())
+    var frac = String(n % Int64(scale))
+    while frac.count < digits { frac = "0" + frac }
+    return "\(n / Int64(scale)).\(frac) \(units[i])"
 }
 
 extension String {
