@@ -23,7 +23,11 @@ extension VhdxDisk: StructuredDisk {
         var regions = hostRegions()
         let g = metadata.geometry
         let per = Int(g.chunkRatio + 1)
-        for (i, raw) in metadata.batSnapshot().enumerated() {
+        let bat = metadata.batSnapshot()
+        for (i, raw) in bat.enumerated() {
+            if i & 0xffff == 0, let progress, !progress(Double(i) / Double(bat.count)) {
+                throw BlockError(.cancelled, "BAT walk cancelled", path: path)
+            }
             let e = VhdxBatEntry(raw: raw)
             guard e.fileOffset != 0, e.state == .fullyPresent || e.state == .partiallyPresent else { continue }
             let isBitmap = (i + 1) % per == 0
@@ -57,7 +61,11 @@ extension VhdDisk: StructuredDisk {
         var regions = hostRegions()
         if let m = metadata {
             let bs = UInt64(m.dynamic.blockSize), bm = m.dynamic.bitmapSize
-            for sector in m.batSnapshot() where sector != VhdMetadata.unallocated {
+            let bat = m.batSnapshot()
+            for (i, sector) in bat.enumerated() where sector != VhdMetadata.unallocated {
+                if i & 0xffff == 0, let progress, !progress(Double(i) / Double(bat.count)) {
+                    throw BlockError(.cancelled, "BAT walk cancelled", path: path)
+                }
                 let off = UInt64(sector) * 512
                 regions.append(HostRegion(kind: .vhdBlockBitmap, offset: off, length: bm))
                 regions.append(HostRegion(kind: .payload, offset: off + bm, length: bs))

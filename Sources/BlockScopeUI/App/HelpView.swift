@@ -24,6 +24,7 @@ public struct HelpScreen: Sendable {
         ("Enter", "open: an L2 table (L1/L2), the hex dump of a map cell, an L2 entry, a cluster or a BAT block"),
         ("Esc", "back: close the L2 table (also ← or Backspace), or return to the view Enter came from (cursor kept)"),
         ("mouse", "click a tab or a map cell; the wheel scrolls (SGR 1006 reports, X10 fallback)"),
+        ("x", "stop the whole-image walk the footer shows (\"walking host clusters 42% ...\"): views keep the last finished walk; x again walks anew"),
         ("Search and go to", ""),
         ("/", "search the current view (Map: a kind like compressed; Hex: text or 0xHEX; L1/L2, Refcounts, BAT, Overview: text)"),
         ("n / N", "next / previous match; wraps around the end and says \"search wrapped\""),

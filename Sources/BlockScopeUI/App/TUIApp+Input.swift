@@ -64,6 +64,8 @@ extension TUIApp {
         case .char("s"): step()
         case .char("c"): runStep(toCompletion: true)
         case .char(">"): runStep(toCompletion: false)
+        case .char("x"):
+            if let said = state.image.inspector?.toggleBackground() { state.say(said, .warning) } else { state.sayInView("no whole-image walk to stop", .dim) }
         case .escape:
             if state.stepMode { leaveStepMode() } else { _ = goBack() }
         default: break

@@ -64,13 +64,20 @@ extension TUIApp {
         return choices.first { $0.count <= width } ?? choices.last!
     }
 
-    /// The footer: the view's keys from the left, then the global ones that apply here
-    /// (search and goto only where the view has them); `? help  q quit` always fits at the right.
+    /// The footer: a running whole-image walk's progress and `x stop walk` first, the view's
+    /// keys, then the global ones that apply here (search and goto only where the view has
+    /// them); `? help  q quit` always fits at the right.
     func drawFooter(_ s: inout ScreenModel, width: Int, height: Int) {
         s.fill(Rect(x: 0, y: height - 1, width: width, height: 1), " ", CellStyle(.footer))
         let tail: [(String, String)] = help != nil ? [("Esc", "close help")] : pauseText != nil ? [("any key", "continue")] : [("?", "help"), ("q", "quit")]
         let tailWidth = tail.reduce(0) { $0 + $1.0.count + $1.1.count + 3 }
         var fx = 0
+        if help == nil, pauseText == nil, let walk = state.image.inspector?.backgroundProgress {
+            // A whole-image walk runs: its progress first, then the key that stops it.
+            fx = s.put(fx, height - 1, " " + walk.text + " ", CellStyle(.warning, [.reverse]), maxWidth: max(0, width - tailWidth - 14))
+            fx = s.put(fx, height - 1, " x", CellStyle(.key))
+            fx = s.put(fx, height - 1, " stop walk ", CellStyle(.footer))
+        }
         var global: [(String, String)] = []
         if !backStack.isEmpty { global.append(("Esc", "back to \(views[backStack.last!].title)")) }
         if let hint = currentView.searchHint {

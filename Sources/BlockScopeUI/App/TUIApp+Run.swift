@@ -23,6 +23,10 @@ extension TUIApp {
         case .direct: state.colorDepth = "24-bit colour"
         }
         defer { term.end() }
+        // No whole-image walk competes with the first frame: views ask for one while the
+        // frame is drawn, it starts once the frame is on the terminal.
+        state.image.inspector?.holdBackground(true)
+        var released = false
         let started = monotonicNanos()
         var lastFrame = ScreenModel(width: 0, height: 0)
         var frames = 0, busyFrames = 0
@@ -37,6 +41,7 @@ extension TUIApp {
             let (w, h) = term.size
             lastFrame = render(width: w, height: h)
             term.present(lastFrame)
+            if !released { released = true; state.image.inspector?.holdBackground(false) }
             let t2 = monotonicNanos()
             pumpNs += t1 - t0
             drawNs += t2 - t1

@@ -1,16 +1,20 @@
 import BlockCore
 import Foundation
 
-/// A whole-image structure walk (``HostUseMap``) on its own thread, so the UI never waits
-/// for one: views read the last finished result (nil before the first) and the progress.
+/// A whole-image walk (a ``HostUseMap``, BAT state counts) on its own thread, so the UI
+/// never waits for one: views read the last finished result (nil before the first) and the
+/// progress, and the footer offers to cancel it.
 ///
 /// At most one walk runs; ``start()`` while one runs asks for one more after it (the image
 /// changed meanwhile), so a job that keeps writing costs one walk at a time, not a queue.
 /// ``cancel()`` stops the running walk at its next table. Thread-safe.
-final class BackgroundWalk: @unchecked Sendable {
+final class BackgroundWalk<Output: Sendable>: @unchecked Sendable {
     private let lock = NSCondition()
-    private let body: @Sendable (_ progress: @escaping (Double) -> Bool) throws(BlockError) -> HostUseMap
-    private var result: HostUseMap?
+    private let body: @Sendable (_ progress: @escaping (Double) -> Bool) throws(BlockError) -> Output
+    private var result: Output?
+    private var cancelledLast = false
+    private var held = false
+    private var pending = false
     private var failure: String?
     private var fraction: Double?
     private var running = false
@@ -19,13 +23,23 @@ final class BackgroundWalk: @unchecked Sendable {
     private var finished = 0
     private var seen = 0
 
+    /// Called on the walk's thread with each progress report, outside the lock, before the
+    /// walk checks for cancellation (tests hold a walk mid-way with it).
+    var observer: (@Sendable (Double) -> Void)? {
+        get { lock.withLock { watcher } }
+        set { lock.withLock { watcher = newValue } }
+    }
+    private var watcher: (@Sendable (Double) -> Void)?
+
     /// A walk that runs `body` (given a progress callback that returns false to cancel).
-    init(_ body: @escaping @Sendable (_ progress: @escaping (Double) -> Bool) throws(BlockError) -> HostUseMap) {
+    init(_ body: @escaping @Sendable (_ progress: @escaping (Double) -> Bool) throws(BlockError) -> Output) {
         self.body = body
     }
 
-    /// The last finished use map.
-    var map: HostUseMap? { lock.withLock { result } }
+    /// The last finished result.
+    var map: Output? { lock.withLock { result } }
+    /// Whether the last walk was cancelled (and none runs now).
+    var cancelled: Bool { lock.withLock { cancelledLast && !running } }
     /// Fraction done of the running walk (nil when none runs).
     var progress: Double? { lock.withLock { running ? fraction ?? 0 : nil } }
     /// Why the last walk failed, if it did.
@@ -50,12 +64,25 @@ final class BackgroundWalk: @unchecked Sendable {
     /// Whether a walk has been started since creation.
     var started: Bool { lock.withLock { running || finished > 0 } }
 
+    /// While held, ``start()`` only notes the request (the TUI holds walks until its first
+    /// frame is on screen, so no walk competes with it for the CPU); releasing starts it.
+    func hold(_ on: Bool) {
+        let go = lock.withLock { () -> Bool in
+            held = on
+            defer { if !on { pending = false } }
+            return !on && pending
+        }
+        if go { start() }
+    }
+
     /// Starts a walk, or asks for another after the running one.
     func start() {
         let go = lock.withLock { () -> Bool in
+            if held { pending = true; return false }
             if running { again = true; return false }
             running = true
             stop = false
+            cancelledLast = false
             fraction = 0
             return true
         }
@@ -69,16 +96,20 @@ final class BackgroundWalk: @unchecked Sendable {
 
     private func run() {
         while true {
-            let outcome: Result<HostUseMap, BlockError>
+            let outcome: Result<Output, BlockError>
             do {
-                outcome = .success(try body { [self] f in lock.withLock { fraction = f; return !stop } })
+                outcome = .success(try body { [self] f in
+                    let watch = lock.withLock { () -> (@Sendable (Double) -> Void)? in fraction = f; return watcher }
+                    watch?(f)
+                    return lock.withLock { !stop }
+                })
             } catch let e {
                 outcome = .failure(e)
             }
             let more = lock.withLock { () -> Bool in
                 switch outcome {
                 case .success(let m): result = m; failure = nil
-                case .failure(let e): if e.kind != .cancelled { failure = e.description }
+                case .failure(let e): if e.kind == .cancelled { cancelledLast = true } else { failure = e.description }
                 }
                 finished += 1
                 if again && !stop { again = false; fraction = 0; return true }

@@ -1,177 +1,191 @@
 import BlockCore
 
-/// The host side of a BAT-format inspector: BlockCore's structure model of the file (named
-/// regions and the per-MiB or per-sector use map) and its bytes. Decodes nothing itself.
-struct HostRegionMap {
-    let host: SystemFile?
-    let disk: any StructuredDisk
-    private(set) var regions: [HostRegion] = []
-    private(set) var uses: HostUseMap?
+/// What a background walk of a BAT image yields: the host use map and the payload entries
+/// by state.
+struct BatWalk: Sendable {
+    let uses: HostUseMap
+    let states: [(state: String, count: Int)]
+}
 
-    init(disk: any StructuredDisk) {
+/// The inspector of any image with a block allocation table (VHDX, dynamic and
+/// differencing VHD), through BlockCore's ``BatStructure`` capability: entries, headers and
+/// regions come decoded from the format's parsers; this type only words and colours them.
+///
+/// Lazy: opening reads nothing beyond what the disk's open read; rows are read from the live
+/// BAT when drawn; the host use map and the state counts (a pass over the whole BAT) are
+/// built on a background thread the first time a view asks.
+///
+/// Map roles: H headers, region tables, metadata, footers; 1 the BAT; 2 the log; R sector
+/// bitmap blocks; █ payload blocks.
+public final class BatFormatInspector: BatInspector {
+    let disk: any BatStructure
+    private let host: SystemFile?
+    private let regions: [HostRegion]
+    private var walker: BackgroundWalk<BatWalk>
+
+    /// Creates the inspector for an open disk with a BAT; nil when it has none (a fixed VHD).
+    public init?(disk: any BatStructure) {
+        guard disk.hasBat else { return nil }
         self.disk = disk
         host = try? SystemFile(path: disk.path, writable: false)
-        reload()
-    }
-
-    /// Rereads the regions and the use map (one pass over the BAT).
-    mutating func reload() {
         regions = disk.hostRegions()
-        uses = try? disk.walkStructure(progress: nil)
+        walker = BatFormatInspector.walker(disk)
     }
 
-    var hostSize: UInt64 { (try? host?.size()) ?? 0 }
+    private static func walker(_ d: any BatStructure) -> BackgroundWalk<BatWalk> {
+        BackgroundWalk { (progress) throws(BlockError) -> BatWalk in
+            let u = try d.walkStructure(progress: progress)
+            guard progress(1) else { throw BlockError(.cancelled, "walk cancelled") }
+            return BatWalk(uses: u, states: d.batStateCounts())
+        }
+    }
 
-    /// The most telling kind in `[start, start+length)` and its region's name.
-    func hostRegionCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
+    /// qemu-img's format name ("vhdx", "vpc").
+    public var formatName: String { disk.format.rawValue }
+    /// Guest size.
+    public var guestSize: UInt64 { disk.logicalSize }
+    /// Host file size.
+    public var hostSize: UInt64 { (try? host?.size()) ?? 0 }
+
+    private var walked: BatWalk? {
+        if !walker.started { walker.start() }
+        return walker.map
+    }
+
+    /// The walk's state in words while its result is missing or stale; nil when current.
+    var walkStatus: String? {
+        if let p = walker.progress { return "walking the BAT \(Int(p * 100))%" }
+        if let e = walker.error { return "walk failed: \(e)" }
+        if walker.cancelled { return "walk cancelled (x walks again)" }
+        return walker.map == nil ? "walk not started" : nil
+    }
+
+    /// Rereads the regions' use map in the background (rows are always read live).
+    public func reload() {
+        if walker.started && !walker.cancelled { walker.start() }
+    }
+
+    /// The running walk over the BAT, for the footer.
+    public var backgroundProgress: WalkProgress? {
+        walker.progress.map { WalkProgress(what: "BAT entries", fraction: $0, total: disk.batEntryCount) }
+    }
+
+    /// Holds or releases the background walk (see ``LayoutInspector/holdBackground(_:)``).
+    public func holdBackground(_ on: Bool) { walker.hold(on) }
+
+    /// Stops the running walk, or walks again after a cancelled one.
+    public func toggleBackground() -> String? {
+        if walker.progress != nil { walker.cancel(); return "walk of the BAT cancelled (x walks again)" }
+        if walker.cancelled || !walker.started { walker.start(); return "walking the BAT again" }
+        return nil
+    }
+
+    /// Headers and metadata as the format describes them.
+    public func batSections() -> [InfoSection] {
+        disk.batSections().map { sec in InfoSection(sec.title, sec.rows.map { ($0.label, $0.value, $0.tone.role) }) }
+    }
+
+    /// BAT entries.
+    public var batCount: Int { disk.batEntryCount }
+
+    /// One BAT entry: what it maps, its state and where its block lies.
+    public func batRow(_ index: Int) -> (String, Role) {
+        let e = disk.batEntry(index)
+        let what = e.isSectorBitmap ? "sector bitmap, chunk \(e.block)" : "block \(e.block) guest \(hex(e.guestOffset ?? 0))"
+        let whereText = [e.detail, e.hostOffset.map { (e.detail.isEmpty ? "" : "data at ") + hex($0) } ?? ""].filter { !$0.isEmpty }.joined(separator: ", ")
+        return ("BAT[\(index)]".padded(10) + what.padded(36) + e.stateName.padded(20) + whereText, e.isSectorBitmap ? .refcount : role(e))
+    }
+
+    private func role(_ e: BatEntryDescription) -> Role {
+        switch e.state {
+        case .present: return .data
+        case .partial: return .backing
+        case .absent: return disk.batHasParent ? .backing : .free
+        case .zero: return .zero
+        case .invalid: return .error
+        }
+    }
+
+    /// The format's sections and the payload entries by state (once the walk is done).
+    public func overviewSections() -> [InfoSection] {
+        let states: InfoSection
+        if let w = walked {
+            states = InfoSection("Payload blocks by state", w.states.map { ($0.state, "\($0.count)", Role.normal) })
+        } else {
+            states = InfoSection("Payload blocks by state", [("walk", walkStatus ?? "", .dim)])
+        }
+        return batSections() + [states]
+    }
+
+    /// The state of the block a guest range starts in.
+    public func guestCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
+        guard let e = disk.batEntry(forGuest: start) else { return (.free, "beyond the BAT") }
+        let inBlock = start % disk.batBlockSize
+        switch e.state {
+        case .present: return (.data, "\(e.stateName) at host \(hex((e.hostOffset ?? 0) + inBlock))")
+        case .partial: return (.backing, "\(e.stateName): sector bitmap decides (parent for the rest)")
+        case .absent: return disk.batHasParent ? (.backing, "\(e.stateName): read from the parent") : (.free, "\(e.stateName) (reads zeroes)")
+        case .zero: return (.zero, "\(e.stateName) (reads zeroes)")
+        case .invalid: return (.error, "\(e.stateName): not a valid BAT entry")
+        }
+    }
+
+    /// What the host range holds: a named region, else the use map's kind once walked.
+    public func hostCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
         let end = start + max(length, 1)
         if let r = regions.last(where: { $0.offset < end && $0.offset + $0.length > start }) {
             return (r.kind.role, "\(r.label) at \(hex(r.offset))+\(formatBytes(Double(r.length)))")
         }
-        guard let u = uses else { return (.free, "free / unused") }
+        guard let u = walked?.uses else { return (.free, walkStatus ?? "free / unused") }
         let d = u.dominant(Int(start / u.unit), Int((end + u.unit - 1) / u.unit))
-        let first = start / u.unit * u.unit
-        return d.kind == .free ? (.free, "free / unused") : (d.kind.role, "\(d.kind.name) at \(hex(first))")
+        return d.kind == .free ? (.free, "free / unused") : (d.kind.role, "\(d.kind.name) at \(hex(start / u.unit * u.unit))")
     }
-
-    func readHostBytes(at offset: UInt64, count: Int) -> [UInt8] {
-        (try? host?.readBytes(at: offset, count: count)) ?? []
-    }
-}
-
-/// The VHDX inspector: headers with sequence numbers and CRC status, region table,
-/// metadata items, log state and the BAT (payload and sector-bitmap entries), from
-/// BlockCore's ``VhdxDisk``/``VhdxMetadata``.
-///
-/// Map roles: H headers, region tables and metadata; 1 the BAT; 2 the log; R sector
-/// bitmap blocks; █ payload blocks.
-public final class VhdxInspector: BatInspector {
-    let vhdx: VhdxDisk
-    private var bat: [UInt64] = []
-    private var hostMap: HostRegionMap
-
-    /// Creates the inspector for an open VHDX disk.
-    public init(disk: VhdxDisk) {
-        vhdx = disk
-        hostMap = HostRegionMap(disk: disk)
-        reload()
-    }
-
-    /// Host file size.
-    public var hostSize: UInt64 { hostMap.hostSize }
-
-    /// "vhdx".
-    public var formatName: String { "vhdx" }
-    /// Guest size.
-    public var guestSize: UInt64 { vhdx.logicalSize }
-    private var g: VhdxBatGeometry { vhdx.metadata.geometry }
-
-    /// Rereads the BAT and the regions.
-    public func reload() {
-        bat = vhdx.metadata.batSnapshot()
-        hostMap.reload()
-    }
-
-    /// Headers, region table, metadata and log.
-    public func batSections() -> [InfoSection] {
-        let m = vhdx.metadata
-        var headers: [(String, String, Role)] = []
-        for slot in (try? m.headerSlots()) ?? [] {
-            if let h = slot.header {
-                headers.append(("header @\(hex(slot.offset))", "sequence \(h.sequenceNumber), CRC ok\(slot.current ? ", current" : ""), version \(h.version)", slot.current ? .ok : .normal))
-            } else {
-                headers.append(("header @\(hex(slot.offset))", "bad signature or CRC-32C", .error))
-            }
-        }
-        let i = m.items
-        let h = m.currentHeader
-        return [
-            InfoSection("Headers", headers),
-            InfoSection("Region table", [
-                ("BAT", "\(hex(m.batRegion.fileOffset)) +\(formatBytes(Double(m.batRegion.length)))", .l1),
-                ("metadata", "\(hex(m.metadataRegion.fileOffset)) +\(formatBytes(Double(m.metadataRegion.length)))", .header),
-            ]),
-            InfoSection("Metadata items", [
-                ("block size", formatBytes(Double(i.blockSize)), .normal),
-                ("sectors", "logical \(i.logicalSectorSize), physical \(i.physicalSectorSize)", .normal),
-                ("virtual size", "\(i.virtualSize)", .normal),
-                ("type", i.hasParent ? "differencing\(i.parentLocator?["relative_path"].map { " (parent \($0))" } ?? "")" : (i.leaveBlocksAllocated ? "fixed" : "dynamic"), .normal),
-                ("chunk ratio", "\(g.chunkRatio) payload blocks per sector bitmap", .dim),
-            ]),
-            InfoSection("Log", [
-                ("log", "\(hex(h.logOffset)) +\(formatBytes(Double(h.logLength))), \(h.logGuid.isZero ? "clean (log GUID zero)" : "active log GUID \(h.logGuid)")", h.logGuid.isZero ? .ok : .warning),
-                ("replayed on open", "\(m.replayedEntries) entries\(m.replayedInMemory ? " (in memory, read-only open)" : "")", m.replayedEntries > 0 ? .warning : .dim),
-            ]),
-        ]
-    }
-
-    /// BAT entries.
-    public var batCount: Int { bat.count }
-
-    /// One BAT entry: payload block or sector bitmap, state and file offset.
-    public func batRow(_ index: Int) -> (String, Role) {
-        let e = VhdxBatEntry(raw: bat[index])
-        let state = e.state?.name ?? "invalid \(bat[index] & 7)"
-        let per = Int(g.chunkRatio + 1)
-        if (index + 1) % per == 0 {
-            let chunk = index / per
-            return ("BAT[\(index)]".padded(10) + "sector bitmap, chunk \(chunk)".padded(36) + state.padded(20) + (e.fileOffset != 0 ? hex(e.fileOffset) : ""), .refcount)
-        }
-        let block = UInt64(index - index / per)
-        let role: Role = e.state == .fullyPresent ? .data : e.state == .partiallyPresent ? .backing : e.state == .notPresent ? .free : .zero
-        return ("BAT[\(index)]".padded(10) + "block \(block) guest \(hex(block * g.blockSize))".padded(36) + state.padded(20) + (e.fileOffset != 0 ? hex(e.fileOffset) : ""), role)
-    }
-
-    /// The VHDX sections are shown in the BAT view; the Overview gets a summary.
-    public func overviewSections() -> [InfoSection] {
-        var byState = [Int](repeating: 0, count: 8)
-        let per = Int(g.chunkRatio + 1)
-        for i in 0..<bat.count where (i + 1) % per != 0 { byState[Int(bat[i] & 7)] += 1 }
-        var counts: [String: Int] = [:]
-        for (v, n) in byState.enumerated() where n > 0 { counts[VhdxBlockState(rawValue: UInt8(v))?.name ?? "invalid", default: 0] += n }
-        return batSections() + [InfoSection("Payload blocks by state", counts.sorted { $0.key < $1.key }.map { ($0.key, "\($0.value)", Role.normal) })]
-    }
-
-    private func entry(forGuest offset: UInt64) -> VhdxBatEntry? {
-        let block = offset / g.blockSize
-        let idx = g.payloadIndex(block)
-        return idx < bat.count ? VhdxBatEntry(raw: bat[idx]) : nil
-    }
-
-    /// The state of the blocks a guest range touches.
-    public func guestCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
-        guard let e = entry(forGuest: start) else { return (.free, "beyond the BAT") }
-        let name = e.state?.name ?? "invalid"
-        switch e.state {
-        case .fullyPresent: return (.data, "\(name) at host \(hex(e.fileOffset + start % g.blockSize))")
-        case .partiallyPresent: return (.backing, "\(name): sector bitmap decides (parent for the rest)")
-        case .notPresent: return (vhdx.parent != nil ? .backing : .free, vhdx.parent != nil ? "NOT_PRESENT: read from the parent" : "NOT_PRESENT (reads zeroes)")
-        default: return (.zero, "\(name) (reads zeroes)")
-        }
-    }
-
-    /// What the host range holds.
-    public func hostCell(_ start: UInt64, _ length: UInt64) -> (Role, String) { hostMap.hostRegionCell(start, length) }
 
     /// Guest offset → BAT entry → host offset.
     public func mapGuest(_ offset: UInt64) -> (host: UInt64?, text: String) {
-        let block = offset / g.blockSize
-        guard let e = entry(forGuest: offset) else { return (nil, "beyond the BAT") }
-        let path = "block \(block) → BAT[\(g.payloadIndex(block))] = \(hex(e.raw)) \(e.state?.name ?? "invalid")"
-        if e.state == .fullyPresent { let h = e.fileOffset + offset % g.blockSize; return (h, path + " → host \(hex(h))") }
+        guard let e = disk.batEntry(forGuest: offset) else { return (nil, "beyond the BAT") }
+        let path = "block \(e.block) → BAT[\(e.index)] = \(hex(e.raw)) \(e.stateName)"
+        if e.state == .present, let h = e.hostOffset { let at = h + offset % disk.batBlockSize; return (at, path + " → host \(hex(at))") }
         return (nil, path)
     }
 
     /// Decodes the BAT entry or names the region at a host offset.
     public func describeHost(_ offset: UInt64) -> String {
-        let m = vhdx.metadata
-        if offset >= m.batRegion.fileOffset && offset < m.batRegion.fileOffset + UInt64(m.batRegion.length) {
-            let i = Int((offset - m.batRegion.fileOffset) / 8)
-            return i < bat.count ? batRow(i).0 : "BAT slack"
+        let b = disk.batLocation
+        if offset >= b.offset && offset < b.offset + b.length {
+            let i = Int((offset - b.offset) / UInt64(b.entrySize))
+            return i < batCount ? batRow(i).0 : "BAT slack"
         }
-        return hostMap.hostRegionCell(offset, 1).1
+        return hostCell(offset, 1).1
     }
 
     /// Reads host bytes.
-    public func readHost(at offset: UInt64, count: Int) -> [UInt8] { hostMap.readHostBytes(at: offset, count: count) }
+    public func readHost(at offset: UInt64, count: Int) -> [UInt8] {
+        (try? host?.readBytes(at: offset, count: count)) ?? []
+    }
+
+    /// True once after each finished background walk.
+    public func pollBackground() -> Bool { walker.takeFinished() }
+
+    /// Cancels the walk and waits for it to stop.
+    public func stopBackground() {
+        walker.cancel()
+        walker.waitUntilIdle()
+    }
+}
+
+extension StructureTone {
+    /// The colour role of a described value.
+    var role: Role {
+        switch self {
+        case .normal: return .normal
+        case .ok: return .ok
+        case .warning: return .warning
+        case .error: return .error
+        case .dim: return .dim
+        case .header: return .header
+        case .table: return .l1
+        case .backing: return .backing
+        }
+    }
 }

@@ -5,7 +5,8 @@ import BlockCore
 ///
 /// A QCOW2 image is always inspected through ``Qcow2Inspector``: through the open disk's
 /// metadata when the disk opened (so allocations show at once), else by reading the tables
-/// directly, so its layout views work even when the disk cannot be opened for I/O. Other formats use ``ExtentInspector`` over the open disk.
+/// directly, so its layout views work even when the disk cannot be opened for I/O. A disk with a BAT (the ``BatStructure``
+/// capability: VHDX, dynamic VHD) uses ``BatFormatInspector``; others ``ExtentInspector``.
 public final class ImageModel {
     /// The image path.
     public let path: String
@@ -42,11 +43,8 @@ public final class ImageModel {
         if format == .qcow2 {
             do { inspector = try Qcow2Inspector(path: path, live: (disk as? any LiveQcow2Structure)?.liveQcow2Structure()?.metadata) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
         }
-        if inspector == nil, let v = disk as? VhdxDisk {
-            inspector = VhdxInspector(disk: v)
-        }
-        if inspector == nil, let v = disk as? VhdDisk {
-            inspector = VhdInspector(disk: v)
+        if inspector == nil, let b = disk as? any BatStructure {
+            inspector = BatFormatInspector(disk: b)
         }
         if inspector == nil, let disk {
             inspector = ExtentInspector(disk: disk)

@@ -45,6 +45,15 @@ public protocol LayoutInspector: AnyObject {
     func pollBackground() -> Bool
     /// Cancels background work and waits for it to stop (before the image is closed).
     func stopBackground()
+    /// The running whole-image walk, for the footer; nil when none runs.
+    var backgroundProgress: WalkProgress? { get }
+    /// The `x` key: stops the running walk (views keep the last finished result and say the
+    /// walk was cancelled), or starts a new one when the last was cancelled. Returns what it
+    /// did for the status line, nil when there was nothing to stop or restart.
+    func toggleBackground() -> String?
+    /// Holds background walks (a view's request is noted, not started) or releases them
+    /// (starting what was asked for): the TUI holds them until its first frame is drawn.
+    func holdBackground(_ on: Bool)
 }
 
 extension LayoutInspector {
@@ -52,6 +61,44 @@ extension LayoutInspector {
     public func pollBackground() -> Bool { false }
     /// No background work.
     public func stopBackground() {}
+    /// No background work.
+    public var backgroundProgress: WalkProgress? { nil }
+    /// No background work.
+    public func toggleBackground() -> String? { nil }
+    /// No background work.
+    public func holdBackground(_ on: Bool) {}
+}
+
+/// How far a whole-image walk has come: what it walks, the fraction done and how many
+/// units (host clusters, BAT entries) the whole walk covers.
+public struct WalkProgress: Sendable, Equatable {
+    /// What is walked ("host clusters", "BAT entries").
+    public var what: String
+    /// Fraction done, 0...1.
+    public var fraction: Double
+    /// Units the whole walk covers.
+    public var total: Int
+
+    /// Creates a progress report.
+    public init(what: String, fraction: Double, total: Int) {
+        self.what = what
+        self.fraction = fraction
+        self.total = total
+    }
+
+    /// Units done so far (the fraction of ``total``, rounded down).
+    public var done: Int { Int(Double(total) * min(1, max(0, fraction))) }
+
+    /// "walking host clusters 42% (7,046,430 of 16,777,216)".
+    public var text: String { "walking \(what) \(Int(fraction * 100))% (\(grouped(done)) of \(grouped(total)))" }
+}
+
+/// `n` with a comma every three digits.
+func grouped(_ n: Int) -> String {
+    var s = String(n)
+    var i = s.count - 3
+    while i > 0 { s.insert(",", at: s.index(s.startIndex, offsetBy: i)); i -= 3 }
+    return s
 }
 
 /// An inspector for any ``InspectableDisk`` through its map extents (RAW and formats

@@ -13,7 +13,7 @@ public final class Qcow2Inspector: LayoutInspector {
     /// The structure model (replaced on reload).
     public private(set) var structure: Qcow2Structure
     private let live: QcowMetadata?
-    private var walker: BackgroundWalk
+    private var walker: BackgroundWalk<HostUseMap>
     private let host: SystemFile?
     private var l2Cache: [(index: Int, table: [Qcow2L2Entry])] = []
     private var regionCache: [HostRegion]?
@@ -28,7 +28,7 @@ public final class Qcow2Inspector: LayoutInspector {
         walker = Qcow2Inspector.walker(structure)
     }
 
-    private static func walker(_ s: Qcow2Structure) -> BackgroundWalk {
+    private static func walker(_ s: Qcow2Structure) -> BackgroundWalk<HostUseMap> {
         BackgroundWalk { (progress) throws(BlockError) -> HostUseMap in try s.walk(progress: progress) }
     }
 
@@ -64,6 +64,7 @@ public final class Qcow2Inspector: LayoutInspector {
     public var usageStatus: String? {
         if let p = walker.progress { return "walking host clusters \(Int(p * 100))%" + (walker.map != nil ? " (showing the previous walk)" : "") }
         if let e = walker.error { return "walk failed: \(e)" }
+        if walker.cancelled { return "walk cancelled (x walks again)" + (walker.map != nil ? "; showing the previous walk" : "") }
         if structure.metadata == nil { return "tables unreadable: " + structure.problems.map(\.label).joined(separator: "; ") }
         return walker.map == nil ? "walk not started" : nil
     }
@@ -84,9 +85,36 @@ public final class Qcow2Inspector: LayoutInspector {
         if let live { structure = Qcow2Structure(metadata: live) } else if let s = try? Qcow2Structure(path: structure.path) { structure = s }
         l2Cache.removeAll()
         regionCache = nil
-        if walker.started {
+        if walker.started && !walker.cancelled {
             if live != nil { walker.start() } else { walker.cancel(); walker = Qcow2Inspector.walker(structure); walker.start() }
         }
+    }
+
+    /// The running walk over the host clusters, for the footer.
+    public var backgroundProgress: WalkProgress? {
+        walker.progress.map { WalkProgress(what: "host clusters", fraction: $0, total: Int((hostSize + clusterSize - 1) / clusterSize)) }
+    }
+
+    /// Called with each progress report of the background walk (tests; see ``BackgroundWalk/observer``).
+    var walkObserver: (@Sendable (Double) -> Void)? {
+        get { walker.observer }
+        set { walker.observer = newValue }
+    }
+
+    /// Holds or releases the background walk (see ``LayoutInspector/holdBackground(_:)``).
+    public func holdBackground(_ on: Bool) { walker.hold(on) }
+
+    /// Stops the running walk, or walks again after a cancelled one.
+    public func toggleBackground() -> String? {
+        if walker.progress != nil {
+            walker.cancel()
+            return "walk of the host clusters cancelled: views keep \(walker.map != nil ? "the previous walk" : "no use map") (x walks again)"
+        }
+        if walker.cancelled || (!walker.started && structure.metadata != nil) {
+            walker.start()
+            return "walking the host clusters again"
+        }
+        return nil
     }
 
     /// Cancels the background walk and waits for it to stop (the app is closing).

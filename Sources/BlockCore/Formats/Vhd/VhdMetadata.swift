@@ -61,6 +61,10 @@ public final class VhdMetadata: @unchecked Sendable {
         }
     }
 
+    /// The BAT entry at `index` (`0..<dynamic.maxTableEntries`; a sector number or
+    /// ``unallocated``), under the lock.
+    public func batRaw(_ index: Int) -> UInt32 { lock.run { bat[index] } }
+
     /// A copy of the BAT.
     public func batSnapshot() -> [UInt32] { lock.run { bat } }
 

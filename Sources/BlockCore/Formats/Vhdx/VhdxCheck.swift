@@ -4,12 +4,9 @@ extension VhdxDisk {
     public func info() throws(BlockError) -> JSONValue {
         let m = metadata
         let h = m.currentHeader
-        // One BAT copy and an array per state: a 64 TiB image has a million payload entries.
-        let bat = m.batSnapshot()
-        var byState = [UInt64](repeating: 0, count: 8)
-        for b in 0..<m.geometry.dataBlocks { byState[Int(bat[m.geometry.payloadIndex(b)] & 7)] += 1 }
+        // Counted in place, an array per state: a 64 TiB image has a million payload entries.
         var counts: [String: UInt64] = [:]
-        for (v, n) in byState.enumerated() where n > 0 { counts[VhdxBlockState(rawValue: UInt8(v))?.name ?? "RESERVED", default: 0] += n }
+        for (v, n) in m.payloadStateCounts().enumerated() where n > 0 { counts[VhdxBlockState(rawValue: UInt8(v))?.name ?? "RESERVED", default: 0] += UInt64(n) }
         var bs: [(String, JSONValue)] = [
             ("block-size", .size(UInt64(m.items.blockSize))),
             ("logical-sector-size", .int(Int64(m.items.logicalSectorSize))),
