@@ -10,13 +10,4 @@ struct Blockscope: ParsableCommand {
     )
 }
 
-// Parse, drop the code pages start-up and parsing ran (ResidentImage), then run: a command's
-// peak resident memory is then its own work, not the runtime's start.
-ResidentImage.trim()
-do {
-    var command = try Blockscope.parseAsRoot()
-    ResidentImage.trim()
-    try command.run()
-} catch {
-    Blockscope.exit(withError: error)
-}
+Blockscope.main()
