@@ -179,9 +179,11 @@ import TestSupport
     }
 
     @Test func fileTransfersPastTheLargestOffsetFailWithAnErrorNotATrap() throws {
-        // Found by vhdx-write: a VHDX that qemu-img and blockscope check find clean (a BAT
-        // entry's FileOffsetMB reaching 0xfffe000000100000 in a block that is not present)
-        // made the first write trap converting the host offset to off_t.
+        // Found by vhdx-write: a VHDX that qemu-img and blockscope check find clean (its
+        // current header's LogOffset is 0xfffe000000100000; a clean log is never read) made
+        // the first log entry's write trap converting the host offset to off_t. Such a log is
+        // now refused before the session starts (FuzzRegressionVhdxWriteTests); this guard
+        // stays for every other transfer.
         let dir = try TestSupport.makeTempDir("fuzz-off-t"); defer { TestSupport.removeTempDir(dir) }
         let path = dir + "/f"
         try TestSupport.writeFile(path, [1, 2, 3])
