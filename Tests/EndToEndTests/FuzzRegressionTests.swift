@@ -206,6 +206,27 @@ import TestSupport
         #expect(try f.size() == 3)
     }
 
+    @Test func jobFileBsrangeWithoutARangeIsAnErrorAsInFio() throws {
+        // Found by jobfile (Fuzz/regressions/jobfile/): `bsrange=,` trapped with "Index out of
+        // range" (the first of no comma-separated parts). fio refuses the same line.
+        let dir = try TestSupport.makeTempDir("fuzz-bsrange"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/d.raw", job = dir + "/j.fio"
+        try TestSupport.writeFile(img, [UInt8](repeating: 0, count: 1 << 20))
+        try "[j]\nrw=read\nsize=64k\nbsrange=,\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", img, job])
+        #expect(r.status == 1, "an error, not a trap (status \(r.status)): \(r.stderr)")
+        #expect(r.stderr.contains("\(job)") && r.stderr.contains("',' is not a range like 4k-64k"), "\(r.stderr)")
+        if (try? TestSupport.run("fio", ["--version"]).status) == 0 {
+            try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,\n".write(toFile: job, atomically: true, encoding: .utf8)
+            let fio = try TestSupport.run("fio", ["--parse-only", job])
+            #expect(fio.status != 0 && fio.stderr.contains("failed parsing bsrange=,"), "fio refuses it too: \(fio.stderr)")
+            // A write range after the comma is accepted by both.
+            try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,4k-8k\n".write(toFile: job, atomically: true, encoding: .utf8)
+            #expect(try TestSupport.run("fio", ["--parse-only", job]).status == 0)
+            #expect(try TestSupport.blockscope(["run", img, job]).status == 0)
+        }
+    }
+
     /// `v` as 8 big-endian bytes.
     func bytes(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64(7 - $0))) } }
 
