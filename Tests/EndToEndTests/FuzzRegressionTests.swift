@@ -227,6 +227,23 @@ import TestSupport
         }
     }
 
+    @Test func jobFileRandomDistributionWithoutANameIsAnErrorAsInFio() throws {
+        // Found by jobfile (Fuzz/regressions/jobfile/): `random_distribution=:` trapped with
+        // "Index out of range" (no name before the colon). fio refuses the same line.
+        let dir = try TestSupport.makeTempDir("fuzz-distribution"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/d.raw", job = dir + "/j.fio"
+        try TestSupport.writeFile(img, [UInt8](repeating: 0, count: 1 << 20))
+        try "[j]\nrw=randread\nsize=64k\nrandom_distribution=:\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", img, job])
+        #expect(r.status == 1, "an error, not a trap (status \(r.status)): \(r.stderr)")
+        #expect(r.stderr.contains(job) && r.stderr.contains("random_distribution"), "\(r.stderr)")
+        if (try? TestSupport.run("fio", ["--version"]).status) == 0 {
+            try "[j]\nfilename=\(img)\nrw=randread\nsize=64k\nrandom_distribution=:\n".write(toFile: job, atomically: true, encoding: .utf8)
+            let fio = try TestSupport.run("fio", ["--parse-only", job])
+            #expect(fio.status != 0 && fio.stderr.contains("failed parsing random_distribution=:"), "fio refuses it too: \(fio.stderr)")
+        }
+    }
+
     /// `v` as 8 big-endian bytes.
     func bytes(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64(7 - $0))) } }
 

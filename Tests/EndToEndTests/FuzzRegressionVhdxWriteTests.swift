@@ -66,6 +66,20 @@ import Glibc
         #expect(try TestSupport.qemuImg(["check", "-f", "vhdx", img]).status == 0, "and qemu-img still opens and checks it")
     }
 
+    @Test func vhdxCheckOfALogRegionPastTwoToThe64EndsWithAMessageNotATrap() throws {
+        // Found by vhdx (Fuzz/regressions/vhdx/): LogOffset 0xffffffffffff0000 with a clean
+        // log opened, and check trapped adding LogLength to it. QEMU refuses to open the file
+        // (the offset is not 1 MiB aligned); blockscope opens it read-only, and check says so.
+        let dir = try TestSupport.makeTempDir("fuzz-vhdx-logend"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/e.vhdx"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M", img, "4M"])
+        try setCurrentVhdxHeaderField(img, field: 72, 0xffff_ffff_ffff_0000)   // LogOffset
+        #expect(try TestSupport.run("qemu-img", ["check", "-f", "vhdx", img]).status != 0, "QEMU does not open it")
+        let r = try TestSupport.blockscope(["check", img])
+        #expect(r.status < 128, "no trap: status \(r.status), \(r.stderr)")
+        #expect(r.stdoutText.contains("the log region (header LogOffset 0xffffffffffff0000, LogLength 0x100000) lies beyond the end of the file (size 0x800000)"), "\(r.stdoutText)")
+    }
+
     @Test func vhdxBatUpdateThatFailsIsTakenBackSoALaterWriteOfTheBlockIsKept() throws {
         let dir = try TestSupport.makeTempDir("fuzz-vhdx-undo"); defer { TestSupport.removeTempDir(dir) }
         let img = dir + "/u.vhdx", raw = dir + "/mirror.raw"
