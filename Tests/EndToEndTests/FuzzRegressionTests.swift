@@ -179,9 +179,11 @@ import TestSupport
     }
 
     @Test func fileTransfersPastTheLargestOffsetFailWithAnErrorNotATrap() throws {
-        // Found by vhdx-write: a VHDX that qemu-img and blockscope check find clean (a BAT
-        // entry's FileOffsetMB reaching 0xfffe000000100000 in a block that is not present)
-        // made the first write trap converting the host offset to off_t.
+        // Found by vhdx-write: a VHDX that qemu-img and blockscope check find clean (its
+        // current header's LogOffset is 0xfffe000000100000; a clean log is never read) made
+        // the first log entry's write trap converting the host offset to off_t. Such a log is
+        // now refused before the session starts (FuzzRegressionVhdxWriteTests); this guard
+        // stays for every other transfer.
         let dir = try TestSupport.makeTempDir("fuzz-off-t"); defer { TestSupport.removeTempDir(dir) }
         let path = dir + "/f"
         try TestSupport.writeFile(path, [1, 2, 3])
@@ -202,6 +204,44 @@ import TestSupport
         }
         #expect(throws: BlockError.self) { try f.truncate(to: 1 << 63) }
         #expect(try f.size() == 3)
+    }
+
+    @Test func jobFileBsrangeWithoutARangeIsAnErrorAsInFio() throws {
+        // Found by jobfile (Fuzz/regressions/jobfile/): `bsrange=,` trapped with "Index out of
+        // range" (the first of no comma-separated parts). fio refuses the same line.
+        let dir = try TestSupport.makeTempDir("fuzz-bsrange"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/d.raw", job = dir + "/j.fio"
+        try TestSupport.writeFile(img, [UInt8](repeating: 0, count: 1 << 20))
+        try "[j]\nrw=read\nsize=64k\nbsrange=,\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", img, job])
+        #expect(r.status == 1, "an error, not a trap (status \(r.status)): \(r.stderr)")
+        #expect(r.stderr.contains("\(job)") && r.stderr.contains("',' is not a range like 4k-64k"), "\(r.stderr)")
+        if (try? TestSupport.run("fio", ["--version"]).status) == 0 {
+            try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,\n".write(toFile: job, atomically: true, encoding: .utf8)
+            let fio = try TestSupport.run("fio", ["--parse-only", job])
+            #expect(fio.status != 0 && fio.stderr.contains("failed parsing bsrange=,"), "fio refuses it too: \(fio.stderr)")
+            // A write range after the comma is accepted by both.
+            try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,4k-8k\n".write(toFile: job, atomically: true, encoding: .utf8)
+            #expect(try TestSupport.run("fio", ["--parse-only", job]).status == 0)
+            #expect(try TestSupport.blockscope(["run", img, job]).status == 0)
+        }
+    }
+
+    @Test func jobFileRandomDistributionWithoutANameIsAnErrorAsInFio() throws {
+        // Found by jobfile (Fuzz/regressions/jobfile/): `random_distribution=:` trapped with
+        // "Index out of range" (no name before the colon). fio refuses the same line.
+        let dir = try TestSupport.makeTempDir("fuzz-distribution"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/d.raw", job = dir + "/j.fio"
+        try TestSupport.writeFile(img, [UInt8](repeating: 0, count: 1 << 20))
+        try "[j]\nrw=randread\nsize=64k\nrandom_distribution=:\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let r = try TestSupport.blockscope(["run", img, job])
+        #expect(r.status == 1, "an error, not a trap (status \(r.status)): \(r.stderr)")
+        #expect(r.stderr.contains(job) && r.stderr.contains("random_distribution"), "\(r.stderr)")
+        if (try? TestSupport.run("fio", ["--version"]).status) == 0 {
+            try "[j]\nfilename=\(img)\nrw=randread\nsize=64k\nrandom_distribution=:\n".write(toFile: job, atomically: true, encoding: .utf8)
+            let fio = try TestSupport.run("fio", ["--parse-only", job])
+            #expect(fio.status != 0 && fio.stderr.contains("failed parsing random_distribution=:"), "fio refuses it too: \(fio.stderr)")
+        }
     }
 
     /// `v` as 8 big-endian bytes.

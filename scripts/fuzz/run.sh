@@ -48,14 +48,18 @@ dict_of() {
     esac
 }
 
-export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+# The ASan settings every fuzz script uses (scripts/fuzz/asan-options.sh: why these).
+. scripts/fuzz/asan-options.sh
 export SWIFT_BACKTRACE=enable=no
 failed=0
 for t in $targets; do
     mkdir -p "$scratch/corpus/$t"
+    # Inputs of fixed findings (Fuzz/regressions/TARGET/) are replayed first, every run.
+    regressions=()
+    [ -d "Fuzz/regressions/$t" ] && regressions=("Fuzz/regressions/$t")
     # shellcheck disable=SC2086
     nice -n "$nicelevel" bash scripts/fuzz/fuzz-one.sh "$bin/$t" "$t" "$seconds" "$root/fuzz-crashes/$t" \
-        "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" -dict="$(dict_of "$t")" \
-        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 ${FUZZ_ARGS:-} || failed=1
+        "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" "${regressions[@]}" -dict="$(dict_of "$t")" \
+        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0 ${FUZZ_ARGS:-} || failed=1
 done
 exit "$failed"

@@ -23,7 +23,9 @@ extension FioJobFile {
             }
         case "bsrange", "blocksize_range":
             let v = try p.need()
-            let parts = v.split(separator: ",")[0].split(separator: "-").map { String($0) }
+            // The read range (fio: READ,WRITE,TRIM); `,` alone has none, and fio refuses it too
+            // (found by the jobfile fuzz target: `bsrange=,` trapped on an empty split).
+            let parts = (v.split(separator: ",").first ?? "").split(separator: "-").map { String($0) }
             guard parts.count == 2, let lo = CommandScript.parseSize(parts[0]), let hi = CommandScript.parseSize(parts[1]), lo <= hi, lo > 0 else {
                 throw p.fail("'\(v)' is not a range like 4k-64k")
             }

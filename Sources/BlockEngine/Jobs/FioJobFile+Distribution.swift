@@ -58,7 +58,9 @@ extension FioJobFile {
     }
 
     static func parseOneDistribution(_ d: String, _ p: ValueParser) throws(BlockError) -> RandomDistribution {
-        let parts = d.split(separator: ":", maxSplits: 1).map { String($0) }
+        // Empty parts kept: ":" is a distribution with no name (fio refuses it as well), not
+        // an empty array (found by the jobfile fuzz target: "Index out of range").
+        let parts = d.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map { String($0) }
         let name = parts[0]
         let arg = parts.count > 1 ? parts[1] : ""
         func number(_ range: ClosedRange<Double>, _ what: String) throws(BlockError) -> Double {

@@ -155,13 +155,15 @@ public final class VhdMetadata: @unchecked Sendable {
             try file.writeBytes(ones, at: host)
             if let content { try file.write(UnsafeRawBufferPointer(content), at: host + dynamic.bitmapSize) }
             footerOffset = newFooter
-            let old = bat[block]
-            bat[block] = UInt32(host / 512)
+            let old = bat[block], new = UInt32(host / 512)
             var sector = [UInt8](repeating: 0, count: 4)
-            ByteField.putBE(&sector, 0, UInt64(bat[block]), width: 4)
+            ByteField.putBE(&sector, 0, UInt64(new), width: 4)
+            // The file's BAT first: an entry set in memory but not in the file would send later
+            // writes of the block to space that reads back as unallocated after a reopen.
             try file.writeBytes(sector, at: dynamic.tableOffset + UInt64(block) * 4)
+            bat[block] = new
             sink?.publish(IoEvent(queue: queue, request: request, .allocated(guestOffset: UInt64(block) * bs, hostOffset: host + dynamic.bitmapSize, length: bs)))
-            sink?.publish(IoEvent(queue: queue, request: request, .tableUpdate(table: .bat, index: UInt64(block), old: UInt64(old), new: UInt64(bat[block]))))
+            sink?.publish(IoEvent(queue: queue, request: request, .tableUpdate(table: .bat, index: UInt64(block), old: UInt64(old), new: UInt64(new))))
         } else if let content {
             let host = UInt64(bat[block]) * 512
             try file.write(UnsafeRawBufferPointer(content), at: host + dynamic.bitmapSize)

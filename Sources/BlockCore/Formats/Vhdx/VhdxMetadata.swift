@@ -267,30 +267,51 @@ public final class VhdxMetadata: @unchecked Sendable {
         try lock.locked { () throws(BlockError) in
             try startSession()
             var out: [BlockRegion] = []
-            var changed: [Int] = []
+            var changed: [(index: Int, old: UInt64)] = []
+            var events: [IoEvent] = []
             let bs = geometry.blockSize
-            try forEachBlockPiece(offset: offset, length: length, blockSize: bs) { (block, inBlock, pos, n) throws(BlockError) in
-                let idx = geometry.payloadIndex(block)
-                var entry = VhdxBatEntry(raw: bat[idx])
-                if entry.state != .fullyPresent {
-                    let old = entry.raw
-                    let host: UInt64
-                    do throws(BlockError) { host = try allocate(block: block, entry: entry) } catch {
-                        // Keep the file's BAT equal to memory for the blocks already allocated.
-                        if !changed.isEmpty { try? commitBat(changed) }
-                        throw error.withGuestOffset(pos)
+            do throws(BlockError) {
+                try forEachBlockPiece(offset: offset, length: length, blockSize: bs) { (block, inBlock, pos, n) throws(BlockError) in
+                    let idx = geometry.payloadIndex(block)
+                    var entry = VhdxBatEntry(raw: bat[idx])
+                    if entry.state != .fullyPresent {
+                        let old = entry.raw
+                        let host: UInt64
+                        do throws(BlockError) { host = try allocate(block: block, entry: entry) } catch {
+                            // Keep the file's BAT equal to memory for the blocks already allocated
+                            // (when that commit fails too, the catch below takes them back).
+                            if !changed.isEmpty, (try? commitBat(changed)) != nil {
+                                changed = []
+                                for e in events { sink?.publish(e) }
+                            }
+                            throw error.withGuestOffset(pos)
+                        }
+                        entry = VhdxBatEntry(state: .fullyPresent, fileOffset: host)
+                        bat[idx] = entry.raw
+                        changed.append((idx, old))
+                        events.append(IoEvent(queue: queue, request: request, .allocated(guestOffset: block * bs, hostOffset: host, length: bs)))
+                        events.append(IoEvent(queue: queue, request: request, .tableUpdate(table: .bat, index: UInt64(idx), old: old, new: entry.raw)))
                     }
-                    entry = VhdxBatEntry(state: .fullyPresent, fileOffset: host)
-                    bat[idx] = entry.raw
-                    changed.append(idx)
-                    sink?.publish(IoEvent(queue: queue, request: request, .allocated(guestOffset: block * bs, hostOffset: host, length: bs)))
-                    sink?.publish(IoEvent(queue: queue, request: request, .tableUpdate(table: .bat, index: UInt64(idx), old: old, new: entry.raw)))
+                    BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .data(host: entry.fileOffset + inBlock)), to: &out)
                 }
-                BlockRegion.append(BlockRegion(guestOffset: pos, length: n, kind: .data(host: entry.fileOffset + inBlock)), to: &out)
+                if !changed.isEmpty { try commitBat(changed) }
+            } catch {
+                // A BAT update that did not reach the file is taken back in memory too: were
+                // the entry left FULLY_PRESENT, later writes to the block would go to its host
+                // offset and report success while the file's BAT still says the block is not
+                // there, so they would read back as zeroes after a reopen (found by
+                // vhdx-write). The host space stays taken (a leak, never a reuse).
+                undo(changed)
+                throw error
             }
-            if !changed.isEmpty { try commitBat(changed) }
+            for e in events { sink?.publish(e) }
             return out
         }
+    }
+
+    /// Puts back the entries of a BAT update that failed (newest first).
+    private func undo(_ changed: [(index: Int, old: UInt64)]) {
+        for c in changed.reversed() { bat[c.index] = c.old }
     }
 
     /// Finds host space for `block` and fills it with what the block reads as now.
@@ -323,20 +344,24 @@ public final class VhdxMetadata: @unchecked Sendable {
     public func setBlocks(_ blocks: Range<UInt64>, state: VhdxBlockState) throws(BlockError) {
         try lock.locked { () throws(BlockError) in
             try startSession()
-            var changed: [Int] = []
+            var changed: [(index: Int, old: UInt64)] = []
             for b in blocks {
                 let idx = geometry.payloadIndex(b)
                 let e = VhdxBatEntry(state: state, fileOffset: 0)
-                if bat[idx] != e.raw { bat[idx] = e.raw; changed.append(idx) }
+                if bat[idx] != e.raw { changed.append((idx, bat[idx])); bat[idx] = e.raw }
             }
-            if !changed.isEmpty { try commitBat(changed) }
+            if changed.isEmpty { return }
+            do throws(BlockError) { try commitBat(changed) } catch {
+                undo(changed)
+                throw error
+            }
         }
     }
 
     /// Writes the 4 KiB BAT pages holding `indices` through the log.
-    private func commitBat(_ indices: [Int]) throws(BlockError) {
+    private func commitBat(_ changed: [(index: Int, old: UInt64)]) throws(BlockError) {
         let perPage = Int(VhdxLog.sector) / 8
-        var pagesIdx = Array(Set(indices.map { $0 / perPage })).sorted()
+        var pagesIdx = Array(Set(changed.map { $0.index / perPage })).sorted()
         var pages: [(offset: UInt64, bytes: [UInt8])] = []
         for p in pagesIdx {
             var b = [UInt8](repeating: 0, count: Int(VhdxLog.sector))
@@ -358,6 +383,7 @@ public final class VhdxMetadata: @unchecked Sendable {
         if header.logLength == 0 || header.logOffset < VhdxLayout.mb {
             throw BlockError(.corruptImage, "vhdx: the image has no log region; blockscope writes metadata only through the log", path: file.path, operation: "write")
         }
+        try checkLogRegion()
         var h = header
         h.fileWriteGuid = .random()
         h.dataWriteGuid = .random()
@@ -365,6 +391,36 @@ public final class VhdxMetadata: @unchecked Sendable {
         try writeHeaders(h)
         log = VhdxLogWriter(file: file, logOffset: h.logOffset, logLength: UInt64(h.logLength), guid: h.logGuid)
         sessionStarted = true
+    }
+
+    /// Refuses, before anything is written, a log region the writer could not use: past the
+    /// end of the file (or of any file: a LogOffset near 2^64), misaligned, or overlapping
+    /// the BAT or metadata region. A clean log is never read, so open accepts such a header
+    /// (as qemu-img does); writing through it would fail at the first metadata update after
+    /// the headers already name a new LogGuid, leaving a file no reader opens (QEMU's state
+    /// after the same writes). The error names the header slot, the field and its value.
+    private func checkLogRegion() throws(BlockError) {
+        let offset = header.logOffset, length = UInt64(header.logLength)
+        let slot = VhdxLayout.headerOffsets[headerSlot]
+        let field = "the current header (at \(hex(slot))) has LogOffset \(hex(offset)), LogLength \(hex(length))"
+        let fail = { (why: String) -> BlockError in
+            BlockError(.corruptImage, "vhdx: \(field): \(why); blockscope writes metadata only through the log, so the image cannot be written",
+                       path: self.file.path, hostOffset: slot + 72, operation: "write")
+        }
+        let fileSize = try file.size()
+        let (end, overflow) = offset.addingReportingOverflow(length)
+        if overflow || end > fileSize {
+            throw fail("the log lies beyond the end of the file (size \(hex(fileSize)))")
+        }
+        if offset % VhdxLayout.mb != 0 || length % VhdxLayout.mb != 0 {
+            throw fail("the log is not aligned to 1 MiB")
+        }
+        for (name, r) in [("BAT", batRegion), ("metadata", metadataRegion)] {
+            let rEnd = r.fileOffset &+ UInt64(r.length)
+            if offset < rEnd && r.fileOffset < end {
+                throw fail("the log overlaps the \(name) region at \(hex(r.fileOffset)) (length \(hex(UInt64(r.length))))")
+            }
+        }
     }
 
     /// Writes `h` into both header slots with increasing sequence numbers, the stale slot first.
