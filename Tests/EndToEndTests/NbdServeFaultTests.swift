@@ -12,14 +12,12 @@ import Glibc
 @Suite(.serialized) struct NbdServeFaultTests {
     /// Waits until a `--stats` line shows write IOPS above zero.
     func waitForWrites(_ b: NbdServerProcess) -> Bool {
-        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
-        while Date() < deadline {
-            for line in b.log.split(separator: "\n") where line.contains("stats:") {
-                if let r = line.range(of: "write "), let n = Int(line[r.upperBound...].prefix { $0.isNumber }), n > 0 { return true }
+        Progress.wait(interval: 0.05) {
+            b.log.split(separator: "\n").contains { line in
+                guard line.contains("stats:"), let r = line.range(of: "write ") else { return false }
+                return (Int(line[r.upperBound...].prefix { $0.isNumber }) ?? 0) > 0
             }
-            usleep(50_000)
         }
-        return false
     }
 
     @Test func killedClientAndGarbageLeaveAnotherClientWorking() throws {
@@ -151,12 +149,10 @@ import Glibc
         let port = 20000 + Int(getpid() % 20000)
         let p = try BackgroundProcess(TestSupport.blockscopeBinary, ["serve", img, "--port", "\(port)"], stderrPath: dir + "/log")
         defer { p.kill(SIGTERM); p.wait() }
-        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
         var log = ""
-        while Date() < deadline {
+        Progress.wait(interval: 0.02, child: p) {
             log = (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? ""
-            if log.contains("serving") || p.hasExited { break }
-            usleep(20_000)
+            return log.contains("serving")
         }
         #expect(log.contains("nbd://127.0.0.1:\(port)/"), "\(log)")
         let facts = try nbdinfoFacts("nbd://127.0.0.1:\(port)/")

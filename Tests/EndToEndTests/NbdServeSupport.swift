@@ -19,13 +19,8 @@ final class NbdServerProcess {
         self.logPath = logPath
         unlink(socket)
         process = try BackgroundProcess(executable, arguments, stdoutPath: logPath + ".out", stderrPath: logPath)
-        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
-        while !FileManager.default.fileExists(atPath: socket) {
-            if process.hasExited || Date() > deadline {
-                throw TestFailure("\(executable) did not start listening on \(socket): \(log)")
-            }
-            usleep(20_000)
-        }
+        let listening = Progress.wait(interval: 0.02, child: process) { FileManager.default.fileExists(atPath: socket) }
+        if !listening { throw TestFailure("\(executable) did not start listening on \(socket): \(log)") }
     }
 
     /// blockscope serve IMAGE --socket DIR/bs.sock EXTRA...
@@ -48,13 +43,7 @@ final class NbdServerProcess {
     /// Waits until the log has a line containing `text` (or the timeout passes).
     @discardableResult
     func waitForLog(_ text: String, timeout: Double = Progress.defaultTimeout) -> Bool {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if log.contains(text) { return true }
-            if process.hasExited { return log.contains(text) }
-            usleep(20_000)
-        }
-        return false
+        Progress.wait(timeout: timeout, interval: 0.02, child: process) { log.contains(text) }
     }
 
     /// Sends SIGTERM and waits; returns the exit status.

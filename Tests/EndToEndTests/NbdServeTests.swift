@@ -162,20 +162,17 @@ import TestSupport
         let r = try TestSupport.run("tmux", ["new-session", "-d", "-s", session, "-x", "160", "-y", "50", cmd])
         #expect(r.status == 0, "\(r.stderr)")
         defer { _ = try? TestSupport.run("tmux", ["kill-session", "-t", session]) }
-        let deadline = Date().addingTimeInterval(Progress.defaultTimeout)
-        while !FileManager.default.fileExists(atPath: sock) && Date() < deadline { usleep(20_000) }
+        Progress.wait(interval: 0.02) { FileManager.default.fileExists(atPath: sock) }
         try TestSupport.run("tmux", ["send-keys", "-t", session, "7"])
         try TestSupport.qemuIo("nbd+unix:///?socket=\(sock)", format: "raw", ["write -P 0x5c 1M 64k"])
         var screen = ""
-        while Date() < deadline {
-            screen = try TestSupport.run("tmux", ["capture-pane", "-t", session, "-p"]).stdoutText
-            if screen.contains("accepted by queue 8") { break }
-            usleep(50_000)
+        Progress.wait(interval: 0.05) {
+            screen = (try? TestSupport.run("tmux", ["capture-pane", "-t", session, "-p"]).stdoutText) ?? ""
+            return screen.contains("accepted by queue 8")
         }
         #expect(screen.contains("accepted by queue 8"), "\(screen)")
         try TestSupport.run("tmux", ["send-keys", "-t", session, "q"])
-        let end = Date().addingTimeInterval(Progress.defaultTimeout)
-        while FileManager.default.fileExists(atPath: sock) && Date() < end { usleep(20_000) }
+        Progress.wait(interval: 0.02) { !FileManager.default.fileExists(atPath: sock) }
         #expect(!FileManager.default.fileExists(atPath: sock))
         let raw = try TestSupport.qemuRaw(img, format: "qcow2")
         #expect(raw[1 << 20] == 0x5c)
