@@ -22,6 +22,14 @@ import TestSupport
         return (ext["depth"]?.intValue ?? 0, ext["offset"]?.intValue.map { UInt64($0) + g - start })
     }
 
+    /// Runs a flush and waits until its completion event reached the view (so every event of
+    /// the flush is in the log; "not busy" alone can be seen before the events are drained).
+    func flushAndWait(_ app: TUIApp) {
+        let before = app.state.live.completedRequests
+        app.execute(.fsync)
+        pumpUntil(app) { app.state.live.completedRequests > before && !app.state.busy }
+    }
+
     /// Steps one command through to its completion; returns every explanation shown.
     func stepThrough(_ app: TUIApp, _ cmd: ScriptCommand) -> [String] {
         let before = app.state.live.completedRequests
@@ -97,10 +105,7 @@ import TestSupport
         #expect(said.contains { $0.contains("L2[17]: data at \(hex(old)) (shared, no COPIED) -> data at \(hex(newCluster)) (COPIED)") }, "\(all)")
         // Out of step mode: two flushes make the release of the old cluster stable and apply it.
         app.handle(.escape)
-        app.execute(.fsync)
-        pumpUntil(app) { !app.state.busy }
-        app.execute(.fsync)
-        pumpUntil(app) { !app.state.busy }
+        for _ in 0..<2 { flushAndWait(app) }
         let log = app.state.live.log.joined(separator: "\n")
         #expect(log.contains("refcount of host cluster \(old >> 16) at \(hex(old)): 2 -> 1 (one reference dropped, 1 left)"), "\(log.suffix(3000))")
         #expect(log.contains("flush: write the dirty refcount blocks"), "\(log.suffix(2000))")
@@ -128,7 +133,7 @@ import TestSupport
         let app = try f.app(img, write: true)
         app.execute(.discard(offset: 0x110000, length: 65536))
         pumpUntil(app) { !app.state.busy }
-        for _ in 0..<2 { app.execute(.fsync); pumpUntil(app) { !app.state.busy } }
+        for _ in 0..<2 { flushAndWait(app) }
         let log = app.state.live.log.joined(separator: "\n")
         #expect(log.contains("mapping 0x110000+65536: 1 region, allocated in this image at host \(hex(host))"), "\(log.suffix(2000))")
         #expect(!log.contains("0 regions"), "\(log.suffix(2000))")

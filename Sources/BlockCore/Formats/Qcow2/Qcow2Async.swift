@@ -128,12 +128,8 @@ public final class QcowAsync: AsyncIo {
             return
         }
         if let sink {
-            // A range no L2 entry maps reads from the backing file when there is one.
-            let hasBacking = disk.backing != nil
-            let kinds = Set(maps.map { m -> RegionKind in
-                if case .backing = m.kind, hasBacking { return .backing }
-                return m.regionKind
-            })
+            let backingSize = disk.backing?.logicalSize ?? 0
+            let kinds = Set(maps.map { $0.regionKind(backingSize: backingSize) })
             var host: UInt64 = 0
             if case let .data(h)? = maps.first?.kind { host = h }
             sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: maps.count, kind: kinds.count == 1 ? kinds.first! : .mixed, hostOffset: host)))

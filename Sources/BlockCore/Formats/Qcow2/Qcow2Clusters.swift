@@ -123,12 +123,13 @@ public struct ReadMapping: Sendable, Equatable {
         self.kind = kind
     }
 
-    /// The event layer's summary of the kind.
-    public var regionKind: RegionKind {
+    /// The event layer's summary of the kind: a range no L2 entry maps is `.backing` where a
+    /// backing file of `backingSize` bytes covers its start, `.unallocated` past it or without one.
+    public func regionKind(backingSize: UInt64) -> RegionKind {
         switch kind {
         case .data: return .allocated
         case .zero: return .zero
-        case .backing: return .unallocated
+        case .backing: return guestOffset < backingSize ? .backing : .unallocated
         case .compressed: return .compressed
         }
     }
