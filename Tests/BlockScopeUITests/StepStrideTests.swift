@@ -18,7 +18,8 @@ import TestSupport
         app.execute(.write(offset: 0x30000, length: 4096, pattern: 0x5c))
         pumpUntil(app) { app.state.heldEvent?.contains("guest write 0x10000+4096") == true }
         app.handle(.char("c"))
-        pumpUntil(app) { app.state.status.text.contains("completed (c)") }
+        // The status line can say so before the completion event is drained into the view.
+        pumpUntil(app) { app.state.status.text.contains("completed (c)") && app.state.live.completedRequests >= 1 }
         #expect(app.state.live.completedRequests == 1)
         // The gate holds again (the first write's trailing CQ drain, or the second write):
         // nothing of the second write has completed.
@@ -38,7 +39,10 @@ import TestSupport
         #expect(app.state.live.completedRequests == 1)
         app.handle(.char(">"))
         pumpUntil(app) { app.state.heldEvent?.contains("guest write 0x30000+4096") == true }
-        #expect(app.state.live.completedRequests == 2)
+        // The third write is held at its first event and has not completed. The second may
+        // have: its CQE can be reaped after the third write was accepted, and then its
+        // completion event waits behind the held one (seen under load).
+        #expect((1...2).contains(app.state.live.completedRequests))
         app.handle(.escape)
         pumpUntil(app) { !app.state.busy }
         #expect(app.state.live.completedRequests == 3)
