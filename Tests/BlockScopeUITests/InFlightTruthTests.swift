@@ -52,7 +52,7 @@ import TestSupport
         defer { try? disk.close() }
         let registry = InFlightRegistry()
         let qo = QueueOptions(depth: 8, queueID: 3, inFlightRegistry: registry)
-        let q = qo.tracking(try disk.makeQueue(qo))
+        let q = try disk.makeQueue(qo)
         let buf = AlignedBuffer(count: 4096)
         for i in 0..<5 { try q.write(at: UInt64(i) * 4096, from: UnsafeRawBufferPointer(buf.bytes), userData: UInt64(100 + i)) }
         try q.fsync(userData: 200)

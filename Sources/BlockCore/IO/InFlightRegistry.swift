@@ -70,10 +70,3 @@ public final class InFlightRegistry: Sendable {
         return ts.reduce(0) { n, t in n + t.entries.withLock { $0.count } }
     }
 }
-
-extension QueueOptions {
-    /// Returns `queue` unchanged: every queue made with ``inFlightRegistry`` set records its
-    /// requests itself (its ``QueueCore`` does). Kept so callers written for the former
-    /// wrapper keep building.
-    public func tracking(_ queue: any AsyncIo) -> any AsyncIo { queue }
-}
