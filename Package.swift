@@ -1,6 +1,22 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+/// The package's own folder, for linker inputs kept in the repository.
+let packageRoot = String(#filePath.dropLast("/Package.swift".count))
+
+/// Flags of the release link of the `blockscope` executable (ADR 0012, ADR 0013).
+let releaseLinkFlags: [String] = [
+    "-static-stdlib", "-use-ld=lld",
+    "-L", "\(packageRoot)/build-support/static-cxx",
+    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+    "-Xlinker", "--symbol-ordering-file=\(packageRoot)/build-support/link-order.txt",
+    "-Xlinker", "--no-warn-symbol-ordering",
+    "-Xlinker", "--start-group", "-Xlinker", "-l_FoundationICU", "-Xlinker", "-l_FoundationCShims",
+    "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-lCoreFoundation", "-Xlinker", "-lFoundationEssentials",
+    "-Xlinker", "-lFoundationInternationalization", "-Xlinker", "-lFoundation", "-Xlinker", "-lstdc++",
+    "-Xlinker", "--end-group",
+]
+
 let package = Package(
     name: "blockscope",
     platforms: [.macOS(.v15)],
@@ -64,8 +80,12 @@ let package = Package(
             ],
             // Release builds link the Swift runtime and Foundation statically: the dynamic
             // libFoundation/ICU set costs 11 MB of resident memory and tens of milliseconds of
-            // relocation at every start (docs/adr/0012-static-swift-runtime.md).
-            linkerSettings: [.unsafeFlags(["-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-l_FoundationICU", "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections", "-Xlinker", "-lCoreFoundation", "-Xlinker", "-lFoundationEssentials", "-Xlinker", "-lFoundationInternationalization", "-Xlinker", "-lFoundation", "-Xlinker", "-lstdc++", "-Xlinker", "--end-group"], .when(configuration: .release))]
+            // relocation at every start (docs/adr/0012-static-swift-runtime.md). They link with
+            // lld, packed relative relocations, libstdc++ linked statically and the code that
+            // start-up, check, info, map and the TUI's first frame run laid out together
+            // (build-support/link-order.txt, made by scripts/perf/link-order.sh); the
+            // resident-memory figures are in docs/adr/0013-release-link-layout.md.
+            linkerSettings: [.unsafeFlags(releaseLinkFlags, .when(configuration: .release))]
         ),
 
         // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
