@@ -5,7 +5,7 @@ import Foundation
 
 /// `blockscope bench DIR`: the standard benchmark matrix on temporary images in DIR.
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "bench",
         abstract: "Run the standard benchmark matrix (RAW/QCOW2/VHDX, sync and io_uring) on temporary images, with fio and qemu-img bench when installed.")
 
     @Argument(help: "A directory for the temporary images (on the disk to measure).") var directory: String

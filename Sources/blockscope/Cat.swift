@@ -7,7 +7,7 @@ import Glibc
 
 /// `blockscope cat IMAGE`: guest-visible bytes to stdout, read through the async engine.
 struct Cat: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Write an image's guest-visible bytes to stdout (like qemu-img convert -O raw).")
+    static let configuration = CommandConfiguration(commandName: "cat", abstract: "Write an image's guest-visible bytes to stdout (like qemu-img convert -O raw).")
 
     @Argument(help: "The image file.") var image: String
     @OptionGroup var imageOptions: ImageOptions

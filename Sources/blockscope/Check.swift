@@ -7,7 +7,7 @@ import Glibc
 
 /// `blockscope check IMAGE`: metadata consistency, counted and exited like `qemu-img check`.
 struct Check: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Check an image's metadata (qemu-img check's counts and exit codes: 0 clean, 2 corruptions, 3 leaks).")
+    static let configuration = CommandConfiguration(commandName: "check", abstract: "Check an image's metadata (qemu-img check's counts and exit codes: 0 clean, 2 corruptions, 3 leaks).")
 
     @Argument(help: "The image file.") var image: String
     @OptionGroup var imageOptions: ImageOptions

@@ -3,7 +3,7 @@ import BlockCore
 
 /// `blockscope create -f FMT [-o k=v,...] [-b PARENT] IMAGE [SIZE]`: make a new image.
 struct Create: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "create",
         abstract: "Create an image (vhdx, vpc, qcow2 or raw), like qemu-img create.",
         discussion: """
         vhdx options: block_size, subformat=dynamic|fixed, log_size, block_state_zero=on|off.

@@ -3,7 +3,7 @@ import BlockCore
 
 /// `blockscope info IMAGE`: what qemu-img info prints, plus blockscope's own keys.
 struct Info: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show an image's format, sizes and metadata (qemu-img info's keys).")
+    static let configuration = CommandConfiguration(commandName: "info", abstract: "Show an image's format, sizes and metadata (qemu-img info's keys).")
 
     @Argument(help: "The image file.") var image: String
     @OptionGroup var imageOptions: ImageOptions

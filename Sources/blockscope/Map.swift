@@ -6,7 +6,7 @@ import Glibc
 
 /// `blockscope map IMAGE`: allocation extents through the backing chain, like `qemu-img map`.
 struct Map: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "List an image's extents through its backing chain (qemu-img map's entries).")
+    static let configuration = CommandConfiguration(commandName: "map", abstract: "List an image's extents through its backing chain (qemu-img map's entries).")
 
     @Argument(help: "The image file.") var image: String
     @OptionGroup var imageOptions: ImageOptions

@@ -4,7 +4,7 @@ import BlockEngine
 
 /// `blockscope replay TRACE IMAGE`: reissue a recorded trace's guest requests on an image.
 struct Replay: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "replay",
         abstract: "Replay the guest requests of a `run --trace` file onto an image (same timing, or --fast).")
 
     @Argument(help: "The trace file (JSON Lines from `run --trace`).") var trace: String

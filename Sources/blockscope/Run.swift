@@ -10,7 +10,7 @@ extension SubmitPolicy: ExpressibleByArgument {}
 
 /// `blockscope run IMAGE JOB`: run a fio job file or a command-language script on an image.
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "run",
         abstract: "Run a fio job file or a command-language script (write/read/zero/discard/fsync) on an image.",
         discussion: """
         A file with INI sections ([global], [job]) is a fio job file: its jobs run concurrently, one \

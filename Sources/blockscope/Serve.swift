@@ -7,7 +7,7 @@ import Glibc
 
 /// `blockscope serve IMAGE`: the image over NBD, each client a queue of the io_uring engine.
 struct Serve: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "serve",
         abstract: "Serve an image over NBD (Unix socket or TCP) through the io_uring engine.",
         discussion: """
         Any format blockscope opens (raw, qcow2 with backing chains, vhdx, vpc) is served read-only \

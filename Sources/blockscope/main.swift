@@ -1,6 +1,8 @@
 import ArgumentParser
 
-/// The `blockscope` command: a disk-image and I/O inspector.
+/// The `blockscope` command: a disk-image and I/O inspector. Every subcommand names itself
+/// (`commandName:`): a name derived from the type costs a runtime protocol-conformance scan per
+/// subcommand at every start (about a fifth of `info`'s CPU time on a small image).
 struct Blockscope: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blockscope",
