@@ -5,7 +5,7 @@
 # so drift in the machine's load falls on both sides of each ratio. One JSON line per run
 # with the 1-minute load average. fio rows give the device's QD8/QD1 ceiling for 128 KiB.
 B=${B:-.build-vhdx/release/blockscope}
-ROUNDS=${1:-6}; OUT=${2:-vhdx-pairs.jsonl}; D=${3:-/work/vhdx-bench/img}
+ROUNDS=${1:-6}; OUT=${2:-vhdx-pairs.jsonl}; D=${3:-${TMPDIR:-/tmp}/blockscope-vhdx-bench}
 WL=4k-randwrite-qd32,128k-seqwrite-qd8
 mkdir -p "$D"
 run() {

@@ -5,11 +5,11 @@
 # view (Overview, L1/L2, Refcounts, Map, In-flight), so the background structure walk is
 # asked for again and again while the image changes. At the end: min, max, first-minute and
 # last-minute RSS and whether max/min after warm-up stays within 10%.
-# Usage: B=.build-rel/release/blockscope MINUTES=30 D=/work/perf-long nice -n 10 bash long-session.sh
+# Usage: B=.build-rel/release/blockscope MINUTES=30 D=$HOME/perf-long nice -n 10 bash long-session.sh
 B=${B:-.build-rel/release/blockscope}
 B=$(realpath "$B")
 MINUTES=${MINUTES:-30}
-D=${D:-/work/perf-long}; mkdir -p "$D"
+D=${D:-${TMPDIR:-/tmp}/blockscope-perf-long}; mkdir -p "$D"
 cd "$D" || exit 1
 S=long$$
 rm -f img.qcow2 rss.csv

@@ -3,9 +3,9 @@
 # whose host order is not the guest order (check's "fragmented" count near 100%):
 # N 4 KiB writes at guest cluster (j * 2654435761) mod (16 TiB / 64 KiB), j = 0..N-1, in
 # that order, through one qemu-io process (QEMU allocates host clusters in write order).
-# Usage: N=40000 OUT=/work/perf-structure/frag16t.qcow2 bash make-fragmented.sh
+# Usage: N=40000 OUT=images/frag16t.qcow2 bash make-fragmented.sh
 N=${N:-40000}
-OUT=${OUT:-/work/perf-structure/frag16t.qcow2}
+OUT=${OUT:-images/frag16t.qcow2}
 rm -f "$OUT"
 qemu-img create -q -f qcow2 "$OUT" 16T
 python3 - "$N" > "$OUT.cmds" <<'P'

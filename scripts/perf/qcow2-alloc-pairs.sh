@@ -2,9 +2,9 @@
 # 4k random writes QD32 O_DIRECT on allocated QCOW2 clusters vs fio on a raw file (and
 # blockscope on the same raw file), images created once and synced before timing; the order
 # rotates each round. Usage: N=8 bash pairs-alloc.sh
-B=${B:-/work/main/.build-rel/release/blockscope}
+B=${B:-.build/release/blockscope}
 N=${N:-8}
-D=${D:-/work/perf-q}; mkdir -p $D; cd $D; [ -f bench.raw ] || fallocate -l 1G bench.raw; [ -f r4k.fio ] || { echo "run qcow2-write-bench.sh first (it writes the job files)"; exit 1; }
+D=${D:-${TMPDIR:-/tmp}/blockscope-perf-q}; mkdir -p $D; cd $D; [ -f bench.raw ] || fallocate -l 1G bench.raw; [ -f r4k.fio ] || { echo "run qcow2-write-bench.sh first (it writes the job files)"; exit 1; }
 j() { python3 -c "import json,sys; d=json.load(sys.stdin); j=d['jobs'][0]; print(round(j['write']['iops']))"; }
 rm -f pa.qcow2; qemu-img create -q -f qcow2 -o preallocation=full pa.qcow2 1G; sync; sleep 5
 for i in $(seq 1 $N); do

@@ -2,9 +2,9 @@
 # QCOW2 write benchmarks for issue 5, side by side with fio (raw file, io_uring, O_DIRECT)
 # and qemu-img bench (-i io_uring -t none). Each round runs every row once, alternating
 # tools, so load changes hit all of them alike. Usage: N=5 bash bench-q.sh > results.txt
-B=${B:-/work/main/.build-rel/release/blockscope}
+B=${B:-.build/release/blockscope}
 N=${N:-5}
-D=${D:-/work/perf-q}; mkdir -p $D
+D=${D:-${TMPDIR:-/tmp}/blockscope-perf-q}; mkdir -p $D
 cd $D
 j() { python3 -c "import json,sys; d=json.load(sys.stdin); j=d['jobs'][0]; print($1)"; }
 wiops="round(j['write']['iops'])"

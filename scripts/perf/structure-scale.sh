@@ -1,15 +1,17 @@
 #!/bin/bash
 # Issue 13: map/check/TUI at TiB scale, blockscope beside qemu-img, interleaved rounds.
-# Usage: B=path/to/release/blockscope N=5 IMG=/work/perf-structure/p1t.qcow2 bash structure-scale.sh [map|check|tui|info|all]
+# Usage: B=path/to/release/blockscope N=5 IMG=images/p1t.qcow2 bash structure-scale.sh [map|check|tui|info|all]
 #   map:   wall time of `map --output=json` (qemu-img, blockscope alternating), outputs compared
 #   check: wall time and peak RSS (/usr/bin/time -v "Maximum resident set size")
-#   ff:    first frame only, B beside B0 (another blockscope build, e.g. the previous one), alternating
-#   tui:   first frame (tab bar visible in a 160x50 tmux pane) and VmHWM after visiting
+#   ff:    first frame only, B beside B0 (another blockscope build, e.g. the previous one), alternating,
+#          read off a pseudo-terminal by first-frame.py (what the process takes, no tmux in the way)
+#   tui:   first frame (tab bar visible in a 160x50 tmux pane: includes tmux's start and
+#          polling, about 0.06 s) and VmHWM after visiting
 #          every view and waiting for the background structure walk ("Host clusters (")
 # Images: qemu-img create -f qcow2 -o preallocation=metadata p1t.qcow2 1T (see docs/PERFORMANCE.md)
-B=${B:-/work/wt-structure/.build/release/blockscope}
+B=${B:-.build/release/blockscope}
 N=${N:-5}
-IMG=${IMG:-/work/perf-structure/p1t.qcow2}
+IMG=${IMG:-images/p1t.qcow2}
 WHAT=${1:-all}
 T=$(mktemp -d)
 med() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
@@ -42,20 +44,9 @@ if [ "$WHAT" = info ]; then
   echo "info  $(basename $IMG) qemu-img median $(med < $T/iq) s  blockscope median $(med < $T/ib) s"
 fi
 if [ "$WHAT" = ff ]; then
-  # Time from starting the pane to the tab bar on screen, for two builds in alternating rounds.
-  for i in $(seq 1 $N); do
-    for b in "$B0" "$B"; do
-      tmux kill-session -t sf 2>/dev/null
-      t0=$(now)
-      tmux new-session -d -s sf -x 160 -y 50 "$b tui $IMG"
-      until tmux capture-pane -p -t sf 2>/dev/null | grep -q " 1 Overview "; do sleep 0.005; done
-      t1=$(now)
-      tmux send-keys -t sf q; sleep 0.3
-      echo "$t1 - $t0" | bc >> $T/ff-$( [ "$b" = "$B" ] && echo new || echo old)
-    done
-  done
-  tmux kill-session -t sf 2>/dev/null
-  echo "ff    $(basename $IMG) B0 median $(med < $T/ff-old) s  B median $(med < $T/ff-new) s  (B0 $(tr '\n' ' ' < $T/ff-old)| B $(tr '\n' ' ' < $T/ff-new))"
+  # Time from exec to the whole first frame (the footer's "q quit" written) on a pseudo-terminal,
+  # B0 and B in alternating rounds (scripts/perf/first-frame.py; B0 may equal B).
+  python3 "$(dirname "$0")/first-frame.py" -n "$N" -m "q quit" -- "${B0:-$B}" tui "$IMG" -- "$B" tui "$IMG"
 fi
 if [ "$WHAT" = tui ] || [ "$WHAT" = all ]; then
   for i in $(seq 1 $N); do

@@ -2,10 +2,10 @@
 # UI cost (issue 7): the same fio job headless (`blockscope run`) and from the TUI's script
 # in a 160x50 tmux pane with the In-flight view live; pairs alternate. Also reports the TUI's
 # frames per second while the job ran (hidden --stats-file). Usage: N=5 IMG=qcow2|raw bash ui-cost.sh
-B=${B:-/work/main/.build-rel/release/blockscope}
+B=${B:-.build/release/blockscope}
 N=${N:-5}
 IMG=${IMG:-qcow2}
-D=${D:-/work/perf-ui}; mkdir -p $D
+D=${D:-${TMPDIR:-/tmp}/blockscope-perf-ui}; mkdir -p $D
 cd $D
 cat > job.fio <<J
 [ui]
