@@ -155,7 +155,7 @@ import TestSupport
         app.state.reloadLayout()
         let q = try #require(app.state.image.inspector as? Qcow2Inspector)
         let l1 = q.l1
-        #expect(l1.count > 0 && Qcow2Inspector.l2Offset(l1[0]) != 0, "L1[0] still empty in the view")
+        #expect(l1.count > 0 && q.l2TableOffset(l1[0]) != 0, "L1[0] still empty in the view")
         let e = try #require(q.l2Table(l1Index: 0)?[48])   // 3 MiB / 64 KiB
         #expect(e.entry & Qcow2Entry.copied != 0 && q.type(of: e) == .normal)
         #expect(q.refcount(ofClusterAt: e.hostOffset) == 1)

@@ -80,7 +80,7 @@ public final class AppState {
         self.live = live
         self.themeName = themeName
         var c = ExplainContext(format: image.format)
-        if let q = image.inspector as? Qcow2Inspector { c.clusterBits = q.clusterSize.trailingZeroBitCount }
+        if let q = image.inspector as? any ClusterTableInspector { c.clusterBits = q.clusterSize.trailingZeroBitCount }
         live.context = c
     }
 

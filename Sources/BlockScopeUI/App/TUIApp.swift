@@ -232,7 +232,7 @@ public final class TUIApp {
     func highlightSteppedEntry() {
         guard let (table, index, guest) = state.steppedEntry else { return }
         let v = views[current]
-        let q = state.image.inspector as? Qcow2Inspector
+        let q = state.image.inspector as? any ClusterTableInspector
         let cb = UInt64(q?.clusterSize.trailingZeroBitCount ?? 16)
         let per = UInt64(max(1, q?.l2Entries ?? 1))
         switch table {

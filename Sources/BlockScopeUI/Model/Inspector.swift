@@ -16,9 +16,9 @@ public struct InfoSection: Sendable {
 
 /// What the layout views need from an image, whatever its format.
 ///
-/// Format-specific views ask for a narrower protocol (``Qcow2Inspector`` for L1/L2 and
-/// Refcounts, ``BatInspector`` for the BAT view) and show "not a QCOW2 image" otherwise, so a
-/// format lights up its views by providing an inspector.
+/// Format-specific views ask for a capability (``ClusterTableInspector`` for L1/L2,
+/// ``RefcountInspector`` for Refcounts, ``BatInspector`` for the BAT view) and say the image
+/// has no such tables otherwise, so a format lights up its views by adopting the capability.
 public protocol LayoutInspector: AnyObject {
     /// Format name for the title bar.
     var formatName: String { get }
@@ -54,9 +54,14 @@ public protocol LayoutInspector: AnyObject {
     /// Holds background walks (a view's request is noted, not started) or releases them
     /// (starting what was asked for): the TUI holds them until its first frame is drawn.
     func holdBackground(_ on: Bool)
+    /// True when ``overviewSections()`` already shows the format's own `info` fields and
+    /// snapshots, so the Overview leaves them out of its qemu-img section.
+    var showsFormatInfoFields: Bool { get }
 }
 
 extension LayoutInspector {
+    /// The format's `info` fields are shown in the qemu-img section.
+    public var showsFormatInfoFields: Bool { false }
     /// No background work.
     public func pollBackground() -> Bool { false }
     /// No background work.

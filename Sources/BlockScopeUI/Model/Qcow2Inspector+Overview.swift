@@ -76,7 +76,7 @@ extension Qcow2Inspector {
         if offset >= h.l1TableOffset && offset < h.l1TableOffset + UInt64(h.l1Size) * 8 {
             let i = Int((offset - h.l1TableOffset) / 8)
             guard i < l1.count else { return "L1[\(i)] unreadable" }
-            return "L1[\(i)] = \(hex(l1[i])): L2 table at \(hex(Qcow2Inspector.l2Offset(l1[i])))\(l1[i] & Qcow2Entry.copied != 0 ? " COPIED" : "")"
+            return "L1[\(i)] = \(hex(l1[i])): L2 table at \(hex(l2TableOffset(l1[i])))\(l1[i] & Qcow2Entry.copied != 0 ? " COPIED" : "")"
         }
         if offset >= h.refcountTableOffset && offset < h.refcountTableOffset + h.refcountTableBytes {
             let i = Int((offset - h.refcountTableOffset) / 8)

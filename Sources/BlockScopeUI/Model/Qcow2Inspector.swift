@@ -9,7 +9,7 @@ import Foundation
 /// kept); stored refcounts come from BlockCore's refcount-block cache row by row; the
 /// whole-image use map (the reference walk `check` runs) is built on a background thread the
 /// first time a view asks for it, and views show its progress until it is done.
-public final class Qcow2Inspector: LayoutInspector {
+public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, RefcountInspector {
     /// The structure model (replaced on reload).
     public private(set) var structure: Qcow2Structure
     private let live: QcowMetadata?
@@ -133,7 +133,15 @@ public final class Qcow2Inspector: LayoutInspector {
     }
 
     /// Host offset of the L2 table an L1 entry points to (0 when unallocated).
-    public static func l2Offset(_ l1Entry: UInt64) -> UInt64 { l1Entry & Qcow2Entry.offsetMask }
+    public func l2TableOffset(_ l1Entry: UInt64) -> UInt64 { l1Entry & Qcow2Entry.offsetMask }
+    /// Host offset of the L1 table (0 when the header is unreadable).
+    public var l1TableOffset: UInt64 { structure.header?.l1TableOffset ?? 0 }
+    /// Host offset of the refcount table (0 when the header is unreadable).
+    public var refcountTableOffset: UInt64 { structure.header?.refcountTableOffset ?? 0 }
+    /// True when the image names a backing file.
+    public var hasBacking: Bool { structure.backingFile != nil }
+    /// The Overview shows the header's fields and the snapshots itself.
+    public var showsFormatInfoFields: Bool { true }
 
     /// The stored refcount of the cluster at host offset `offset` (nil when unreadable).
     public func refcount(ofClusterAt offset: UInt64) -> UInt64? {
@@ -187,7 +195,7 @@ public final class Qcow2Inspector: LayoutInspector {
         let per = UInt64(max(1, l2Entries))
         while c <= last && probes < 64 {
             let l1i = Int(c / per)
-            if l1i >= l1.count || Qcow2Inspector.l2Offset(l1[l1i]) == 0 {
+            if l1i >= l1.count || l2TableOffset(l1[l1i]) == 0 {
                 if best.0 == .free && structure.backingFile != nil { best = (.backing, "unallocated: read from backing file") }
                 c = (c / per + 1) * per
                 continue
@@ -232,7 +240,7 @@ public final class Qcow2Inspector: LayoutInspector {
         let cluster = offset / cs
         let l1i = cluster / per, l2i = cluster % per
         guard let e = l2Entry(forGuest: offset) else { return (nil, "L1[\(l1i)] empty: unallocated") }
-        let path = "L1[\(l1i)] -> L2 \(hex(Qcow2Inspector.l2Offset(l1[Int(l1i)])))[\(l2i)] = \(hex(e.entry))"
+        let path = "L1[\(l1i)] -> L2 \(hex(l2TableOffset(l1[Int(l1i)])))[\(l2i)] = \(hex(e.entry))"
         switch type(of: e) {
         case .compressed: return (nil, path + ": compressed at \(hex(compressedExtent(e).offset))")
         case .zeroAlloc, .zeroPlain: return (nil, path + ": zero cluster")

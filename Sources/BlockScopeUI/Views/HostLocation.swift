@@ -14,7 +14,7 @@ enum HostLocation {
             // RAW maps every guest byte to the same host offset; a hole reads as zeroes.
             return (offset, "raw: guest \(hex(offset)) is host \(hex(offset)) (a hole in the file: reads as zeroes)")
         }
-        guard let q = insp as? Qcow2Inspector else { return nil }
+        guard let q = insp as? any ClusterTableInspector else { return nil }
         guard let e = q.l2Entry(forGuest: offset) else { return nil }
         let kind = q.type(of: e)
         if kind == .compressed {
@@ -25,7 +25,7 @@ enum HostLocation {
         let per = UInt64(max(1, q.l2Entries))
         let l1i = Int(cluster / per), l2i = cluster % per
         guard l1i < q.l1.count else { return nil }
-        let entry = Qcow2Inspector.l2Offset(q.l1[l1i]) + l2i * (q.extendedL2 ? 16 : 8)
+        let entry = q.l2TableOffset(q.l1[l1i]) + l2i * (q.extendedL2 ? 16 : 8)
         let isZero = kind == .zeroPlain || kind == .zeroAlloc
         if !isZero, kind == .normal, e.hostOffset != 0 { return (e.hostOffset + offset % q.clusterSize, "guest \(hex(offset)) → host \(hex(e.hostOffset + offset % q.clusterSize))") }
         return (entry, "guest \(hex(offset)) is \(isZero ? "a zero cluster" : "unallocated") (no data on the host): showing its entry L2[\(l2i)] at host \(hex(entry))")

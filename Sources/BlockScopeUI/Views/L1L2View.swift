@@ -21,17 +21,17 @@ public final class L1L2View: TUIView {
     public init() {}
 
     /// The L1 rows: index, guest range, L2 offset, flags, refcount.
-    func l1Rows(_ q: Qcow2Inspector) -> [(String, Role)] {
+    func l1Rows(_ q: any ClusterTableInspector) -> [(String, Role)] {
         q.l1.indices.map { l1Row(q, $0) }
     }
 
     /// The row of L1 entry `i`.
-    func l1Row(_ q: Qcow2Inspector, _ i: Int) -> (String, Role) {
+    func l1Row(_ q: any ClusterTableInspector, _ i: Int) -> (String, Role) {
         let l = q
         let span = l.clusterSize * UInt64(l.l2Entries)
         let e = l.l1[i]
         do {
-            let off = Qcow2Inspector.l2Offset(e)
+            let off = l.l2TableOffset(e)
             let guest = "guest \(hex(UInt64(i) * span))".padded(22)
             if off == 0 { return ("L1[\(i)]".padded(10) + guest + "unallocated", .free) }
             let rc = l.refcount(ofClusterAt: off).map { "\($0)" } ?? "?"
@@ -40,14 +40,14 @@ public final class L1L2View: TUIView {
     }
 
     /// The rows of the L2 table under L1 entry `i`.
-    func l2Rows(_ q: Qcow2Inspector, _ i: Int) -> [(String, Role)] {
+    func l2Rows(_ q: any ClusterTableInspector, _ i: Int) -> [(String, Role)] {
         let l = q
         guard i < l.l1.count, let t = l.l2Table(l1Index: i) else { return [] }
         return t.indices.map { l2Row(q, i, $0) }
     }
 
     /// The row of entry `j` of the L2 table under L1 entry `i`.
-    func l2Row(_ q: Qcow2Inspector, _ i: Int, _ j: Int) -> (String, Role) {
+    func l2Row(_ q: any ClusterTableInspector, _ i: Int, _ j: Int) -> (String, Role) {
         let l = q
         guard i < l.l1.count, let t = l.l2Table(l1Index: i), j < t.count else { return ("", .normal) }
         let base = UInt64(i) * UInt64(l.l2Entries) * l.clusterSize
@@ -59,7 +59,7 @@ public final class L1L2View: TUIView {
             let role: Role
             var host = ""
             var rc = ""
-            let backing = l.structure.backingFile != nil
+            let backing = l.hasBacking
             switch l.type(of: e) {
             case .compressed:
                 flags.append("compressed"); role = .compressed
@@ -91,14 +91,14 @@ public final class L1L2View: TUIView {
 
     /// Draws the L1 list or the open L2 table.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
-        guard let q = app.image.inspector as? Qcow2Inspector else {
+        guard let q = app.image.inspector as? any ClusterTableInspector else {
             s.centred(area, ["not a QCOW2 image", "L1/L2 tables exist only in QCOW2 images; this is \(app.image.format.rawValue)."]); return
         }
         let l = q
         visible = max(1, area.height - 2)
         if let i = openL1 {
             let count = l.l2Table(l1Index: i)?.count ?? 0
-            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(Qcow2Inspector.l2Offset(l.l1[i]))): \(count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
+            s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(l.l2TableOffset(l.l1[i]))): \(count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
             l2Cursor.clamp(count: count, visible: visible)
             for k in 0..<min(visible, max(0, count - l2Cursor.top)) {
                 let idx = l2Cursor.top + k
@@ -106,8 +106,8 @@ public final class L1L2View: TUIView {
                 s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l2Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
             }
         } else {
-            let used = l.l1.reduce(0) { $0 + (Qcow2Inspector.l2Offset($1) != 0 ? 1 : 0) }
-            s.put(area.x, area.y, "L1 table at \(hex(l.structure.header?.l1TableOffset ?? 0)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
+            let used = l.l1.reduce(0) { $0 + (l.l2TableOffset($1) != 0 ? 1 : 0) }
+            s.put(area.x, area.y, "L1 table at \(hex(l.l1TableOffset)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
             l1Cursor.clamp(count: l.l1.count, visible: visible)
             for k in 0..<min(visible, max(0, l.l1.count - l1Cursor.top)) {
                 let idx = l1Cursor.top + k
@@ -119,7 +119,7 @@ public final class L1L2View: TUIView {
 
     /// Selection, Enter to open, Esc to go back.
     public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return false }
+        guard let q = app.image.inspector as? any ClusterTableInspector else { return false }
         if let i = openL1 {
             if e == .escape || e == .backspace || e == .left { openL1 = nil; return true }
             if e == .enter {
@@ -132,7 +132,7 @@ public final class L1L2View: TUIView {
         }
         if e == .enter || e == .right {
             let i = l1Cursor.selected
-            if i < q.l1.count, Qcow2Inspector.l2Offset(q.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
+            if i < q.l1.count, q.l2TableOffset(q.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
             else { app.sayInView("L1[\(i)] has no L2 table: that guest range is unallocated", .dim) }
             return true
         }
@@ -141,7 +141,7 @@ public final class L1L2View: TUIView {
 
     /// Selects the L1 and L2 entries that map a guest offset (clamped to the last cluster).
     public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return Notice("not a QCOW2 image", .error) }
+        guard let q = app.image.inspector as? any ClusterTableInspector else { return Notice("not a QCOW2 image", .error) }
         let size = q.guestSize
         let target = size > 0 ? min(offset, size - 1) : 0
         let cluster = target / q.clusterSize
@@ -149,7 +149,7 @@ public final class L1L2View: TUIView {
         l1Cursor.selected = Int(cluster / per)
         l1Cursor.clamp(count: q.l1.count, visible: visible)
         var where_ = "L1[\(cluster / per)]"
-        if l1Cursor.selected < q.l1.count, Qcow2Inspector.l2Offset(q.l1[l1Cursor.selected]) != 0 {
+        if l1Cursor.selected < q.l1.count, q.l2TableOffset(q.l1[l1Cursor.selected]) != 0 {
             openL1 = l1Cursor.selected
             l2Cursor.selected = Int(cluster % per)
             l2Cursor.clamp(count: Int(per), visible: visible)
@@ -167,7 +167,7 @@ public final class L1L2View: TUIView {
     /// Finds the next (or previous) row containing `text` (e.g. `compressed`, `zero`,
     /// `0x50000`) in the open L2 table or the L1 table, wrapping around.
     public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return SearchOutcome("not a QCOW2 image", found: false) }
+        guard let q = app.image.inspector as? any ClusterTableInspector else { return SearchOutcome("not a QCOW2 image", found: false) }
         let t = text.lowercased()
         if let i = openL1 {
             let rows = l2Rows(q, i)

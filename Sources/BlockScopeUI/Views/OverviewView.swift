@@ -45,7 +45,7 @@ public final class OverviewView: TUIView {
             var rows: [(String, String, Role)] = []
             flatten(info, prefix: "", into: &rows)
             // The inspector shows the format's own fields and snapshots; keep qemu-img's other keys here.
-            let skipOwn = img.inspector is Qcow2Inspector
+            let skipOwn = img.inspector?.showsFormatInfoFields ?? false
             let shown = rows.filter {
                 !["filename", "format", "virtual-size"].contains($0.0) && !(skipOwn && ($0.0.hasPrefix("blockscope.") || $0.0.hasPrefix("snapshots[")))
             }

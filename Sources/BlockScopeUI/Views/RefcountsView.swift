@@ -21,7 +21,7 @@ public final class RefcountsView: TUIView {
 
     /// The row of host cluster `i`: index, offset, use (from the structure walk), stored
     /// refcount (read for this row only) and a note where it differs from the references.
-    func clusterRow(_ q: Qcow2Inspector, _ i: Int) -> (String, Role) {
+    func clusterRow(_ q: any RefcountInspector, _ i: Int) -> (String, Role) {
         let cs = q.clusterSize
         let stored = q.refcount(ofClusterAt: UInt64(i) * cs)
         guard let u = q.usage else {
@@ -37,7 +37,7 @@ public final class RefcountsView: TUIView {
     }
 
     /// Histogram of references per cluster and the walk's problem counts, once per walk.
-    private func summary(_ q: Qcow2Inspector, _ app: AppState) -> (hist: [(UInt64, Int)], leaked: Int, over: Int)? {
+    private func summary(_ q: any RefcountInspector, _ app: AppState) -> (hist: [(UInt64, Int)], leaked: Int, over: Int)? {
         guard let u = q.usage else { return nil }
         if let c = summaryCache, c.version == app.layoutVersion { return (c.hist, c.leaked, c.over) }
         let h = u.expectedHistogram().map { ($0.refcount, $0.units) }
@@ -48,12 +48,12 @@ public final class RefcountsView: TUIView {
 
     /// Draws the table summary, histogram and per-cluster list.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
-        guard let q = app.image.inspector as? Qcow2Inspector else {
+        guard let q = app.image.inspector as? any RefcountInspector else {
             s.centred(area, ["not a QCOW2 image", "refcounts exist only in QCOW2 images; this is \(app.image.format.rawValue)."]); return
         }
         let l = q
         var y = area.y
-        s.heading(area.x, y, "── Refcount table at \(hex(l.structure.header?.refcountTableOffset ?? 0)) (\(l.refcountTable.count) entries, \(l.refcountBits)-bit refcounts) ", width: area.width)
+        s.heading(area.x, y, "── Refcount table at \(hex(l.refcountTableOffset)) (\(l.refcountTable.count) entries, \(l.refcountBits)-bit refcounts) ", width: area.width)
         y += 1
         let perBlock = l.clusterSize * 8 / UInt64(l.refcountBits)
         let used = l.refcountTable.enumerated().filter { $0.element & Qcow2Entry.offsetMask != 0 }
@@ -95,7 +95,7 @@ public final class RefcountsView: TUIView {
 
     /// Selection and Enter (hex of the cluster).
     public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return false }
+        guard let q = app.image.inspector as? any RefcountInspector else { return false }
         if e == .enter {
             app.pendingHex = (UInt64(cursor.selected) * q.clusterSize, true)
             app.requestedView = "hex"
@@ -106,7 +106,7 @@ public final class RefcountsView: TUIView {
 
     /// Selects the host cluster holding a host offset (clamped to the last cluster).
     public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return Notice("not a QCOW2 image", .error) }
+        guard let q = app.image.inspector as? any RefcountInspector else { return Notice("not a QCOW2 image", .error) }
         let count = q.hostClusters
         guard count > 0 else { return Notice("no host clusters", .warning) }
         let cs = q.clusterSize
@@ -123,7 +123,7 @@ public final class RefcountsView: TUIView {
     /// "over", "mismatch" find refcounts that differ from the walk's; otherwise a kind name
     /// ("l2", "data", ...). Searches the use map (one byte per cluster), not rendered rows.
     public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
-        guard let q = app.image.inspector as? Qcow2Inspector else { return SearchOutcome("not a QCOW2 image", found: false) }
+        guard let q = app.image.inspector as? any RefcountInspector else { return SearchOutcome("not a QCOW2 image", found: false) }
         guard let u = q.usage else { return SearchOutcome(q.usageStatus ?? "the walk is not done", found: false) }
         let t = text.lowercased()
         let mismatch = ["leak", "over", "mismatch", "corrupt"].contains { t.hasPrefix($0) }
