@@ -56,14 +56,20 @@ public struct MapExtent: Sendable, Equatable {
 /// Merges adjacent extents as qemu-img map does.
 public func mergeExtents(_ extents: [MapExtent]) -> [MapExtent] {
     var out: [MapExtent] = []
-    for e in extents where e.length > 0 {
-        if let last = out.last, last.canMerge(with: e) {
-            out[out.count - 1].length += e.length
-        } else {
-            out.append(e)
-        }
-    }
+    for e in extents { appendMerging(&out, e) }
     return out
+}
+
+/// Appends `e` to `out`, or lengthens the last extent when qemu-img would merge the two, so a
+/// walk over millions of blocks holds only the merged list (an empty 64 TiB VHDX: one extent,
+/// not two million). Empty extents are dropped.
+public func appendMerging(_ out: inout [MapExtent], _ e: MapExtent) {
+    guard e.length > 0 else { return }
+    if let last = out.last, last.canMerge(with: e) {
+        out[out.count - 1].length += e.length
+    } else {
+        out.append(e)
+    }
 }
 
 /// The result of a consistency check, counted as `qemu-img check` counts.

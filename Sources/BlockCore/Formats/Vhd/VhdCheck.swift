@@ -35,15 +35,15 @@ extension VhdDisk {
             var pos: UInt64 = 0
             while pos < logicalSize {
                 guard let d = file.nextData(from: pos), d < logicalSize else {
-                    out.append(MapExtent(start: pos, length: logicalSize - pos, depth: 0, present: true, zero: true, data: true, offset: pos))
+                    appendMerging(&out, MapExtent(start: pos, length: logicalSize - pos, depth: 0, present: true, zero: true, data: true, offset: pos))
                     break
                 }
-                if d > pos { out.append(MapExtent(start: pos, length: d - pos, depth: 0, present: true, zero: true, data: true, offset: pos)) }
+                if d > pos { appendMerging(&out, MapExtent(start: pos, length: d - pos, depth: 0, present: true, zero: true, data: true, offset: pos)) }
                 let h = min(file.nextHole(from: d) ?? logicalSize, logicalSize)
-                out.append(MapExtent(start: d, length: h - d, depth: 0, present: true, zero: false, data: true, offset: d))
+                appendMerging(&out, MapExtent(start: d, length: h - d, depth: 0, present: true, zero: false, data: true, offset: d))
                 pos = h
             }
-            return mergeExtents(out)
+            return out
         }
         let bsz = UInt64(metadata?.dynamic.blockSize ?? UInt32(min(logicalSize, 1 << 30)))
         var out: [MapExtent] = []
@@ -52,14 +52,14 @@ extension VhdDisk {
             let n = min(bsz - pos % bsz, logicalSize - pos)
             for r in try mapForRead(pos, n) {
                 switch r.kind {
-                case let .data(h): out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: false, data: true, offset: h))
-                case .zero: out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: true, data: false))
-                case .parent: out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 1, present: parent != nil, zero: false, data: parent != nil))
+                case let .data(h): appendMerging(&out, MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: false, data: true, offset: h))
+                case .zero: appendMerging(&out, MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: true, data: false))
+                case .parent: appendMerging(&out, MapExtent(start: r.guestOffset, length: r.length, depth: 1, present: parent != nil, zero: false, data: parent != nil))
                 }
             }
             pos += n
         }
-        return mergeExtents(out)
+        return out
     }
 
     /// Checks the BAT: blocks past EOF, blocks overlapping each other or the BAT, misaligned entries.

@@ -50,32 +50,36 @@ extension VhdxDisk {
         let bsz = UInt64(m.items.blockSize)
         var out: [MapExtent] = []
         let parentExtents: [MapExtent] = (parent as? InspectableDisk).map { p in (try? p.mapExtents()) ?? [] } ?? []
-        for b in 0..<m.geometry.dataBlocks {
+        // Run by run of blocks in one state (the detail), each run mapped by one call.
+        var b: UInt64 = 0
+        while b < m.geometry.dataBlocks {
+            let run = m.payloadRun(from: b, limit: m.geometry.dataBlocks - b)
             let start = b * bsz
-            let len = min(bsz, logicalSize - start)
-            let e = m.payloadEntry(b)
-            let detail = e.state?.name ?? "RESERVED"
+            let len = min(run.count * bsz, logicalSize - start)
+            b += run.count
+            let state = VhdxBlockState(rawValue: run.state)
+            let detail = state?.name ?? "RESERVED"
             for r in try mapForRead(start, len) {
                 switch r.kind {
                 case let .data(host):
-                    out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: false, data: true, offset: host, detail: detail))
+                    appendMerging(&out, MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: true, zero: false, data: true, offset: host, detail: detail))
                 case .zero:
-                    out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: e.state != .notPresent, zero: true, data: false, detail: detail))
+                    appendMerging(&out, MapExtent(start: r.guestOffset, length: r.length, depth: 0, present: state != .notPresent, zero: true, data: false, detail: detail))
                 case .parent:
                     let pe = parentExtents.filter { $0.start < r.guestOffset + r.length && $0.start + $0.length > r.guestOffset }
                     if pe.isEmpty {
-                        out.append(MapExtent(start: r.guestOffset, length: r.length, depth: 1, present: false, zero: true, data: false, detail: detail))
+                        appendMerging(&out, MapExtent(start: r.guestOffset, length: r.length, depth: 1, present: false, zero: true, data: false, detail: detail))
                     }
                     for var x in pe {
                         let s = max(x.start, r.guestOffset), end = min(x.start + x.length, r.guestOffset + r.length)
                         if let o = x.offset { x.offset = o + (s - x.start) }
                         x.start = s; x.length = end - s; x.depth += 1; x.detail = detail
-                        out.append(x)
+                        appendMerging(&out, x)
                     }
                 }
             }
         }
-        return mergeExtents(out)
+        return out
     }
 
     /// Checks header/region/BAT consistency: reserved states, blocks past EOF, blocks overlapping

@@ -177,6 +177,18 @@ public final class VhdxMetadata: @unchecked Sendable {
         }
     }
 
+    /// The run of payload blocks from `block` (at most `limit` of them, at least one) whose
+    /// entries have the same state bits, and that state; one pass under the lock, no copy.
+    /// `map` walks a 64 TiB image's two million entries run by run this way.
+    public func payloadRun(from block: UInt64, limit: UInt64) -> (state: UInt8, count: UInt64) {
+        lock.run {
+            let first = UInt8(bat[geometry.payloadIndex(block)] & 7)
+            var n: UInt64 = 1
+            while n < limit, UInt8(bat[geometry.payloadIndex(block + n)] & 7) == first { n += 1 }
+            return (first, n)
+        }
+    }
+
     /// The raw BAT entry at `index` (`0..<geometry.totalEntries`), under the lock.
     public func batRaw(_ index: Int) -> UInt64 { lock.run { bat[index] } }
 
