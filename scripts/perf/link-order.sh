@@ -34,3 +34,5 @@ done
 files=(); for i in $(seq 0 $((n - 1))); do [ -s "$W/cg.$i" ] && files+=("$W/cg.$i"); done
 python3 "$ROOT/scripts/perf/callgrind-funcs.py" "${files[@]}" > "$ROOT/build-support/link-order.txt"
 echo "link-order: $(wc -l < "$ROOT/build-support/link-order.txt") functions from ${#files[@]} runs"
+# SwiftPM does not track the list as a link input: relink by hand.
+echo "link-order: relink with: rm -f .build/release/blockscope && swift build -c release"
