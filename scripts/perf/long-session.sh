@@ -4,7 +4,8 @@
 # the TUI's VmRSS is sampled every 10 s into $D/rss.csv. Every minute the script switches
 # view (Overview, L1/L2, Refcounts, Map, In-flight), so the background structure walk is
 # asked for again and again while the image changes. At the end: min, max, first-minute and
-# last-minute RSS and whether max/min after warm-up stays within 10%.
+# last-minute RSS and whether max/min after warm-up (the first minute; and separately, the
+# first visit of every view) stays within 10%.
 # Usage: B=.build-rel/release/blockscope MINUTES=30 D=$HOME/perf-long nice -n 10 bash long-session.sh
 B=${B:-.build-rel/release/blockscope}
 B=$(realpath "$B")
@@ -54,4 +55,13 @@ print(f"samples {len(rss)}, duration {rows[-1]['t_s']} s, host file {int(rows[-1
 print(f"VmRSS all: min {min(rss)} max {max(rss)} KB; after the first minute: min {min(warm)} max {max(warm)} KB, max/min {max(warm)/min(warm):.3f}")
 print(f"first-minute median {sorted(rss[:6])[len(rss[:6])//2]} KB, last-minute median {sorted(rss[-6:])[len(rss[-6:])//2]} KB, VmHWM {rows[-1]['vmhwm_kb']} KB")
 print("FLAT within 10%" if max(warm) <= 1.10 * min(warm) else "NOT flat within 10%")
+# The same from the sample after which every view has been shown once (each view's first
+# visit allocates its own structures), so growth and first-visit steps can be told apart.
+views = {r["view"] for r in rows}; seen = set(); cyc = None
+for k, r in enumerate(rows):
+    seen.add(r["view"])
+    if seen == views: cyc = k; break
+if cyc is not None and cyc + 1 < len(rows):
+    c = [int(r["vmrss_kb"]) for r in rows[cyc + 1:]]
+    print(f"after every view was shown once (t > {rows[cyc]['t_s']} s): min {min(c)} max {max(c)} KB, max/min {max(c)/min(c):.3f}")
 P

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 /// The shared metadata of one open VHDX image: headers, regions, metadata items, the BAT,
 /// sector bitmaps and the log, behind one lock.
 ///
@@ -76,6 +79,7 @@ public final class VhdxMetadata: @unchecked Sendable {
         var readError: BlockError?
         var table = [UInt64](unsafeUninitializedCapacity: total) { buf, initialized in
             let bytes = UnsafeMutableRawBufferPointer(buf)
+            adviseHugePages(bytes)
             do throws(BlockError) {
                 if ov.isEmpty {
                     try file.read(into: bytes, at: batOffset)
@@ -495,4 +499,18 @@ public struct VhdxHeaderSlot: Sendable, Equatable {
     public var header: VhdxHeader?
     /// Whether this slot holds the header in use.
     public var current: Bool
+}
+
+/// Asks for transparent huge pages over the 2 MiB-aligned part of a large table about to be
+/// filled whole (a 64 TiB VHDX's 16 MiB BAT): 8 page faults instead of 4,096, with the same
+/// memory, since every byte is read and checked at open. Advice only; ignored when THP is off.
+func adviseHugePages(_ bytes: UnsafeMutableRawBufferPointer) {
+    #if os(Linux)
+    let huge = 2 << 20
+    guard let base = bytes.baseAddress, bytes.count >= 2 * huge else { return }
+    let start = (Int(bitPattern: base) + huge - 1) & ~(huge - 1)
+    let end = (Int(bitPattern: base) + bytes.count) & ~(huge - 1)
+    guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+    _ = madvise(p, end - start, MADV_HUGEPAGE)
+    #endif
 }
