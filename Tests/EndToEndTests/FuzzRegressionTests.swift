@@ -13,34 +13,11 @@ import TestSupport
         f.close()
     }
 
-    /// The sequence numbers of both VHDX headers (64 KiB and 128 KiB), as stored.
-    func vhdxSequenceNumbers(_ path: String) throws -> [UInt64] {
-        let f = try SystemFile(path: path, writable: false)
-        defer { f.close() }
-        return try [0x10000, 0x20000].map { (o: UInt64) throws -> UInt64 in
-            let b = try f.readBytes(at: o + 8, count: 8)
-            return b.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        }
-    }
-
-    /// Sets the current VHDX header's sequence number to `seq` and recomputes its CRC-32C.
-    func setCurrentVhdxSequence(_ path: String, _ seq: UInt64) throws {
-        let seqs = try vhdxSequenceNumbers(path)
-        let offset: UInt64 = seqs[0] > seqs[1] ? 0x10000 : 0x20000
-        let f = try SystemFile(path: path, writable: true)
-        defer { f.close() }
-        var h = try f.readBytes(at: offset, count: 4096)
-        for i in 0..<8 { h[8 + i] = UInt8(truncatingIfNeeded: seq >> (8 * UInt64(i))) }
-        let crc = Crc32c.checksum(h, zeroingFieldAt: 4)
-        for i in 0..<4 { h[4 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
-        try f.writeBytes(h, at: offset)
-    }
-
     @Test func vhdxHeaderSequenceAtUInt64MaxWrapsOnWriteAsQemuDoes() throws {
         let dir = try TestSupport.makeTempDir("fuzz-vhdx-seq"); defer { TestSupport.removeTempDir(dir) }
         let img = dir + "/seq.vhdx", raw = dir + "/mirror.raw", viaQemu = dir + "/qemu.vhdx"
         try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", img, "8M"])
-        try setCurrentVhdxSequence(img, UInt64.max)
+        try setCurrentVhdxHeaderField(img, field: 8, UInt64.max)   // SequenceNumber
         try FileManager.default.copyItem(atPath: img, toPath: viaQemu)
         #expect(try TestSupport.qemuImg(["check", "-f", "vhdx", img]).status == 0, "qemu-img accepts the crafted file")
 

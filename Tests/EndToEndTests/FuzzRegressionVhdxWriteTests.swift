@@ -11,35 +11,12 @@ import Glibc
 /// reopen. The input is a qemu-img VHDX whose current header has LogOffset
 /// 0xfffe000000100000 (Fuzz/regressions/vhdx-write/); qemu-img and QEMU's writes are the oracles.
 @Suite struct FuzzRegressionVhdxWriteTests {
-    /// The offset of the current VHDX header (the valid one with the larger sequence number).
-    func currentHeaderOffset(_ path: String) throws -> UInt64 {
-        let f = try SystemFile(path: path, writable: false)
-        defer { f.close() }
-        let seqs = try [0x10000, 0x20000].map { (o: UInt64) throws -> UInt64 in
-            try f.readBytes(at: o + 8, count: 8).reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-        }
-        return seqs[0] > seqs[1] ? 0x10000 : 0x20000
-    }
-
-    /// Stores `value` (little-endian u64) at byte `field` of the current VHDX header and
-    /// recomputes its CRC-32C, as the fuzz target does after writing an input.
-    func setCurrentVhdxHeaderField(_ path: String, field: Int, _ value: UInt64) throws {
-        let offset = try currentHeaderOffset(path)
-        let f = try SystemFile(path: path, writable: true)
-        defer { f.close() }
-        var h = try f.readBytes(at: offset, count: 4096)
-        for i in 0..<8 { h[field + i] = UInt8(truncatingIfNeeded: value >> (8 * UInt64(i))) }
-        let crc = Crc32c.checksum(h, zeroingFieldAt: 4)
-        for i in 0..<4 { h[4 + i] = UInt8(truncatingIfNeeded: crc >> (8 * UInt32(i))) }
-        try f.writeBytes(h, at: offset)
-    }
-
     @Test func vhdxWriteThroughALogPastTheEndOfTheFileFailsNamingTheFieldAndChangesNothing() throws {
         let dir = try TestSupport.makeTempDir("fuzz-vhdx-log"); defer { TestSupport.removeTempDir(dir) }
         let img = dir + "/log.vhdx", viaQemu = dir + "/qemu.vhdx", script = dir + "/w.script"
         try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M,block_state_zero=off", img, "4M"])
         try setCurrentVhdxHeaderField(img, field: 72, 0xfffe_0000_0010_0000)   // LogOffset
-        let slot = try currentHeaderOffset(img)
+        let slot = try currentVhdxHeaderOffset(img)
         let before = try TestSupport.readFile(img)
         try FileManager.default.copyItem(atPath: img, toPath: viaQemu)
         // The log is clean, so nobody reads it: qemu-img accepts the file ...

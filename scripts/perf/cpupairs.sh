@@ -10,6 +10,7 @@
 #   N=8 D=/tmp/perf-pairs (shares pairs.sh's images and job file; run pairs.sh once first)
 # Usage: B=.build-rel/release/blockscope BASE=/tmp/base/.build-rel/release/blockscope REG=1 N=8 bash scripts/perf/cpupairs.sh
 set -e
+HERE=$(cd "$(dirname "$0")" && pwd)
 B=${B:-.build-rel/release/blockscope}
 N=${N:-8}
 D=${D:-/tmp/perf-pairs}
@@ -24,30 +25,18 @@ declare -A all
 # the figure a hot-path change moves); METRIC=total: user + system (io_uring submission in
 # the kernel included, which dominates and varies with the machine's load).
 METRIC=${METRIC:-user}
-cpu() { # prints the job thread's CPU ns per I/O of the command
-  "$@" --output=json 2>/dev/null | python3 -c "
+measure() { # the job thread's CPU ns per I/O of one run
+  run_variant "$1" "$2" | python3 -c "
 import json,sys; j=json.load(sys.stdin)['jobs'][0]; b=j['blockscope']
 print(b['cpu_ns_per_io'] if '$METRIC' == 'total' else round(b['user_cpu_ns']/j['write']['total_ios'],1))"
 }
-for i in $(seq 1 "$N"); do
-  for img in raw qcow2; do
-    f=bench.raw; [ $img = qcow2 ] && f=alloc.qcow2
-    k=$(( (i - 1) % ${#variants[@]} ))
-    order=("${variants[@]:$k}" "${variants[@]:0:$k}")
-    declare -A r=()
-    for v in "${order[@]}"; do
-      case $v in
-        new)   r[$v]=$(cpu $B run --write $f job.fio) ;;
-        base)  r[$v]=$(cpu $BASE run --write $f job.fio) ;;
-        reg0)  r[$v]=$(cpu $B run --write $f job.fio --inflight-registry=0) ;;
-        reg33) r[$v]=$(cpu $B run --write $f job.fio --inflight-registry=33) ;;
-      esac
-    done
-    line="round $i $img $METRIC ns/io:"
-    for v in "${variants[@]}"; do line+=" $v=${r[$v]}"; all[$img.$v]+="${r[$v]} "; done
-    echo "$line load=$(cut -d' ' -f1 /proc/loadavg)"
-  done
-done
+report() {
+  local line="round $1 $2 $METRIC ns/io:" v
+  for v in "${variants[@]}"; do line+=" $v=${r[$v]}"; all[$2.$v]+="${r[$v]} "; done
+  echo "$line load=$(cut -d' ' -f1 /proc/loadavg)"
+}
+source "$HERE/rounds.sh"
+rounds
 echo "medians over $N rounds (job-thread $METRIC CPU ns per I/O; ratio to ${variants[0]}):"
 for img in raw qcow2; do
   ref=$(python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" ${all[$img.${variants[0]}]})

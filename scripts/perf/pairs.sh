@@ -10,6 +10,7 @@
 #   N=8 D=/tmp/perf-pairs           rounds and scratch directory
 # Usage: B=.build-rel/release/blockscope BASE=/tmp/base/.build-rel/release/blockscope REG=1 N=8 bash scripts/perf/pairs.sh
 set -e
+HERE=$(cd "$(dirname "$0")" && pwd)
 B=${B:-.build-rel/release/blockscope}
 N=${N:-8}
 D=${D:-/tmp/perf-pairs}
@@ -39,34 +40,21 @@ variants=(fio new)
 [ -n "$BASE" ] && variants+=(base)
 [ -n "$REG" ] && variants+=(reg0 reg33)
 declare -A all
-for i in $(seq 1 "$N"); do
-  for img in raw qcow2; do
-    f=bench.raw; [ $img = qcow2 ] && f=alloc.qcow2
-    # rotate the order each round
-    k=$(( (i - 1) % ${#variants[@]} ))
-    order=("${variants[@]:$k}" "${variants[@]:0:$k}")
-    declare -A r=()
-    for v in "${order[@]}"; do
-      case $v in
-        fio)   r[$v]=$(fio job.fio --output-format=json | iops) ;;
-        new)   r[$v]=$($B run --write $f job.fio --output=json 2>/dev/null | iops) ;;
-        base)  r[$v]=$($BASE run --write $f job.fio --output=json 2>/dev/null | iops) ;;
-        reg0)  r[$v]=$($B run --write $f job.fio --output=json --inflight-registry=0 2>/dev/null | iops) ;;
-        reg33) r[$v]=$($B run --write $f job.fio --output=json --inflight-registry=33 2>/dev/null | iops) ;;
-      esac
-    done
-    line="round $i $img:"
-    for v in "${variants[@]}"; do line+=" $v=${r[$v]}"; done
-    for v in "${variants[@]}"; do
-      [ $v = fio ] && continue
-      q=$(python3 -c "print(round(${r[$v]}/${r[fio]},3))"); all[$img.$v/fio]+="$q "; line+=" $v/fio=$q"
-      if [ -n "$BASE" ] && [ $v != base ]; then
-        q=$(python3 -c "print(round(${r[$v]}/${r[base]},3))"); all[$img.$v/base]+="$q "; line+=" $v/base=$q"
-      fi
-    done
-    echo "$line load=$(cut -d' ' -f1 /proc/loadavg)"
+measure() { if [ "$1" = fio ]; then fio job.fio --output-format=json | iops; else run_variant "$1" "$2" | iops; fi; }
+report() {
+  local line="round $1 $2:" v q
+  for v in "${variants[@]}"; do line+=" $v=${r[$v]}"; done
+  for v in "${variants[@]}"; do
+    [ $v = fio ] && continue
+    q=$(python3 -c "print(round(${r[$v]}/${r[fio]},3))"); all[$2.$v/fio]+="$q "; line+=" $v/fio=$q"
+    if [ -n "$BASE" ] && [ $v != base ]; then
+      q=$(python3 -c "print(round(${r[$v]}/${r[base]},3))"); all[$2.$v/base]+="$q "; line+=" $v/base=$q"
+    fi
   done
-done
+  echo "$line load=$(cut -d' ' -f1 /proc/loadavg)"
+}
+source "$HERE/rounds.sh"
+rounds
 echo "medians over $N rounds:"
 for key in $(echo "${!all[@]}" | tr ' ' '\n' | sort); do
   echo "  $key: $(python3 -c "import statistics,sys; v=[float(x) for x in sys.argv[1:]]; print(round(statistics.median(v),3), '(', min(v), '-', max(v), ')')" ${all[$key]})"

@@ -1,12 +1,19 @@
 import BlockCore
 
+/// What every cluster-based capability below needs: the cluster size and each host
+/// cluster's stored reference count (QCOW2's refcount blocks).
+public protocol HostClusterInspector: LayoutInspector {
+    /// Cluster size in bytes (a power of two).
+    var clusterSize: UInt64 { get }
+    /// The stored refcount of the cluster at host `offset` (nil when unreadable or none).
+    func refcount(ofClusterAt offset: UInt64) -> UInt64?
+}
+
 /// What the L1/L2 view, `m` in Hex and the stepper's entry highlight need from an image whose
 /// guest space is mapped by a two-level cluster table (QCOW2's L1 and L2 tables). The views
 /// ask for this capability, not for a format's inspector; the entries are BlockCore's decoded
 /// ``Qcow2L2Entry`` values and every classification comes from BlockCore.
-public protocol ClusterTableInspector: LayoutInspector {
-    /// Cluster size in bytes (a power of two).
-    var clusterSize: UInt64 { get }
+public protocol ClusterTableInspector: HostClusterInspector {
     /// Entries per L2 table.
     var l2Entries: Int { get }
     /// True when L2 entries carry a subcluster bitmap (extended L2, 16 bytes per entry).
@@ -27,16 +34,12 @@ public protocol ClusterTableInspector: LayoutInspector {
     func compressedExtent(_ e: Qcow2L2Entry) -> (offset: UInt64, length: UInt64)
     /// Host offset of the L2 table an L1 entry points to (0 when unallocated).
     func l2TableOffset(_ l1Entry: UInt64) -> UInt64
-    /// The stored refcount of the cluster at host `offset` (nil when unreadable or none).
-    func refcount(ofClusterAt offset: UInt64) -> UInt64?
 }
 
 /// What the Refcounts view needs from an image whose host clusters carry reference counts
 /// (QCOW2's refcount table and blocks): stored counts, and the background walk's use map
 /// with the expected counts.
-public protocol RefcountInspector: LayoutInspector {
-    /// Cluster size in bytes.
-    var clusterSize: UInt64 { get }
+public protocol RefcountInspector: HostClusterInspector {
     /// Width of one refcount in bits (1 to 64).
     var refcountBits: Int { get }
     /// Host offset of the refcount table (0 when unknown).
@@ -45,8 +48,6 @@ public protocol RefcountInspector: LayoutInspector {
     var refcountTable: [UInt64] { get }
     /// Host clusters: the use map's count, or the file's size in clusters before the walk.
     var hostClusters: Int { get }
-    /// The stored refcount of the cluster at host `offset` (nil when unreadable).
-    func refcount(ofClusterAt offset: UInt64) -> UInt64?
     /// The finished whole-image use map (asking starts the walk); nil until it is done.
     var usage: HostUseMap? { get }
     /// The walk's state in words while there is no use map to show; nil once it is there.
