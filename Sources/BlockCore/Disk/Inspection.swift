@@ -78,6 +78,11 @@ public struct CheckReport: Sendable, Equatable {
     public var corruptions: Int = 0
     /// Leaked clusters or blocks (refcount too high or unreferenced).
     public var leaks: Int = 0
+    /// QCOW2 over an open, written disk: clusters whose stored refcount is above their
+    /// references only by releases a flush has queued (docs/adr/0006: applied by the first
+    /// flush after the change that dropped the reference is stable). Not leaks; 0 for `check`
+    /// of a file, which knows nothing queued in memory (qemu-img counts those as leaks).
+    public var releasesPending: Int = 0
     /// Corruptions fixed by a repair.
     public var corruptionsFixed: Int = 0
     /// Leaks fixed by a repair.

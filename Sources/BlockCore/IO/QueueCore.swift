@@ -12,7 +12,7 @@ import DequeModule
 ///   request splits into more than one sub-operation;
 /// - for a flush, `fsyncPhase` `.metadataWritten`, `.fsyncSubmitted`, `.completed`, each
 ///   exactly once and in that order on success (``fsyncPhase(_:_:)`` fills skipped phases;
-///   a failed flush reports only `.completed`);
+///   a failed flush reports no `.completed`, only its failed `guestCompleted`);
 /// - `guestCompleted` last, with `result` = the request's length in bytes for read, write,
 ///   zero and discard (0 for a flush) or -errno, and the latency since acceptance.
 ///
@@ -166,8 +166,9 @@ public final class QueueCore {
         if success {
             fsyncPhase(userData, .completed)
         } else if let i = flushes.firstIndex(where: { $0.userData == userData }) {
+            // No `.completed` phase: that says data and metadata are stable, and they are not.
+            // The `guestCompleted` event that follows carries the errno.
             flushes.remove(at: i)
-            publish(userData, .fsyncPhase(.completed))
         }
     }
 

@@ -29,12 +29,37 @@ public struct HostUseMap: Sendable {
     /// and fragmented clusters); nil for formats without refcounts.
     public let report: CheckReport?
 
-    init(unit: UInt64, uses: [UInt8], expected: RefcountArray? = nil, report: CheckReport? = nil) {
+    /// QCOW2 over an open disk: clusters whose stored refcount exceeds their references only
+    /// by releases queued for a later flush (cluster -> how many); see ``releasePending(_:)``.
+    private let pendingReleases: [Int: UInt64]
+    /// Clusters an active L1/L2 entry points to with an OFLAG_COPIED flag that disagrees with
+    /// their refcount (each such entry is one of ``report``'s corruptions).
+    private let copiedWrong: Set<Int>
+
+    init(unit: UInt64, uses: [UInt8], expected: RefcountArray? = nil, report: CheckReport? = nil,
+         pendingReleases: [Int: UInt64] = [:], copiedWrong: Set<Int> = []) {
         self.unit = unit
         self.uses = uses
         self.expected = expected
         self.report = report
+        self.pendingReleases = pendingReleases
+        self.copiedWrong = copiedWrong
     }
+
+    /// References a flush will still drop from cluster `i` (0 when none is pending): its stored
+    /// refcount is that much above the references found on purpose (docs/adr/0006), which
+    /// is neither a leak nor a mismatch.
+    public func releasePending(_ i: Int) -> UInt64 { pendingReleases[i] ?? 0 }
+
+    /// Whether any unit of `[first, end)` has a release pending (see ``releasePending(_:)``).
+    public func releasePending(_ first: Int, _ end: Int) -> Bool {
+        if pendingReleases.isEmpty { return false }
+        if end - first > pendingReleases.count { return pendingReleases.keys.contains { $0 >= first && $0 < end } }
+        return (first..<end).contains { pendingReleases[$0] != nil }
+    }
+
+    /// Whether an active L1/L2 entry points to cluster `i` with a wrong OFLAG_COPIED flag.
+    public func copiedFlagWrong(_ i: Int) -> Bool { copiedWrong.contains(i) }
 
     /// Builds a map from regions: each unit takes the kind of the regions that touch it,
     /// metadata winning over data (formats without refcounts).

@@ -109,6 +109,13 @@ public final class Qcow2Structure: @unchecked Sendable {
         return (0..<n).map { i in h.extendedL2 ? Qcow2L2Entry(entry: w[2 * i], bitmap: w[2 * i + 1]) : Qcow2L2Entry(entry: w[i], bitmap: 0) }
     }
 
+    /// Why the L2 table of L1 entry `index` cannot be read (the reader's error, e.g. past the
+    /// end of a truncated file); nil when it reads, or when the entry is empty.
+    public func l2ReadError(l1Index index: Int) -> String? {
+        guard let metadata else { return problems.first?.label ?? "tables unreadable" }
+        do { _ = try metadata.scanL2Table(l1Index: index); return nil } catch let e { return e.message }
+    }
+
     /// The L2 entry mapping guest offset `offset` (nil when its L2 table is absent or unreadable).
     public func l2Entry(guest offset: UInt64) -> Qcow2L2Entry? {
         guard let metadata, let h = header, offset < h.size else { return nil }
@@ -155,8 +162,9 @@ public final class Qcow2Structure: @unchecked Sendable {
     }
 
     /// The whole-image use map with expected refcounts and `check`'s counts: the same
-    /// ``Qcow2ReferenceWalk`` `check` runs (over live tables when ``isLive``), compared with
-    /// the stored refcounts. Memory: two bytes per host cluster.
+    /// ``Qcow2ReferenceWalk`` `check` runs (refcounts compared, then OFLAG_COPIED; over live
+    /// tables when ``isLive``, where releases queued for a later flush are named, not counted
+    /// as leaks). Memory: two bytes per host cluster.
     public func walk(progress: ((Double) -> Bool)? = nil) throws(BlockError) -> HostUseMap {
         guard let metadata else {
             throw BlockError(.corruptImage, problems.map(\.label).joined(separator: "; "), path: path, operation: "walk")
@@ -165,9 +173,11 @@ public final class Qcow2Structure: @unchecked Sendable {
         w.progress = progress
         try w.calculate()
         try w.compare(fix: nil)
+        try w.checkCopied(fix: false)
         w.report.imageEndOffset = UInt64(w.highest + 1) * metadata.header.clusterSize
         _ = progress?(1)
-        return HostUseMap(unit: metadata.header.clusterSize, uses: w.uses ?? [], expected: w.rc, report: w.report)
+        return HostUseMap(unit: metadata.header.clusterSize, uses: w.uses ?? [], expected: w.rc, report: w.report,
+                          pendingReleases: w.pendingFound, copiedWrong: w.copiedWrong)
     }
 }
 
@@ -232,6 +242,9 @@ public protocol LiveQcow2Structure: DiskFile {
     /// The structure over the disk's open metadata; nil when the disk reads a snapshot's
     /// view (whose tables are not the active ones).
     func liveQcow2Structure() -> Qcow2Structure?
+    /// Where the open backing chain holds data (nil without a backing file or when its map
+    /// cannot be read); see ``BackingAllocation``.
+    var backingAllocation: BackingAllocation? { get }
 }
 
 extension Qcow2Disk: LiveQcow2Structure {

@@ -140,7 +140,7 @@ extension TUIApp {
         }
         if toCompletion {
             gate.run(to: .completion(queue: e.queue, request: request))
-            state.say("running req \(request) to its completion…", .dim)
+            state.say("running \(Explain.req(request)) to its completion…", .dim)
         } else {
             gate.run(to: .nextRequest(after: e.queue, request: request))
             state.say("running to the next request…", .dim)
@@ -150,7 +150,7 @@ extension TUIApp {
     /// What reaching a step goal means, for the status line.
     func goalText(_ g: StepGate.Goal) -> String {
         switch g {
-        case let .completion(_, r): return "req \(r) completed (c); holding the next event — s steps, c/> run on"
+        case let .completion(_, r): return "\(Explain.req(r)) completed (c); holding the next event — s steps, c/> run on"
         case .nextRequest: return "next request reached (>): holding its first event — s steps"
         }
     }

@@ -174,9 +174,10 @@ public final class TUIApp {
         let stepping = state.stepMode
         let context = state.live.context
         subscription.drain(maxPerQueue: 4096) { e in
+            let op = state.live.op(of: e.request)
             state.live.apply(e)
             if stepping {
-                state.noteStep(Explain.line(e, context))
+                state.noteStep(Explain.line(e, context, op: op ?? state.live.op(of: e.request)))
                 if case let .tableUpdate(table, index, _, _) = e.payload {
                     state.steppedEntry = (table, index, state.live.inFlight[e.request]?.offset ?? 0)
                 }
@@ -189,7 +190,7 @@ public final class TUIApp {
         state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()
         if state.stepMode {
-            state.heldEvent = gate.heldEvent.map { Explain.line($0, context) }
+            state.heldEvent = gate.heldEvent.map { Explain.line($0, context, op: state.live.op(of: $0.request)) }
             if let g = gate.takeReachedGoal() { state.say(goalText(g), .ok) }
         }
         for line in worker?.takeOutput() ?? [] {

@@ -26,6 +26,9 @@ public protocol ClusterTableInspector: HostClusterInspector {
     var hasBacking: Bool { get }
     /// The L2 table under L1 entry `index`; nil when it has none or cannot be read.
     func l2Table(l1Index index: Int) -> [Qcow2L2Entry]?
+    /// Why the L2 table under L1 entry `index` cannot be read (BlockCore's error); nil when
+    /// it reads or the entry is empty.
+    func l2ReadError(l1Index index: Int) -> String?
     /// The L2 entry that maps guest `offset`; nil when its table is absent.
     func l2Entry(forGuest offset: UInt64) -> Qcow2L2Entry?
     /// How an entry reads as a whole (BlockCore's classification).

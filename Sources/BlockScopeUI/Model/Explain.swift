@@ -19,18 +19,29 @@ public struct ExplainContext: Sendable {
 /// One-line explanations of events, for step mode and the event log, in plain words with
 /// the image's real region kinds and metadata entries decoded.
 public enum Explain {
-    /// A ring user_data as shown everywhere (event log, step text, In-flight tree): hexadecimal,
-    /// `0x…`, whatever the engine encodes in it; guest requests are `req N` in decimal.
+    /// What the views call a refcount decrease ADR 0006 defers (the old cluster of a
+    /// copy-on-write, a copied L2 table, a discarded cluster): the stored refcount stays
+    /// above the references until a flush applies it, and that is not a leak.
+    public static let releasePending = "release pending (next flush)"
+
+    /// An id as shown everywhere (step mode, In-flight, Completions, the event log): a
+    /// request's id (`req 0x4`) and a ring's user_data (`user_data 0x8000000000000003`) are
+    /// both printed in hexadecimal, `0x…`, so the one form reads the same in every view.
     public static func tag(_ v: UInt64) -> String { hex(v) }
 
-    /// Explains an event: what happened, to which request, with offsets in hex.
-    public static func line(_ e: IoEvent, _ c: ExplainContext = ExplainContext()) -> String {
-        let r = e.request != 0 ? "req \(e.request): " : ""
+    /// A request as every view names it: `req 0x4`.
+    public static func req(_ v: UInt64) -> String { "req \(hex(v))" }
+
+    /// Explains an event: what happened, to which request, with offsets in hex. `op` is what
+    /// the request is (from its `guestRequest` event, when known): a read's mapping is
+    /// explained as a read, and a refcount drop inside a flush as a release that flush applies.
+    public static func line(_ e: IoEvent, _ c: ExplainContext = ExplainContext(), op: GuestOp? = nil) -> String {
+        let r = e.request != 0 ? "\(req(e.request)): " : ""
         switch e.payload {
         case let .guestRequest(op, offset, length):
             return "\(r)guest \(op) \(hex(offset))+\(length) accepted by queue \(e.queue)"
         case let .mappingResolved(offset, length, regions, kind, hostOffset):
-            return "\(r)mapping \(hex(offset))+\(length): \(regions) region\(regions == 1 ? "" : "s"), \(mappingWords(kind, hostOffset))"
+            return "\(r)mapping \(hex(offset))+\(length): \(regions) region\(regions == 1 ? "" : "s"), \(mappingWords(kind, hostOffset, c, op: op))"
         case let .regionBefore(guestOffset, length, kind, hostOffset, refcount):
             return "\(r)region \(hex(guestOffset))+\(length) before this request: \(regionWords(kind, hostOffset, refcount))"
         case let .copyOnWrite(guestOffset, length, source, from, into):
@@ -38,35 +49,76 @@ public enum Explain {
         case let .allocated(guestOffset, hostOffset, length):
             return "\(r)allocate a new host cluster at \(hex(hostOffset)) (\(length) bytes) for guest \(hex(guestOffset))"
         case let .tableUpdate(table, index, old, new):
-            return r + tableWords(table, index, old, new, c)
+            return r + tableWords(table, index, old, new, c, inFlush: op == .fsync)
         case let .sqeSubmitted(opcode, userData, hostOffset, length):
             return "\(r)SQE \(opcode) user_data \(tag(userData)) host \(hex(hostOffset))+\(length) submitted"
         case let .cqeReaped(opcode, userData, result, latencyNs):
-            let res = result >= 0 ? "\(result) bytes" : "error \(BlockError.errnoText(-result))"
+            let res = result >= 0 ? "\(result) bytes" : "error \(errnoWords(-result))"
             return "\(r)CQE user_data \(tag(userData)) (\(opcode)): \(res) after \(formatDuration(latencyNs))"
         case let .cqDrain(batch):
             return "CQ drained: \(batch) completion\(batch == 1 ? "" : "s") at once"
         case let .fsyncPhase(phase):
             return r + phaseWords(phase)
         case let .pendingCreated(_, subOps):
-            return "\(r)PendingIo tracks \(subOps) sub-operation\(subOps == 1 ? "" : "s") (\(e.request != 0 ? "req \(e.request)" : "the request").1…\(subOps))"
+            return "\(r)PendingIo tracks \(subOps) sub-operation\(subOps == 1 ? "" : "s") (\(e.request != 0 ? req(e.request) : "the request").1…\(subOps))"
         case let .pendingFinished(_, result):
-            return "\(r)PendingIo finished: \(result == 0 ? "ok" : BlockError.errnoText(-result))"
+            return "\(r)PendingIo finished: \(result == 0 ? "ok" : errnoWords(-result))"
         case let .guestCompleted(op, userData, result, latencyNs):
-            let res = result >= 0 ? "ok" : "failed: \(BlockError.errnoText(-result))"
-            return "req \(userData): guest \(op) completed \(res) in \(formatDuration(latencyNs)) (time held in step mode not counted)"
+            let took = "in \(formatDuration(latencyNs)) (time held in step mode not counted)"
+            if op == .fsync && result < 0 {
+                return "\(req(userData)): flush FAILED with \(errnoWords(-result)) \(took): data and metadata are not known to be stable (the dirty tables stay dirty for the next flush)"
+            }
+            let res = result >= 0 ? "ok" : "FAILED with \(errnoWords(-result))"
+            return "\(req(userData)): guest \(op) completed \(res) \(took)"
         }
     }
 
-    /// The mapping a request found, in words.
-    static func mappingWords(_ kind: RegionKind, _ host: UInt64) -> String {
+    /// An errno with its symbolic name and text: "ENOSPC (No space left on device)".
+    public static func errnoWords(_ code: Int32) -> String {
+        let names: [Int32: String] = [1: "EPERM", 2: "ENOENT", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES",
+                                      14: "EFAULT", 16: "EBUSY", 22: "EINVAL", 27: "EFBIG", 28: "ENOSPC", 30: "EROFS", 95: "EOPNOTSUPP",
+                                      122: "EDQUOT", 125: "ECANCELED"]
+        return "\(names[code] ?? "errno \(code)") (\(BlockError.errnoText(code)))"
+    }
+
+    /// The mapping a request found, in words: a read says where it reads from, a write where
+    /// it writes; VHDX and VHD in their BAT's words, RAW as the identity mapping.
+    static func mappingWords(_ kind: RegionKind, _ host: UInt64, _ c: ExplainContext = ExplainContext(), op: GuestOp? = nil) -> String {
+        let reading = op == .read
+        switch c.format {
+        case .vhdx:
+            switch kind {
+            case .allocated, .shared:
+                return "BAT: payload block at host \(hex(host)) (PAYLOAD_BLOCK_FULLY_PRESENT, or PARTIALLY_PRESENT with these sectors marked in the sector bitmap)" + (reading ? ": read from there" : op == nil ? "" : ": written there in place")
+            case .zero: return "BAT: no payload here (PAYLOAD_BLOCK_NOT_PRESENT, ZERO, UNMAPPED or UNDEFINED): reads as zeroes"
+            case .unallocated, .backing: return "BAT: PAYLOAD_BLOCK_PARTIALLY_PRESENT or NOT_PRESENT in a differencing image: these sectors come from the parent"
+            case .compressed, .mixed: return "several BAT states (one per block), first at host \(hex(host))"
+            }
+        case .vpc:
+            switch kind {
+            case .allocated, .shared:
+                return "VHD BAT entry: block data at host \(hex(host)) (its sector bitmap marks these sectors)" + (reading ? ": read from there" : op == nil ? "" : ": written there in place")
+            case .zero: return "VHD BAT entry 0xFFFFFFFF (no block): reads as zeroes"
+            case .unallocated, .backing: return "VHD BAT entry: sectors not in this image: read from the parent"
+            case .compressed, .mixed: return "several blocks, first at host \(hex(host))"
+            }
+        case .raw:
+            if kind == .allocated { return "RAW: guest offset = host offset \(hex(host))" + (reading ? ", read from there" : op == nil ? "" : ", written in place") }
+        case .qcow2:
+            break
+        }
         switch kind {
-        case .allocated: return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1: a write goes in place)"
-        case .shared: return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too, so a write copies it first)"
-        case .backing: return "not allocated in this image: the backing file holds the data"
-        case .unallocated: return "unallocated in this image (zeroes unless a backing file covers it)"
+        case .allocated:
+            if reading { return "allocated in this image at host \(hex(host)) (its own cluster): the read goes to host \(hex(host))" }
+            if op == nil { return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1)" }
+            return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1: a write goes in place)"
+        case .shared:
+            if reading { return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too): the read goes to host \(hex(host))" }
+            return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too, so a write copies it first)"
+        case .backing: return "not allocated in this image: the backing file holds the data" + (reading ? ", so the read goes to the backing file" : "")
+        case .unallocated: return "unallocated in this image and in its backing chain: reads as zeroes"
         case .zero: return "reads as zeroes (zero cluster)"
-        case .compressed: return "compressed cluster at host \(hex(host))"
+        case .compressed: return "compressed cluster at host \(hex(host))" + (reading ? ": the read decompresses it" : "")
         case .mixed: return "several kinds (one line per region follows), first at host \(hex(host))"
         }
     }
@@ -77,7 +129,7 @@ public enum Explain {
         case .allocated: return "allocated at host \(hex(host)), refcount \(refcount), COPIED (this image's own cluster)"
         case .shared: return "shared — host \(hex(host)) has refcount \(refcount) (a snapshot references it too; no COPIED flag)"
         case .backing: return "unallocated here; the backing file has the data"
-        case .unallocated: return "unallocated, past the backing file or without one (reads as zeroes)"
+        case .unallocated: return "unallocated here and in the backing chain (reads as zeroes)"
         case .zero: return "zero cluster (reads as zeroes, no data)"
         case .compressed: return "compressed, stored at host \(hex(host))"
         case .mixed: return "mixed"
@@ -95,20 +147,25 @@ public enum Explain {
         }
     }
 
-    /// A metadata entry change, decoded.
-    static func tableWords(_ table: MetadataTable, _ index: UInt64, _ old: UInt64, _ new: UInt64, _ c: ExplainContext) -> String {
+    /// A metadata entry change, decoded. An L1 or L2 change that stops referencing a host
+    /// cluster says its release is pending (docs/adr/0006); `inFlush`: a refcount drop in a
+    /// flush is such a release, applied now.
+    static func tableWords(_ table: MetadataTable, _ index: UInt64, _ old: UInt64, _ new: UInt64, _ c: ExplainContext, inFlush: Bool = false) -> String {
         switch table {
         case .refcount:
             let at = c.clusterBits.map { " at \(hex(index << UInt64($0)))" } ?? ""
-            let why: String
+            var why: String
             if new > old { why = old == 0 ? "newly allocated" : "one more reference" }
             else if new == 0 { why = "freed: nothing references it any more" }
             else { why = "one reference dropped, \(new) left" }
+            if inFlush && new < old { why += "; the release that was pending, applied by this flush (the change that dropped the reference is stable)" }
             return "refcount of host cluster \(index)\(at): \(old) -> \(new) (\(why))"
         case .l1:
-            return "L1[\(index)]: \(l1Words(old)) -> \(l1Words(new))"
+            let oldL2 = old & Qcow2Entry.offsetMask, newL2 = new & Qcow2Entry.offsetMask
+            let release = oldL2 != 0 && oldL2 != newL2 ? "; old L2 table \(hex(oldL2)): refcount \(releasePending)" : ""
+            return "L1[\(index)]: \(l1Words(old)) -> \(l1Words(new))\(release)"
         case .l2:
-            return "L2[\(index)]: \(l2Words(old, c)) -> \(l2Words(new, c))"
+            return "L2[\(index)]: \(l2Words(old, c)) -> \(l2Words(new, c))\(l2Release(old, new, c))"
         case .refcountTable:
             return "refcount table[\(index)]: \(old == 0 ? "empty" : hex(old)) -> new refcount block at \(hex(new))"
         case .bat:
@@ -116,6 +173,20 @@ public enum Explain {
         case .header:
             return index == 48 ? "header: refcount table moved from \(hex(old)) to \(hex(new))" : "header field at byte \(index): \(hex(old)) -> \(hex(new))"
         }
+    }
+
+    /// "; old cluster 0x50000: refcount release pending (next flush)" when an L2 change stops
+    /// referencing a host cluster (or a compressed cluster's bytes); empty otherwise.
+    static func l2Release(_ old: UInt64, _ new: UInt64, _ c: ExplainContext) -> String {
+        let oldHost: UInt64
+        if old & Qcow2Entry.compressed != 0 {
+            guard let bits = c.clusterBits else { return "" }
+            oldHost = Qcow2CompressedDescriptor(entry: old & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: UInt32(bits)).hostOffset
+            return "; old compressed bytes at \(hex(oldHost)): refcount \(releasePending)"
+        }
+        oldHost = old & Qcow2Entry.offsetMask
+        guard oldHost != 0, oldHost != new & Qcow2Entry.offsetMask || new & Qcow2Entry.compressed != 0 else { return "" }
+        return "; old cluster \(hex(oldHost)): refcount \(releasePending)"
     }
 
     /// A QCOW2 L1 entry: "empty", "L2 table at 0x40000 (COPIED)".

@@ -41,7 +41,10 @@ public final class ImageModel {
         }
         format = disk?.format ?? probeFormat(head)
         if format == .qcow2 {
-            do { inspector = try Qcow2Inspector(path: path, live: (disk as? any LiveQcow2Structure)?.liveQcow2Structure()?.metadata) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
+            let q = disk as? any LiveQcow2Structure
+            var chain: (() -> BackingAllocation?)?
+            if let q { chain = { q.backingAllocation } }
+            do { inspector = try Qcow2Inspector(path: path, live: q?.liveQcow2Structure()?.metadata, backing: chain) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
         }
         if inspector == nil, let b = disk as? any BatStructure {
             inspector = BatFormatInspector(disk: b)

@@ -151,6 +151,9 @@ public final class LiveModel {
     /// Folds one event into the model.
     public func apply(_ e: IoEvent) {
         eventCount += 1
+        // What the request is, so its log line explains a read as a read (kept with the event).
+        var op = inFlight[e.request]?.op
+        if case let .guestRequest(o, _, _) = e.payload { op = o }
         switch e.payload {
         case let .guestRequest(op, offset, length):
             inFlight[e.request] = GuestRequestState(request: e.request, queue: e.queue, op: op, offset: offset, length: length, started: e.time)
@@ -196,8 +199,11 @@ public final class LiveModel {
             completionsPerTick[completionsPerTick.count - 1] += 1
             inFlight[key] = nil
         }
-        logRing.append(.event(e))
+        logRing.append(.event(e, op))
     }
+
+    /// What request `request` is (read, write, flush, ...) while it is in flight.
+    public func op(of request: UInt64) -> GuestOp? { inFlight[request]?.op }
 
     /// Keeps only the requests the engine still holds (its exact snapshot, taken after the
     /// events were drained): a request whose completion event was dropped leaves here too.
@@ -239,12 +245,12 @@ public final class LiveModel {
 
 /// A log line: an event explained on demand, or a message.
 enum LogEntry {
-    case event(IoEvent)
+    case event(IoEvent, GuestOp?)
     case text(String)
 
     func text(_ c: ExplainContext) -> String {
         switch self {
-        case let .event(e): return Explain.line(e, c)
+        case let .event(e, op): return Explain.line(e, c, op: op)
         case let .text(t): return t
         }
     }

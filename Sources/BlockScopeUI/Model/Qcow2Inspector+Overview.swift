@@ -58,7 +58,7 @@ extension Qcow2Inspector {
             ("data", "\(c[.data] ?? 0) data, \(c[.compressed] ?? 0) compressed", .data),
             ("metadata", "\(c[.l2Table] ?? 0) L2, \(c[.refcountBlock] ?? 0) refcount blocks, \(meta) snapshot, \((c[.bitmapDirectory] ?? 0) + (c[.bitmapTable] ?? 0) + (c[.bitmapData] ?? 0)) bitmap", .l2),
             ("free", "\(c[.free] ?? 0)", .free),
-            ("check", r.leaks + r.corruptions == 0 ? "clean: every refcount matches its references" : "\(r.leaks) leaked, \(r.corruptions) corruptions (as check counts them)", r.leaks + r.corruptions == 0 ? .ok : .error),
+            ("check", r.leaks + r.corruptions + r.releasesPending == 0 ? "clean: every refcount matches its references" : "\(r.leaks) leaked, \(r.corruptions) corruptions" + (r.releasesPending == 0 ? "" : ", \(r.releasesPending) release\(r.releasesPending == 1 ? "" : "s") pending (next flush)") + " (as check counts them)", r.leaks + r.corruptions == 0 ? (r.releasesPending == 0 ? .ok : .warning) : .error),
         ]
         if let s = usageStatus { rows.append(("walk", s, .dim)) }
         sections.append(InfoSection("Host clusters (\(u.count))", rows))

@@ -18,11 +18,17 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
     private var l2Cache: [(index: Int, table: [Qcow2L2Entry])] = []
     private var regionCache: [HostRegion]?
 
+    /// Where the backing chain holds data (the open disk's answer), asked once on first use.
+    private let chainSource: (() -> BackingAllocation?)?
+    private var chainCache: BackingAllocation??
+
     /// Reads the image at `path`; with `live` (the open disk's metadata, active view) tables
-    /// come from memory, so allocations show before they are flushed.
-    public init(path: String, live: QcowMetadata? = nil) throws(BlockError) {
+    /// come from memory, so allocations show before they are flushed. `backing` answers where
+    /// the open backing chain holds data; without it the chain's content is unknown.
+    public init(path: String, live: QcowMetadata? = nil, backing: (() -> BackingAllocation?)? = nil) throws(BlockError) {
         let l = live?.snapshot == nil ? live : nil
         self.live = l
+        chainSource = backing
         if let l { structure = Qcow2Structure(metadata: l) } else { structure = try Qcow2Structure(path: path) }
         host = try? SystemFile(path: path, writable: false)
         walker = Qcow2Inspector.walker(structure)
@@ -132,6 +138,12 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
         return t
     }
 
+    /// Why the L2 table under L1 entry `index` cannot be read (nil when it reads or is absent).
+    public func l2ReadError(l1Index index: Int) -> String? {
+        guard index < l1.count, l2TableOffset(l1[index]) != 0, l2Table(l1Index: index) == nil else { return nil }
+        return structure.l2ReadError(l1Index: index) ?? "read failed"
+    }
+
     /// Host offset of the L2 table an L1 entry points to (0 when unallocated).
     public func l2TableOffset(_ l1Entry: UInt64) -> UInt64 { l1Entry & Qcow2Entry.offsetMask }
     /// Host offset of the L1 table (0 when the header is unreadable).
@@ -166,10 +178,27 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
         return (d.hostOffset, UInt64(d.length))
     }
 
+    /// Where the backing chain holds data (nil: no backing file, or not known).
+    private var chain: BackingAllocation? {
+        if let c = chainCache { return c }
+        let c = chainSource?()
+        chainCache = .some(c)
+        return c
+    }
+
+    /// How guest range `[start, start+length)` reads where this image maps nothing: from the
+    /// backing file only where the chain holds data there (qemu-img map's `data` at depth 1
+    /// and beyond); elsewhere it reads as zeroes, and says so.
+    public func unallocatedState(_ start: UInt64, _ length: UInt64) -> (role: Role, text: String) {
+        guard structure.backingFile != nil else { return (.free, "unallocated (reads zeroes)") }
+        guard let c = chain else { return (.backing, "unallocated here: the backing file decides (its map could not be read)") }
+        if c.holdsData(start, length) { return (.backing, "unallocated here: read from the backing file, which holds data here") }
+        return (.free, "unallocated here and in the backing chain: reads as zeroes")
+    }
+
     /// How guest cluster `cluster` reads: colour role and description.
     public func guestState(cluster: UInt64) -> (role: Role, text: String) {
-        let backing = structure.backingFile != nil
-        let unalloc: (Role, String) = backing ? (.backing, "unallocated: read from backing file") : (.free, "unallocated (reads zeroes)")
+        let unalloc = unallocatedState(cluster * clusterSize, clusterSize)
         guard let e = l2Entry(forGuest: cluster * clusterSize) else { return unalloc }
         switch type(of: e) {
         case .compressed:
@@ -189,23 +218,31 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
         let cs = clusterSize
         let first = start / cs, last = (start + max(length, 1) - 1) / cs
         let rank: [Role: Int] = [.free: 0, .backing: 1, .zero: 2, .data: 3, .compressed: 4, .error: 5]
-        var best: (Role, String) = (.free, "unallocated")
+        var best: (Role, String)?
+        func consider(_ s: (Role, String)) {
+            if best == nil || rank[s.0, default: 0] > rank[best!.0, default: 0] { best = s }
+        }
         var c = first
         var probes = 0
         let per = UInt64(max(1, l2Entries))
         while c <= last && probes < 64 {
             let l1i = Int(c / per)
             if l1i >= l1.count || l2TableOffset(l1[l1i]) == 0 {
-                if best.0 == .free && structure.backingFile != nil { best = (.backing, "unallocated: read from backing file") }
+                let next = min((c / per + 1) * per, last + 1)
+                consider(unallocatedState(c * cs, (next - c) * cs))
                 c = (c / per + 1) * per
                 continue
             }
-            let s = guestState(cluster: c)
-            if rank[s.role, default: 0] > rank[best.0, default: 0] { best = s }
+            if l2Table(l1Index: l1i) == nil {
+                consider((.error, "unreadable: L2 table at \(hex(l2TableOffset(l1[l1i]))) (L1[\(l1i)]): \(structure.l2ReadError(l1Index: l1i) ?? "read failed")"))
+                c = (c / per + 1) * per
+                continue
+            }
+            consider(guestState(cluster: c))
             c += max(1, (last - first + 1) / 64)
             probes += 1
         }
-        return best
+        return best ?? (.free, "unallocated")
     }
 
     /// Host cluster use: from the use map, or from the named regions until the walk is done.
@@ -217,6 +254,9 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
             // The use map only: no refcount-block read per cell (the Refcounts view reads those).
             let d = u.dominant(first, end)
             let refs = u.expectedRefcount(first).map { ", referenced \($0)x" } ?? ""
+            if !d.mismatched, u.releasePending(first, end) {
+                return (.warning, "cluster \(first): \(d.kind.name)\(refs), \(Explain.releasePending)")
+            }
             return (d.mismatched ? .error : d.kind.role, "cluster \(first): \(d.kind.name)\(refs)\(d.mismatched ? ", stored refcount differs" : "")")
         }
         let e = start + max(length, 1)
@@ -239,6 +279,7 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
         let per = UInt64(max(1, l2Entries))
         let cluster = offset / cs
         let l1i = cluster / per, l2i = cluster % per
+        if let err = l2ReadError(l1Index: Int(l1i)) { return (nil, "L1[\(l1i)] -> L2 \(hex(l2TableOffset(l1[Int(l1i)]))) unreadable: \(err)") }
         guard let e = l2Entry(forGuest: offset) else { return (nil, "L1[\(l1i)] empty: unallocated") }
         let path = "L1[\(l1i)] -> L2 \(hex(l2TableOffset(l1[Int(l1i)])))[\(l2i)] = \(hex(e.entry))"
         switch type(of: e) {

@@ -56,12 +56,12 @@ public final class InFlightView: TUIView {
         for o in ordered(shown) {
             let age = formatDuration(now > o.acceptedNs ? now - o.acceptedNs : 0)
             let r = app.live.inFlight[o.userData].flatMap { Int($0.queue) == o.queue ? $0 : nil }
-            out.append(("req \(o.userData)  \(o.op) \(hex(o.offset))+\(o.length)  queue \(o.queue)  age \(age)\(r?.mapping.map { "  → \($0)" } ?? "")", .inflight))
+            out.append(("\(Explain.req(o.userData))  \(o.op) \(hex(o.offset))+\(o.length)  queue \(o.queue)  age \(age)\(r?.mapping.map { "  → \($0)" } ?? "")", .inflight))
             guard let r else { continue }
             for (pi, p) in r.pending.enumerated() {
                 let last = pi == r.pending.count - 1
                 let state = p.result.map { $0 == 0 ? "done" : "failed \($0)" } ?? "waiting"
-                out.append(("  \(last ? "└─" : "├─") req \(o.userData).\(pi + 1): PendingIo of \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
+                out.append(("  \(last ? "└─" : "├─") \(Explain.req(o.userData)).\(pi + 1): PendingIo of \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
                 if pi == 0 { out += sqeLines(r.sqes, prefix: last ? "     " : "  │  ", now: now) }
             }
             if r.pending.isEmpty { out += sqeLines(r.sqes, prefix: "  ", now: now) }
@@ -101,7 +101,7 @@ public final class InFlightView: TUIView {
         if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines".padded(area.width), CellStyle(.dim)) }
         y += treeHeight
         if !live.slowest.isEmpty {
-            let slow = live.slowest.map { "req \($0.request) \($0.op) \(hex($0.offset))+\($0.length) q\($0.queue) \(formatDuration($0.latencyNs))" }
+            let slow = live.slowest.map { "\(Explain.req($0.request)) \($0.op) \(hex($0.offset))+\($0.length) q\($0.queue) \(formatDuration($0.latencyNs))" }
             s.put(area.x, y, "slowest completed: " + slow.joined(separator: "  ·  "), CellStyle(.dim), maxWidth: area.width)
             y += 2
         }

@@ -34,6 +34,7 @@ public final class L1L2View: TUIView {
             let off = l.l2TableOffset(e)
             let guest = "guest \(hex(UInt64(i) * span))".padded(22)
             if off == 0 { return ("L1[\(i)]".padded(10) + guest + "unallocated", .free) }
+            if let err = l.l2ReadError(l1Index: i) { return ("L1[\(i)]".padded(10) + guest + "L2 table at \(hex(off)) UNREADABLE: \(err)", .error) }
             let rc = l.refcount(ofClusterAt: off).map { "\($0)" } ?? "?"
             return ("L1[\(i)]".padded(10) + guest + "L2 table at \(hex(off))".padded(28) + (e >> 63 != 0 ? "COPIED  " : "        ") + "refcount \(rc)", .l2)
         }
@@ -132,7 +133,8 @@ public final class L1L2View: TUIView {
         }
         if e == .enter || e == .right {
             let i = l1Cursor.selected
-            if i < q.l1.count, q.l2TableOffset(q.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
+            if i < q.l1.count, let err = q.l2ReadError(l1Index: i) { app.sayInView("L1[\(i)]: the L2 table is unreadable: \(err)", .error) }
+            else if i < q.l1.count, q.l2TableOffset(q.l1[i]) != 0 { openL1 = i; l2Cursor = ListCursor() }
             else { app.sayInView("L1[\(i)] has no L2 table: that guest range is unallocated", .dim) }
             return true
         }
@@ -149,7 +151,10 @@ public final class L1L2View: TUIView {
         l1Cursor.selected = Int(cluster / per)
         l1Cursor.clamp(count: q.l1.count, visible: visible)
         var where_ = "L1[\(cluster / per)]"
-        if l1Cursor.selected < q.l1.count, q.l2TableOffset(q.l1[l1Cursor.selected]) != 0 {
+        if l1Cursor.selected < q.l1.count, let err = q.l2ReadError(l1Index: l1Cursor.selected) {
+            openL1 = nil
+            where_ += " (L2 table unreadable: \(err))"
+        } else if l1Cursor.selected < q.l1.count, q.l2TableOffset(q.l1[l1Cursor.selected]) != 0 {
             openL1 = l1Cursor.selected
             l2Cursor.selected = Int(cluster % per)
             l2Cursor.clamp(count: Int(per), visible: visible)

@@ -38,6 +38,7 @@ public final class MapView: TUIView {
         case .refcount: return "R"
         case .snapshot: return "S"
         case .error: return "!"
+        case .warning: return "~"
         default: return "·"
         }
     }

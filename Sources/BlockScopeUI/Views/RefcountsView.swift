@@ -17,7 +17,7 @@ public final class RefcountsView: TUIView {
     /// Creates the view.
     public init() {}
 
-    private var summaryCache: (version: Int, hist: [(UInt64, Int)], leaked: Int, over: Int)?
+    private var summaryCache: (version: Int, hist: [(UInt64, Int)], report: CheckReport)?
 
     /// The row of host cluster `i`: index, offset, use (from the structure walk), stored
     /// refcount (read for this row only) and a note where it differs from the references.
@@ -31,19 +31,34 @@ public final class RefcountsView: TUIView {
         let kind = u.kind(i)
         var role = kind.role
         var note = ""
-        if let st = stored, st > exp { role = .error; note = "  LEAKED (\(st - exp) extra)" }
+        let pending = u.releasePending(i)
+        if let st = stored, st > exp {
+            if st - exp <= pending { role = .warning; note = "  \(Explain.releasePending) (\(st - exp) reference\(st - exp == 1 ? "" : "s") dropped, refcount still \(st))" }
+            else { role = .error; note = "  LEAKED (\(st - exp) extra)" }
+        }
         if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
+        if u.copiedFlagWrong(i) { role = .error; note += "  COPIED flag wrong for refcount \(stored.map { "\($0)" } ?? "?")" }
         return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(kind.name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
     }
 
-    /// Histogram of references per cluster and the walk's problem counts, once per walk.
-    private func summary(_ q: any RefcountInspector, _ app: AppState) -> (hist: [(UInt64, Int)], leaked: Int, over: Int)? {
+    /// Histogram of references per cluster and the walk's counts (`check`'s), once per walk.
+    private func summary(_ q: any RefcountInspector, _ app: AppState) -> (hist: [(UInt64, Int)], report: CheckReport)? {
         guard let u = q.usage else { return nil }
-        if let c = summaryCache, c.version == app.layoutVersion { return (c.hist, c.leaked, c.over) }
+        if let c = summaryCache, c.version == app.layoutVersion { return (c.hist, c.report) }
         let h = u.expectedHistogram().map { ($0.refcount, $0.units) }
         let r = u.report ?? CheckReport()
-        summaryCache = (app.layoutVersion, h, r.leaks, r.corruptions)
-        return (h, r.leaks, r.corruptions)
+        summaryCache = (app.layoutVersion, h, r)
+        return (h, r)
+    }
+
+    /// The summary line: `check`'s leaks and corruptions (the same walk), and beside them the
+    /// releases a flush still has to apply (not leaks).
+    static func summaryLine(_ r: CheckReport) -> (String, Role) {
+        let pending = r.releasesPending == 0 ? "" : ", \(r.releasesPending) release\(r.releasesPending == 1 ? "" : "s") pending (next flush)"
+        if r.leaks + r.corruptions == 0 {
+            return (r.releasesPending == 0 ? "clean: every refcount equals the references found" : "0 leaked, 0 corruptions\(pending)", r.releasesPending == 0 ? .ok : .warning)
+        }
+        return ("\(r.leaks) leaked, \(r.corruptions) corruptions\(pending) (as check counts them; highlighted below)", .error)
     }
 
     /// Draws the table summary, histogram and per-cluster list.
@@ -75,9 +90,9 @@ public final class RefcountsView: TUIView {
                 s.put(area.x + 14 + bar, y, "\(n)", CellStyle(.normal))
                 y += 1
             }
-            let leaked = sum.leaked, over = sum.over
-            s.put(area.x, y, leaked + over == 0 ? "clean: every refcount equals the references found" : "\(leaked) leaked, \(over) corruptions (as check counts them; highlighted below)", CellStyle(leaked + over == 0 ? .ok : .error))
-            if let st = q.usageStatus { s.put(area.x + 60, y, st, CellStyle(.dim), maxWidth: max(0, area.width - 60)) }
+            let line = RefcountsView.summaryLine(sum.report)
+            let end = s.put(area.x, y, line.0, CellStyle(line.1), maxWidth: area.width)
+            if let st = q.usageStatus { s.put(max(area.x + 60, end + 2), y, st, CellStyle(.dim), maxWidth: max(0, area.x + area.width - max(area.x + 60, end + 2))) }
         } else {
             s.put(area.x, y, q.usageStatus ?? "", CellStyle(.dim), maxWidth: area.width)
         }

@@ -15,11 +15,13 @@ extension QcowMetadata {
     /// maintain, and makes the state ready for writes. Called once by a writable open.
     ///
     /// `backingSize` is the guest size of the backing image (0 without one): copy-on-write
-    /// past it fills zeroes, which a fresh cluster already holds.
-    public func prepareForWriting(backingSize: UInt64 = 0) throws(BlockError) {
+    /// past it fills zeroes, which a fresh cluster already holds. `backingData` tells events
+    /// where the backing chain holds data (called only when events are published).
+    public func prepareForWriting(backingSize: UInt64 = 0, backingData: (@Sendable () -> BackingAllocation?)? = nil) throws(BlockError) {
         try state.withLock { (s) throws(BlockError) in
             if s.w.prepared { return }
             s.w.backingSize = backingSize
+            s.w.backingData = backingData
             var m = Set<UInt64>()
             let cs = header.clusterSize
             func add(_ off: UInt64, _ bytes: UInt64) {

@@ -129,7 +129,8 @@ public final class QcowAsync: AsyncIo {
         }
         if let sink {
             let backingSize = disk.backing?.logicalSize ?? 0
-            let kinds = Set(maps.map { $0.regionKind(backingSize: backingSize) })
+            let chain = backingSize > 0 ? disk.backingAllocation : nil
+            let kinds = Set(maps.map { $0.regionKind(backingSize: backingSize, chain: chain) })
             var host: UInt64 = 0
             if case let .data(h)? = maps.first?.kind { host = h }
             sink.publish(IoEvent(queue: queueID, request: userData, .mappingResolved(offset: offset, length: length, regions: maps.count, kind: kinds.count == 1 ? kinds.first! : .mixed, hostOffset: host)))

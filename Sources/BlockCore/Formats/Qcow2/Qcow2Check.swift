@@ -54,15 +54,20 @@ extension Qcow2Disk {
 }
 
 extension Qcow2ReferenceWalk {
-    /// OFLAG_COPIED must be set exactly when the refcount is 1 (QEMU's check_oflag_copied).
+    /// OFLAG_COPIED must be set exactly when the refcount is 1 (QEMU's check_oflag_copied):
+    /// one corruption per active L1 or L2 entry whose flag disagrees, as qemu-img counts.
+    /// Reads the tables through ``reader`` (live caches on a live walk, where a refcount
+    /// lowered by a pending release counts as already lowered); with ``uses``, records each
+    /// such entry's cluster in ``copiedWrong``. `fix` rewrites the flags in the file.
     mutating func checkCopied(fix: Bool) throws(BlockError) {
-        let l1 = try QcowMetadata.readTable(metadata.file, at: h.l1TableOffset, entries: Int(h.l1Size))
+        let l1 = try reader.activeL1(h)
         let ext = h.extendedL2, extData = h.hasExternalData
         let step = ext ? 2 : 1
         for (i, l1e) in l1.enumerated() {
             let l2off = l1e & Qcow2Entry.offsetMask
             if l2off == 0 { continue }
-            guard let r = try onDisk(Int(l2off / cs)) else { continue }
+            guard let stored = try onDisk(Int(l2off / cs)) else { continue }
+            let r = effective(Int(l2off / cs), stored)
             if (r == 1) != (l1e & Qcow2Entry.copied != 0) {
                 if fix {
                     let v = r == 1 ? l1e | Qcow2Entry.copied : l1e & ~Qcow2Entry.copied
@@ -73,17 +78,19 @@ extension Qcow2ReferenceWalk {
                     report.repairActions.append("Repairing OFLAG_COPIED L2 cluster: l1_index=\(i) l1_entry=\(String(l1e, radix: 16)) refcount=\(r)")
                 } else {
                     problem("ERROR OFLAG_COPIED L2 cluster: l1_index=\(i) l1_entry=\(String(l1e, radix: 16)) refcount=\(r)")
+                    if uses != nil { copiedWrong.insert(Int(l2off / cs)) }
                     if computed(Int(l2off / cs)) == r { preview("\(r == 1 ? "set" : "clear") OFLAG_COPIED on L1 entry \(i) (-r all)") }
                 }
             }
-            var t = try QcowMetadata.readTable(metadata.file, at: l2off, entries: Int(cs / 8))
+            var t = try reader.l2(at: l2off, clusterSize: cs)
+            if t.count < Int(h.l2Entries) * step { continue }
             var dirty = false
             for j in 0..<Int(h.l2Entries) {
                 if t[j * step] == 0 { continue }   // unallocated: no COPIED flag to check
                 let e = Qcow2L2Entry(entry: t[j * step], bitmap: ext ? t[j * step + 1] : 0)
                 if e.isCompressed || !e.hasHostCluster(externalData: extData) { continue }
                 let rr: UInt64
-                if extData { rr = 1 } else { guard let x = try onDisk(Int(e.hostOffset / cs)) else { continue }; rr = x }
+                if extData { rr = 1 } else { guard let x = try onDisk(Int(e.hostOffset / cs)) else { continue }; rr = effective(Int(e.hostOffset / cs), x) }
                 if (rr == 1) != (e.entry & Qcow2Entry.copied != 0) {
                     if fix {
                         t[j * step] = rr == 1 ? e.entry | Qcow2Entry.copied : e.entry & ~Qcow2Entry.copied
@@ -92,6 +99,7 @@ extension Qcow2ReferenceWalk {
                         report.repairActions.append("Repairing OFLAG_COPIED data cluster: l2_entry=\(String(e.entry, radix: 16)) refcount=\(rr)")
                     } else {
                         problem("ERROR OFLAG_COPIED data cluster: l2_entry=\(String(e.entry, radix: 16)) refcount=\(rr)")
+                        if uses != nil, !extData { copiedWrong.insert(Int(e.hostOffset / cs)) }
                         if extData || computed(Int(e.hostOffset / cs)) == rr {
                             preview("\(rr == 1 ? "set" : "clear") OFLAG_COPIED on the L2 entry of host cluster \(hex(e.hostOffset)) (-r all)")
                         }
@@ -105,5 +113,12 @@ extension Qcow2ReferenceWalk {
             }
         }
         if fix { try metadata.file.sync(dataOnly: true) }
+    }
+
+    /// The refcount of cluster `i` once the releases queued for it are applied (the stored
+    /// one on a walk of a file).
+    func effective(_ i: Int, _ stored: UInt64) -> UInt64 {
+        guard let p = pending[UInt64(i)] else { return stored }
+        return stored > p ? stored - p : 0
     }
 }

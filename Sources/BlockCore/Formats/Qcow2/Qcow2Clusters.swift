@@ -124,12 +124,16 @@ public struct ReadMapping: Sendable, Equatable {
     }
 
     /// The event layer's summary of the kind: a range no L2 entry maps is `.backing` where a
-    /// backing file of `backingSize` bytes covers its start, `.unallocated` past it or without one.
-    public func regionKind(backingSize: UInt64) -> RegionKind {
+    /// backing file of `backingSize` bytes covers its start and (with `chain`) holds data in
+    /// it, `.unallocated` (reads as zeroes) elsewhere or without one.
+    public func regionKind(backingSize: UInt64, chain: BackingAllocation? = nil) -> RegionKind {
         switch kind {
         case .data: return .allocated
         case .zero: return .zero
-        case .backing: return guestOffset < backingSize ? .backing : .unallocated
+        case .backing:
+            guard guestOffset < backingSize else { return .unallocated }
+            if let chain, !chain.holdsData(guestOffset, min(length, backingSize - guestOffset)) { return .unallocated }
+            return .backing
         case .compressed: return .compressed
         }
     }

@@ -1,3 +1,4 @@
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -41,6 +42,8 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
     /// Warnings from open (corrupt bit, dirty bit, encryption).
     public let warnings: [String]
     let options: OpenOptions
+    /// ``backingAllocation``, built on first use.
+    let backingAllocationCache = Mutex(BackingAllocationSlot())
 
     /// The header, for convenience.
     public var header: Qcow2Header { metadata.header }
@@ -151,7 +154,7 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             _ = try check(repair: .all)
             metadata = try QcowMetadata(file: file, snapshotName: nil, cacheEntries: options.metadataCacheEntries)
         }
-        try metadata.prepareForWriting(backingSize: backing?.logicalSize ?? 0)
+        try metadata.prepareForWriting(backingSize: backing?.logicalSize ?? 0, backingData: { [weak self] in self?.backingAllocation })
     }
 
     static func directory(of path: String) -> String {

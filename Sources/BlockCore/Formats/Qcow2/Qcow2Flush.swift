@@ -94,6 +94,20 @@ extension QcowMetadata {
         }
     }
 
+    /// Refcount releases queued and not yet applied (docs/adr/0006): host cluster index ->
+    /// how many references a later flush drops from it. A cluster here has a stored refcount
+    /// above its references on purpose (a release pending, not a leak); empty on a read-only open.
+    public var pendingReleases: [UInt64: UInt64] {
+        state.withLock { s in
+            var out: [UInt64: UInt64] = [:]
+            for f in s.w.pendingFrees where f.length > 0 {
+                var c = f.offset >> cb
+                while c <= (f.offset + f.length - 1) >> cb { out[c, default: 0] += 1; c += 1 }
+            }
+            return out
+        }
+    }
+
     /// Whether anything waits to be written back (dirty tables or refcount releases).
     public var hasUnflushedMetadata: Bool {
         state.withLock { s in

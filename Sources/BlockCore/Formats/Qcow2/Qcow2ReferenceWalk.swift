@@ -69,6 +69,15 @@ struct Qcow2ReferenceWalk {
     var uses: [UInt8]?
     /// Called with the fraction done (0...1); returning false cancels the walk.
     var progress: ((Double) -> Bool)?
+    /// Live walks: refcount releases queued for a later flush (cluster -> references it will
+    /// drop; ``QcowMetadata/pendingReleases``). Empty for `check` of a file.
+    let pending: [UInt64: UInt64]
+    /// Clusters whose stored refcount is above their references by pending releases only
+    /// (cluster -> how many), found by ``compare(fix:)``.
+    var pendingFound: [Int: UInt64] = [:]
+    /// Clusters an active L1 or L2 entry points to with an OFLAG_COPIED flag that does not
+    /// match their refcount (found by ``checkCopied(fix:)`` when ``uses`` is recorded).
+    var copiedWrong: Set<Int> = []
     /// Refcount blocks read for ``onDisk(_:)`` (bounded).
     private var blockCache = TableCache<[UInt8]>(capacity: 64)
     /// The refcount block ``onDisk(_:)`` used last (consecutive clusters share it).
@@ -89,6 +98,7 @@ struct Qcow2ReferenceWalk {
         refTable = try reader.refcountTable(h)
         report.totalClusters = (h.size + cs - 1) / cs
         if recordUses { uses = [UInt8](repeating: 0, count: nb) }
+        pending = live ? metadata.pendingReleases : [:]
     }
 
     /// The image path, for errors.

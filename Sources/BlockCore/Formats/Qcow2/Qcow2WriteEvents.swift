@@ -9,7 +9,8 @@ extension QcowMetadata {
     /// How `[offset, end)` maps now, as `regionBefore` events (lock held): data this image
     /// owns (COPIED, refcount 1) is `.allocated`, data also referenced elsewhere (no COPIED
     /// flag or refcount above 1, e.g. after `qemu-img snapshot -c`) is `.shared`, unallocated
-    /// ranges are `.backing` inside the backing file and `.unallocated` past it or without one.
+    /// ranges are `.backing` where the backing chain holds data and `.unallocated` elsewhere
+    /// (reads as zeroes: a hole in the chain, past the backing file, or without one).
     func regionsBefore(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64) throws(BlockError) -> [IoEventPayload] {
         typealias Region = (guest: UInt64, length: UInt64, kind: RegionKind, host: UInt64, refcount: UInt64)
         var out: [Region] = []
@@ -40,14 +41,17 @@ extension QcowMetadata {
             case .zero:
                 add((m.guestOffset, m.length, .zero, 0, 0))
             case .backing:
+                // `.backing` only where the chain holds data (qemu-img map's data at depth >= 1).
                 let bEnd = s.w.backingSize
-                if m.guestOffset < bEnd {
-                    let n = min(m.length, bEnd - m.guestOffset)
-                    add((m.guestOffset, n, .backing, 0, 0))
-                    if n < m.length { add((m.guestOffset + n, m.length - n, .unallocated, 0, 0)) }
-                } else {
-                    add((m.guestOffset, m.length, .unallocated, 0, 0))
+                let inside = m.guestOffset < bEnd ? min(m.length, bEnd - m.guestOffset) : 0
+                if inside > 0 {
+                    if let a = s.w.backingData?() {
+                        for p in a.split(m.guestOffset, inside) { add((p.offset, p.length, p.data ? .backing : .unallocated, 0, 0)) }
+                    } else {
+                        add((m.guestOffset, inside, .backing, 0, 0))
+                    }
                 }
+                if inside < m.length { add((m.guestOffset + inside, m.length - inside, .unallocated, 0, 0)) }
             case let .compressed(d, _):
                 add((m.guestOffset, m.length, .compressed, d.hostOffset, 0))
             }

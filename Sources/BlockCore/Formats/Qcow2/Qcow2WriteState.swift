@@ -90,6 +90,9 @@ struct QcowWriteState {
     var prepared = false
     /// Guest bytes the backing image covers (0 without one): copy-on-write fills past it are zeroes.
     var backingSize: UInt64 = 0
+    /// Where the backing chain holds data, for events (nil: every byte below ``backingSize``
+    /// counts as backing data).
+    var backingData: (@Sendable () -> BackingAllocation?)?
     /// Whether blockscope set the dirty bit (lazy refcounts) and must clear it on close.
     var setDirtyBit = false
 
