@@ -165,8 +165,8 @@ import TestSupport
         app.state.inFlightSnapshot = [OutstandingRequest(queue: 0, userData: 7, op: .write, offset: 0x12000, length: 4096, acceptedNs: monotonicNanos())]
         var s = draw(InFlightView(), app)
         #expect(s.contains("in flight 1 (held by the engine now)"))
-        #expect(s.contains("req 7  write 0x12000+4096"))
-        #expect(s.contains("req 7.1: PendingIo of 2 sub-ops"))
+        #expect(s.contains("req 0x7  write 0x12000+4096"))
+        #expect(s.contains("req 0x7.1: PendingIo of 2 sub-ops"))
         #expect(s.contains("SQE writev user_data 0x11  host 0x50000+4096"))
         live.apply(IoEvent(queue: 0, request: 7, .cqeReaped(opcode: .writev, userData: 17, result: 4096, latencyNs: 40_000)))
         live.apply(IoEvent(queue: 0, request: 0, .cqDrain(batch: 1)))
@@ -175,7 +175,7 @@ import TestSupport
         app.state.inFlightSnapshot = []
         s = draw(InFlightView(), app)
         #expect(s.contains("in flight 0 (held by the engine now)   completed 1"))
-        #expect(s.contains("slowest completed: req 7 write 0x12000+4096 q0 50.0µs"))
+        #expect(s.contains("slowest completed: req 0x7 write 0x12000+4096 q0 50.0µs"))
         #expect(s.contains("CQE user_data 0x11 (writev): 4096 bytes"))
         s = draw(CompletionsView(), app)
         #expect(s.contains("Window: last 1 s"))
@@ -185,10 +185,10 @@ import TestSupport
     }
 
     @Test func stepExplanationsNameTheTableEntryAndSqe() {
-        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l2, index: 3, old: 0, new: 0x8000_0000_0005_0000))) == "req 1: L2[3]: unallocated -> data at 0x50000 (COPIED)")
-        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l1, index: 0, old: 0, new: 0x8000_0000_0004_0000))) == "req 1: L1[0]: empty -> L2 table at 0x40000 (COPIED)")
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l2, index: 3, old: 0, new: 0x8000_0000_0005_0000))) == "req 0x1: L2[3]: unallocated -> data at 0x50000 (COPIED)")
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l1, index: 0, old: 0, new: 0x8000_0000_0004_0000))) == "req 0x1: L1[0]: empty -> L2 table at 0x40000 (COPIED)")
         #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .l2, index: 3, old: 0x50000, new: 0x8000_0000_0007_0000))).contains("data at 0x50000 (shared, no COPIED) -> data at 0x70000 (COPIED)"))
-        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .refcount, index: 5, old: 2, new: 1)), ExplainContext(format: .qcow2, clusterBits: 16)) == "req 1: refcount of host cluster 5 at 0x50000: 2 -> 1 (one reference dropped, 1 left)")
+        #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .refcount, index: 5, old: 2, new: 1)), ExplainContext(format: .qcow2, clusterBits: 16)) == "req 0x1: refcount of host cluster 5 at 0x50000: 2 -> 1 (one reference dropped, 1 left)")
         #expect(Explain.line(IoEvent(queue: 0, request: 1, .tableUpdate(table: .refcount, index: 5, old: 0, new: 1))).contains("0 -> 1"))
         #expect(Explain.line(IoEvent(queue: 0, request: 1, .allocated(guestOffset: 0x12000, hostOffset: 0x50000, length: 65536))).contains("new host cluster at 0x50000"))
     }

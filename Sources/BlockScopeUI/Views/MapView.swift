@@ -231,10 +231,12 @@ public final class MapView: TUIView {
         let t = text.lowercased()
         let total = size(focus, app)
         let count = Int((total + l.bytesPerCell - 1) / l.bytesPerCell)
+        // A kind's name finds cells of that kind only ("zero" is not "unallocated: reads as zeroes").
+        let byRole = Role.allCases.contains { $0.rawValue.lowercased() == t }
         let hit = scanWrapping(count: count, from: cursor[focus] ?? 0, direction) { i in
             let off = UInt64(i) * l.bytesPerCell
             let (role, desc) = focus == .guest ? insp.guestCell(off, l.bytesPerCell) : insp.hostCell(off, l.bytesPerCell)
-            return role.rawValue.lowercased() == t || desc.lowercased().contains(t)
+            return byRole ? role.rawValue.lowercased() == t : desc.lowercased().contains(t)
         }
         guard let hit else { return SearchOutcome("no \(focus == .guest ? "guest" : "host") cell matches '\(text)'", found: false) }
         cursor[focus] = hit.index
