@@ -36,8 +36,14 @@ public struct HostUseMap: Sendable {
     /// their refcount (each such entry is one of ``report``'s corruptions).
     private let copiedWrong: Set<Int>
 
+    /// Structures the walk could not count or read because they lie past the end of the file
+    /// (an L2 table there: the references in it are unknown). Each is one of ``report``'s
+    /// corruptions; its label says what and why.
+    public let unreadable: [HostRegion]
+
     init(unit: UInt64, uses: [UInt8], expected: RefcountArray? = nil, report: CheckReport? = nil,
-         pendingReleases: [Int: UInt64] = [:], copiedWrong: Set<Int> = []) {
+         pendingReleases: [Int: UInt64] = [:], copiedWrong: Set<Int> = [], unreadable: [HostRegion] = []) {
+        self.unreadable = unreadable
         self.unit = unit
         self.uses = uses
         self.expected = expected

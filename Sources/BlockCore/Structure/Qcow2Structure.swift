@@ -177,7 +177,7 @@ public final class Qcow2Structure: @unchecked Sendable {
         w.report.imageEndOffset = UInt64(w.highest + 1) * metadata.header.clusterSize
         _ = progress?(1)
         return HostUseMap(unit: metadata.header.clusterSize, uses: w.uses ?? [], expected: w.rc, report: w.report,
-                          pendingReleases: w.pendingFound, copiedWrong: w.copiedWrong)
+                          pendingReleases: w.pendingFound, copiedWrong: w.copiedWrong, unreadable: w.unreadable)
     }
 }
 

@@ -254,6 +254,9 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
             // The use map only: no refcount-block read per cell (the Refcounts view reads those).
             let d = u.dominant(first, end)
             let refs = u.expectedRefcount(first).map { ", referenced \($0)x" } ?? ""
+            if d.kind == .leaked, let bad = u.unreadable.first {
+                return (.warning, "cluster \(first): refcount above the references the walk could read; references unknown: \(bad.label)")
+            }
             if !d.mismatched, u.releasePending(first, end) {
                 return (.warning, "cluster \(first): \(d.kind.name)\(refs), \(Explain.releasePending)")
             }

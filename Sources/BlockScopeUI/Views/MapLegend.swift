@@ -12,7 +12,7 @@ enum MapLegend {
         case .qcow2:
             return [(.header, "header"), (.l1, "L1"), (.l2, "L2"), (.refcount, "refcount"), (.data, "data"),
                     (.compressed, "compressed"), (.zero, "zero"), (.backing, "backing"), (.snapshot, "snapshot"),
-                    (.warning, Explain.releasePending), (.error, "leaked/corrupt/unreadable"), (.free, "free")]
+                    (.warning, Explain.releasePending + " / refs unknown"), (.error, "leaked/corrupt/unreadable"), (.free, "free")]
         case .vhdx:
             return [(.header, "header/region table/metadata"), (.l2, "log"), (.l1, "BAT"), (.refcount, "sector bitmap"),
                     (.data, "payload"), (.backing, "partially present/parent"), (.zero, "zero/unmapped"), (.free, "not present/free")]

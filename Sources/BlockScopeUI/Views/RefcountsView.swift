@@ -37,6 +37,11 @@ public final class RefcountsView: TUIView {
             else { role = .error; note = "  LEAKED (\(st - exp) extra)" }
         }
         if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
+        if kind == .leaked, let first = u.unreadable.first {
+            // check counts it as a leak, but the table that may reference it could not be read.
+            role = .warning
+            note = "  no reference the walk could read (refcount \(stored.map { "\($0)" } ?? "?")); references unknown: \(first.label)"
+        }
         if u.copiedFlagWrong(i) { role = .error; note += "  COPIED flag wrong for refcount \(stored.map { "\($0)" } ?? "?")" }
         return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(kind.name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
     }
@@ -93,6 +98,11 @@ public final class RefcountsView: TUIView {
             let line = RefcountsView.summaryLine(sum.report)
             let end = s.put(area.x, y, line.0, CellStyle(line.1), maxWidth: area.width)
             if let st = q.usageStatus { s.put(max(area.x + 60, end + 2), y, st, CellStyle(.dim), maxWidth: max(0, area.x + area.width - max(area.x + 60, end + 2))) }
+            if let u = q.usage, let first = u.unreadable.first {
+                y += 1
+                let more = u.unreadable.count > 1 ? " (and \(u.unreadable.count - 1) more)" : ""
+                s.put(area.x, y, "UNREADABLE: \(first.label)\(more); references in it are unknown", CellStyle(.error), maxWidth: area.width)
+            }
         } else {
             s.put(area.x, y, q.usageStatus ?? "", CellStyle(.dim), maxWidth: area.width)
         }

@@ -82,6 +82,8 @@ extension Qcow2ReferenceWalk {
                     if computed(Int(l2off / cs)) == r { preview("\(r == 1 ? "set" : "clear") OFLAG_COPIED on L1 entry \(i) (-r all)") }
                 }
             }
+            let (l2End, wrapped) = l2off.addingReportingOverflow(cs)
+            if wrapped || (l2End > fileLength && l2End - fileLength >= cs) { continue }   // past the end: not read (see inc)
             var t = try reader.l2(at: l2off, clusterSize: cs)
             if t.count < Int(h.l2Entries) * step { continue }
             var dirty = false

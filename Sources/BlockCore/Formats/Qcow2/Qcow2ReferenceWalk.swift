@@ -78,6 +78,11 @@ struct Qcow2ReferenceWalk {
     /// Clusters an active L1 or L2 entry points to with an OFLAG_COPIED flag that does not
     /// match their refcount (found by ``checkCopied(fix:)`` when ``uses`` is recorded).
     var copiedWrong: Set<Int> = []
+    /// The host file's length (live: including clusters allocated in memory).
+    let fileLength: UInt64
+    /// Structures that lie past the end of the file (QEMU's "exceeding the end of the file"):
+    /// not counted, and an L2 table there is not read, so its references are unknown.
+    var unreadable: [HostRegion] = []
     /// Refcount blocks read for ``onDisk(_:)`` (bounded).
     private var blockCache = TableCache<[UInt8]>(capacity: 64)
     /// The refcount block ``onDisk(_:)`` used last (consecutive clusters share it).
@@ -91,6 +96,7 @@ struct Qcow2ReferenceWalk {
         h = metadata.header
         cs = h.clusterSize
         let fileSize = try reader.fileSize()
+        fileLength = fileSize
         nb = Int((fileSize + cs - 1) / cs)
         limit = nb + (1 << 20)
         rc = RefcountArray(clusters: nb, order: h.refcountOrder)
@@ -109,7 +115,22 @@ struct Qcow2ReferenceWalk {
         report.messages.append(m)
     }
 
-    mutating func inc(_ offset: UInt64, _ length: UInt64, _ kind: HostRegionKind) {
+    /// Adds one reference to each cluster of a structure (QEMU's qcow2_inc_refcounts_imrt). A
+    /// range that ends a cluster or more past the end of the file is one corruption and counts
+    /// nothing, as QEMU 7.2 does; it is recorded in ``unreadable``. Returns whether it counted.
+    @discardableResult
+    mutating func inc(_ offset: UInt64, _ length: UInt64, _ kind: HostRegionKind) -> Bool {
+        if length > 0 {
+            let (end, wrapped) = offset.addingReportingOverflow(length)
+            if !wrapped, end > fileLength, end - fileLength >= cs {
+                problem("ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset \(hex(offset)) size \(hex(length))")
+                if uses != nil && unreadable.count < 4096 {
+                    unreadable.append(HostRegion(kind: .unreadable, offset: offset, length: length,
+                                                 label: "\(kind.name) at \(hex(offset)) lies beyond the end of the file (size \(hex(fileLength)))"))
+                }
+                return false
+            }
+        }
         let r = rc.add(offset: offset, length: length, clusterBits: h.clusterBits, limit: limit)
         for _ in 0..<r.overflows { problem("ERROR: overflow cluster offset=\(hex(offset))") }
         for _ in 0..<r.pastLimit { problem("ERROR: cluster at \(hex(offset)) lies far beyond the end of the file") }
@@ -122,6 +143,7 @@ struct Qcow2ReferenceWalk {
                 c += 1
             }
         }
+        return true
     }
 
     func cancelled(_ fraction: Double) -> Bool {
@@ -187,8 +209,10 @@ struct Qcow2ReferenceWalk {
         for e in l1 {
             let l2off = e & Qcow2Entry.offsetMask
             if l2off == 0 { continue }
-            inc(l2off, cs, .l2Table)
+            let inFile = inc(l2off, cs, .l2Table)
             if l2off & (cs - 1) != 0 { problem("ERROR l2_offset=\(hex(l2off)): Table is not cluster aligned; L1 entry corrupted") }
+            // QEMU reads such a table as zeroes (no references); it is not read here at all.
+            if !inFile { done += 1; continue }
             let t = try reader.l2(at: l2off, clusterSize: cs)
             checkL2(t, active: active)
             done += 1
