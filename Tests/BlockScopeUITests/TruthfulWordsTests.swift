@@ -165,6 +165,11 @@ import TestSupport
         let inside = steps.stepThrough(app, .read(offset: 1 << 20, length: 4096, pattern: 0x11))
         #expect(inside.contains { $0.contains("not allocated in this image: the backing file holds the data, so the read goes to the backing file") }, "\(inside.joined(separator: "\n"))")
         app.handle(.escape)
+        // L1/L2: the write gave L1[0] an L2 table; its unallocated entries say backing only in 0-4 MiB.
+        app.state.reloadLayout()
+        let at31 = L1L2View().l2Row(q, 0, 496).0, at1 = L1L2View().l2Row(q, 0, 16).0
+        #expect(at31.contains("unallocated (zeroes)") && !at31.contains("backing"), "\(at31)")
+        #expect(at1.contains("backing"), "\(at1)")
         app.shutdown()
     }
 

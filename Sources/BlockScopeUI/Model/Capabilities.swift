@@ -29,6 +29,9 @@ public protocol ClusterTableInspector: HostClusterInspector {
     /// Why the L2 table under L1 entry `index` cannot be read (BlockCore's error); nil when
     /// it reads or the entry is empty.
     func l2ReadError(l1Index index: Int) -> String?
+    /// How a guest range this image maps nothing for reads: from the backing file only where
+    /// the backing chain holds data there, else as zeroes (role and words).
+    func unallocatedState(_ start: UInt64, _ length: UInt64) -> (role: Role, text: String)
     /// The L2 entry that maps guest `offset`; nil when its table is absent.
     func l2Entry(forGuest offset: UInt64) -> Qcow2L2Entry?
     /// How an entry reads as a whole (BlockCore's classification).

@@ -60,7 +60,6 @@ public final class L1L2View: TUIView {
             let role: Role
             var host = ""
             var rc = ""
-            let backing = l.hasBacking
             switch l.type(of: e) {
             case .compressed:
                 flags.append("compressed"); role = .compressed
@@ -70,8 +69,9 @@ public final class L1L2View: TUIView {
             case .zeroAlloc, .zeroPlain:
                 flags.append("zero"); role = .zero
             case .unallocatedAlloc, .unallocatedPlain:
-                role = backing ? .backing : .free
-                flags.append(backing ? "backing" : "unallocated")
+                // "backing" only where the backing chain holds data (qemu-img map's depth >= 1).
+                role = l.unallocatedState(base + UInt64(j) * l.clusterSize, l.clusterSize).role
+                flags.append(role == .backing ? "backing" : l.hasBacking ? "unallocated (zeroes)" : "unallocated")
             case .invalid:
                 flags.append("invalid bitmap"); role = .error
             case .normal:
