@@ -268,3 +268,48 @@ import TestSupport
         app.shutdown()
     }
 }
+
+/// The guided tour (demo-images/demo.script) says what the views show: after its shared-cluster
+/// write the old cluster's release is pending, after its first flush still pending (and
+/// qemu-img check sees exactly those clusters as leaks on disk), after its second flush applied.
+@Suite struct DemoTourWordsTests {
+    @Test("the tour's pauses about the snapshot-shared write and the two flushes match Refcounts and qemu-img check")
+    func tourWordsMatchTheViews() throws {
+        let f = try TuiFixture("demo-tour")
+        let root = TestSupport.packageRoot.appendingPathComponent("demo-images").path
+        for n in ["demo.qcow2", "base.qcow2"] { try FileManager.default.copyItem(atPath: root + "/" + n, toPath: f.dir + "/" + n) }
+        let script = try String(contentsOfFile: root + "/demo.script", encoding: .utf8)
+        #expect(!script.contains("refcount dropped"), "the tour must not say the refcount dropped before a flush applied it")
+        #expect(script.contains("release pending (next flush)"))
+        let img = f.dir + "/demo.qcow2"
+        let app = try f.app(img, write: true)
+        func run(_ c: ScriptCommand) {
+            let before = app.state.live.completedRequests
+            app.execute(c)
+            pumpUntil(app) { app.state.live.completedRequests > before && !app.state.busy }
+        }
+        run(.write(offset: 24 << 20, length: 64 << 10, pattern: 0x5a))
+        run(.write(offset: 256 << 10, length: 4 << 10, pattern: 0x61))
+        run(.write(offset: 1088 << 10, length: 4 << 10, pattern: 0x62))
+        var u = try TruthfulWordsTests.freshUsage(app).1
+        #expect(u.report?.leaks == 0 && u.report?.corruptions == 0 && (u.report?.releasesPending ?? 0) > 0, "after the shared-cluster write: \(u.report?.messages ?? [])")
+        #expect(!draw(RefcountsView(), app).text.contains("LEAKED"))
+        run(.write(offset: 8196 << 10, length: 4 << 10, pattern: 0x63))
+        run(.zero(offset: 16448 << 10, length: 64 << 10))
+        run(.discard(offset: 1152 << 10, length: 64 << 10))
+        run(.fsync)
+        u = try TruthfulWordsTests.freshUsage(app).1
+        let onDisk = try TruthfulWordsTests.qemuCheck(img)
+        let pending = Set((0..<u.count).filter { u.releasePending($0) > 0 })
+        #expect(u.report?.leaks == 0 && u.report?.corruptions == 0, "\(u.report?.messages ?? [])")
+        let leakedOnDisk = try TruthfulWordsTests.qemuLeakedClusters(img)
+        #expect(onDisk.corruptions == 0 && Int(onDisk.leaks) == pending.count && pending == leakedOnDisk,
+                "after the first flush: pending \(pending.sorted()), qemu-img check \(onDisk)")
+        run(.fsync)
+        u = try TruthfulWordsTests.freshUsage(app).1
+        #expect(u.report?.leaks == 0 && u.report?.corruptions == 0 && u.report?.releasesPending == 0, "\(u.report?.messages ?? [])")
+        let final = try TruthfulWordsTests.qemuCheck(img)
+        #expect(final.leaks == 0 && final.corruptions == 0, "after the second flush: \(final)")
+        app.shutdown()
+    }
+}
