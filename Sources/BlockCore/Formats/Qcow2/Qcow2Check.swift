@@ -66,6 +66,9 @@ extension Qcow2ReferenceWalk {
         for (i, l1e) in l1.enumerated() {
             let l2off = l1e & Qcow2Entry.offsetMask
             if l2off == 0 { continue }
+            if i & 63 == 0, cancelled(0.9 + 0.1 * Double(i) / Double(max(1, l1.count))) {
+                throw BlockError(.cancelled, "reference walk cancelled", path: path)
+            }
             guard let stored = try onDisk(Int(l2off / cs)) else { continue }
             let r = effective(Int(l2off / cs), stored)
             if (r == 1) != (l1e & Qcow2Entry.copied != 0) {

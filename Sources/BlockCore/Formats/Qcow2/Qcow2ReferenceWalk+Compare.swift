@@ -62,7 +62,7 @@ extension Qcow2ReferenceWalk {
                 anyWritten = true
             }
             i = end
-            if ti & 63 == 0, cancelled(0.8 + 0.2 * Double(i) / Double(max(1, n))) {
+            if ti & 63 == 0, cancelled(0.8 + 0.1 * Double(i) / Double(max(1, n))) {
                 throw BlockError(.cancelled, "reference walk cancelled", path: path)
             }
         }
