@@ -204,12 +204,39 @@ import TestSupport
         let app = try f.app(img, write: true)
         app.handle(.char("s"))
         let said = StepTeachingTests().stepThrough(app, .read(offset: 0, length: 4096, pattern: 0x44))
+        // A write to a block qemu-io never wrote: the BAT entry changes in MS-VHDX's words.
+        let wrote = StepTeachingTests().stepThrough(app, .write(offset: 32 << 20, length: 4096, pattern: 0x66))
         app.handle(.escape)
-        let all = said.joined(separator: "\n")
+        let all = (said + wrote).joined(separator: "\n")
         #expect(said.contains { $0.contains("BAT: payload block at host") && $0.contains("PAYLOAD_BLOCK_FULLY_PRESENT") && $0.hasSuffix(": read from there") }, "\(all)")
-        #expect(!all.contains("refcount"), "\(all)")
+        // qemu-img creates the entries ZERO (NOT_PRESENT with other tools); either is the BAT's word.
+        #expect(wrote.contains { $0.contains(": ZERO -> FULLY_PRESENT at 0x") || $0.contains(": NOT_PRESENT -> FULLY_PRESENT at 0x") }, "\(all)")
+        #expect(wrote.contains { $0.contains("allocate a new payload block at") }, "\(all)")
+        #expect(!all.contains("refcount") && !all.contains("fully present") && !all.contains("host cluster"), "\(all)")
         app.shutdown()
+        let io = try TestSupport.run("qemu-io", ["-f", "vhdx", "-c", "read -P 0x66 32M 4k", "-c", "read -P 0x44 0 1M", img])
+        #expect(io.status == 0 && !io.stdoutText.contains("Pattern verification failed"), "\(io.stdoutText)")
     }
+    @Test("a dynamic VHD read and a first write are explained in VHD BAT words (block sector, 0xFFFFFFFF), never 'refcount' or 'cluster'")
+    func vhdMappingUsesBatWords() throws {
+        let f = try TuiFixture("vhd-words")
+        let img = f.dir + "/v.vhd"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vpc", img, "64M"])
+        try TestSupport.qemuIo(img, format: "vpc", ["write -P 0x44 0 1M"])
+        let app = try f.app(img, write: true)
+        app.handle(.char("s"))
+        let said = StepTeachingTests().stepThrough(app, .read(offset: 0, length: 4096, pattern: 0x44))
+        let wrote = StepTeachingTests().stepThrough(app, .write(offset: 32 << 20, length: 4096, pattern: 0x66))
+        app.handle(.escape)
+        let all = (said + wrote).joined(separator: "\n")
+        #expect(said.contains { $0.contains("VHD BAT entry: block data at host") && $0.hasSuffix(": read from there") }, "\(all)")
+        #expect(wrote.contains { $0.contains(": 0xFFFFFFFF (no block) -> sector ") }, "\(all)")
+        #expect(!all.contains("refcount") && !all.contains("cluster"), "\(all)")
+        app.shutdown()
+        let io = try TestSupport.run("qemu-io", ["-f", "vpc", "-c", "read -P 0x66 32M 4k", "-c", "read -P 0x44 0 1M", img])
+        #expect(io.status == 0 && !io.stdoutText.contains("Pattern verification failed"), "\(io.stdoutText)")
+    }
+
     @Test("a truncated QCOW2 (its L2 table past the end of the file): Map, L1/L2 and Refcounts say unreadable with the reader's error, never unallocated or leaked; check counts as qemu-img check")
     func truncatedL2IsUnreadable() throws {
         let f = try TuiFixture("trunc-l2")

@@ -47,7 +47,8 @@ public enum Explain {
         case let .copyOnWrite(guestOffset, length, source, from, into):
             return "\(r)copy-on-write for guest \(hex(guestOffset))+\(length): \(cowWords(source, from, into, length))"
         case let .allocated(guestOffset, hostOffset, length):
-            return "\(r)allocate a new host cluster at \(hex(hostOffset)) (\(length) bytes) for guest \(hex(guestOffset))"
+            let unit = c.format == .vhdx ? "payload block" : c.format == .vpc ? "block" : "host cluster"
+            return "\(r)allocate a new \(unit) at \(hex(hostOffset)) (\(length) bytes) for guest \(hex(guestOffset))"
         case let .tableUpdate(table, index, old, new):
             return r + tableWords(table, index, old, new, c, inFlush: op == .fsync)
         case let .sqeSubmitted(opcode, userData, hostOffset, length):
@@ -211,13 +212,15 @@ public enum Explain {
         return "data at \(hex(off)) (\(flag))"
     }
 
-    /// A BAT entry: VHDX state and offset, or a VHD block's sector.
+    /// A BAT entry in the BAT's own words (BlockCore decodes it): a VHDX entry's MS-VHDX state
+    /// and FileOffsetMB ("FULLY_PRESENT at 0x300000"), a VHD entry's sector number.
     static func batWords(_ e: UInt64, _ c: ExplainContext) -> String {
-        if c.format == .vpc { return e == 0xffff_ffff ? "unused" : "block at host \(hex(e * 512))" }
-        let states = [0: "not present", 1: "undefined", 2: "zero", 3: "unmapped", 6: "fully present", 7: "partially present"]
-        let state = states[Int(e & 7)] ?? "state \(e & 7)"
-        let off = (e >> 20) << 20
-        return off == 0 ? state : "\(state) at \(hex(off))"
+        if c.format == .vpc {
+            return e == 0xffff_ffff ? "0xFFFFFFFF (no block)" : "sector \(e): block at host \(hex(e * 512))"
+        }
+        let entry = VhdxBatEntry(raw: e)
+        let state = entry.state?.name ?? "invalid state \(e & 7)"
+        return entry.fileOffset == 0 ? state : "\(state) at \(hex(entry.fileOffset))"
     }
 
     /// A flush phase, named.
