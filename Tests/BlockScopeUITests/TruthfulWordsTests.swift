@@ -326,6 +326,10 @@ import TestSupport
         run(.discard(offset: 1152 << 10, length: 64 << 10))
         run(.fsync)
         u = try TruthfulWordsTests.freshUsage(app).1
+        // The compressed cluster's release is named at the write; its cluster is among the pending.
+        let compressedLine = try #require(app.state.live.log.first { $0.contains("; old compressed bytes at 0x") }, "\(app.state.live.log.suffix(40).joined(separator: "\n"))")
+        let compressedAt = try #require(UInt64(compressedLine.components(separatedBy: "; old compressed bytes at 0x")[1].prefix { $0.isHexDigit }, radix: 16))
+        #expect(u.releasePending(Int(compressedAt >> 16)) > 0, "\(compressedLine)")
         let onDisk = try TruthfulWordsTests.qemuCheck(img)
         let pending = Set((0..<u.count).filter { u.releasePending($0) > 0 })
         #expect(u.report?.leaks == 0 && u.report?.corruptions == 0, "\(u.report?.messages ?? [])")

@@ -253,3 +253,28 @@ extension Qcow2Disk: LiveQcow2Structure {
         metadata.snapshot == nil ? Qcow2Structure(metadata: metadata) : nil
     }
 }
+
+/// What an L1 or L2 entry change stops referencing: the host range whose refcount the write
+/// path then queues for release (docs/adr/0006), decoded here so views name it without
+/// masking entry bits themselves.
+public enum Qcow2DroppedReference {
+    /// The L2 table an L1 entry change from `old` to `new` no longer points to (nil when none).
+    public static func l2Table(old: UInt64, new: UInt64) -> UInt64? {
+        let o = old & Qcow2Entry.offsetMask
+        return o != 0 && o != new & Qcow2Entry.offsetMask ? o : nil
+    }
+
+    /// The host cluster (or a compressed cluster's first byte) an L2 entry change from `old` to
+    /// `new` no longer references, with whether it was compressed; nil when none. A compressed
+    /// entry needs `clusterBits` to decode (nil: not known).
+    public static func data(old: UInt64, new: UInt64, clusterBits: UInt32?) -> (offset: UInt64, compressed: Bool)? {
+        if old & Qcow2Entry.compressed != 0 {
+            guard let clusterBits else { return nil }
+            let d = Qcow2CompressedDescriptor(entry: old & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: clusterBits)
+            return (d.hostOffset, true)
+        }
+        let o = old & Qcow2Entry.offsetMask
+        guard o != 0, o != new & Qcow2Entry.offsetMask || new & Qcow2Entry.compressed != 0 else { return nil }
+        return (o, false)
+    }
+}

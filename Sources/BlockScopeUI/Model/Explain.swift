@@ -162,8 +162,7 @@ public enum Explain {
             if inFlush && new < old { why += "; the release that was pending, applied by this flush (the change that dropped the reference is stable)" }
             return "refcount of host cluster \(index)\(at): \(old) -> \(new) (\(why))"
         case .l1:
-            let oldL2 = old & Qcow2Entry.offsetMask, newL2 = new & Qcow2Entry.offsetMask
-            let release = oldL2 != 0 && oldL2 != newL2 ? "; old L2 table \(hex(oldL2)): refcount \(releasePending)" : ""
+            let release = Qcow2DroppedReference.l2Table(old: old, new: new).map { "; old L2 table \(hex($0)): refcount \(releasePending)" } ?? ""
             return "L1[\(index)]: \(l1Words(old)) -> \(l1Words(new))\(release)"
         case .l2:
             return "L2[\(index)]: \(l2Words(old, c)) -> \(l2Words(new, c))\(l2Release(old, new, c))"
@@ -179,15 +178,8 @@ public enum Explain {
     /// "; old cluster 0x50000: refcount release pending (next flush)" when an L2 change stops
     /// referencing a host cluster (or a compressed cluster's bytes); empty otherwise.
     static func l2Release(_ old: UInt64, _ new: UInt64, _ c: ExplainContext) -> String {
-        let oldHost: UInt64
-        if old & Qcow2Entry.compressed != 0 {
-            guard let bits = c.clusterBits else { return "" }
-            oldHost = Qcow2CompressedDescriptor(entry: old & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: UInt32(bits)).hostOffset
-            return "; old compressed bytes at \(hex(oldHost)): refcount \(releasePending)"
-        }
-        oldHost = old & Qcow2Entry.offsetMask
-        guard oldHost != 0, oldHost != new & Qcow2Entry.offsetMask || new & Qcow2Entry.compressed != 0 else { return "" }
-        return "; old cluster \(hex(oldHost)): refcount \(releasePending)"
+        guard let d = Qcow2DroppedReference.data(old: old, new: new, clusterBits: c.clusterBits.map { UInt32($0) }) else { return "" }
+        return "; old \(d.compressed ? "compressed bytes at" : "cluster") \(hex(d.offset)): refcount \(releasePending)"
     }
 
     /// A QCOW2 L1 entry: "empty", "L2 table at 0x40000 (COPIED)".
