@@ -264,6 +264,33 @@ import TestSupport
         app.shutdown()
     }
 
+    @Test("a QCOW2 truncated before its snapshot table: the tables are unreadable with the reason in L1/L2, the Map and Refcounts, and nothing is called unallocated or LEAKED")
+    func truncatedTablesAreUnreadable() throws {
+        let f = try TuiFixture("trunc-tables")
+        let img = f.dir + "/t.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0xab 1M 128k"])
+        try TestSupport.qemuImg(["snapshot", "-c", "s1", img])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 0xcd 1M 4k"])
+        let snapTable = try #require(Qcow2Structure(path: img).header?.snapshotsOffset)
+        let fh = try FileHandle(forUpdating: URL(fileURLWithPath: img))
+        try fh.truncate(atOffset: 0x50000)
+        try fh.close()
+        #expect(snapTable >= 0x50000, "qemu-img put the snapshot table at \(hex(snapTable))")
+        // qemu-img check still counts (corruptions for what lies past the end); the image is damaged.
+        let qemu = try Self.qemuCheck(img)
+        #expect(qemu.corruptions > 0, "qemu-img check: \(qemu)")
+        let app = try f.app(img)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let l1 = draw(L1L2View(), app).text
+        #expect(l1.contains("L1 table at 0x30000: UNREADABLE") && l1.contains("lies beyond the end of the file"), "\(l1)")
+        let cell = q.guestCell(1 << 20, 1 << 20)
+        #expect(cell.0 == .error && cell.1.contains("unreadable") && cell.1.contains("beyond the end of the file") && !cell.1.contains("unallocated here"), "\(cell)")
+        let rc = draw(RefcountsView(), app).text
+        #expect(rc.contains("tables unreadable") && !rc.contains("LEAKED") && !rc.contains("leaked,"), "\(rc)")
+        app.shutdown()
+    }
+
     @Test("an L1 entry pointing past the end of the file: the clusters only that table could reference are 'references unknown', not LEAKED, while the summary keeps qemu-img check's counts")
     func l2PastTheEndLeavesReferencesUnknown() throws {
         let f = try TuiFixture("l2-past-end")

@@ -29,6 +29,8 @@ public protocol ClusterTableInspector: HostClusterInspector {
     /// Why the L2 table under L1 entry `index` cannot be read (BlockCore's error); nil when
     /// it reads or the entry is empty.
     func l2ReadError(l1Index index: Int) -> String?
+    /// Why the L1 and refcount tables could not be read at all (nil when they were).
+    var tablesUnreadable: String? { get }
     /// How a guest range this image maps nothing for reads: from the backing file only where
     /// the backing chain holds data there, else as zeroes (role and words).
     func unallocatedState(_ start: UInt64, _ length: UInt64) -> (role: Role, text: String)

@@ -138,6 +138,11 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
         return t
     }
 
+    /// Why the tables could not be read (the structure model's problems), nil when they were.
+    public var tablesUnreadable: String? {
+        structure.metadata == nil ? structure.problems.map(\.label).joined(separator: "; ") : nil
+    }
+
     /// Why the L2 table under L1 entry `index` cannot be read (nil when it reads or is absent).
     public func l2ReadError(l1Index index: Int) -> String? {
         guard index < l1.count, l2TableOffset(l1[index]) != 0, l2Table(l1Index: index) == nil else { return nil }
@@ -214,7 +219,7 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
 
     /// Guest cluster state (the dominant one when a cell spans several clusters; at most 64 probes).
     public func guestCell(_ start: UInt64, _ length: UInt64) -> (Role, String) {
-        guard structure.metadata != nil else { return (.error, usageStatus ?? "unreadable") }
+        if let why = tablesUnreadable { return (.error, "unreadable (the L1 table could not be read): \(why)") }
         let cs = clusterSize
         let first = start / cs, last = (start + max(length, 1) - 1) / cs
         let rank: [Role: Int] = [.free: 0, .backing: 1, .zero: 2, .data: 3, .compressed: 4, .error: 5]

@@ -106,6 +106,10 @@ public final class L1L2View: TUIView {
                 let r = l2Row(q, i, idx)
                 s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l2Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
             }
+        } else if l.l1.isEmpty, let why = l.tablesUnreadable {
+            s.put(area.x, area.y, "L1 table at \(hex(l.l1TableOffset)): UNREADABLE", CellStyle(.error), maxWidth: area.width)
+            s.put(area.x, area.y + 2, why, CellStyle(.error), maxWidth: area.width)
+            s.put(area.x, area.y + 3, "No guest range can be mapped: none is shown as unallocated.", CellStyle(.dim), maxWidth: area.width)
         } else {
             let used = l.l1.reduce(0) { $0 + (l.l2TableOffset($1) != 0 ? 1 : 0) }
             s.put(area.x, area.y, "L1 table at \(hex(l.l1TableOffset)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
