@@ -69,6 +69,10 @@ import TestSupport
         let rc = draw(RefcountsView(), app).text
         #expect(rc.contains("0 leaked, 0 corruptions, 2 releases pending (next flush)"), "\(rc)")
         #expect(!rc.contains("LEAKED"))
+        // At 80x24 the phrase stays whole on both rows and on the summary line.
+        let small = draw(RefcountsView(), app, width: 80, height: 24).text.split(separator: "\n")
+        #expect(small.filter { $0.contains(" refcount 2 release pending (next flush)") }.count == 2, "\(small.joined(separator: "\n"))")
+        #expect(small.contains { $0.contains("0 leaked, 0 corruptions, 2 releases pending (next flush)") })
         let row = RefcountsView().clusterRow(q, Int(old >> 16))
         #expect(row.0.contains("release pending (next flush)") && !row.0.contains("LEAKED") && row.1 == .warning, "\(row.0)")
         let cell = q.hostCell(old, 65536)

@@ -263,7 +263,7 @@ public final class Qcow2Inspector: LayoutInspector, ClusterTableInspector, Refco
                 return (.warning, "cluster \(first): refcount above the references the walk could read; references unknown: \(bad.label)")
             }
             if !d.mismatched, u.releasePending(first, end) {
-                return (.warning, "cluster \(first): \(d.kind.name)\(refs), \(Explain.releasePending)")
+                return (.warning, "cluster \(first): \(Explain.releasePending): \(d.kind.name)\(refs)")
             }
             return (d.mismatched ? .error : d.kind.role, "cluster \(first): \(d.kind.name)\(refs)\(d.mismatched ? ", stored refcount differs" : "")")
         }

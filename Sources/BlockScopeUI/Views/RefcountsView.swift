@@ -25,7 +25,7 @@ public final class RefcountsView: TUIView {
         let cs = q.clusterSize
         let stored = q.refcount(ofClusterAt: UInt64(i) * cs)
         guard let u = q.usage else {
-            return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \("…".padded(16)) refcount \(stored.map { "\($0)" } ?? "?")", .dim)
+            return ("\(String(i).leftPadded(8)) \(hex(UInt64(i) * cs).padded(14)) \("…".padded(16)) refcount \(stored.map { "\($0)" } ?? "?")", .dim)
         }
         let exp = u.expectedRefcount(i) ?? 0
         let kind = u.kind(i)
@@ -33,7 +33,8 @@ public final class RefcountsView: TUIView {
         var note = ""
         let pending = u.releasePending(i)
         if let st = stored, st > exp {
-            if st - exp <= pending { role = .warning; note = "  \(Explain.releasePending) (\(st - exp) reference\(st - exp == 1 ? "" : "s") dropped, refcount still \(st))" }
+            // One space and the phrase first: it stays whole on an 80-column screen.
+            if st - exp <= pending { role = .warning; note = " \(Explain.releasePending): \(st - exp) reference\(st - exp == 1 ? "" : "s") dropped, refcount still \(st)" }
             else { role = .error; note = "  LEAKED (\(st - exp) extra)" }
         }
         if (stored ?? 0) < exp { role = .error; note = "  OVER-REFERENCED (\(exp) references, refcount \(stored ?? 0))" }
@@ -43,7 +44,7 @@ public final class RefcountsView: TUIView {
             note = "  no reference the walk could read (refcount \(stored.map { "\($0)" } ?? "?")); references unknown: \(first.label)"
         }
         if u.copiedFlagWrong(i) { role = .error; note += "  COPIED flag wrong for refcount \(stored.map { "\($0)" } ?? "?")" }
-        return ("\(String(i).leftPadded(8))  \(hex(UInt64(i) * cs).padded(14)) \(kind.name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
+        return ("\(String(i).leftPadded(8)) \(hex(UInt64(i) * cs).padded(14)) \(kind.name.padded(16)) refcount \(stored.map { "\($0)" } ?? "?")\(note)", role)
     }
 
     /// Histogram of references per cluster and the walk's counts (`check`'s), once per walk.
@@ -107,7 +108,7 @@ public final class RefcountsView: TUIView {
             s.put(area.x, y, q.usageStatus ?? "", CellStyle(.dim), maxWidth: area.width)
         }
         y += 2
-        s.heading(area.x, y, "── Clusters:   index  host offset     use              refcount ", width: area.width)
+        s.heading(area.x, y, "── Clusters:  index host offset     use              refcount ", width: area.width)
         y += 1
         visible = max(1, area.maxY - y)
         let count = l.hostClusters
