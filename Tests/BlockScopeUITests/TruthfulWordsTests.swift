@@ -53,6 +53,11 @@ import TestSupport
         #expect(said.contains { $0.contains("L2[17]: data at \(hex(old)) (shared, no COPIED) -> data at") && $0.hasSuffix("; old cluster \(hex(old)): refcount release pending (next flush)") }, "\(all)")
         let l1Line = try #require(said.first { $0.contains("L1[0]: L2 table at") }, "\(all)")
         #expect(l1Line.contains("; old L2 table") && l1Line.hasSuffix("refcount release pending (next flush)"), "\(l1Line)")
+        // Step mode at 80 columns shows the whole explanation of the L2 change (wrapped).
+        app.state.lastStep = said.first { $0.contains("L2[17]:") }
+        let stepScreen = draw(InFlightView(), app, width: 80, height: 24).text
+        let stepWords = stepScreen.split(whereSeparator: { $0 == " " || $0 == "\n" }).joined(separator: " ")
+        #expect(stepWords.contains("old cluster \(hex(old)): refcount release pending (next flush)"), "\(stepScreen)")
         app.handle(.escape)
         steps.flushAndWait(app)
         // After one flush the new mappings are on disk and the old refcounts not yet dropped:

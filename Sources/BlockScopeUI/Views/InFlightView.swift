@@ -88,7 +88,11 @@ public final class InFlightView: TUIView {
         var y = area.y + 1
         if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         if app.stepMode {
-            s.put(area.x, y, "step: " + (app.lastStep ?? "press s to let the next event through"), CellStyle(.selected), maxWidth: area.width); y += 1
+            // Wrapped (at most three lines): a step's words end with what matters most often
+            // ("release pending (next flush)", "FAILED with ENOSPC"), which a cut line would lose.
+            for line in TextWrap.lines("step: " + (app.lastStep ?? "press s to let the next event through"), width: area.width).prefix(3) {
+                s.put(area.x, y, line, CellStyle(.selected), maxWidth: area.width); y += 1
+            }
             if let held = app.heldEvent { s.put(area.x, y, "next: " + held, CellStyle(.dim), maxWidth: area.width) }
             y += 1
         }
