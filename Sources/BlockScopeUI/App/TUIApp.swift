@@ -215,6 +215,9 @@ public final class TUIApp {
                 job = nil
                 state.jobSummary = nil
             }
+        } else {
+            // No job: the last second's window still moves on (to zero).
+            state.engineRates.advance()
         }
         let busy = (worker?.busy ?? false) || job != nil
         state.busy = busy
