@@ -25,7 +25,7 @@ struct Tui: ParsableCommand {
     @Option(help: .hidden) var statsFile: String?
 
     func run() throws {
-        try refuseDirectories(images: [image])
+        try refuseDirectories(images: [image], files: [(script, "a script"), (statsFile, "a statistics file")])
         var o = TUIOptions(imagePath: image)
         o.writable = write
         o.themeName = theme

@@ -112,6 +112,7 @@ import Glibc
             (["run", d, script], image), (["run", "--write", d, script], image),
             (["run", img, d], "blockscope: \(d): is a directory, not a job file or script\n"),
             (["serve", d, "--socket", dir + "/x.sock"], image), (["tui", d], image), ([d], image), (["--", d], image),
+            (["tui", img, "--script", d], "blockscope: \(d): is a directory, not a script\n"),
             (["create", "-f", "qcow2", d, "1M"], image), (["create", "-f", "qcow2", "-b", d, dir + "/n.qcow2"], image),
             (["replay", dir + "/none.jsonl", d], image),
             (["replay", d, img], "blockscope: \(d): is a directory, not a trace file\n"),
