@@ -18,8 +18,10 @@ enum QuitSignals {
     static let caught = Atomic<Int32>(0)
 
     /// Installs the handler for ``handled``; returns the previous handlers for ``restore(_:)``.
+    /// Touches ``caught`` first, so its lazy initialisation never runs inside the handler.
     static func install() -> [(Int32, sighandler_t?)] {
-        handled.map { sig in
+        caught.store(0, ordering: .relaxed)
+        return handled.map { sig in
             (sig, signal(sig) { QuitSignals.caught.store($0, ordering: .relaxed) })
         }
     }

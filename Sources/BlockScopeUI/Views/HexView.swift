@@ -30,8 +30,8 @@ public final class HexView: TUIView {
         top = off & ~15
     }
 
-    /// Draws the mapping lines and the dump. The mapping and decoded texts wrap onto a
-    /// second line in a narrow terminal; the dump's offset column is as wide as the largest
+    /// Draws the mapping lines and the dump. The mapping and decoded texts wrap (up to three
+    /// lines each) in a narrow terminal; the dump's offset column is as wide as the largest
     /// offset shown (at least 8 digits), and its gaps shrink so the ASCII column stays whole
     /// at 80 columns.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
@@ -40,7 +40,7 @@ public final class HexView: TUIView {
         if limit > 0 && offset >= limit { offset = limit - 1 }
         var y = area.y
         // Label and text lines: the texts at column 24 when they fit there, else right after
-        // the longer label, wrapped onto a second line when still too long.
+        // the longer label, wrapped when still too long.
         var rows: [(label: String, text: String, style: CellStyle)] = []
         if hostMode {
             rows.append(("host \(hex(offset))", "", CellStyle(.heading)))
@@ -55,7 +55,7 @@ public final class HexView: TUIView {
         for (i, r) in rows.enumerated() {
             s.put(area.x, y, r.label, i == 0 ? CellStyle(.heading) : CellStyle(.dim))
             if r.text.isEmpty { y += 1; continue }
-            for l in TextWrap.lines(r.text, width: area.width - col).prefix(2) {
+            for l in TextWrap.lines(r.text, width: area.width - col).prefix(3) {
                 s.put(area.x + col, y, l, r.style, maxWidth: area.width - col); y += 1
             }
         }
