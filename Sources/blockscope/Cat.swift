@@ -16,6 +16,7 @@ struct Cat: ParsableCommand {
     @Option(help: "Read an internal snapshot's view (QCOW2).") var snapshot: String?
 
     func run() throws {
+        try refuseDirectories(images: [image])
         try reportingErrors { () throws(BlockError) in
             var o = imageOptions.openOptions(writable: false)
             o.snapshot = snapshot

@@ -16,6 +16,7 @@ struct Check: ParsableCommand {
     @Flag(help: "Open the image for writing (needed by --repair).") var write = false
 
     func run() throws {
+        try refuseDirectories(images: [image])
         let report: CheckReport = try reportingErrors { () throws(BlockError) -> CheckReport in
             if repair != nil && !write {
                 throw BlockError(.readOnly, "--repair modifies the image, which is open read-only", path: image, operation: "check")

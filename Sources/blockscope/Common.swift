@@ -54,6 +54,16 @@ func cliHint(for error: BlockError) -> String {
     }
 }
 
+/// Refuses directories among a command's path arguments before anything else runs: one line
+/// on stderr ("blockscope: PATH: is a directory, not a disk image") and exit status 1.
+/// `files` are (path, what is expected there) for arguments that are not images.
+func refuseDirectories(images: [String?], files: [(String?, String)] = []) throws {
+    try reportingErrors { () throws(BlockError) in
+        for case let p? in images { try refuseDirectory(p) }
+        for case let (p?, what) in files { try refuseDirectory(p, what: what) }
+    }
+}
+
 /// Opens a disk and prints its open warnings on stderr.
 func openImage(_ path: String, _ options: OpenOptions) throws(BlockError) -> any DiskFile {
     let disk = try openDisk(path, options: options)

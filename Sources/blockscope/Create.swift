@@ -22,6 +22,7 @@ struct Create: ParsableCommand {
     @Argument(help: "Guest size (k/M/G/T suffixes); optional with -b.") var size: SizeArgument?
 
     func run() throws {
+        try refuseDirectories(images: [image, backing])
         try reportingErrors { () throws(BlockError) in
             let kv = try parseOptions(options.joined(separator: ","))
             let bytes = size?.value ?? 0

@@ -10,6 +10,7 @@ struct Info: ParsableCommand {
     @Option(help: "Output style: human or json.") var output: OutputFormat = .human
 
     func run() throws {
+        try refuseDirectories(images: [image])
         try reportingErrors { () throws(BlockError) in
             let disk = try openImage(image, imageOptions.openOptions(writable: false))
             let info = try disk.info()

@@ -14,6 +14,7 @@ struct Map: ParsableCommand {
     @Flag(help: "Add blockscope's per-cluster detail (compressed, subcluster states) that qemu-img does not show.") var detail = false
 
     func run() throws {
+        try refuseDirectories(images: [image])
         try reportingErrors { () throws(BlockError) in
             let disk = try openImage(image, imageOptions.openOptions(writable: false))
             guard let inspectable = disk as? any InspectableDisk else {

@@ -15,6 +15,7 @@ struct Replay: ParsableCommand {
     @Option(help: "Requests in flight at most.") var depth: Int = 32
 
     func run() throws {
+        try refuseDirectories(images: [image], files: [(trace, "a trace file")])
         try reportingErrors { () throws(BlockError) in
             let requests = try TraceFile.readRequests(trace)
             let disk = try openImage(image, imageOptions.openOptions(writable: write))

@@ -39,6 +39,7 @@ struct Run: ParsableCommand {
     @Option(help: .hidden) var inflightRegistry: Int? = nil
 
     func run() throws {
+        try refuseDirectories(images: [image, mirror], files: [(script, "a job file or script"), (trace, "a trace file")])
         try reportingErrors { () throws(BlockError) in
             let text: String
             do { text = try String(contentsOfFile: script, encoding: .utf8) }

@@ -41,6 +41,7 @@ struct Serve: ParsableCommand {
     }
 
     func run() throws {
+        try refuseDirectories(images: [image])
         try reportingErrors { () throws(BlockError) in
             var o = OpenOptions(writable: write, format: format, engine: .uring)
             o.engine = .uring

@@ -25,6 +25,7 @@ struct Tui: ParsableCommand {
     @Option(help: .hidden) var statsFile: String?
 
     func run() throws {
+        try refuseDirectories(images: [image], files: [(script, "a script"), (statsFile, "a statistics file")])
         var o = TUIOptions(imagePath: image)
         o.writable = write
         o.themeName = theme
@@ -40,7 +41,9 @@ struct Tui: ParsableCommand {
         do {
             let app = try TUIApp(options: o)
             let server = try serve.map { try TuiServer.start(spec: $0, app: app) }
+            if let server { app.stopOutsideIO = { _ = server.stop() } }
             let status = try app.run(mouse: o.mouse)
+            if let sig = app.quitSignal { printError("blockscope: \(TUIApp.signalName(sig)): quit as on q (drained, flushed, closed)") }
             // The connect/disconnect lines, kept while the screen was the terminal's.
             for line in server?.stop() ?? [] { printError("blockscope serve: " + line) }
             // After the terminal is restored: what closing did, on the shell's screen.

@@ -15,6 +15,7 @@ final class TuiServer: @unchecked Sendable {
     let server: NbdServer
     private let done = DispatchSemaphore(value: 0)
     private let lines: LineBox
+    private let stopped = Mutex<[String]?>(nil)
 
     /// Parses `unix:PATH` or `tcp:PORT` (`tcp:ADDR:PORT` to bind elsewhere than 127.0.0.1).
     static func address(_ spec: String) throws(BlockError) -> NbdListenAddress {
@@ -71,10 +72,16 @@ final class TuiServer: @unchecked Sendable {
     }
 
     /// Stops accepting, drains the clients, waits for the accept thread and returns the
-    /// log lines.
+    /// log lines. Later calls (the TUI's close stops the server, the command asks again for
+    /// the lines) return the same lines at once.
     func stop() -> [String] {
-        server.stop()
-        done.wait()
-        return lines.lines.withLock { $0 }
+        stopped.withLock { (s: inout [String]?) -> [String] in
+            if let s { return s }
+            server.stop()
+            done.wait()
+            let l = lines.lines.withLock { $0 }
+            s = l
+            return l
+        }
     }
 }

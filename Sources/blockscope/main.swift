@@ -1,4 +1,5 @@
 import ArgumentParser
+import BlockCore
 
 /// The `blockscope` command: a disk-image and I/O inspector. Every subcommand names itself
 /// (`commandName:`): a name derived from the type costs a runtime protocol-conformance scan per
@@ -7,6 +8,7 @@ struct Blockscope: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blockscope",
         abstract: "Inspect QCOW2, VHDX, VHD and RAW images and watch an io_uring engine run workloads on them.",
+        version: "blockscope \(blockscopeVersion)",
         subcommands: [Info.self, Cat.self, Run.self, Map.self, Check.self, Create.self, Replay.self, Bench.self, Serve.self, Tui.self],
         defaultSubcommand: Tui.self
     )

@@ -13,6 +13,22 @@ public func probeFormat(_ head: [UInt8]) -> ImageFormat {
     return .raw
 }
 
+/// Refuses a path that names a directory with the one message every command gives
+/// ("PATH: is a directory, not a disk image", errno EISDIR; `what` names the file expected
+/// there for other arguments: "a script"). Any other path passes, a missing one too: the
+/// open that follows names what is wrong with it. ``openDisk(_:options:)`` checks this
+/// itself; commands call it first for every path argument, so a directory gets this line
+/// before any other check (a script's read-only refusal, the TUI's need for a terminal).
+public func refuseDirectory(_ path: String, what: String = "a disk image") throws(BlockError) {
+    var st = stat()
+    if stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR { throw directoryRefusal(path, what: what) }
+}
+
+/// The error for a directory given where a file belongs.
+func directoryRefusal(_ path: String, what: String = "a disk image") -> BlockError {
+    BlockError(.invalidArgument, "is a directory, not \(what)", errno: EISDIR, path: path, operation: "open")
+}
+
 /// Opens a disk image: takes QEMU's image locks, probes the format (or uses
 /// `options.format`), and returns the format's ``DiskFile``.
 ///
@@ -27,9 +43,7 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
         if e == ENOENT { throw BlockError(.notFound, "no such file", errno: e, path: path, operation: "open") }
         throw BlockError.system(e, "stat", path: path)
     }
-    if (st.st_mode & S_IFMT) == S_IFDIR {
-        throw BlockError(.invalidArgument, "is a directory, not a disk image", errno: EISDIR, path: path, operation: "open")
-    }
+    if (st.st_mode & S_IFMT) == S_IFDIR { throw directoryRefusal(path) }
     let isBlockDevice = (st.st_mode & S_IFMT) == S_IFBLK
     if !isBlockDevice && st.st_size == 0 && options.format == nil {
         throw BlockError(.invalidFormat, "file is empty (0 bytes): not a disk image", path: path, operation: "open")

@@ -14,11 +14,10 @@ extension TUIApp {
         let title = titleText(width: width - mode.count - 1)
         s.put(0, 0, title.padded(width), CellStyle(.footer))
         if !mode.isEmpty { s.put(max(0, width - mode.count - 1), 0, mode, CellStyle(state.stepMode || state.paused || scriptHeld != nil ? .warning : .ok, [.reverse])) }
-        // Tab bar.
+        // Tab bar: every tab on one line, the longest inactive titles abbreviated to fit.
         var x = 0
         var hits: [(Range<Int>, Int)] = []
-        for (i, v) in views.enumerated() {
-            let label = " \(i + 1) \(v.title) "
+        for (i, label) in tabLabels(width: width).enumerated() {
             let start = x
             x = s.put(x, 1, label, CellStyle(i == current ? .tabActive : .tabInactive))
             hits.append((start..<x, i))
@@ -53,15 +52,34 @@ extension TUIApp {
     }
 
     /// The title line, shortened to `width` by dropping the least useful words first (the
-    /// version, the program name, then the colour depth; never NO_COLOR or the mode).
+    /// colour depth, then the version, then the program name; never NO_COLOR or the mode).
     func titleText(width: Int) -> String {
         let img = state.image
         let name = URL(fileURLWithPath: img.path).lastPathComponent
         let rest = "\(name)  \(img.format.rawValue) \(formatBytes(Double(img.guestSize)))  \(img.writable ? "read-write" : "read-only")  theme \(state.themeName)"
         let colour = state.noColor ? " (NO_COLOR)" : state.colorDepth.isEmpty ? "" : " (\(state.colorDepth))"
-        let choices = [" blockscope \(BlockScopeUI.version)  " + rest + colour, " blockscope  " + rest + colour, " " + rest + colour,
-                       " " + rest + (state.noColor ? colour : "")]
+        let kept = state.noColor ? colour : ""
+        let program = " blockscope \(BlockScopeUI.version)  "
+        let choices = [program + rest + colour, program + rest + kept, " blockscope  " + rest + kept, " " + rest + kept]
         return choices.first { $0.count <= width } ?? choices.last!
+    }
+
+    /// Short tab titles for narrow terminals (each a prefix `:view` accepts).
+    static let shortTabTitles = ["Overview": "Overv", "Refcounts": "Refc", "In-flight": "In-fl", "Completions": "Compl"]
+
+    /// The tab bar's labels (" 1 Overview "), each followed by one space when drawn. When the
+    /// whole titles do not fit in `width`, inactive tabs take their short titles, longest
+    /// first, until the bar fits (the current tab keeps its whole title); then the current
+    /// one too; at last only the numbers are left.
+    func tabLabels(width: Int) -> [String] {
+        var titles = views.map(\.title)
+        func total() -> Int { titles.enumerated().reduce(0) { $0 + " \($1.offset + 1) \($1.element) ".count + 1 } - 1 }
+        let order = titles.indices.filter { Self.shortTabTitles[titles[$0]] != nil }
+            .sorted { (titles[$0].count, $1) > (titles[$1].count, $0) }
+        for i in order where i != current && total() > width { titles[i] = Self.shortTabTitles[titles[i]]! }
+        if total() > width, let short = Self.shortTabTitles[titles[current]] { titles[current] = short }
+        if total() > width { titles = titles.indices.map { $0 == current ? titles[$0] : "" } }
+        return titles.enumerated().map { $0.element.isEmpty ? " \($0.offset + 1) " : " \($0.offset + 1) \($0.element) " }
     }
 
     /// The footer: a running whole-image walk's progress and `x stop walk` first, the view's

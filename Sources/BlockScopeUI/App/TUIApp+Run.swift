@@ -9,11 +9,14 @@ extension TUIApp {
     /// second (every 50 ms while a workload runs, every 100 ms when idle, at once after a
     /// key). `q` closes the image on another thread while a progress box shows each step
     /// ("flushing metadata… 3/5"), then the terminal is restored; the caller prints
-    /// ``closingLine`` after that. Returns the exit status (1 when closing failed).
+    /// ``closingLine`` after that. SIGINT, SIGTERM and SIGHUP quit the same way (the signal
+    /// is kept in ``quitSignal``). Returns the exit status (1 when closing failed).
     public func run(mouse: Bool) throws(BlockScopeUIError) -> Int32 {
         guard isatty(1) != 0, isatty(0) != 0 else {
             throw BlockScopeUIError("the TUI needs a terminal on stdin and stdout (use `blockscope info` for text output)")
         }
+        let previousHandlers = QuitSignals.install()
+        defer { QuitSignals.restore(previousHandlers) }
         let term = try Terminal(theme: theme, mouse: mouse, noColor: options.noColor)
         onThemeChange = { term.applyTheme($0) }
         switch term.depth {
@@ -33,6 +36,11 @@ extension TUIApp {
         var busyNs: UInt64 = 0, pumpNs: UInt64 = 0, drawNs: UInt64 = 0, worstFrameNs: UInt64 = 0
         var last = started
         while !quitRequested {
+            if let sig = QuitSignals.take() {
+                quitSignal = sig
+                quitRequested = true
+                break
+            }
             let t0 = monotonicNanos()
             if state.busy { busyFrames += 1; busyNs += t0 - last }
             last = t0

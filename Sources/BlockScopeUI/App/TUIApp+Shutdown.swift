@@ -45,6 +45,9 @@ extension TUIApp {
         let t0 = monotonicNanos()
         progress?(1, Self.closeSteps[0])
         gate.disable()
+        // Clients of `--serve` first: their in-flight requests are answered, then nothing
+        // new reaches the disk while it is flushed and closed.
+        if let stop = stopOutsideIO { stopOutsideIO = nil; stop() }
         job?.workload.resume()
         job?.workload.stop()
         let deadline = monotonicNanos() + 5_000_000_000

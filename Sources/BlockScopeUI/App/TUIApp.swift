@@ -55,6 +55,13 @@ public final class TUIApp {
     public internal(set) var theme: Theme
     /// The line to print after the terminal is restored ("closed IMAGE ..."), set by ``shutdown(progress:)``.
     public internal(set) var closingLine: String?
+    /// The signal (SIGINT, SIGTERM or SIGHUP) that ended ``run(mouse:)``, if one did: the
+    /// app then closed as on `q`.
+    public internal(set) var quitSignal: Int32?
+    /// Stops I/O that reaches the disk from outside the app (the `tui --serve` NBD server:
+    /// no new clients, the connected ones' requests answered); ``shutdown(progress:)`` calls
+    /// it first, before the image is flushed and closed. Called at most once.
+    public var stopOutsideIO: (() -> Void)?
     let options: TUIOptions
     let stream = EventStream(queues: 16, capacityPerQueue: 1 << 13)
     let gate: StepGate
@@ -96,6 +103,7 @@ public final class TUIApp {
         do { theme = try ThemeLoader.load(options.noColor ? "monochrome" : options.themeName) } catch let e { throw BlockScopeUIError("theme: \(e.description)") }
         gate = StepGate(downstream: stream)
         subscription = stream.subscribe()
+        do { try refuseDirectory(options.imagePath) } catch let e { throw BlockScopeUIError(e.description) }
         guard FileManager.default.fileExists(atPath: options.imagePath) else {
             throw BlockScopeUIError("\(options.imagePath): no such file")
         }
@@ -208,6 +216,9 @@ public final class TUIApp {
                 job = nil
                 state.jobSummary = nil
             }
+        } else {
+            // No job: the last second's window still moves on (to zero).
+            state.engineRates.advance()
         }
         let busy = (worker?.busy ?? false) || job != nil
         state.busy = busy

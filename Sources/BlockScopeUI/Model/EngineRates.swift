@@ -18,9 +18,12 @@ public struct QueueRateRow: Sendable {
 
 /// Rates per queue and direction from a running ``Workload``'s counters, sampled once a
 /// frame: the last second from the sample about a second old, the whole job from the
-/// totals and the workload's running clock. Kept after the job ends (the last figures).
+/// totals and the workload's running clock. Kept after the job ends: the totals and the
+/// whole-job rates as they ended, the last second's rates falling to zero (``advance(now:)``).
 public final class EngineRates {
     private var history: [(time: UInt64, queues: [QueueSnapshot])] = []
+    /// The last sample taken, for ``advance(now:)``.
+    private var last: WorkloadSnapshot?
     /// The rows as of the last ``update(_:now:)``, by queue.
     public private(set) var rows: [QueueRateRow] = []
     /// The whole job's running time in ns as of the last update.
@@ -30,10 +33,19 @@ public final class EngineRates {
     public init() {}
 
     /// Forgets everything (a new job started).
-    public func reset() { history.removeAll(); rows.removeAll(); elapsedNs = 0 }
+    public func reset() { history.removeAll(); rows.removeAll(); elapsedNs = 0; last = nil }
+
+    /// Moves the clock on with no new completions (the job ended): the last sample's counts
+    /// are taken again at `now`, so the "last 1 s" rates fall to zero one second after the
+    /// job's last completion; the totals and the whole-job rates stay as they were.
+    public func advance(now: UInt64 = monotonicNanos()) {
+        guard let last, let newest = history.last, now > newest.time else { return }
+        update(last, now: now)
+    }
 
     /// Takes a sample of the workload's counters.
     public func update(_ snap: WorkloadSnapshot, now: UInt64 = monotonicNanos()) {
+        last = snap
         history.append((now, snap.queues))
         // Keep about 1.5 s of samples; the reference is the newest at least 1 s old.
         while history.count > 2, now - history[1].time >= 1_000_000_000 { history.removeFirst() }

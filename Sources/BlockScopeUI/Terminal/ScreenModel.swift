@@ -49,6 +49,10 @@ public struct ScreenModel: Sendable {
     public private(set) var height: Int
     /// Cells row by row (`y * width + x`).
     public private(set) var cells: [Cell]
+    /// Texts ``put(_:_:_:_:maxWidth:)`` had to cut (the screen's right edge or `maxWidth`
+    /// came before their last non-blank character), with their row; at most 64 kept. Tests
+    /// read it to prove a layout fits its width.
+    public private(set) var clipped: [(y: Int, text: String)] = []
 
     /// Creates a blank screen of the given size.
     public init(width: Int, height: Int) {
@@ -83,8 +87,11 @@ public struct ScreenModel: Sendable {
     public mutating func put(_ x: Int, _ y: Int, _ text: String, _ style: CellStyle = .normal, maxWidth: Int = Int.max) -> Int {
         var cx = x
         var n = 0
-        for ch in text {
-            if n >= maxWidth { break }
+        for (i, ch) in zip(text.indices, text) {
+            if n >= maxWidth || cx >= width {
+                if y >= 0, y < height, clipped.count < 64, text[i...].contains(where: { $0 != " " }) { clipped.append((y, text)) }
+                break
+            }
             let c: Character = (ch == "\n" || ch == "\t") ? " " : ch
             set(cx, y, Cell(c, style))
             cx += 1

@@ -30,26 +30,36 @@ public final class HexView: TUIView {
         top = off & ~15
     }
 
-    /// Draws the mapping lines and the dump.
+    /// Draws the mapping lines and the dump. The mapping and decoded texts wrap (up to three
+    /// lines each) in a narrow terminal; the dump's offset column is as wide as the largest
+    /// offset shown (at least 8 digits), and its gaps shrink so the ASCII column stays whole
+    /// at 80 columns.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let insp = app.image.inspector
         let limit = hostMode ? (insp?.hostSize ?? 0) : app.image.guestSize
         if limit > 0 && offset >= limit { offset = limit - 1 }
         var y = area.y
+        // Label and text lines: the texts at column 24 when they fit there, else right after
+        // the longer label, wrapped when still too long.
+        var rows: [(label: String, text: String, style: CellStyle)] = []
         if hostMode {
-            s.put(area.x, y, "host \(hex(offset))", CellStyle(.heading)); y += 1
+            rows.append(("host \(hex(offset))", "", CellStyle(.heading)))
         } else {
             let m = insp?.mapGuest(offset)
-            s.put(area.x, y, "guest \(hex(offset))", CellStyle(.heading))
-            s.put(area.x + 24, y, "→ " + (m?.text ?? "no mapping available"), CellStyle(m?.host != nil ? .data : .dim), maxWidth: area.width - 24)
-            y += 1
+            rows.append(("guest \(hex(offset))", "→ " + (m?.text ?? "no mapping available"), CellStyle(m?.host != nil ? .data : .dim)))
         }
         let hostOff: UInt64? = hostMode ? offset : insp?.mapGuest(offset).host
-        if let h = hostOff, let insp {
-            s.put(area.x, y, "decoded", CellStyle(.dim))
-            s.put(area.x + 24, y, insp.describeHost(h), CellStyle(.normal), maxWidth: area.width - 24)
+        if let h = hostOff, let insp { rows.append(("decoded", insp.describeHost(h), CellStyle(.normal))) }
+        let labelWidth = rows.map(\.label.count).max() ?? 0
+        let col = labelWidth + 2 <= 24 && rows.allSatisfy({ 24 + $0.text.count <= area.width }) ? 24 : labelWidth + 2
+        for (i, r) in rows.enumerated() {
+            s.put(area.x, y, r.label, i == 0 ? CellStyle(.heading) : CellStyle(.dim))
+            if r.text.isEmpty { y += 1; continue }
+            for l in TextWrap.lines(r.text, width: area.width - col).prefix(3) {
+                s.put(area.x + col, y, l, r.style, maxWidth: area.width - col); y += 1
+            }
         }
-        y += 2
+        y += rows.count == 1 ? 2 : 1
         visibleRows = max(1, area.maxY - y)
         if offset < top { top = offset & ~15 }
         if offset >= top + UInt64(visibleRows * 16) { top = (offset & ~15) - UInt64((visibleRows - 1) * 16) }
@@ -57,15 +67,16 @@ public final class HexView: TUIView {
         let bytes: [UInt8]?
         if hostMode { bytes = insp?.readHost(at: top, count: count) } else { bytes = app.image.readGuest(at: top, count: count) }
         guard let bytes else {
-            s.put(area.x, y, "guest data here cannot be read yet (compressed, or no I/O for this format)", CellStyle(.warning)); return
+            s.put(area.x, y, "guest data here cannot be read yet (compressed, or no I/O for this format)", CellStyle(.warning), maxWidth: area.width); return
         }
         let written = hostMode ? app.live.writtenHost : app.live.writtenGuest
+        let layout = HexLayout(lastOffset: top + UInt64(count), width: area.width)
         for row in 0..<visibleRows {
             let base = top + UInt64(row * 16)
             let lo = row * 16
             if lo >= bytes.count { break }
-            s.put(area.x, y + row, String(base, radix: 16).leftPadded(12), CellStyle(.dim))
-            var x = area.x + 14
+            s.put(area.x, y + row, String(base, radix: 16).leftPadded(layout.offsetDigits), CellStyle(.dim))
+            var x = area.x + layout.hexColumn
             var ascii = ""
             for i in 0..<16 {
                 guard lo + i < bytes.count else { break }
@@ -79,7 +90,7 @@ public final class HexView: TUIView {
                 x += i == 7 ? 4 : 3
                 ascii.append(b >= 32 && b < 127 ? Character(Unicode.Scalar(b)) : ".")
             }
-            s.put(area.x + 14 + 16 * 3 + 2, y + row, "|" + ascii + "|", CellStyle(.dim))
+            s.put(area.x + layout.asciiColumn, y + row, layout.bars ? "|" + ascii + "|" : ascii, CellStyle(.dim))
         }
     }
 
@@ -206,5 +217,28 @@ public final class HexView: TUIView {
                 return nil
             }
         }
+    }
+}
+
+/// Where the hex dump's columns go: the offset (right-aligned, `offsetDigits` wide), 16 bytes
+/// as "xx " with one more space after the 8th (48 columns), then the ASCII text between bars.
+/// Gaps of two columns when they fit in the width, else one, then the bars are dropped.
+struct HexLayout {
+    /// Digits of the offset column: those of the largest offset shown, at least 8.
+    let offsetDigits: Int
+    /// Column of the first byte and of the ASCII text, from the view's left edge.
+    let hexColumn: Int, asciiColumn: Int
+    /// Whether the ASCII text is drawn between `|` bars.
+    let bars: Bool
+
+    /// The layout for offsets up to `lastOffset` in `width` columns.
+    init(lastOffset: UInt64, width: Int) {
+        offsetDigits = max(8, String(lastOffset, radix: 16).count)
+        let hex = 16 * 3 + 1 - 1          // "xx " x16, the extra space after the 8th, no trailing space
+        let wide = offsetDigits + 2 + hex + 2 + 18
+        let gap = wide <= width ? 2 : 1
+        hexColumn = offsetDigits + gap
+        asciiColumn = hexColumn + hex + gap
+        bars = asciiColumn + 18 <= width
     }
 }
