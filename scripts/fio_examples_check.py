@@ -27,6 +27,13 @@ SIZE_KEYS = {"size", "filesize", "io_size", "io_limit"}
 # A job whose amount of I/O is not fixed: ends on time, on another job, or draws sizes at random.
 NOT_FIXED = re.compile(r"^\s*(time_based|bssplit|exitall|exit_what|ss|steadystate)\b", re.M)
 UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# Examples also run unscaled but for the keys given, on a file of their own size: the shapes
+# where a rule showed (cross-stripe-verify's second job reaches the end of the file before
+# io_size; fio ends the pass there: 7,678 writes and 7,678 verify reads).
+VARIANTS = [
+    ("cross-stripe-verify@512M", "cross-stripe-verify",
+     {"numjobs": "2", "offset_increment": "288m", "io_size": "32m"}, 512 << 20),
+]
 
 
 def size_of(v):
@@ -102,9 +109,23 @@ def load_json(text):
     return json.loads(text[i:]) if i >= 0 else None
 
 
-def fresh(path):
+def fresh(path, size=FILE_SIZE):
     with open(path, "wb") as f:
-        f.truncate(FILE_SIZE)
+        f.truncate(size)
+
+
+def variant(text, keys):
+    """The example with `keys` set to the given values (filename/directory dropped)."""
+    out = []
+    for line in text.splitlines():
+        body = re.split(r"\s[;#]|^[;#]", line, maxsplit=1)[0].strip()
+        k = body.split("=", 1)[0].strip().lower()
+        if k in DROP:
+            continue
+        if "=" in body and k in keys:
+            line = f"{k}={keys[k]}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def run(argv, cwd, job):
@@ -138,18 +159,21 @@ def run(argv, cwd, job):
 def main():
     ex, work, binary = sys.argv[1:4]
     rows, ran, fixed, matched = [], 0, 0, 0
-    names = [n for n in EXAMPLES if os.path.exists(os.path.join(ex, n + ".fio"))]
-    for name in names:
-        text = scale(open(os.path.join(ex, name + ".fio")).read())
+    cases = [(n, scale(open(os.path.join(ex, n + ".fio")).read()), FILE_SIZE)
+             for n in EXAMPLES if os.path.exists(os.path.join(ex, n + ".fio"))]
+    cases += [(n, variant(open(os.path.join(ex, base + ".fio")).read(), keys), size)
+              for n, base, keys, size in VARIANTS if os.path.exists(os.path.join(ex, base + ".fio"))]
+    names = [c[0] for c in cases]
+    for name, text, file_size in cases:
         job = os.path.join(work, name + ".fio")
         open(job, "w").write(text)
         # fio's fill_device on a regular file writes until the file system is full: give fio
         # the file's size instead (blockscope's fill_device stops at the end of the image).
         peer = os.path.join(work, name + ".peer.fio")
-        open(peer, "w").write(re.sub(r"^\s*(fill_device|fill_fs)\s*=?\s*\S*\s*$", f"size={FILE_SIZE // 1024}k", text,
+        open(peer, "w").write(re.sub(r"^\s*(fill_device|fill_fs)\s*=?\s*\S*\s*$", f"size={file_size // 1024}k", text,
                                      flags=re.M | re.I))
         raw_fio, raw_bs = os.path.join(work, name + ".fio.raw"), os.path.join(work, name + ".bs.raw")
-        fresh(raw_fio); fresh(raw_bs)
+        fresh(raw_fio, file_size); fresh(raw_bs, file_size)
         t0 = time.time()
         f = run(["fio", "--output-format=json", "--filename=" + raw_fio, peer], work, peer)
         note = ""
@@ -158,7 +182,7 @@ def main():
             # depend on the submit mode, so ask fio again with inline submission.
             inline = re.sub(r"io_submit_mode\s*=\s*offload", "io_submit_mode=inline", open(peer).read())
             open(peer, "w").write(inline)
-            fresh(raw_fio)
+            fresh(raw_fio, file_size)
             f = run(["fio", "--output-format=json", "--filename=" + raw_fio, peer], work, peer)
             note = " (fio: offload hung, inline)"
         t1 = time.time()

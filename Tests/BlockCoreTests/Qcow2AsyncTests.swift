@@ -66,18 +66,20 @@ struct Qcow2AsyncTests {
         #expect(buf.allSatisfy { $0 == 1 })
     }
 
-    @Test("io_uring reads at random offsets equal sync reads; each completes exactly once with events in order")
+    @Test("io_uring reads at seeded random offsets return qemu-img's bytes; each completes exactly once with events in order")
     func asyncEqualsSyncWithEvents() throws {
         let dir = try TestSupport.makeTempDir("qcow2-async")
         defer { TestSupport.removeTempDir(dir) }
         let (top, _) = try Self.chain(dir)
+        let oracle = [UInt8](try TestSupport.qemuRaw(top, format: "qcow2"))
         let log = Qcow2EventLog()
         let disk = try #require(try openDisk(top) as? Qcow2Disk)
         defer { try? disk.close() }
         let queue = try disk.makeQueue(QueueOptions(depth: 8, queueID: 3, engine: .uring, eventSink: log))
         defer { queue.close() }
         #expect(queue is QcowAsync)
-        var rng = SystemRandomNumberGenerator()
+        // Seeded: a failure names offsets that the next run reads again.
+        var rng = SeededRandom(seed: 70)
         let count = 64
         var reqs: [(offset: UInt64, buf: AlignedBuffer)] = []
         for _ in 0..<count {
@@ -97,10 +99,10 @@ struct Qcow2AsyncTests {
         }
         #expect(seen.allSatisfy { $0 == 1 }, "every request completes exactly once")
         #expect(queue.inFlight == 0)
+        #expect(oracle.count == Int(disk.logicalSize))
         for r in reqs {
-            let want = AlignedBuffer(count: r.buf.count)
-            try disk.read(into: want.bytes, at: r.offset)
-            #expect(memcmp(want.baseAddress, r.buf.baseAddress, r.buf.count) == 0, "read at \(r.offset) (\(r.buf.count) bytes) differs from sync")
+            let want = oracle[Int(r.offset)..<(Int(r.offset) + r.buf.count)]
+            #expect(Array(r.buf.bytes) == Array(want), "read at \(r.offset) (\(r.buf.count) bytes) differs from qemu-img's")
         }
         let ev = log.events
         for i in 0..<count {

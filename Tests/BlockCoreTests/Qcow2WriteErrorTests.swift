@@ -162,8 +162,8 @@ struct Qcow2WriteErrorTests {
             q.context.faultInjector = { op, _ in op.opcode == .writev ? .shortTransfer(bytes: 513) : .none }
             var expected = [UInt8](repeating: 0, count: 16 << 20)
             for i in 0..<(1 << 20) { expected[i] = 0x11 }
-            var x: UInt64 = 0x1234_5678
-            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var rng = SeededRandom(seed: 0x1234_5678)
+            func rnd() -> UInt64 { rng.next() }
             var bufs: [AlignedBuffer] = []
             var lengths: [UInt64: Int] = [:]
             for i in 0..<24 {
@@ -205,8 +205,8 @@ struct Qcow2WriteErrorTests {
         onThread { f in
             let (disk, q) = try Self.openQueue(img, depth: 2)
             var expected = [UInt8](repeating: 0, count: 16 << 20)
-            var x: UInt64 = 0xABCD_EF01
-            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var rng = SeededRandom(seed: 0xABCD_EF01)
+            func rnd() -> UInt64 { rng.next() }
             var bufs: [AlignedBuffer] = []
             var ids = Set<UInt64>()
             for i in 0..<200 {

@@ -173,25 +173,70 @@ import TestSupport
 }
 
 /// Random corruption of the unchecksummed parts (metadata region, BAT, log, VHD BAT): opening,
-/// reading everything and checking must end in success or a BlockError, never a trap.
+/// reading everything and checking ends either in success, with the bytes qemu-img reads
+/// from the same file wherever qemu-img accepts it too, or in one BlockError of a
+/// damaged-image kind that names the file and the offset or field at fault. Never a trap.
 @Suite struct VhdxFuzzTests {
-    func exercise(_ path: String, format: ImageFormat) {
+    /// What opening, reading and checking one damaged image gave.
+    enum Outcome {
+        /// Everything succeeded: the guest bytes read (up to 64 MiB).
+        case read([UInt8])
+        /// A step failed with this error.
+        case failed(BlockError)
+    }
+
+    /// The kinds a damaged image may fail with (never `.io`, `.overflow` or a trap).
+    static let damageKinds: Set<BlockError.Kind> = [.corruptImage, .invalidFormat, .unsupportedFeature, .outOfBounds]
+
+    func exercise(_ path: String, format: ImageFormat) -> Outcome {
         do {
             let d = try openDisk(path, options: OpenOptions(writable: false, format: format))
             defer { try? d.close() }
             let buf = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
             defer { buf.deallocate() }
+            var bytes: [UInt8] = []
             var off: UInt64 = 0
             while off < min(d.logicalSize, 64 << 20) {
                 let n = Int(min(UInt64(buf.count), d.logicalSize - off))
                 try d.read(into: UnsafeMutableRawBufferPointer(rebasing: buf[0..<n]), at: off)
+                bytes += buf[0..<n]
                 off += UInt64(n)
             }
             _ = try (d as? InspectableDisk)?.check(repair: nil)
             _ = try (d as? InspectableDisk)?.mapExtents()
             _ = try d.info()
-        } catch {}
+            return .read(bytes)
+        } catch let e { return .failed(e) }
     }
+
+    /// Asserts the outcome of one damaged image: an error of a damage kind naming the file and
+    /// where (an offset or a named field), or bytes equal to qemu-img's when it reads the file.
+    /// Returns whether the image was refused.
+    @discardableResult
+    func expectCleanOutcome(_ path: String, format: ImageFormat, qemuFormat: String, _ what: String) throws -> Bool {
+        switch exercise(path, format: format) {
+        case .failed(let e):
+            #expect(Self.damageKinds.contains(e.kind), "\(what): \(e.kind): \(e)")
+            #expect(e.path == path || e.description.contains(path), "\(what): the error names no file: \(e)")
+            let named = e.hostOffset != nil || e.guestOffset != nil || e.message.contains("0x")
+                || Self.fieldWords.contains { e.message.lowercased().contains($0) }
+            #expect(named, "\(what): the error names no offset or field: \(e)")
+            return true
+        case .read(let bytes):
+            let out = path + ".qemu.raw"
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let q = try TestSupport.run("qemu-img", ["convert", "-f", qemuFormat, "-O", "raw", path, out])
+            if q.status == 0 {
+                let want = [UInt8](try TestSupport.readFile(out).prefix(bytes.count))
+                #expect(bytes.count == min(want.count, 64 << 20) && bytes == want, "\(what): read differs from qemu-img's")
+            }
+            return false
+        }
+    }
+
+    /// Words by which an error message names the field at fault.
+    static let fieldWords = ["header", "region", "metadata", "bat", "log", "block size", "sector", "size", "footer",
+                             "checksum", "signature", "entry", "table", "parent", "version", "offset", "guid"]
 
     @Test func corruptedVhdxMetadataBatAndLogNeverTrap() throws {
         let dir = try TestSupport.makeTempDir("fuzz"); defer { TestSupport.removeTempDir(dir) }
@@ -200,20 +245,23 @@ import TestSupport
         o.blockSize = 1 << 20
         try VhdxFormat.create(path: base, size: 8 << 20, options: o)
         let pristine = try TestSupport.readFile(base)
+        #expect(try expectCleanOutcome(base, format: .vhdx, qemuFormat: "vhdx", "pristine") == false, "the undamaged image opens")
+        var refused = 0
         for seed in 1...60 {
             var bytes = [UInt8](pristine)
-            var x = UInt64(seed) &* 0x9E37_79B9_7F4A_7C15
-            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var rng = SeededRandom(seed: UInt64(seed))
             // Regions: metadata table + items (2 MiB), BAT (3 MiB).
             let areas: [(Int, Int)] = [(2 << 20, 256), ((2 << 20) + 0x10000, 64), (3 << 20, 64)]
-            for _ in 0..<(1 + Int(rnd() % 6)) {
-                let a = areas[Int(rnd() % UInt64(areas.count))]
-                bytes[a.0 + Int(rnd() % UInt64(a.1))] = UInt8(truncatingIfNeeded: rnd())
+            for _ in 0..<(1 + rng.below(6)) {
+                let a = areas[rng.below(areas.count)]
+                bytes[a.0 + rng.below(a.1)] = rng.byte()
             }
             let p = dir + "/f\(seed).vhdx"
             try TestSupport.writeFile(p, bytes)
-            exercise(p, format: .vhdx)
+            if try expectCleanOutcome(p, format: .vhdx, qemuFormat: "vhdx", "seed \(seed)") { refused += 1 }
         }
+        // Damage to the metadata table and the BAT is mostly detected.
+        #expect(refused > 0)
     }
 
     @Test func garbageLogEntriesNeverTrap() throws {
@@ -234,7 +282,18 @@ import TestSupport
             ByteField.putLE(&entry, 72, UInt64(seed) << 60, width: 8)
             Crc32c.seal(&entry, fieldOffset: 4)
             try f.writeBytes(entry, at: h.logOffset)
-            exercise(p, format: .vhdx)
+            // The entry's descriptor is damaged, so it is not a valid log entry and must not
+            // be replayed (it would write into the metadata region): the image reads as the
+            // empty disk it is, as qemu-img reads it, or is refused naming the log.
+            switch exercise(p, format: .vhdx) {
+            case .failed(let e):
+                #expect(Self.damageKinds.contains(e.kind), "seed \(seed): \(e.kind): \(e)")
+                #expect(e.path == p || e.description.contains(p), "seed \(seed): \(e)")
+                #expect(e.message.lowercased().contains("log"), "seed \(seed): the error does not name the log: \(e)")
+            case .read(let bytes):
+                #expect(bytes.count == 8 << 20 && bytes.allSatisfy { $0 == 0 }, "seed \(seed): the empty disk does not read as zeroes")
+                try expectCleanOutcome(p, format: .vhdx, qemuFormat: "vhdx", "seed \(seed)")
+            }
         }
         f.close()
     }
@@ -244,18 +303,18 @@ import TestSupport
         let base = dir + "/base.vhd"
         try VhdFormat.create(path: base, size: 8 << 20)
         let pristine = [UInt8](try TestSupport.readFile(base))
+        #expect(try expectCleanOutcome(base, format: .vpc, qemuFormat: "vpc", "pristine") == false, "the undamaged image opens")
         for seed in 1...60 {
             var bytes = pristine
-            var x = UInt64(seed) &* 0x2545_F491_4F6C_DD1D
-            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var rng = SeededRandom(seed: UInt64(seed) &+ 1_000)
             var hdr = Array(bytes[512..<1536])
-            for _ in 0..<(1 + Int(rnd() % 4)) { hdr[8 + Int(rnd() % 40)] = UInt8(truncatingIfNeeded: rnd()) }
+            for _ in 0..<(1 + rng.below(4)) { hdr[8 + rng.below(40)] = rng.byte() }
             ByteField.putBE(&hdr, 36, UInt64(VhdChecksum.compute(hdr, field: 36)), width: 4)
             bytes.replaceSubrange(512..<1536, with: hdr)
-            bytes[1536 + Int(rnd() % 16)] = UInt8(truncatingIfNeeded: rnd())
+            bytes[1536 + rng.below(16)] = rng.byte()
             let p = dir + "/f\(seed).vhd"
             try TestSupport.writeFile(p, bytes)
-            exercise(p, format: .vpc)
+            try expectCleanOutcome(p, format: .vpc, qemuFormat: "vpc", "seed \(seed)")
         }
     }
 }

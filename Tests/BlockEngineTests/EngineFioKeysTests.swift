@@ -84,11 +84,22 @@ struct EngineFioKeysTests {
             n += 1
         }
         #expect(n == 768 && loops.allSatisfy { $0.count == 256 })
+        // norandommap: blocks drawn independently, so a seeded pass of 256 draws over 256
+        // blocks repeats some (about 256/e blocks are never drawn); the random map never does.
         j.randomMap = false
         var g2 = try IoGenerator(job: j, diskSize: 4 << 20, thread: 0)
-        var seen = Set<UInt64>()
-        while let io = g2.next() { seen.insert(io.offset) }
-        #expect(seen.count < 256 * 3 && seen.count > 200)
+        var perPass: [[UInt64: Int]] = [[:], [:], [:]]
+        var m = 0
+        while let io = g2.next() {
+            #expect(io.offset % 4096 == 0 && io.offset < 1 << 20)
+            perPass[m / 256][io.offset, default: 0] += 1
+            m += 1
+        }
+        #expect(m == 768)
+        for (i, pass) in perPass.enumerated() {
+            #expect(pass.values.contains { $0 > 1 }, "norandommap pass \(i) drew no block twice")
+            #expect(pass.count < 256 && pass.count > 128, "pass \(i): \(pass.count) distinct blocks")
+        }
     }
 
     @Test("RandomMap finds the next free block across words and wraps")

@@ -39,11 +39,10 @@ import TestSupport
         }
         var w = LatencyWindows()
         var values: [UInt64] = []
-        var x: UInt64 = 0x9e37_79b9_7f4a_7c15
+        var rng = SeededRandom(seed: 40)
         let t = monotonicNanos()
         for _ in 0..<10000 {
-            x ^= x << 13; x ^= x >> 7; x ^= x << 17
-            let v = 20_000 + x % 3_000_000
+            let v = 20_000 + rng.next() % 3_000_000
             values.append(v)
             w.record(time: t, latencyNs: v, op: .write)
         }

@@ -66,8 +66,20 @@ import TestSupport
         app.state.reloadLayout()
         app.selectView(named: "l1")
         #expect(app.state.status.text.contains("selected L2[17]"), "\(app.state.status.text)")
-        let frame = app.render(width: 160, height: 50).text
-        #expect(frame.contains("L2"), "\(frame.prefix(600))")
+        let screen = app.render(width: 160, height: 50)
         app.shutdown()
+        // The view's body (below the title and tab bar, above the status line and footer):
+        // the open L2 table, its selected row the entry of guest 0x110000 (64 KiB clusters:
+        // index 17), pointing where qemu-img says the data lies.
+        let body = 2..<(50 - 2)
+        let selectedRows = Set(screen.cells(with: .selected).map(\.y)).filter { body.contains($0) }
+        #expect(selectedRows.count == 1, "rows selected in the body: \(selectedRows.sorted())\n\(screen.text)")
+        #expect(screen.line(2).hasPrefix("L2 table of L1[0]"), "heading: \(screen.line(2))")
+        let row = screen.line(selectedRows.first ?? -1)
+        #expect(row.hasPrefix("L2[17] ") && row.contains("guest 0x110000"), "selected row: \(row)")
+        let map = try JSONValue.parse(try TestSupport.qemuImg(["map", "--output=json", img]).stdoutText)
+        let extent = map.arrayValue?.first { ($0["start"]?.intValue ?? -1) <= 0x110000 && 0x110000 < ($0["start"]?.intValue ?? 0) + ($0["length"]?.intValue ?? 0) }
+        let host = try #require(extent?["offset"]?.intValue, "qemu-img map: \(map)") + (0x110000 - (extent?["start"]?.intValue ?? 0))
+        #expect(row.contains("0x" + String(host, radix: 16)) && row.contains("refcount 1"), "selected row \(row); qemu-img puts the data at 0x\(String(host, radix: 16))")
     }
 }

@@ -66,8 +66,10 @@ import TestSupport
     }
 
     @Test func parseErrorsNameTheLine() {
-        #expect(throws: ThemeError.self) { try Theme.parse("normal = #zzzzzz") }
-        do { _ = try Theme.parse("name = x\nbogus = red") } catch let e { #expect(e.line == 2) }
+        let colour = #expect(throws: ThemeError.self) { try Theme.parse("normal = #zzzzzz") }
+        #expect(colour?.line == 1 && colour?.message.contains("#zzzzzz") == true, "\(String(describing: colour))")
+        let key = #expect(throws: ThemeError.self) { try Theme.parse("name = x\nbogus = red") }
+        #expect(key?.line == 2 && key?.message.contains("bogus") == true, "\(String(describing: key))")
     }
 
     @Test func screenModelClipsAndRendersText() {

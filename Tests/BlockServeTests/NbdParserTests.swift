@@ -1,5 +1,6 @@
 import Testing
 @testable import BlockServe
+import TestSupport
 
 /// The pure NBD parsers: well-formed input round-trips, malformed input gives nil or a
 /// case, never a trap.
@@ -42,15 +43,62 @@ struct NbdParserTests {
         #expect(!NbdParser.selectsBaseAllocation("qemu:dirty-bitmap:x"))
     }
 
-    @Test func arbitraryBytesNeverTrapTheParsers() {
-        var x: UInt64 = 0x9E3779B97F4A7C15
+    /// Big-endian integer of `n` bytes of `b` at `at`, decoded here from the byte order the
+    /// protocol document gives (not through the parser's reader).
+    func be(_ b: [UInt8], _ at: Int, _ n: Int) -> UInt64 { b[at..<(at + n)].reduce(0) { $0 << 8 | UInt64($1) } }
+
+    @Test func arbitraryBytesGiveTheHeaderTheProtocolDefinesOrNeedMore() {
+        var rng = SeededRandom(seed: 45)
         for n in 0..<2000 {
-            var b: [UInt8] = []
-            for _ in 0..<(n % 64) { x ^= x << 13; x ^= x >> 7; x ^= x << 17; b.append(UInt8(truncatingIfNeeded: x)) }
-            _ = NbdParser.request(b)
-            _ = NbdParser.optionHeader(b)
-            _ = NbdParser.infoRequest(b)
-            _ = NbdParser.metaContextRequest(b)
+            var b = (0..<(n % 64)).map { _ in rng.byte() }
+            // Half the inputs carry the request magic, so both outcomes are reached.
+            if n % 2 == 0 && b.count >= 4 { b.replaceSubrange(0..<4, with: [0x25, 0x60, 0x95, 0x13]) }
+            let want: NbdRequestParse
+            if b.count < 28 {
+                want = .needMore
+            } else if be(b, 0, 4) != UInt64(Nbd.requestMagic) {
+                want = .badMagic(UInt32(be(b, 0, 4)))
+            } else {
+                want = .request(NbdRequest(flags: UInt16(be(b, 4, 2)), type: UInt16(be(b, 6, 2)), handle: be(b, 8, 8),
+                                           offset: be(b, 16, 8), length: UInt32(be(b, 24, 4))))
+            }
+            #expect(NbdParser.request(b) == want, "\(b)")
+            let option = b.count < 16 ? nil : NbdOptionHeader(magic: be(b, 0, 8), option: UInt32(be(b, 8, 4)), length: UInt32(be(b, 12, 4)))
+            #expect(NbdParser.optionHeader(b) == option, "\(b)")
+            // Random bytes are info/meta-context data only by chance: whatever parses must be exactly what the bytes encode.
+            if let info = NbdParser.infoRequest(b) { #expect(encodeInfo(info.name, info.requests) == b) }
+            if let meta = NbdParser.metaContextRequest(b) { #expect(encodeMeta(meta.name, meta.queries) == b) }
+        }
+    }
+
+    func encodeInfo(_ name: String, _ items: [UInt16]) -> [UInt8] {
+        var w = NbdByteWriter()
+        w.u32(UInt32(name.utf8.count)); w.append(Array(name.utf8)); w.u16(UInt16(items.count))
+        for i in items { w.u16(i) }
+        return w.bytes
+    }
+
+    func encodeMeta(_ name: String, _ queries: [String]) -> [UInt8] {
+        var w = NbdByteWriter()
+        w.u32(UInt32(name.utf8.count)); w.append(Array(name.utf8)); w.u32(UInt32(queries.count))
+        for q in queries { w.u32(UInt32(q.utf8.count)); w.append(Array(q.utf8)) }
+        return w.bytes
+    }
+
+    @Test func optionDataParsesWhenWellFormedAndIsRefusedWhenALengthDisagrees() {
+        var rng = SeededRandom(seed: 46)
+        func word() -> String { String((0..<rng.below(12)).map { _ in Character(UnicodeScalar(UInt8(97 + rng.below(26)))) }) }
+        for n in 0..<1000 {
+            let name = word()
+            let items = (0..<rng.below(5)).map { _ in UInt16(truncatingIfNeeded: rng.next()) }
+            let queries = (0..<rng.below(5)).map { _ in word() }
+            var info = encodeInfo(name, items), meta = encodeMeta(name, queries)
+            // Damage a third of the inputs: one byte more or less than the lengths inside say.
+            let damage = n % 3
+            if damage == 1 { info.removeLast(); meta.removeLast() }
+            if damage == 2 { info.append(rng.byte()); meta.append(rng.byte()) }
+            #expect(NbdParser.infoRequest(info) == (damage == 0 ? NbdInfoRequest(name: name, requests: items) : nil), "\(info)")
+            #expect(NbdParser.metaContextRequest(meta) == (damage == 0 ? NbdMetaContextRequest(name: name, queries: queries) : nil), "\(meta)")
         }
     }
 

@@ -193,15 +193,14 @@ import TestSupport
         let r = try TestSupport.blockscope(["run", img, job])
         #expect(r.status == 1, "an error, not a trap (status \(r.status)): \(r.stderr)")
         #expect(r.stderr.contains("\(job)") && r.stderr.contains("',' is not a range like 4k-64k"), "\(r.stderr)")
-        if (try? TestSupport.run("fio", ["--version"]).status) == 0 {
-            try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,\n".write(toFile: job, atomically: true, encoding: .utf8)
-            let fio = try TestSupport.run("fio", ["--parse-only", job])
-            #expect(fio.status != 0 && fio.stderr.contains("failed parsing bsrange=,"), "fio refuses it too: \(fio.stderr)")
-            // A write range after the comma is accepted by both.
-            try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,4k-8k\n".write(toFile: job, atomically: true, encoding: .utf8)
-            #expect(try TestSupport.run("fio", ["--parse-only", job]).status == 0)
-            #expect(try TestSupport.blockscope(["run", img, job]).status == 0)
-        }
+        try TestSupport.require("fio", for: "the oracle: fio must refuse the same line")
+        try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let fio = try TestSupport.run("fio", ["--parse-only", job])
+        #expect(fio.status != 0 && fio.stderr.contains("failed parsing bsrange=,"), "fio refuses it too: \(fio.stderr)")
+        // A write range after the comma is accepted by both.
+        try "[j]\nfilename=\(img)\nrw=read\nsize=64k\nbsrange=,4k-8k\n".write(toFile: job, atomically: true, encoding: .utf8)
+        #expect(try TestSupport.run("fio", ["--parse-only", job]).status == 0)
+        #expect(try TestSupport.blockscope(["run", img, job]).status == 0)
     }
 
     @Test func jobFileRandomDistributionWithoutANameIsAnErrorAsInFio() throws {
@@ -214,11 +213,10 @@ import TestSupport
         let r = try TestSupport.blockscope(["run", img, job])
         #expect(r.status == 1, "an error, not a trap (status \(r.status)): \(r.stderr)")
         #expect(r.stderr.contains(job) && r.stderr.contains("random_distribution"), "\(r.stderr)")
-        if (try? TestSupport.run("fio", ["--version"]).status) == 0 {
-            try "[j]\nfilename=\(img)\nrw=randread\nsize=64k\nrandom_distribution=:\n".write(toFile: job, atomically: true, encoding: .utf8)
-            let fio = try TestSupport.run("fio", ["--parse-only", job])
-            #expect(fio.status != 0 && fio.stderr.contains("failed parsing random_distribution=:"), "fio refuses it too: \(fio.stderr)")
-        }
+        try TestSupport.require("fio", for: "the oracle: fio must refuse the same line")
+        try "[j]\nfilename=\(img)\nrw=randread\nsize=64k\nrandom_distribution=:\n".write(toFile: job, atomically: true, encoding: .utf8)
+        let fio = try TestSupport.run("fio", ["--parse-only", job])
+        #expect(fio.status != 0 && fio.stderr.contains("failed parsing random_distribution=:"), "fio refuses it too: \(fio.stderr)")
     }
 
     /// `v` as 8 big-endian bytes.

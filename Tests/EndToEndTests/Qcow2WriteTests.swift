@@ -220,8 +220,8 @@ struct Qcow2WriteTests {
         do {
             let q = try disk.makeQueue(QueueOptions(depth: 8, queueID: id, engine: .uring))
             defer { q.close() }
-            var x = UInt64(0x9E37_79B9 &* UInt64(id + 3))
-            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var rng = SeededRandom(seed: UInt64(id + 3))
+            func rnd() -> UInt64 { rng.next() }
             let slot = zone / 6
             let base = UInt64(id) * zone + (1 << 20)
             let bufs = (0..<6).map { _ in AlignedBuffer(count: 300 << 10) }

@@ -23,8 +23,8 @@ import TestSupport
         do {
             let q = try disk.makeQueue(QueueOptions(depth: 8, queueID: id, engine: .uring))
             defer { q.close() }
-            var x = UInt64(0x9E37_79B9 &* UInt64(id + 1))
-            func rnd() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+            var rng = SeededRandom(seed: UInt64(id + 1))
+            func rnd() -> UInt64 { rng.next() }
             let slot = zone / 8
             let base = UInt64(id) * zone + (512 << 10)
             let bufs = (0..<8).map { _ in AlignedBuffer(count: 200 << 10) }
@@ -74,7 +74,8 @@ import TestSupport
             let th = Thread { Self.worker(disk: disk, id: t, box: box); group.leave() }
             th.start()
         }
-        group.wait()
+        // Bounded: a queue that never completes fails the test instead of hanging the suite.
+        try #require(group.wait(timeout: .now() + Progress.defaultTimeout) == .success, "writers did not finish in \(Progress.defaultTimeout) s")
         #expect(box.errors.isEmpty, "\(box.errors)")
         // Concurrent read-back through fresh queues: every queue sees the mirror.
         var mirror = [UInt8](repeating: 0, count: Int(disk.logicalSize))
@@ -98,7 +99,7 @@ import TestSupport
                 } catch let e { readBox.add("reader \(t): \(e)") }
             }.start()
         }
-        group.wait()
+        try #require(group.wait(timeout: .now() + Progress.defaultTimeout) == .success, "readers did not finish in \(Progress.defaultTimeout) s")
         #expect(readBox.errors.isEmpty, "\(readBox.errors)")
         try disk.close()
         let raw = dir + "/mirror.raw"

@@ -56,8 +56,8 @@ import TestSupport
 
     /// A deterministic write script (sizes 512 B..200 KiB, some crossing block boundaries).
     static func script(seed: UInt64, count: Int, size: UInt64) -> String {
-        var x = seed
-        func next() -> UInt64 { x ^= x << 13; x ^= x >> 7; x ^= x << 17; return x }
+        var rng = SeededRandom(seed: seed)
+        func next() -> UInt64 { rng.next() }
         var lines: [String] = []
         for i in 0..<count {
             let len = (next() % 400 + 1) * 512

@@ -64,7 +64,17 @@ public struct PlannedIo: Sendable, Equatable {
 /// `verify_only` possible. Random offsets follow the job's distribution, aligned to
 /// ``FioJob/alignment``; with the random map (fio's default for uniform random I/O) each
 /// block is used once per loop. Sequential offsets advance by the request plus
-/// ``FioJob/sequentialSkip`` (negative: backwards) and wrap around the region.
+/// ``FioJob/sequentialSkip`` (negative: backwards).
+///
+/// A forward sequential job (`rw=read`, `write`, `trim`, with or without a `:skip`) runs
+/// in passes as fio does: a pass ends when the next position is at or past the region's
+/// end (or its block would cross the end of the disk), or when the bytes moved so far
+/// reach `io_size` (else `size`) times the passes begun, at most `loops`. After `loops`
+/// passes fio starts more while fewer than `io_size` bytes were moved in all, so a region
+/// shorter than `io_size` is covered again (fio's `keep_running`). With a skip, a next
+/// position at or past the disk's size restarts at the region-relative position equal to
+/// the region's start (fio compares its region-relative position with the file size).
+/// Other sequential jobs wrap around the region.
 public struct IoGenerator: Sendable {
     /// The job.
     public let job: FioJob
@@ -80,8 +90,12 @@ public struct IoGenerator: Sendable {
     private var loopBytes: UInt64 = 0
     /// Loops finished so far (a `verify` job checks each loop's blocks before the next).
     public private(set) var loopsCompleted = 0
-    /// fio ends a sequential pass with holes at the region's end (without `io_size`).
-    private let passEndsAtRegionEnd: Bool
+    /// Size of the disk in bytes (fio's end-of-file checks use it, not the region).
+    private let diskSize: UInt64
+    /// Forward sequential I/O in fio's passes (see the type's comment).
+    private let fioPasses: Bool
+    /// The position of the next request lies past the region (fio's pass ends there).
+    private var atRegionEnd = false
     private var passEnded = false
     private var map: RandomMap?
     private let samplers: [OffsetSampler]
@@ -114,6 +128,7 @@ public struct IoGenerator: Sendable {
         }
         regionStart = start
         regionLength = len
+        self.diskSize = diskSize
         bytesPerLoop = job.ioSize ?? len
         nextSeq = start
         var seed = job.randseed &+ UInt64(thread) &* 0x1000_0000_01B3
@@ -122,10 +137,11 @@ public struct IoGenerator: Sendable {
         blocks = max(1, len / job.alignment)
         samplers = job.distribution.map { OffsetSampler($0, blocks: max(1, len / job.alignment), blockSize: job.alignment, seed: seed ^ 0x5DEE_CE66) }
         map = job.usesRandomMap ? RandomMap(blocks: blocks) : nil
-        passEndsAtRegionEnd = !job.rw.isRandom && job.sequentialSkip > 0 && job.ioSize == nil && job.numberIos == nil && !job.timeBased
+        fioPasses = (job.rw == .read || job.rw == .write || job.rw == .trim) && job.sequentialSkip >= 0
+            && job.numberIos == nil && !job.timeBased && !job.zoneStrided
         if let n = job.numberIos {
             limitIos = n; limitBytes = nil
-        } else if job.timeBased {
+        } else if job.timeBased || fioPasses {
             limitIos = nil; limitBytes = nil
         } else {
             let (total, o) = bytesPerLoop.multipliedReportingOverflow(by: UInt64(job.loops))
@@ -157,10 +173,9 @@ public struct IoGenerator: Sendable {
         let dir = op == .read ? 0 : (op == .write ? 1 : 2)
         var length = blockSize(dir)
         // fio does not shorten the last request of a job with mixed sizes (it may overshoot `size`).
-        if job.bsMin == job.bsMax, let limitBytes, bytes + length > limitBytes, limitBytes - bytes >= job.bsMin {
-            length = (limitBytes - bytes) / job.bsMin * job.bsMin
+        if job.bsMin == job.bsMax, let limit = fioPasses ? passBudget : limitBytes, bytes + length > limit, limit - bytes >= job.bsMin {
+            length = (limit - bytes) / job.bsMin * job.bsMin
         }
-        wrapped = false
         let offset: UInt64
         if job.rw.isRandom {
             (offset, length) = randomOffset(dir, length)
@@ -171,12 +186,20 @@ public struct IoGenerator: Sendable {
         count += 1
         bytes += length
         loopBytes += length
-        if wrapped && passEndsAtRegionEnd {
-            loopBytes = bytesPerLoop
-            if loopsCompleted + 1 >= job.loops { passEnded = true }
-        }
-        if loopBytes >= bytesPerLoop {
+        if fioPasses ? (atRegionEnd || bytes >= passBudget) : loopBytes >= bytesPerLoop {
             loopsCompleted += 1
+            if fioPasses && loopsCompleted >= job.loops {
+                // fio's keep_running: after `loops` passes, another while fewer than io_size
+                // (else size) bytes were moved, unless a job without io_size reached the end.
+                // The bytes moved include the verify reads of a verifying write job (fio
+                // counts both directions), each written block read back once.
+                let verifies = job.rw == .write && job.verify != nil && job.doVerify
+                let (twice, o) = bytes.multipliedReportingOverflow(by: 2)
+                let moved = verifies ? (o ? .max : twice) : bytes
+                let more = moved < bytesPerLoop && bytesPerLoop - moved >= job.bsMax && (job.ioSize != nil || !atRegionEnd)
+                if !more { passEnded = true }
+            }
+            atRegionEnd = false
             // A new loop: sequential I/O restarts at the region's start, the random map empties.
             loopBytes = 0
             nextSeq = regionStart
@@ -230,11 +253,20 @@ public struct IoGenerator: Sendable {
         return (regionStart + align * min(b, lastFit), length)
     }
 
-    private var wrapped = false
+    /// The cumulative bytes at which the current pass ends: `io_size` (else `size`) times the
+    /// passes begun, at most `loops` (fio's `io_bytes_exceeded`).
+    private var passBudget: UInt64 {
+        let (b, o) = bytesPerLoop.multipliedReportingOverflow(by: UInt64(min(loopsCompleted + 1, job.loops)))
+        return o ? .max : b
+    }
 
     private mutating func sequentialOffset(_ length: UInt64) -> UInt64 {
         var pos = nextSeq - regionStart
-        if pos + length > regionLength { pos = 0 }
+        if fioPasses {
+            // The pass-end check ran after the previous request; a longer block (bsrange)
+            // that would cross the disk's end starts the region again.
+            if regionStart + pos + length > diskSize { pos = 0 }
+        } else if pos + length > regionLength { pos = 0 }
         if job.zoneStrided && job.zoneSize > 0 && zoneDone >= job.zoneSize {
             zoneDone = 0
             pos += job.zoneSkip
@@ -245,13 +277,24 @@ public struct IoGenerator: Sendable {
         // fio: the next position is this request's end plus the skip; a position before the
         // start wraps to the end minus the skip (backwards), one past the end to the start.
         var next = Int64(pos + length)
+        if fioPasses {
+            if job.sequentialSkip > 0 {
+                next += job.sequentialSkip
+                // fio compares the region-relative position with the file's size and then
+                // restarts at the region's start taken as a relative position.
+                if UInt64(next) >= diskSize { next = Int64(regionStart) }
+            }
+            let n = UInt64(next)
+            atRegionEnd = n >= regionLength || regionStart + n >= diskSize || regionStart + n + job.bsMin > diskSize
+            nextSeq = regionStart + (atRegionEnd ? 0 : n)
+            return offset
+        }
         if job.sequentialSkip != 0 && next != 0 {
             next += job.sequentialSkip
             if next < 0 || next >= Int64(regionLength) {
                 next = job.sequentialSkip > 0 ? 0 : max(0, Int64(regionLength) + job.sequentialSkip)
             }
         }
-        wrapped = next == 0 || UInt64(next) + job.bsMin > regionLength
         nextSeq = regionStart + UInt64(next)
         return offset
     }

@@ -276,11 +276,12 @@ final class JobWorker: @unchecked Sendable {
     private var loopsVerified = 0
 
     /// Reads back and checks the blocks this thread wrote in the loop just finished (a job
-    /// with `verify` and `loops` > 1); the reads count as the job's reads, as in fio. The
-    /// last loop's blocks are checked by ``Workload/wait()``.
+    /// with `verify` and `loops` > 1, or a pass fio adds after them to reach `io_size`); the
+    /// reads count as the job's reads, as in fio. The last pass's blocks are checked by
+    /// ``Workload/wait()``.
     private func verifyLoop() throws(BlockError) {
         loopsVerified = gen.loopsCompleted
-        guard let kind = job.verify, job.doVerify, gen.loopsCompleted < job.loops || job.timeBased, !written.isEmpty else { return }
+        guard let kind = job.verify, job.doVerify, gen.loopsCompleted < job.loops || job.timeBased || !gen.isExhausted, !written.isEmpty else { return }
         var blocks: [UInt64: (UInt64, Set<UInt64>)] = [:]
         for (off, _) in written { blocks[off] = (job.bsMin, []) }
         _ = try Verifier.verify(disk: disk, blocks: blocks, queueID: queueID, depth: max(1, min(job.iodepth, 64)), engine: engine,
