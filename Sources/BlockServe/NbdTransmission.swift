@@ -117,7 +117,10 @@ final class NbdTransmission {
             if closing == nil && parseBlocked && releasedSinceParse { continue }
 
             let wantRead = closing == nil && readyToRead
-            fds[0] = pollfd(fd: wantRead ? socket.fd : -1, events: Int16(POLLIN), revents: 0)
+            // While not reading, the socket is still polled with no events: POLLHUP/POLLERR
+            // (always reported) tell that a killed client is gone, so its thread, socket and
+            // ring are freed at once rather than when something else wakes the loop.
+            fds[0] = pollfd(fd: closing == nil ? socket.fd : -1, events: wantRead ? Int16(POLLIN) : 0, revents: 0)
             fds[1] = pollfd(fd: efd, events: Int16(POLLIN), revents: 0)
             fds[2] = pollfd(fd: closing == nil ? socket.stopFD : -1, events: Int16(POLLIN), revents: 0)
             // Completions of a backing-file queue and requests deferred behind another queue's
@@ -130,7 +133,14 @@ final class NbdTransmission {
                 _ = Glibc.read(efd, &v, 8)
             }
             if fds[2].revents != 0 { closing = closing ?? "server shutting down" }
-            if fds[0].revents != 0 { readSocket() }
+            if fds[0].revents != 0 {
+                if wantRead {
+                    readSocket()
+                } else if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 {
+                    socketDead = true
+                    closing = closing ?? "client vanished with requests unread"
+                }
+            }
         }
         return closing ?? "done"
     }
