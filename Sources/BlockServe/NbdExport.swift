@@ -16,7 +16,8 @@ public final class NbdExport: Sendable {
     public let size: UInt64
     /// Whether writes are accepted (`--write`).
     public let writable: Bool
-    /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply.
+    /// The transmission flags this export can offer; a client gets them through
+    /// ``transmissionFlags(structuredReplies:)``.
     public let flags: Nbd.TransmissionFlags
     /// Minimum block size advertised: 1 (any byte offset and length work), 512 for VHDX,
     /// whose sector-based driver qemu-nbd also advertises as 512 (clients then align), and
@@ -24,7 +25,7 @@ public final class NbdExport: Sendable {
     public let minimumBlockSize: UInt32
     /// Preferred block size advertised: 4 KiB, as qemu-nbd (smaller requests still work).
     public let preferredBlockSize: UInt32
-    /// Largest READ/WRITE payload accepted, in bytes; longer requests get EOVERFLOW.
+    /// Largest READ/WRITE payload accepted, in bytes; longer requests get EINVAL.
     public let maximumPayload: UInt32
     /// The `base:allocation` map shared by every connection.
     public let allocation: NbdAllocationMap
@@ -33,12 +34,19 @@ public final class NbdExport: Sendable {
     /// Receives each connection queue's I/O events (the TUI), or nil.
     public let eventSink: (any IoEventSink)?
 
+    /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply to a client that did
+    /// (or did not) negotiate structured replies: NBD_FLAG_SEND_DF only with them, as the
+    /// protocol requires (DF is about structured read chunks).
+    public func transmissionFlags(structuredReplies: Bool) -> Nbd.TransmissionFlags {
+        structuredReplies ? flags : flags.subtracting(.sendDf)
+    }
+
     /// The default bound on one request's payload: 32 MiB, as qemu-nbd.
     public static let defaultMaximumPayload: UInt32 = 32 << 20
 
     /// Describes `disk` as an export. The flags advertise FLUSH and FUA always (a no-op on a
-    /// read-only export), TRIM, WRITE_ZEROES and FAST_ZERO when writable, CACHE, DF, and
-    /// CAN_MULTI_CONN: every queue shares the disk's metadata and file, so a flush on any
+    /// read-only export), TRIM, WRITE_ZEROES and FAST_ZERO when writable, CACHE, DF (to clients
+    /// with structured replies), and CAN_MULTI_CONN: every queue shares the disk's metadata and file, so a flush on any
     /// connection makes every completed write durable.
     /// `direct` says the disk was opened with O_DIRECT (requests must then be 4 KiB aligned).
     public init(disk: any DiskFile, name: String = "", maximumPayload: UInt32 = NbdExport.defaultMaximumPayload,

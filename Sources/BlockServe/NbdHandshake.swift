@@ -86,7 +86,7 @@ public struct NbdHandshake {
         case .exportName:
             let name = String(decoding: data, as: UTF8.self)
             guard knows(name) else { throw NbdConnectionError("NBD_OPT_EXPORT_NAME for unknown export \"\(name.prefix(64))\"") }
-            try socket.writeAll(NbdEncoder.exportNameReply(size: export.size, flags: export.flags.rawValue, noZeroes: state.noZeroes))
+            try socket.writeAll(NbdEncoder.exportNameReply(size: export.size, flags: export.transmissionFlags(structuredReplies: state.structuredReplies).rawValue, noZeroes: state.noZeroes))
             return .transmission(state)
         case .abort:
             try? reply(opt, .ack)
@@ -100,7 +100,7 @@ public struct NbdHandshake {
         case .info, .go:
             guard let req = NbdParser.infoRequest(data) else { try reply(opt, .errInvalid); return nil }
             guard knows(req.name) else { try reply(opt, .errUnknown); return nil }
-            try reply(opt, .info, NbdEncoder.infoExport(size: export.size, flags: export.flags.rawValue))
+            try reply(opt, .info, NbdEncoder.infoExport(size: export.size, flags: export.transmissionFlags(structuredReplies: state.structuredReplies).rawValue))
             if req.requests.contains(Nbd.InfoType.name.rawValue) {
                 try reply(opt, .info, NbdEncoder.infoString(.name, export.name))
             }

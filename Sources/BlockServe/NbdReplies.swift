@@ -126,5 +126,6 @@ extension NbdTransmission {
         }
         slots[s].generation &+= 1
         freeSlots.append(s)
+        releasedSinceParse = true
     }
 }

@@ -43,6 +43,10 @@ public final class NbdServer: @unchecked Sendable {
     private let usedQueueIDs = Mutex(Set<Int>())
 
     private var listenFD: Int32 = -1
+    /// Descriptors that bound how many clients can be served (see ``NbdDescriptorBudget``).
+    private var descriptors = NbdDescriptorBudget()
+    /// Clients accepted and not yet ended (their threads may not have made a queue yet).
+    private let liveClients = Mutex(0)
     private let stopPipe: (read: Int32, write: Int32)
     private var threads: [pthread_t] = []
     private var nextClient = 1
@@ -69,6 +73,7 @@ public final class NbdServer: @unchecked Sendable {
     /// there is an error.
     public func listen() throws(BlockError) {
         listenFD = try NbdListener.open(address)
+        descriptors.prepare()
     }
 
     /// Asks the accept loop and every client to stop (safe from any thread, idempotent).
@@ -103,6 +108,8 @@ public final class NbdServer: @unchecked Sendable {
         for t in threads { pthread_join(t, nil) }
         threads.removeAll()
     }
+
+    private var liveCount: Int { liveClients.withLock { $0 } }
 
     private func takeQueueID(fallback: Int) -> Int {
         usedQueueIDs.withLock { used in
@@ -146,14 +153,35 @@ public final class NbdServer: @unchecked Sendable {
         let fd = withUnsafeMutablePointer(to: &storage) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listenFD, $0, &len) }
         }
-        if fd < 0 { return }
+        if fd < 0 {
+            let e = errno
+            // Out of descriptors the connection stays pending and poll would wake at once
+            // for ever: take it with the spare descriptor and close it, saying why.
+            if (e == EMFILE || e == ENFILE), descriptors.acceptWithSpare(listenFD) {
+                log("client \(nextClient) refused: out of file descriptors (\(descriptors.describe(live: liveCount)))")
+                nextClient += 1
+            }
+            return
+        }
         _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         let peer = NbdListener.describePeer(storage, address)
         let id = nextClient
         nextClient += 1
+        let live = liveCount
+        if !descriptors.hasRoom(live: live) {
+            // Refused before the greeting: the client sees the connection closed at once,
+            // never a handshake that succeeds and requests that then fail with EIO.
+            log("client \(id) (\(peer)) refused: too few file descriptors left for another client (\(descriptors.describe(live: live)))")
+            Glibc.close(fd)
+            return
+        }
+        liveClients.withLock { $0 += 1 }
         let qid = takeQueueID(fallback: id)
         let conn = NbdConnection(id: id, queueID: qid, peer: peer, fd: fd, stopFD: stopPipe.read, export: export, log: log,
-                                 onEnd: { [weak self] in self?.returnQueueID(qid) })
+                                 onEnd: { [weak self] in
+                                     self?.returnQueueID(qid)
+                                     self?.liveClients.withLock { $0 -= 1 }
+                                 })
         let box = Unmanaged.passRetained(conn as AnyObject).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
@@ -164,6 +192,7 @@ public final class NbdServer: @unchecked Sendable {
         if rc != 0 {
             Unmanaged<AnyObject>.fromOpaque(box).release()
             returnQueueID(qid)
+            liveClients.withLock { $0 -= 1 }
             log("client \(id) (\(peer)) refused: cannot start a thread (\(String(cString: strerror(rc))))")
             Glibc.close(fd)
             return

@@ -1,3 +1,4 @@
+import BlockCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -21,8 +22,12 @@ public final class NbdSocket {
     public let fd: Int32
     /// The server's shutdown pipe (read end); -1 for none.
     public let stopFD: Int32
-    /// How long a blocking read waits during the handshake, in milliseconds.
-    public var handshakeTimeoutMs: Int32 = 30_000
+    /// How long the whole handshake may take from accept, in milliseconds: 10 s, as
+    /// qemu-nbd's default handshake limit, so a client trickling a byte now and then cannot
+    /// hold a thread and a descriptor for ever.
+    public var handshakeLimitMs: Int = 10_000
+    /// When the socket was wrapped (monotonic nanoseconds): the handshake limit counts from here.
+    private let openedAt = monotonicNanos()
     private var closed = false
 
     /// Wraps an accepted descriptor and makes it non-blocking.
@@ -42,8 +47,8 @@ public final class NbdSocket {
         return poll(&p, 1, 0) > 0
     }
 
-    /// Reads exactly `count` bytes (handshake): waits up to the handshake timeout for each
-    /// chunk; fails when the peer closes, the timeout passes or the server stops.
+    /// Reads exactly `count` bytes (handshake): fails when the peer closes, the server stops
+    /// or the handshake limit (counted from accept, not per read) passes.
     public func readExact(_ count: Int) throws(NbdConnectionError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
@@ -54,7 +59,11 @@ public final class NbdSocket {
             let e = errno
             if e == EINTR { continue }
             if e != EAGAIN && e != EWOULDBLOCK { throw NbdConnectionError("recv: \(String(cString: strerror(e)))") }
-            try waitReadable(timeoutMs: handshakeTimeoutMs)
+            let elapsedMs = Int((monotonicNanos() &- openedAt) / 1_000_000)
+            if elapsedMs >= handshakeLimitMs {
+                throw NbdConnectionError("handshake not finished within \(handshakeLimitMs / 1000) s")
+            }
+            try waitReadable(timeoutMs: Int32(handshakeLimitMs - elapsedMs))
         }
         return out
     }
@@ -63,7 +72,7 @@ public final class NbdSocket {
     func waitReadable(timeoutMs: Int32) throws(NbdConnectionError) {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         let r = poll(&fds, stopFD >= 0 ? 2 : 1, timeoutMs)
-        if r == 0 { throw NbdConnectionError("no data from the peer for \(timeoutMs / 1000) s") }
+        if r == 0 { throw NbdConnectionError("handshake not finished within \(handshakeLimitMs / 1000) s") }
         if r < 0 { if errno == EINTR { return }; throw NbdConnectionError("poll: \(String(cString: strerror(errno)))") }
         if stopFD >= 0 && fds[1].revents != 0 && fds[0].revents == 0 { throw NbdConnectionError("server shutting down") }
     }

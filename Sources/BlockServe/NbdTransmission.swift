@@ -71,6 +71,11 @@ final class NbdTransmission {
     var outSlots: [Int] = []
     /// Requests answered on this connection.
     var answered: UInt64 = 0
+    /// The last ``parseInput()`` stopped at a complete header for want of a slot or of
+    /// transient-buffer budget.
+    var parseBlocked = false
+    /// A slot was released since the last ``parseInput()``.
+    var releasedSinceParse = false
 
     init(socket: NbdSocket, export: NbdExport, negotiated: NbdNegotiated, queueID: Int) {
         self.socket = socket
@@ -106,9 +111,16 @@ final class NbdTransmission {
             }
             flushOutput()
             if closing != nil && q.inFlight == 0 && outSlots.isEmpty { break }
+            // Replies just sent freed slots (and budget) that a request already in the input
+            // buffer waits for: take it now. The client may send nothing more until it is
+            // answered, so waiting for the socket here would stall the connection for good.
+            if closing == nil && parseBlocked && releasedSinceParse { continue }
 
             let wantRead = closing == nil && readyToRead
-            fds[0] = pollfd(fd: wantRead ? socket.fd : -1, events: Int16(POLLIN), revents: 0)
+            // While not reading, the socket is still polled with no events: POLLHUP/POLLERR
+            // (always reported) tell that a killed client is gone, so its thread, socket and
+            // ring are freed at once rather than when something else wakes the loop.
+            fds[0] = pollfd(fd: closing == nil ? socket.fd : -1, events: wantRead ? Int16(POLLIN) : 0, revents: 0)
             fds[1] = pollfd(fd: efd, events: Int16(POLLIN), revents: 0)
             fds[2] = pollfd(fd: closing == nil ? socket.stopFD : -1, events: Int16(POLLIN), revents: 0)
             // Completions of a backing-file queue and requests deferred behind another queue's
@@ -121,7 +133,14 @@ final class NbdTransmission {
                 _ = Glibc.read(efd, &v, 8)
             }
             if fds[2].revents != 0 { closing = closing ?? "server shutting down" }
-            if fds[0].revents != 0 { readSocket() }
+            if fds[0].revents != 0 {
+                if wantRead {
+                    readSocket()
+                } else if fds[0].revents & Int16(POLLHUP | POLLERR) != 0 {
+                    socketDead = true
+                    closing = closing ?? "client vanished with requests unread"
+                }
+            }
         }
         return closing ?? "done"
     }
@@ -177,6 +196,8 @@ final class NbdTransmission {
 
     /// Takes every complete request out of the input buffer (as long as a slot is free).
     func parseInput() {
+        parseBlocked = false
+        releasedSinceParse = false
         while closing == nil {
             switch receiving {
             case let .payload(s, got):
@@ -196,7 +217,8 @@ final class NbdTransmission {
                 receiving = .header
                 queueReply(s)
             case .header:
-                guard wpos - rpos >= NbdParser.requestSize, let s = freeSlots.last else { return }
+                guard wpos - rpos >= NbdParser.requestSize else { return }
+                guard let s = freeSlots.last else { parseBlocked = true; return }
                 let parsed = NbdParser.request(UnsafeRawBufferPointer(start: input + rpos, count: NbdParser.requestSize))
                 guard case let .request(req) = parsed else {
                     if case let .badMagic(m) = parsed { closing = "bad request magic 0x\(String(m, radix: 16)) (garbage on the socket?)" }
@@ -205,7 +227,7 @@ final class NbdTransmission {
                 let len = Int(req.length)
                 let needsOwnBuffer = (req.type == Nbd.Command.read.rawValue || req.type == Nbd.Command.write.rawValue)
                     && len > Self.slotBufferSize && req.length <= export.maximumPayload
-                if needsOwnBuffer && transientBytes > 0 && transientBytes + len > Self.transientBudget { return }
+                if needsOwnBuffer && transientBytes > 0 && transientBytes + len > Self.transientBudget { parseBlocked = true; return }
                 rpos += NbdParser.requestSize
                 freeSlots.removeLast()
                 slots[s].generation &+= 1
@@ -244,6 +266,20 @@ final class NbdTransmission {
         }
     }
 
+    /// Whether every flag in `f` applies to `cmd` (the protocol document: FUA on any
+    /// command; NO_HOLE and FAST_ZERO on WRITE_ZEROES; DF on READ, and only when structured
+    /// replies were negotiated, as SEND_DF is advertised only then; REQ_ONE on BLOCK_STATUS).
+    static func flagsValid(_ f: Nbd.CommandFlags, for cmd: Nbd.Command, structured: Bool) -> Bool {
+        var allowed: Nbd.CommandFlags = [.fua]
+        switch cmd {
+        case .writeZeroes: allowed.formUnion([.noHole, .fastZero])
+        case .read where structured: allowed.insert(.df)
+        case .blockStatus: allowed.insert(.reqOne)
+        default: break
+        }
+        return f.isSubset(of: allowed)
+    }
+
     private func inBounds(_ r: NbdRequest) -> Bool {
         r.offset <= export.size && UInt64(r.length) <= export.size - r.offset
     }
@@ -252,12 +288,17 @@ final class NbdTransmission {
     func start(_ s: Int) {
         let r = slots[s].request
         guard let cmd = r.command else { fail(s, .invalid); return }
-        if r.flags & ~Nbd.CommandFlags.known.rawValue != 0 { fail(s, .invalid); return }
         let f = r.commandFlags
+        if !Self.flagsValid(f, for: cmd, structured: negotiated.structuredReplies) { fail(s, .invalid); return }
         let modifies = cmd == .write || cmd == .trim || cmd == .writeZeroes
         if modifies && !export.writable { fail(s, .perm); return }
-        if (cmd == .read || cmd == .write) && r.length > export.maximumPayload { fail(s, .overflow); return }
-        if cmd != .flush && cmd != .disconnect && !inBounds(r) { fail(s, modifies ? .noSpace : .invalid); return }
+        // The protocol document: EOVERFLOW only for DF reads and payload-free commands,
+        // EINVAL for a read or write over the advertised maximum.
+        if (cmd == .read || cmd == .write) && r.length > export.maximumPayload { fail(s, .invalid); return }
+        // ENOSPC for a write or write-zeroes past the end, EINVAL for everything else.
+        if cmd != .flush && cmd != .disconnect && !inBounds(r) {
+            fail(s, cmd == .write || cmd == .writeZeroes ? .noSpace : .invalid); return
+        }
         switch cmd {
         case .disconnect:
             closing = "client disconnected"
@@ -287,7 +328,14 @@ final class NbdTransmission {
                 writeZeroChunks(s)
             } else {
                 markMutation(s)
-                submit(s) { q, t throws(BlockError) in try q.writeZeroes(at: r.offset, length: UInt64(r.length), userData: t) }
+                if export.disk.format == .raw {
+                    // A hole may be left (no NO_HOLE): punch one, as qemu-nbd does, rather than
+                    // zero-range, which keeps the blocks allocated (a sparse copy would fill the
+                    // file). A raw discard always reads back as zeroes (SystemFile.punchHole).
+                    submit(s) { q, t throws(BlockError) in try q.discard(at: r.offset, length: UInt64(r.length), userData: t) }
+                } else {
+                    submit(s) { q, t throws(BlockError) in try q.writeZeroes(at: r.offset, length: UInt64(r.length), userData: t) }
+                }
             }
         case .cache:
             queueReply(s)

@@ -58,7 +58,7 @@ import Glibc
         let size = try c.handshake()
         #expect(size == 64 << 20)
         #expect(c.request(type: 0, handle: 1, offset: size, length: 512) == 22)            // read past the end: EINVAL
-        #expect(c.request(type: 0, handle: 2, offset: 0, length: 64 << 20) == 75)          // over the 32 MiB maximum: EOVERFLOW
+        #expect(c.request(type: 0, handle: 2, offset: 0, length: 64 << 20) == 22)          // over the 32 MiB maximum: EINVAL
         #expect(c.request(type: 1, handle: 3, offset: size - 100, length: 512, payload: [UInt8](repeating: 1, count: 512)) == 28) // ENOSPC
         #expect(c.request(type: 99, handle: 4, offset: 0, length: 0) == 22)                // unknown command
         #expect(c.request(type: 0, flags: 0x80, handle: 5, offset: 0, length: 512) == 22)  // unknown flag
@@ -107,6 +107,37 @@ import Glibc
         #expect(Array(raw[(5 << 20) ..< (5 << 20) + 65536]) == data)
         let check = try TestSupport.qemuImg(["check", "-f", format, img])
         #expect(check.status == 0 || check.status == 3, "\(check.stdoutText)")
+    }
+
+    /// The protocol document's error rules and flag rules (doc/proto.md, "Error values" and
+    /// "Command flags"), on a client without structured replies (simple replies only).
+    @Test func errorsAndFlagsFollowTheProtocolDocument() throws {
+        let dir = try TestSupport.makeTempDir("nbd-proto"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/p.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "16M"])
+        let b = try NbdServerProcess.blockscope(img, dir: dir, ["--write"])
+        let c = try RawNbdClient(socket: b.socket)
+        let size = try c.handshake()
+        // SEND_DF "MUST [be left] clear if structured replies have not been negotiated".
+        #expect(c.transmissionFlags & (1 << 7) == 0, "flags 0x\(String(c.transmissionFlags, radix: 16))")
+        #expect(c.transmissionFlags & (1 << 6) != 0)                                          // WRITE_ZEROES still offered
+        let four = [UInt8](repeating: 7, count: 4096)
+        #expect(c.request(type: 1, flags: 1 << 2, handle: 1, offset: 0, length: 4096, payload: four) == 22) // DF on WRITE
+        #expect(c.request(type: 0, flags: 1 << 2, handle: 2, offset: 0, length: 4096) == 22)  // DF without SEND_DF
+        #expect(c.request(type: 0, flags: 1 << 3, handle: 3, offset: 0, length: 4096) == 22)  // REQ_ONE on READ
+        #expect(c.request(type: 1, flags: 1 << 1, handle: 4, offset: 0, length: 4096, payload: four) == 22) // NO_HOLE on WRITE
+        #expect(c.request(type: 0, handle: 5, offset: 0, length: 33 << 20) == 22)              // read over the maximum
+        #expect(c.request(type: 4, handle: 6, offset: size - 4096, length: 8192) == 22)        // trim past the end
+        #expect(c.request(type: 0, handle: 7, offset: size, length: 1) == 22)                  // read past the end
+        #expect(c.request(type: 1, handle: 8, offset: size - 1, length: 2, payload: [1, 2]) == 28) // write past the end: ENOSPC
+        #expect(c.request(type: 6, handle: 9, offset: size - 1, length: 2) == 28)              // write-zeroes past the end
+        // The connection is still in step: FUA is valid on any command, and data reads back.
+        #expect(c.request(type: 1, flags: 1, handle: 10, offset: 8192, length: 4096, payload: four) == 0)
+        #expect(c.request(type: 0, flags: 1, handle: 11, offset: 8192, length: 4, readsData: true) == 0)
+        c.close()
+        // A client with structured replies is offered DF, as by qemu-nbd.
+        #expect(try nbdinfoFacts(b.uri).contains("can_df: true"))
+        #expect(b.stop() == 0)
     }
 
     @Test func readOnlyExportRefusesWritesWithEPERM() throws {

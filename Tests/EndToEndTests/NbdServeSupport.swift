@@ -91,6 +91,8 @@ final class RawNbdClient {
     }
 
     private var open = true
+    /// The transmission flags NBD_INFO_EXPORT carried in ``handshake()``.
+    var transmissionFlags: UInt16 = 0
 
     /// Closes the socket now (the peer sees EOF).
     func close() {
@@ -145,7 +147,10 @@ final class RawNbdClient {
             guard let h = receive(20) else { throw TestFailure("handshake reply missing") }
             let type = Self.value(h[12..<16]), len = Int(Self.value(h[16..<20]))
             let data = len > 0 ? (receive(len) ?? []) : []
-            if type == 3 && data.count >= 10 && Self.value(data[0..<2]) == 0 { size = Self.value(data[2..<10]) }
+            if type == 3 && data.count >= 12 && Self.value(data[0..<2]) == 0 {
+                size = Self.value(data[2..<10])
+                transmissionFlags = UInt16(Self.value(data[10..<12]))
+            }
             if type == 1 { return size }
             if type & 0x8000_0000 != 0 { throw TestFailure("option error \(type)") }
         }
