@@ -108,6 +108,7 @@ extension NbdTransmission {
             let n = outIov.count
             do {
                 try outIov.withUnsafeMutableBufferPointer { (b) throws(NbdConnectionError) in try socket.writeAll(b.baseAddress!, count: n) }
+                frontEnd?.replied(receivedNs: outSlots.lazy.map { self.slots[$0].start }, sentNs: monotonicNanos())
             } catch {
                 socketDead = true
                 closing = closing ?? "client vanished while replies were sent (\(error.description))"

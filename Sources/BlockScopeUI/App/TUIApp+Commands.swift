@@ -39,6 +39,7 @@ extension TUIApp {
                 job = try JobHost(path: path, disk: disk, sink: gate, inFlight: state.engineInFlight)
                 state.engineRates.reset()
                 state.live.resetWholeWindow()
+                state.queueRates.resetWhole()
                 state.busy = true
                 state.say("started job \(path)", .ok)
             } catch let e { state.say(e.description, .error) }

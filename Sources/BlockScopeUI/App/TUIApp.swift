@@ -87,6 +87,10 @@ public final class TUIApp {
     /// Where I/O from outside the app (`tui --serve` clients) publishes its events: the step
     /// gate in front of the views' event stream. Its stream routes queue IDs 0..<16.
     public var eventSink: any IoEventSink { gate }
+    /// Where a front end's queues (`tui --serve` clients) record the requests they hold and
+    /// their figures: the registry the prompt's and jobs' queues join, so the In-flight and
+    /// Completions views show a served request exactly as a job's.
+    public var inFlightRegistry: InFlightRegistry { state.engineInFlight }
     /// Called when a `theme` command switches themes (the terminal redefines its colours).
     public var onThemeChange: ((Theme) -> Void)?
 
@@ -186,6 +190,7 @@ public final class TUIApp {
         // The engine's exact set, taken after the drain: what it no longer holds is gone,
         // even when the completion event was dropped.
         state.inFlightSnapshot = state.engineInFlight.snapshot()
+        state.queueRates.update(state.engineInFlight.queues())
         state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()
         if state.stepMode {

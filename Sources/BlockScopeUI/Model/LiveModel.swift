@@ -138,7 +138,8 @@ public final class LiveModel {
     public private(set) var eventCount: UInt64 = 0
     /// Bumped whenever an event says metadata or allocation changed (views reload lazily).
     public private(set) var metadataVersion = 0
-    /// Guest requests completed in total.
+    /// Completion events seen (the stream drops events under load: the exact count is
+    /// ``QueueRates/completed``, from the engine's counters).
     public private(set) var completedRequests: UInt64 = 0
     /// The slowest requests completed this session (at most 5, slowest first), from the
     /// completion events seen.
