@@ -19,10 +19,13 @@ public struct QueueWindowRow: Sendable {
 /// Rates and counts per queue and window from the registry's figures (``InFlightRegistry/queues()``),
 /// sampled once a frame: "last 1 s" against the sample about a second old, "whole job"
 /// against the sample taken when the window was last reset (a job started; else the
-/// session's start). Every completion counts, whatever the event stream dropped.
+/// session's start), its clock running from the last sample before the window's first
+/// completion to the first sample after its latest one (an idle TUI waiting for a client, or
+/// after it, does not dilute the rate). Every completion counts, whatever the event stream dropped.
 public final class QueueRates {
     private var history: [(time: UInt64, figures: [Int: QueueFigures])] = []
     private var wholeStart: UInt64 = 0
+    private var lastActive: UInt64 = 0
     private var wholeBase: [Int: QueueFigures] = [:]
     /// Every queue as of the last update, in the order they joined.
     public private(set) var queues: [QueueStatus] = []
@@ -42,18 +45,27 @@ public final class QueueRates {
     public func update(_ qs: [QueueStatus], now: UInt64 = monotonicNanos()) {
         queues = qs
         lastUpdate = now
-        if wholeStart == 0 { wholeStart = now }
         var byQueue: [Int: QueueFigures] = [:]
         for q in qs { byQueue[q.serial] = q.figures }
+        let before = history.last.map { $0.figures.values.reduce(UInt64(0)) { $0 &+ $1.completed } } ?? 0
+        if wholeStart == 0 {
+            let base = wholeBase.values.reduce(UInt64(0)) { $0 &+ $1.completed }
+            if completed > base { wholeStart = history.last?.time ?? now }
+        }
+        if completed > before { lastActive = now }
         history.append((now, byQueue))
         while history.count > 2, now - history[1].time >= 1_000_000_000 { history.removeFirst() }
     }
 
     /// Starts the whole window afresh at `now` (a job started): its figures count from here.
     public func resetWhole(now: UInt64 = monotonicNanos()) {
-        wholeStart = now
+        wholeStart = 0
+        lastActive = 0
         wholeBase = history.last?.figures ?? [:]
     }
+
+    /// The whole window's running time: from its start to its latest completion's sample.
+    private var wholeSpan: UInt64 { wholeStart > 0 && lastActive > wholeStart ? lastActive - wholeStart : 0 }
 
     /// The figures of every queue over `window`; queues with no completion inside it are
     /// left out, except open ones.
@@ -67,7 +79,7 @@ public final class QueueRates {
             span = last.time - ref.time
         case .whole:
             base = wholeBase
-            span = last.time > wholeStart ? last.time - wholeStart : 0
+            span = wholeSpan
         }
         let secs = Double(max(span, 1)) / 1e9
         return queues.compactMap { q in
@@ -84,7 +96,7 @@ public final class QueueRates {
     public func rate(_ dirs: Set<Direction>, _ window: StatsWindow) -> (iops: Double, bandwidth: Double, count: UInt64) {
         let rs = rows(window)
         guard let last = history.last else { return (0, 0, 0) }
-        let span = window == .whole ? (last.time > wholeStart ? last.time - wholeStart : 0) : last.time - history.first!.time
+        let span = window == .whole ? wholeSpan : last.time - history.first!.time
         var n: UInt64 = 0, b: UInt64 = 0
         for r in rs {
             let f = r.figures

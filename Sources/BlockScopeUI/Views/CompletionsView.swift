@@ -40,9 +40,8 @@ public final class CompletionsView: TUIView {
                          (formatBytes(rate.bandwidth) + "/s").leftPadded(12), d(l.p50), d(l.p99), d(l.p999), d(l.max)]
             s.put(area.x, y, cells.joined(separator: " "), CellStyle(name == "all" ? .heading : .normal), maxWidth: area.width); y += 1
         }
-        let lat = "\(allSummary.exact ? "exact" : "±9%") from \(allSummary.count) completion events seen"
-        s.put(area.x, y, "count, IOPS, bandwidth: engine counters (exact); p50…max: \(lat)", CellStyle(.dim), maxWidth: area.width); y += 1
-        if app.lostEvents > 0 { s.put(area.x, y, "\(app.lostEvents) events dropped: the counts above are exact, the percentiles are from the rest", CellStyle(.dim), maxWidth: area.width); y += 1 }
+        s.put(area.x, y, "count, IOPS, bandwidth: exact (engine counters); p50…max: \(allSummary.count) events, \(allSummary.exact ? "exact" : "±9%")", CellStyle(.dim), maxWidth: area.width); y += 1
+        if app.lostEvents > 0 { s.put(area.x, y, "\(app.lostEvents) events dropped: counts stay exact; p50…max from the rest", CellStyle(.dim), maxWidth: area.width); y += 1 }
         y = drawQueues(&s, area, y, app)
         y = drawHistogram(&s, area, y, allSummary)
         drawSparklines(&s, area, y, live)
@@ -61,7 +60,13 @@ public final class CompletionsView: TUIView {
         }
         let peak = max(1, rows.map(\.count).max() ?? 1)
         let room = max(1, area.maxY - y - 5)
-        for r in rows.suffix(room) {
+        // The `room` adjacent rows that hold the most completions.
+        var first = 0, best: UInt64 = 0
+        for i in 0...max(0, rows.count - room) {
+            let n = rows[i..<min(rows.count, i + room)].reduce(UInt64(0)) { $0 + UInt64($1.count) }
+            if n > best { best = n; first = i }
+        }
+        for r in rows[first..<min(rows.count, first + room)] {
             s.put(area.x, y, ("<" + formatDuration(r.upper)).leftPadded(10), CellStyle(.dim))
             let n = Int(Double(r.count) / Double(peak) * Double(max(1, area.width - 24)))
             s.put(area.x + 11, y, String(repeating: "█", count: n), CellStyle(.bar))
@@ -111,16 +116,16 @@ public final class CompletionsView: TUIView {
             s.put(area.x, y, line, CellStyle(.normal), maxWidth: area.width); y += 1
         }
         guard y < area.maxY else { return y }
-        s.put(area.x, y, "latency                   engine: p50      p99      max   end to end: p50      p99", CellStyle(.dim), maxWidth: area.width)
+        s.put(area.x, y, "latency".padded(22) + ["eng p50", "p99", "max", "e2e p50", "p99"].map { " " + $0.leftPadded(9) }.joined(), CellStyle(.dim), maxWidth: area.width)
         y += 1
         for r in rows where y < area.maxY {
             let e = r.figures.engine, t = r.figures.endToEnd
-            let e2e = r.served ? "\(d(t.percentile(50), 9)) \(d(t.percentile(99), 8))" : "-".leftPadded(9) + " " + "-".leftPadded(8)
-            s.put(area.x, y, "\(name(r)) \(d(e.percentile(50), 9)) \(d(e.percentile(99), 8)) \(d(e.count > 0 ? e.maxNs : nil, 8))  \(e2e)", CellStyle(.normal), maxWidth: area.width)
+            let cells = [e.percentile(50), e.percentile(99), e.count > 0 ? e.maxNs : nil, r.served ? t.percentile(50) : nil, r.served ? t.percentile(99) : nil]
+            s.put(area.x, y, name(r) + cells.map { " " + d($0, 9) }.joined(), CellStyle(.normal), maxWidth: area.width)
             y += 1
         }
         if y < area.maxY {
-            s.put(area.x, y, "engine: accepted → completion handed back; end to end: request read → reply sent", CellStyle(.dim), maxWidth: area.width)
+            s.put(area.x, y, "eng: accepted → completion handed back · e2e: request read → reply sent", CellStyle(.dim), maxWidth: area.width)
             y += 1
         }
         return y

@@ -116,8 +116,8 @@ public final class InFlightView: TUIView {
             s.put(area.x, y, line, CellStyle(.dim), maxWidth: area.width)
             y += 2
         }
-        let dropped = app.lostEvents > 0 ? "; \(app.lostEvents) events dropped — this history has gaps, the list above is exact" : ""
-        s.heading(area.x, y, "── Events (history, newest last\(dropped)) ", width: area.width)
+        let dropped = app.lostEvents > 0 ? "; \(app.lostEvents) dropped: gaps here, the list is exact" : ""
+        s.heading(area.x, y, "── Events (newest last\(dropped)) ", width: area.width)
         y += 1
         let rows = max(0, area.maxY - y)
         logScroll = max(0, min(logScroll, max(0, live.logCount - rows)))
