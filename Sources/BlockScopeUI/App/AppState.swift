@@ -58,13 +58,9 @@ public final class AppState {
     public var jobSummary: String?
     /// The last finished job's fio-style summary line (kept for the Completions view).
     public var lastJobLine: String?
-    /// Rates per queue and direction from the current (or last) job's engine counters.
-    public let engineRates = EngineRates()
     /// Every queue's exact figures (jobs, the prompt, served clients) from
     /// ``engineInFlight``, sampled once a pump: what Completions counts and rates come from.
     public let queueRates = QueueRates()
-    /// Whether ``engineRates`` holds a job's figures.
-    public var hasJobRates: Bool { !engineRates.rows.isEmpty }
     /// The metadata entry the last step changed (table, index), which the L1/L2, Refcounts
     /// and BAT views highlight when shown.
     /// `guest` is the guest offset of the request that changed it (which L2 table an index is in).

@@ -203,7 +203,6 @@ public final class TUIApp {
         }
         if let j = job {
             state.jobSummary = j.summary
-            state.engineRates.update(j.workload.snapshot())
             if let done = j.finishedLine {
                 state.lastJobLine = done
                 finishedJobs.append(done)
