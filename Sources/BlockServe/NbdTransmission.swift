@@ -73,8 +73,8 @@ final class NbdTransmission {
     var answered: UInt64 = 0
     /// The client as the export's in-flight registry names its queue (`nbd 1 unix`).
     var client = "nbd"
-    /// The queue's front-end record (cookie and read instant per request, end-to-end
-    /// latency per reply), when the export has an in-flight registry.
+    /// The queue's front-end record (cookie and read instant per request; a request leaves
+    /// the registry when its reply is sent), when the export has an in-flight registry.
     var frontEnd: FrontEndQueue? = nil
 
     init(socket: NbdSocket, export: NbdExport, negotiated: NbdNegotiated, queueID: Int) {

@@ -75,7 +75,7 @@ final class ServedApp: @unchecked Sendable {
             if n > 0 && !sawHeld {
                 sawHeld = true
                 frame = app.render(width: 80, height: 24).text
-                #expect(frame.contains("in flight \(n) (held by the engine now)"), "\(frame)")
+                #expect(frame.contains("in flight \(n) (held by the engine now"), "\(frame)")
             }
             return fio.hasExited
         }

@@ -26,6 +26,10 @@ public struct OutstandingRequest: Sendable, Equatable {
     public var clientTag: UInt64?
     /// When the front end read the request from its client (monotonic ns), or 0.
     public var receivedNs: UInt64 = 0
+    /// When the queue handed the completion back to a front end that has not sent the reply
+    /// yet (monotonic ns); 0 while the engine still works on it. Only a front end's requests
+    /// stay listed past the hand-back.
+    public var handedBackNs: UInt64 = 0
 
     /// Creates a record (queues make these; tests and other hosts may too).
     public init(queue: Int, userData: UInt64, op: GuestOp, offset: UInt64, length: UInt64, acceptedNs: UInt64, subOps: Int = 1) {
@@ -45,7 +49,7 @@ public struct OutstandingRequest: Sendable, Equatable {
 ///
 /// Every queue made with ``QueueOptions/inFlightRegistry`` set joins it: its ``QueueCore``
 /// records a request when it is accepted and drops it when ``AsyncIo/nextCompletion()``
-/// hands it back, and counts that completion in the queue's ``QueueFigures``, under one
+/// hands it back (a front end's request when its reply is sent: ``FrontEndQueue``), and counts that completion in the queue's ``QueueFigures``, under one
 /// mutex per queue; ``snapshot()`` copies every queue's set (each queue's set is consistent;
 /// queues are copied one after another). The count can never exceed what the queues accept
 /// (their depth and backlog), and it is 0 when the engine is idle, whatever events were dropped.
@@ -76,9 +80,13 @@ public final class InFlightRegistry: Sendable {
             /// client request into several engine requests under one tag).
             var copies: [UInt64: Int] = [:]
             var figures = QueueFigures()
+            /// Whether a front end feeds the queue: its requests stay until it replies.
+            var served = false
 
             mutating func insert(_ r: OutstandingRequest) {
-                if let old = entries.updateValue(r, forKey: r.userData) {
+                // A tag handed back and queued again (a front end's FUA flush after its
+                // write) is the request's next step: the new entry replaces the old one.
+                if let old = entries.updateValue(r, forKey: r.userData), old.handedBackNs == 0 {
                     entries[r.userData] = old
                     copies[r.userData, default: 0] += 1
                 }
@@ -89,6 +97,9 @@ public final class InFlightRegistry: Sendable {
                 if !copies.isEmpty, let n = copies[userData] {
                     copies[userData] = n > 1 ? n - 1 : nil
                     r = entries[userData]
+                } else if served {
+                    entries[userData]?.handedBackNs = now
+                    r = entries[userData]
                 } else {
                     r = entries.removeValue(forKey: userData)
                 }
@@ -97,8 +108,7 @@ public final class InFlightRegistry: Sendable {
         }
 
         func status(open: Bool) -> QueueStatus {
-            var f = state.withLock { $0.figures }
-            if let fe = frontEnd { f.endToEnd = fe.endToEnd }
+            let f = state.withLock { $0.figures }
             return QueueStatus(queue: queue, serial: serial, name: name, clientTagName: frontEnd?.tagName, open: open, figures: f)
         }
     }
@@ -119,6 +129,10 @@ public final class InFlightRegistry: Sendable {
         tables.withLock { ts in
             let name = options.frontEnd?.client ?? options.label ?? "queue \(options.queueID)"
             let t = Table(queue: options.queueID, serial: ts.nextSerial, name: name, frontEnd: options.frontEnd)
+            if let fe = options.frontEnd {
+                t.state.withLock { $0.served = true }
+                fe.attach(t)
+            }
             ts.nextSerial += 1
             ts.open[ObjectIdentifier(t)] = t
             return t

@@ -57,8 +57,9 @@ public final class InFlightView: TUIView {
         for o in ordered(shown) {
             let age = formatDuration(now > o.acceptedNs ? now - o.acceptedNs : 0)
             let read = o.receivedNs > 0 ? " (read \(formatDuration(now > o.receivedNs ? now - o.receivedNs : 0)) ago)" : ""
+            let replying = o.handedBackNs > 0 ? "  done, reply pending" : ""
             let r = app.live.inFlight[o.userData].flatMap { Int($0.queue) == o.queue ? $0 : nil }
-            out.append(("req \(o.userData)  \(o.op) \(hex(o.offset))+\(o.length)  age \(age)\(read)", .inflight))
+            out.append(("req \(o.userData)  \(o.op) \(hex(o.offset))+\(o.length)  age \(age)\(read)\(replying)", o.handedBackNs > 0 ? .ok : .inflight))
             let tag = o.clientTag.map { " \(app.queueRates.tagName(queue: o.queue) ?? "tag") \(hex($0))" } ?? ""
             out.append(("  \(o.client ?? "queue \(o.queue)")\(tag) · q\(o.queue)\(r?.mapping.map { "  → \($0)" } ?? "")", .dim))
             guard let r else { continue }
@@ -87,7 +88,9 @@ public final class InFlightView: TUIView {
         let live = app.live
         let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy || !app.inFlightSnapshot.isEmpty ? "running" : "idle"
         let shownNote = filter.isActive ? "   filter '\(filter.text)': \(app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count) shown" + (filter.unknown.isEmpty ? "" : " (ignored: \(filter.unknown.joined(separator: " ")))") : ""
-        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(app.queueRates.completed)   engine \(mode)"
+        let replying = app.inFlightSnapshot.reduce(0) { $0 + ($1.handedBackNs > 0 ? 1 : 0) }
+        let held = replying > 0 ? "(held by the engine now, \(replying) replying)" : "(held by the engine now)"
+        let summary = "in flight \(app.inFlightSnapshot.count) \(held)   completed \(app.queueRates.completed)   engine \(mode)"
         s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
         s.put(area.x, area.y + 1, "sort: \(sort == .age ? "age (latency so far)" : sort.rawValue) (o)\(shownNote)", CellStyle(.dim), maxWidth: area.width)
         var y = area.y + 2
