@@ -175,7 +175,8 @@ public final class QueueCore {
     }
 
     /// The next completion: `refill` (the queue's non-blocking reap) runs first when none
-    /// is ready. The request leaves the in-flight count and the registry here, and is
+    /// is ready. The request leaves the in-flight count and the registry here (a front
+    /// end's request is marked handed back and leaves when its reply is sent), and is
     /// counted in the queue's figures.
     @inline(__always)
     public func next(refill: () -> Void) -> IoCompletion? {
