@@ -103,7 +103,7 @@ final class ServedApp: @unchecked Sendable {
         let c = app.render(width: 80, height: 24).text
         let all = c.split(separator: "\n").first { $0.hasPrefix("all ") }.map(String.init) ?? ""
         #expect(all.split(separator: " ").dropFirst().first.map(String.init) == String(fioIos), "\(c)")
-        #expect(c.contains("nbd ") && c.contains("e2e p50"), "\(c)")
+        #expect(c.contains("nbd ") && c.contains("e2e p50") && c.contains("completed \(fioIos) in all"), "\(c)")
         served.stop()
         app.shutdown()
         let check = try TestSupport.qemuImg(["check", img])

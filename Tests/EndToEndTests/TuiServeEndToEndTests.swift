@@ -48,7 +48,7 @@ import TestSupport
         try s.wait(for: "in flight 0 (held by the engine now)   completed \(total) ")
         try s.keys("8")
         try s.keys("w")
-        let c = try s.wait(for: "Window: whole job")
+        let c = try s.wait(for: "Window: whole job (w: last 1 s) · completed \(total) in all")
         let all = c.split(separator: "\n").first { $0.hasPrefix("all ") }.map { $0.split(separator: " ").map(String.init) } ?? []
         #expect(all.count > 1 && all[1] == String(total), "\(c)")
         #expect(c.contains("nbd ") && c.contains("e2e p50"), "\(c)")

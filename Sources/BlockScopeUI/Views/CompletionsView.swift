@@ -28,7 +28,7 @@ public final class CompletionsView: TUIView {
         var y = area.y
         if let j = app.jobSummary ?? app.lastJobLine { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         let other = StatsWindow.allCases.first { $0 != window }!
-        s.heading(area.x, y, "── Window: \(window.rawValue) (w: \(other.rawValue)) ", width: area.width); y += 1
+        s.heading(area.x, y, "── Window: \(window.rawValue) (w: \(other.rawValue)) · completed \(app.queueRates.completed) in all ", width: area.width); y += 1
         s.put(area.x, y, "dir       count     IOPS    bandwidth      p50      p99    p99.9      max", CellStyle(.dim)); y += 1
         var allSummary = live.latency.summary(window, [.read, .write, .sync], now: now)
         for (name, dirs) in CompletionsView.rows where y < area.maxY {
