@@ -82,6 +82,9 @@ public final class InFlightRegistry: Sendable {
             var figures = QueueFigures()
             /// Whether a front end feeds the queue: its requests stay until it replies.
             var served = false
+            /// The most requests held at once since ``InFlightRegistry/snapshotWithPeak()``
+            /// last looked.
+            var peak = 0
 
             mutating func insert(_ r: OutstandingRequest) {
                 // A tag handed back and queued again (a front end's FUA flush after its
@@ -90,6 +93,7 @@ public final class InFlightRegistry: Sendable {
                     entries[r.userData] = old
                     copies[r.userData, default: 0] += 1
                 }
+                if entries.count > peak { peak = entries.count }
             }
 
             mutating func finish(_ userData: UInt64, bytes: Int, failed: Bool, now: UInt64) {
@@ -164,6 +168,26 @@ public final class InFlightRegistry: Sendable {
             for i in start..<out.count { out[i].client = t.name }
         }
         return out.sorted { ($0.acceptedNs, $0.queue, $0.userData) < ($1.acceptedNs, $1.queue, $1.userData) }
+    }
+
+    /// ``snapshot()``, and the most requests each queue held at once since the previous
+    /// call, summed over the queues (an upper bound of the total's peak when several queues
+    /// run): a request that came and went between two looks still counts.
+    public func snapshotWithPeak() -> (requests: [OutstandingRequest], peak: Int) {
+        let ts = tables.withLock { Array($0.open.values) }
+        var out: [OutstandingRequest] = []
+        var peak = 0
+        for t in ts {
+            let start = out.count
+            t.state.withLock { st in
+                out.append(contentsOf: st.entries.values)
+                peak += max(st.peak, st.entries.count)
+                st.peak = st.entries.count
+            }
+            for i in start..<out.count { out[i].client = t.name }
+        }
+        out.sort { ($0.acceptedNs, $0.queue, $0.userData) < ($1.acceptedNs, $1.queue, $1.userData) }
+        return (out, peak)
     }
 
     /// How many requests the tracked queues hold now.

@@ -13,6 +13,9 @@ public final class AppState {
     public let engineInFlight = InFlightRegistry()
     /// ``engineInFlight`` as of the last pump (the views draw this copy).
     public var inFlightSnapshot: [OutstandingRequest] = []
+    /// The most requests the queues held at once between the last two pumps (a client that
+    /// sends its requests in bursts leaves none held at some instants).
+    public var inFlightPeak = 0
     /// The current theme's name.
     public var themeName: String
     /// A message for the status line and its role.

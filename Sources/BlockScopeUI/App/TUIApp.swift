@@ -189,7 +189,7 @@ public final class TUIApp {
         state.lostEvents = subscription.lostEvents
         // The engine's exact set, taken after the drain: what it no longer holds is gone,
         // even when the completion event was dropped.
-        state.inFlightSnapshot = state.engineInFlight.snapshot()
+        (state.inFlightSnapshot, state.inFlightPeak) = state.engineInFlight.snapshotWithPeak()
         state.queueRates.update(state.engineInFlight.queues())
         state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()

@@ -86,13 +86,17 @@ public final class InFlightView: TUIView {
     /// Draws the summary, the tree, the slowest requests and the log.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
-        let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy || !app.inFlightSnapshot.isEmpty ? "running" : "idle"
+        let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy || !app.inFlightSnapshot.isEmpty || app.inFlightPeak > 0 ? "running" : "idle"
         let shownNote = filter.isActive ? "   filter '\(filter.text)': \(app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count) shown" + (filter.unknown.isEmpty ? "" : " (ignored: \(filter.unknown.joined(separator: " ")))") : ""
         let replying = app.inFlightSnapshot.reduce(0) { $0 + ($1.handedBackNs > 0 ? 1 : 0) }
-        let held = replying > 0 ? "(held by the engine now, \(replying) replying)" : "(held by the engine now)"
-        let summary = "in flight \(app.inFlightSnapshot.count) \(held)   completed \(app.queueRates.completed)   engine \(mode)"
+        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(app.queueRates.completed)   engine \(mode)"
         s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
-        s.put(area.x, area.y + 1, "sort: \(sort == .age ? "age (latency so far)" : sort.rawValue) (o)\(shownNote)", CellStyle(.dim), maxWidth: area.width)
+        // A client that sends in bursts leaves nothing held at some instants: say the peak.
+        var notes: [String] = []
+        if app.inFlightPeak > app.inFlightSnapshot.count { notes.append("up to \(app.inFlightPeak) since the last frame") }
+        if replying > 0 { notes.append("\(replying) done, reply pending") }
+        notes.append("sort: \(sort == .age ? "age (latency so far)" : sort.rawValue) (o)")
+        s.put(area.x, area.y + 1, notes.joined(separator: " · ") + shownNote, CellStyle(.dim), maxWidth: area.width)
         var y = area.y + 2
         if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         if app.stepMode {
