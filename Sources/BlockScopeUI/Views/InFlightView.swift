@@ -107,7 +107,9 @@ public final class InFlightView: TUIView {
         let tree = treeLines(app)
         let treeHeight = max(3, (area.maxY - y) / 2 - (live.slowest.isEmpty ? 0 : 2))
         if tree.isEmpty {
-            s.put(area.x + 2, y, "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M", CellStyle(.dim), maxWidth: area.width)
+            let idle = app.inFlightPeak > 0 ? "none held at this instant (up to \(app.inFlightPeak) since the last frame: a client between bursts)"
+                : "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M"
+            s.put(area.x + 2, y, idle, CellStyle(.dim), maxWidth: area.width)
         }
         for (i, l) in tree.prefix(treeHeight).enumerated() { s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width) }
         if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines".padded(area.width), CellStyle(.dim)) }
