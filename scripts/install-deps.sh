@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the system packages blockscope builds and tests with, when any is missing.
 set -euo pipefail
-# libnbd-bin (nbdinfo) and fio (ioengine=nbd) are the NBD clients the serve tests use.
-pkgs=(liburing-dev libzstd-dev zlib1g-dev libncurses-dev pkg-config qemu-utils tmux strace fio libnbd-bin)
+# libnbd-bin (nbdinfo) and fio (ioengine=nbd) are the NBD clients the serve tests use;
+# python3-libnbd lets a test send one request and know its cookie (ServedTruthTests).
+pkgs=(liburing-dev libzstd-dev zlib1g-dev libncurses-dev pkg-config qemu-utils tmux strace fio libnbd-bin python3-libnbd)
 # `install-deps.sh vm`: what scripts/vm-test.sh needs to boot a guest (make vm-test).
 if [ "${1:-}" = vm ]; then pkgs=(qemu-system-x86 linux-image-amd64 busybox-static cpio qemu-utils); fi
 missing=()
