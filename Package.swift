@@ -92,7 +92,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
-        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockServe", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "TestSupport"]),
         .testTarget(name: "BlockServeTests", dependencies: ["BlockServe", "BlockCore", "TestSupport"]),
     ],

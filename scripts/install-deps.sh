@@ -2,7 +2,8 @@
 # Installs the system packages blockscope builds and tests with, when any is missing.
 set -euo pipefail
 # libnbd-bin (nbdinfo, nbdcopy), fio (ioengine=nbd) and python3-libnbd (pipelined libnbd
-# clients run by /usr/bin/python3) are the NBD clients the serve tests and soak use.
+# clients and a known cookie, run by /usr/bin/python3) are the NBD clients the serve tests,
+# ServedTruthTests and the soak use.
 pkgs=(liburing-dev libzstd-dev zlib1g-dev libncurses-dev pkg-config qemu-utils tmux strace fio libnbd-bin python3-libnbd)
 # `install-deps.sh vm`: what scripts/vm-test.sh needs to boot a guest (make vm-test).
 if [ "${1:-}" = vm ]; then pkgs=(qemu-system-x86 linux-image-amd64 busybox-static cpio qemu-utils); fi

@@ -51,6 +51,7 @@ final class NbdConnection: @unchecked Sendable {
             return
         }
         let t = NbdTransmission(socket: socket, export: export, negotiated: negotiated, queueID: queueID)
+        t.client = "nbd \(id) \(peer == "unix socket" ? "unix" : peer)"
         do {
             let reason = try t.run()
             log("\(name) disconnected: \(reason) (\(t.answered) requests)")

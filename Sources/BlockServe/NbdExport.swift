@@ -33,6 +33,10 @@ public final class NbdExport: Sendable {
     public let stats = NbdStats()
     /// Receives each connection queue's I/O events (the TUI), or nil.
     public let eventSink: (any IoEventSink)?
+    /// Where each connection's queue records the requests it holds and its figures (the
+    /// TUI's In-flight and Completions views), as a front end queue named `nbd ID PEER`
+    /// whose requests carry their NBD cookie; nil: not tracked.
+    public let inFlightRegistry: InFlightRegistry?
 
     /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply to a client that did
     /// (or did not) negotiate structured replies: NBD_FLAG_SEND_DF only with them, as the
@@ -50,7 +54,7 @@ public final class NbdExport: Sendable {
     /// connection makes every completed write durable.
     /// `direct` says the disk was opened with O_DIRECT (requests must then be 4 KiB aligned).
     public init(disk: any DiskFile, name: String = "", maximumPayload: UInt32 = NbdExport.defaultMaximumPayload,
-                direct: Bool = false, eventSink: (any IoEventSink)? = nil) {
+                direct: Bool = false, eventSink: (any IoEventSink)? = nil, inFlightRegistry: InFlightRegistry? = nil) {
         self.disk = disk
         self.name = name
         self.size = disk.logicalSize
@@ -64,6 +68,7 @@ public final class NbdExport: Sendable {
         self.maximumPayload = maximumPayload
         self.allocation = NbdAllocationMap(disk: disk)
         self.eventSink = eventSink
+        self.inFlightRegistry = inFlightRegistry
     }
 }
 

@@ -55,7 +55,7 @@ extension NbdTransmission {
         }
         st.latencyNs.add(monotonicNanos() &- slots[s].start, ordering: .relaxed)
         answered += 1
-        if socketDead { release(s); return }
+        if socketDead { frontEnd?.forget(tag(s)); release(s); return }
 
         let h = headers + s * Self.headerSize
         let structured = negotiated.structuredReplies
@@ -108,12 +108,14 @@ extension NbdTransmission {
             let n = outIov.count
             do {
                 try outIov.withUnsafeMutableBufferPointer { (b) throws(NbdConnectionError) in try socket.writeAll(b.baseAddress!, count: n) }
+                frontEnd?.replied(outSlots.lazy.map { (userData: self.tag($0), receivedNs: self.slots[$0].start) }, sentNs: monotonicNanos())
             } catch {
                 socketDead = true
                 closing = closing ?? "client vanished while replies were sent (\(error.description))"
             }
         }
         outIov.removeAll(keepingCapacity: true)
+        if socketDead, let frontEnd { for s in outSlots { frontEnd.forget(tag(s)) } }
         for s in outSlots { release(s) }
         outSlots.removeAll(keepingCapacity: true)
     }

@@ -76,6 +76,11 @@ final class NbdTransmission {
     var parseBlocked = false
     /// A slot was released since the last ``parseInput()``.
     var releasedSinceParse = false
+    /// The client as the export's in-flight registry names its queue (`nbd 1 unix`).
+    var client = "nbd"
+    /// The queue's front-end record (cookie and read instant per request; a request leaves
+    /// the registry when its reply is sent), when the export has an in-flight registry.
+    var frontEnd: FrontEndQueue? = nil
 
     init(socket: NbdSocket, export: NbdExport, negotiated: NbdNegotiated, queueID: Int) {
         self.socket = socket
@@ -97,7 +102,9 @@ final class NbdTransmission {
     /// Serves requests until the connection ends; returns why it ended. The queue is made
     /// and closed on the calling thread; every in-flight request has completed on return.
     func run() throws(BlockError) -> String {
-        let q = try export.disk.makeQueue(QueueOptions(depth: Self.queueDepth, queueID: queueID, engine: .uring, eventSink: export.eventSink))
+        if export.inFlightRegistry != nil { frontEnd = FrontEndQueue(client: client, tagName: "cookie") }
+        let q = try export.disk.makeQueue(QueueOptions(depth: Self.queueDepth, queueID: queueID, engine: .uring, eventSink: export.eventSink,
+                                                       inFlightRegistry: export.inFlightRegistry, frontEnd: frontEnd))
         queue = q
         defer { q.close() }
         let efd = q.eventFD
@@ -381,6 +388,7 @@ final class NbdTransmission {
 
     /// Queues one sub-operation of slot `s` on the ring; a synchronous refusal fails it.
     func submit(_ s: Int, _ body: (any AsyncIo, UInt64) throws(BlockError) -> Void) {
+        frontEnd?.origin(clientTag: slots[s].request.handle, receivedNs: slots[s].start)
         do {
             try body(queue, tag(s))
             slots[s].pending += 1

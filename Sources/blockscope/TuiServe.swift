@@ -30,10 +30,11 @@ final class TuiServer: @unchecked Sendable {
         throw BlockError(.invalidArgument, "--serve wants unix:PATH or tcp:PORT (tcp:ADDR:PORT to bind another address), not \(spec)")
     }
 
-    /// Listens on `spec` for `disk`; client events go to `sink`. Log lines are kept (the
-    /// terminal belongs to the TUI) and returned by ``stop()``.
-    init(spec: String, disk: any DiskFile, sink: any IoEventSink) throws(BlockError) {
-        let export = NbdExport(disk: disk, eventSink: sink)
+    /// Listens on `spec` for `disk`; client events go to `sink` (the step gate) and each
+    /// client's queue joins `registry` (as `nbd ID PEER`, requests tagged with their cookie).
+    /// Log lines are kept (the terminal belongs to the TUI) and returned by ``stop()``.
+    init(spec: String, disk: any DiskFile, sink: any IoEventSink, registry: InFlightRegistry) throws(BlockError) {
+        let export = NbdExport(disk: disk, eventSink: sink, inFlightRegistry: registry)
         let box = LineBox()
         lines = box
         server = try NbdServer(export: export, address: try Self.address(spec), log: { box.append($0) })
@@ -56,7 +57,7 @@ final class TuiServer: @unchecked Sendable {
             printError("blockscope: --serve needs an image blockscope can open for I/O")
             throw ExitCode(1)
         }
-        let s = try reportingErrors { () throws(BlockError) in try TuiServer(spec: spec, disk: disk, sink: app.eventSink) }
+        let s = try reportingErrors { () throws(BlockError) in try TuiServer(spec: spec, disk: disk, sink: app.eventSink, registry: app.inFlightRegistry) }
         s.start()
         return s
     }

@@ -128,15 +128,23 @@ public struct QueueOptions: Sendable {
     /// Where the queue records the requests it holds (its ``QueueCore`` does, from accept
     /// to the completion's hand-back); nil costs one branch per request.
     public var inFlightRegistry: InFlightRegistry?
+    /// What the queue is, as the registry and the views name it (`job w #0`, `prompt`);
+    /// a front end's queue is named by ``frontEnd`` instead.
+    public var label: String?
+    /// The front end that feeds the queue (an NBD connection): its client's name, and each
+    /// request's client tag and read instant, recorded with the request in the registry.
+    public var frontEnd: FrontEndQueue?
 
     /// Creates queue options.
     public init(depth: Int = 32, queueID: Int = 0, engine: EngineKind = .auto, eventSink: (any IoEventSink)? = nil,
-                inFlightRegistry: InFlightRegistry? = nil) {
+                inFlightRegistry: InFlightRegistry? = nil, label: String? = nil, frontEnd: FrontEndQueue? = nil) {
         self.depth = depth
         self.queueID = queueID
         self.engine = engine
         self.eventSink = eventSink
         self.inFlightRegistry = inFlightRegistry
+        self.label = label
+        self.frontEnd = frontEnd
     }
 }
 

@@ -18,7 +18,9 @@ import DequeModule
 ///
 /// ``IoCompletion/bytes`` follows the same rule. Owned by the queue's thread; only the
 /// registry table is shared (one uncontended mutex per accept and per completion, and only
-/// when the queue was made with a registry).
+/// when the queue was made with a registry). With a registry the completion also reads the
+/// clock and counts itself in the queue's ``QueueFigures`` under that same lock (a few
+/// additions and one histogram increment: the figures the views show, which never drop).
 public final class QueueCore {
     /// The queue's number, stamped on its events and registry entries.
     public let queueID: Int32
@@ -31,6 +33,7 @@ public final class QueueCore {
     private var nextTrackerID: UInt64 = 1
     private let registry: InFlightRegistry?
     private let table: InFlightRegistry.Table?
+    private let frontEnd: FrontEndQueue?
     /// Flushes in progress and how many phases of the standard sequence each published
     /// (flushes are rare: a small array).
     private var flushes: [(userData: UInt64, published: UInt8)] = []
@@ -42,16 +45,11 @@ public final class QueueCore {
         sink = options.eventSink
         self.path = path
         registry = options.inFlightRegistry
-        if let registry {
-            let t = InFlightRegistry.Table(queue: options.queueID)
-            registry.register(t)
-            table = t
-        } else {
-            table = nil
-        }
+        frontEnd = options.inFlightRegistry == nil ? nil : options.frontEnd
+        table = registry?.join(options)
     }
 
-    deinit { if let table { registry?.unregister(table) } }
+    deinit { if let table { registry?.leave(table) } }
 
     /// Whether the queue publishes events (formats skip building event payloads otherwise).
     @inline(__always)
@@ -74,8 +72,13 @@ public final class QueueCore {
     private func acceptObserved(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64) -> UInt64 {
         let now = monotonicNanos()
         if let table {
-            let r = OutstandingRequest(queue: table.queue, userData: userData, op: op, offset: offset, length: length, acceptedNs: now)
-            table.entries.withLock { $0[userData] = r }
+            var r = OutstandingRequest(queue: table.queue, userData: userData, op: op, offset: offset, length: length, acceptedNs: now)
+            if let frontEnd {
+                let o = frontEnd.current
+                r.clientTag = o.tag
+                r.receivedNs = o.receivedNs
+            }
+            table.state.withLock { $0.insert(r) }
         }
         if let sink {
             sink.publish(IoEvent(queue: queueID, request: userData, time: now, .guestRequest(op: op, offset: offset, length: length)))
@@ -116,7 +119,7 @@ public final class QueueCore {
         publish(p.userData, .pendingCreated(id: p.userData, subOps: subOps))
         if let table {
             let u = p.userData
-            table.entries.withLock { $0[u]?.subOps = subOps }
+            table.state.withLock { $0.entries[u]?.subOps = subOps }
         }
     }
 
@@ -173,13 +176,18 @@ public final class QueueCore {
     }
 
     /// The next completion: `refill` (the queue's non-blocking reap) runs first when none
-    /// is ready. The request leaves the in-flight count and the registry here.
+    /// is ready. The request leaves the in-flight count and the registry here (a front
+    /// end's request is marked handed back and leaves when its reply is sent), and is
+    /// counted in the queue's figures.
     @inline(__always)
     public func next(refill: () -> Void) -> IoCompletion? {
         if ready.isEmpty { refill() }
         guard let c = ready.popFirst() else { return nil }
         accepted -= 1
-        if let table { _ = table.entries.withLock { $0.removeValue(forKey: c.userData) } }
+        if let table {
+            let now = monotonicNanos()
+            table.state.withLock { $0.finish(c.userData, bytes: c.bytes, failed: c.error != nil, now: now) }
+        }
         return c
     }
 
@@ -189,7 +197,7 @@ public final class QueueCore {
 
     /// Leaves the registry (whatever is still recorded goes with the queue).
     public func close() {
-        if let table { registry?.unregister(table) }
+        if let table { registry?.leave(table) }
     }
 
     /// The operation's name in error messages.

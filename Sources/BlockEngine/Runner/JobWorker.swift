@@ -56,6 +56,8 @@ final class JobWorker: @unchecked Sendable {
     private var firstError: BlockError?
     /// Where this thread's queue records the requests it holds (set by the workload before start).
     var inFlightRegistry: InFlightRegistry?
+    /// What the registry calls this thread's queue (set by the workload before start).
+    var queueLabel: String?
     private var pacer: RatePacer
     private var latencySearch: LatencyTargetSearch?
     private var steady: SteadyStateMonitor?
@@ -134,7 +136,7 @@ final class JobWorker: @unchecked Sendable {
         if job.latencyTargetNs > 0 { latencySearch = LatencyTargetSearch(job: job, maxDepth: depth) }
         if let ss = job.steadyState { steady = SteadyStateMonitor(spec: ss) }
         if job.rampTimeNs > 0 { rampEnd = jobStart + job.rampTimeNs }
-        let qo = QueueOptions(depth: depth, queueID: queueID, engine: engine, eventSink: sink, inFlightRegistry: inFlightRegistry)
+        let qo = QueueOptions(depth: depth, queueID: queueID, engine: engine, eventSink: sink, inFlightRegistry: inFlightRegistry, label: queueLabel)
         let queue = try disk.makeQueue(qo)
         defer { queue.close() }
         let bufSize = Int(job.bsMax)

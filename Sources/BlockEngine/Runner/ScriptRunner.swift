@@ -17,12 +17,13 @@ public final class ScriptRunner {
     public var output: (String) -> Void
 
     /// Creates a runner with its own queue of the given engine.
-    /// `inFlightRegistry`, when given, records the requests the runner's queue holds.
+    /// `inFlightRegistry`, when given, records the requests the runner's queue holds (a
+    /// queue named `label`: the TUI's is `prompt`).
     public init(disk: any DiskFile, engine: EngineKind = .auto, eventSink: (any IoEventSink)? = nil,
-                inFlightRegistry: InFlightRegistry? = nil,
+                inFlightRegistry: InFlightRegistry? = nil, label: String = "script",
                 output: @escaping (String) -> Void = { print($0) }) throws(BlockError) {
         self.disk = disk
-        let qo = QueueOptions(depth: 8, queueID: 0, engine: engine, eventSink: eventSink, inFlightRegistry: inFlightRegistry)
+        let qo = QueueOptions(depth: 8, queueID: 0, engine: engine, eventSink: eventSink, inFlightRegistry: inFlightRegistry, label: label)
         self.queue = try disk.makeQueue(qo)
         self.output = output
     }

@@ -18,6 +18,9 @@ public struct WorkloadOptions: Sendable {
     /// Where every job thread's queue records the requests it holds (the exact in-flight set a
     /// live view shows); nil: not tracked.
     public var inFlightRegistry: InFlightRegistry? = nil
+    /// What the registry calls the workload's queues: each is named `LABEL #N` (N from 0, one
+    /// per job thread; the TUI passes `job FILE`); nil: `job NAME #THREAD` from the job's name.
+    public var queueLabel: String? = nil
 
     /// Default options: no events, per-completion submission, each job's engine.
     public init() {}
@@ -92,6 +95,7 @@ public final class Workload: @unchecked Sendable {
                 let w = ws[ws.count - 1]
                 w.index = ws.count - 1
                 w.inFlightRegistry = options.inFlightRegistry
+                w.queueLabel = options.queueLabel.map { "\($0) #\(w.index)" } ?? "job \(j.name) #\(t)"
                 if j.flow > 0, let flows {
                     w.flowGroups = flows
                     flows.join(group: j.flowID, member: w.index)

@@ -13,6 +13,9 @@ public final class AppState {
     public let engineInFlight = InFlightRegistry()
     /// ``engineInFlight`` as of the last pump (the views draw this copy).
     public var inFlightSnapshot: [OutstandingRequest] = []
+    /// The most requests the queues held at once between the last two pumps (a client that
+    /// sends its requests in bursts leaves none held at some instants).
+    public var inFlightPeak = 0
     /// The current theme's name.
     public var themeName: String
     /// A message for the status line and its role.
@@ -58,10 +61,9 @@ public final class AppState {
     public var jobSummary: String?
     /// The last finished job's fio-style summary line (kept for the Completions view).
     public var lastJobLine: String?
-    /// Rates per queue and direction from the current (or last) job's engine counters.
-    public let engineRates = EngineRates()
-    /// Whether ``engineRates`` holds a job's figures.
-    public var hasJobRates: Bool { !engineRates.rows.isEmpty }
+    /// Every queue's exact figures (jobs, the prompt, served clients) from
+    /// ``engineInFlight``, sampled once a pump: what Completions counts and rates come from.
+    public let queueRates = QueueRates()
     /// The metadata entry the last step changed (table, index), which the L1/L2, Refcounts
     /// and BAT views highlight when shown.
     /// `guest` is the guest offset of the request that changed it (which L2 table an index is in).

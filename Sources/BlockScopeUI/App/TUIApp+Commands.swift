@@ -37,8 +37,8 @@ extension TUIApp {
             if job != nil { state.say("a job is already running (space pauses it)", .warning); return }
             do {
                 job = try JobHost(path: path, disk: disk, sink: gate, inFlight: state.engineInFlight)
-                state.engineRates.reset()
                 state.live.resetWholeWindow()
+                state.queueRates.resetWhole()
                 state.busy = true
                 state.say("started job \(path)", .ok)
             } catch let e { state.say(e.description, .error) }

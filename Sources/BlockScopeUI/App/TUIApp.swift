@@ -94,6 +94,10 @@ public final class TUIApp {
     /// Where I/O from outside the app (`tui --serve` clients) publishes its events: the step
     /// gate in front of the views' event stream. Its stream routes queue IDs 0..<16.
     public var eventSink: any IoEventSink { gate }
+    /// Where a front end's queues (`tui --serve` clients) record the requests they hold and
+    /// their figures: the registry the prompt's and jobs' queues join, so the In-flight and
+    /// Completions views show a served request exactly as a job's.
+    public var inFlightRegistry: InFlightRegistry { state.engineInFlight }
     /// Called when a `theme` command switches themes (the terminal redefines its colours).
     public var onThemeChange: ((Theme) -> Void)?
 
@@ -194,7 +198,8 @@ public final class TUIApp {
         state.lostEvents = subscription.lostEvents
         // The engine's exact set, taken after the drain: what it no longer holds is gone,
         // even when the completion event was dropped.
-        state.inFlightSnapshot = state.engineInFlight.snapshot()
+        (state.inFlightSnapshot, state.inFlightPeak) = state.engineInFlight.snapshotWithPeak()
+        state.queueRates.update(state.engineInFlight.queues())
         state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()
         if state.stepMode {
@@ -207,7 +212,6 @@ public final class TUIApp {
         }
         if let j = job {
             state.jobSummary = j.summary
-            state.engineRates.update(j.workload.snapshot())
             if let done = j.finishedLine {
                 state.lastJobLine = done
                 finishedJobs.append(done)
@@ -216,9 +220,6 @@ public final class TUIApp {
                 job = nil
                 state.jobSummary = nil
             }
-        } else {
-            // No job: the last second's window still moves on (to zero).
-            state.engineRates.advance()
         }
         let busy = (worker?.busy ?? false) || job != nil
         state.busy = busy

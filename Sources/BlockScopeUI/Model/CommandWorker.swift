@@ -85,7 +85,7 @@ public final class CommandWorker: @unchecked Sendable {
             cond.unlock()
             do {
                 if runner == nil {
-                    runner = try ScriptRunner(disk: disk, engine: engine, eventSink: sink, inFlightRegistry: inFlight, output: { [weak self] in self?.emit($0) })
+                    runner = try ScriptRunner(disk: disk, engine: engine, eventSink: sink, inFlightRegistry: inFlight, label: "prompt", output: { [weak self] in self?.emit($0) })
                 }
                 try runner!.run(cmd)
             } catch let e {

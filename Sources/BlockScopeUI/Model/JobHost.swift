@@ -28,6 +28,7 @@ public final class JobHost: @unchecked Sendable {
         o.eventSink = sink
         o.firstQueueID = 1
         o.inFlightRegistry = inFlight
+        o.queueLabel = "job \(URL(fileURLWithPath: path).lastPathComponent)"
         workload = try Workload(disk: disk, jobs: file.jobs, options: o)
         try workload.start()
         let t = Thread { [self] in

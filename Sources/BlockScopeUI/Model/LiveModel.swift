@@ -60,46 +60,6 @@ public struct GuestRequestState: Sendable {
     public var sqes: [SqeState] = []
 }
 
-/// Per-queue completion counters over a sliding one-second window of ten 100 ms slots
-/// (constant work per completion, whatever the rate).
-public struct QueueRate: Sendable {
-    /// Guest requests completed in total.
-    public var ops: UInt64 = 0
-    /// Bytes completed in total.
-    public var bytes: UInt64 = 0
-    /// Completions and bytes per 100 ms slot, and which 100 ms period each slot holds.
-    var slotOps = [UInt64](repeating: 0, count: 10)
-    var slotBytes = [UInt64](repeating: 0, count: 10)
-    var slotPeriod = [UInt64](repeating: .max, count: 10)
-    /// Requests per second over the last second.
-    public var iops: Double = 0
-    /// Bytes per second over the last second.
-    public var bandwidth: Double = 0
-
-    /// Counts one completion of `bytes` at monotonic time `time`.
-    mutating func record(time: UInt64, bytes b: UInt64) {
-        ops += 1
-        bytes += b
-        let p = time / 100_000_000
-        let i = Int(p % 10)
-        if slotPeriod[i] != p { slotPeriod[i] = p; slotOps[i] = 0; slotBytes[i] = 0 }
-        slotOps[i] += 1
-        slotBytes[i] += b
-    }
-
-    /// Recomputes ``iops`` and ``bandwidth`` from the slots of the last second.
-    mutating func refresh(now: UInt64) {
-        let p = now / 100_000_000
-        var n: UInt64 = 0, b: UInt64 = 0
-        for i in 0..<10 where slotPeriod[i] != .max && p >= slotPeriod[i] && p - slotPeriod[i] < 10 {
-            n += slotOps[i]
-            b += slotBytes[i]
-        }
-        iops = Double(n)
-        bandwidth = Double(b)
-    }
-}
-
 /// Everything the live views draw, folded from the engine's event stream on the UI thread.
 ///
 /// ``apply(_:)`` is cheap and bounded: in-flight maps drop finished requests, histories are
@@ -116,8 +76,6 @@ public final class LiveModel {
     public private(set) var latency = LatencyWindows()
     /// How explanations decode this image's entries (set by the app from the image).
     public var context = ExplainContext()
-    /// Rates per queue.
-    public private(set) var queues: [Int32: QueueRate] = [:]
     /// Guest ranges written this session.
     public private(set) var writtenGuest = WrittenMap()
     /// Host ranges written this session (data and metadata).
@@ -138,7 +96,8 @@ public final class LiveModel {
     public private(set) var eventCount: UInt64 = 0
     /// Bumped whenever an event says metadata or allocation changed (views reload lazily).
     public private(set) var metadataVersion = 0
-    /// Guest requests completed in total.
+    /// Completion events seen (the stream drops events under load: the exact count is
+    /// ``QueueRates/completed``, from the engine's counters).
     public private(set) var completedRequests: UInt64 = 0
     /// The slowest requests completed this session (at most 5, slowest first), from the
     /// completion events seen.
@@ -187,7 +146,6 @@ public final class LiveModel {
             }
         case let .guestCompleted(op, userData, result, latencyNs):
             let key = inFlight[e.request] != nil ? e.request : userData
-            let len = inFlight[key]?.length ?? 0
             if slowest.count < 5 || latencyNs > slowest[slowest.count - 1].latencyNs, let r = inFlight[key] {
                 slowest.append(CompletedRequest(request: r.request, queue: r.queue, op: r.op, offset: r.offset, length: r.length, latencyNs: latencyNs, failed: result < 0))
                 slowest.sort { $0.latencyNs > $1.latencyNs }
@@ -195,7 +153,6 @@ public final class LiveModel {
             }
             completedRequests += 1
             latency.record(time: e.time, latencyNs: latencyNs, op: op)
-            queues[e.queue, default: QueueRate()].record(time: e.time, bytes: result >= 0 ? len : 0)
             completionsPerTick[completionsPerTick.count - 1] += 1
             inFlight[key] = nil
         }
@@ -213,14 +170,13 @@ public final class LiveModel {
         }
     }
 
-    /// Advances time: closes the 100 ms sparkline tick and recomputes per-queue rates.
+    /// Advances time: closes the 100 ms sparkline tick and drops stale event-only entries.
     public func tick(now: UInt64 = monotonicNanos()) {
         if tickStart == 0 { tickStart = now }
         while now - tickStart >= 100_000_000 {
             tickStart += 100_000_000
             push(&completionsPerTick, 0, limit: 240)
         }
-        for id in queues.keys { queues[id]?.refresh(now: now) }
         // Events are lossy: a request whose completion was dropped would stay forever.
         if inFlight.count > 4096 {
             inFlight = inFlight.filter { now &- $0.value.started < 2_000_000_000 }

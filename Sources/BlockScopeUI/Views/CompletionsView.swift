@@ -1,10 +1,12 @@
 import BlockCore
 
 /// Completions: every figure over one named window (`w` toggles "last 1 s" and "whole
-/// job"), split by direction; latency percentiles and histogram from the completion events
-/// seen; rates per direction and per queue from the engine's own counters (exact); CQ
-/// drains as sparklines with their scale (largest value and time span); after a job, fio's
-/// summary line.
+/// job"). Counts, IOPS and bandwidth per direction and per queue come from the queues'
+/// exact counters (``QueueRates``: jobs, the prompt and served clients alike; nothing is
+/// dropped); per queue, engine latency and, for a served client, end-to-end latency (request
+/// read → reply sent) from the same counters; the direction percentiles and the histogram
+/// from the completion events seen; CQ drains as sparklines with their scale; after a job,
+/// fio's summary line. Laid out to be read whole at 80x24.
 public final class CompletionsView: TUIView {
     /// "Completions".
     public let title = "Completions"
@@ -19,47 +21,33 @@ public final class CompletionsView: TUIView {
     /// The direction rows: name and the directions they cover.
     static let rows: [(String, Set<Direction>)] = [("read", [.read]), ("write", [.write]), ("flush", [.sync]), ("all", [.read, .write, .sync])]
 
-    /// Draws the window line, the direction table, the histogram, the sparklines and the per-queue table.
+    /// Draws the window line, the direction table, the per-queue tables, the histogram and the sparklines.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
         let now = monotonicNanos()
         var y = area.y
         if let j = app.jobSummary ?? app.lastJobLine { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         let other = StatsWindow.allCases.first { $0 != window }!
-        s.heading(area.x, y, "── Window: \(window.rawValue) (w: \(other.rawValue)) ", width: area.width); y += 1
-        // Direction table: rates from the engine's counters (a job) or the events (prompt commands).
-        s.put(area.x, y, "dir         seen      IOPS    bandwidth        p50        p99      p99.9        max", CellStyle(.dim)); y += 1
+        s.heading(area.x, y, "── Window: \(window.rawValue) (w: \(other.rawValue)) · completed \(app.queueRates.completed) in all ", width: area.width); y += 1
+        s.put(area.x, y, "dir       count     IOPS    bandwidth      p50      p99    p99.9      max", CellStyle(.dim)); y += 1
         var allSummary = live.latency.summary(window, [.read, .write, .sync], now: now)
         for (name, dirs) in CompletionsView.rows where y < area.maxY {
             let l = live.latency.summary(window, dirs, now: now)
             if name == "all" { allSummary = l }
-            var rate: (iops: Double, bandwidth: Double)? = nil
-            if app.hasJobRates {
-                var i = 0.0, b = 0.0
-                for d in dirs { if let r = app.engineRates.rate(d, window) { i += r.iops; b += r.bandwidth } }
-                rate = (i, b)
-            }
-            if l.count == 0 && (rate?.iops ?? 0) == 0 && name != "all" { continue }
-            let cells = [name.padded(8), String(l.count).leftPadded(8),
-                         (rate.map { fixed($0.iops, 0) } ?? "-").leftPadded(9),
-                         (rate.map { formatBytes($0.bandwidth) + "/s" } ?? "-").leftPadded(12),
-                         d(l.p50), d(l.p99), d(l.p999), d(l.max)]
+            let rate = app.queueRates.rate(dirs, window)
+            if rate.count == 0 && l.count == 0 && name != "all" { continue }
+            let cells = [name.padded(5), String(rate.count).leftPadded(10), fixed(rate.iops, 0).leftPadded(8),
+                         (formatBytes(rate.bandwidth) + "/s").leftPadded(12), d(l.p50), d(l.p99), d(l.p999), d(l.max)]
             s.put(area.x, y, cells.joined(separator: " "), CellStyle(name == "all" ? .heading : .normal), maxWidth: area.width); y += 1
         }
-        let source = app.hasJobRates ? "IOPS and bandwidth: the engine's counters (exact)" : "IOPS and bandwidth: shown for jobs (the engine's counters)"
-        let lat = allSummary.exact ? "percentiles: exact, from the completion events seen" : "percentiles: histogram bounds (±9%), from the completion events seen"
-        s.put(area.x, y, "\(source); \(lat)\(app.lostEvents > 0 ? "; \(app.lostEvents) events dropped" : "")", CellStyle(.dim), maxWidth: area.width); y += 1
-        if app.hasJobRates {
-            s.put(area.x, y, "latency here: the engine's, acceptance → completion; the job line's (fio): issue → reaped by the job thread, queueing in the CQ included", CellStyle(.dim), maxWidth: area.width)
-            y += 1
-        }
-        y += 1
+        s.put(area.x, y, "count, IOPS, bandwidth: exact (engine counters); p50…max: \(allSummary.count) events, \(allSummary.exact ? "exact" : "±9%")", CellStyle(.dim), maxWidth: area.width); y += 1
+        if app.lostEvents > 0 { s.put(area.x, y, "\(app.lostEvents) events dropped: counts stay exact; p50…max from the rest", CellStyle(.dim), maxWidth: area.width); y += 1 }
+        y = drawQueues(&s, area, y, app)
         y = drawHistogram(&s, area, y, allSummary)
-        y = drawSparklines(&s, area, y + 1, live)
-        drawQueues(&s, area, y + 1, app)
+        drawSparklines(&s, area, y, live)
     }
 
-    private func d(_ v: UInt64?) -> String { (v.map(formatDuration) ?? "-").leftPadded(10) }
+    private func d(_ v: UInt64?, _ width: Int = 8) -> String { (v.map(formatDuration) ?? "-").leftPadded(width) }
 
     /// The latency histogram of the window, one row per power of two; returns the next row.
     private func drawHistogram(_ s: inout ScreenModel, _ area: Rect, _ y0: Int, _ l: LatencySummary) -> Int {
@@ -71,8 +59,14 @@ public final class CompletionsView: TUIView {
             return y + 1
         }
         let peak = max(1, rows.map(\.count).max() ?? 1)
-        let room = max(1, area.maxY - y - 10)
-        for r in rows.suffix(room) {
+        let room = max(1, area.maxY - y - 5)
+        // The `room` adjacent rows that hold the most completions.
+        var first = 0, best: UInt64 = 0
+        for i in 0...max(0, rows.count - room) {
+            let n = rows[i..<min(rows.count, i + room)].reduce(UInt64(0)) { $0 + UInt64($1.count) }
+            if n > best { best = n; first = i }
+        }
+        for r in rows[first..<min(rows.count, first + room)] {
             s.put(area.x, y, ("<" + formatDuration(r.upper)).leftPadded(10), CellStyle(.dim))
             let n = Int(Double(r.count) / Double(peak) * Double(max(1, area.width - 24)))
             s.put(area.x + 11, y, String(repeating: "█", count: n), CellStyle(.bar))
@@ -83,6 +77,7 @@ public final class CompletionsView: TUIView {
     }
 
     /// Completions per 100 ms and CQ batch sizes, each with its scale; returns the next row.
+    @discardableResult
     private func drawSparklines(_ s: inout ScreenModel, _ area: Rect, _ y0: Int, _ live: LiveModel) -> Int {
         var y = y0
         let w = max(10, area.width - 48)
@@ -99,27 +94,41 @@ public final class CompletionsView: TUIView {
         y += 1
         let all = live.drainBatches
         let avg = all.isEmpty ? 0 : Double(all.reduce(0, +)) / Double(all.count)
-        s.put(area.x, y, "mean batch \(fixed(avg, 1))   completed \(live.completedRequests) (events seen)", CellStyle(.normal), maxWidth: area.width)
+        s.put(area.x, y, "mean batch \(fixed(avg, 1))   completion events seen \(live.completedRequests)", CellStyle(.normal), maxWidth: area.width)
         return y + 1
     }
 
-    /// Per-queue rates: the job's queues from the engine's counters, the prompt's from events.
-    private func drawQueues(_ s: inout ScreenModel, _ area: Rect, _ y0: Int, _ app: AppState) {
+    /// Per-queue tables from the queues' counters: counts and rates, then engine and
+    /// end-to-end latencies; returns the next row.
+    private func drawQueues(_ s: inout ScreenModel, _ area: Rect, _ y0: Int, _ app: AppState) -> Int {
         var y = y0
-        guard y < area.maxY else { return }
-        s.heading(area.x, y, "── Per queue (\(window.rawValue)) ", width: area.width); y += 1
-        s.put(area.x, y, "queue  job          reads     writes        IOPS    bandwidth   source", CellStyle(.dim)); y += 1
-        for r in app.engineRates.rows where y < area.maxY {
-            let iops = window == .whole ? r.iopsWhole : r.iopsLastSecond
-            let bw = window == .whole ? r.bandwidthWhole : r.bandwidthLastSecond
-            let line = "\(String(r.queue).leftPadded(5))  \(String(r.job.prefix(10)).padded(10)) \(String(r.reads).leftPadded(8)) \(String(r.writes).leftPadded(10)) \(fixed(iops, 0).leftPadded(11)) \((formatBytes(bw) + "/s").leftPadded(12))   engine counters"
+        let rows = app.queueRates.rows(window)
+        guard y < area.maxY, !rows.isEmpty else { return y }
+        func name(_ r: QueueWindowRow) -> String {
+            let n = r.name + (r.open ? "" : " (closed)")
+            return n.count > 22 ? String(n.prefix(21)) + "…" : n.padded(22)
+        }
+        s.heading(area.x, y, "── Per queue (\(window.rawValue); engine counters) ", width: area.width); y += 1
+        s.put(area.x, y, "queue                     reads   writes flushes errors    IOPS   bandwidth", CellStyle(.dim)); y += 1
+        for r in rows where y < area.maxY {
+            let f = r.figures
+            let line = "\(name(r)) \(String(f.reads).leftPadded(8)) \(String(f.writeOps).leftPadded(8)) \(String(f.flushes).leftPadded(7)) \(String(f.errors).leftPadded(6)) \(fixed(r.iops, 0).leftPadded(7)) \((formatBytes(r.bandwidth) + "/s").leftPadded(11))"
             s.put(area.x, y, line, CellStyle(.normal), maxWidth: area.width); y += 1
         }
-        let jobQueues = Set(app.engineRates.rows.map { Int32($0.queue) })
-        for (q, r) in app.live.queues.sorted(by: { $0.key < $1.key }) where y < area.maxY && !jobQueues.contains(q) {
-            let line = "\(String(q).leftPadded(5))  \("prompt".padded(10)) \("".leftPadded(8)) \(String(r.ops).leftPadded(10)) \(fixed(r.iops, 0).leftPadded(11)) \((formatBytes(r.bandwidth) + "/s").leftPadded(12))   events (last 1 s)"
-            s.put(area.x, y, line, CellStyle(.normal), maxWidth: area.width); y += 1
+        guard y < area.maxY else { return y }
+        s.put(area.x, y, "latency".padded(22) + ["eng p50", "p99", "max", "e2e p50", "p99"].map { " " + $0.leftPadded(9) }.joined(), CellStyle(.dim), maxWidth: area.width)
+        y += 1
+        for r in rows where y < area.maxY {
+            let e = r.figures.engine, t = r.figures.endToEnd
+            let cells = [e.percentile(50), e.percentile(99), e.count > 0 ? e.maxNs : nil, r.served ? t.percentile(50) : nil, r.served ? t.percentile(99) : nil]
+            s.put(area.x, y, name(r) + cells.map { " " + d($0, 9) }.joined(), CellStyle(.normal), maxWidth: area.width)
+            y += 1
         }
+        if y < area.maxY {
+            s.put(area.x, y, "eng: accepted → completion handed back · e2e: request read → reply sent", CellStyle(.dim), maxWidth: area.width)
+            y += 1
+        }
+        return y
     }
 
     /// `w` switches the window.

@@ -49,14 +49,19 @@ public final class InFlightView: TUIView {
     }
 
     /// The tree as (indent text, style) lines: every request the engine holds, in the
-    /// current order, with the sub-operations the events reported for it.
+    /// current order, each on two lines (what it is and its age; its client, the client's
+    /// tag and its mapping), with the sub-operations the events reported for it.
     public func treeLines(_ app: AppState, now: UInt64 = monotonicNanos()) -> [(String, Role)] {
         var out: [(String, Role)] = []
         let shown = filter.isActive ? app.inFlightSnapshot.filter { filter.matches($0, now: now) } : app.inFlightSnapshot
         for o in ordered(shown) {
             let age = formatDuration(now > o.acceptedNs ? now - o.acceptedNs : 0)
+            let read = o.receivedNs > 0 ? " (read \(formatDuration(now > o.receivedNs ? now - o.receivedNs : 0)) ago)" : ""
+            let replying = o.handedBackNs > 0 ? "  done, reply pending" : ""
             let r = app.live.inFlight[o.userData].flatMap { Int($0.queue) == o.queue ? $0 : nil }
-            out.append(("\(Explain.req(o.userData))  \(o.op) \(hex(o.offset))+\(o.length)  queue \(o.queue)  age \(age)\(r?.mapping.map { "  → \($0)" } ?? "")", .inflight))
+            out.append(("\(Explain.req(o.userData))  \(o.op) \(hex(o.offset))+\(o.length)  age \(age)\(read)\(replying)", o.handedBackNs > 0 ? .ok : .inflight))
+            let tag = o.clientTag.map { " \(app.queueRates.tagName(queue: o.queue) ?? "tag") \(hex($0))" } ?? ""
+            out.append(("  \(o.client ?? "queue \(o.queue)")\(tag) · q\(o.queue)\(r?.mapping.map { "  → \($0)" } ?? "")", .dim))
             guard let r else { continue }
             for (pi, p) in r.pending.enumerated() {
                 let last = pi == r.pending.count - 1
@@ -81,11 +86,18 @@ public final class InFlightView: TUIView {
     /// Draws the summary, the tree, the slowest requests and the log.
     public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
-        let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy ? "running" : "idle"
+        let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy || !app.inFlightSnapshot.isEmpty || app.inFlightPeak > 0 ? "running" : "idle"
         let shownNote = filter.isActive ? "   filter '\(filter.text)': \(app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count) shown" + (filter.unknown.isEmpty ? "" : " (ignored: \(filter.unknown.joined(separator: " ")))") : ""
-        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(live.completedRequests)   engine \(mode)   sort \(sort == .age ? "age (latency so far)" : sort.rawValue)\(shownNote)"
+        let replying = app.inFlightSnapshot.reduce(0) { $0 + ($1.handedBackNs > 0 ? 1 : 0) }
+        let summary = "in flight \(app.inFlightSnapshot.count) (held by the engine now)   completed \(app.queueRates.completed)   engine \(mode)"
         s.put(area.x, area.y, summary, CellStyle(.heading), maxWidth: area.width)
-        var y = area.y + 1
+        // A client that sends in bursts leaves nothing held at some instants: say the peak.
+        var notes: [String] = []
+        if app.inFlightPeak > app.inFlightSnapshot.count { notes.append("up to \(app.inFlightPeak) since the last frame") }
+        if replying > 0 { notes.append("\(replying) done, reply pending") }
+        notes.append("sort: \(sort == .age ? "age (latency so far)" : sort.rawValue) (o)")
+        s.put(area.x, area.y + 1, notes.joined(separator: " · ") + shownNote, CellStyle(.dim), maxWidth: area.width)
+        var y = area.y + 2
         if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         if app.stepMode {
             // Wrapped (at most three lines): a step's words end with what matters most often
@@ -99,18 +111,26 @@ public final class InFlightView: TUIView {
         let tree = treeLines(app)
         let treeHeight = max(3, (area.maxY - y) / 2 - (live.slowest.isEmpty ? 0 : 2))
         if tree.isEmpty {
-            s.put(area.x + 2, y, "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M", CellStyle(.dim), maxWidth: area.width)
+            let idle = app.inFlightPeak > 0 ? "none held at this instant (up to \(app.inFlightPeak) since the last frame: a client between bursts)"
+                : "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M"
+            s.put(area.x + 2, y, idle, CellStyle(.dim), maxWidth: area.width)
         }
         for (i, l) in tree.prefix(treeHeight).enumerated() { s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width) }
         if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines".padded(area.width), CellStyle(.dim)) }
         y += treeHeight
         if !live.slowest.isEmpty {
-            let slow = live.slowest.map { "\(Explain.req($0.request)) \($0.op) \(hex($0.offset))+\($0.length) q\($0.queue) \(formatDuration($0.latencyNs))" }
-            s.put(area.x, y, "slowest completed: " + slow.joined(separator: "  ·  "), CellStyle(.dim), maxWidth: area.width)
+            // As many of the slowest as fit whole: none is cut.
+            var line = "slowest completed:"
+            for r in live.slowest {
+                let item = " \(Explain.req(r.request)) \(r.op) \(hex(r.offset))+\(r.length) q\(r.queue) \(formatDuration(r.latencyNs))"
+                if line.count + item.count + 2 > area.width && !line.hasSuffix(":") { break }
+                line += (line.hasSuffix(":") ? "" : " ·") + item
+            }
+            s.put(area.x, y, line, CellStyle(.dim), maxWidth: area.width)
             y += 2
         }
-        let dropped = app.lostEvents > 0 ? "; \(app.lostEvents) events dropped — this history has gaps, the list above is exact" : ""
-        s.heading(area.x, y, "── Events (history, newest last\(dropped)) ", width: area.width)
+        let dropped = app.lostEvents > 0 ? "; \(app.lostEvents) dropped: gaps here, the list is exact" : ""
+        s.heading(area.x, y, "── Events (newest last\(dropped)) ", width: area.width)
         y += 1
         let rows = max(0, area.maxY - y)
         logScroll = max(0, min(logScroll, max(0, live.logCount - rows)))
