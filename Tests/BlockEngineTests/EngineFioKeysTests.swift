@@ -102,6 +102,21 @@ struct EngineFioKeysTests {
         }
     }
 
+    @Test("a stride reaching the disk's end ends the pass: cross-stripe-verify's second job writes 1,791 blocks per loop, as fio does")
+    func strideEndsThePassAtTheEnd() throws {
+        // fio 3.33 on a 512 MiB file: 2 x 2,048 writes for the job at 120 KiB (io_size ends
+        // its passes), 2 x 1,791 for the one at 288 MiB + 120 KiB (the file's end does).
+        let j = try job("rw=write:112k\nbs=16k\noffset=120k\noffset_increment=288m\nio_size=32m\nloops=2\n")
+        for (thread, start, perLoop) in [(0, UInt64(120 << 10), 2_048), (1, UInt64((288 << 20) + (120 << 10)), 1_791)] {
+            var g = try IoGenerator(job: j, diskSize: 512 << 20, thread: thread)
+            var offsets: [UInt64] = []
+            while let io = g.next() { offsets.append(io.offset) }
+            let pass = (0..<perLoop).map { start + UInt64($0) * (128 << 10) }
+            #expect(offsets == pass + pass, "thread \(thread): \(offsets.count) writes, last \(offsets.last.map(hex) ?? "none")")
+            #expect(g.loopsCompleted == 2)
+        }
+    }
+
     @Test("RandomMap finds the next free block across words and wraps")
     func randomMapStructure() {
         var m = RandomMap(blocks: 200)

@@ -15,12 +15,17 @@ import TestSupport
         let start = monotonicNanos()
         app.execute(.write(offset: 0x10000, length: 4096, pattern: 0x5a))
         pumpUntil(app) { app.state.heldEvent != nil }
+        // To the SQE's submission: a hold there lies between the request's start and its
+        // completion, inside the span its latency measures.
+        for _ in 0..<10 where app.state.heldEvent?.contains("SQE") != true { stepOnce(app) }
+        #expect(app.state.heldEvent?.contains("SQE") == true, "held: \(app.state.heldEvent ?? "nothing")")
         // The held time is the input of this test: hold the request for at least 0.5 s.
         let t0 = monotonicNanos()
         _ = Progress.wait(timeout: 5, interval: 0.01) { monotonicNanos() - t0 >= 500_000_000 }
         for _ in 0..<40 where app.state.live.completedRequests == 0 { stepOnce(app) }
-        let wall = monotonicNanos() - start
+        // Held time read before the clock: it can only grow, so it never exceeds the wall time.
         let held = (0..<64).reduce(UInt64(0)) { $0 + app.gate.heldNanos(queue: Int32($1)) }
+        let wall = monotonicNanos() - start
         let slow = try #require(app.state.live.slowest.first)
         #expect(app.state.live.completedRequests == 1)
         // The gate counted the hold it was given; a latency that included the held time
