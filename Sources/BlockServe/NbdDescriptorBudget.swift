@@ -10,7 +10,8 @@ import Glibc
 /// client is taken only while the descriptors in use, or the baseline measured at
 /// ``prepare()`` plus ``perClient`` for each live client (whose queue may not exist yet),
 /// leave room for it and ``reserve`` more. Without this check, at `ulimit -n 128` the
-/// 31st client finished its handshake and then saw its requests fail with EIO.
+/// clients past the thirtieth or so finished their handshake and then were dropped or saw
+/// their requests fail (EIO, ENOTCONN).
 /// Used by the accept thread only.
 struct NbdDescriptorBudget {
     /// Descriptors one client may hold at once.

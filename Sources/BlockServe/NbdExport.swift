@@ -49,9 +49,9 @@ public final class NbdExport: Sendable {
     public static let defaultMaximumPayload: UInt32 = 32 << 20
 
     /// Describes `disk` as an export. The flags advertise FLUSH and FUA always (a no-op on a
-    /// read-only export), TRIM, WRITE_ZEROES and FAST_ZERO when writable, CACHE, DF (to clients
-    /// with structured replies), and CAN_MULTI_CONN: every queue shares the disk's metadata and file, so a flush on any
-    /// connection makes every completed write durable.
+    /// read-only export), TRIM, WRITE_ZEROES and FAST_ZERO when writable, CACHE, DF (to
+    /// clients with structured replies), and CAN_MULTI_CONN: every queue shares the disk's
+    /// metadata and file, so a flush on any connection makes every completed write durable.
     /// `direct` says the disk was opened with O_DIRECT (requests must then be 4 KiB aligned).
     public init(disk: any DiskFile, name: String = "", maximumPayload: UInt32 = NbdExport.defaultMaximumPayload,
                 direct: Bool = false, eventSink: (any IoEventSink)? = nil, inFlightRegistry: InFlightRegistry? = nil) {

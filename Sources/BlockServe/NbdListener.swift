@@ -8,7 +8,7 @@ import Glibc
 enum NbdListener {
     /// Pending connections the kernel queues before `accept`: SOMAXCONN (the kernel caps it
     /// at net.core.somaxconn, 4096 on current kernels). With 64, a burst of 200 non-blocking
-    /// connects lost 77 (refused with EAGAIN); qemu-nbd loses none.
+    /// connects lost 77-81 (refused with EAGAIN); qemu-nbd loses none.
     static let backlog = SOMAXCONN
 
     static func open(_ address: NbdListenAddress) throws(BlockError) -> Int32 {

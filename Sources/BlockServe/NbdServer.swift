@@ -48,7 +48,11 @@ public final class NbdServer: @unchecked Sendable {
     /// Clients accepted and not yet ended (their threads may not have made a queue yet).
     private let liveClients = Mutex(0)
     private let stopPipe: (read: Int32, write: Int32)
-    private var threads: [pthread_t] = []
+    /// Client threads not yet joined, by client number (touched by the accept thread only).
+    private var threads: [Int: pthread_t] = [:]
+    /// Client numbers whose thread has ended and waits to be joined: joined at the accept
+    /// loop's next wake-up, so an ended client's stack is not kept for the server's lifetime.
+    private let ended = Mutex<[Int]>([])
     private var nextClient = 1
 
     /// Prepares a server (nothing is bound until ``listen()``).
@@ -98,6 +102,7 @@ public final class NbdServer: @unchecked Sendable {
             let timeout = stats.map { Int32($0.millisecondsToNext()) } ?? -1
             let r = poll(&fds, 3, timeout)
             if r < 0 && errno != EINTR { throw BlockError.system(errno, "poll") }
+            joinEndedClients()
             if let stats, let line = stats.tick() { log(line) }
             if fds[2].revents != 0 { break }
             if fds[0].revents != 0 { acceptOne() }
@@ -105,8 +110,19 @@ public final class NbdServer: @unchecked Sendable {
         Glibc.close(listenFD)
         listenFD = -1
         if case let .unix(path) = address { unlink(path) }
-        for t in threads { pthread_join(t, nil) }
+        for t in threads.values { pthread_join(t, nil) }
         threads.removeAll()
+        ended.withLock { $0.removeAll() }
+    }
+
+    /// Joins the threads of clients that have ended. Without this a server with many short
+    /// connections kept every ended thread's stack until shutdown: a 10-minute soak (about
+    /// 500 connections per server instance) saw RSS climb 6-13% after warm-up.
+    private func joinEndedClients() {
+        let ids = ended.withLock { e -> [Int] in let x = e; e.removeAll(); return x }
+        for id in ids {
+            if let t = threads.removeValue(forKey: id) { pthread_join(t, nil) }
+        }
     }
 
     private var liveCount: Int { liveClients.withLock { $0 } }
@@ -181,6 +197,7 @@ public final class NbdServer: @unchecked Sendable {
                                  onEnd: { [weak self] in
                                      self?.returnQueueID(qid)
                                      self?.liveClients.withLock { $0 -= 1 }
+                                     self?.ended.withLock { $0.append(id) }
                                  })
         let box = Unmanaged.passRetained(conn as AnyObject).toOpaque()
         var tid = pthread_t()
@@ -197,7 +214,7 @@ public final class NbdServer: @unchecked Sendable {
             Glibc.close(fd)
             return
         }
-        threads.append(tid)
+        threads[id] = tid
     }
 }
 

@@ -11,9 +11,11 @@ import Glibc
 /// by handle), gathered into one `sendmsg` per loop turn. Each request holds a slot: its
 /// reply-header space, its data buffer (128 KiB kept per slot; a longer READ/WRITE gets a
 /// buffer of its own, bounded by ``NbdTransmission/transientBudget`` bytes per connection)
-/// and its ring tag. The loop stops reading when every slot is busy, and on NBD_CMD_DISC,
-/// a malformed header, a vanished peer or server shutdown it stops taking requests, lets
-/// the in-flight ones finish (replying when the socket still works) and returns.
+/// and its ring tag. When every slot is busy (or the budget is spent) a request waits in
+/// the input buffer, and is taken in the same loop turn whose replies free a slot, without
+/// waiting for the socket (ADR 0015). On NBD_CMD_DISC, a malformed header, a vanished peer
+/// or server shutdown the loop stops taking requests, lets the in-flight ones finish
+/// (replying when the socket still works) and returns.
 final class NbdTransmission {
     /// Requests one connection may have in flight.
     static let maxSlots = 128

@@ -102,6 +102,22 @@ enum NbdPressureClients {
     print(json.dumps({"lost": lost, "greeted": greeted}))
     """
 
+    /// argv: URI, COUNT. Connects COUNT times one after another, reads 1 MiB and
+    /// disconnects each time.
+    static let shortClients = """
+    import nbd, sys, json
+    for i in range(int(sys.argv[2])):
+        h = nbd.NBD(); h.connect_uri(sys.argv[1]); h.pread(1 << 20, 0); h.shutdown(); del h
+    print(json.dumps({"clients": int(sys.argv[2])}))
+    """
+
+    /// Resident memory of process `pid` in KiB (VmRSS), or -1.
+    static func rssKiB(_ pid: pid_t) -> Int {
+        guard let s = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = s.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return -1 }
+        return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? -1
+    }
+
     /// Runs a script with `arguments` and parses the JSON object on its last output line;
     /// fails when it does not finish within `timeout` seconds (a stalled connection).
     static func run(_ script: String, _ arguments: [String], dir: String, timeout: Double = Progress.defaultTimeout,

@@ -14,7 +14,7 @@ MAGIC = 0x534f414b
 lost = 0
 with open(raw, "rb") as img:
     for path in journals:
-        acked, pending = {}, {}
+        acked, pending, writes = {}, {}, 0
         with open(path) as f:
             for line in f:
                 parts = line.split()
@@ -25,6 +25,7 @@ with open(raw, "rb") as img:
                     pending.setdefault(off, set()).add(seq)
                 elif kind == "A":
                     acked[off] = seq
+                    writes += 1
                     pending.get(off, set()).discard(seq)
         bad = 0
         for off, seq in acked.items():
@@ -39,7 +40,7 @@ with open(raw, "rb") as img:
                 bad += 1
                 if bad <= 3:
                     print(f"{path}: block at {off} should hold seq {seq}: {rec.hex()}", file=sys.stderr)
-        print(f"{path}: {len(acked)} acknowledged blocks, {bad} lost")
+        print(f"{path}: {writes} writes acknowledged by a flush, {len(acked)} blocks checked, {bad} lost")
         lost += bad
 print(f"lost {lost}")
 sys.exit(1 if lost else 0)
