@@ -89,7 +89,10 @@ public final class MapView: TUIView {
         drawGrid(.host, &s, Rect(x: area.x, y: area.y + gridRows + 1, width: area.width, height: gridRows + 1), app)
         // Legend: the format's region kinds, then the session's marks; wraps to a second row.
         let ly = area.y + 2 * (gridRows + 1)
-        let legendRows = max(1, area.maxY - ly - 1)
+        // The cursor line wraps onto a second row when its words need it (at 80 columns a
+        // long explanation would be cut); the legend gives that row up.
+        let info = cursorDescription(app).map { Array(TextWrap.lines($0, width: area.width).prefix(2)) } ?? []
+        let legendRows = max(1, area.maxY - ly - max(1, info.count))
         var x = area.x, y = ly
         var items: [(Character, CellStyle, String)] = MapLegend.items(format: app.image.format, hasBat: app.image.inspector is BatInspector)
             .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
@@ -104,7 +107,9 @@ public final class MapView: TUIView {
             x = s.put(x + 1, y, name, CellStyle(.dim)) + 2
         }
         // Cursor line.
-        if let info = cursorDescription(app) { s.put(area.x, area.maxY - 1, info, CellStyle(.selected), maxWidth: area.width) }
+        for (i, line) in info.enumerated() {
+            s.put(area.x, area.maxY - info.count + i, line, CellStyle(.selected), maxWidth: area.width)
+        }
     }
 
     private func drawGrid(_ g: Grid, _ s: inout ScreenModel, _ r: Rect, _ app: AppState) {
