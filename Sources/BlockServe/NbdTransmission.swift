@@ -34,7 +34,6 @@ final class NbdTransmission {
     /// Largest chunk a NO_HOLE write-zeroes request writes at once.
     static let zeroChunk = 1 << 20
 
-    enum Phase { case io, fuaFlush }
     enum Receiving { case header, payload(slot: Int, got: Int), skip(slot: Int, left: Int) }
 
     struct Slot {
@@ -43,7 +42,6 @@ final class NbdTransmission {
         var start: UInt64 = 0
         var pending = 0
         var error: UInt32 = 0
-        var phase = Phase.io
         var mutation = false
         var kept: AlignedBuffer? = nil
         var transient: AlignedBuffer? = nil
@@ -244,7 +242,6 @@ final class NbdTransmission {
                 slots[s].start = monotonicNanos()
                 slots[s].pending = 0
                 slots[s].error = 0
-                slots[s].phase = .io
                 slots[s].mutation = false
                 slots[s].replyBytes = 0
                 start(s)
@@ -391,6 +388,11 @@ final class NbdTransmission {
     /// Queues one sub-operation of slot `s` on the ring; a synchronous refusal fails it.
     func submit(_ s: Int, _ body: (any AsyncIo, UInt64) throws(BlockError) -> Void) {
         frontEnd?.origin(clientTag: slots[s].request.handle, receivedNs: slots[s].start)
+        let r = slots[s].request
+        // FUA: the queue flushes after the data part, inside the same request (one id, one
+        // completion; the reply waits for the flush). Every chunk of a NO_HOLE write-zeroes
+        // is armed: a flush covers only writes that completed before it.
+        if r.commandFlags.contains(.fua) && r.command != .read && r.command != .flush { queue.forceUnitAccess(userData: tag(s)) }
         do {
             try body(queue, tag(s))
             slots[s].pending += 1
