@@ -87,6 +87,41 @@ import TestSupport
         }
     }
 
+    @Test("a FUA NO_HOLE write-zeroes of 3 MiB (three engine writes under one id): one FUA flush, after the other two chunks completed")
+    func fuaNoHoleZeroesFlushAfterEveryChunk() throws {
+        let f = try TuiFixture("served-fua-nohole")
+        let img = f.dir + "/s.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "16M"])
+        try TestSupport.qemuIo(img, format: "raw", ["write -P 0x66 1M 3M"])
+        let app = try f.app(img, write: true)
+        let served = try ServedApp(app, socket: f.dir + "/s.sock")
+        let script = f.dir + "/z.py"
+        try """
+        import nbd, sys
+        h = nbd.NBD()
+        h.connect_uri(sys.argv[1])
+        h.zero(3 << 20, 1 << 20, nbd.CMD_FLAG_FUA | nbd.CMD_FLAG_NO_HOLE)
+        h.shutdown()
+        print("ok", flush=True)
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let py = try TestSupport.run("/usr/bin/python3", [script, served.uri])
+        #expect(py.status == 0 && py.stdoutText.contains("ok"), "\(py.stdoutText) \(py.stderr)")
+        pumpUntil(app) { Self.loggedRequests(served) > 0 && app.state.inFlightSnapshot.isEmpty }
+        let log = app.state.live.log
+        let fua = log.filter { $0.contains(": FUA flush: ") }
+        #expect(fua.count == 1, "\(log.joined(separator: "\n"))")
+        let id = fua.first?.split(separator: ":").first.map(String.init) ?? "none"
+        let mine = log.filter { $0.hasPrefix(id + ":") }
+        let flushAt = mine.firstIndex { $0.contains(": FUA flush: ") } ?? -1
+        let done = mine.indices.filter { mine[$0].contains(": guest write completed ok") }
+        #expect(done.count == 3 && done.filter { $0 < flushAt }.count == 2 && (done.last ?? -1) > flushAt, "\(mine)")
+        #expect(mine.contains { $0.contains("flush complete: data and metadata are stable") }, "\(mine)")
+        let back = try TestSupport.run("qemu-io", ["-f", "raw", "-c", "read -P 0 1M 3M", served.uri])
+        #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
+        served.stop()
+        app.shutdown()
+    }
+
     @Test("qemu-io's writethrough write (FUA) over nbd+unix: the completion count is the server's request count, one write")
     func qemuIoFuaWrite() throws {
         let f = try TuiFixture("served-fua-qemu-io")
