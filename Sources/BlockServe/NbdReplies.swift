@@ -3,8 +3,8 @@ import BlockCore
 import Glibc
 #endif
 
-/// Completions and replies of ``NbdTransmission``: a request's sub-operations finish, a FUA
-/// request gets its flush, the reply header is written into the slot's header space and
+/// Completions and replies of ``NbdTransmission``: a request's sub-operations finish (a FUA
+/// request's flush runs inside it, in the queue), the reply header is written into the slot's header space and
 /// the reply joins the batch that ``flushOutput()`` sends with one `sendmsg`.
 extension NbdTransmission {
     /// Collects every finished ring request without blocking.
@@ -18,14 +18,17 @@ extension NbdTransmission {
         }
     }
 
-    /// Every sub-operation of slot `s` is done: flush for FUA, or reply.
+    /// Every sub-operation of slot `s` is done (a FUA request's flush included: the queue
+    /// runs it inside the request, ``AsyncIo/forceUnitAccess(userData:)``): reply.
+    /// A FUA NO_HOLE write-zeroes then queues its armed last chunk.
     func finish(_ s: Int) {
-        let r = slots[s].request
-        if slots[s].phase == .io && slots[s].error == 0 && r.commandFlags.contains(.fua) && r.command != .read && r.command != .flush {
-            slots[s].phase = .fuaFlush
-            // On a refused fsync, submit() has already finished the request with its error.
-            submit(s) { q, t throws(BlockError) in try q.fsync(userData: t) }
-            return
+        if slots[s].fuaTailLength > 0 {
+            let n = slots[s].fuaTailLength
+            slots[s].fuaTailLength = 0
+            if slots[s].error == 0 {
+                zeroChunk(s, at: slots[s].fuaTail, n, fua: true)
+                return
+            }
         }
         queueReply(s)
     }

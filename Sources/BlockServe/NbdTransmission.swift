@@ -34,7 +34,6 @@ final class NbdTransmission {
     /// Largest chunk a NO_HOLE write-zeroes request writes at once.
     static let zeroChunk = 1 << 20
 
-    enum Phase { case io, fuaFlush }
     enum Receiving { case header, payload(slot: Int, got: Int), skip(slot: Int, left: Int) }
 
     struct Slot {
@@ -43,8 +42,11 @@ final class NbdTransmission {
         var start: UInt64 = 0
         var pending = 0
         var error: UInt32 = 0
-        var phase = Phase.io
         var mutation = false
+        /// The last chunk of a FUA NO_HOLE write-zeroes, queued (armed) once the others are
+        /// done so that its flush covers them: offset and length (0: none).
+        var fuaTail: UInt64 = 0
+        var fuaTailLength = 0
         var kept: AlignedBuffer? = nil
         var transient: AlignedBuffer? = nil
         /// Reply payload bytes taken from the slot's buffer (read data, block-status extents).
@@ -244,8 +246,8 @@ final class NbdTransmission {
                 slots[s].start = monotonicNanos()
                 slots[s].pending = 0
                 slots[s].error = 0
-                slots[s].phase = .io
                 slots[s].mutation = false
+                slots[s].fuaTailLength = 0
                 slots[s].replyBytes = 0
                 start(s)
             }
@@ -374,13 +376,27 @@ final class NbdTransmission {
         markMutation(s)
         var pos = r.offset
         let end = r.offset + UInt64(r.length)
+        // With FUA and several chunks, only the last is armed, and it is queued when the
+        // others are done (``finish(_:)``): a flush covers only writes completed before it.
+        let tail = r.commandFlags.contains(.fua) && UInt64(r.length) > UInt64(Self.zeroChunk)
         while pos < end && slots[s].error == 0 {
             let n = Int(min(UInt64(Self.zeroChunk), end - pos))
-            let at = pos
-            submit(s) { q, t throws(BlockError) in
-                try q.write(at: at, from: UnsafeRawBufferPointer(rebasing: z.bytes[0..<n]), userData: t)
+            if tail && pos + UInt64(n) >= end {
+                slots[s].fuaTail = pos
+                slots[s].fuaTailLength = n
+                if slots[s].pending == 0 { finish(s) }
+                return
             }
+            zeroChunk(s, at: pos, n, fua: tail ? false : nil)
             pos += UInt64(n)
+        }
+    }
+
+    /// Queues `n` bytes of zeroes at `at` for slot `s` (`fua` nil: as the request's flags say).
+    func zeroChunk(_ s: Int, at: UInt64, _ n: Int, fua: Bool?) {
+        let z = zeroes!
+        submit(s, fua: fua) { q, t throws(BlockError) in
+            try q.write(at: at, from: UnsafeRawBufferPointer(rebasing: z.bytes[0..<n]), userData: t)
         }
     }
 
@@ -389,8 +405,13 @@ final class NbdTransmission {
     }
 
     /// Queues one sub-operation of slot `s` on the ring; a synchronous refusal fails it.
-    func submit(_ s: Int, _ body: (any AsyncIo, UInt64) throws(BlockError) -> Void) {
+    func submit(_ s: Int, fua: Bool? = nil, _ body: (any AsyncIo, UInt64) throws(BlockError) -> Void) {
         frontEnd?.origin(clientTag: slots[s].request.handle, receivedNs: slots[s].start)
+        let r = slots[s].request
+        // FUA: the queue flushes after the data part, inside the same request (one id, one
+        // completion; the reply waits for the flush). A NO_HOLE write-zeroes arms its last
+        // chunk only, queued after the others (writeZeroChunks).
+        if fua ?? (r.commandFlags.contains(.fua) && r.command != .read && r.command != .flush) { queue.forceUnitAccess(userData: tag(s)) }
         do {
             try body(queue, tag(s))
             slots[s].pending += 1

@@ -37,6 +37,32 @@ import TestSupport
         app.shutdown()
     }
 
+    @Test("the next: preview of a held CQE and completion shows the latency the step then shows: the time held is not in it")
+    func heldPreviewExcludesHeldTime() throws {
+        let f = try TuiFixture("step-preview")
+        let app = try f.app(try f.raw(), write: true)
+        app.handle(.char("s"))
+        app.execute(.write(offset: 0x20000, length: 4096, pattern: 0x3c))
+        pumpUntil(app) { app.state.heldEvent != nil }
+        for _ in 0..<10 where app.state.heldEvent?.contains("SQE") != true { stepOnce(app) }
+        #expect(app.state.heldEvent?.contains("SQE") == true, "held: \(app.state.heldEvent ?? "nothing")")
+        // Hold the request for at least 0.5 s (the input of this test).
+        let t0 = monotonicNanos()
+        _ = Progress.wait(timeout: 5, interval: 0.01) { monotonicNanos() - t0 >= 500_000_000 }
+        for word in ["CQE", "guest write completed"] {
+            for _ in 0..<20 where app.state.heldEvent?.contains(word) != true { stepOnce(app) }
+            let preview = try #require(app.state.heldEvent, "nothing held before the \(word)")
+            #expect(preview.contains(word), "held: \(preview)")
+            // The figure after "after"/"in": µs or ms, never the 0.5 s held.
+            let figure = preview.components(separatedBy: word == "CQE" ? " after " : " in ").dropFirst().first?.split(separator: " ").first.map(String.init) ?? ""
+            #expect(figure.hasSuffix("µs") || figure.hasSuffix("ms") || figure.hasSuffix("ns"), "preview: \(preview)")
+            stepOnce(app)
+            #expect(app.state.stepHistory.last == preview, "preview: \(preview)\nafter the step: \(app.state.stepHistory.last ?? "")")
+        }
+        app.handle(.escape)
+        app.shutdown()
+    }
+
     @Test("a paused time_based job does not end on resume: it runs its remaining time")
     func pausedTimeBasedJobKeepsItsRemainingTime() throws {
         let f = try TuiFixture("pause-clock")

@@ -184,6 +184,11 @@ public protocol AsyncIo: AnyObject {
     func discard(at offset: UInt64, length: UInt64, userData: UInt64) throws(BlockError)
     /// Queues a flush: dirty metadata is written, then the data file is fsynced (IORING_OP_FSYNC).
     func fsync(userData: UInt64) throws(BlockError)
+    /// Makes the write, write-zeroes or discard queued next under `userData` a force unit
+    /// access request (NBD_CMD_FLAG_FUA; a virtio device without a write cache): the queue
+    /// runs its own flush after the data part, inside the same request, and hands back one
+    /// completion when both are done (``QueueCore``). Call it just before queueing.
+    func forceUnitAccess(userData: UInt64)
     /// Hands queued requests to the kernel; returns how many entries were submitted.
     @discardableResult
     func submit() throws(BlockError) -> Int

@@ -12,6 +12,7 @@ public final class SyncQueue: AsyncIo {
     public init(disk: any DiskFile, options: QueueOptions) {
         self.disk = disk
         core = QueueCore(options: options, path: disk.path)
+        core.flushStarter = { [unowned self] u throws(BlockError) in try self.fsync(userData: u) }
     }
 
     private func run(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64, _ body: () throws(BlockError) -> Void) {
@@ -43,6 +44,9 @@ public final class SyncQueue: AsyncIo {
     public func fsync(userData: UInt64) throws(BlockError) {
         run(.fsync, 0, 0, userData) { () throws(BlockError) in try disk.flush() }
     }
+    /// Marks the next request under `userData` force unit access (its flush runs inside it).
+    public func forceUnitAccess(userData: UInt64) { core.armForceUnitAccess(userData) }
+
     /// Nothing to submit: requests ran when queued.
     public func submit() throws(BlockError) -> Int { 0 }
     /// The next finished request.

@@ -83,6 +83,9 @@ public enum FsyncPhase: UInt8, Sendable, CaseIterable {
     case writingL1Table
     /// An image header field is being written.
     case writingHeader
+    /// A force unit access request's data part completed: its flush starts now under the
+    /// same id, and the request completes (once) when that flush does.
+    case fuaFlush
 }
 
 /// One typed event from the block layer's hot path.

@@ -87,8 +87,9 @@ public final class InFlightRegistry: Sendable {
             var peak = 0
 
             mutating func insert(_ r: OutstandingRequest) {
-                // A tag handed back and queued again (a front end's FUA flush after its
-                // write) is the request's next step: the new entry replaces the old one.
+                // A tag handed back and queued again is the request's next step: the new
+                // entry replaces the old one. (A FUA flush is not queued again: the queue
+                // runs it inside the request, QueueCore.)
                 if let old = entries.updateValue(r, forKey: r.userData), old.handedBackNs == 0 {
                     entries[r.userData] = old
                     copies[r.userData, default: 0] += 1

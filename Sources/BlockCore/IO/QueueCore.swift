@@ -21,6 +21,14 @@ import DequeModule
 /// when the queue was made with a registry). With a registry the completion also reads the
 /// clock and counts itself in the queue's ``QueueFigures`` under that same lock (a few
 /// additions and one histogram increment: the figures the views show, which never drop).
+///
+/// Force unit access (``armForceUnitAccess(_:)``): a write, zero or discard armed so is one
+/// request whose completion waits for a flush. When its data part completes without error
+/// the core starts the queue's own flush under the same id (``flushStarter``, from the next
+/// ``next(refill:)``); that flush is a continuation, not a request: no acceptance, no
+/// registry entry, no count. Its events are `fsyncPhase(.fuaFlush)` then the flush's
+/// phases, and the request's one `guestCompleted` (as the write, with its latency since the
+/// write's acceptance) comes after the flush, with the flush's error if it failed.
 public final class QueueCore {
     /// The queue's number, stamped on its events and registry entries.
     public let queueID: Int32
@@ -37,6 +45,20 @@ public final class QueueCore {
     /// Flushes in progress and how many phases of the standard sequence each published
     /// (flushes are rare: a small array).
     private var flushes: [(userData: UInt64, published: UInt8)] = []
+    /// Starts the queue's own flush of request `userData` and submits it: what a force unit
+    /// access request runs after its data part (each queue sets it when it is made).
+    public var flushStarter: ((UInt64) throws(BlockError) -> Void)?
+    /// Force unit access requests in progress: what to complete them as, and whether their
+    /// flush has started.
+    private var fua: [UInt64: (op: GuestOp, length: UInt64, start: UInt64, flushing: Bool)] = [:]
+    /// The request armed by ``armForceUnitAccess(_:)`` and not yet accepted.
+    private var fuaArmed: UInt64?
+    /// Force unit access requests whose data part completed and whose flush is to start.
+    private var fuaDue: [UInt64] = []
+    /// The request whose flush continuation is being started (its `accept` is not a request).
+    private var continuing: UInt64?
+    /// Whether an armed request or a continuation is pending (one branch on the hot path).
+    private var special = false
 
     /// Creates the core of one queue made with `options` over the image at `path`; the queue
     /// joins `options.inFlightRegistry` until ``close()``.
@@ -64,9 +86,37 @@ public final class QueueCore {
     @inline(__always)
     @discardableResult
     public func accept(_ op: GuestOp, offset: UInt64, length: UInt64, userData: UInt64) -> UInt64 {
+        if special, let t = acceptSpecial(op, offset, length, userData) { return t }
         accepted += 1
         if sink == nil && table == nil { return 0 }
         return acceptObserved(op, offset, length, userData)
+    }
+
+    /// Marks request `userData`, queued next on this queue, as force unit access (a write,
+    /// zero or discard whose completion waits for a flush; see the type's comment).
+    public func armForceUnitAccess(_ userData: UInt64) {
+        fuaArmed = userData
+        special = true
+    }
+
+    /// An armed request (recorded, then accepted as usual: returns nil) or the acceptance of
+    /// a force unit access request's flush (not a new request: returns its start time).
+    private func acceptSpecial(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64) -> UInt64? {
+        if continuing == userData {
+            let now = monotonicNanos()
+            if let sink {
+                sink.publish(IoEvent(queue: queueID, request: userData, time: now, .fsyncPhase(.fuaFlush)))
+                flushes.append((userData, 0))
+            }
+            return now
+        }
+        if let armed = fuaArmed {
+            // An arm not followed by its request (the queue refused it) lapses here.
+            fuaArmed = nil
+            special = continuing != nil
+            if armed == userData && op != .read && op != .fsync { fua[userData] = (op, length, 0, false) }
+        }
+        return nil
     }
 
     private func acceptObserved(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64) -> UInt64 {
@@ -137,6 +187,20 @@ public final class QueueCore {
     /// Completes request `userData` (accepted at `start`, the value ``accept(_:offset:length:userData:)``
     /// returned) with `error` or success; `now` 0 reads the clock. Exactly once per request.
     public func complete(_ userData: UInt64, _ op: GuestOp, length: UInt64, error: BlockError?, start: UInt64, now: UInt64 = 0) {
+        if !fua.isEmpty, let f = fua[userData] {
+            if !f.flushing && error == nil {
+                // The data part is done: the flush starts from the next `next(refill:)`.
+                fua[userData] = (f.op, f.length, start, true)
+                fuaDue.append(userData)
+                return
+            }
+            fua[userData] = nil
+            if f.flushing {
+                if sink != nil { finishFlushPhases(userData, success: error == nil) }
+                complete(userData, f.op, length: f.length, error: error, start: f.start, now: now)
+                return
+            }
+        }
         let bytes = error == nil && op != .fsync ? Int(length) : 0
         ready.append(IoCompletion(userData: userData, bytes: bytes, error: error))
         guard sink != nil else { return }
@@ -182,6 +246,7 @@ public final class QueueCore {
     @inline(__always)
     public func next(refill: () -> Void) -> IoCompletion? {
         if ready.isEmpty { refill() }
+        if !fuaDue.isEmpty { startFlushes() }
         guard let c = ready.popFirst() else { return nil }
         accepted -= 1
         if let table {
@@ -191,9 +256,32 @@ public final class QueueCore {
         return c
     }
 
-    /// Whether a completion is waiting to be collected.
+    /// Starts the flushes of the force unit access requests whose data part completed; a
+    /// flush refused at once completes its request with that error.
+    private func startFlushes() {
+        let due = fuaDue
+        fuaDue.removeAll()
+        for u in due {
+            continuing = u
+            special = true
+            do throws(BlockError) {
+                guard let flushStarter else { throw BlockError(.invalidArgument, "this queue cannot flush for force unit access", path: path) }
+                try flushStarter(u)
+            } catch let e {
+                if let f = fua.removeValue(forKey: u) {
+                    if sink != nil, let i = flushes.firstIndex(where: { $0.userData == u }) { flushes.remove(at: i) }
+                    complete(u, f.op, length: f.length, error: e, start: f.start)
+                }
+            }
+            continuing = nil
+            special = fuaArmed != nil
+        }
+    }
+
+    /// Whether a completion is waiting to be collected (or a force unit access flush is
+    /// due to start, which the next ``next(refill:)`` does: a wait must not block then).
     @inline(__always)
-    public var hasReady: Bool { !ready.isEmpty }
+    public var hasReady: Bool { !ready.isEmpty || !fuaDue.isEmpty }
 
     /// Leaves the registry (whatever is still recorded goes with the queue).
     public func close() {

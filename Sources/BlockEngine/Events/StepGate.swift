@@ -114,11 +114,15 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
         return releasedCount
     }
 
-    /// The oldest event waiting at the gate, if any (what the next ``step(_:)`` releases).
+    /// The oldest event waiting at the gate, if any (what the next ``step(_:)`` releases),
+    /// with its latency corrected as it will be when released: a completion's preview must
+    /// not count the time the gate held its queue, since the released event does not.
     public var heldEvent: IoEvent? {
         cond.lock()
         defer { cond.unlock() }
-        return held.first
+        guard var e = held.first else { return nil }
+        correct(&e)
+        return e
     }
 
     /// How many events (threads) are waiting at the gate.

@@ -223,6 +223,7 @@ public enum Explain {
         case .writingRefcountTable: return "flush: write the changed refcount table entries"
         case .writingL1Table: return "flush: write the dirty L1 entries (last: they make new L2 tables reachable)"
         case .writingHeader: return "flush: write the image header"
+        case .fuaFlush: return "FUA flush: data written; flushing within this same request (the reply waits until it is stable)"
         case .metadataWritten: return "flush: those metadata writes completed"
         case .fsyncSubmitted: return "flush: fdatasync submitted (data and the metadata written so far become stable)"
         case .completed: return "flush complete: data and metadata are stable"

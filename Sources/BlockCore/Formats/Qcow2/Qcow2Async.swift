@@ -65,6 +65,7 @@ public final class QcowAsync: AsyncIo {
         rawBacking = disk.backing as? RawDisk
         decompressor = Qcow2Decompressor(type: disk.header.compressionType)
         scratch = .allocate(byteCount: Int(disk.header.clusterSize), alignment: 4096)
+        core.flushStarter = { [unowned self] u throws(BlockError) in try self.fsync(userData: u); _ = try self.submit() }
     }
 
     deinit { scratch.deallocate() }

@@ -86,6 +86,9 @@ extension QcowAsync {
         startFlush(userData: userData, start: t0)
     }
 
+    /// Marks the next request under `userData` force unit access (its flush runs inside it).
+    public func forceUnitAccess(userData: UInt64) { core.armForceUnitAccess(userData) }
+
     /// Retries deferred requests once each (they defer again if still blocked).
     func retryDeferred() {
         var n = deferred.count

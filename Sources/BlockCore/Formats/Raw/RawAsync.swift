@@ -17,6 +17,7 @@ public final class RawAsync: AsyncIo {
         core = QueueCore(options: options, path: disk.path)
         ctx.eventSink = options.eventSink
         ctx.queueID = core.queueID
+        core.flushStarter = { [unowned self] u throws(BlockError) in try self.fsync(userData: u); _ = try self.submit() }
     }
 
     /// The underlying ring (for tests and the UI).
@@ -77,6 +78,9 @@ public final class RawAsync: AsyncIo {
         core.fsyncPhase(userData, .fsyncSubmitted)
         ctx.enqueue(.fsync(fd: disk.file.fd, dataOnly: true), tag: userData)
     }
+
+    /// Marks the next request under `userData` force unit access (its flush runs inside it).
+    public func forceUnitAccess(userData: UInt64) { core.armForceUnitAccess(userData) }
 
     /// Hands queued SQEs to the kernel.
     @discardableResult

@@ -27,6 +27,7 @@ public final class MappedAsync: AsyncIo {
         core = QueueCore(options: options, path: disk.path)
         ctx.eventSink = options.eventSink
         ctx.queueID = core.queueID
+        core.flushStarter = { [unowned self] u throws(BlockError) in try self.fsync(userData: u); _ = try self.submit() }
     }
 
     /// The underlying ring (for tests and the UI).
@@ -143,6 +144,9 @@ public final class MappedAsync: AsyncIo {
         let t = waiters.park(.direct(userData: userData, op: .fsync, length: 0, start: t0, mark: disk.flushMark()))
         ctx.enqueue(.fsync(fd: disk.dataFD, dataOnly: true), tag: t, request: userData)
     }
+
+    /// Marks the next request under `userData` force unit access (its flush runs inside it).
+    public func forceUnitAccess(userData: UInt64) { core.armForceUnitAccess(userData) }
 
     /// Hands queued SQEs to the kernel.
     @discardableResult

@@ -1,0 +1,144 @@
+import BlockCore
+@testable import BlockScopeUI
+import Foundation
+import Testing
+import TestSupport
+
+/// A served write with NBD's FUA flag is one request: one id, one completion, counted once,
+/// its engine time covering its write and its flush; the flush still runs (under the
+/// write's id) before the reply.
+@Suite(.serialized) struct ServedTruthFuaTests {
+    /// The `(N requests)` of every disconnect line of the server's log, summed.
+    static func loggedRequests(_ s: ServedApp) -> Int {
+        s.log.all.reduce(0) { n, l in
+            guard l.contains(" disconnected: "), let open = l.lastIndex(of: "("), let sp = l[open...].firstIndex(of: " ") else { return n }
+            return n + (Int(l[l.index(after: open)..<sp]) ?? 0)
+        }
+    }
+
+    @Test("python3-nbd: N FUA writes, M plain writes, K flushes are N+M writes, K flushes, N+M+K completed; each FUA write flushes under its own id",
+          arguments: ["raw", "qcow2", "vhdx"])
+    func fuaWritesAreOneRequest(format: String) throws {
+        let f = try TuiFixture("served-fua-\(format)")
+        let img = f.dir + "/s.\(format)"
+        try TestSupport.qemuImg(["create", "-q", "-f", format, img, "16M"])
+        let app = try f.app(img, write: true)
+        let served = try ServedApp(app, socket: f.dir + "/s.sock")
+        let n = 5, m = 3, k = 2
+        let script = f.dir + "/fua.py"
+        try """
+        import nbd, sys
+        h = nbd.NBD()
+        h.connect_uri(sys.argv[1])
+        assert h.can_fua(), "the export does not advertise FUA"
+        for i in range(\(n)):
+            h.pwrite(bytes([0xa1]) * 65536, i * 65536, nbd.CMD_FLAG_FUA)
+        for i in range(\(m)):
+            h.pwrite(bytes([0xb2]) * 65536, (1 << 20) + i * 65536)
+        for i in range(\(k)):
+            h.flush()
+        h.shutdown()
+        print("ok", flush=True)
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let py = try TestSupport.run("/usr/bin/python3", [script, served.uri])
+        #expect(py.status == 0 && py.stdoutText.contains("ok"), "\(py.stdoutText) \(py.stderr)")
+        let total = UInt64(n + m + k)
+        pumpUntil(app) { ServedTruthTests.served(app).completed >= total && app.state.inFlightSnapshot.isEmpty && Self.loggedRequests(served) > 0 }
+        let q = ServedTruthTests.served(app)
+        #expect(Self.loggedRequests(served) == Int(total), "\(served.log.all)")
+        #expect(q.completed == total && q.writes == UInt64(n + m) && q.flushes == UInt64(k) && q.errors == 0, "\(q)")
+        #expect(q.writeBytes == UInt64(n + m) * 65536, "\(q)")
+        #expect(q.engine.count == total && q.endToEnd.count == total, "\(q)")
+        let engineP50 = try #require(q.engine.percentile(50)), e2eP50 = try #require(q.endToEnd.percentile(50))
+        #expect(engineP50 <= e2eP50, "engine p50 \(engineP50) ns > end-to-end p50 \(e2eP50) ns")
+        #expect(q.engine.maxNs <= q.endToEnd.maxNs, "\(q)")
+
+        // The event log: one acceptance and one completion per request; each FUA write's
+        // flush runs under its own id (a FUA flush phase, then its fsync SQE), never as a
+        // request of its own.
+        let log = app.state.live.log
+        func id(_ l: String) -> String? { l.hasPrefix("req 0x") ? l.split(separator: ":").first.map(String.init) : nil }
+        let fuaIDs = Set(log.filter { $0.contains(": FUA flush: ") }.compactMap(id))
+        #expect(fuaIDs.count == n, "\(log.joined(separator: "\n"))")
+        #expect(log.filter { $0.contains(": guest write ") && $0.contains(" accepted by queue") }.count == n + m)
+        #expect(log.filter { $0.contains(": guest fsync ") && $0.contains(" accepted by queue") }.count == k)
+        #expect(log.filter { $0.contains(": guest write completed ok") }.count == n + m)
+        #expect(log.filter { $0.contains(": guest fsync completed ok") }.count == k)
+        for r in fuaIDs {
+            let mine = log.filter { id($0) == r }
+            let phase = mine.firstIndex { $0.contains(": FUA flush: ") } ?? -1
+            let done = mine.firstIndex { $0.contains(": guest write completed ok") } ?? -1
+            #expect(mine.filter { $0.contains(": guest ") && $0.contains(" accepted by queue") }.count == 1, "\(mine)")
+            #expect(!mine.contains { $0.contains("guest fsync") }, "\(mine)")
+            #expect(phase >= 0 && done > phase, "\(mine)")
+            #expect(mine.contains { $0.contains("flush complete: data and metadata are stable") }, "\(mine)")
+            // The durable part: the fsync SQE of this request's flush, after its data part.
+            let sqe = mine.firstIndex { $0.contains(": SQE fdatasync ") || $0.contains(": SQE fsync ") } ?? -1
+            #expect(sqe > phase && sqe < done, "\(mine)")
+        }
+        // The data, read back by qemu-io through the same export.
+        let back = try TestSupport.run("qemu-io", ["-f", "raw", served.uri, "-c", "read -P 0xa1 0 \(n * 64)k", "-c", "read -P 0xb2 1M \(m * 64)k"])
+        #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
+        served.stop()
+        app.shutdown()
+        if format == "qcow2" {
+            let check = try TestSupport.qemuImg(["check", img])
+            #expect(check.status == 0, "\(check.stdoutText)")
+        }
+    }
+
+    @Test("a FUA NO_HOLE write-zeroes of 3 MiB (three engine writes under one id): one FUA flush, after the other two chunks completed")
+    func fuaNoHoleZeroesFlushAfterEveryChunk() throws {
+        let f = try TuiFixture("served-fua-nohole")
+        let img = f.dir + "/s.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "16M"])
+        try TestSupport.qemuIo(img, format: "raw", ["write -P 0x66 1M 3M"])
+        let app = try f.app(img, write: true)
+        let served = try ServedApp(app, socket: f.dir + "/s.sock")
+        let script = f.dir + "/z.py"
+        try """
+        import nbd, sys
+        h = nbd.NBD()
+        h.connect_uri(sys.argv[1])
+        h.zero(3 << 20, 1 << 20, nbd.CMD_FLAG_FUA | nbd.CMD_FLAG_NO_HOLE)
+        h.shutdown()
+        print("ok", flush=True)
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let py = try TestSupport.run("/usr/bin/python3", [script, served.uri])
+        #expect(py.status == 0 && py.stdoutText.contains("ok"), "\(py.stdoutText) \(py.stderr)")
+        pumpUntil(app) { Self.loggedRequests(served) > 0 && app.state.inFlightSnapshot.isEmpty }
+        let log = app.state.live.log
+        let fua = log.filter { $0.contains(": FUA flush: ") }
+        #expect(fua.count == 1, "\(log.joined(separator: "\n"))")
+        let id = fua.first?.split(separator: ":").first.map(String.init) ?? "none"
+        let mine = log.filter { $0.hasPrefix(id + ":") }
+        let flushAt = mine.firstIndex { $0.contains(": FUA flush: ") } ?? -1
+        let done = mine.indices.filter { mine[$0].contains(": guest write completed ok") }
+        #expect(done.count == 3 && done.filter { $0 < flushAt }.count == 2 && (done.last ?? -1) > flushAt, "\(mine)")
+        #expect(mine.contains { $0.contains("flush complete: data and metadata are stable") }, "\(mine)")
+        let back = try TestSupport.run("qemu-io", ["-f", "raw", "-c", "read -P 0 1M 3M", served.uri])
+        #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
+        served.stop()
+        app.shutdown()
+    }
+
+    @Test("qemu-io's writethrough write (FUA) over nbd+unix: the completion count is the server's request count, one write")
+    func qemuIoFuaWrite() throws {
+        let f = try TuiFixture("served-fua-qemu-io")
+        let img = f.dir + "/s.raw"
+        try TestSupport.qemuImg(["create", "-q", "-f", "raw", img, "16M"])
+        let app = try f.app(img, write: true)
+        let served = try ServedApp(app, socket: f.dir + "/s.sock")
+        let r = try TestSupport.run("qemu-io", ["-f", "raw", "-c", "write -P 0xab 1M 64k", served.uri])
+        #expect(r.status == 0 && !r.stdoutText.contains("fail"), "\(r.stdoutText) \(r.stderr)")
+        pumpUntil(app) { Self.loggedRequests(served) > 0 && app.state.inFlightSnapshot.isEmpty }
+        pumpUntil(app) { ServedTruthTests.served(app).completed >= UInt64(Self.loggedRequests(served)) }
+        let q = ServedTruthTests.served(app)
+        #expect(q.completed == UInt64(Self.loggedRequests(served)) && q.writes == 1 && q.writeBytes == 65536 && q.errors == 0, "\(q) \(served.log.all)")
+        #expect(q.engine.maxNs <= q.endToEnd.maxNs, "\(q)")
+        let back = try TestSupport.run("qemu-io", ["-f", "raw", "-c", "read -P 0xab 1M 64k", served.uri])
+        #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
+        served.stop()
+        app.shutdown()
+    }
+}
