@@ -49,6 +49,10 @@ import TestSupport
         let counted = (end + 0xffff) / 0x10000
         #expect(s.text.contains("References found per host cluster, \(counted) clusters to the image end"), "qemu-img check: image end \(hex(end))\n\(s.text)")
         #expect(s.text.contains("1 ref █") && !s.text.contains("refcount 1 █") && !s.text.contains("refcount 0 █"), "the histogram's bars count references, not refcounts: \(s.text)")
+        // Both rows whole as they first appear (neither selected), then each selected.
+        for w in ["LEAKED (1 extra) COPIED flag wrong for refcount 2", "OVER-REFERENCED (1 references, refcount 0) COPIED flag wrong for refcount 0"] {
+            #expect(Self.flat(s).contains(w), "'\(w)' not whole\n\(s.text)")
+        }
         for (cluster, words) in [(5, ["LEAKED (1 extra)", "COPIED flag wrong for refcount 2"]), (6, ["OVER-REFERENCED (1 references, refcount 0)"])] {
             _ = app.currentView.goto(UInt64(cluster) << 16, app.state)
             s = Self.uncut(app, "Refcounts at cluster \(cluster)")

@@ -204,7 +204,7 @@ public final class BatView: TUIView {
             y = s.rows(area.x + 1, y, sec.rows, labelWidth: 22, width: area.width - 1, maxY: area.maxY - 4)
         }
         s.heading(area.x, y, "── BAT entries (\(b.batCount)) ", width: area.width); y += 1
-        visible = s.listRows(area.x, y, width: area.width, maxY: area.maxY, count: b.batCount, cursor: &cursor) { b.batRow($0) }
+        visible = s.listRows(area.x, y, width: area.width, maxY: area.maxY, count: b.batCount, cursor: &cursor, squeezeAll: area.width < 100) { b.batRow($0) }
     }
 
     /// Selection; Enter opens the selected payload block's guest bytes in Hex (Esc comes back).

@@ -2,11 +2,11 @@ import Foundation
 
 /// Fitting one-line list rows into a narrow screen without losing words: a row wider than
 /// the screen first gives up its column padding (runs of spaces narrowed to two, then to
-/// one); a row still too wide ends in `…` in the list, and the selected row is shown whole,
-/// wrapped, on detail lines under the list.
+/// one); a row still too wide goes on over the following lines (``ScreenModel/listRows``).
 enum RowFit {
     /// `text` narrowed to `width` columns: unchanged when it fits; else with runs of spaces
-    /// narrowed (`whole` true); else cut to `width - 1` columns and `…` (`whole` false).
+    /// narrowed (`whole` true); else cut to `width - 1` columns and `…` (`whole` false: the
+    /// caller wraps it instead).
     static func fit(_ text: String, _ width: Int) -> (text: String, whole: Bool) {
         if text.count <= width { return (text, true) }
         let two = text.replacingOccurrences(of: " {3,}", with: "  ", options: .regularExpression)
@@ -25,36 +25,48 @@ enum RowFit {
 }
 
 extension ScreenModel {
-    /// Draws a list of `count` one-line rows from `(x, y)` down to `maxY` (exclusive), each
-    /// fitted to `width` (``RowFit``); the selected row in the selected style. When the
-    /// selected row does not fit whole, up to three detail lines at the bottom show it
-    /// wrapped (the list gives up those rows). Returns the number of list rows shown, for
+    /// Draws a list of `count` rows from `(x, y)` down to `maxY` (exclusive), each fitted to
+    /// `width` (``RowFit``; `squeezeAll` narrows every row's padding, for rows whose columns
+    /// are too wide for the screen), the selected row in the selected style. A row that still
+    /// does not fit goes on over the following lines, indented, so no word is cut; the list
+    /// scrolls so the selected row is whole on screen. Returns the number of rows shown, for
     /// the cursor's paging.
     @discardableResult
-    mutating func listRows(_ x: Int, _ y: Int, width: Int, maxY: Int, count: Int, cursor: inout ListCursor, row: (Int) -> (String, Role)) -> Int {
-        var visible = max(1, maxY - y)
-        cursor.clamp(count: count, visible: visible)
-        var detail: [String] = []
-        var detailRole = Role.normal
-        if count > 0 {
-            let sel = row(cursor.selected)
-            if !RowFit.fit(sel.0, width).whole {
-                detail = Array(TextWrap.lines(RowFit.squeezed(sel.0), width: max(1, width - 2)).prefix(3))
-                detailRole = sel.1
+    mutating func listRows(_ x: Int, _ y: Int, width: Int, maxY: Int, count: Int, cursor: inout ListCursor, squeezeAll: Bool = false, row: (Int) -> (String, Role)) -> Int {
+        let room = max(1, maxY - y)
+        func lines(_ i: Int) -> [String] {
+            var text = row(i).0
+            if squeezeAll { text = text.replacingOccurrences(of: " {3,}", with: "  ", options: .regularExpression) }
+            let f = RowFit.fit(text, width)
+            if f.whole { return [f.text] }
+            let w = TextWrap.lines(RowFit.squeezed(text), width: max(1, width - 2))
+            return Array(([w[0]] + w.dropFirst().map { "  " + $0 }).prefix(room))
+        }
+        cursor.clamp(count: count, visible: room)
+        // The rows that fit from `top`, each with its lines.
+        func layout(_ top: Int) -> [(Int, [String])] {
+            var out: [(Int, [String])] = [], used = 0
+            var i = top
+            while i < count {
+                let l = lines(i)
+                if used + l.count > room && !out.isEmpty { break }
+                out.append((i, l)); used += l.count; i += 1
+            }
+            return out
+        }
+        var rows = layout(cursor.top)
+        while let last = rows.last?.0, cursor.selected > last, cursor.top < cursor.selected {
+            cursor.top += 1
+            rows = layout(cursor.top)
+        }
+        var yy = y
+        for (i, ls) in rows {
+            let style = i == cursor.selected ? CellStyle(.selected) : CellStyle(row(i).1)
+            for l in ls where yy < maxY {
+                put(x, yy, l.padded(width), style, maxWidth: width)
+                yy += 1
             }
         }
-        if !detail.isEmpty, visible > detail.count + 1 {
-            visible -= detail.count
-            cursor.clamp(count: count, visible: visible)
-        } else { detail = [] }
-        for k in 0..<min(visible, max(0, count - cursor.top)) {
-            let i = cursor.top + k
-            let r = row(i)
-            put(x, y + k, RowFit.fit(r.0, width).text.padded(width), i == cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: width)
-        }
-        for (k, l) in detail.enumerated() {
-            put(x, y + visible + k, ("  " + l).padded(width), CellStyle(detailRole == .normal ? .dim : detailRole), maxWidth: width)
-        }
-        return visible
+        return max(1, rows.count)
     }
 }
