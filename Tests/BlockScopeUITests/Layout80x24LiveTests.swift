@@ -96,6 +96,22 @@ import TestSupport
         app.shutdown()
     }
 
+    @Test("a VHD's BAT entries with their sector bitmap and data offsets fit 80x24, selected or not")
+    func vhdBatFits() throws {
+        let f = try TuiFixture("layout80-vhd")
+        let img = f.dir + "/e.vhd"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vpc", img, "64M"])
+        try TestSupport.qemuIo(img, format: "vpc", ["write -P 0x33 0 64k", "write -P 0x44 10M 64k"])
+        let app = try f.app(img)
+        app.handle(.char("5"))
+        for k in 0..<8 {
+            let s = Self.uncut(app, "BAT, \(k) down")
+            #expect(s.text.contains("BAT[0]") && s.text.contains("bitmap at 0x") && s.text.contains("data at 0x"), "\(s.text)")
+            app.handle(.down)
+        }
+        app.shutdown()
+    }
+
     @Test("In-flight at 80x24: a QCOW2 write walked in step mode (held event, SQE in the kernel, long log lines), a served client's held requests and the empty list, nothing cut")
     func inFlightFits() throws {
         let f = try TuiFixture("layout80-inflight")
