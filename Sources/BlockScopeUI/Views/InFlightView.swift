@@ -142,11 +142,14 @@ public final class InFlightView: TUIView {
         y += 1
         let rows = max(0, area.maxY - y)
         logScroll = max(0, min(logScroll, max(0, live.logCount - rows)))
-        // Long lines wrap (continuations indented); the newest rows are the ones shown.
-        let log = live.logTail(rows, skippingNewest: logScroll).flatMap { l in
-            InFlightView.wrapped([(l, l.hasPrefix("error") ? Role.error : .normal)], width: area.width)
+        // Long lines wrap (continuations indented); the newest whole lines are the ones shown.
+        var log: [(String, Role)] = []
+        for l in live.logTail(rows, skippingNewest: logScroll).reversed() {
+            let w = InFlightView.wrapped([(l, l.hasPrefix("error") ? Role.error : .normal)], width: area.width)
+            if log.count + w.count > rows { break }
+            log.insert(contentsOf: w, at: 0)
         }
-        for (i, l) in log.suffix(rows).enumerated() {
+        for (i, l) in log.enumerated() {
             s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width)
         }
     }
