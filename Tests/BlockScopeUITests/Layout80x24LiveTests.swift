@@ -64,6 +64,10 @@ import TestSupport
             s = Self.uncut(app, "Map at guest \(hex(g))")
             for item in ["header", "free", "cursor (letter = kind)"] { #expect(s.text.contains(item), "legend lost '\(item)'\n\(s.text)") }
         }
+        for key: Character in ["1", "6"] {
+            app.handle(.char(key))
+            Self.uncut(app, "view \(key)")
+        }
         app.shutdown()
     }
 
@@ -85,7 +89,7 @@ import TestSupport
         s = Self.uncut(app, "the status after Enter on an unreadable L2 table")
         #expect(Self.flat(s).contains("the L2 table is unreadable"), "\(s.text)")
         #expect(s.text.contains("beyond the") && Self.flat(s).contains("end of the file"), "\(s.text)")
-        for key: Character in ["3", "4", "1"] {
+        for key: Character in ["3", "4", "1", "6"] {
             app.handle(.char(key))
             Self.uncut(app, "view \(key)")
         }
