@@ -45,7 +45,12 @@ extension TUIApp {
                 s.put(0, height - 3, list.padded(width), CellStyle(.footer), maxWidth: width)
             }
         } else {
-            s.put(0, height - 2, state.status.text, CellStyle(state.status.role), maxWidth: width)
+            // A status longer than the line wraps upwards over the view's last rows (three at most).
+            let lines = state.status.text.count <= width ? [state.status.text] : Array(TextWrap.lines(state.status.text, width: width).prefix(3))
+            for (k, l) in lines.enumerated() {
+                let y = height - 1 - lines.count + k
+                s.put(0, y, k == lines.count - 1 ? l : l.padded(width), CellStyle(state.status.role), maxWidth: width)
+            }
         }
         drawFooter(&s, width: width, height: height)
         return s

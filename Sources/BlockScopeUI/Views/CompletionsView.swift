@@ -55,8 +55,11 @@ public final class CompletionsView: TUIView {
         s.heading(area.x, y, "── Latency histogram (\(window.rawValue), \(l.count) completions) ", width: area.width); y += 1
         let rows = l.octaves
         if rows.isEmpty {
-            s.put(area.x + 2, y, "no completions in this window — run  :write 0 4M  or a job\(window == .lastSecond ? " (w shows the whole job)" : "")", CellStyle(.dim))
-            return y + 1
+            let text = "no completions in this window — run  :write 0 4M  or a job\(window == .lastSecond ? " (w shows the whole job)" : "")"
+            // Wrapped at the clause when it is wider than the screen.
+            let lines = text.count <= area.width - 2 ? [text] : text.components(separatedBy: " (").enumerated().map { $0.offset == 0 ? $0.element : "(" + $0.element }
+            for l in lines { s.put(area.x + 2, y, l, CellStyle(.dim), maxWidth: area.width - 2); y += 1 }
+            return y
         }
         let peak = max(1, rows.map(\.count).max() ?? 1)
         let room = max(1, area.maxY - y - 5)
@@ -104,21 +107,30 @@ public final class CompletionsView: TUIView {
         var y = y0
         let rows = app.queueRates.rows(window)
         guard y < area.maxY, !rows.isEmpty else { return y }
-        func name(_ r: QueueWindowRow) -> String {
-            let n = r.name + (r.open ? "" : " (closed)")
-            return n.count > 22 ? String(n.prefix(21)) + "…" : n.padded(22)
+        // The name column takes the width the figures leave; a longer name (an IPv6 client,
+        // "(closed)") gets a line of its own above its figures.
+        let nw = max(22, area.width - 53)
+        func full(_ r: QueueWindowRow) -> String { r.name + (r.open ? "" : " (closed)") }
+        func name(_ r: QueueWindowRow) -> String { full(r).count > nw ? String(repeating: " ", count: nw) : full(r).padded(nw) }
+        func ownLine(_ r: QueueWindowRow) {
+            guard full(r).count > nw, y < area.maxY else { return }
+            s.put(area.x, y, full(r), CellStyle(.normal), maxWidth: area.width); y += 1
         }
         s.heading(area.x, y, "── Per queue (\(window.rawValue); engine counters) ", width: area.width); y += 1
-        s.put(area.x, y, "queue                     reads   writes flushes errors    IOPS   bandwidth", CellStyle(.dim)); y += 1
+        s.put(area.x, y, "queue".padded(nw) + "    reads   writes flushes errors    IOPS   bandwidth", CellStyle(.dim)); y += 1
         for r in rows where y < area.maxY {
+            ownLine(r)
+            guard y < area.maxY else { break }
             let f = r.figures
             let line = "\(name(r)) \(String(f.reads).leftPadded(8)) \(String(f.writeOps).leftPadded(8)) \(String(f.flushes).leftPadded(7)) \(String(f.errors).leftPadded(6)) \(fixed(r.iops, 0).leftPadded(7)) \((formatBytes(r.bandwidth) + "/s").leftPadded(11))"
             s.put(area.x, y, line, CellStyle(.normal), maxWidth: area.width); y += 1
         }
         guard y < area.maxY else { return y }
-        s.put(area.x, y, "latency".padded(22) + ["eng p50", "p99", "max", "e2e p50", "p99"].map { " " + $0.leftPadded(9) }.joined(), CellStyle(.dim), maxWidth: area.width)
+        s.put(area.x, y, "latency".padded(nw) + ["eng p50", "p99", "max", "e2e p50", "p99"].map { " " + $0.leftPadded(9) }.joined(), CellStyle(.dim), maxWidth: area.width)
         y += 1
         for r in rows where y < area.maxY {
+            ownLine(r)
+            guard y < area.maxY else { break }
             let e = r.figures.engine, t = r.figures.endToEnd
             let cells = [e.percentile(50), e.percentile(99), e.count > 0 ? e.maxNs : nil, r.served ? t.percentile(50) : nil, r.served ? t.percentile(99) : nil]
             s.put(area.x, y, name(r) + cells.map { " " + d($0, 9) }.joined(), CellStyle(.normal), maxWidth: area.width)

@@ -96,8 +96,11 @@ public final class InFlightView: TUIView {
         if app.inFlightPeak > app.inFlightSnapshot.count { notes.append("up to \(app.inFlightPeak) since the last frame") }
         if replying > 0 { notes.append("\(replying) done, reply pending") }
         notes.append("sort: \(sort == .age ? "age (latency so far)" : sort.rawValue) (o)")
-        s.put(area.x, area.y + 1, notes.joined(separator: " · ") + shownNote, CellStyle(.dim), maxWidth: area.width)
-        var y = area.y + 2
+        // Wrapped onto a second row when it is wider than the screen.
+        var y = area.y + 1
+        for line in TextWrap.lines(notes.joined(separator: " · ") + shownNote, width: area.width).prefix(2) {
+            s.put(area.x, y, line, CellStyle(.dim), maxWidth: area.width); y += 1
+        }
         if let j = app.jobSummary { s.put(area.x, y, j, CellStyle(.ok), maxWidth: area.width); y += 1 }
         if app.stepMode {
             // Wrapped (at most three lines): a step's words end with what matters most often
@@ -105,15 +108,20 @@ public final class InFlightView: TUIView {
             for line in TextWrap.lines("step: " + (app.lastStep ?? "press s to let the next event through"), width: area.width).prefix(3) {
                 s.put(area.x, y, line, CellStyle(.selected), maxWidth: area.width); y += 1
             }
-            if let held = app.heldEvent { s.put(area.x, y, "next: " + held, CellStyle(.dim), maxWidth: area.width) }
-            y += 1
+            if let held = app.heldEvent {
+                for line in TextWrap.lines("next: " + held, width: area.width).prefix(2) {
+                    s.put(area.x, y, line, CellStyle(.dim), maxWidth: area.width); y += 1
+                }
+            } else { y += 1 }
         }
-        let tree = treeLines(app)
+        let tree = InFlightView.wrapped(treeLines(app), width: area.width)
         let treeHeight = max(3, (area.maxY - y) / 2 - (live.slowest.isEmpty ? 0 : 2))
         if tree.isEmpty {
             let idle = app.inFlightPeak > 0 ? "none held at this instant (up to \(app.inFlightPeak) since the last frame: a client between bursts)"
                 : "nothing in flight — start a workload from the prompt, e.g.  :write 0 1M"
-            s.put(area.x + 2, y, idle, CellStyle(.dim), maxWidth: area.width)
+            for (k, line) in TextWrap.lines(idle, width: area.width - 2).prefix(2).enumerated() {
+                s.put(area.x + 2, y + k, line, CellStyle(.dim), maxWidth: area.width - 2)
+            }
         }
         for (i, l) in tree.prefix(treeHeight).enumerated() { s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width) }
         if tree.count > treeHeight { s.put(area.x, y + treeHeight - 1, "  … \(tree.count - treeHeight + 1) more lines".padded(area.width), CellStyle(.dim)) }
@@ -134,8 +142,29 @@ public final class InFlightView: TUIView {
         y += 1
         let rows = max(0, area.maxY - y)
         logScroll = max(0, min(logScroll, max(0, live.logCount - rows)))
-        for (i, l) in live.logTail(rows, skippingNewest: logScroll).enumerated() {
-            s.put(area.x, y + i, l, CellStyle(l.hasPrefix("error") ? .error : .normal), maxWidth: area.width)
+        // Long lines wrap (continuations indented); the newest whole lines are the ones shown.
+        var log: [(String, Role)] = []
+        for l in live.logTail(rows, skippingNewest: logScroll).reversed() {
+            let w = InFlightView.wrapped([(l, l.hasPrefix("error") ? Role.error : .normal)], width: area.width)
+            if log.count + w.count > rows { break }
+            log.insert(contentsOf: w, at: 0)
+        }
+        for (i, l) in log.enumerated() {
+            s.put(area.x, y + i, l.0, CellStyle(l.1), maxWidth: area.width)
+        }
+    }
+
+    /// `lines` wrapped to `width` columns: a line wider than that goes on over following
+    /// lines, indented three columns past its own indent, in its own role.
+    static func wrapped(_ lines: [(String, Role)], width: Int) -> [(String, Role)] {
+        lines.flatMap { line, role -> [(String, Role)] in
+            guard line.count > width else { return [(line, role)] }
+            let lead = String(line.prefix { $0 == " " })
+            let indent = lead + "   "
+            let rows = TextWrap.lines(String(line.dropFirst(lead.count)), width: max(1, width - indent.count))
+            let head = lead + rows[0]
+            let cont = rows.dropFirst().map { (indent + $0, role) }
+            return [(head, role)] + cont
         }
     }
 

@@ -48,13 +48,15 @@ public final class L1L2View: TUIView {
     }
 
     /// The row of entry `j` of the L2 table under L1 entry `i`.
-    func l2Row(_ q: any ClusterTableInspector, _ i: Int, _ j: Int) -> (String, Role) {
+    /// `compact` narrows the columns (for screens under 90 columns).
+    func l2Row(_ q: any ClusterTableInspector, _ i: Int, _ j: Int, compact: Bool = false) -> (String, Role) {
         let l = q
         guard i < l.l1.count, let t = l.l2Table(l1Index: i), j < t.count else { return ("", .normal) }
         let base = UInt64(i) * UInt64(l.l2Entries) * l.clusterSize
         let e = t[j]
         do {
-            let guest = "guest \(hex(base + UInt64(j) * l.clusterSize))".padded(22)
+            let w = compact ? (index: 8, guest: 18, host: 12, flags: 12) : (index: 10, guest: 22, host: 24, flags: 20)
+            let guest = "guest \(hex(base + UInt64(j) * l.clusterSize))".padded(w.guest)
             var flags: [String] = []
             if e.entry & Qcow2Entry.copied != 0 { flags.append("COPIED") }
             let role: Role
@@ -81,7 +83,7 @@ public final class L1L2View: TUIView {
                 host = hex(e.hostOffset)
                 rc = l.refcount(ofClusterAt: e.hostOffset).map { "refcount \($0)" } ?? "refcount ?"
             }
-            var line = "L2[\(j)]".padded(10) + guest + host.padded(24) + flags.joined(separator: " ").padded(20) + rc
+            var line = "L2[\(j)]".padded(w.index) + guest + host.padded(w.host) + flags.joined(separator: " ").padded(w.flags) + rc
             if l.extendedL2 {
                 let b = e.bitmap
                 line += "  alloc \(bits(UInt32(b & 0xffff_ffff)))  zero \(bits(UInt32(b >> 32)))"
@@ -100,12 +102,9 @@ public final class L1L2View: TUIView {
         if let i = openL1 {
             let count = l.l2Table(l1Index: i)?.count ?? 0
             s.put(area.x, area.y, "L2 table of L1[\(i)] at \(hex(l.l2TableOffset(l.l1[i]))): \(count) entries, cluster \(formatBytes(Double(l.clusterSize)))\(l.extendedL2 ? ", extended L2" : "")   (Esc: back)", CellStyle(.heading), maxWidth: area.width)
-            l2Cursor.clamp(count: count, visible: visible)
-            for k in 0..<min(visible, max(0, count - l2Cursor.top)) {
-                let idx = l2Cursor.top + k
-                let r = l2Row(q, i, idx)
-                s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l2Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
-            }
+            // Narrower columns below 90 columns: the refcount stays on the row.
+            let compact = area.width < 90
+            visible = s.listRows(area.x, area.y + 2, width: area.width, maxY: area.maxY, count: count, cursor: &l2Cursor) { l2Row(q, i, $0, compact: compact) }
         } else if l.l1.isEmpty, let why = l.tablesUnreadable {
             s.put(area.x, area.y, "L1 table at \(hex(l.l1TableOffset)): UNREADABLE", CellStyle(.error), maxWidth: area.width)
             s.put(area.x, area.y + 2, why, CellStyle(.error), maxWidth: area.width)
@@ -113,12 +112,7 @@ public final class L1L2View: TUIView {
         } else {
             let used = l.l1.reduce(0) { $0 + (l.l2TableOffset($1) != 0 ? 1 : 0) }
             s.put(area.x, area.y, "L1 table at \(hex(l.l1TableOffset)): \(l.l1.count) entries, \(used) with L2 tables; each covers \(formatBytes(Double(l.clusterSize * UInt64(l.l2Entries))))", CellStyle(.heading), maxWidth: area.width)
-            l1Cursor.clamp(count: l.l1.count, visible: visible)
-            for k in 0..<min(visible, max(0, l.l1.count - l1Cursor.top)) {
-                let idx = l1Cursor.top + k
-                let r = l1Row(q, idx)
-                s.put(area.x, area.y + 2 + k, r.0.padded(area.width), idx == l1Cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
-            }
+            visible = s.listRows(area.x, area.y + 2, width: area.width, maxY: area.maxY, count: l.l1.count, cursor: &l1Cursor) { l1Row(q, $0) }
         }
     }
 

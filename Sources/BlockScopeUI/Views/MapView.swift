@@ -84,7 +84,13 @@ public final class MapView: TUIView {
         guard app.image.inspector != nil else {
             s.centred(area, ["No layout available for this image.", app.image.openError ?? ""]); return
         }
-        let gridRows = max(2, (area.height - 5) / 2)
+        var items: [(Character, CellStyle, String)] = MapLegend.items(format: app.image.format, hasBat: app.image.inspector is BatInspector)
+            .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
+        items.append(("D", CellStyle(.written), "written now"))
+        items.append(("D", MapView.cursorStyle, "cursor (letter = kind)"))
+        // The grids leave room for the whole legend and a cursor line of two rows.
+        let legendNeeded = MapView.legendRows(items.map(\.2), width: area.width)
+        let gridRows = max(2, (area.height - legendNeeded - 4) / 2)
         drawGrid(.guest, &s, Rect(x: area.x, y: area.y, width: area.width, height: gridRows + 1), app)
         drawGrid(.host, &s, Rect(x: area.x, y: area.y + gridRows + 1, width: area.width, height: gridRows + 1), app)
         // Legend: the format's region kinds, then the session's marks; wraps to a second row.
@@ -94,10 +100,6 @@ public final class MapView: TUIView {
         let info = cursorDescription(app).map { Array(TextWrap.lines($0, width: area.width).prefix(2)) } ?? []
         let legendRows = max(1, area.maxY - ly - max(1, info.count))
         var x = area.x, y = ly
-        var items: [(Character, CellStyle, String)] = MapLegend.items(format: app.image.format, hasBat: app.image.inspector is BatInspector)
-            .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
-        items.append(("D", CellStyle(.written), "written now"))
-        items.append(("D", MapView.cursorStyle, "cursor (letter = kind)"))
         for (g, st, name) in items {
             if x > area.x && x + name.count + 3 > area.x + area.width {
                 guard y + 1 < ly + legendRows else { break }
@@ -110,6 +112,16 @@ public final class MapView: TUIView {
         for (i, line) in info.enumerated() {
             s.put(area.x, area.maxY - info.count + i, line, CellStyle(.selected), maxWidth: area.width)
         }
+    }
+
+    /// The rows the legend's items (`names`) take at `width`, laid out as ``draw`` lays them.
+    static func legendRows(_ names: [String], width: Int) -> Int {
+        var x = 0, rows = 1
+        for name in names {
+            if x > 0 && x + name.count + 3 > width { rows += 1; x = 0 }
+            x += name.count + 4
+        }
+        return rows
     }
 
     private func drawGrid(_ g: Grid, _ s: inout ScreenModel, _ r: Rect, _ app: AppState) {

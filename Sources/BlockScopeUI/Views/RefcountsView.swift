@@ -51,8 +51,15 @@ public final class RefcountsView: TUIView {
     private func summary(_ q: any RefcountInspector, _ app: AppState) -> (hist: [(UInt64, Int)], report: CheckReport)? {
         guard let u = q.usage else { return nil }
         if let c = summaryCache, c.version == app.layoutVersion { return (c.hist, c.report) }
-        let h = u.expectedHistogram().map { ($0.refcount, $0.units) }
         let r = u.report ?? CheckReport()
+        var h = u.expectedHistogram().map { ($0.refcount, $0.units) }
+        // Up to the image's end as check reports it: the clusters past it (a preallocated
+        // tail) hold no references and are not counted.
+        if let end = r.imageEndOffset, q.clusterSize > 0, let zero = h.firstIndex(where: { $0.0 == 0 }) {
+            let endClusters = Int((end + q.clusterSize - 1) / q.clusterSize)
+            h[zero].1 = max(0, h[zero].1 - max(0, u.count - endClusters))
+            if h[zero].1 == 0 { h.remove(at: zero) }
+        }
         summaryCache = (app.layoutVersion, h, r)
         return (h, r)
     }
@@ -86,11 +93,13 @@ public final class RefcountsView: TUIView {
         y += 1
         // Histogram of the references found per cluster (the walk's expected refcounts).
         if let sum = summary(q, app) {
-            s.heading(area.x, y, "── References per host cluster, \(l.hostClusters) clusters ", width: area.width)
+            let counted = sum.hist.reduce(0) { $0 + $1.1 }
+            let toEnd = sum.report.imageEndOffset != nil ? " to the image end" : ""
+            s.heading(area.x, y, "── References found per host cluster, \(counted) clusters\(toEnd) ", width: area.width)
             y += 1
             let peak = max(1, sum.hist.map(\.1).max() ?? 1)
             for (v, n) in sum.hist.prefix(6) {
-                s.put(area.x, y, "refcount \(v)".leftPadded(12), CellStyle(.dim))
+                s.put(area.x, y, "\(v) ref\(v == 1 ? "" : "s")".leftPadded(12), CellStyle(.dim))
                 let bar = max(1, n * max(1, area.width - 30) / peak)
                 s.put(area.x + 13, y, String(repeating: "█", count: bar), CellStyle(v == 0 ? .free : .bar))
                 s.put(area.x + 14 + bar, y, "\(n)", CellStyle(.normal))
@@ -102,7 +111,10 @@ public final class RefcountsView: TUIView {
             if let u = q.usage, let first = u.unreadable.first {
                 y += 1
                 let more = u.unreadable.count > 1 ? " (and \(u.unreadable.count - 1) more)" : ""
-                s.put(area.x, y, "UNREADABLE: \(first.label)\(more); references in it are unknown", CellStyle(.error), maxWidth: area.width)
+                // Wrapped: the reader's error is as long as it needs to be.
+                let lines = TextWrap.lines("UNREADABLE: \(first.label)\(more); references in it are unknown", width: area.width).prefix(3)
+                for (k, l) in lines.enumerated() { s.put(area.x, y + k, l, CellStyle(.error), maxWidth: area.width) }
+                y += lines.count - 1
             }
         } else {
             s.put(area.x, y, q.usageStatus ?? "", CellStyle(.dim), maxWidth: area.width)
@@ -110,13 +122,7 @@ public final class RefcountsView: TUIView {
         y += 2
         s.heading(area.x, y, "── Clusters:  index host offset     use              refcount ", width: area.width)
         y += 1
-        visible = max(1, area.maxY - y)
-        let count = l.hostClusters
-        cursor.clamp(count: count, visible: visible)
-        for k in 0..<min(visible, max(0, count - cursor.top)) {
-            let r = clusterRow(q, cursor.top + k)
-            s.put(area.x, y + k, r.0.padded(area.width), cursor.top + k == cursor.selected ? CellStyle(.selected) : CellStyle(r.1), maxWidth: area.width)
-        }
+        visible = s.listRows(area.x, y, width: area.width, maxY: area.maxY, count: l.hostClusters, cursor: &cursor) { clusterRow(q, $0) }
     }
 
     /// Selection and Enter (hex of the cluster).
@@ -198,12 +204,7 @@ public final class BatView: TUIView {
             y = s.rows(area.x + 1, y, sec.rows, labelWidth: 22, width: area.width - 1, maxY: area.maxY - 4)
         }
         s.heading(area.x, y, "── BAT entries (\(b.batCount)) ", width: area.width); y += 1
-        visible = max(1, area.maxY - y)
-        cursor.clamp(count: b.batCount, visible: visible)
-        for k in 0..<min(visible, max(0, b.batCount - cursor.top)) {
-            let (text, role) = b.batRow(cursor.top + k)
-            s.put(area.x, y + k, text.padded(area.width), cursor.top + k == cursor.selected ? CellStyle(.selected) : CellStyle(role), maxWidth: area.width)
-        }
+        visible = s.listRows(area.x, y, width: area.width, maxY: area.maxY, count: b.batCount, cursor: &cursor, squeezeAll: area.width < 100) { b.batRow($0) }
     }
 
     /// Selection; Enter opens the selected payload block's guest bytes in Hex (Esc comes back).
