@@ -172,8 +172,12 @@ import TestSupport
         }
         #expect(screen.contains("accepted by queue 8"), "\(screen)")
         try TestSupport.run("tmux", ["send-keys", "-t", session, "q"])
+        // The socket goes first (the server stops before the image is flushed and closed);
+        // the image's lock is free once the TUI has exited and its tmux session with it.
         Progress.wait(interval: 0.02) { !FileManager.default.fileExists(atPath: sock) }
         #expect(!FileManager.default.fileExists(atPath: sock))
+        let exited = Progress.wait(interval: 0.05) { (try? TestSupport.run("tmux", ["has-session", "-t", session]).status) != 0 }
+        #expect(exited, "the TUI did not exit after q")
         let raw = try TestSupport.qemuRaw(img, format: "qcow2")
         #expect(raw[1 << 20] == 0x5c)
     }

@@ -107,9 +107,10 @@ public final class CompletionsView: TUIView {
         var y = y0
         let rows = app.queueRates.rows(window)
         guard y < area.maxY, !rows.isEmpty else { return y }
-        // The name column takes the width the figures leave; a longer name (an IPv6 client,
+        // The name column takes the width the figures leave, less one column so a row never
+        // touches the right edge (where a cut would show); a longer name (an IPv6 client,
         // "(closed)") gets a line of its own above its figures.
-        let nw = max(22, area.width - 53)
+        let nw = max(22, area.width - 54)
         func full(_ r: QueueWindowRow) -> String { r.name + (r.open ? "" : " (closed)") }
         func name(_ r: QueueWindowRow) -> String { full(r).count > nw ? String(repeating: " ", count: nw) : full(r).padded(nw) }
         func ownLine(_ r: QueueWindowRow) {
