@@ -22,7 +22,9 @@ let package = Package(
     ],
     dependencies: [.package(name: "blockscope", path: "..")],
     targets: [
-        .target(name: "FuzzSupport", dependencies: [core]),
+        // The harness's own bookkeeping in C, built without coverage instrumentation.
+        .target(name: "CFuzzSupport"),
+        .target(name: "FuzzSupport", dependencies: [core, "CFuzzSupport"]),
         .executableTarget(name: "FuzzQcow2Read", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzQcow2Write", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzVhdx", dependencies: ["FuzzSupport", core]),

@@ -10,13 +10,19 @@ import BlockCore
 public enum Exercise {
     /// Runs info, map, check and the reads on `disk`, ignoring `BlockError`s.
     public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 32, sequentialBytes: UInt64 = 256 << 10) {
-        _ = try? disk.info()
-        _ = try? disk.physicalSize()
+        PhaseTimer.measure("inspect: info") {
+            _ = try? disk.info()
+            _ = try? disk.physicalSize()
+        }
         var extents: [MapExtent] = []
         if let d = disk as? any InspectableDisk {
-            extents = (try? d.mapExtents()) ?? []
-            _ = try? d.check(repair: nil)
+            extents = PhaseTimer.measure("inspect: map") { (try? d.mapExtents()) ?? [] }
+            PhaseTimer.measure("inspect: check") { _ = try? d.check(repair: nil) }
         }
+        PhaseTimer.measure("inspect: reads") { reads(disk, extents, maxExtents, sequentialBytes) }
+    }
+
+    static func reads(_ disk: any DiskFile, _ extents: [MapExtent], _ maxExtents: Int, _ sequentialBytes: UInt64) {
         let size = disk.logicalSize
         var buffer = [UInt8](repeating: 0, count: 65536)
         buffer.withUnsafeMutableBytes { b in
