@@ -87,28 +87,25 @@ one() {
     ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<< "$inited")
     files=$(ls "Fuzz/corpus/$t" | wc -l)
     kb=$(du -sk --apparent-size "Fuzz/corpus/$t" | cut -f1)
-    echo "$t|${execs:-0}|${crashes:-0}|${cov:-?}|${ft:-?}|$files|$kb" > "$camp/$t.row"
     echo "campaign $t: ${execs:-0} execs, ${crashes:-0} crashes, corpus $files files ($kb KB), cov ${cov:-?} ft ${ft:-?}"
+    # The row goes in at once (a campaign stopped early keeps the targets it finished); one
+    # writer at a time when targets run in parallel.
+    (
+        flock 9
+        local cum row
+        cum=$(( $(cumulative_of "$t") + ${execs:-0} ))
+        row=$(printf '| %s | `%s` | %s | %s | %s / %s | %s (%s KB) | %s | %s |' "$(date -u +%Y-%m-%d)" "$t" \
+            "$(commas "${execs:-0}")" "$(commas "$cum")" "${cov:-?}" "${ft:-?}" "$files" "$kb" "${crashes:-0}" \
+            "$([ "${crashes:-0}" -gt 0 ] && echo "see fuzz-crashes/campaign/$t" || echo "-")")
+        awk -v row="$row" -v m="$marker" '$0 == m { print row } { print }' "$doc" > "$doc.tmp" && mv "$doc.tmp" "$doc"
+    ) 9> "$camp/doc.lock"
+    [ "${crashes:-0}" -eq 0 ]
 }
 
-rm -f "$camp"/*.row
+failed=0
 for t in "${tlist[@]}"; do
-    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
     one "$t" &
 done
-wait
-
-# The rows, in the order the targets were given, before the marker.
-failed=0
-date=$(date -u +%Y-%m-%d)
-for t in "${tlist[@]}"; do
-    [ -f "$camp/$t.row" ] || continue
-    IFS='|' read -r _ execs crashes cov ft files kb < "$camp/$t.row"
-    cum=$(( $(cumulative_of "$t") + execs ))
-    [ "$crashes" -gt 0 ] && failed=1
-    row=$(printf '| %s | `%s` | %s | %s | %s / %s | %s (%s KB) | %s | %s |' "$date" "$t" \
-        "$(commas "$execs")" "$(commas "$cum")" "$cov" "$ft" "$files" "$kb" "$crashes" \
-        "$([ "$crashes" -gt 0 ] && echo "see fuzz-crashes/campaign/$t" || echo "-")")
-    awk -v row="$row" -v m="$marker" '$0 == m { print row } { print }' "$doc" > "$doc.tmp" && mv "$doc.tmp" "$doc"
-done
+while [ "$(jobs -rp | wc -l)" -gt 0 ]; do wait -n || failed=1; done
 exit "$failed"

@@ -73,8 +73,8 @@ public final class MemoryFile: @unchecked Sendable {
     /// Replaces the file's content with `bytes` (the size becomes their count, capped).
     public func load<C: Collection>(_ bytes: C) where C.Element == UInt8 {
         reset(size: 0)
-        let a = Array(bytes)
-        _ = a.withUnsafeBytes { write($0, at: 0) }
+        let done = bytes.withContiguousStorageIfAvailable { write(UnsafeRawBufferPointer($0), at: 0) }
+        if done == nil { _ = Array(bytes).withUnsafeBytes { write($0, at: 0) } }
     }
 
     /// The file's content, `count` bytes at `offset` (zeroes past the end).

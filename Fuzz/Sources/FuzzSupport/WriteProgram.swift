@@ -43,13 +43,14 @@ public struct WriteProgram {
         }
     }
 
+    /// The operations' data buffer, allocated once (the longest operation is 256 KiB).
+    nonisolated(unsafe) static let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 256 << 10, alignment: 4096)
+
     /// Applies the operations; `BlockError`s end that operation only.
     public mutating func run(on disk: any DiskFile) {
         // Raw buffers, not closures with typed throws: swift-frontend 6.3.1 crashes in the
         // SIL inliner on `withUnsafeBytes { (b) throws(BlockError) in ... }` at -O.
-        let maxLength = ops.map { Int($0.length) }.max() ?? 0
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(maxLength, 1), alignment: 4096)
-        defer { buffer.deallocate() }
+        let buffer = WriteProgram.buffer
         for op in ops {
             let data = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<Int(op.length)])
             let sectors = (op.offset / 512)...((op.offset + op.length - 1) / 512)
