@@ -36,13 +36,14 @@ public final class Sandbox: Sendable {
         // reported as lying far beyond it (the same paths, fewer steps: docs/FUZZING.md).
         FuzzingLimits.qcow2CheckClustersPastEnd = 4096
         let (path, memory) = (imagePath, image)
+        let canonical = Sandbox.canonical(path) ?? path
         SystemFile.memoryFiles = { p in
-            if p == path { return memory }
+            if p == path || p == canonical { return memory }
             // Another spelling of the same file ("./img", "../blockscope-fuzz-PID/img").
-            guard p.hasSuffix("img"), let r = realpath(p, nil) else { return nil }
-            defer { free(r) }
-            return String(cString: r) == path ? memory : nil
+            guard p.hasSuffix("img") else { return nil }
+            return Sandbox.canonical(p) == canonical ? memory : nil
         }
+        Sandbox.checkSeam(path, memory)
         var base = [UInt8](repeating: 0, count: 1 << 20)
         for i in 0..<base.count { base[i] = UInt8(truncatingIfNeeded: (i >> 9) &+ i) }
         Sandbox.writeFile(dir + "/base.raw", base)
@@ -70,6 +71,47 @@ public final class Sandbox: Sendable {
             var times = [b.mtime, b.mtime]
             utimensat(AT_FDCWD, b.path, &times, 0)
         }
+    }
+
+    /// Checks, once per process, that a ``SystemFile`` opened on the image path (by its name
+    /// and by another spelling) reads and writes `memory` and not the empty host file: if
+    /// BlockCore's seam stopped working, every input would test an empty file, so the target
+    /// stops at once instead.
+    static func checkSeam(_ path: String, _ memory: MemoryFile) {
+        memory.load([0x51, 0x46, 0x49, 0xfb, 1, 2, 3])
+        let dir = String(path[..<path.lastIndex(of: "/")!])
+        for spelling in [path, dir + "/./img"] {
+            do throws(BlockError) {
+                let f = try SystemFile(path: spelling, writable: true)
+                let b = try f.readBytes(at: 1, count: 8)
+                guard try f.size() == 7, b == [0x46, 0x49, 0xfb, 1, 2, 3, 0, 0] else {
+                    violation("SystemFile(\(spelling)) does not read the in-memory image (\(b))")
+                }
+                try f.writeBytes([9, 9], at: 10)
+                try f.truncate(to: 11)
+                guard memory.size == 11, memory.bytes(at: 9, count: 3) == [0, 9, 0] else {
+                    violation("SystemFile(\(spelling)) does not write the in-memory image")
+                }
+                try f.writeZeroes(at: 0, length: 4)
+                guard memory.bytes(at: 0, count: 5) == [0, 0, 0, 0, 1] else {
+                    violation("SystemFile(\(spelling)) does not zero the in-memory image")
+                }
+                f.close()
+            } catch {
+                violation("SystemFile(\(spelling)) on the in-memory image failed: \(error)")
+            }
+            memory.load([0x51, 0x46, 0x49, 0xfb, 1, 2, 3])
+        }
+        var st = stat()
+        if stat(path, &st) != 0 || st.st_size != 0 { violation("the host file \(path) was written") }
+        memory.reset()
+    }
+
+    /// `path` with symbolic links and `.`/`..` resolved, or nil when it does not resolve.
+    static func canonical(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
     }
 
     static func modificationTime(_ path: String) -> timespec {
