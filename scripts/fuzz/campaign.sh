@@ -3,7 +3,8 @@
 # nice 19 for an equal share of HOURS, each starting from its committed corpus
 # (Fuzz/corpus/TARGET/), the seeds and the regression inputs. After each target its new
 # inputs are merged back into Fuzz/corpus/TARGET/ (libFuzzer -merge=1: the smallest set
-# that keeps every feature; at most 2 MB, FUZZ_CORPUS_MAX_KB) and one row is appended to
+# that keeps every feature; at most 2 MB, FUZZ_CORPUS_MAX_KB, packed as corpus.tar.xz when
+# the files would pass that: scripts/fuzz/corpus.sh) and one row is appended to
 # the table in docs/FUZZING.md: date, executions this run, cumulative executions, coverage
 # of the merged corpus (cov/ft), crashes found. Commit the corpus and the rows afterwards.
 #   usage: scripts/fuzz/campaign.sh HOURS [TARGET...]      (make fuzz-campaign FUZZ_HOURS=N)
@@ -26,6 +27,7 @@ bin=$(swift build --package-path Fuzz --scratch-path .build-fuzz -c release --sh
 camp=.build-fuzz/campaign
 mkdir -p "$camp/bin" "$camp/logs"
 . scripts/fuzz/asan-options.sh
+. scripts/fuzz/corpus.sh
 export SWIFT_BACKTRACE=enable=no
 
 # The time each target gets: HOURS shared equally, less a minute per target for its merge;
@@ -56,36 +58,37 @@ one() {
     local t=$1 b="$camp/bin/$1" new="$camp/new/$1" merged="$camp/merged/$1" log="$camp/logs/$1.log"
     cp "$bin/$t" "$b"
     rm -rf "$new" "$merged"; mkdir -p "$new" "$merged" "Fuzz/corpus/$t"
-    local extra=()
+    local committed extra=()
+    committed=$(corpus_dir "$t")
+    [ -n "$committed" ] && extra+=("$committed")
     [ -d "Fuzz/regressions/$t" ] && extra+=("Fuzz/regressions/$t")
     local dict=()
     [ -f "$(dict_of "$t")" ] && dict=(-dict="$(dict_of "$t")")
     local line
     line=$(nice -n 19 bash scripts/fuzz/fuzz-one.sh "$b" "$t" "$per" "fuzz-crashes/campaign/$t" "$log" \
-        "$new" "Fuzz/corpus/$t" ".build-fuzz/seeds/$t" "${extra[@]}" "${dict[@]}" \
+        "$new" ".build-fuzz/seeds/$t" "${extra[@]}" "${dict[@]}" \
         -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0)
     local execs crashes
     execs=$(sed -n 's/.*: \([0-9]*\) execs.*/\1/p' <<< "$line")
     crashes=$(sed -n 's/.* \([0-9]*\) crashes.*/\1/p' <<< "$line")
     # Merge: the committed corpus first, then what this run found, then the seeds.
     nice -n 19 "$b" -merge=1 "${dict[@]}" -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
-        "$merged" "Fuzz/corpus/$t" "$new" ".build-fuzz/seeds/$t" > "$camp/logs/$t.merge.log" 2>&1
+        "$merged" ${committed:+"$committed"} "$new" ".build-fuzz/seeds/$t" > "$camp/logs/$t.merge.log" 2>&1
     if [ "$(ls "$merged" | wc -l)" -eq 0 ]; then
         echo "campaign $t: the merge kept nothing (see $camp/logs/$t.merge.log); corpus left as it was" >&2
         return 1
     fi
-    # Bound: the largest inputs go first until the corpus fits.
-    while [ "$(du -sk --apparent-size "$merged" | cut -f1)" -gt "$maxkb" ]; do
-        rm -f "$merged/$(ls -S "$merged" | head -1)"
-    done
-    rm -f "Fuzz/corpus/$t"/*
-    mv "$merged"/* "Fuzz/corpus/$t/"
+    # Stored within the cap (packed if need be; the largest inputs dropped if even that is too big).
+    local files dropped
+    files=$(ls "$merged" | wc -l)
+    dropped=$(store_corpus "$t" "$merged")
+    files=$((files - dropped))
+    [ "$dropped" -gt 0 ] && echo "campaign $t: $dropped largest inputs dropped to fit ${maxkb} KB" >&2
     # Coverage of the corpus as committed: one pass over it.
-    local inited cov ft files kb
-    inited=$(nice -n 19 "$b" -runs=0 -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 "Fuzz/corpus/$t" 2>&1 | grep -a 'INITED' | tail -1)
+    local inited cov ft kb
+    inited=$(nice -n 19 "$b" -runs=0 -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 "$(corpus_dir "$t")" 2>&1 | grep -a 'INITED' | tail -1)
     cov=$(sed -n 's/.*cov: \([0-9]*\).*/\1/p' <<< "$inited")
     ft=$(sed -n 's/.*ft: \([0-9]*\).*/\1/p' <<< "$inited")
-    files=$(ls "Fuzz/corpus/$t" | wc -l)
     kb=$(du -sk --apparent-size "Fuzz/corpus/$t" | cut -f1)
     echo "campaign $t: ${execs:-0} execs, ${crashes:-0} crashes, corpus $files files ($kb KB), cov ${cov:-?} ft ${ft:-?}"
     # The row goes in at once (a campaign stopped early keeps the targets it finished); one

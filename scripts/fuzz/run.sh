@@ -57,13 +57,15 @@ dict_of() {
 
 # The ASan settings every fuzz script uses (scripts/fuzz/asan-options.sh: why these).
 . scripts/fuzz/asan-options.sh
+. scripts/fuzz/corpus.sh
 export SWIFT_BACKTRACE=enable=no
 failed=0
 for t in $targets; do
     mkdir -p "$scratch/corpus/$t"
     # Inputs of fixed findings (Fuzz/regressions/TARGET/) are replayed first, every run.
     extra=()
-    [ -d "Fuzz/corpus/$t" ] && extra+=("Fuzz/corpus/$t")
+    committed=$(corpus_dir "$t")
+    [ -n "$committed" ] && extra+=("$committed")
     [ -d "Fuzz/regressions/$t" ] && extra+=("Fuzz/regressions/$t")
     dict=()
     [ -f "$(dict_of "$t")" ] && dict=(-dict="$(dict_of "$t")")

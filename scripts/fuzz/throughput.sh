@@ -14,7 +14,7 @@ runs=${1:?usage: throughput.sh RUNS \"DIR...\" TARGET...}; dirs=$2; shift 2
 for t in "$@"; do
     case $t in qcow2-*) d=qcow2 ;; vhdx*) d=vhdx ;; *) d=$t ;; esac
     extra=()
-    [ "${FUZZ_CORPUS:-0}" = 1 ] && [ -d "Fuzz/corpus/$t" ] && extra=("Fuzz/corpus/$t")
+    [ "${FUZZ_CORPUS:-0}" = 1 ] && extra=($(. scripts/fuzz/corpus.sh; corpus_dir "$t"))
     for spec in $dirs; do
         bin=${spec%%:*}; asan=detect_leaks=0
         [ "$spec" != "$bin" ] && asan=${spec#*:}
