@@ -23,7 +23,7 @@ for t in "$@"; do
         [ -f "Fuzz/dict/$d.dict" ] && dict=(-dict="Fuzz/dict/$d.dict")
         /usr/bin/time -f "%U %S %e" -o "$work.time" env SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="$asan" \
             "$bin/$t" -runs="$runs" "${dict[@]}" -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
-            -print_final_stats=1 -artifact_prefix="$work/" "$work" ".build-fuzz/seeds/$t" "${extra[@]}" > "$work.log" 2>&1
+            -reload=0 -print_final_stats=1 -artifact_prefix="$work/" "$work" ".build-fuzz/seeds/$t" "${extra[@]}" > "$work.log" 2>&1
         n=$(grep -a '^stat::number_of_executed_units' "$work.log" | awk '{print $2}')
         read -r user sys wall < "$work.time"
         cov=$(grep -a -E '^#[0-9]+[[:space:]]+DONE' "$work.log" | sed -E 's/.*(cov: [0-9]+ ft: [0-9]+).*/\1/')
