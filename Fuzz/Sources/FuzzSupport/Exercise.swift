@@ -8,8 +8,10 @@ import BlockCore
 /// extents, each read at its start and end in chunks of at most 64 KiB, plus the first
 /// `sequentialBytes` of the disk in order, so one input costs a bounded time.
 public enum Exercise {
-    /// Runs info, map, check and the reads on `disk`, ignoring `BlockError`s.
-    public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 32, sequentialBytes: UInt64 = 256 << 10) {
+    /// Runs info, map, check (unless `check` is false) and the reads on `disk`, ignoring
+    /// `BlockError`s.
+    public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 32, sequentialBytes: UInt64 = 256 << 10,
+                                      check: Bool = true) {
         PhaseTimer.measure("inspect: info") {
             _ = try? disk.info()
             _ = try? disk.physicalSize()
@@ -17,7 +19,7 @@ public enum Exercise {
         var extents: [MapExtent] = []
         if let d = disk as? any InspectableDisk {
             extents = PhaseTimer.measure("inspect: map") { (try? d.mapExtents()) ?? [] }
-            PhaseTimer.measure("inspect: check") { _ = try? d.check(repair: nil) }
+            if check { PhaseTimer.measure("inspect: check") { _ = try? d.check(repair: nil) } }
         }
         PhaseTimer.measure("inspect: reads") { reads(disk, extents, maxExtents, sequentialBytes) }
     }
