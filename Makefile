@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/blockscope
 
-.PHONY: deps build release demo test fuzz clean vm-deps vm-test vm-test-reduced
+.PHONY: deps build release demo test fuzz fuzz-campaign clean vm-deps vm-test vm-test-reduced
 
 deps:
 	@bash scripts/install-deps.sh
@@ -39,6 +39,13 @@ vm-test-reduced: build vm-deps
 FUZZ_SECONDS ?= 60
 fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz/run.sh
+
+# A campaign that accumulates: every target in turn at nice 19 for a share of FUZZ_HOURS,
+# from the committed corpus (Fuzz/corpus/), merged back, one row per target appended to
+# docs/FUZZING.md's table. FUZZ_END=HH:MM (UTC) ends it earlier. See docs/FUZZING.md.
+FUZZ_HOURS ?= 1
+fuzz-campaign: deps
+	@FUZZ_END=$(FUZZ_END) bash scripts/fuzz/campaign.sh $(FUZZ_HOURS)
 
 clean:
 	rm -rf .build .build-fuzz

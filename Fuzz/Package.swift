@@ -7,6 +7,7 @@ import PackageDescription
 let core = Target.Dependency.product(name: "BlockCore", package: "blockscope")
 let engine = Target.Dependency.product(name: "BlockEngine", package: "blockscope")
 let serve = Target.Dependency.product(name: "BlockServe", package: "blockscope")
+let ui = Target.Dependency.product(name: "BlockScopeUI", package: "blockscope")
 
 let package = Package(
     name: "blockscope-fuzz",
@@ -19,10 +20,16 @@ let package = Package(
         .executable(name: "jobfile", targets: ["FuzzJobFile"]),
         .executable(name: "script", targets: ["FuzzScript"]),
         .executable(name: "nbd", targets: ["FuzzNbd"]),
+        .executable(name: "json", targets: ["FuzzJson"]),
+        .executable(name: "trace", targets: ["FuzzTrace"]),
+        .executable(name: "theme", targets: ["FuzzTheme"]),
+        .executable(name: "prompt", targets: ["FuzzPrompt"]),
     ],
     dependencies: [.package(name: "blockscope", path: "..")],
     targets: [
-        .target(name: "FuzzSupport", dependencies: [core]),
+        // The harness's own bookkeeping in C, built without coverage instrumentation.
+        .target(name: "CFuzzSupport"),
+        .target(name: "FuzzSupport", dependencies: [core, "CFuzzSupport"]),
         .executableTarget(name: "FuzzQcow2Read", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzQcow2Write", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzVhdx", dependencies: ["FuzzSupport", core]),
@@ -31,6 +38,10 @@ let package = Package(
         .executableTarget(name: "FuzzJobFile", dependencies: ["FuzzSupport", engine]),
         .executableTarget(name: "FuzzScript", dependencies: ["FuzzSupport", engine]),
         .executableTarget(name: "FuzzNbd", dependencies: ["FuzzSupport", core, serve]),
+        .executableTarget(name: "FuzzJson", dependencies: ["FuzzSupport", core]),
+        .executableTarget(name: "FuzzTrace", dependencies: ["FuzzSupport", engine]),
+        .executableTarget(name: "FuzzTheme", dependencies: ["FuzzSupport", ui]),
+        .executableTarget(name: "FuzzPrompt", dependencies: ["FuzzSupport", ui]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -8,6 +8,36 @@ import Testing
         #expect(Crc32c.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
     }
 
+    /// RFC 3720 (iSCSI) B.4's vectors, and every length 0-80 at every start 0-7 (the
+    /// eight-byte steps, their tails, and the field-zeroing split) against the bitwise definition.
+    @Test func crc32cEightBytesAStepMatchesRfc3720AndTheBitwiseDefinition() {
+        #expect(Crc32c.checksum([UInt8](repeating: 0xff, count: 32)) == 0x62A8_AB43)
+        #expect(Crc32c.checksum((0..<32).map { UInt8($0) }) == 0x46DD_794E)
+        #expect(Crc32c.checksum((0..<32).map { UInt8(31 - $0) }) == 0x113F_DB5C)
+        func bitwise(_ b: [UInt8]) -> UInt32 {
+            var c: UInt32 = 0xFFFF_FFFF
+            for x in b {
+                c ^= UInt32(x)
+                for _ in 0..<8 { c = c & 1 != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
+            }
+            return ~c
+        }
+        let data = (0..<96).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for start in 0..<8 {
+            for length in 0...80 {
+                let slice = Array(data[start..<(start + length)])
+                #expect(Crc32c.checksum(slice) == bitwise(slice))
+                #expect(Crc32c.checksum(data[start..<(start + length)]) == bitwise(slice))
+                if length >= 4 {
+                    let field = (length - 4) / 2
+                    var zeroed = slice
+                    for i in 0..<4 { zeroed[field + i] = 0 }
+                    #expect(Crc32c.checksum(slice, zeroingFieldAt: field) == bitwise(zeroed))
+                }
+            }
+        }
+    }
+
     @Test func guidTextRoundTripsThroughMixedEndianBytes() {
         let g = VhdxGuid("2DC27766-F623-4200-9D64-115E9BFD4A08")
         #expect(g.bytes == [0x66, 0x77, 0xc2, 0x2d, 0x23, 0xf6, 0x00, 0x42, 0x9d, 0x64, 0x11, 0x5e, 0x9b, 0xfd, 0x4a, 0x08])

@@ -25,7 +25,8 @@ q create -f qcow2 -o cluster_size=4096,compat=0.10 qcow2/v2.qcow2 1M
 io -f qcow2 -c 'write -P 0x11 0 8k' -c 'write -P 0x22 12k 4k' qcow2/v2.qcow2
 q create -f qcow2 -o cluster_size=4096 qcow2/data.qcow2 1M
 io -f qcow2 -c 'write -P 0xab 0 16k' -c 'write -z 64k 8k' -c 'write -P 0xcd 900k 4k' -c 'discard 4k 4k' qcow2/data.qcow2
-head -c 65536 /dev/urandom > rnd; cat rnd rnd rnd rnd > pat.raw; truncate -s 1M pat.raw
+# Compressible text (64 KiB: 16 compressed clusters) keeps the seeds, and so the inputs, small.
+seq 1 20000 > seq.txt; head -c 65536 seq.txt > pat.raw; truncate -s 1M pat.raw
 q convert -c -f raw -O qcow2 -o cluster_size=4096 pat.raw qcow2/zlib.qcow2
 q convert -c -f raw -O qcow2 -o cluster_size=4096,compression_type=zstd pat.raw qcow2/zstd.qcow2
 q create -f qcow2 -o cluster_size=4096 -b base.raw -F raw qcow2/backing-raw.qcow2
@@ -89,7 +90,8 @@ cp vhdx/* "$out/vhdx/"
 mk qcow2-write qcow2
 mk vhdx-write vhdx
 mk vhd vhd
-mkdir -p "$out/jobfile" "$out/script" "$out/nbd"
-cp "$here"/seeds/jobfile/* "$out/jobfile/"
-cp "$here"/seeds/script/* "$out/script/"
-cp "$here"/seeds/nbd/* "$out/nbd/"
+# Text and protocol targets: the hand-written seeds in scripts/fuzz/seeds/TARGET/.
+for t in jobfile script nbd json trace theme prompt; do
+    mkdir -p "$out/$t"
+    cp "$here/seeds/$t"/* "$out/$t/"
+done

@@ -18,7 +18,7 @@ for i in range(0, 32, 4):
         break
     kind = kinds[b0 & 7]
     off = b1 * 4096 + (b0 >> 4) * 512 + (100 if b0 & 8 else 0)
-    length = (b2 + 1) * 512 if b2 < 0xf0 else (b2 - 0xef) * 65536
+    length = (b2 + 1) * 512 if b2 < 0xf0 else (b2 - 0xef) * 16384
     off %= size
     length = min(length, size - off)
     if length == 0:

@@ -5,15 +5,20 @@
 # Exits 1 when any target crashed (inputs kept in fuzz-crashes/TARGET/), 2 when the build
 # or the seeds fail. libFuzzer's own output goes to .build-fuzz/logs/TARGET.log.
 #
+# Each target starts from its committed corpus (Fuzz/corpus/TARGET/, grown by
+# scripts/fuzz/campaign.sh), the seeds and the regression inputs; what it finds goes to
+# .build-fuzz/corpus/TARGET/ (kept between runs, never committed).
+#
 # Environment: FUZZ_SECONDS (per target), FUZZ_TARGETS (space-separated subset),
-# FUZZ_NICE (nice level, default 0), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs).
+# FUZZ_NICE (nice level, default 0), FUZZ_ARGS (extra libFuzzer flags, e.g. -jobs),
+# FUZZ_BUILD_ONLY=1 (build and make the seeds, run nothing).
 # A target that crashes is restarted with the time left (scripts/fuzz/fuzz-one.sh), so C
 # counts every crash found within FUZZ_SECONDS (at most 21 per target).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd jobfile script nbd"}
+targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd jobfile script nbd json trace theme prompt"}
 nicelevel=${FUZZ_NICE:-0}
 scratch=$root/.build-fuzz
 mkdir -p "$scratch/logs"
@@ -39,6 +44,8 @@ if [ "$(cat "$seeds/.stamp" 2>/dev/null)" != "$stamp" ]; then
     echo "$stamp" > "$seeds/.stamp"
 fi
 
+[ "${FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
+
 dict_of() {
     case $1 in
         qcow2-*) echo Fuzz/dict/qcow2.dict ;;
@@ -50,16 +57,21 @@ dict_of() {
 
 # The ASan settings every fuzz script uses (scripts/fuzz/asan-options.sh: why these).
 . scripts/fuzz/asan-options.sh
+. scripts/fuzz/corpus.sh
 export SWIFT_BACKTRACE=enable=no
 failed=0
 for t in $targets; do
     mkdir -p "$scratch/corpus/$t"
     # Inputs of fixed findings (Fuzz/regressions/TARGET/) are replayed first, every run.
-    regressions=()
-    [ -d "Fuzz/regressions/$t" ] && regressions=("Fuzz/regressions/$t")
+    extra=()
+    committed=$(corpus_dir "$t")
+    [ -n "$committed" ] && extra+=("$committed")
+    [ -d "Fuzz/regressions/$t" ] && extra+=("Fuzz/regressions/$t")
+    dict=()
+    [ -f "$(dict_of "$t")" ] && dict=(-dict="$(dict_of "$t")")
     # shellcheck disable=SC2086
     nice -n "$nicelevel" bash scripts/fuzz/fuzz-one.sh "$bin/$t" "$t" "$seconds" "$root/fuzz-crashes/$t" \
-        "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" "${regressions[@]}" -dict="$(dict_of "$t")" \
+        "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" "${extra[@]}" "${dict[@]}" \
         -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0 ${FUZZ_ARGS:-} || failed=1
 done
 exit "$failed"

@@ -1,23 +1,35 @@
 #!/usr/bin/env bash
-# Executions a second of fuzz binaries, for docs/FUZZING.md: each TARGET runs SECONDS from
-# its seeds (.build-fuzz/seeds, made by `make fuzz`) with a fresh empty corpus, once per
-# binary folder, the folders one after the other (interleaved per target).
-#   usage: throughput.sh SECONDS "DIR[:ASAN_OPTIONS] ..." TARGET...
-#   e.g.   throughput.sh 20 ".build-fuzz/before .build-fuzz/release" qcow2-read jobfile
+# Executions per CPU second of fuzz binaries, for docs/FUZZING.md: each TARGET runs RUNS
+# inputs (-runs) from its seeds (.build-fuzz/seeds, made by `make fuzz`), plus the committed
+# corpus Fuzz/corpus/TARGET when FUZZ_CORPUS=1, with a fresh empty output corpus, once per
+# binary folder, the folders one after the other (interleaved per target). The figure is
+# executions divided by the process's user + system CPU time (/usr/bin/time), so it holds on
+# a busy machine where wall-clock rates (libFuzzer's exec/s) do not; start-up (loading the
+# seeds) is included, so use RUNS of 10,000 or more.
+#   usage: throughput.sh RUNS "DIR[:ASAN_OPTIONS] ..." TARGET...
+#   e.g.   throughput.sh 20000 ".build-fuzz/before .build-fuzz/release" qcow2-read jobfile
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-secs=${1:?usage: throughput.sh SECONDS \"DIR...\" TARGET...}; dirs=$2; shift 2
+runs=${1:?usage: throughput.sh RUNS \"DIR...\" TARGET...}; dirs=$2; shift 2
 for t in "$@"; do
     case $t in qcow2-*) d=qcow2 ;; vhdx*) d=vhdx ;; *) d=$t ;; esac
+    extra=()
+    [ "${FUZZ_CORPUS:-0}" = 1 ] && extra=($(. scripts/fuzz/corpus.sh; corpus_dir "$t"))
     for spec in $dirs; do
         bin=${spec%%:*}; asan=detect_leaks=0
         [ "$spec" != "$bin" ] && asan=${spec#*:}
         work=$(mktemp -d)
-        SWIFT_BACKTRACE=enable=no ASAN_OPTIONS=$asan "$bin/$t" -max_total_time="$secs" -dict="Fuzz/dict/$d.dict" \
-            -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -print_final_stats=1 -artifact_prefix="$work/" \
-            "$work" ".build-fuzz/seeds/$t" > "$work.log" 2>&1
+        dict=()
+        [ -f "Fuzz/dict/$d.dict" ] && dict=(-dict="Fuzz/dict/$d.dict")
+        /usr/bin/time -f "%U %S %e" -o "$work.time" env SWIFT_BACKTRACE=enable=no ASAN_OPTIONS="$asan" \
+            "$bin/$t" -runs="$runs" "${dict[@]}" -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
+            -reload=0 -print_final_stats=1 -artifact_prefix="$work/" "$work" ".build-fuzz/seeds/$t" "${extra[@]}" > "$work.log" 2>&1
         n=$(grep -a '^stat::number_of_executed_units' "$work.log" | awk '{print $2}')
-        echo "$t $bin: ${n:-0} execs in ${secs} s = $(( ${n:-0} / secs ))/s"
-        rm -rf "$work" "$work.log"
+        read -r user sys wall < "$work.time"
+        cov=$(grep -a -E '^#[0-9]+[[:space:]]+DONE' "$work.log" | sed -E 's/.*(cov: [0-9]+ ft: [0-9]+).*/\1/')
+        awk -v t="$t" -v b="$bin" -v n="${n:-0}" -v u="$user" -v s="$sys" -v w="$wall" -v c="$cov" 'BEGIN {
+            printf "%s %s: %d execs, %.2f s user + %.2f s sys = %d per CPU second (wall %.1f s), %s\n",
+                   t, b, n, u, s, (u + s > 0 ? n / (u + s) : 0), w, c }'
+        rm -rf "$work" "$work.log" "$work.time"
     done
 done

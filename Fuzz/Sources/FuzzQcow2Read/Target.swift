@@ -3,8 +3,8 @@ import FuzzSupport
 
 /// qcow2-read: the input is a QCOW2 image. Open (header, extensions, snapshot table, L1,
 /// refcount table, backing chain confined to the sandbox), info, map, check, reads of every
-/// extent (data, compressed zlib/zstd, zero, backing, extended-L2 subclusters), then the
-/// same reads through up to three internal snapshots' views.
+/// extent (data, compressed zlib/zstd, zero, backing, extended-L2 subclusters), then info,
+/// map and the reads through up to three internal snapshots' views.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let bytes = UnsafeBufferPointer(start: data, count: size)
@@ -15,7 +15,9 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         for s in q.metadata.snapshots.prefix(3) {
             o.snapshot = s.name
             guard let view = try? openDisk(Sandbox.shared.imagePath, options: o) else { continue }
-            Exercise.inspectAndRead(view, maxExtents: 16, sequentialBytes: 256 << 10)
+            // No check: a view's check walks the same file as the image's did (the header's
+            // L1 and every snapshot's), so it repeated that work, up to 3 times an input.
+            Exercise.inspectAndRead(view, maxExtents: 16, sequentialBytes: 256 << 10, check: false)
             Exercise.close(view)
         }
     }

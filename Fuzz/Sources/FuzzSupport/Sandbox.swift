@@ -1,21 +1,27 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import BlockCore
+@_spi(Fuzzing) import BlockCore
 
 /// The directory a fuzz target writes its image into, and the only directory an image may
 /// refer to (``OpenOptions/referenceRoot``): backing files, parents and data files named
 /// by fuzz input resolve here or are refused, so no input opens a host file elsewhere.
 ///
-/// The directory is `/dev/shm/blockscope-fuzz-PID` (memory, fast) or under `/tmp` when
-/// /dev/shm is missing. It holds `img` (the current input) and the bases the seed images
-/// refer to: `base.raw` (1 MiB, byte i of sector s is `s &+ i`) and `base.qcow2` (a
-/// QCOW2 over `base.raw`). One process uses one sandbox; the files are rewritten per input.
+/// The directory is `/dev/shm/blockscope-fuzz-PID` or under `/tmp` when /dev/shm is
+/// missing. It holds the bases the seed images refer to: `base.raw` (1 MiB, byte i of
+/// sector s is `s &+ i`) and `base.qcow2` (a QCOW2 over `base.raw`), and an empty `img`.
+/// The image's bytes are not in that file: every ``SystemFile`` opened on `img` (by that
+/// path or any other that resolves to it) reads and writes ``image``, a ``MemoryFile``,
+/// through BlockCore's fuzzing seam (``SystemFile/memoryFiles``). The empty file is there
+/// for what still looks at the path (`stat`, `realpath`, QEMU's lock bytes).
+/// One process uses one sandbox; the image is reloaded per input.
 public final class Sandbox: Sendable {
     /// The sandbox directory (no trailing slash).
     public let dir: String
     /// The image path the current input is written to.
     public let imagePath: String
+    /// The image's bytes (``imagePath``): 512 MiB of address space, written pages only.
+    public let image = MemoryFile(capacity: 512 << 20)
 
     /// The process's sandbox, created on first use.
     public static let shared = Sandbox()
@@ -25,6 +31,19 @@ public final class Sandbox: Sendable {
         dir = "\(root)/blockscope-fuzz-\(getpid())"
         imagePath = dir + "/img"
         mkdir(dir, 0o700)
+        Sandbox.writeFile(imagePath, [])
+        // A reference at most 4096 clusters past the end is counted; further ones are
+        // reported as lying far beyond it (the same paths, fewer steps: docs/FUZZING.md).
+        FuzzingLimits.qcow2CheckClustersPastEnd = 4096
+        let (path, memory) = (imagePath, image)
+        let canonical = Sandbox.canonical(path) ?? path
+        SystemFile.memoryFiles = { p in
+            if p == path || p == canonical { return memory }
+            // Another spelling of the same file ("./img", "../blockscope-fuzz-PID/img").
+            guard p.hasSuffix("img") else { return nil }
+            return Sandbox.canonical(p) == canonical ? memory : nil
+        }
+        Sandbox.checkSeam(path, memory)
         var base = [UInt8](repeating: 0, count: 1 << 20)
         for i in 0..<base.count { base[i] = UInt8(truncatingIfNeeded: (i >> 9) &+ i) }
         Sandbox.writeFile(dir + "/base.raw", base)
@@ -54,6 +73,47 @@ public final class Sandbox: Sendable {
         }
     }
 
+    /// Checks, once per process, that a ``SystemFile`` opened on the image path (by its name
+    /// and by another spelling) reads and writes `memory` and not the empty host file: if
+    /// BlockCore's seam stopped working, every input would test an empty file, so the target
+    /// stops at once instead.
+    static func checkSeam(_ path: String, _ memory: MemoryFile) {
+        memory.load([0x51, 0x46, 0x49, 0xfb, 1, 2, 3])
+        let dir = String(path[..<path.lastIndex(of: "/")!])
+        for spelling in [path, dir + "/./img"] {
+            do throws(BlockError) {
+                let f = try SystemFile(path: spelling, writable: true)
+                let b = try f.readBytes(at: 1, count: 8)
+                guard try f.size() == 7, b == [0x46, 0x49, 0xfb, 1, 2, 3, 0, 0] else {
+                    violation("SystemFile(\(spelling)) does not read the in-memory image (\(b))")
+                }
+                try f.writeBytes([9, 9], at: 10)
+                try f.truncate(to: 11)
+                guard memory.size == 11, memory.bytes(at: 9, count: 3) == [0, 9, 0] else {
+                    violation("SystemFile(\(spelling)) does not write the in-memory image")
+                }
+                try f.writeZeroes(at: 0, length: 4)
+                guard memory.bytes(at: 0, count: 5) == [0, 0, 0, 0, 1] else {
+                    violation("SystemFile(\(spelling)) does not zero the in-memory image")
+                }
+                f.close()
+            } catch {
+                violation("SystemFile(\(spelling)) on the in-memory image failed: \(error)")
+            }
+            memory.load([0x51, 0x46, 0x49, 0xfb, 1, 2, 3])
+        }
+        var st = stat()
+        if stat(path, &st) != 0 || st.st_size != 0 { violation("the host file \(path) was written") }
+        memory.reset()
+    }
+
+    /// `path` with symbolic links and `.`/`..` resolved, or nil when it does not resolve.
+    static func canonical(_ path: String) -> String? {
+        guard let r = realpath(path, nil) else { return nil }
+        defer { free(r) }
+        return String(cString: r)
+    }
+
     static func modificationTime(_ path: String) -> timespec {
         var st = stat()
         return stat(path, &st) == 0 ? st.st_mtim : timespec()
@@ -76,9 +136,9 @@ public final class Sandbox: Sendable {
         return out
     }
 
-    /// Replaces the image file's content with `bytes`; returns its path.
+    /// Replaces the image's content with `bytes`; returns its path.
     public func writeImage<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 {
-        Sandbox.writeFile(imagePath, Array(bytes))
+        image.load(bytes)
         return imagePath
     }
 

@@ -6,22 +6,20 @@ import Glibc
 /// the file, so that a 10 MiB VHDX whose metadata is a few KiB is a small input.
 ///
 /// Layout (little-endian): `u64 fileSize`, then records `u32 offset, u32 length, bytes`.
-/// The file is made sparse (`ftruncate`) and each record written at its offset; a record
+/// The file is emptied, given the size, and each record written at its offset; a record
 /// past the size or cut short by the end of the input is written as far as it goes. The
 /// size is capped at 64 MiB. scripts/fuzz/sparse-encode.py makes seeds in this form.
 public enum SparseImage {
     /// The largest file an input may describe.
     public static let maxFileSize: UInt64 = 64 << 20
 
-    /// Writes the file `bytes` describe to `path`, replacing it.
-    public static func write<C: Collection>(_ bytes: C, to path: String) where C.Element == UInt8 {
+    /// Makes `file` the file `bytes` describe.
+    public static func write<C: Collection>(_ bytes: C, to file: MemoryFile) where C.Element == UInt8 {
         let b = Array(bytes)
-        let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
-        if fd < 0 { violation("cannot create \(path): errno \(errno)") }
-        defer { close(fd) }
+        file.reset(size: 0)
         guard b.count >= 8 else { return }
         let size = min(le(b, 0, 8), maxFileSize)
-        ftruncate(fd, off_t(size))
+        _ = file.truncate(to: size)
         var i = 8
         while i + 8 <= b.count {
             let offset = le(b, i, 4), length = Int(le(b, i + 4, 4))
@@ -29,7 +27,7 @@ public enum SparseImage {
             let n = min(length, b.count - i)
             if n > 0 && offset < size {
                 let m = Int(min(UInt64(n), size - offset))
-                _ = b.withUnsafeBytes { pwrite(fd, $0.baseAddress! + i, m, off_t(offset)) }
+                _ = b.withUnsafeBytes { file.write(UnsafeRawBufferPointer(rebasing: $0[i..<(i + m)]), at: offset) }
             }
             i += n
         }

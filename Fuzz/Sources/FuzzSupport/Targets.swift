@@ -8,26 +8,26 @@ public enum ImageTargets {
     public static func read<C: Collection>(_ bytes: C, format: ImageFormat,
                                            extra: (any DiskFile) -> Void = { _ in }) where C.Element == UInt8 {
         let sandbox = Sandbox.shared
-        let path = writeImage(bytes, format)
+        let path = PhaseTimer.measure("read: load input") { writeImage(bytes, format) }
         var o = sandbox.options(writable: false)
         o.format = format
-        guard let disk = try? openDisk(path, options: o) else { return }
+        guard let disk = PhaseTimer.measure("read: open", { try? openDisk(path, options: o) }) else { return }
         Exercise.inspectAndRead(disk)
-        extra(disk)
-        Exercise.close(disk)
+        PhaseTimer.measure("read: extra") { extra(disk) }
+        PhaseTimer.measure("read: close") { Exercise.close(disk) }
     }
 
     /// Writes the sandbox image: QCOW2 inputs are the file itself; VHDX and VHD inputs are
     /// ``SparseImage`` encodings whose checksums ``Checksums`` then recomputes.
     static func writeImage<C: Collection>(_ bytes: C, _ format: ImageFormat) -> String where C.Element == UInt8 {
-        let path = Sandbox.shared.imagePath
+        let path = Sandbox.shared.imagePath, image = Sandbox.shared.image
         switch format {
         case .vhdx:
-            SparseImage.write(bytes, to: path)
-            Checksums.fixVhdx(path)
+            SparseImage.write(bytes, to: image)
+            Checksums.fixVhdx(image)
         case .vpc:
-            SparseImage.write(bytes, to: path)
-            Checksums.fixVhd(path)
+            SparseImage.write(bytes, to: image)
+            Checksums.fixVhd(image)
         default:
             _ = Sandbox.shared.writeImage(bytes)
         }
@@ -43,30 +43,30 @@ public enum ImageTargets {
         guard bytes.count > WriteProgram.byteCount else { return }
         let sandbox = Sandbox.shared
         defer { sandbox.restoreBases() }
-        let path = writeImage(bytes.dropFirst(WriteProgram.byteCount), format)
+        let path = PhaseTimer.measure("write: load input") { writeImage(bytes.dropFirst(WriteProgram.byteCount), format) }
         var o = sandbox.options(writable: false)
         o.format = format
-        guard let before = try? openDisk(path, options: o) else { return }
-        let report = try? (before as? any InspectableDisk)?.check(repair: nil)
+        guard let before = PhaseTimer.measure("write: open before", { try? openDisk(path, options: o) }) else { return }
+        let report = PhaseTimer.measure("write: check before") { try? (before as? any InspectableDisk)?.check(repair: nil) }
         Exercise.close(before)
         guard let report, report.corruptions == 0, report.checkErrors == 0 else { return }
 
         o.writable = true
-        guard let disk = try? openDisk(path, options: o) else { return }
+        guard let disk = PhaseTimer.measure("write: open writable", { try? openDisk(path, options: o) }) else { return }
         var program = WriteProgram(bytes.prefix(WriteProgram.byteCount), diskSize: disk.logicalSize)
-        program.run(on: disk)
-        let closed = (try? disk.close()) != nil
+        PhaseTimer.measure("write: program") { program.run(on: disk) }
+        let closed = PhaseTimer.measure("write: close") { (try? disk.close()) != nil }
         guard closed else { return }
 
         o.writable = false
         let after: any DiskFile
-        do { after = try openDisk(path, options: o) } catch {
+        do throws(BlockError) { after = try PhaseTimer.measure("write: reopen") { () throws(BlockError) in try openDisk(path, options: o) } } catch {
             violation("the image no longer opens after writes: \(error)")
         }
         defer { Exercise.close(after) }
         if let d = after as? any InspectableDisk {
             do {
-                let r = try d.check(repair: nil)
+                let r = try PhaseTimer.measure("write: check after") { () throws(BlockError) in try d.check(repair: nil) }
                 if r.corruptions > 0 || r.checkErrors > 0 {
                     violation("check after writes: \(r.corruptions) corruptions, \(r.checkErrors) errors: \(r.messages.prefix(5).joined(separator: "; "))")
                 }
@@ -74,6 +74,6 @@ public enum ImageTargets {
                 violation("check after writes failed: \(error)")
             }
         }
-        program.verify(after, what: "after reopen")
+        PhaseTimer.measure("write: verify") { program.verify(after, what: "after reopen") }
     }
 }

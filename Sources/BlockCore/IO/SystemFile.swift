@@ -20,6 +20,9 @@ public final class SystemFile: @unchecked Sendable {
     public let direct: Bool
     /// QEMU's image lock for this file, held until ``close()`` (see ``holdLock(_:)``).
     private var lock: ImageLock?
+    /// The file's bytes when they live in memory (fuzz targets only, ``memoryFiles``); then
+    /// ``fd`` is -1 and every call below goes here instead of to the kernel.
+    private let memory: (any MemoryFileStorage)?
 
     /// Opens `path` read-only or read-write. The corresponding C function is `open`.
     ///
@@ -33,6 +36,13 @@ public final class SystemFile: @unchecked Sendable {
         if direct { flags |= bs_o_direct() }
         if create { flags |= O_CREAT }
         if truncate { flags |= O_TRUNC }
+        if let lookup = SystemFile.memoryFiles, let m = lookup(path) {
+            memory = m
+            fd = -1
+            if truncate { _ = m.truncate(to: 0) }
+            return
+        }
+        memory = nil
         var fd: Int32 = -1
         repeat { fd = open(path, flags, 0o644) } while fd < 0 && errno == EINTR
         if fd < 0 {
@@ -75,6 +85,7 @@ public final class SystemFile: @unchecked Sendable {
 
     /// The file's size in bytes (`st_size`). The corresponding C function is `fstat`.
     public func size() throws(BlockError) -> UInt64 {
+        if let memory { return memory.size }
         var st = stat()
         if fstat(fd, &st) != 0 { throw BlockError.system(errno, "fstat", path: path) }
         return UInt64(st.st_size)
@@ -82,6 +93,7 @@ public final class SystemFile: @unchecked Sendable {
 
     /// Bytes the file occupies on disk (`st_blocks * 512`), qemu-img's actual-size.
     public func allocatedSize() throws(BlockError) -> UInt64 {
+        if let memory { return memory.allocatedSize }
         var st = stat()
         if fstat(fd, &st) != 0 { throw BlockError.system(errno, "fstat", path: path) }
         return UInt64(st.st_blocks) * 512
@@ -99,6 +111,7 @@ public final class SystemFile: @unchecked Sendable {
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws(BlockError) -> Int {
         try checkRange(offset, buffer.count, "read")
+        if let memory { return memory.read(into: buffer, at: offset) }
         var done = 0
         while done < buffer.count {
             let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -129,6 +142,11 @@ public final class SystemFile: @unchecked Sendable {
     /// Writes all of `buffer` at `offset`. The corresponding C function is `pwrite`.
     public func write(_ buffer: UnsafeRawBufferPointer, at offset: UInt64) throws(BlockError) {
         try checkRange(offset, buffer.count, "write")
+        if let memory {
+            let e = memory.write(buffer, at: offset)
+            if e != 0 { throw BlockError.system(e, "write", path: path, hostOffset: offset) }
+            return
+        }
         var done = 0
         while done < buffer.count {
             let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
@@ -152,6 +170,7 @@ public final class SystemFile: @unchecked Sendable {
     /// Flushes data (and with `dataOnly == false`, metadata) to stable storage.
     /// The corresponding C functions are `fdatasync` and `fsync`.
     public func sync(dataOnly: Bool = true) throws(BlockError) {
+        if memory != nil { return }
         var r: Int32
         repeat { r = dataOnly ? fdatasync(fd) : fsync(fd) } while r != 0 && errno == EINTR
         if r != 0 { throw BlockError.system(errno, dataOnly ? "fdatasync" : "fsync", path: path) }
@@ -173,6 +192,11 @@ public final class SystemFile: @unchecked Sendable {
         if size > UInt64(Int64.max) {
             throw BlockError(.outOfBounds, "size \(size) is past the largest file offset", path: path, operation: "truncate")
         }
+        if let memory {
+            let e = memory.truncate(to: size)
+            if e != 0 { throw BlockError.system(e, "ftruncate", path: path) }
+            return
+        }
         var r: Int32
         repeat { r = ftruncate(fd, off_t(size)) } while r != 0 && errno == EINTR
         if r != 0 { throw BlockError.system(errno, "ftruncate", path: path) }
@@ -183,7 +207,8 @@ public final class SystemFile: @unchecked Sendable {
     /// Falls back to writing zeroes when the filesystem cannot punch holes.
     public func punchHole(at offset: UInt64, length: UInt64) throws(BlockError) {
         if length == 0 { return }
-        let r = bs_fallocate(fd, 0x02 | 0x01, Int64(offset), Int64(length))
+        if let memory, memory.zero(at: offset, length: length, extend: false) == 0 { return }
+        let r = memory != nil ? -1 : bs_fallocate(fd, 0x02 | 0x01, Int64(offset), Int64(length))
         if r == 0 { return }
         try writeZeroes(at: offset, length: length)
     }
@@ -193,6 +218,11 @@ public final class SystemFile: @unchecked Sendable {
         if length == 0 { return }
         guard length <= UInt64(Int.max) else { throw BlockError(.outOfBounds, "zero range of \(length) bytes is too long", path: path, hostOffset: offset, operation: "write") }
         try checkRange(offset, Int(length), "write")
+        if let memory {
+            let e = memory.zero(at: offset, length: length, extend: true)
+            if e != 0 { throw BlockError.system(e, "fallocate", path: path, hostOffset: offset) }
+            return
+        }
         if bs_fallocate(fd, 0x10, Int64(offset), Int64(length)) == 0 { return }
         let chunk = 1 << 20
         let zeroes = UnsafeMutableRawBufferPointer.allocate(byteCount: chunk, alignment: 4096)
@@ -209,6 +239,7 @@ public final class SystemFile: @unchecked Sendable {
     /// The next offset at or after `offset` that holds data (`SEEK_DATA`), or nil past the last data.
     public func nextData(from offset: UInt64) -> UInt64? {
         guard offset <= UInt64(Int64.max) else { return nil }
+        if let memory { return memory.nextData(from: offset) }
         let r = lseek(fd, off_t(offset), 3 /* SEEK_DATA */)
         return r < 0 ? nil : UInt64(r)
     }
@@ -216,6 +247,7 @@ public final class SystemFile: @unchecked Sendable {
     /// The next hole at or after `offset` (`SEEK_HOLE`); end of file counts as a hole.
     public func nextHole(from offset: UInt64) -> UInt64? {
         guard offset <= UInt64(Int64.max) else { return nil }
+        if let memory { return memory.nextHole(from: offset) }
         let r = lseek(fd, off_t(offset), 4 /* SEEK_HOLE */)
         return r < 0 ? nil : UInt64(r)
     }

@@ -98,7 +98,7 @@ struct Qcow2ReferenceWalk {
         let fileSize = try reader.fileSize()
         fileLength = fileSize
         nb = Int((fileSize + cs - 1) / cs)
-        limit = nb + (1 << 20)
+        limit = nb + FuzzingLimits.qcow2CheckClustersPastEnd
         rc = RefcountArray(clusters: nb, order: h.refcountOrder)
         perBlock = Qcow2Refcounts.entriesPerBlock(clusterBits: h.clusterBits, refcountOrder: h.refcountOrder)
         refTable = try reader.refcountTable(h)
