@@ -70,6 +70,10 @@ extension VhdDisk {
         let bat = m.batSnapshot()
         let span = m.dynamic.bitmapSize + UInt64(m.dynamic.blockSize)
         r.totalClusters = (logicalSize + UInt64(m.dynamic.blockSize) - 1) / UInt64(m.dynamic.blockSize)
+        if let overlap = m.batOverlap {
+            r.corruptions += 1
+            r.messages.append(overlap)
+        }
         var used: [(UInt64, UInt64, Int)] = []
         var last: UInt64?
         for (i, e) in bat.enumerated() where e != VhdMetadata.unallocated {

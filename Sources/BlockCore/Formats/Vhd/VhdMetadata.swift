@@ -27,6 +27,22 @@ public final class VhdMetadata: @unchecked Sendable {
     /// Unallocated BAT entry.
     public static let unallocated: UInt32 = 0xFFFF_FFFF
 
+    /// Why the BAT shares bytes with the dynamic header or the footer copy at offset 0, if
+    /// it does (`check` counts it as a corruption; a writable open is refused).
+    let batOverlap: String?
+
+    /// The words for a BAT at `bat..<end` that overlaps the dynamic header at `header` (1,024
+    /// bytes) or the footer copy at 0 (512 bytes); nil when it overlaps neither.
+    static func overlap(bat: UInt64, end: UInt64, header: UInt64) -> String? {
+        if bat < header &+ 1024 && header < end {
+            return "BAT at \(hex(bat))..\(hex(end)) overlaps the dynamic header at \(hex(header))..\(hex(header &+ 1024))"
+        }
+        if bat < 512 {
+            return "BAT at \(hex(bat))..\(hex(end)) overlaps the footer copy at 0x0..0x200"
+        }
+        return nil
+    }
+
     /// Reads the dynamic header and BAT; checks that allocated blocks lie inside the file.
     public init(file: SystemFile, footer: VhdFooter, footerOffset: UInt64, writable: Bool) throws(BlockError) {
         self.file = file
@@ -50,6 +66,13 @@ public final class VhdMetadata: @unchecked Sendable {
         let (end, o) = dynamic.tableOffset.addingReportingOverflow(batBytes)
         if o || end > size || dynamic.maxTableEntries > (1 << 28) {
             throw BlockError(.corruptImage, "vpc: BAT at \(hex(dynamic.tableOffset)) (\(dynamic.maxTableEntries) entries) lies beyond the end of the file (size \(hex(size)))", path: path, hostOffset: dynamic.tableOffset, operation: "open")
+        }
+        batOverlap = VhdMetadata.overlap(bat: dynamic.tableOffset, end: end, header: footer.dataOffset)
+        // A BAT that shares bytes with the dynamic header or the footer copy: updating an
+        // entry would rewrite the header (and break its checksum), so such an image is not
+        // written; read-only it opens, and check counts it as a corruption.
+        if writable, let overlap = batOverlap {
+            throw BlockError(.corruptImage, "vpc: \(overlap); the image cannot be written", path: path, hostOffset: dynamic.tableOffset, operation: "open")
         }
         let raw = try file.readBytes(at: dynamic.tableOffset, count: Int(batBytes))
         bat = (0..<Int(dynamic.maxTableEntries)).map { ByteField.be32(raw, $0 * 4) }
