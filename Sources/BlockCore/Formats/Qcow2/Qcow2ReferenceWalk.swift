@@ -156,6 +156,11 @@ struct Qcow2ReferenceWalk {
         inc(0, cs, .qcowHeader)
         let l1 = try reader.activeL1(h)
         let snaps = metadata.snapshots
+        // A v3 entry must carry the guest size (16 bytes of extra data); qemu-img check counts
+        // each one without it as a corruption (found by qcow2-write: such an image was "clean").
+        for (i, s) in snaps.enumerated() where h.version >= 3 && s.diskSize == nil {
+            problem("ERROR snapshot table entry \(i) is incomplete")
+        }
         var tables = l1.reduce(0) { $0 + ($1 & Qcow2Entry.offsetMask != 0 ? 1 : 0) }
         var done = 0
         var snapL1s: [[UInt64]] = []
@@ -171,11 +176,14 @@ struct Qcow2ReferenceWalk {
         inc(h.snapshotsOffset, metadata.snapshotTableBytes, .snapshotTable)
         inc(h.refcountTableOffset, h.refcountTableBytes, .refcountTable)
         if let e = metadata.extensions.encryption { inc(e.offset, e.length, .encryptionHeader) }
-        if let b = metadata.extensions.bitmaps, b.count > 0, b.directorySize > Qcow2BitmapsExtension.maxDirectorySize {
+        // Without the autoclear bit the bitmaps are stale and QEMU ignores the extension (its
+        // clusters are leaks); a writer that does not keep bitmaps clears the bit, as blockscope does.
+        let bitmaps = h.autoclearFeatures & Qcow2Feature.bitmaps != 0 ? metadata.extensions.bitmaps : nil
+        if let b = bitmaps, b.count > 0, b.directorySize > Qcow2BitmapsExtension.maxDirectorySize {
             // QEMU refuses such an image at open; counting its clusters would mark up to a
             // million clusters past the end of the file (found by qcow2-read: minutes per check).
             problem("ERROR bitmap directory size \(b.directorySize) exceeds the maximum supported size (\(Qcow2BitmapsExtension.maxDirectorySize))")
-        } else if let b = metadata.extensions.bitmaps, b.count > 0 {
+        } else if let b = bitmaps, b.count > 0 {
             inc(b.directoryOffset, b.directorySize, .bitmapDirectory)
             let dirEnd = b.directoryOffset.addingReportingOverflow(b.directorySize)
             if b.directorySize <= 64 << 20, !dirEnd.overflow, dirEnd.partialValue <= metadata.fileSize {
