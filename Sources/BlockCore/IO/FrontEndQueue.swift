@@ -29,7 +29,7 @@ public final class FrontEndQueue: Sendable {
     /// Says where the requests queued next on this queue come from: the client's tag and
     /// when the request was read (monotonic ns). Call on the queue's thread.
     @inline(__always)
-    public func origin(clientTag: UInt64, receivedNs: UInt64) {
+    package func origin(clientTag: UInt64, receivedNs: UInt64) {
         tag.store(clientTag, ordering: .relaxed)
         received.store(receivedNs, ordering: .relaxed)
     }
@@ -44,7 +44,7 @@ public final class FrontEndQueue: Sendable {
 
     /// Replies to the requests queued under each `userData` (read at `receivedNs`) were sent
     /// at `sentNs`: they leave the registry and their end-to-end latency is recorded.
-    public func replied<S: Sequence<(userData: UInt64, receivedNs: UInt64)>>(_ replies: S, sentNs: UInt64) {
+    package func replied<S: Sequence<(userData: UInt64, receivedNs: UInt64)>>(_ replies: S, sentNs: UInt64) {
         guard let t = table.withLock({ $0 }) else { return }
         t.state.withLock { st in
             for r in replies {
@@ -56,7 +56,7 @@ public final class FrontEndQueue: Sendable {
 
     /// The request queued under `userData` will get no reply (the client is gone): it
     /// leaves the registry.
-    public func forget(_ userData: UInt64) {
+    package func forget(_ userData: UInt64) {
         guard let t = table.withLock({ $0 }) else { return }
         _ = t.state.withLock { $0.entries.removeValue(forKey: userData) }
     }

@@ -47,7 +47,7 @@ public final class QueueCore {
     private var flushes: [(userData: UInt64, published: UInt8)] = []
     /// Starts the queue's own flush of request `userData` and submits it: what a force unit
     /// access request runs after its data part (each queue sets it when it is made).
-    public var flushStarter: ((UInt64) throws(BlockError) -> Void)?
+    var flushStarter: ((UInt64) throws(BlockError) -> Void)?
     /// Force unit access requests in progress: what to complete them as, and whether their
     /// flush has started.
     private var fua: [UInt64: (op: GuestOp, length: UInt64, start: UInt64, flushing: Bool)] = [:]
@@ -94,7 +94,7 @@ public final class QueueCore {
 
     /// Marks request `userData`, queued next on this queue, as force unit access (a write,
     /// zero or discard whose completion waits for a flush; see the type's comment).
-    public func armForceUnitAccess(_ userData: UInt64) {
+    func armForceUnitAccess(_ userData: UInt64) {
         fuaArmed = userData
         special = true
     }
