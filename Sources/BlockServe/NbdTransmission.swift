@@ -61,7 +61,9 @@ final class NbdTransmission {
     var slots: [Slot]
     var freeSlots: [Int]
     let headers: UnsafeMutableRawPointer
-    let input: UnsafeMutableRawPointer
+    /// The socket input buffer (a mapping of its own, so an ended connection returns it).
+    let inputBuffer = AlignedBuffer(count: NbdTransmission.inputSize)
+    var input: UnsafeMutableRawPointer { inputBuffer.baseAddress }
     var rpos = 0, wpos = 0
     var receiving = Receiving.header
     var transientBytes = 0
@@ -94,13 +96,11 @@ final class NbdTransmission {
         slots = Array(repeating: Slot(), count: Self.maxSlots)
         freeSlots = Array((0..<Self.maxSlots).reversed())
         headers = UnsafeMutableRawPointer.allocate(byteCount: Self.maxSlots * Self.headerSize, alignment: 16)
-        input = UnsafeMutableRawPointer.allocate(byteCount: Self.inputSize, alignment: 16)
         outIov.reserveCapacity(2 * Self.maxSlots)
     }
 
     deinit {
         headers.deallocate()
-        input.deallocate()
     }
 
     /// Serves requests until the connection ends; returns why it ended. The queue is made
