@@ -63,8 +63,12 @@ struct Run: ParsableCommand {
             let disk = try openImage(image, imageOptions.openOptions(writable: write))
             // One line per command as it finishes (flushed: a paced script shows its progress through a pipe too).
             let runner = try ScriptRunner(disk: disk, engine: imageOptions.engine, output: { print($0); fflush(nil) })
-            try runner.run(lines, source: script)
+            // A signal stops the script between commands; the image is still flushed and closed.
+            let signals = StopSignals(onStop: { _ in })
+            defer { signals.cancel() }
+            for l in lines where !signals.stopped { try runner.run([l], source: script) }
             try disk.close()
+            if signals.stopped { throw BlockError(.cancelled, "stopped by \(StopSignals.name(signals.caught.load(ordering: .relaxed))) before the end; the image was flushed and closed", path: script) }
         }
     }
 
@@ -114,6 +118,9 @@ struct Run: ParsableCommand {
             if every > 0 { looker = RegistryLooker(registry: r, everyMs: every) }
         }
         let workload = try Workload(disk: disk, jobs: file.jobs, options: wo)
+        // A signal ends the jobs early, as fio's Ctrl-C does: partial results, then flush and close.
+        let signals = StopSignals(onStop: { _ in workload.stop() })
+        defer { signals.cancel() }
         try workload.start()
         recorder?.begin(start: workload.startTime)
         ProgressBar.watch(workload)
