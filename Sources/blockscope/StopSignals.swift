@@ -4,7 +4,7 @@ import Synchronization
 import Glibc
 #endif
 
-/// SIGINT, SIGTERM and SIGHUP during `run` (and `replay`): the first one stops the work as
+/// SIGINT, SIGTERM and SIGHUP during `run`: the first one stops the work as
 /// fio's Ctrl-C does. Requests in flight complete, the results so far are printed, and the
 /// image is flushed and closed, so every write that completed is in the image and its lock
 /// is released. Without this, a signal killed the process before the close: a QCOW2's cached
