@@ -23,6 +23,7 @@ let package = Package(
     products: [
         .executable(name: "blockscope", targets: ["blockscope"]),
         .library(name: "BlockCore", targets: ["BlockCore"]),
+        .library(name: "BlockIO", targets: ["BlockIO"]),
         .library(name: "BlockEngine", targets: ["BlockEngine"]),
         .library(name: "BlockScopeUI", targets: ["BlockScopeUI"]),
         .library(name: "BlockServe", targets: ["BlockServe"]),
@@ -43,28 +44,53 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
 
-        // Block layer: errors, disk protocols, io_uring, formats. Knows nothing of workloads or terminals.
+        // The block layer, one target per concern (docs/ARCHITECTURE.md, docs/adr/0017-format-modules.md).
+        // I/O: BlockError, SystemFile, io_uring, the queue core, the disk protocols, image locks,
+        // events, byte fields, checksums. Knows no format.
+        .target(
+            name: "BlockIO",
+            dependencies: ["CURing", .product(name: "DequeModule", package: "swift-collections")]
+        ),
+        // The format-neutral structure model the formats fill and the UI renders.
+        .target(name: "BlockInspect", dependencies: ["BlockIO"]),
+        // The block-map engine the BAT formats (VHDX, VHD) share: BlockMappedDisk, MappedAsync.
+        .target(
+            name: "BlockMap",
+            dependencies: ["BlockIO", .product(name: "DequeModule", package: "swift-collections")]
+        ),
+        // One target per format: header, metadata, sync and io_uring paths, check, create, structure.
+        .target(
+            name: "Raw",
+            dependencies: ["BlockIO", "BlockInspect", .product(name: "DequeModule", package: "swift-collections")]
+        ),
+        .target(
+            name: "Qcow2",
+            dependencies: ["BlockIO", "BlockInspect", "CURing", "CZlib", "CZstd",
+                           .product(name: "DequeModule", package: "swift-collections")]
+        ),
+        .target(name: "Vhdx", dependencies: ["BlockIO", "BlockInspect", "BlockMap"]),
+        .target(name: "Vhd", dependencies: ["BlockIO", "BlockInspect", "BlockMap"]),
+        // The format registry: probe and open (`openDisk`), one line per format. Re-exports the
+        // modules below it, so `import BlockCore` is the whole block layer for a library user.
         .target(
             name: "BlockCore",
-            dependencies: [
-                "CURing", "CZlib", "CZstd",
-                .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            dependencies: ["BlockIO", "BlockInspect", "BlockMap", "Raw", "Qcow2", "Vhdx", "Vhd"]
         ),
-        // Workloads over BlockCore: jobs, runner, stats, events, trace, bench.
+        // Workloads over any disk: jobs, runner, stats, events, trace, bench. Knows BlockIO's
+        // protocols, no format.
         .target(
             name: "BlockEngine",
             dependencies: [
-                "BlockCore",
+                "BlockIO",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // The NBD server: protocol parsing (pure functions) and one queue per client connection.
-        // Knows BlockCore only; no workloads, no screen.
+        // Knows BlockIO only (the disk and queue protocols); no format, no workloads, no screen.
         .target(
             name: "BlockServe",
-            dependencies: ["BlockCore"]
+            dependencies: ["BlockIO"]
         ),
         // The terminal UI: draws what BlockEngine and BlockCore expose.
         .target(
@@ -90,10 +116,10 @@ let package = Package(
 
         // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockIO", "BlockMap", "Qcow2", "Vhdx", "Vhd", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
-        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockServe", "TestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockIO", "BlockServe", "TestSupport"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "BlockIO", "Vhdx", "TestSupport"]),
         .testTarget(name: "BlockServeTests", dependencies: ["BlockServe", "BlockCore", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -5,6 +5,8 @@
 import PackageDescription
 
 let core = Target.Dependency.product(name: "BlockCore", package: "blockscope")
+// The fuzzing seam (`@_spi(Fuzzing)`: SystemFile.memoryFiles, FuzzingLimits) lives in BlockIO.
+let io = Target.Dependency.product(name: "BlockIO", package: "blockscope")
 let engine = Target.Dependency.product(name: "BlockEngine", package: "blockscope")
 let serve = Target.Dependency.product(name: "BlockServe", package: "blockscope")
 let ui = Target.Dependency.product(name: "BlockScopeUI", package: "blockscope")
@@ -29,7 +31,7 @@ let package = Package(
     targets: [
         // The harness's own bookkeeping in C, built without coverage instrumentation.
         .target(name: "CFuzzSupport"),
-        .target(name: "FuzzSupport", dependencies: [core, "CFuzzSupport"]),
+        .target(name: "FuzzSupport", dependencies: [core, io, "CFuzzSupport"]),
         .executableTarget(name: "FuzzQcow2Read", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzQcow2Write", dependencies: ["FuzzSupport", core]),
         .executableTarget(name: "FuzzVhdx", dependencies: ["FuzzSupport", core]),

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Synchronization
 
 /// One `base:allocation` extent: a length and NBD_STATE_HOLE / NBD_STATE_ZERO bits.

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Synchronization
 
 /// What one export offers every connection: the open disk, its size and transmission flags,

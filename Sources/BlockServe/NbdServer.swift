@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Synchronization
 #if canImport(Glibc)
 import Glibc

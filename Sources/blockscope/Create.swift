@@ -56,6 +56,7 @@ struct Create: ParsableCommand {
                 o.fixed = try subformat(["dynamic", "fixed"]) == "fixed"
                 o.blockStateZero = try flag("block_state_zero", true)
                 o.parent = backing
+                o.referenceOpener = diskOpener
                 try VhdxFormat.create(path: image, size: bytes, options: o)
             case .vpc:
                 try allowOnly(kv, ["subformat", "force_size"])
@@ -63,6 +64,7 @@ struct Create: ParsableCommand {
                 o.fixed = try subformat(["dynamic", "fixed"]) == "fixed"
                 o.forceSize = try flag("force_size", false)
                 o.parent = backing
+                o.referenceOpener = diskOpener
                 try VhdFormat.create(path: image, size: bytes, options: o)
             case .raw:
                 try allowOnly(kv, [])

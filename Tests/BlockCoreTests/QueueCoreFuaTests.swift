@@ -1,4 +1,6 @@
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import Qcow2
 import Foundation
 import Testing
 import TestSupport

@@ -1,4 +1,7 @@
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import BlockMap
+@testable import Vhdx
 import Foundation
 import Testing
 import TestSupport

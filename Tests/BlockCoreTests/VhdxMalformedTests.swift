@@ -1,6 +1,9 @@
 import Testing
 import Foundation
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import Vhdx
+@testable import Vhd
 import TestSupport
 
 /// Malformed VHDX and VHD images: each must fail to open with a BlockError that names the
@@ -113,6 +116,7 @@ import TestSupport
         let dir = try TestSupport.makeTempDir("vhdx-bad"); defer { TestSupport.removeTempDir(dir) }
         let base = try image(dir, "a.vhdx")
         var o = VhdxCreateOptions()
+        o.referenceOpener = diskOpener
         o.parent = base
         try VhdxFormat.create(path: dir + "/b.vhdx", size: 0, options: o)
         o.parent = dir + "/b.vhdx"
@@ -128,6 +132,7 @@ import TestSupport
         let dir = try TestSupport.makeTempDir("vhdx-bad"); defer { TestSupport.removeTempDir(dir) }
         let base = try image(dir, "a.vhdx")
         var o = VhdxCreateOptions()
+        o.referenceOpener = diskOpener
         o.parent = base
         try VhdxFormat.create(path: dir + "/b.vhdx", size: 0, options: o)
         try FileManager.default.removeItem(atPath: base)

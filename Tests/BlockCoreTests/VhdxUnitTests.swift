@@ -1,5 +1,8 @@
 import Testing
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import Vhdx
+@testable import Vhd
 
 /// Unit tests of the VHDX building blocks: CRC-32C, GUIDs, BAT geometry, log entries.
 @Suite struct VhdxUnitTests {

@@ -1,4 +1,5 @@
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
 @testable import BlockEngine
 @testable import BlockScopeUI
 import Foundation

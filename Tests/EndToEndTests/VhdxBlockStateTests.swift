@@ -1,6 +1,8 @@
 import Testing
 import Foundation
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import Vhdx
 import TestSupport
 
 /// Payload block states read as the specification says (and as qemu-img reads them), and

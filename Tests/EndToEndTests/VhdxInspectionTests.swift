@@ -1,6 +1,8 @@
 import Testing
 import Foundation
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import Vhdx
 import TestSupport
 
 /// `map`/`check`/`info` for VHDX and VHD through ``InspectableDisk``: VHD extents equal

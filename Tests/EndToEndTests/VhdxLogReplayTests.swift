@@ -1,6 +1,8 @@
 import Testing
 import Foundation
-@testable import BlockCore
+import BlockCore
+@testable import BlockIO
+@testable import Vhdx
 import TestSupport
 
 /// A VHDX whose BAT update reached the log but not its final location (a crash between the

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-@_spi(Fuzzing) import BlockCore
+import BlockCore
+@_spi(Fuzzing) import BlockIO
 
 /// A file held in this process's memory, behind ``SystemFile`` (BlockCore's
 /// ``MemoryFileStorage`` seam), so that an input costs the formats' own work and no file

@@ -1,7 +1,8 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-@_spi(Fuzzing) import BlockCore
+import BlockCore
+@_spi(Fuzzing) import BlockIO
 
 /// The directory a fuzz target writes its image into, and the only directory an image may
 /// refer to (``OpenOptions/referenceRoot``): backing files, parents and data files named

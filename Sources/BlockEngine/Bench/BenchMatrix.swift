@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 
 /// One workload of the standard benchmark matrix.

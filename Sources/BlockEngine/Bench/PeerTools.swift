@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 
 /// Runs the peers blockscope compares itself with — fio and `qemu-img bench` — when installed.

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Synchronization
 
 /// A bounded single-producer, single-consumer ring of ``IoEvent``s: the buffer of one queue.

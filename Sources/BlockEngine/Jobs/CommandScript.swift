@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// One command of blockscope's command language (scripts, `run`, and the TUI's `:` prompt).
 ///

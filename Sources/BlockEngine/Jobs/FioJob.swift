@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// The I/O pattern of a job (fio's `rw=`).
 public enum RwMode: String, Sendable, CaseIterable {

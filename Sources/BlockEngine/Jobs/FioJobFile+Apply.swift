@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 extension FioJobFile {
     /// fio engines that do no real I/O in fio; blockscope runs them on the image with a warning.

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 extension FioJobFile {
     /// Entries allowed in one direction of a `bssplit` or zoned distribution (fio's limit is 64).

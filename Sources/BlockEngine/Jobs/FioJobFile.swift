@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// A parsed fio job file: INI sections, `[global]` defaults, `key=value` or bare flags.
 ///

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// Streams a guest range in order through an async queue, keeping several reads in flight.
 ///

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// A seeded xorshift64* pseudo-random generator: fast, reproducible, no system calls.
 ///

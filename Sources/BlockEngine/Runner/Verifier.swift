@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// Reads back blocks written with `verify` and checks their headers and checksums.
 public enum Verifier {

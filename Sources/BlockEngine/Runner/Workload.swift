@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 
 /// Options of a ``Workload`` beyond what its jobs say.

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 import Synchronization
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 
 /// Renders workload results as fio does: its JSON shape (`--output=json`) and its human summary.

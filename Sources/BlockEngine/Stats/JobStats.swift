@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Histogram
 #if canImport(Glibc)
 import Glibc

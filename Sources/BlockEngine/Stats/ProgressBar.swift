@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 #if canImport(Glibc)
 import Glibc

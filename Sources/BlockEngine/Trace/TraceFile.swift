@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 
 /// How a traced write's data can be regenerated.

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Foundation
 
 /// Writes a `run --trace` file: the header, every guest request, and with detail every event.

@@ -1,0 +1,63 @@
+import Synchronization
+
+/// A queue fed by a front end that serves clients (an NBD connection; later a vhost-user
+/// virtqueue): who the client is and, per request, the client's own tag and the instant the
+/// request was read, so the in-flight registry and the queue's figures show a served request
+/// as the client sees it. Give it to the queue with ``QueueOptions/frontEnd`` (with a registry).
+///
+/// The front end calls ``origin(clientTag:receivedNs:)`` on the queue's thread before it
+/// queues a request; the queue reads it at acceptance (two relaxed atomic loads). A served
+/// request stays in the registry after the queue hands its completion back (marked
+/// ``OutstandingRequest/handedBackNs``) until the front end has sent its reply and says so
+/// with ``replied(_:sentNs:)`` (one lock per batch of replies, which also records their
+/// end-to-end latency) or gives up on it with ``forget(_:)``: what the client waits for.
+public final class FrontEndQueue: Sendable {
+    /// The client as the views name its queue: `nbd 1 unix`, `nbd 2 127.0.0.1:51234`.
+    public let client: String
+    /// What the client calls its per-request tag (`cookie` for NBD).
+    public let tagName: String
+    private let tag = Atomic<UInt64>(0)
+    private let received = Atomic<UInt64>(0)
+    private let table = Mutex<InFlightRegistry.Table?>(nil)
+
+    /// Describes a front end's queue for `client`, whose requests carry a `tagName`.
+    public init(client: String, tagName: String) {
+        self.client = client
+        self.tagName = tagName
+    }
+
+    /// Says where the requests queued next on this queue come from: the client's tag and
+    /// when the request was read (monotonic ns). Call on the queue's thread.
+    @inline(__always)
+    package func origin(clientTag: UInt64, receivedNs: UInt64) {
+        tag.store(clientTag, ordering: .relaxed)
+        received.store(receivedNs, ordering: .relaxed)
+    }
+
+    /// The origin last set (read by the queue at acceptance, on the same thread).
+    package var current: (tag: UInt64, receivedNs: UInt64) {
+        (tag.load(ordering: .relaxed), received.load(ordering: .relaxed))
+    }
+
+    /// Binds the registry table of the queue this front end feeds (at the queue's creation).
+    package func attach(_ t: InFlightRegistry.Table) { table.withLock { $0 = t } }
+
+    /// Replies to the requests queued under each `userData` (read at `receivedNs`) were sent
+    /// at `sentNs`: they leave the registry and their end-to-end latency is recorded.
+    package func replied<S: Sequence<(userData: UInt64, receivedNs: UInt64)>>(_ replies: S, sentNs: UInt64) {
+        guard let t = table.withLock({ $0 }) else { return }
+        t.state.withLock { st in
+            for r in replies {
+                st.entries.removeValue(forKey: r.userData)
+                st.figures.endToEnd.record(sentNs > r.receivedNs ? sentNs - r.receivedNs : 0)
+            }
+        }
+    }
+
+    /// The request queued under `userData` will get no reply (the client is gone): it
+    /// leaves the registry.
+    package func forget(_ userData: UInt64) {
+        guard let t = table.withLock({ $0 }) else { return }
+        _ = t.state.withLock { $0.entries.removeValue(forKey: userData) }
+    }
+}
