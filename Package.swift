@@ -22,6 +22,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "blockscope", targets: ["blockscope"]),
+        .library(name: "BlockInspect", targets: ["BlockInspect"]),
         .library(name: "BlockCore", targets: ["BlockCore"]),
         .library(name: "BlockEngine", targets: ["BlockEngine"]),
         .library(name: "BlockScopeUI", targets: ["BlockScopeUI"]),
@@ -43,11 +44,14 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
                        providers: [.apt(["libzstd-dev"])]),
 
+        // The format-neutral inspection model: tables of entries, sections, cells, legends and the
+        // `ImageInspector` protocol every format fills and the UI only renders. Below the formats.
+        .target(name: "BlockInspect"),
         // Block layer: errors, disk protocols, io_uring, formats. Knows nothing of workloads or terminals.
         .target(
             name: "BlockCore",
             dependencies: [
-                "CURing", "CZlib", "CZstd",
+                "BlockInspect", "CURing", "CZlib", "CZstd",
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
@@ -69,7 +73,7 @@ let package = Package(
         // The terminal UI: draws what BlockEngine and BlockCore expose.
         .target(
             name: "BlockScopeUI",
-            dependencies: ["BlockEngine", "BlockCore", "CNCurses"]
+            dependencies: ["BlockEngine", "BlockCore", "BlockInspect", "CNCurses"]
         ),
         // The executable: one file per subcommand.
         .executableTarget(
@@ -90,9 +94,9 @@ let package = Package(
 
         // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "TestSupport"]),
+        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockInspect", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
-        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockServe", "TestSupport"]),
+        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockInspect", "BlockServe", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "TestSupport"]),
         .testTarget(name: "BlockServeTests", dependencies: ["BlockServe", "BlockCore", "TestSupport"]),
     ],
