@@ -52,6 +52,16 @@ public final class ImageModel {
         }
     }
 
+    /// An image seen only through `inspector` (no disk, no I/O): a format the block layer's
+    /// registry does not know yet, in tests of the views.
+    init(path: String, format: ImageFormat, inspector: any ImageInspector, words: any FormatEventWords = IdentityEventWords()) {
+        self.path = path
+        self.writable = false
+        self.format = format
+        self.inspector = inspector
+        self.words = words
+    }
+
     /// The disk's `info()` JSON, or nil.
     public func info() -> JSONValue? {
         guard let disk else { return nil }
