@@ -22,6 +22,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "blockscope", targets: ["blockscope"]),
+        .library(name: "BlockInspect", targets: ["BlockInspect"]),
         .library(name: "BlockCore", targets: ["BlockCore"]),
         .library(name: "BlockIO", targets: ["BlockIO"]),
         .library(name: "BlockEngine", targets: ["BlockEngine"]),
@@ -95,7 +96,7 @@ let package = Package(
         // The terminal UI: draws what BlockEngine and BlockCore expose.
         .target(
             name: "BlockScopeUI",
-            dependencies: ["BlockEngine", "BlockCore", "CNCurses"]
+            dependencies: ["BlockEngine", "BlockCore", "BlockInspect", "CNCurses"]
         ),
         // The executable: one file per subcommand.
         .executableTarget(
@@ -116,9 +117,9 @@ let package = Package(
 
         // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockIO", "BlockMap", "Qcow2", "Vhdx", "Vhd", "TestSupport"]),
+        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockInspect", "BlockIO", "BlockMap", "Qcow2", "Vhdx", "Vhd", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
-        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockIO", "BlockServe", "TestSupport"]),
+        .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockInspect", "BlockIO", "BlockServe", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "BlockIO", "Vhdx", "TestSupport"]),
         .testTarget(name: "BlockServeTests", dependencies: ["BlockServe", "BlockCore", "TestSupport"]),
     ],

@@ -115,4 +115,8 @@ public protocol BatStructure: StructuredDisk {
     func batSections() -> [StructureSection]
     /// Payload entries by state name, in the order of the names (one pass over the table).
     func batStateCounts() -> [(state: String, count: Int)]
+    /// What each tone means on this format's maps (the inspection model's legend).
+    var batLegend: [InspectLegendItem] { get }
+    /// The format's words for its queues' events.
+    var batEventWords: any FormatEventWords { get }
 }

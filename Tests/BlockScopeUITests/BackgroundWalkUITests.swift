@@ -1,4 +1,5 @@
 import BlockCore
+import BlockInspect
 @testable import BlockScopeUI
 import Foundation
 import Testing
@@ -29,9 +30,9 @@ import TestSupport
         let q = try #require(try? JSONValue.parse(r.stdoutText))
         // Not f.app(): it waits for the walk; this test watches it run.
         let app = try TUIApp(options: TUIOptions(imagePath: img))
-        let insp = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let insp = try #require(app.state.image.inspector as? Qcow2Inspection)
         let gate = Gate()
-        insp.walkObserver = { @Sendable in gate.observe($0) }
+        insp.walker.observer = { @Sendable in gate.observe($0) }
         // The Overview asks for the use map: the walk starts and stops at the gate.
         _ = app.render(width: 160, height: 50)
         #expect(gate.reached.wait(timeout: .now() + 180) == .success)
@@ -39,8 +40,8 @@ import TestSupport
         let footer = during.line(49)
         // Held at its first report: the footer shows that report's percent and clusters.
         let pct = try #require(insp.backgroundProgress)
-        #expect(footer.contains("walking host clusters \(Int(pct.fraction * 100))% (\(grouped(pct.done)) "), "\(footer)")
-        #expect(footer.contains("of \(grouped(Int((insp.hostSize + 65535) / 65536))))"), "\(footer)")
+        #expect(footer.contains("walking host clusters \(Int(pct.fraction * 100))% (\(groupedDigits(pct.done)) "), "\(footer)")
+        #expect(footer.contains("of \(groupedDigits(Int((insp.hostSize + 65535) / 65536))))"), "\(footer)")
         #expect(footer.contains("x stop walk"), "\(footer)")
         #expect(during.text.contains("walking host clusters"))
         app.handle(.char("x"))
@@ -69,7 +70,7 @@ import TestSupport
         try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M", x, "16M"])
         try TestSupport.qemuIo(x, format: "vhdx", ["write -P 0x42 3M 64k"])
         let app = try f.app(x)
-        #expect(app.state.image.inspector is BatFormatInspector)
+        #expect(app.state.image.inspector is BatInspection)
         let bat = draw(BatView(), app).text
         #expect(bat.contains("FULLY_PRESENT"), "\(bat)")
         // The row of block 3 (qemu-io wrote 0x42 there) names a host offset whose bytes in the

@@ -60,7 +60,7 @@ import TestSupport
         q.close()
         try disk.close()
         let live = LiveModel()
-        live.context = ExplainContext(format: .qcow2, clusterBits: 16)
+        live.context = ExplainContext(words: Qcow2EventWords(clusterBits: 16))
         for e in log.events { live.apply(e) }
         let lines = live.log
         let failed = lines.filter { $0.hasPrefix("req 0x2:") }

@@ -95,9 +95,9 @@ import TestSupport
         #expect(!ov.contains("1970"))
         #expect(!ov.contains("0x514649fb"))
         #expect(!ov.contains("backing file      ") || ov.contains("none"))
-        let insp = try #require(app.state.image.inspector as? Qcow2Inspector)
-        #expect(insp.guestCell(0, 1 << 20).0 == .error)
-        #expect(insp.guestCell(0, 1 << 20).0 != .backing)
+        let insp = try #require(app.state.image.inspector as? Qcow2Inspection)
+        #expect(insp.guestCell(0, 1 << 20).tone == .error)
+        #expect(insp.guestCell(0, 1 << 20).tone != .backing)
         app.shutdown()
     }
 

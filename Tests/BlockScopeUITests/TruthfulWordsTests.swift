@@ -30,9 +30,9 @@ import TestSupport
     }
 
     /// Rereads the layout and waits for the fresh walk (what the app does after metadata changes).
-    static func freshUsage(_ app: TUIApp) throws -> (Qcow2Inspector, HostUseMap) {
+    static func freshUsage(_ app: TUIApp) throws -> (Qcow2Inspection, HostUseMap) {
         app.state.reloadLayout()
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         return (q, try #require(q.waitForUsage()))
     }
 
@@ -81,8 +81,8 @@ import TestSupport
         let row = RefcountsView().clusterRow(q, Int(old >> 16))
         #expect(row.0.contains("release pending (next flush)") && !row.0.contains("LEAKED") && row.1 == .warning, "\(row.0)")
         let cell = q.hostCell(old, 65536)
-        #expect(cell.0 == .warning && cell.1.contains("release pending (next flush)"), "\(cell)")
-        #expect(MapLegend.items(format: .qcow2, hasBat: false).contains { $0.0 == .warning && $0.1.hasPrefix("release pending (next flush)") })
+        #expect(cell.tone == .warning && cell.text.contains("release pending (next flush)"), "\(cell)")
+        #expect(MapLegend.items(q.legend).contains { $0.0 == .warning && $0.1.hasPrefix("release pending (next flush)") })
         let ov = draw(OverviewView(), app).text
         #expect(ov.contains("2 releases pending (next flush)"), "\(ov)")
         // The flush that applies them says so, in step mode and in the events log.
@@ -115,7 +115,7 @@ import TestSupport
         #expect(rc.contains("\(qemu.leaks) leaked, \(qemu.corruptions) corruptions (as check counts them"), "\(rc)")
         let ov = draw(OverviewView(), app).text
         #expect(ov.contains("\(qemu.leaks) leaked, \(qemu.corruptions) corruptions"), "\(ov)")
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         #expect(RefcountsView().clusterRow(q, 5).0.contains("LEAKED (1 extra)"))
         #expect(RefcountsView().clusterRow(q, 5).0.contains("COPIED flag wrong"))
         #expect(RefcountsView().clusterRow(q, 6).0.contains("OVER-REFERENCED"))
@@ -154,14 +154,14 @@ import TestSupport
         let at30 = try #require(extents.first { UInt64($0["start"]?.intValue ?? 0) <= 30 << 20 && 30 << 20 < UInt64(($0["start"]?.intValue ?? 0) + ($0["length"]?.intValue ?? 0)) })
         #expect(at30["depth"]?.intValue == 1 && at30["zero"]?.boolValue == true && at30["data"]?.boolValue == false, "qemu-img map at 30 MiB: \(at30)")
         let app = try f.app(ov, write: true)
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         // The Map's guest grid, one cell per MiB: backing exactly where qemu-img map says data.
         var painted: UInt64 = 0
-        for mib in 0..<64 where q.guestCell(UInt64(mib) << 20, 1 << 20).0 == .backing { painted += 1 << 20 }
+        for mib in 0..<64 where q.guestCell(UInt64(mib) << 20, 1 << 20).tone == .backing { painted += 1 << 20 }
         #expect(painted == backingData, "Map paints \(painted >> 20) MiB as backing; qemu-img map: \(backingData >> 20) MiB")
         let cell30 = q.guestCell(30 << 20, 1 << 20)
-        #expect(!cell30.1.contains("backing file") && cell30.1.contains("reads as zeroes") && cell30.0 != .backing, "\(cell30)")
-        #expect(q.guestCell(1 << 20, 1 << 20).1.contains("read from the backing file"))
+        #expect(!cell30.text.contains("backing file") && cell30.text.contains("reads as zeroes") && cell30.tone != .backing, "\(cell30)")
+        #expect(q.guestCell(1 << 20, 1 << 20).text.contains("read from the backing file"))
         // Step mode: a read and a write at 30 MiB.
         let steps = StepTeachingTests()
         app.handle(.char("s"))
@@ -262,9 +262,9 @@ import TestSupport
         let u = try Qcow2Structure(path: img).walk()
         #expect(Int64(u.report?.corruptions ?? -1) == qemu.corruptions && Int64(u.report?.leaks ?? -1) == qemu.leaks, "\(u.report?.messages ?? [])")
         let app = try f.app(img)
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         let cell = q.guestCell(1 << 20, 1 << 20)
-        #expect(cell.0 == .error && cell.1.contains("unreadable") && cell.1.contains("beyond the end of the file") && !cell.1.contains("unallocated"), "\(cell)")
+        #expect(cell.tone == .error && cell.text.contains("unreadable") && cell.text.contains("beyond the end of the file") && !cell.text.contains("unallocated"), "\(cell)")
         #expect(L1L2View().l1Row(q, 0).0.contains("L2 table at 0x40000 UNREADABLE: qcow2: L2 table at 0x40000 lies beyond the end of the file"), "\(L1L2View().l1Row(q, 0).0)")
         #expect(q.mapGuest(1 << 20).text.contains("unreadable"))
         let rc = draw(RefcountsView(), app).text
@@ -290,11 +290,11 @@ import TestSupport
         let qemu = try Self.qemuCheck(img)
         #expect(qemu.corruptions > 0, "qemu-img check: \(qemu)")
         let app = try f.app(img)
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         let l1 = draw(L1L2View(), app).text
         #expect(l1.contains("L1 table at 0x30000: UNREADABLE") && l1.contains("lies beyond the end of the file"), "\(l1)")
         let cell = q.guestCell(1 << 20, 1 << 20)
-        #expect(cell.0 == .error && cell.1.contains("unreadable") && cell.1.contains("beyond the end of the file") && !cell.1.contains("unallocated here"), "\(cell)")
+        #expect(cell.tone == .error && cell.text.contains("unreadable") && cell.text.contains("beyond the end of the file") && !cell.text.contains("unallocated here"), "\(cell)")
         let rc = draw(RefcountsView(), app).text
         #expect(rc.contains("tables unreadable") && !rc.contains("LEAKED") && !rc.contains("leaked,"), "\(rc)")
         app.shutdown()
@@ -318,7 +318,7 @@ import TestSupport
         let qemu = try Self.qemuCheck(img)
         #expect(qemu.leaks == 3 && qemu.corruptions == 2, "qemu-img check: \(qemu)")
         let app = try f.app(img)
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         let u = try #require(q.waitForUsage())
         #expect(Int64(u.report?.leaks ?? -1) == qemu.leaks && Int64(u.report?.corruptions ?? -1) == qemu.corruptions, "\(u.report?.messages ?? [])")
         let rc = draw(RefcountsView(), app).text
@@ -326,7 +326,7 @@ import TestSupport
         for c in 4...6 {
             let row = RefcountsView().clusterRow(q, c)
             #expect(row.0.contains("references unknown") && !row.0.contains("LEAKED"), "\(row.0)")
-            #expect(q.hostCell(UInt64(c) << 16, 65536).0 != .error, "\(q.hostCell(UInt64(c) << 16, 65536))")
+            #expect(q.hostCell(UInt64(c) << 16, 65536).tone != .error, "\(q.hostCell(UInt64(c) << 16, 65536))")
         }
         app.shutdown()
     }

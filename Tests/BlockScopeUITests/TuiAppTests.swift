@@ -153,7 +153,7 @@ import TestSupport
         app.execute(.write(offset: 3 << 20, length: 65536, pattern: 0x42))
         pumpUntil(app) { !app.state.busy && app.state.live.completedRequests > 0 }
         app.state.reloadLayout()
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         let l1 = q.l1
         #expect(l1.count > 0 && q.l2TableOffset(l1[0]) != 0, "L1[0] still empty in the view")
         let e = try #require(q.l2Table(l1Index: 0)?[48])   // 3 MiB / 64 KiB

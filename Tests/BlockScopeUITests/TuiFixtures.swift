@@ -41,7 +41,7 @@ final class TuiFixture {
         o.themeName = TestSupport.packageRoot.appendingPathComponent("themes/default.theme").path
         let app = try TUIApp(options: o)
         // The structure walk runs in the background; the snapshot tests draw its result.
-        _ = (app.state.image.inspector as? Qcow2Inspector)?.waitForUsage()
+        app.state.image.inspector?.waitForBackground()
         return app
     }
 }

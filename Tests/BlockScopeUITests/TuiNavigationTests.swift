@@ -170,7 +170,7 @@ import TestSupport
     @Test func mJumpsToTheCompressedBytesOfACompressedCluster() throws {
         let f = try TuiFixture("m")
         let app = try f.app(try f.compressedQcow2())
-        let q = try #require(app.state.image.inspector as? Qcow2Inspector)
+        let q = try #require(app.state.image.inspector as? Qcow2Inspection)
         let e = try #require(q.l2Entry(forGuest: 2 << 20))
         #expect(q.type(of: e) == .compressed)
         let want = q.compressedExtent(e).offset

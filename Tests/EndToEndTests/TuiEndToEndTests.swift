@@ -43,7 +43,7 @@ import TestSupport
         try s.wait(for: "8 Completions")
         let expected: [(String, String)] = [
             ("1", "virtual size"), ("2", "L1 table at 0x"), ("3", "Refcount table at"), ("4", "Guest space: 64.0 MiB"),
-            ("5", "not a VHDX or VHD image"), ("6", "guest 0x0"), ("7", "in flight 0"), ("8", "CQ drains"),
+            ("5", "no block allocation table"), ("6", "guest 0x0"), ("7", "in flight 0"), ("8", "CQ drains"),
         ]
         for (key, text) in expected {
             try s.keys(key)

@@ -81,9 +81,7 @@ public final class AppState {
         self.image = image
         self.live = live
         self.themeName = themeName
-        var c = ExplainContext(format: image.format)
-        if let q = image.inspector as? any ClusterTableInspector { c.clusterBits = q.clusterSize.trailingZeroBitCount }
-        live.context = c
+        live.context = ExplainContext(words: image.words)
     }
 
     /// Shows an app-wide message in the status line (it stays across view switches).

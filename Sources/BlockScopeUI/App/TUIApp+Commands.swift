@@ -64,7 +64,7 @@ extension TUIApp {
         if currentView.gotoSpace == nil, let hex { open(hex) }
         var n = currentView.goto(off, state)
         if n.role == .error, let hex, hex != current {
-            // The view has offsets but not for this format (L1/L2 on a VHDX): Hex has them.
+            // The view has offsets but not for this format (L1/L2 on a BAT image): Hex has them.
             open(hex)
             n = currentView.goto(off, state)
         }

@@ -1,3 +1,4 @@
+import BlockInspect
 import BlockCore
 import Foundation
 

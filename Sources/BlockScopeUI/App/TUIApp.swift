@@ -1,4 +1,5 @@
 import BlockCore
+import BlockInspect
 import BlockEngine
 import Foundation
 
@@ -243,29 +244,18 @@ public final class TUIApp {
     /// Moves the view that came up to the metadata entry the last step changed (L2 or L1
     /// entry, refcount, BAT entry), so it shows selected; says which entry it is.
     func highlightSteppedEntry() {
-        guard let (table, index, guest) = state.steppedEntry else { return }
+        guard let (table, index, guest) = state.steppedEntry,
+              let (target, name) = state.image.words.target(ofUpdate: table, index: index, guest: guest) else { return }
         let v = views[current]
-        let q = state.image.inspector as? any ClusterTableInspector
-        let cb = UInt64(q?.clusterSize.trailingZeroBitCount ?? 16)
-        let per = UInt64(max(1, q?.l2Entries ?? 1))
-        switch table {
-        case .l2 where v is L1L2View:
-            _ = v.goto((((guest >> cb) / per) * per + index) << cb, state)
-        case .l1 where v is L1L2View:
-            _ = v.goto((index * per) << cb, state)
-        case .refcount where v is RefcountsView:
-            _ = v.goto(index << cb, state)
-        case .bat where v is BatView:
-            (v as? BatView)?.select(entry: Int(index), state)
+        switch target {
+        case let .entry(link) where link.table.role == .allocation && v is BatView:
+            (v as? BatView)?.select(entry: link.row, state)
+        case let .entry(link) where link.table.role != .allocation && v is L1L2View:
+            (v as? L1L2View)?.select(link, state)
+        case let .hostUnit(i) where v is RefcountsView:
+            _ = v.goto(UInt64(i) * (state.image.inspector?.hostUnits()?.unit ?? 1), state)
         default:
             return
-        }
-        let name: String
-        switch table {
-        case .l1: name = "L1[\(index)]"
-        case .l2: name = "L2[\(index)]"
-        case .refcount: name = "the refcount of host cluster \(index)"
-        default: name = "BAT[\(index)]"
         }
         state.sayInView("selected \(name): the entry the last step changed", .ok)
     }

@@ -1,18 +1,16 @@
 import BlockCore
+import BlockInspect
 
-/// What an explanation needs to know about the image beyond the event: its format (how a
-/// BAT entry is encoded) and QCOW2's cluster size (refcount indices are host clusters,
-/// compressed descriptors depend on it).
+/// What an explanation needs to know about the image beyond the event: its format's words
+/// (how a table entry reads, what a mapping means there, what a new unit is called), which
+/// the block layer's inspector registry supplies.
 public struct ExplainContext: Sendable {
-    /// The image format.
-    public var format: ImageFormat
-    /// log2 of the QCOW2 cluster size (16 for 64 KiB); nil for other formats.
-    public var clusterBits: Int?
+    /// The format's words.
+    public var words: any FormatEventWords
 
-    /// Creates a context.
-    public init(format: ImageFormat = .raw, clusterBits: Int? = nil) {
-        self.format = format
-        self.clusterBits = clusterBits
+    /// A context with `words` (an identity-mapped image's by default).
+    public init(words: any FormatEventWords = IdentityEventWords()) {
+        self.words = words
     }
 }
 
@@ -22,7 +20,7 @@ public enum Explain {
     /// What the views call a refcount decrease ADR 0006 defers (the old cluster of a
     /// copy-on-write, a copied L2 table, a discarded cluster): the stored refcount stays
     /// above the references until a flush applies it, and that is not a leak.
-    public static let releasePending = "release pending (next flush)"
+    public static let releasePending = InspectWords.releasePending
 
     /// An id as shown everywhere (step mode, In-flight, Completions, the event log): a
     /// request's id (`req 0x4`) and a ring's user_data (`user_data 0x8000000000000003`) are
@@ -47,7 +45,7 @@ public enum Explain {
         case let .copyOnWrite(guestOffset, length, source, from, into):
             return "\(r)copy-on-write for guest \(hex(guestOffset))+\(length): \(cowWords(source, from, into, length))"
         case let .allocated(guestOffset, hostOffset, length):
-            let unit = c.format == .vhdx ? "payload block" : c.format == .vpc ? "block" : "host cluster"
+            let unit = c.words.allocationUnit
             return "\(r)allocate a new \(unit) at \(hex(hostOffset)) (\(length) bytes) for guest \(hex(guestOffset))"
         case let .tableUpdate(table, index, old, new):
             return r + tableWords(table, index, old, new, c, inFlush: op == .fsync)
@@ -83,31 +81,11 @@ public enum Explain {
     }
 
     /// The mapping a request found, in words: a read says where it reads from, a write where
-    /// it writes; VHDX and VHD in their BAT's words, RAW as the identity mapping.
+    /// it writes; in the format's own words where it has them (a BAT's states, an identity
+    /// mapping), else in the words of clusters, refcounts and backing files.
     static func mappingWords(_ kind: RegionKind, _ host: UInt64, _ c: ExplainContext = ExplainContext(), op: GuestOp? = nil) -> String {
         let reading = op == .read
-        switch c.format {
-        case .vhdx:
-            switch kind {
-            case .allocated, .shared:
-                return "BAT: payload block at host \(hex(host)) (PAYLOAD_BLOCK_FULLY_PRESENT, or PARTIALLY_PRESENT with these sectors marked in the sector bitmap)" + (reading ? ": read from there" : op == nil ? "" : ": written there in place")
-            case .zero: return "BAT: no payload here (PAYLOAD_BLOCK_NOT_PRESENT, ZERO, UNMAPPED or UNDEFINED): reads as zeroes"
-            case .unallocated, .backing: return "BAT: PAYLOAD_BLOCK_PARTIALLY_PRESENT or NOT_PRESENT in a differencing image: these sectors come from the parent"
-            case .compressed, .mixed: return "several BAT states (one per block), first at host \(hex(host))"
-            }
-        case .vpc:
-            switch kind {
-            case .allocated, .shared:
-                return "VHD BAT entry: block data at host \(hex(host)) (its sector bitmap marks these sectors)" + (reading ? ": read from there" : op == nil ? "" : ": written there in place")
-            case .zero: return "VHD BAT entry 0xFFFFFFFF (no block): reads as zeroes"
-            case .unallocated, .backing: return "VHD BAT entry: sectors not in this image: read from the parent"
-            case .compressed, .mixed: return "several blocks, first at host \(hex(host))"
-            }
-        case .raw:
-            if kind == .allocated { return "RAW: guest offset = host offset \(hex(host))" + (reading ? ", read from there" : op == nil ? "" : ", written in place") }
-        case .qcow2:
-            break
-        }
+        if let w = c.words.mappingWords(kind, host: host, op: op) { return w }
         switch kind {
         case .allocated:
             if reading { return "allocated in this image at host \(hex(host)) (its own cluster): the read goes to host \(hex(host))" }
@@ -154,65 +132,22 @@ public enum Explain {
     static func tableWords(_ table: MetadataTable, _ index: UInt64, _ old: UInt64, _ new: UInt64, _ c: ExplainContext, inFlush: Bool = false) -> String {
         switch table {
         case .refcount:
-            let at = c.clusterBits.map { " at \(hex(index << UInt64($0)))" } ?? ""
+            let at = c.words.hostUnitBits.map { " at \(hex(index << UInt64($0)))" } ?? ""
             var why: String
             if new > old { why = old == 0 ? "newly allocated" : "one more reference" }
             else if new == 0 { why = "freed: nothing references it any more" }
             else { why = "one reference dropped, \(new) left" }
             if inFlush && new < old { why += "; the release that was pending, applied by this flush (the change that dropped the reference is stable)" }
             return "refcount of host cluster \(index)\(at): \(old) -> \(new) (\(why))"
-        case .l1:
-            let release = Qcow2DroppedReference.l2Table(old: old, new: new).map { "; old L2 table \(hex($0)): refcount \(releasePending)" } ?? ""
-            return "L1[\(index)]: \(l1Words(old)) -> \(l1Words(new))\(release)"
-        case .l2:
-            return "L2[\(index)]: \(l2Words(old, c)) -> \(l2Words(new, c))\(l2Release(old, new, c))"
+        case .l1, .l2, .bat:
+            let name = c.words.tableName(table) ?? "\(table)"
+            func words(_ v: UInt64) -> String { c.words.entryWords(table, v) ?? hex(v) }
+            return "\(name)[\(index)]: \(words(old)) -> \(words(new))\(c.words.releaseWords(table, old: old, new: new))"
         case .refcountTable:
             return "refcount table[\(index)]: \(old == 0 ? "empty" : hex(old)) -> new refcount block at \(hex(new))"
-        case .bat:
-            return "BAT[\(index)]: \(batWords(old, c)) -> \(batWords(new, c))"
         case .header:
             return index == 48 ? "header: refcount table moved from \(hex(old)) to \(hex(new))" : "header field at byte \(index): \(hex(old)) -> \(hex(new))"
         }
-    }
-
-    /// "; old cluster 0x50000: refcount release pending (next flush)" when an L2 change stops
-    /// referencing a host cluster (or a compressed cluster's bytes); empty otherwise.
-    static func l2Release(_ old: UInt64, _ new: UInt64, _ c: ExplainContext) -> String {
-        guard let d = Qcow2DroppedReference.data(old: old, new: new, clusterBits: c.clusterBits.map { UInt32($0) }) else { return "" }
-        return "; old \(d.compressed ? "compressed bytes at" : "cluster") \(hex(d.offset)): refcount \(releasePending)"
-    }
-
-    /// A QCOW2 L1 entry: "empty", "L2 table at 0x40000 (COPIED)".
-    public static func l1Words(_ e: UInt64) -> String {
-        let off = e & Qcow2Entry.offsetMask
-        if off == 0 { return "empty" }
-        return "L2 table at \(hex(off)) (\(e & Qcow2Entry.copied != 0 ? "COPIED" : "shared with a snapshot"))"
-    }
-
-    /// A QCOW2 L2 entry (standard part): "unallocated", "zero", "data at 0x50000 (COPIED)",
-    /// "compressed at 0x…".
-    public static func l2Words(_ e: UInt64, _ c: ExplainContext = ExplainContext()) -> String {
-        if e & Qcow2Entry.compressed != 0 {
-            guard let bits = c.clusterBits else { return "compressed (\(hex(e)))" }
-            let d = Qcow2CompressedDescriptor(entry: e & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: UInt32(bits))
-            return "compressed at \(hex(d.hostOffset)) (\(d.length) bytes)"
-        }
-        let off = e & Qcow2Entry.offsetMask
-        let flag = e & Qcow2Entry.copied != 0 ? "COPIED" : "shared, no COPIED"
-        if e & Qcow2Entry.zero != 0 { return off == 0 ? "zero" : "zero, preallocated at \(hex(off)) (\(flag))" }
-        if off == 0 { return "unallocated" }
-        return "data at \(hex(off)) (\(flag))"
-    }
-
-    /// A BAT entry in the BAT's own words (BlockCore decodes it): a VHDX entry's MS-VHDX state
-    /// and FileOffsetMB ("FULLY_PRESENT at 0x300000"), a VHD entry's sector number.
-    static func batWords(_ e: UInt64, _ c: ExplainContext) -> String {
-        if c.format == .vpc {
-            return e == 0xffff_ffff ? "0xFFFFFFFF (no block)" : "sector \(e): block at host \(hex(e * 512))"
-        }
-        let entry = VhdxBatEntry(raw: e)
-        let state = entry.state?.name ?? "invalid state \(e & 7)"
-        return entry.fileOffset == 0 ? state : "\(state) at \(hex(entry.fileOffset))"
     }
 
     /// A flush phase, named.
@@ -237,15 +172,6 @@ public func formatDuration(_ ns: UInt64) -> String {
     if ns < 1_000_000 { return fixed(Double(ns) / 1000, 1) + "µs" }
     if ns < 1_000_000_000 { return fixed(Double(ns) / 1e6, 2) + "ms" }
     return fixed(Double(ns) / 1e9, 2) + "s"
-}
-
-/// A byte count as "512 B", "64.0 KiB", "1.50 GiB".
-public func formatBytes(_ v: Double) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var x = v
-    var i = 0
-    while x >= 1024 && i < units.count - 1 { x /= 1024; i += 1 }
-    return i == 0 ? "\(Int(x)) B" : fixed(x, x < 10 ? 2 : 1) + " " + units[i]
 }
 
 /// `v` with `digits` decimals (no Foundation formatting).

@@ -1,12 +1,12 @@
 import BlockCore
+import BlockInspect
 
 /// The image being inspected: the open disk (when blockscope's format code can open it), the
-/// format inspector behind the layout views, and `info()`.
+/// format's inspector behind the layout views, its words for events, and `info()`.
 ///
-/// A QCOW2 image is always inspected through ``Qcow2Inspector``: through the open disk's
-/// metadata when the disk opened (so allocations show at once), else by reading the tables
-/// directly, so its layout views work even when the disk cannot be opened for I/O. A disk with a BAT (the ``BatStructure``
-/// capability: VHDX, dynamic VHD) uses ``BatFormatInspector``; others ``ExtentInspector``.
+/// The inspector comes from the block layer's registry (`openInspector`): each format fills
+/// the neutral inspection model itself, so this type and the views name no format. A format
+/// whose tables can be read without I/O is inspected even when the disk cannot open.
 public final class ImageModel {
     /// The image path.
     public let path: String
@@ -14,8 +14,10 @@ public final class ImageModel {
     public private(set) var disk: (any DiskFile)?
     /// Why the disk could not be opened, when it could not.
     public private(set) var openError: String?
-    /// The layout inspector, when one fits the format.
-    public private(set) var inspector: (any LayoutInspector)?
+    /// The format's inspector, when one fits the image.
+    public private(set) var inspector: (any ImageInspector)?
+    /// The format's words for events (step mode, the log).
+    public private(set) var words: any FormatEventWords = IdentityEventWords()
     /// Whether the image was opened for writing.
     public let writable: Bool
     /// The probed format.
@@ -40,18 +42,24 @@ public final class ImageModel {
             f.close()
         }
         format = disk?.format ?? probeFormat(head)
-        if format == .qcow2 {
-            let q = disk as? any LiveQcow2Structure
-            var chain: (() -> BackingAllocation?)?
-            if let q { chain = { q.backingAllocation } }
-            do { inspector = try Qcow2Inspector(path: path, live: q?.liveQcow2Structure()?.metadata, backing: chain) } catch let e { openError = (openError.map { $0 + "; " } ?? "") + e.description }
+        do {
+            if let h = try openInspector(path: path, disk: disk, format: format) {
+                inspector = h.inspector
+                words = h.words
+            }
+        } catch let e {
+            openError = (openError.map { $0 + "; " } ?? "") + e.description
         }
-        if inspector == nil, let b = disk as? any BatStructure {
-            inspector = BatFormatInspector(disk: b)
-        }
-        if inspector == nil, let disk {
-            inspector = ExtentInspector(disk: disk)
-        }
+    }
+
+    /// An image seen only through `inspector` (no disk, no I/O): a format the block layer's
+    /// registry does not know yet, in tests of the views.
+    init(path: String, format: ImageFormat, inspector: any ImageInspector, words: any FormatEventWords = IdentityEventWords()) {
+        self.path = path
+        self.writable = false
+        self.format = format
+        self.inspector = inspector
+        self.words = words
     }
 
     /// The disk's `info()` JSON, or nil.

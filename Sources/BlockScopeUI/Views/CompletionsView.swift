@@ -1,3 +1,4 @@
+import BlockInspect
 import BlockCore
 
 /// Completions: every figure over one named window (`w` toggles "last 1 s" and "whole

@@ -1,5 +1,6 @@
 import Foundation
 import BlockCore
+import BlockInspect
 
 /// Hex: guest offset → mapping → host offset → hex dump, with the structure under the
 /// cursor decoded (a header field, an L1/L2 entry, a refcount block, a BAT entry).
@@ -113,7 +114,7 @@ public final class HexView: TUIView {
                 if let g = guestOrigin { offset = g }
                 guestOrigin = nil
                 app.sayInView("guest bytes at \(hex(offset))", .ok)
-            } else if let insp = app.image.inspector, let loc = HostLocation.of(guest: offset, insp) {
+            } else if let insp = app.image.inspector, let loc = insp.hostLocation(guest: offset) {
                 guestOrigin = offset
                 offset = loc.host
                 hostMode = true

@@ -1,4 +1,5 @@
 import BlockCore
+import BlockInspect
 
 /// Map: the guest space and the host file drawn as grids of cells, each cell a run of bytes
 /// coloured by what it holds; a cursor names the cell; `+`/`-` zoom; cells written during
@@ -73,7 +74,8 @@ public final class MapView: TUIView {
             let start = UInt64(i) * bytesPerCell
             if start >= total { break }
             let len = min(bytesPerCell, total - start)
-            out.append(g == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len))
+            let c = g == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len)
+            out.append((c.tone.role, c.text))
         }
         cache[g] = (key, out)
         return out
@@ -84,7 +86,7 @@ public final class MapView: TUIView {
         guard app.image.inspector != nil else {
             s.centred(area, ["No layout available for this image.", app.image.openError ?? ""]); return
         }
-        var items: [(Character, CellStyle, String)] = MapLegend.items(format: app.image.format, hasBat: app.image.inspector is BatInspector)
+        var items: [(Character, CellStyle, String)] = MapLegend.items(app.image.inspector?.legend ?? [])
             .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
         items.append(("D", CellStyle(.written), "written now"))
         items.append(("D", MapView.cursorStyle, "cursor (letter = kind)"))
@@ -173,7 +175,8 @@ public final class MapView: TUIView {
         let total = size(focus, app)
         guard start < total else { return nil }
         let len = min(l.bytesPerCell, total - start)
-        let (role, text) = focus == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len)
+        let c = focus == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len)
+        let (role, text) = (c.tone.role, c.text)
         let w = (focus == .guest ? app.live.writtenGuest : app.live.writtenHost).intersects(start, length: len) ? " (written this session)" : ""
         return " \(focus == .guest ? "guest" : "host") \(hex(start))+\(formatBytes(Double(len))): \(MapView.glyph(role)) \(text)\(w) "
     }
@@ -252,7 +255,8 @@ public final class MapView: TUIView {
         let byRole = Role.allCases.contains { $0.rawValue.lowercased() == t }
         let hit = scanWrapping(count: count, from: cursor[focus] ?? 0, direction) { i in
             let off = UInt64(i) * l.bytesPerCell
-            let (role, desc) = focus == .guest ? insp.guestCell(off, l.bytesPerCell) : insp.hostCell(off, l.bytesPerCell)
+            let c = focus == .guest ? insp.guestCell(off, l.bytesPerCell) : insp.hostCell(off, l.bytesPerCell)
+            let (role, desc) = (c.tone.role, c.text)
             return byRole ? role.rawValue.lowercased() == t : desc.lowercased().contains(t)
         }
         guard let hit else { return SearchOutcome("no \(focus == .guest ? "guest" : "host") cell matches '\(text)'", found: false) }

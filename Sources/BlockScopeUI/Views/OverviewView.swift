@@ -1,3 +1,4 @@
+import BlockInspect
 import Foundation
 import BlockCore
 
@@ -40,7 +41,7 @@ public final class OverviewView: TUIView {
         if let e = img.openError { main.append(("I/O", "not available: \(e)", .warning)) }
         for w in img.disk?.warnings ?? [] { main.append(("warning", w, .warning)) }
         var out = [InfoSection("Image", main)]
-        out += img.inspector?.overviewSections() ?? []
+        out += (img.inspector?.overviewSections() ?? []).map(InfoSection.init)
         if let info = img.info() {
             var rows: [(String, String, Role)] = []
             flatten(info, prefix: "", into: &rows)

@@ -153,7 +153,7 @@ extension ScreenModel {
         return yy
     }
 
-    /// Draws a message centred in an area (e.g. "not a QCOW2 image").
+    /// Draws a message centred in an area (e.g. "no two-level tables").
     mutating func centred(_ area: Rect, _ lines: [String], _ role: Role = .dim) {
         let y0 = area.y + max(0, (area.height - lines.count) / 2)
         for (i, l) in lines.enumerated() {
