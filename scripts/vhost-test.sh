@@ -7,7 +7,9 @@
 #         file fills (blkdiscard: DISCARD), zeroes 64 KiB of each payload (fallocate
 #         ZERO_RANGE and PUNCH_HOLE on /dev/vda, from a small static C helper: WRITE_ZEROES
 #         without and with UNMAP; busybox has no blkdiscard -z), syncs, powers off.
-#   VM 2: boots against the same still-running server and reads back what VM 1 left.
+#   VM 2: boots against the same still-running server, reads back what VM 1 left, writes a
+#         marker and reboots (the device is reset and set up again on the same
+#         connection); after the reboot it reads everything again and powers off.
 # The host then stops the server with SIGTERM (exit 0), and checks with qemu-img: the bytes
 # (convert + cmp), the discarded range unallocated and reading as zeroes (map), the
 # backing file unchanged, a clean `qemu-img check`.
@@ -110,7 +112,15 @@ if [ "\$PHASE" = 1 ]; then
   echo "VHOSTTEST-AFTER \$(rd 64 16) \$(rd 80 16) \$(rd 128 1) \$(rd 256 1)"
   sync
 else
-  echo "VHOSTTEST-SEEN \$(rd 128 $BLOCKS) \$(rd 256 $BLOCKS) \$(rd 64 16) \$(rd 80 16) \$(rd 16 16)"
+  SEEN="\$(rd 128 $BLOCKS) \$(rd 256 $BLOCKS) \$(rd 64 16) \$(rd 80 16) \$(rd 16 16)"
+  if [ "\$(dd if=/dev/vda bs=512 skip=65536 count=1 iflag=direct 2>/dev/null | head -c 8)" = REBOOTED ]; then
+    echo "VHOSTTEST-AFTER-REBOOT \$SEEN"
+  else
+    echo "VHOSTTEST-SEEN \$SEEN"
+    printf 'REBOOTED' | dd of=/dev/vda bs=512 seek=65536 conv=sync,fsync 2>/dev/null
+    echo "VHOSTTEST-REBOOTING"
+    reboot -f
+  fi
 fi
 echo "VHOSTTEST-DONE"
 poweroff -f
@@ -132,7 +142,8 @@ for _ in $(seq 600); do [ -S "$SOCK" ] && break; kill -0 $SERVER 2>/dev/null || 
 [ -S "$SOCK" ] || { echo "vhost-test: server did not start"; cat "$W/serve.log"; exit 1; }
 
 boot() {
-  timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 256 -smp 2 -nographic -no-reboot \
+  # VM 1 powers off; VM 2 reboots once (no -no-reboot), then powers off.
+  timeout "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 256 -smp 2 -nographic $([ "$1" = 1 ] && echo -no-reboot) \
     -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
     -chardev socket,id=c0,path="$SOCK" -device vhost-user-blk-pci,chardev=c0,num-queues=2 \
     -kernel "$KERNEL" -initrd "$W/initrd.gz" -append "console=ttyS0 panic=-1 quiet vhosttest=$1" > "$W/console$1.log" 2>&1 || true
@@ -163,6 +174,8 @@ echo "$C2" | grep -q "VHOSTTEST-DONE" || fail "guest 2 did not finish (a second 
 (head -c 65536 /dev/zero; tail -c +65537 "$W/b.bin") > "$W/b.left"
 A_LEFT=$(md5 < "$W/a.left"); B_LEFT=$(md5 < "$W/b.left")
 echo "$C2" | grep -q "VHOSTTEST-SEEN $A_LEFT $B_LEFT $ZERO_MD5 $KEPT_MD5 $BASE_MD5" || fail "guest 2 does not read what guest 1 left"
+echo "$C2" | grep -q "VHOSTTEST-REBOOTING" || fail "guest 2 did not write its marker"
+echo "$C2" | grep -q "VHOSTTEST-AFTER-REBOOT $A_LEFT $B_LEFT $ZERO_MD5 $KEPT_MD5 $BASE_MD5" || fail "guest 2 read different bytes after its reboot"
 
 kill -TERM $SERVER
 set +e; wait $SERVER; rc=$?; set -e
@@ -191,6 +204,7 @@ lo, hi = 4 << 20, 5 << 20
 bad = [e for e in m if e["start"] < hi and e["start"] + e["length"] > lo and (e["data"] or not e["zero"])]
 sys.exit(1 if bad else 0)
 PY
+[ "$(dd if="$W/host.raw" bs=512 skip=65536 count=1 status=none | head -c 8)" = REBOOTED ] || fail "host does not see guest 2's marker"
 [ "$(md5 < "$W/base.raw")" = "$BASE_SUM_BEFORE" ] || fail "the backing file changed"
 qemu-img check -q "$W/disk.qcow2" || fail "qemu-img check found problems"
-echo "vhost-test ($BACKEND): PASS (payload 2 x ${PAYLOAD_KB} KiB; VM 1 $((t2 - t1)) s, VM 2 $((t3 - t2)) s, total $(( $(date +%s) - t0 )) s)"
+echo "vhost-test ($BACKEND): PASS (payload 2 x ${PAYLOAD_KB} KiB; VM 1 $((t2 - t1)) s, VM 2 with a reboot $((t3 - t2)) s, total $(( $(date +%s) - t0 )) s)"
