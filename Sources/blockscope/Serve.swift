@@ -19,6 +19,10 @@ struct Serve: ParsableCommand {
         accepting, let in-flight requests finish, flush, close the image and exit 0.
         Clients: qemu-img/qemu-io nbd+unix:///?socket=PATH, qemu -drive file=nbd:unix:PATH, \
         nbdinfo, nbdcopy, fio --ioengine=nbd --uri=nbd+unix:///?socket=PATH.
+        --vhost-user PATH serves a vhost-user-blk device to one VMM at a time instead (qemu \
+        -device vhost-user-blk-pci with shared memory, cloud-hypervisor --disk vhost_user=true): \
+        guest data moves by io_uring straight into and out of the guest's memory, one engine \
+        queue per virtqueue (--queues N); the server stays up for the next VM when one exits.
         """)
 
     @Argument(help: "The image file.") var image: String
@@ -42,6 +46,7 @@ struct Serve: ParsableCommand {
             if socket != nil || port != nil || bind != nil { throw ValidationError("--vhost-user serves one socket; leave out --socket, --port and --bind") }
             if !(1...64).contains(queues) { throw ValidationError("--queues must be 1-64") }
             if cache == .none { throw ValidationError("--cache none is not supported with --vhost-user") }
+            if stats || !exportName.isEmpty { throw ValidationError("--stats and --export-name are NBD options; --vhost-user logs a summary per VM instead") }
             return
         }
         if (socket == nil) == (port == nil) { throw ValidationError("give exactly one of --socket PATH, --port N or --vhost-user PATH") }

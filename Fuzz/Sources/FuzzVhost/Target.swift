@@ -28,7 +28,7 @@ private let export: VhostUserBlkExport = {
 }()
 
 private let regionSize = 8 << 10
-private let memoryBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * regionSize, alignment: 4096)
+nonisolated(unsafe) private let memoryBytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * regionSize, alignment: 4096)
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {

@@ -32,7 +32,7 @@ public struct VirtioBlkRequest {
             return .reject(status: status, .ioError, "request header of \(chain.readableBytes) bytes, need 16")
         }
         var header = [UInt8](repeating: 0, count: VirtioBlk.headerSize)
-        header.withUnsafeMutableBytes { copy(from: chain.readable, skip: 0, into: $0) }
+        _ = header.withUnsafeMutableBytes { copy(from: chain.readable, skip: 0, into: $0) }
         let (type, sector) = header.withUnsafeBytes { (LE.u32($0, 0), LE.u64($0, 8)) }
         let afterHeader = drop(chain.readable, first: VirtioBlk.headerSize)
         let beforeStatus = dropLast(chain.writable)
