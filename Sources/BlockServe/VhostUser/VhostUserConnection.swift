@@ -23,6 +23,8 @@ final class VhostUserConnection {
     /// Why the connection stops taking requests (set once).
     var closing: String? = nil
     var messages: UInt64 = 0
+    /// The features last logged (a line when the driver's choice changes).
+    var loggedFeatures: UInt64? = nil
 
     init(fd: Int32, stopFD: Int32, export: VhostUserBlkExport, log: @escaping (String) -> Void) {
         socket = VhostUserSocket(fd: fd)
@@ -91,6 +93,16 @@ final class VhostUserConnection {
         return closing ?? "done"
     }
 
+    /// The named feature bits of `f`, for the log.
+    static func describe(_ f: UInt64) -> String {
+        typealias F = VhostUser.Feature
+        let names: [(UInt64, String)] = [(F.version1, "VERSION_1"), (F.indirectDesc, "INDIRECT_DESC"), (F.eventIdx, "EVENT_IDX"),
+                                         (F.blkMq, "MQ"), (F.blkFlush, "FLUSH"), (F.blkDiscard, "DISCARD"),
+                                         (F.blkWriteZeroes, "WRITE_ZEROES"), (F.blkRo, "RO"), (F.blkSegMax, "SEG_MAX"),
+                                         (F.blkBlkSize, "BLK_SIZE"), (F.blkTopology, "TOPOLOGY")]
+        return names.filter { f & $0.0 != 0 }.map(\.1).joined(separator: " ")
+    }
+
     func fail(_ why: String) {
         if closing == nil { closing = why }
     }
@@ -142,6 +154,10 @@ final class VhostUserConnection {
         case let .setFeatures(f):
             if f & ~export.device.features != 0 { throw VhostUserParseError("SET_FEATURES 0x\(String(f, radix: 16)) has bits that were not offered") }
             features = f
+            if loggedFeatures != f && f & VhostUser.Feature.version1 != 0 {
+                loggedFeatures = f
+                log("driver features: \(Self.describe(f))")
+            }
         case .getProtocolFeatures:
             try reply(VhostUserParser.reply(h.request, u64: VhostUser.ProtocolFeature.offered)); return
         case let .setProtocolFeatures(f):
