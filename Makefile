@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/blockscope
 
-.PHONY: deps build release demo test fuzz fuzz-campaign clean vm-deps vm-test vm-test-reduced
+.PHONY: deps build release demo test fuzz fuzz-campaign clean vm-deps vm-test vm-test-reduced vhost-test vhost-test-reduced
 
 deps:
 	@bash scripts/install-deps.sh
@@ -32,6 +32,16 @@ vm-test: build vm-deps
 
 vm-test-reduced: build vm-deps
 	@VM_TEST_REDUCED=1 bash scripts/vm-test.sh
+
+# Opt-in: two TCG guests in turn on `blockscope serve --vhost-user` (2 queues, shared memfd
+# memory): both vCPUs write with O_DIRECT, discard, zero, reboot; the host checks with
+# qemu-img. About 55 s; vhost-test-reduced (CI) writes 256 KiB per vCPU instead of 4 MiB.
+# VHOST_BACKEND=qsd runs the same checks against qemu-storage-daemon.
+vhost-test: build vm-deps
+	@bash scripts/vhost-test.sh
+
+vhost-test-reduced: build vm-deps
+	@VHOST_TEST_REDUCED=1 bash scripts/vhost-test.sh
 
 # Builds the libFuzzer targets (Fuzz/, into .build-fuzz, sanitizers on) and runs each for
 # FUZZ_SECONDS, one line per target: `fuzz TARGET: N execs, C crashes`. Non-zero on any

@@ -5,8 +5,10 @@ set -euo pipefail
 # clients and a known cookie, run by /usr/bin/python3) are the NBD clients the serve tests,
 # ServedTruthTests and the soak use.
 pkgs=(liburing-dev libzstd-dev zlib1g-dev libncurses-dev pkg-config qemu-utils tmux strace fio libnbd-bin python3-libnbd)
-# `install-deps.sh vm`: what scripts/vm-test.sh needs to boot a guest (make vm-test).
-if [ "${1:-}" = vm ]; then pkgs=(qemu-system-x86 linux-image-amd64 busybox-static cpio qemu-utils); fi
+# `install-deps.sh vm`: what scripts/vm-test.sh and scripts/vhost-test.sh need to boot a
+# guest (make vm-test, make vhost-test): qemu-system-x86 brings qemu-storage-daemon (the
+# vhost-user reference server); gcc and libc6-dev build the guest's static zeroing helper.
+if [ "${1:-}" = vm ]; then pkgs=(qemu-system-x86 linux-image-amd64 busybox-static cpio qemu-utils gcc libc6-dev); fi
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -19,6 +19,10 @@ struct Serve: ParsableCommand {
         accepting, let in-flight requests finish, flush, close the image and exit 0.
         Clients: qemu-img/qemu-io nbd+unix:///?socket=PATH, qemu -drive file=nbd:unix:PATH, \
         nbdinfo, nbdcopy, fio --ioengine=nbd --uri=nbd+unix:///?socket=PATH.
+        --vhost-user PATH serves a vhost-user-blk device to one VMM at a time instead (qemu \
+        -device vhost-user-blk-pci with shared memory, cloud-hypervisor --disk vhost_user=true): \
+        guest data moves by io_uring straight into and out of the guest's memory, one engine \
+        queue per virtqueue (--queues N); the server stays up for the next VM when one exits.
         """)
 
     @Argument(help: "The image file.") var image: String
@@ -27,6 +31,9 @@ struct Serve: ParsableCommand {
     @Flag(help: "Accept writes, trims and write-zeroes (the image opens read-write).") var write = false
     @Option(help: "Listen on a Unix socket at this path.") var socket: String?
     @Option(help: "Listen on this TCP port (on 127.0.0.1 unless --bind is given).") var port: Int?
+    @Option(name: .customLong("vhost-user"), help: "Serve a vhost-user-blk device on this Unix socket instead of NBD (one VMM at a time; guest memory must be shared).")
+    var vhostUser: String?
+    @Option(help: "Virtqueues offered with --vhost-user (1-64).") var queues: Int = 1
     @Option(help: "Address TCP listens on (default 127.0.0.1; 0.0.0.0 or :: exposes the image to the network).") var bind: String?
     @Option(name: .customLong("export-name"), help: "The export's name (\"\" also works, as the default export).") var exportName: String = ""
     @Option(help: "Page-cache use: writeback (buffered, qemu-nbd's default) or none (O_DIRECT; clients are told to align to 4 KiB).")
@@ -35,7 +42,14 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("stats-interval"), help: "Seconds between --stats lines.") var statsInterval: Double = 1
 
     func validate() throws {
-        if (socket == nil) == (port == nil) { throw ValidationError("give exactly one of --socket PATH or --port N") }
+        if vhostUser != nil {
+            if socket != nil || port != nil || bind != nil { throw ValidationError("--vhost-user serves one socket; leave out --socket, --port and --bind") }
+            if !(1...64).contains(queues) { throw ValidationError("--queues must be 1-64") }
+            if cache == .none { throw ValidationError("--cache none is not supported with --vhost-user") }
+            if stats || !exportName.isEmpty { throw ValidationError("--stats and --export-name are NBD options; --vhost-user logs a summary per VM instead") }
+            return
+        }
+        if (socket == nil) == (port == nil) { throw ValidationError("give exactly one of --socket PATH, --port N or --vhost-user PATH") }
         if bind != nil && port == nil { throw ValidationError("--bind needs --port") }
         if let port, !(1...65535).contains(port) { throw ValidationError("--port must be 1-65535") }
     }
@@ -47,6 +61,7 @@ struct Serve: ParsableCommand {
             o.engine = .uring
             o.direct = cache == .none
             let disk = try openImage(image, o)
+            if let vhostUser { try serveVhostUser(disk, vhostUser); return }
             let export = NbdExport(disk: disk, name: exportName, direct: cache == .none)
             let address: NbdListenAddress = socket.map { .unix(path: $0) } ?? .tcp(host: bind ?? "127.0.0.1", port: port ?? 10809)
             let server = try NbdServer(export: export, address: address, log: { serveLog($0) })
@@ -58,6 +73,18 @@ struct Serve: ParsableCommand {
             try disk.close()   // releases QEMU's image locks with the file
             serveLog("stopped: image flushed and closed")
         }
+    }
+
+    /// `--vhost-user PATH`: one VMM at a time on the socket, each virtqueue a queue.
+    private func serveVhostUser(_ disk: any DiskFile, _ path: String) throws(BlockError) {
+        let export = VhostUserBlkExport(disk: disk, queues: queues)
+        let server = try VhostUserServer(export: export, path: path, log: { serveLog($0) })
+        try server.listen()
+        serveLog("serving \(image) (\(disk.format.rawValue), \(disk.logicalSize) bytes, \(write ? "read-write" : "read-only")) as vhost-user-blk with \(queues) queue\(queues == 1 ? "" : "s") at \(path)")
+        try server.run(handleSignals: true)
+        try disk.flush()
+        try disk.close()   // releases QEMU's image locks with the file
+        serveLog("stopped: image flushed and closed")
     }
 }
 

@@ -20,7 +20,7 @@ struct Tui: ParsableCommand {
     @Flag(name: .customLong("no-mouse"), help: "Do not capture the mouse.") var noMouse = false
     @Option(help: "I/O engine for commands: auto, uring or sync.") var engine: EngineKind = .auto
     @Flag(help: "Open the image's data with O_DIRECT (bypass the page cache), as jobs with direct=1 expect.") var direct = false
-    @Option(help: "Also serve the image over NBD: unix:PATH or tcp:PORT (127.0.0.1); each client shows as a queue in In-flight/Completions.")
+    @Option(help: "Also serve the image over NBD (unix:PATH or tcp:PORT on 127.0.0.1) or vhost-user-blk (vhost-user:PATH[,queues=N]); each NBD client or virtqueue shows as a queue in In-flight/Completions.")
     var serve: String?
     @Option(help: .hidden) var statsFile: String?
 

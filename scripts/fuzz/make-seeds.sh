@@ -91,7 +91,7 @@ mk qcow2-write qcow2
 mk vhdx-write vhdx
 mk vhd vhd
 # Text and protocol targets: the hand-written seeds in scripts/fuzz/seeds/TARGET/.
-for t in jobfile script nbd json trace theme prompt; do
+for t in jobfile script nbd vhost json trace theme prompt; do
     mkdir -p "$out/$t"
     cp "$here/seeds/$t"/* "$out/$t/"
 done

@@ -1,0 +1,170 @@
+/// A virtio-blk request read from a descriptor chain: the header's type and sector, the
+/// data pieces (in guest memory, used in place) and where the status byte goes.
+public struct VirtioBlkRequest {
+    /// The header's type (``VirtioBlk/RequestType`` when known).
+    public var type: UInt32
+    /// The header's sector (512-byte units).
+    public var sector: UInt64
+    /// The data: for IN and GET_ID the writable pieces before the status byte, for OUT,
+    /// DISCARD and WRITE_ZEROES the readable pieces after the header.
+    public var data: [GuestSegment]
+    /// Bytes in ``data``.
+    public var dataBytes: UInt64
+    /// The status byte in guest memory.
+    public var status: UnsafeMutableRawPointer
+
+    /// What a chain says: a request to serve, a request to answer at once with a status
+    /// (the header is short, the data sits on the wrong side), or nothing to answer (no
+    /// writable byte for a status: the connection must end).
+    public enum Parsed {
+        case request(VirtioBlkRequest)
+        case reject(status: UnsafeMutableRawPointer, VirtioBlk.Status, String)
+        case unanswerable(String)
+    }
+
+    /// Reads the request framing from `chain` without assuming how the driver split it
+    /// into descriptors (virtio 1.x: header in the first 16 readable bytes, status in the
+    /// last writable byte).
+    public static func parse(_ chain: DescriptorChain) -> Parsed {
+        guard let last = chain.writable.last else { return .unanswerable("the chain has no device-writable byte for the status") }
+        let status = last.host + (last.length - 1)
+        guard chain.readableBytes >= UInt64(VirtioBlk.headerSize) else {
+            return .reject(status: status, .ioError, "request header of \(chain.readableBytes) bytes, need 16")
+        }
+        var header = [UInt8](repeating: 0, count: VirtioBlk.headerSize)
+        _ = header.withUnsafeMutableBytes { copy(from: chain.readable, skip: 0, into: $0) }
+        let (type, sector) = header.withUnsafeBytes { (LE.u32($0, 0), LE.u64($0, 8)) }
+        let afterHeader = drop(chain.readable, first: VirtioBlk.headerSize)
+        let beforeStatus = dropLast(chain.writable)
+        var r = VirtioBlkRequest(type: type, sector: sector, data: [], dataBytes: 0, status: status)
+        switch VirtioBlk.RequestType(rawValue: type) {
+        case .read?, .getId?:
+            if chain.readableBytes != UInt64(VirtioBlk.headerSize) { return .reject(status: status, .ioError, "\(type == 0 ? "IN" : "GET_ID") request carries device-readable data") }
+            r.data = beforeStatus
+            r.dataBytes = chain.writableBytes - 1
+        case .write?, .discard?, .writeZeroes?:
+            if chain.writableBytes != 1 { return .reject(status: status, .ioError, "request type \(type) has \(chain.writableBytes) device-writable bytes, need 1 (the status)") }
+            r.data = afterHeader
+            r.dataBytes = chain.readableBytes - UInt64(VirtioBlk.headerSize)
+        default:
+            break
+        }
+        return .request(r)
+    }
+
+    /// Copies bytes of `pieces` (after skipping `skip`) into `out` until it is full or the
+    /// pieces end; returns the bytes copied.
+    @discardableResult
+    public static func copy(from pieces: [GuestSegment], skip: Int, into out: UnsafeMutableRawBufferPointer) -> Int {
+        var skip = skip, done = 0
+        for p in pieces where done < out.count {
+            if skip >= p.length { skip -= p.length; continue }
+            let n = min(p.length - skip, out.count - done)
+            (out.baseAddress! + done).copyMemory(from: p.host + skip, byteCount: n)
+            done += n
+            skip = 0
+        }
+        return done
+    }
+
+    /// Copies `bytes` into `pieces` in order, as far as they reach; returns the bytes copied.
+    @discardableResult
+    public static func copy(_ bytes: UnsafeRawBufferPointer, into pieces: [GuestSegment]) -> Int {
+        var done = 0
+        for p in pieces where done < bytes.count {
+            let n = min(p.length, bytes.count - done)
+            p.host.copyMemory(from: bytes.baseAddress! + done, byteCount: n)
+            done += n
+        }
+        return done
+    }
+
+    static func drop(_ pieces: [GuestSegment], first n: Int) -> [GuestSegment] {
+        var n = n
+        var out: [GuestSegment] = []
+        for var p in pieces {
+            if n >= p.length { n -= p.length; continue }
+            p.host += n
+            p.guestPhysical &+= UInt64(n)
+            p.length -= n
+            n = 0
+            out.append(p)
+        }
+        return out
+    }
+
+    static func dropLast(_ pieces: [GuestSegment]) -> [GuestSegment] {
+        var out = pieces
+        guard var l = out.popLast() else { return out }
+        l.length -= 1
+        if l.length > 0 { out.append(l) }
+        return out
+    }
+}
+
+/// What the device tells the driver: features and the `virtio_blk_config` space, from the
+/// disk's size and what the server allows.
+public struct VirtioBlkDevice: Sendable {
+    /// Disk size in bytes (the capacity is this in 512-byte sectors, rounded down).
+    public var size: UInt64
+    /// Whether OUT, DISCARD and WRITE_ZEROES are served (else VIRTIO_BLK_F_RO).
+    public var writable: Bool
+    /// Virtqueues offered (`num_queues`).
+    public var queues: Int
+    /// The logical block size given as `blk_size`.
+    public var blockSize: UInt32 = 512
+    /// The serial GET_ID answers (at most 20 bytes used).
+    public var serial: String = "blockscope"
+
+    /// Data buffers per request the driver may chain (`seg_max`): a 128-entry queue with
+    /// header and status descriptors leaves 126, QEMU's own default.
+    public static let segMax: UInt32 = 126
+    /// Sectors per DISCARD/WRITE_ZEROES segment at most (`max_discard_sectors`, 4 GiB - 512).
+    public static let maxZeroSectors: UInt32 = 0x7fffff
+    /// Segments per DISCARD/WRITE_ZEROES request at most (`max_discard_seg`).
+    public static let maxZeroSegments: UInt32 = 32
+
+    /// Creates the description of a disk of `size` bytes served over `queues` virtqueues.
+    public init(size: UInt64, writable: Bool, queues: Int) {
+        self.size = size
+        self.writable = writable
+        self.queues = queues
+    }
+
+    /// The virtio feature bits offered: VERSION_1, INDIRECT_DESC, EVENT_IDX, the
+    /// vhost-user protocol-features bit, SEG_MAX, BLK_SIZE, TOPOLOGY, FLUSH, MQ and, when
+    /// writable, DISCARD and WRITE_ZEROES (else RO).
+    public var features: UInt64 {
+        typealias F = VhostUser.Feature
+        var f = F.version1 | F.indirectDesc | F.eventIdx | F.protocolFeatures | F.blkSegMax | F.blkBlkSize
+            | F.blkTopology | F.blkFlush | F.blkMq
+        f |= writable ? (F.blkDiscard | F.blkWriteZeroes) : F.blkRo
+        return f
+    }
+
+    /// The `virtio_blk_config` structure (little-endian, 60 bytes of fields, zeroes after
+    /// them up to `count` bytes): capacity, seg_max, blk_size, topology (4 KiB optimal),
+    /// num_queues, discard and write-zeroes limits and write_zeroes_may_unmap.
+    public func config(count: Int = 256) -> [UInt8] {
+        var b = [UInt8](repeating: 0, count: max(count, 64))
+        func put(_ o: Int, _ v: UInt64, _ n: Int) { for i in 0..<n { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
+        put(0, size / VirtioBlk.sectorSize, 8)          // capacity
+        put(8, 0, 4)                                    // size_max (not offered)
+        put(12, UInt64(Self.segMax), 4)                 // seg_max
+        put(20, UInt64(blockSize), 4)                   // blk_size
+        put(24, 3, 1)                                   // physical_block_exp: 4 KiB physical blocks
+        put(26, 1, 2)                                   // min_io_size (in blk_size units)
+        put(28, 8, 4)                                   // opt_io_size: 4 KiB
+        put(32, 1, 1)                                   // writeback
+        put(34, UInt64(queues), 2)                      // num_queues
+        if writable {
+            put(36, UInt64(Self.maxZeroSectors), 4)     // max_discard_sectors
+            put(40, UInt64(Self.maxZeroSegments), 4)    // max_discard_seg
+            put(44, 1, 4)                               // discard_sector_alignment
+            put(48, UInt64(Self.maxZeroSectors), 4)     // max_write_zeroes_sectors
+            put(52, UInt64(Self.maxZeroSegments), 4)    // max_write_zeroes_seg
+            put(56, 1, 1)                               // write_zeroes_may_unmap
+        }
+        return Array(b[0..<count])
+    }
+}
