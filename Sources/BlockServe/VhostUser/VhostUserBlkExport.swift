@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 import Synchronization
 
 /// What a vhost-user-blk server offers its front end: the open disk, the device it looks

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 
 /// Taking requests from the available ring and turning them into operations on the
 /// virtqueue's engine queue, with data read and written in place in guest memory.

@@ -1,4 +1,4 @@
-import BlockCore
+import BlockIO
 #if canImport(Glibc)
 import Glibc
 #endif
