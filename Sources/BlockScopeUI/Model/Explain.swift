@@ -41,7 +41,7 @@ public enum Explain {
         case let .mappingResolved(offset, length, regions, kind, hostOffset):
             return "\(r)mapping \(hex(offset))+\(length): \(regions) region\(regions == 1 ? "" : "s"), \(mappingWords(kind, hostOffset, c, op: op))"
         case let .regionBefore(guestOffset, length, kind, hostOffset, refcount):
-            return "\(r)region \(hex(guestOffset))+\(length) before this request: \(regionWords(kind, hostOffset, refcount))"
+            return "\(r)region \(hex(guestOffset))+\(length) before this request: \(regionWords(kind, hostOffset, refcount, c))"
         case let .copyOnWrite(guestOffset, length, source, from, into):
             return "\(r)copy-on-write for guest \(hex(guestOffset))+\(length): \(cowWords(source, from, into, length))"
         case let .allocated(guestOffset, hostOffset, length):
@@ -101,14 +101,16 @@ public enum Explain {
         }
     }
 
-    /// One region's state before a write, zero or discard, in words.
-    static func regionWords(_ kind: RegionKind, _ host: UInt64, _ refcount: UInt64) -> String {
+    /// One region's state before a write, zero or discard, in words: the format's where it
+    /// has them (refcounts and COPIED flags), else words every format shares.
+    static func regionWords(_ kind: RegionKind, _ host: UInt64, _ refcount: UInt64, _ c: ExplainContext = ExplainContext()) -> String {
+        if let w = c.words.regionWords(kind, host: host, refcount: refcount) { return w }
         switch kind {
-        case .allocated: return "allocated at host \(hex(host)), refcount \(refcount), COPIED (this image's own cluster)"
-        case .shared: return "shared — host \(hex(host)) has refcount \(refcount) (a snapshot references it too; no COPIED flag)"
+        case .allocated: return "stored in this image at host \(hex(host))"
+        case .shared: return "shared — host \(hex(host)) has \(refcount) owners"
         case .backing: return "unallocated here; the backing file has the data"
         case .unallocated: return "unallocated here and in the backing chain (reads as zeroes)"
-        case .zero: return "zero cluster (reads as zeroes, no data)"
+        case .zero: return "reads as zeroes, no data"
         case .compressed: return "compressed, stored at host \(hex(host))"
         case .mixed: return "mixed"
         }

@@ -40,6 +40,19 @@ public struct Qcow2EventWords: FormatEventWords {
         }
     }
 
+    /// A region before a write: its refcount and COPIED flag.
+    public func regionWords(_ kind: RegionKind, host: UInt64, refcount: UInt64) -> String? {
+        switch kind {
+        case .allocated: return "allocated at host \(hex(host)), refcount \(refcount), COPIED (this image's own cluster)"
+        case .shared: return "shared — host \(hex(host)) has refcount \(refcount) (a snapshot references it too; no COPIED flag)"
+        case .backing: return "unallocated here; the backing file has the data"
+        case .unallocated: return "unallocated here and in the backing chain (reads as zeroes)"
+        case .zero: return "zero cluster (reads as zeroes, no data)"
+        case .compressed: return "compressed, stored at host \(hex(host))"
+        case .mixed: return "mixed"
+        }
+    }
+
     /// L1 and L2 entries in words; nil for other tables.
     public func entryWords(_ table: MetadataTable, _ value: UInt64) -> String? {
         switch table {
