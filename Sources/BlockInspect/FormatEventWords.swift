@@ -15,6 +15,9 @@ public protocol FormatEventWords: Sendable {
     /// A mapping a request found, in the format's words; nil to use the generic words
     /// (allocated/shared/backing/zero/compressed clusters).
     func mappingWords(_ kind: RegionKind, host: UInt64, op: GuestOp?) -> String?
+    /// A region's state before a write, zero or discard, in the format's words ("allocated at
+    /// host 0x50000, refcount 1, COPIED"); nil to use the generic words.
+    func regionWords(_ kind: RegionKind, host: UInt64, refcount: UInt64) -> String?
     /// One value of a table entry in words ("L2 table at 0x40000 (COPIED)", "FULLY_PRESENT at
     /// 0x300000"); nil when the format does not word this table.
     func entryWords(_ table: MetadataTable, _ value: UInt64) -> String?
@@ -34,6 +37,8 @@ extension FormatEventWords {
     public var hostUnitBits: Int? { nil }
     /// The generic words.
     public func mappingWords(_ kind: RegionKind, host: UInt64, op: GuestOp?) -> String? { nil }
+    /// The generic words.
+    public func regionWords(_ kind: RegionKind, host: UInt64, refcount: UInt64) -> String? { nil }
     /// Not worded.
     public func entryWords(_ table: MetadataTable, _ value: UInt64) -> String? { nil }
     /// Nothing released.

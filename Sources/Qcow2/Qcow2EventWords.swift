@@ -22,6 +22,38 @@ public struct Qcow2EventWords: FormatEventWords {
     /// Refcount indices count clusters.
     public var hostUnitBits: Int? { clusterBits }
 
+    /// A mapping in the words of clusters, refcounts and the backing chain.
+    public func mappingWords(_ kind: RegionKind, host: UInt64, op: GuestOp?) -> String? {
+        let reading = op == .read
+        switch kind {
+        case .allocated:
+            if reading { return "allocated in this image at host \(hex(host)) (its own cluster): the read goes to host \(hex(host))" }
+            if op == nil { return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1)" }
+            return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1: a write goes in place)"
+        case .shared:
+            if reading { return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too): the read goes to host \(hex(host))" }
+            return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too, so a write copies it first)"
+        case .backing: return "not allocated in this image: the backing file holds the data" + (reading ? ", so the read goes to the backing file" : "")
+        case .unallocated: return "unallocated in this image and in its backing chain: reads as zeroes"
+        case .zero: return "reads as zeroes (zero cluster)"
+        case .compressed: return "compressed cluster at host \(hex(host))" + (reading ? ": the read decompresses it" : "")
+        case .mixed: return "several kinds (one line per region follows), first at host \(hex(host))"
+        }
+    }
+
+    /// A region before a write: its refcount and COPIED flag.
+    public func regionWords(_ kind: RegionKind, host: UInt64, refcount: UInt64) -> String? {
+        switch kind {
+        case .allocated: return "allocated at host \(hex(host)), refcount \(refcount), COPIED (this image's own cluster)"
+        case .shared: return "shared — host \(hex(host)) has refcount \(refcount) (a snapshot references it too; no COPIED flag)"
+        case .backing: return "unallocated here; the backing file has the data"
+        case .unallocated: return "unallocated here and in the backing chain (reads as zeroes)"
+        case .zero: return "zero cluster (reads as zeroes, no data)"
+        case .compressed: return "compressed, stored at host \(hex(host))"
+        case .mixed: return "mixed"
+        }
+    }
+
     /// L1 and L2 entries in words; nil for other tables.
     public func entryWords(_ table: MetadataTable, _ value: UInt64) -> String? {
         switch table {

@@ -41,7 +41,7 @@ public enum Explain {
         case let .mappingResolved(offset, length, regions, kind, hostOffset):
             return "\(r)mapping \(hex(offset))+\(length): \(regions) region\(regions == 1 ? "" : "s"), \(mappingWords(kind, hostOffset, c, op: op))"
         case let .regionBefore(guestOffset, length, kind, hostOffset, refcount):
-            return "\(r)region \(hex(guestOffset))+\(length) before this request: \(regionWords(kind, hostOffset, refcount))"
+            return "\(r)region \(hex(guestOffset))+\(length) before this request: \(regionWords(kind, hostOffset, refcount, c))"
         case let .copyOnWrite(guestOffset, length, source, from, into):
             return "\(r)copy-on-write for guest \(hex(guestOffset))+\(length): \(cowWords(source, from, into, length))"
         case let .allocated(guestOffset, hostOffset, length):
@@ -82,34 +82,35 @@ public enum Explain {
 
     /// The mapping a request found, in words: a read says where it reads from, a write where
     /// it writes; in the format's own words where it has them (a BAT's states, an identity
-    /// mapping), else in the words of clusters, refcounts and backing files.
+    /// mapping, clusters and refcounts), else in words every format shares.
     static func mappingWords(_ kind: RegionKind, _ host: UInt64, _ c: ExplainContext = ExplainContext(), op: GuestOp? = nil) -> String {
         let reading = op == .read
         if let w = c.words.mappingWords(kind, host: host, op: op) { return w }
         switch kind {
         case .allocated:
-            if reading { return "allocated in this image at host \(hex(host)) (its own cluster): the read goes to host \(hex(host))" }
-            if op == nil { return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1)" }
-            return "allocated in this image at host \(hex(host)) (its own cluster, refcount 1: a write goes in place)"
+            if reading { return "stored in this image at host \(hex(host)): the read goes there" }
+            return "stored in this image at host \(hex(host))" + (op == nil ? "" : ": a write goes in place")
         case .shared:
-            if reading { return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too): the read goes to host \(hex(host))" }
-            return "shared at host \(hex(host)) (refcount > 1: a snapshot uses it too, so a write copies it first)"
+            if reading { return "shared at host \(hex(host)) (another owner uses it too): the read goes there" }
+            return "shared at host \(hex(host)) (another owner uses it too, so a write copies it first)"
         case .backing: return "not allocated in this image: the backing file holds the data" + (reading ? ", so the read goes to the backing file" : "")
         case .unallocated: return "unallocated in this image and in its backing chain: reads as zeroes"
-        case .zero: return "reads as zeroes (zero cluster)"
-        case .compressed: return "compressed cluster at host \(hex(host))" + (reading ? ": the read decompresses it" : "")
+        case .zero: return "reads as zeroes"
+        case .compressed: return "compressed at host \(hex(host))" + (reading ? ": the read decompresses it" : "")
         case .mixed: return "several kinds (one line per region follows), first at host \(hex(host))"
         }
     }
 
-    /// One region's state before a write, zero or discard, in words.
-    static func regionWords(_ kind: RegionKind, _ host: UInt64, _ refcount: UInt64) -> String {
+    /// One region's state before a write, zero or discard, in words: the format's where it
+    /// has them (refcounts and COPIED flags), else words every format shares.
+    static func regionWords(_ kind: RegionKind, _ host: UInt64, _ refcount: UInt64, _ c: ExplainContext = ExplainContext()) -> String {
+        if let w = c.words.regionWords(kind, host: host, refcount: refcount) { return w }
         switch kind {
-        case .allocated: return "allocated at host \(hex(host)), refcount \(refcount), COPIED (this image's own cluster)"
-        case .shared: return "shared — host \(hex(host)) has refcount \(refcount) (a snapshot references it too; no COPIED flag)"
+        case .allocated: return "stored in this image at host \(hex(host))"
+        case .shared: return "shared — host \(hex(host)) has \(refcount) owners"
         case .backing: return "unallocated here; the backing file has the data"
         case .unallocated: return "unallocated here and in the backing chain (reads as zeroes)"
-        case .zero: return "zero cluster (reads as zeroes, no data)"
+        case .zero: return "reads as zeroes, no data"
         case .compressed: return "compressed, stored at host \(hex(host))"
         case .mixed: return "mixed"
         }

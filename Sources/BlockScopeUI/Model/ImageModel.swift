@@ -88,7 +88,7 @@ public final class ImageModel {
             let m = inspector.mapGuest(off)
             if let h = m.host {
                 out += inspector.readHost(at: h, count: chunk)
-            } else if m.text.contains("compressed") {
+            } else if inspector.guestCell(off, 1).tone == .compressed {
                 return nil
             } else {
                 out += [UInt8](repeating: 0, count: chunk)
