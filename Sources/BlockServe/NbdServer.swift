@@ -100,8 +100,8 @@ public final class NbdServer: @unchecked Sendable {
             fds[1] = pollfd(fd: -1, events: 0, revents: 0)
             fds[2] = pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)
             let timeout = stats.map { Int32($0.millisecondsToNext()) } ?? -1
-            let r = poll(&fds, 3, timeout)
-            if r < 0 && errno != EINTR { throw BlockError.system(errno, "poll") }
+            let r = Syscall.poll(&fds, 3, timeout)
+            if r < 0 { throw BlockError.system(errno, "poll") }
             joinEndedClients()
             if let stats, let line = stats.tick() { log(line) }
             if fds[2].revents != 0 { break }

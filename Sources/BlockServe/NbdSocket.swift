@@ -53,11 +53,10 @@ public final class NbdSocket {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
-            let n = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, count - got, 0) }
+            let n = out.withUnsafeMutableBytes { b in Syscall.retrying { recv(fd, b.baseAddress! + got, count - got, 0) } }
             if n > 0 { got += n; continue }
             if n == 0 { throw NbdConnectionError(got == 0 ? "peer closed the connection" : "peer closed the connection mid-message") }
             let e = errno
-            if e == EINTR { continue }
             if e != EAGAIN && e != EWOULDBLOCK { throw NbdConnectionError("recv: \(String(cString: strerror(e)))") }
             let elapsedMs = Int((monotonicNanos() &- openedAt) / 1_000_000)
             if elapsedMs >= handshakeLimitMs {
@@ -68,12 +67,14 @@ public final class NbdSocket {
         return out
     }
 
-    /// Waits until the socket is readable; throws on timeout or server stop.
+    /// Waits until the socket is readable, `timeoutMs` passes or a signal arrives; throws on
+    /// a poll failure or server stop.
     func waitReadable(timeoutMs: Int32) throws(NbdConnectionError) {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
-        let r = poll(&fds, stopFD >= 0 ? 2 : 1, timeoutMs)
-        if r == 0 { throw NbdConnectionError("handshake not finished within \(handshakeLimitMs / 1000) s") }
-        if r < 0 { if errno == EINTR { return }; throw NbdConnectionError("poll: \(String(cString: strerror(errno)))") }
+        let r = Syscall.poll(&fds, stopFD >= 0 ? 2 : 1, timeoutMs)
+        // Timed out or interrupted: readExact's loop measures the handshake limit and says so.
+        if r == 0 { return }
+        if r < 0 { throw NbdConnectionError("poll: \(String(cString: strerror(errno)))") }
         if stopFD >= 0 && fds[1].revents != 0 && fds[0].revents == 0 { throw NbdConnectionError("server shutting down") }
     }
 
@@ -81,10 +82,9 @@ public final class NbdSocket {
     /// nothing is ready. Throws on a socket error.
     public func readAvailable(into p: UnsafeMutableRawPointer, count: Int) throws(NbdConnectionError) -> Int {
         while true {
-            let n = recv(fd, p, count, 0)
+            let n = Syscall.retrying { recv(fd, p, count, 0) }
             if n >= 0 { return n }
             let e = errno
-            if e == EINTR { continue }
             if e == EAGAIN || e == EWOULDBLOCK { return -1 }
             throw NbdConnectionError("recv: \(String(cString: strerror(e)))")
         }
@@ -111,13 +111,12 @@ public final class NbdSocket {
             var msg = msghdr()
             msg.msg_iov = iov + first
             msg.msg_iovlen = min(count - first, 1024)
-            let n = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+            let n = Syscall.retrying { sendmsg(fd, &msg, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 let e = errno
-                if e == EINTR { continue }
                 if e == EAGAIN || e == EWOULDBLOCK {
                     var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    let r = poll(&p, 1, 60_000)
+                    let r = Syscall.poll(&p, 1, 60_000)
                     if r == 0 { throw NbdConnectionError("peer stopped reading replies for 60 s") }
                     continue
                 }

@@ -137,8 +137,8 @@ final class NbdTransmission {
             // Completions of a backing-file queue and requests deferred behind another queue's
             // allocation do not signal the ring's eventfd: look again every millisecond.
             let timeout: Int32 = q.inFlight > 0 ? 1 : -1
-            let r = poll(&fds, 3, timeout)
-            if r < 0 && errno != EINTR { closing = closing ?? "poll: \(String(cString: strerror(errno)))"; continue }
+            let r = Syscall.poll(&fds, 3, timeout)
+            if r < 0 { closing = closing ?? "poll: \(String(cString: strerror(errno)))"; continue }
             if fds[1].revents != 0 {
                 var v: UInt64 = 0
                 _ = Glibc.read(efd, &v, 8)

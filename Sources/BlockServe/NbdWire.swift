@@ -1,22 +1,25 @@
-/// Reads big-endian integers and strings from untrusted bytes; every read checks bounds
-/// and returns nil instead of trapping.
+import BlockIO
+
+/// Reads big-endian integers and strings from untrusted bytes in order: a cursor over a
+/// ``ByteReader`` (the one bounds-checked reader), where a read past the end returns nil,
+/// which the parser turns into the protocol's error.
 public struct NbdByteReader {
-    /// The bytes being read.
-    public let bytes: [UInt8]
+    private let reader: ByteReader
     /// Index of the next unread byte.
     public private(set) var position = 0
 
     /// Starts reading `bytes` at index 0.
-    public init(_ bytes: [UInt8]) { self.bytes = bytes }
+    public init(_ bytes: [UInt8]) { reader = ByteReader(bytes, what: "nbd message") }
+
+    /// The bytes being read.
+    public var bytes: [UInt8] { reader.bytes }
 
     /// Bytes left to read.
-    public var remaining: Int { bytes.count - position }
+    public var remaining: Int { reader.count - position }
 
     /// Reads `n` bytes as a big-endian unsigned integer (n ≤ 8), or nil when too few remain.
     public mutating func integer(_ n: Int) -> UInt64? {
-        guard n <= 8, remaining >= n else { return nil }
-        var v: UInt64 = 0
-        for i in 0..<n { v = v << 8 | UInt64(bytes[position + i]) }
+        guard n >= 1, n <= 8, let v = try? reader.be(position, width: n) else { return nil }
         position += n
         return v
     }
@@ -30,10 +33,9 @@ public struct NbdByteReader {
 
     /// Reads `n` bytes as UTF-8 (invalid sequences repaired), or nil when fewer remain.
     public mutating func string(_ n: Int) -> String? {
-        guard n >= 0, remaining >= n else { return nil }
-        let s = String(decoding: bytes[position..<(position + n)], as: UTF8.self)
+        guard n >= 0, let b = try? reader.slice(position, n) else { return nil }
         position += n
-        return s
+        return String(decoding: b, as: UTF8.self)
     }
 }
 

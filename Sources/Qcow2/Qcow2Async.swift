@@ -298,8 +298,8 @@ public final class QcowAsync: AsyncIo {
             return
         }
         var fds = [pollfd(fd: a, events: Int16(POLLIN), revents: 0), pollfd(fd: b, events: Int16(POLLIN), revents: 0)]
-        let r = poll(&fds, 2, 100)
-        if r < 0 && errno != EINTR { throw BlockError.system(errno, "poll") }
+        let r = Syscall.poll(&fds, 2, 100)
+        if r < 0 { throw BlockError.system(errno, "poll") }
         var v: UInt64 = 0
         for f in fds where f.revents != 0 { _ = Glibc.read(f.fd, &v, 8) }
     }

@@ -82,10 +82,10 @@ public struct Qcow2Extensions: Sendable, Equatable {
         var end = min(UInt64(head.count), header.clusterSize)
         if header.backingFileOffset != 0 { end = min(end, header.backingFileOffset) }
         var pos = header.extensionsStart
-        let b = BigEndianBytes(head)
+        let b = ByteReader(head, what: "qcow2 header extensions", path: path)
         while pos + 8 <= end {
-            let type = b.u32(Int(pos))
-            let len = UInt64(b.u32(Int(pos) + 4))
+            let type = try b.be32(Int(pos))
+            let len = UInt64(try b.be32(Int(pos) + 4))
             if type == Magic.end { break }
             let dataStart = pos + 8
             if dataStart + len > end {
@@ -93,7 +93,7 @@ public struct Qcow2Extensions: Sendable, Equatable {
             }
             let data = Array(head[Int(dataStart)..<Int(dataStart + len)])
             ext.seen.append((type, UInt32(len)))
-            let d = BigEndianBytes(data)
+            let d = ByteReader(data, what: "qcow2 header extension \(hex(UInt64(type)))", path: path)
             switch type {
             case Magic.backingFormat:
                 ext.backingFormat = String(decoding: data.prefix { $0 != 0 }, as: UTF8.self)
@@ -108,10 +108,10 @@ public struct Qcow2Extensions: Sendable, Equatable {
                 }
             case Magic.bitmaps:
                 if data.count >= 24 {
-                    ext.bitmaps = Qcow2BitmapsExtension(count: d.u32(0), directorySize: d.u64(8), directoryOffset: d.u64(16))
+                    ext.bitmaps = Qcow2BitmapsExtension(count: try d.be32(0), directorySize: try d.be64(8), directoryOffset: try d.be64(16))
                 }
             case Magic.encryption:
-                if data.count >= 16 { ext.encryption = (d.u64(0), d.u64(8)) }
+                if data.count >= 16 { ext.encryption = (try d.be64(0), try d.be64(8)) }
             default:
                 break
             }
@@ -151,17 +151,17 @@ public struct Qcow2Bitmap: Sendable, Equatable {
     /// Parses the bitmap directory (`bytes` is the whole directory).
     static func parseDirectory(_ bytes: [UInt8], count: UInt32, path: String) throws(BlockError) -> [Qcow2Bitmap] {
         var out: [Qcow2Bitmap] = []
-        let b = BigEndianBytes(bytes)
+        let b = ByteReader(bytes, what: "qcow2 bitmap directory", path: path)
         var pos = 0
         for i in 0..<Int(count) {
             if pos + 24 > bytes.count { throw BlockError(.corruptImage, "qcow2: bitmap directory entry \(i) runs past the directory", path: path, operation: "open") }
-            let nameSize = Int(b.u16(pos + 18))
-            let extra = Int(b.u32(pos + 20))
+            let nameSize = Int(try b.be16(pos + 18))
+            let extra = Int(try b.be32(pos + 20))
             let nameStart = pos + 24 + extra
             if nameStart + nameSize > bytes.count { throw BlockError(.corruptImage, "qcow2: bitmap directory entry \(i) name runs past the directory", path: path, operation: "open") }
             out.append(Qcow2Bitmap(name: String(decoding: bytes[nameStart..<(nameStart + nameSize)], as: UTF8.self),
-                                   granularityBits: b.u8(pos + 17), flags: b.u32(pos + 12),
-                                   tableOffset: b.u64(pos), tableSize: b.u32(pos + 8)))
+                                   granularityBits: try b.u8(pos + 17), flags: try b.be32(pos + 12),
+                                   tableOffset: try b.be64(pos), tableSize: try b.be32(pos + 8)))
             pos = (nameStart + nameSize + 7) & ~7
         }
         return out

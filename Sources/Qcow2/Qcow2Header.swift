@@ -1,23 +1,6 @@
 import BlockIO
 import BlockInspect
 
-/// Big-endian field access over a byte array (QCOW2 stores every integer big-endian).
-///
-/// Reads past the end return 0, so callers check lengths before trusting a field.
-struct BigEndianBytes {
-    let bytes: [UInt8]
-
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
-
-    func u8(_ at: Int) -> UInt8 { at < bytes.count ? bytes[at] : 0 }
-
-    func u16(_ at: Int) -> UInt16 { UInt16(u8(at)) << 8 | UInt16(u8(at + 1)) }
-
-    func u32(_ at: Int) -> UInt32 { UInt32(u16(at)) << 16 | UInt32(u16(at + 2)) }
-
-    func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) << 32 | UInt64(u32(at + 4)) }
-}
-
 /// Decodes a big-endian UInt64 at byte `at` of a raw buffer.
 @inline(__always)
 func loadBE64(_ p: UnsafeRawBufferPointer, _ at: Int) -> UInt64 {
@@ -145,28 +128,28 @@ public struct Qcow2Header: Sendable, Equatable {
             BlockError(kind, "qcow2: " + m, path: path, operation: "open")
         }
         if bytes.count < 72 || fileSize < 72 { throw bad("file is too short for a qcow2 header (\(fileSize) bytes, need 72)") }
-        let b = BigEndianBytes(bytes)
-        if b.u32(0) != magic { throw bad("bad magic (not a qcow2 image)") }
-        let version = b.u32(4)
+        let b = ByteReader(bytes, what: "qcow2 header", path: path)
+        if try b.be32(0) != magic { throw bad("bad magic (not a qcow2 image)") }
+        let version = try b.be32(4)
         if version != 2 && version != 3 { throw bad("unsupported qcow2 version \(version) (blockscope reads 2 and 3)", .unsupportedFeature) }
-        var h = Qcow2Header(version: version, backingFileOffset: b.u64(8), backingFileSize: b.u32(16), clusterBits: b.u32(20),
-                            size: b.u64(24), cryptMethod: b.u32(32), l1Size: b.u32(36), l1TableOffset: b.u64(40),
-                            refcountTableOffset: b.u64(48), refcountTableClusters: b.u32(56), nbSnapshots: b.u32(60),
-                            snapshotsOffset: b.u64(64))
+        var h = Qcow2Header(version: version, backingFileOffset: try b.be64(8), backingFileSize: try b.be32(16), clusterBits: try b.be32(20),
+                            size: try b.be64(24), cryptMethod: try b.be32(32), l1Size: try b.be32(36), l1TableOffset: try b.be64(40),
+                            refcountTableOffset: try b.be64(48), refcountTableClusters: try b.be32(56), nbSnapshots: try b.be32(60),
+                            snapshotsOffset: try b.be64(64))
         if h.clusterBits < 9 || h.clusterBits > 21 {
             throw bad("cluster_bits \(h.clusterBits) is out of range (9..21: 512 B to 2 MiB clusters)")
         }
         if version == 3 {
             if bytes.count < 104 || fileSize < 104 { throw bad("file is too short for a v3 header (\(fileSize) bytes, need 104)") }
-            h.incompatibleFeatures = b.u64(72)
-            h.compatibleFeatures = b.u64(80)
-            h.autoclearFeatures = b.u64(88)
-            h.refcountOrder = b.u32(96)
-            h.headerLength = b.u32(100)
+            h.incompatibleFeatures = try b.be64(72)
+            h.compatibleFeatures = try b.be64(80)
+            h.autoclearFeatures = try b.be64(88)
+            h.refcountOrder = try b.be32(96)
+            h.headerLength = try b.be32(100)
             if h.headerLength < 104 { throw bad("header_length \(h.headerLength) is too short (a v3 header has at least 104 bytes)") }
             if h.headerLength % 8 != 0 { throw bad("header_length \(h.headerLength) is not a multiple of 8") }
             if UInt64(h.headerLength) > h.clusterSize { throw bad("header_length \(h.headerLength) exceeds the cluster size \(h.clusterSize)") }
-            if h.headerLength > 104 { h.compressionType = b.u8(104) }
+            if h.headerLength > 104 { h.compressionType = try b.u8(104) }
         }
         if h.refcountOrder > 6 {
             throw bad("refcount_order \(h.refcountOrder) is too large (at most 6: 64-bit refcounts)")

@@ -40,22 +40,22 @@ public struct Qcow2Snapshot: Sendable, Equatable {
                 BlockError(.corruptImage, "qcow2: snapshot \(i): \(m)", path: file.path, hostOffset: pos, operation: "open")
             }
             if pos + 40 > fileSize { throw bad("entry at \(hex(pos)) lies beyond the end of the file (size \(hex(fileSize)))") }
-            let h = BigEndianBytes(try file.readBytes(at: pos, count: 40))
-            let idSize = UInt64(h.u16(12)), nameSize = UInt64(h.u16(14))
-            let extraSize = h.u32(36)
+            let h = ByteReader(try file.readBytes(at: pos, count: 40), what: "qcow2 snapshot \(i)", path: file.path)
+            let idSize = UInt64(try h.be16(12)), nameSize = UInt64(try h.be16(14))
+            let extraSize = try h.be32(36)
             if extraSize > maxExtraData { throw bad("extra data of \(extraSize) bytes is too large (QEMU's limit is \(maxExtraData))") }
             let rest = UInt64(extraSize) + idSize + nameSize
             if pos + 40 + rest > fileSize { throw bad("entry runs past the end of the file") }
             let tail = try file.readBytes(at: pos + 40, count: Int(rest))
-            let e = BigEndianBytes(tail)
-            var snap = Qcow2Snapshot(l1TableOffset: h.u64(0), l1Size: h.u32(8),
+            let e = ByteReader(tail, what: "qcow2 snapshot \(i) extra data", path: file.path)
+            var snap = Qcow2Snapshot(l1TableOffset: try h.be64(0), l1Size: try h.be32(8),
                                      id: String(decoding: tail[Int(extraSize)..<Int(UInt64(extraSize) + idSize)], as: UTF8.self),
                                      name: String(decoding: tail[Int(UInt64(extraSize) + idSize)..<Int(rest)], as: UTF8.self),
-                                     dateSeconds: h.u32(16), dateNanoseconds: h.u32(20), vmClockNanoseconds: h.u64(24),
-                                     vmStateSize: UInt64(h.u32(32)), diskSize: nil, icount: nil)
-            if extraSize >= 8 { snap.vmStateSize = e.u64(0) }
-            if extraSize >= 16 { snap.diskSize = e.u64(8) }
-            if extraSize >= 24 { let ic = e.u64(16); snap.icount = ic == UInt64.max ? nil : ic }
+                                     dateSeconds: try h.be32(16), dateNanoseconds: try h.be32(20), vmClockNanoseconds: try h.be64(24),
+                                     vmStateSize: UInt64(try h.be32(32)), diskSize: nil, icount: nil)
+            if extraSize >= 8 { snap.vmStateSize = try e.be64(0) }
+            if extraSize >= 16 { snap.diskSize = try e.be64(8) }
+            if extraSize >= 24 { let ic = try e.be64(16); snap.icount = ic == UInt64.max ? nil : ic }
             if let ds = snap.diskSize, ds > UInt64(1) << 62 {
                 throw bad("disk size \(ds) is implausibly large")
             }

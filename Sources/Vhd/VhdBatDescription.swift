@@ -52,7 +52,7 @@ extension VhdDisk: BatStructure {
         ])]
         if let d = metadata?.dynamic {
             var dyn: [(label: String, value: String, tone: StructureTone)] = [
-                ("block size", sizeText(UInt64(d.blockSize)), .normal),
+                ("block size", formatBytes(Double(d.blockSize)), .normal),
                 ("BAT", "\(d.maxTableEntries) entries at \(hex(d.tableOffset))", .table),
                 ("sector bitmap", "\(d.bitmapSize) bytes before each block", .dim),
             ]
@@ -69,21 +69,6 @@ extension VhdDisk: BatStructure {
         for i in 0..<batEntryCount where m.batRaw(i) != VhdMetadata.unallocated { allocated += 1 }
         return [("allocated", allocated), ("unallocated", batEntryCount - allocated)]
     }
-}
-
-/// A byte count as the views write sizes: "512 B", "2.00 MiB", "16.0 MiB" (two decimals
-/// below 10, one above).
-private func sizeText(_ v: UInt64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var x = Double(v), i = 0
-    while x >= 1024 && i < units.count - 1 { x /= 1024; i += 1 }
-    if i == 0 { return "\(v) B" }
-    let digits = x < 10 ? 2 : 1
-    let scale = digits == 2 ? 100.0 : 10.0
-    let n = Int64((x * scale).rounded())
-    var frac = String(n % Int64(scale))
-    while frac.count < digits { frac = "0" + frac }
-    return "\(n / Int64(scale)).\(frac) \(units[i])"
 }
 
 extension String {

@@ -41,19 +41,20 @@ public struct VhdDynamicHeader: Sendable, Equatable {
         guard b.count >= 1024, ByteField.hasTag(b, 0, "cxsparse") else {
             throw BlockError(.invalidFormat, "vpc: no 'cxsparse' dynamic header at \(hex(offset))", path: path, hostOffset: offset, operation: "open")
         }
-        let stored = ByteField.be32(b, 36)
+        let r = ByteReader(b, what: "vpc dynamic header", path: path)
+        let stored = try r.be32(36)
         if VhdChecksum.compute(Array(b[0..<1024]), field: 36) != stored {
             throw BlockError(.corruptImage, "vpc: dynamic header checksum mismatch (stored \(hex(UInt64(stored))))", path: path, hostOffset: offset, operation: "open")
         }
         var locs: [VhdParentLocator] = []
         for i in 0..<8 {
             let o = 576 + i * 24
-            let code = ByteField.be32(b, o)
+            let code = try r.be32(o)
             if code == 0 { continue }
-            locs.append(VhdParentLocator(platformCode: code, dataSpace: ByteField.be32(b, o + 4), dataLength: ByteField.be32(b, o + 8), dataOffset: ByteField.be64(b, o + 16)))
+            locs.append(VhdParentLocator(platformCode: code, dataSpace: try r.be32(o + 4), dataLength: try r.be32(o + 8), dataOffset: try r.be64(o + 16)))
         }
-        let h = VhdDynamicHeader(tableOffset: ByteField.be64(b, 16), maxTableEntries: ByteField.be32(b, 28), blockSize: ByteField.be32(b, 32),
-                                 parentUniqueId: Array(b[40..<56]), parentTimestamp: ByteField.be32(b, 56),
+        let h = VhdDynamicHeader(tableOffset: try r.be64(16), maxTableEntries: try r.be32(28), blockSize: try r.be32(32),
+                                 parentUniqueId: Array(b[40..<56]), parentTimestamp: try r.be32(56),
                                  parentName: ByteField.utf16(b[64..<576], bigEndian: true), locators: locs)
         let bs = h.blockSize
         if bs < 512 || bs > (256 << 20) || bs & (bs - 1) != 0 {

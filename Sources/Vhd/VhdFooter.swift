@@ -77,16 +77,17 @@ public struct VhdFooter: Sendable, Equatable {
     /// or unknown disk type.
     public static func parse(_ b: [UInt8], path: String, at offset: UInt64) throws(BlockError) -> VhdFooter? {
         guard b.count >= 512, ByteField.hasTag(b, 0, "conectix") else { return nil }
-        let stored = ByteField.be32(b, 64)
+        let r = ByteReader(b, what: "vpc footer", path: path)
+        let stored = try r.be32(64)
         if VhdChecksum.compute(Array(b[0..<512]), field: 64) != stored {
             throw BlockError(.corruptImage, "vpc: footer checksum mismatch (stored \(hex(UInt64(stored))))", path: path, hostOffset: offset, operation: "open")
         }
-        guard let type = VhdDiskType(rawValue: ByteField.be32(b, 60)) else {
-            throw BlockError(.unsupportedFeature, "vpc: disk type \(ByteField.be32(b, 60)) (2 fixed, 3 dynamic, 4 differencing)", path: path, hostOffset: offset, operation: "open")
+        guard let type = VhdDiskType(rawValue: try r.be32(60)) else {
+            throw BlockError(.unsupportedFeature, "vpc: disk type \(try r.be32(60)) (2 fixed, 3 dynamic, 4 differencing)", path: path, hostOffset: offset, operation: "open")
         }
-        return VhdFooter(dataOffset: ByteField.be64(b, 16), timestamp: ByteField.be32(b, 24), creatorApp: Array(b[28..<32]),
-                         creatorVersion: ByteField.be32(b, 32), creatorOS: ByteField.be32(b, 36), originalSize: ByteField.be64(b, 40),
-                         currentSize: ByteField.be64(b, 48), cylinders: ByteField.be16(b, 56), heads: b[58], sectorsPerTrack: b[59],
+        return VhdFooter(dataOffset: try r.be64(16), timestamp: try r.be32(24), creatorApp: Array(b[28..<32]),
+                         creatorVersion: try r.be32(32), creatorOS: try r.be32(36), originalSize: try r.be64(40),
+                         currentSize: try r.be64(48), cylinders: try r.be16(56), heads: b[58], sectorsPerTrack: b[59],
                          diskType: type, uniqueId: Array(b[68..<84]), savedState: b[84])
     }
 

@@ -79,7 +79,11 @@ public final class VhdMetadata: @unchecked Sendable {
             throw BlockError(.corruptImage, "vpc: \(overlap); the image cannot be written", path: path, hostOffset: dynamic.tableOffset, operation: "open")
         }
         let raw = try file.readBytes(at: dynamic.tableOffset, count: Int(batBytes))
-        bat = (0..<Int(dynamic.maxTableEntries)).map { ByteField.be32(raw, $0 * 4) }
+        let entries = ByteReader(raw, what: "vpc BAT", path: path)
+        var decoded = [UInt32]()
+        decoded.reserveCapacity(Int(dynamic.maxTableEntries))
+        for i in 0..<Int(dynamic.maxTableEntries) { decoded.append(try entries.be32(i * 4)) }
+        bat = decoded
         let span = dynamic.bitmapSize + bs
         for (i, e) in bat.enumerated() where e != VhdMetadata.unallocated {
             if UInt64(e) * 512 + span > size {

@@ -71,18 +71,18 @@ extension VhdxDisk: BatStructure {
         return [
             StructureSection("Headers", headers),
             StructureSection("Region table", [
-                ("BAT", "\(hex(m.batRegion.fileOffset)) +\(sizeText(UInt64(m.batRegion.length)))", .table),
-                ("metadata", "\(hex(m.metadataRegion.fileOffset)) +\(sizeText(UInt64(m.metadataRegion.length)))", .header),
+                ("BAT", "\(hex(m.batRegion.fileOffset)) +\(formatBytes(Double(m.batRegion.length)))", .table),
+                ("metadata", "\(hex(m.metadataRegion.fileOffset)) +\(formatBytes(Double(m.metadataRegion.length)))", .header),
             ]),
             StructureSection("Metadata items", [
-                ("block size", sizeText(UInt64(i.blockSize)), .normal),
+                ("block size", formatBytes(Double(i.blockSize)), .normal),
                 ("sectors", "logical \(i.logicalSectorSize), physical \(i.physicalSectorSize)", .normal),
                 ("virtual size", "\(i.virtualSize)", .normal),
                 ("type", i.hasParent ? "differencing\(i.parentLocator?["relative_path"].map { " (parent \($0))" } ?? "")" : (i.leaveBlocksAllocated ? "fixed" : "dynamic"), .normal),
                 ("chunk ratio", "\(g.chunkRatio) payload blocks per sector bitmap", .dim),
             ]),
             StructureSection("Log", [
-                ("log", "\(hex(h.logOffset)) +\(sizeText(UInt64(h.logLength))), \(h.logGuid.isZero ? "clean (log GUID zero)" : "active log GUID \(h.logGuid)")", h.logGuid.isZero ? .ok : .warning),
+                ("log", "\(hex(h.logOffset)) +\(formatBytes(Double(h.logLength))), \(h.logGuid.isZero ? "clean (log GUID zero)" : "active log GUID \(h.logGuid)")", h.logGuid.isZero ? .ok : .warning),
                 ("replayed on open", "\(m.replayedEntries) entries\(m.replayedInMemory ? " (in memory, read-only open)" : "")", m.replayedEntries > 0 ? .warning : .dim),
             ]),
         ]
@@ -95,21 +95,6 @@ extension VhdxDisk: BatStructure {
         for (v, n) in byState.enumerated() where n > 0 { counts[VhdxBlockState(rawValue: UInt8(v))?.name ?? "invalid", default: 0] += n }
         return counts.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
-}
-
-/// A byte count as the views write sizes: "512 B", "2.00 MiB", "16.0 MiB" (two decimals
-/// below 10, one above).
-private func sizeText(_ v: UInt64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var x = Double(v), i = 0
-    while x >= 1024 && i < units.count - 1 { x /= 1024; i += 1 }
-    if i == 0 { return "\(v) B" }
-    let digits = x < 10 ? 2 : 1
-    let scale = digits == 2 ? 100.0 : 10.0
-    let n = Int64((x * scale).rounded())
-    var frac = String(n % Int64(scale))
-    while frac.count < digits { frac = "0" + frac }
-    return "\(n / Int64(scale)).\(frac) \(units[i])"
 }
 
 extension String {

@@ -95,13 +95,18 @@ public struct VhdxHeader: Sendable, Equatable {
 
     /// Parses and validates a 4 KiB header; nil when the signature or checksum is wrong.
     public static func parse(_ b: [UInt8]) -> VhdxHeader? {
-        guard b.count >= VhdxLayout.headerSize, ByteField.hasTag(b, 0, "head") else { return nil }
-        let stored = ByteField.le32(b, 4)
-        guard Crc32c.checksum(Array(b[0..<VhdxLayout.headerSize]), zeroingFieldAt: 4) == stored else { return nil }
-        return VhdxHeader(sequenceNumber: ByteField.le64(b, 8), fileWriteGuid: VhdxGuid(b, at: 16),
-                          dataWriteGuid: VhdxGuid(b, at: 32), logGuid: VhdxGuid(b, at: 48),
-                          logVersion: ByteField.le16(b, 64), version: ByteField.le16(b, 66),
-                          logLength: ByteField.le32(b, 68), logOffset: ByteField.le64(b, 72))
+        do {
+            guard b.count >= VhdxLayout.headerSize, ByteField.hasTag(b, 0, "head") else { return nil }
+            let r = ByteReader(b, what: "vhdx header")
+            let stored = try r.le32(4)
+            guard Crc32c.checksum(Array(b[0..<VhdxLayout.headerSize]), zeroingFieldAt: 4) == stored else { return nil }
+            return VhdxHeader(sequenceNumber: try r.le64(8), fileWriteGuid: VhdxGuid(b, at: 16),
+                              dataWriteGuid: VhdxGuid(b, at: 32), logGuid: VhdxGuid(b, at: 48),
+                              logVersion: try r.le16(64), version: try r.le16(66),
+                              logLength: try r.le32(68), logOffset: try r.le64(72))
+        } catch {
+            return nil   // a field past the end: not a valid structure
+        }
     }
 
     /// The 4 KiB on-disk form with its checksum.

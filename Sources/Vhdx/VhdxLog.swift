@@ -30,50 +30,56 @@ public enum VhdxLog {
 
     /// Parses and validates the entry at `off` of the in-memory log `log` (wrapping at its end).
     static func entry(in log: [UInt8], at off: UInt64, guid: VhdxGuid) -> VhdxLogEntry? {
-        let n = UInt64(log.count)
-        func bytes(_ o: UInt64, _ len: Int) -> [UInt8] {
-            var out = [UInt8](); out.reserveCapacity(len)
-            var p = o % n
-            for _ in 0..<len { out.append(log[Int(p)]); p += 1; if p == n { p = 0 } }
-            return out
-        }
-        let h = bytes(off, 64)
-        guard ByteField.hasTag(h, 0, "loge") else { return nil }
-        let length = UInt64(ByteField.le32(h, 8)), tail = UInt64(ByteField.le32(h, 12))
-        let seq = ByteField.le64(h, 16), count = UInt64(ByteField.le32(h, 24))
-        guard length >= sector, length % sector == 0, length <= n, tail % sector == 0, tail < n, seq != 0,
-              VhdxGuid(h, at: 32) == guid else { return nil }
-        let descArea = (64 + count * 32 + sector - 1) / sector * sector
-        guard descArea <= length else { return nil }
-        let all = bytes(off, Int(length))
-        guard Crc32c.checksum(all, zeroingFieldAt: 4) == ByteField.le32(h, 4) else { return nil }
-        var e = VhdxLogEntry(offset: off, length: length, tail: tail, sequence: seq,
-                             flushedFileOffset: ByteField.le64(h, 48), lastFileOffset: ByteField.le64(h, 56), writes: [], zeroes: [])
-        var dataSector = Int(descArea)
-        for i in 0..<Int(count) {
-            let d = 64 + i * 32
-            if ByteField.hasTag(all, d, "zero") {
-                let zoff = ByteField.le64(all, d + 16), zlen = ByteField.le64(all, d + 8)
-                guard ByteField.le64(all, d + 24) == seq, zoff % sector == 0, zlen % sector == 0,
-                      !zoff.addingReportingOverflow(zlen).overflow, zoff + zlen <= 1 << 56 else { return nil }
-                e.zeroes.append((zoff, zlen))
-            } else if ByteField.hasTag(all, d, "desc") {
-                guard ByteField.le64(all, d + 24) == seq, dataSector + Int(sector) <= all.count,
-                      ByteField.le64(all, d + 16) % sector == 0, ByteField.le64(all, d + 16) < 1 << 56 else { return nil }
-                let s = dataSector
-                guard ByteField.hasTag(all, s, "data"), ByteField.le32(all, s + 4) == UInt32(seq >> 32),
-                      ByteField.le32(all, s + 4092) == UInt32(truncatingIfNeeded: seq) else { return nil }
-                var page = [UInt8](repeating: 0, count: Int(sector))
-                ByteField.putLE(&page, 0, ByteField.le64(all, d + 8), width: 8)
-                page[8..<4092] = all[(s + 8)..<(s + 4092)]
-                ByteField.putLE(&page, 4092, UInt64(ByteField.le32(all, d + 4)), width: 4)
-                e.writes.append((ByteField.le64(all, d + 16), page))
-                dataSector += Int(sector)
-            } else {
-                return nil
+        do {
+            let n = UInt64(log.count)
+            func bytes(_ o: UInt64, _ len: Int) -> [UInt8] {
+                var out = [UInt8](); out.reserveCapacity(len)
+                var p = o % n
+                for _ in 0..<len { out.append(log[Int(p)]); p += 1; if p == n { p = 0 } }
+                return out
             }
+            let h = bytes(off, 64)
+            let r = ByteReader(h, what: "vhdx log entry header")
+            guard ByteField.hasTag(h, 0, "loge") else { return nil }
+            let length = UInt64(try r.le32(8)), tail = UInt64(try r.le32(12))
+            let seq = try r.le64(16), count = UInt64(try r.le32(24))
+            guard length >= sector, length % sector == 0, length <= n, tail % sector == 0, tail < n, seq != 0,
+                  VhdxGuid(h, at: 32) == guid else { return nil }
+            let descArea = (64 + count * 32 + sector - 1) / sector * sector
+            guard descArea <= length else { return nil }
+            let all = bytes(off, Int(length))
+            let a = ByteReader(all, what: "vhdx log entry")
+            guard Crc32c.checksum(all, zeroingFieldAt: 4) == (try r.le32(4)) else { return nil }
+            var e = VhdxLogEntry(offset: off, length: length, tail: tail, sequence: seq,
+                                 flushedFileOffset: try r.le64(48), lastFileOffset: try r.le64(56), writes: [], zeroes: [])
+            var dataSector = Int(descArea)
+            for i in 0..<Int(count) {
+                let d = 64 + i * 32
+                if ByteField.hasTag(all, d, "zero") {
+                    let zoff = try a.le64(d + 16), zlen = try a.le64(d + 8)
+                    guard try a.le64(d + 24) == seq, zoff % sector == 0, zlen % sector == 0,
+                          !zoff.addingReportingOverflow(zlen).overflow, zoff + zlen <= 1 << 56 else { return nil }
+                    e.zeroes.append((zoff, zlen))
+                } else if ByteField.hasTag(all, d, "desc") {
+                    guard try a.le64(d + 24) == seq, dataSector + Int(sector) <= all.count,
+                          try a.le64(d + 16) % sector == 0, try a.le64(d + 16) < 1 << 56 else { return nil }
+                    let s = dataSector
+                    guard ByteField.hasTag(all, s, "data"), try a.le32(s + 4) == UInt32(seq >> 32),
+                          try a.le32(s + 4092) == UInt32(truncatingIfNeeded: seq) else { return nil }
+                    var page = [UInt8](repeating: 0, count: Int(sector))
+                    ByteField.putLE(&page, 0, try a.le64(d + 8), width: 8)
+                    page[8..<4092] = all[(s + 8)..<(s + 4092)]
+                    ByteField.putLE(&page, 4092, UInt64(try a.le32(d + 4)), width: 4)
+                    e.writes.append((try a.le64(d + 16), page))
+                    dataSector += Int(sector)
+                } else {
+                    return nil
+                }
+            }
+            return e
+        } catch {
+            return nil   // a field past the end: not a valid structure
         }
-        return e
     }
 
     /// Finds the active sequence (tail to head) by the scan MS-VHDX 2.3.3 describes; empty when none.
@@ -170,8 +176,8 @@ public enum VhdxLog {
         for (i, p) in pages.enumerated() {
             let d = 64 + i * 32, s = descArea + i * Int(sector)
             b[d..<(d + 4)] = ArraySlice("desc".utf8)
-            ByteField.putLE(&b, d + 4, UInt64(ByteField.le32(p.bytes, 4092)), width: 4)
-            ByteField.putLE(&b, d + 8, ByteField.le64(p.bytes, 0), width: 8)
+            ByteField.putLE(&b, d + 4, UInt64((try? ByteReader(p.bytes, what: "vhdx log page").le32(4092)) ?? 0), width: 4)
+            ByteField.putLE(&b, d + 8, (try? ByteReader(p.bytes, what: "vhdx log page").le64(0)) ?? 0, width: 8)
             ByteField.putLE(&b, d + 16, p.offset, width: 8)
             ByteField.putLE(&b, d + 24, sequence, width: 8)
             b[s..<(s + 4)] = ArraySlice("data".utf8)

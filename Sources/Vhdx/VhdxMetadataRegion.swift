@@ -46,7 +46,8 @@ public struct VhdxMetadataItems: Sendable, Equatable {
         guard ByteField.hasTag(table, 0, "metadata") else {
             throw BlockError(.invalidFormat, "vhdx: metadata table at \(hex(region.fileOffset)) has no 'metadata' signature", path: path, hostOffset: region.fileOffset, operation: "open")
         }
-        let count = Int(ByteField.le16(table, 10))
+        let t = ByteReader(table, what: "vhdx metadata table", path: path)
+        let count = Int(try t.le16(10))
         if count > 2047 {
             throw BlockError(.corruptImage, "vhdx: metadata table has \(count) entries (at most 2047)", path: path, hostOffset: region.fileOffset, operation: "open")
         }
@@ -54,9 +55,9 @@ public struct VhdxMetadataItems: Sendable, Equatable {
         for i in 0..<count {
             let o = 32 + i * 32
             let guid = VhdxGuid(table, at: o)
-            let off = UInt64(ByteField.le32(table, o + 16))
-            let len = UInt64(ByteField.le32(table, o + 20))
-            let flags = ByteField.le32(table, o + 24)
+            let off = UInt64(try t.le32(o + 16))
+            let len = UInt64(try t.le32(o + 20))
+            let flags = try t.le32(o + 24)
             if len == 0 { continue }
             if off < 64 * 1024 || off + len > UInt64(region.length) {
                 throw BlockError(.corruptImage, "vhdx: metadata item \(guid) at offset \(hex(off)) (length \(len)) lies outside the metadata region (length \(hex(UInt64(region.length))))", path: path, hostOffset: region.fileOffset + off, operation: "open")
@@ -77,9 +78,11 @@ public struct VhdxMetadataItems: Sendable, Equatable {
         let vs = try need(virtualSizeGuid, "virtual disk size", 8)
         let ls = try need(logicalSectorGuid, "logical sector size", 4)
         let ps = try need(physicalSectorGuid, "physical sector size", 4)
-        var m = VhdxMetadataItems(blockSize: ByteField.le32(fp, 0), leaveBlocksAllocated: ByteField.le32(fp, 4) & 1 != 0,
-                                  hasParent: ByteField.le32(fp, 4) & 2 != 0, virtualSize: ByteField.le64(vs, 0),
-                                  logicalSectorSize: ByteField.le32(ls, 0), physicalSectorSize: ByteField.le32(ps, 0),
+        let fpr = ByteReader(fp, what: "vhdx file parameters", path: path), vsr = ByteReader(vs, what: "vhdx virtual disk size", path: path)
+        let lsr = ByteReader(ls, what: "vhdx logical sector size", path: path), psr = ByteReader(ps, what: "vhdx physical sector size", path: path)
+        var m = VhdxMetadataItems(blockSize: try fpr.le32(0), leaveBlocksAllocated: try fpr.le32(4) & 1 != 0,
+                                  hasParent: try fpr.le32(4) & 2 != 0, virtualSize: try vsr.le64(0),
+                                  logicalSectorSize: try lsr.le32(0), physicalSectorSize: try psr.le32(0),
                                   diskId: items[page83Guid].flatMap { $0.count >= 16 ? VhdxGuid($0, at: 0) : nil }, parentLocator: nil)
         let bs = m.blockSize
         if bs < (1 << 20) || bs > (256 << 20) || bs & (bs - 1) != 0 {
@@ -107,15 +110,16 @@ public struct VhdxMetadataItems: Sendable, Equatable {
         if type != vhdxLocatorType {
             throw BlockError(.unsupportedFeature, "vhdx: parent locator type \(type) is not the VHDX locator", path: path, operation: "open")
         }
-        let count = Int(ByteField.le16(b, 18))
+        let r = ByteReader(b, what: "vhdx parent locator", path: path)
+        let count = Int(try r.le16(18))
         var out: [String: String] = [:]
         for i in 0..<count {
             let o = 20 + i * 12
             guard o + 12 <= b.count else {
                 throw BlockError(.corruptImage, "vhdx: parent locator entry \(i) lies past the end of the item", path: path, operation: "open")
             }
-            let ko = Int(ByteField.le32(b, o)), vo = Int(ByteField.le32(b, o + 4))
-            let kl = Int(ByteField.le16(b, o + 8)), vl = Int(ByteField.le16(b, o + 10))
+            let ko = Int(try r.le32(o)), vo = Int(try r.le32(o + 4))
+            let kl = Int(try r.le16(o + 8)), vl = Int(try r.le16(o + 10))
             guard ko + kl <= b.count, vo + vl <= b.count else {
                 throw BlockError(.corruptImage, "vhdx: parent locator entry \(i) points past the end of the item", path: path, operation: "open")
             }

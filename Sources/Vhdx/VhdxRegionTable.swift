@@ -21,17 +21,22 @@ public struct VhdxRegionTable: Sendable, Equatable {
 
     /// Parses a 64 KiB region table; nil on a bad signature, checksum or entry count.
     public static func parse(_ b: [UInt8]) -> VhdxRegionTable? {
-        guard b.count >= VhdxLayout.regionTableSize, ByteField.hasTag(b, 0, "regi") else { return nil }
-        guard Crc32c.checksum(Array(b[0..<VhdxLayout.regionTableSize]), zeroingFieldAt: 4) == ByteField.le32(b, 4) else { return nil }
-        let count = Int(ByteField.le32(b, 8))
-        guard count <= 2047 else { return nil }
-        var entries: [VhdxRegionEntry] = []
-        for i in 0..<count {
-            let o = 16 + i * 32
-            entries.append(VhdxRegionEntry(guid: VhdxGuid(b, at: o), fileOffset: ByteField.le64(b, o + 16),
-                                           length: ByteField.le32(b, o + 24), required: ByteField.le32(b, o + 28) & 1 != 0))
+        do {
+            guard b.count >= VhdxLayout.regionTableSize, ByteField.hasTag(b, 0, "regi") else { return nil }
+            let r = ByteReader(b, what: "vhdx region table")
+            guard Crc32c.checksum(Array(b[0..<VhdxLayout.regionTableSize]), zeroingFieldAt: 4) == (try r.le32(4)) else { return nil }
+            let count = Int(try r.le32(8))
+            guard count <= 2047 else { return nil }
+            var entries: [VhdxRegionEntry] = []
+            for i in 0..<count {
+                let o = 16 + i * 32
+                entries.append(VhdxRegionEntry(guid: VhdxGuid(b, at: o), fileOffset: try r.le64(o + 16),
+                                               length: try r.le32(o + 24), required: try r.le32(o + 28) & 1 != 0))
+            }
+            return VhdxRegionTable(entries: entries)
+        } catch {
+            return nil   // a field past the end: not a valid structure
         }
-        return VhdxRegionTable(entries: entries)
     }
 
     /// The 64 KiB on-disk form with its checksum.

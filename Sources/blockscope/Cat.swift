@@ -32,9 +32,8 @@ struct Cat: ParsableCommand {
             try GuestStreamer.stream(disk: disk, engine: imageOptions.engine, offset: start, length: len) { (bytes) throws(BlockError) in
                 var done = 0
                 while done < bytes.count {
-                    let n = Glibc.write(1, bytes.baseAddress! + done, bytes.count - done)
+                    let n = Syscall.retrying { Glibc.write(1, bytes.baseAddress! + done, bytes.count - done) }
                     if n < 0 {
-                        if errno == EINTR { continue }
                         throw BlockError.system(errno, "write to stdout")
                     }
                     done += n

@@ -26,12 +26,7 @@ struct Info: ParsableCommand {
 /// Renders info JSON as qemu-img's human form ("image: ...", "file format: ...").
 func renderHumanInfo(_ info: JSONValue) -> String {
     var out = ""
-    func size(_ v: Int64) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-        var d = Double(v); var i = 0
-        while d >= 1024 && i < units.count - 1 { d /= 1024; i += 1 }
-        return i == 0 ? "\(v) B" : String(format: "%.3g %@", d, units[i])
-    }
+    func size(_ v: Int64) -> String { formatBytes(Double(v), style: .qemu) }
     if let f = info["filename"]?.stringValue { out += "image: \(f)\n" }
     if let f = info["format"]?.stringValue { out += "file format: \(f)\n" }
     if let v = info["virtual-size"]?.intValue { out += "virtual size: \(size(v)) (\(v) bytes)\n" }

@@ -84,8 +84,8 @@ struct BufferedOutput {
         var done = 0
         buf.withUnsafeBytes { p in
             while done < p.count {
-                let n = Glibc.write(1, p.baseAddress! + done, p.count - done)
-                if n <= 0 { if n < 0 && errno == EINTR { continue }; break }
+                let n = Syscall.retrying { Glibc.write(1, p.baseAddress! + done, p.count - done) }
+                if n <= 0 { break }
                 done += n
             }
         }

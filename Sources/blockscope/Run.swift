@@ -203,7 +203,7 @@ final class EventDrainer: @unchecked Sendable {
                 cond.lock(); let stop = stopping; cond.unlock()
                 let got = sub.drain { _ in n += 1 }
                 if stop && got == 0 { break }
-                if got == 0 { usleep(5000) }
+                if got == 0 { sub.wait(timeoutNs: 100_000_000) }
             }
             let cpu = threadCpuTimes()
             cond.lock(); count = n; cpuNs = cpu.user + cpu.system; running = false; cond.broadcast(); cond.unlock()
@@ -215,6 +215,7 @@ final class EventDrainer: @unchecked Sendable {
     func finish() -> (Int, UInt64) {
         cond.lock()
         stopping = true
+        stream.wakeReader()
         while running { cond.wait() }
         cond.unlock()
         sub.cancel()

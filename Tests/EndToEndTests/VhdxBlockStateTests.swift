@@ -15,7 +15,7 @@ import TestSupport
         try TestSupport.qemuImg(["create", "-q", "-f", "vhdx", "-o", "block_size=1M", img, "4M"])
         try TestSupport.qemuIo(img, format: "vhdx", ["write -P 0x77 1M 1M", "write -P 0x78 2M 4k"])
         let f = try SystemFile(path: img, writable: true)
-        let raw = ByteField.le64(try f.readBytes(at: (2 << 20) + 8, count: 8), 0)
+        let raw = try ByteReader(try f.readBytes(at: (2 << 20) + 8, count: 8), what: "vhdx BAT entry").le64(0)
         var b = [UInt8](repeating: 0, count: 8)
         ByteField.putLE(&b, 0, (raw & ~7) | state, width: 8)   // keep FileOffsetMB, change the state
         try f.writeBytes(b, at: (2 << 20) + 8)

@@ -85,8 +85,16 @@ public final class EventRing: @unchecked Sendable {
 /// queue IDs outside `0..<queueCount` are counted in ``lostEvents``.
 ///
 /// Publishing costs one relaxed load when nobody is subscribed, and a ring push (a few
-/// stores, one release store) when someone is. It never blocks and never allocates. A slow
-/// subscriber loses events and sees how many in ``EventSubscription/lostEvents``.
+/// stores, one release store) and one relaxed load when someone is. It never blocks and never
+/// allocates. A slow subscriber loses events and sees how many in
+/// ``EventSubscription/lostEvents``.
+///
+/// A subscriber that drains on its own thread sleeps in ``EventSubscription/wait(timeoutNs:)``
+/// instead of polling: the producer whose push leaves a quarter of its ring filled wakes it
+/// (through a ``ChangeSignal``: one wake-up per wait, never one per event, so events still
+/// arrive in batches), and
+/// ``wakeReader()`` wakes it at once (to stop it). The timeout bounds how long an event may
+/// sit in a ring that never fills that far.
 ///
 /// ```swift
 /// let stream = EventStream(queues: 8)
@@ -101,6 +109,15 @@ public final class EventStream: IoEventSink, @unchecked Sendable {
     private let ringCount: Int
     private let active = Atomic<Bool>(false)
     private let unrouted = Atomic<UInt64>(0)
+    /// Set by a subscriber about to sleep in ``EventSubscription/wait(timeoutNs:)``; the
+    /// producer that clears it bumps ``wake``.
+    private let readerWaiting = Atomic<Bool>(false)
+    /// Set by ``wakeReader()``: the next (or current) wait returns at once.
+    private let wakeRequested = Atomic<Bool>(false)
+    /// What a waiting subscriber sleeps on.
+    private let wake = ChangeSignal()
+    /// Buffered events in one ring that wake a waiting subscriber (a quarter of a ring).
+    private let wakeThreshold: Int
 
     /// Creates a stream for queue IDs `0..<queues`, each with a ring of `capacityPerQueue` events.
     public init(queues: Int = 16, capacityPerQueue: Int = 1 << 13) {
@@ -108,6 +125,7 @@ public final class EventStream: IoEventSink, @unchecked Sendable {
         ringCount = rings.count
         ringRefs = UnsafeMutablePointer<Unmanaged<EventRing>>.allocate(capacity: rings.count)
         for (i, r) in rings.enumerated() { (ringRefs + i).initialize(to: Unmanaged.passUnretained(r)) }
+        wakeThreshold = max(1, rings[0].capacity / 4)
     }
 
     deinit { ringRefs.deallocate() }
@@ -122,7 +140,10 @@ public final class EventStream: IoEventSink, @unchecked Sendable {
         let q = Int(event.queue)
         if q >= 0 && q < ringCount {
             // Unmanaged: no retain/release of the ring on the hot path (`rings` owns them).
-            ringRefs[q]._withUnsafeGuaranteedRef { $0.push(event) }
+            ringRefs[q]._withUnsafeGuaranteedRef { r in
+                r.push(event)
+                if readerWaiting.load(ordering: .relaxed) && r.buffered >= wakeThreshold { wakeWaitingReader() }
+            }
         } else {
             unrouted.wrappingAdd(1, ordering: .relaxed)
         }
@@ -145,6 +166,32 @@ public final class EventStream: IoEventSink, @unchecked Sendable {
 
     /// Whether a subscriber is attached.
     public var isSubscribed: Bool { active.load(ordering: .relaxed) }
+
+    /// Wakes the subscriber from ``EventSubscription/wait(timeoutNs:)`` now, or makes its next
+    /// wait return at once (whoever asks a draining thread to stop calls it after setting
+    /// its flag).
+    public func wakeReader() {
+        wakeRequested.store(true, ordering: .sequentiallyConsistent)
+        wake.bump()
+    }
+
+    /// The producer side: one bump for the wait that is pending, none when another producer
+    /// already woke it.
+    private func wakeWaitingReader() {
+        if readerWaiting.exchange(false, ordering: .acquiringAndReleasing) { wake.bump() }
+    }
+
+    /// Sleeps until a producer or ``wakeReader()`` wakes the subscriber or `timeoutNs`
+    /// passes; returns at once when a ring already holds ``wakeThreshold`` events.
+    fileprivate func waitForEvents(timeoutNs: UInt64) {
+        readerWaiting.store(true, ordering: .sequentiallyConsistent)
+        let seen = wake.generation
+        if !wakeRequested.exchange(false, ordering: .acquiringAndReleasing)
+            && !rings.contains(where: { $0.buffered >= wakeThreshold }) {
+            wake.wait(past: seen, timeoutNanos: timeoutNs)
+        }
+        readerWaiting.store(false, ordering: .relaxed)
+    }
 
     /// Events lost in every ring plus events from unknown queue IDs.
     public var lostEvents: UInt64 {
@@ -180,6 +227,11 @@ public final class EventSubscription: @unchecked Sendable {
 
     /// Events the subscriber lost because it drained too slowly (all queues, cumulative).
     public var lostEvents: UInt64 { stream.lostEvents }
+
+    /// Sleeps until events are worth draining (a ring a quarter full), ``EventStream/wakeReader()``
+    /// is called, or `timeoutNs` passes; a drainer thread calls it when ``drain(maxPerQueue:_:)``
+    /// found nothing, instead of sleeping a fixed time.
+    public func wait(timeoutNs: UInt64) { stream.waitForEvents(timeoutNs: timeoutNs) }
 
     /// Detaches: the stream stops buffering.
     public func cancel() { stream.unsubscribe() }

@@ -101,12 +101,7 @@ public enum FioReport {
     }
 
     /// Bytes with a binary unit ("273MiB").
-    static func bytes(_ v: Double) -> String {
-        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
-        var d = v, i = 0
-        while d >= 1024 && i < units.count - 1 { d /= 1024; i += 1 }
-        return d >= 100 || i == 0 ? String(format: "%.0f%@", d, units[i]) : String(format: "%.1f%@", d, units[i])
-    }
+    static func bytes(_ v: Double) -> String { formatBytes(v, style: .fio) }
 
     /// The human summary, shaped like fio's per-job block.
     public static func human(_ result: WorkloadResult) -> String {

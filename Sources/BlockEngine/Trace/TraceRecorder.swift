@@ -50,7 +50,7 @@ public final class TraceRecorder: @unchecked Sendable {
                 let n = subscription.drain { e in buf += TraceFile.line(e, start: self.start) + "\n" }
                 if !buf.isEmpty { handle.write(Data(buf.utf8)); buf = "" }
                 if stop && n == 0 { break }
-                if n == 0 { usleep(2000) }
+                if n == 0 { subscription.wait(timeoutNs: 100_000_000) }
             }
             done.lock()
             drainerRunning = false
@@ -67,6 +67,7 @@ public final class TraceRecorder: @unchecked Sendable {
     public func finish(requests: [TraceRequest]) {
         done.lock()
         stopping = true
+        stream?.wakeReader()
         while drainerRunning { done.wait() }
         done.unlock()
         subscription?.cancel()

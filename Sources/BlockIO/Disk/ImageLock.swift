@@ -38,7 +38,7 @@ package final class ImageLock: @unchecked Sendable {
     public init(path: String, writable: Bool, shareWrites: Bool) throws(BlockError) {
         self.path = path
         var fd: Int32
-        repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+        fd = Syscall.retrying { open(path, O_RDONLY | O_CLOEXEC) }
         if fd < 0 { throw BlockError.system(errno, "open", path: path) }
         self.fd = fd
         var warn: String? = nil

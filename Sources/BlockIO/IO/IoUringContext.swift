@@ -252,7 +252,7 @@ package final class IoUringContext {
     private func submitPending() -> Int {
         if unsubmitted == 0 { return 0 }
         var r: Int32
-        repeat { r = io_uring_submit(ring) } while r == -EINTR || r == -EAGAIN || r == -EBUSY
+        r = Syscall.retryingNegated(alsoRetry: { $0 == -EAGAIN || $0 == -EBUSY }) { io_uring_submit(ring) }
         stats.submits += 1
         if r > 0 { unsubmitted -= Int(r) }
         if unsubmitted < 0 { unsubmitted = 0 }
@@ -277,11 +277,11 @@ package final class IoUringContext {
             if r == -EAGAIN || cqe == nil {
                 if finished > 0 || !wait || inFlight == backlog.count || inFlight == 0 { break }
                 if unsubmitted > 0 {
-                    repeat { r = io_uring_submit_and_wait(ring, 1) } while r == -EINTR
+                    r = Syscall.retryingNegated { io_uring_submit_and_wait(ring, 1) }
                     stats.submits += 1
                     if r > 0 { unsubmitted = max(0, unsubmitted - Int(r)) }
                 } else {
-                    repeat { r = io_uring_wait_cqe(ring, &cqe) } while r == -EINTR
+                    r = Syscall.retryingNegated { io_uring_wait_cqe(ring, &cqe) }
                 }
                 if r < 0 && r != -EAGAIN && r != -EINTR && r != -ETIME {
                     throw BlockError.system(-r, "io_uring_enter")

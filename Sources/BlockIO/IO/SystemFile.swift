@@ -44,7 +44,7 @@ public final class SystemFile: @unchecked Sendable {
         }
         memory = nil
         var fd: Int32 = -1
-        repeat { fd = open(path, flags, 0o644) } while fd < 0 && errno == EINTR
+        fd = Syscall.retrying { open(path, flags, 0o644) }
         if fd < 0 {
             let e = errno
             if e == EISDIR {
@@ -114,9 +114,9 @@ public final class SystemFile: @unchecked Sendable {
         if let memory { return memory.read(into: buffer, at: offset) }
         var done = 0
         while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = Syscall.retrying { pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
             if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EAGAIN { continue }
                 throw BlockError.system(errno, "read", path: path, hostOffset: offset + UInt64(done))
             }
             if n == 0 {
@@ -149,9 +149,9 @@ public final class SystemFile: @unchecked Sendable {
         }
         var done = 0
         while done < buffer.count {
-            let n = pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = Syscall.retrying { pwrite(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done)) }
             if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
+                if errno == EAGAIN { continue }
                 throw BlockError.system(errno, "write", path: path, hostOffset: offset + UInt64(done))
             }
             done += n
@@ -172,7 +172,7 @@ public final class SystemFile: @unchecked Sendable {
     public func sync(dataOnly: Bool = true) throws(BlockError) {
         if memory != nil { return }
         var r: Int32
-        repeat { r = dataOnly ? fdatasync(fd) : fsync(fd) } while r != 0 && errno == EINTR
+        r = Syscall.retrying { dataOnly ? fdatasync(fd) : fsync(fd) }
         if r != 0 { throw BlockError.system(errno, dataOnly ? "fdatasync" : "fsync", path: path) }
     }
 
@@ -198,7 +198,7 @@ public final class SystemFile: @unchecked Sendable {
             return
         }
         var r: Int32
-        repeat { r = ftruncate(fd, off_t(size)) } while r != 0 && errno == EINTR
+        r = Syscall.retrying { ftruncate(fd, off_t(size)) }
         if r != 0 { throw BlockError.system(errno, "ftruncate", path: path) }
     }
 

@@ -1,25 +1,8 @@
-/// Little- and big-endian field access on byte arrays, for on-disk structures.
+/// Little- and big-endian field stores, tags and UTF-16 text on byte arrays, for building
+/// on-disk structures. Reading fields is ``ByteReader``'s (one bounds rule: it throws).
 ///
-/// Offsets are byte offsets into the array; callers check bounds (every parser reads a
-/// fixed-size structure first). Used by the VHDX (little-endian) and VHD (big-endian) code.
+/// Offsets are byte offsets into an array the caller sized for the structure it builds.
 package enum ByteField {
-    /// Reads a little-endian `UInt16` at `o`.
-    @inlinable public static func le16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) | UInt16(b[o + 1]) << 8 }
-    /// Reads a little-endian `UInt32` at `o`.
-    @inlinable public static func le32(_ b: [UInt8], _ o: Int) -> UInt32 {
-        UInt32(b[o]) | UInt32(b[o + 1]) << 8 | UInt32(b[o + 2]) << 16 | UInt32(b[o + 3]) << 24
-    }
-    /// Reads a little-endian `UInt64` at `o`.
-    @inlinable public static func le64(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(le32(b, o)) | UInt64(le32(b, o + 4)) << 32 }
-    /// Reads a big-endian `UInt16` at `o`.
-    @inlinable public static func be16(_ b: [UInt8], _ o: Int) -> UInt16 { UInt16(b[o]) << 8 | UInt16(b[o + 1]) }
-    /// Reads a big-endian `UInt32` at `o`.
-    @inlinable public static func be32(_ b: [UInt8], _ o: Int) -> UInt32 {
-        UInt32(b[o]) << 24 | UInt32(b[o + 1]) << 16 | UInt32(b[o + 2]) << 8 | UInt32(b[o + 3])
-    }
-    /// Reads a big-endian `UInt64` at `o`.
-    @inlinable public static func be64(_ b: [UInt8], _ o: Int) -> UInt64 { UInt64(be32(b, o)) << 32 | UInt64(be32(b, o + 4)) }
-
     /// Stores `v` little-endian in `width` bytes at `o`.
     @inlinable public static func putLE(_ b: inout [UInt8], _ o: Int, _ v: UInt64, width: Int) {
         for i in 0..<width { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) }

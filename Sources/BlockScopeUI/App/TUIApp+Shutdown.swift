@@ -50,8 +50,7 @@ extension TUIApp {
         if let stop = stopOutsideIO { stopOutsideIO = nil; stop() }
         job?.workload.resume()
         job?.workload.stop()
-        let deadline = monotonicNanos() + 5_000_000_000
-        while let j = job, j.finishedLine == nil, monotonicNanos() < deadline { usleep(10_000) }
+        _ = job?.waitFinished(seconds: 5)
         progress?(2, Self.closeSteps[1])
         worker?.stop()
         worker?.waitIdle(seconds: 5)

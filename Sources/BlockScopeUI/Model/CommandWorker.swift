@@ -35,7 +35,7 @@ public final class CommandWorker: @unchecked Sendable {
     public func enqueue(_ command: ScriptCommand) {
         cond.lock()
         queue.append(command)
-        cond.signal()
+        cond.broadcast()
         cond.unlock()
     }
 
@@ -58,14 +58,16 @@ public final class CommandWorker: @unchecked Sendable {
         cond.lock()
         stopped = true
         queue.removeAll()
-        cond.signal()
+        cond.broadcast()
         cond.unlock()
     }
 
     /// Waits up to `seconds` for the worker to finish its current command.
     public func waitIdle(seconds: Double) {
         let deadline = Date().addingTimeInterval(seconds)
-        while busy && Date() < deadline { usleep(10_000) }
+        cond.lock()
+        while (running || !queue.isEmpty) && cond.wait(until: deadline) {}
+        cond.unlock()
     }
 
     private func emit(_ line: String) {
@@ -79,7 +81,7 @@ public final class CommandWorker: @unchecked Sendable {
         while true {
             cond.lock()
             while queue.isEmpty && !stopped { cond.wait() }
-            if stopped { cond.unlock(); return }
+            if stopped { cond.broadcast(); cond.unlock(); return }
             let cmd = queue.removeFirst()
             running = true
             cond.unlock()
@@ -93,6 +95,7 @@ public final class CommandWorker: @unchecked Sendable {
             }
             cond.lock()
             running = false
+            cond.broadcast()
             cond.unlock()
         }
     }

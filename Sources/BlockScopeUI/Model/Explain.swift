@@ -176,13 +176,4 @@ public func formatDuration(_ ns: UInt64) -> String {
 }
 
 /// `v` with `digits` decimals (no Foundation formatting).
-func fixed(_ v: Double, _ digits: Int) -> String {
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let n = Int64((v * scale).rounded())
-    let ip = n / Int64(scale), fp = abs(n % Int64(scale))
-    if digits == 0 { return "\(ip)" }
-    var f = String(fp)
-    while f.count < digits { f = "0" + f }
-    return "\(n < 0 && ip == 0 ? "-" : "")\(ip).\(f)"
-}
+func fixed(_ v: Double, _ digits: Int) -> String { fixedDecimals(v, digits) }

@@ -13,7 +13,7 @@ public final class JobHost: @unchecked Sendable {
     public let workload: Workload
     /// The job file.
     public let path: String
-    private let lock = NSLock()
+    private let lock = NSCondition()
     private var outcome: String?
 
     /// Parses `path`, prepares the workload on `disk` and starts it.
@@ -41,7 +41,7 @@ public final class JobHost: @unchecked Sendable {
             } catch let e {
                 text = "error: job \(path): \(e)"
             }
-            lock.lock(); outcome = text; lock.unlock()
+            lock.lock(); outcome = text; lock.broadcast(); lock.unlock()
         }
         t.name = "blockscope-tui-job"
         t.start()
@@ -60,6 +60,14 @@ public final class JobHost: @unchecked Sendable {
             parts.append("\(name): IOPS=\(fixed(Double(d.ios) / secs, 0))\(bw), lat p50=\(formatDuration(d.percentile(50))) p99=\(formatDuration(d.percentile(99))) p99.9=\(formatDuration(d.percentile(99.9))) max=\(formatDuration(d.percentile(100)))")
         }
         return parts.isEmpty ? "" : " — " + parts.joined(separator: "; ")
+    }
+
+    /// Waits up to `seconds` for the workload to finish; its final line, or nil at the deadline.
+    public func waitFinished(seconds: Double) -> String? {
+        let deadline = Date().addingTimeInterval(seconds)
+        lock.lock(); defer { lock.unlock() }
+        while outcome == nil && lock.wait(until: deadline) {}
+        return outcome
     }
 
     /// The final line once the workload finished, else nil.
