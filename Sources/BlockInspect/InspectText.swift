@@ -116,28 +116,6 @@ public struct InspectMapping: Sendable, Equatable {
     }
 }
 
-/// A byte count in binary units: "512 B", "64.0 KiB", "1.50 GiB" (three significant digits,
-/// no Foundation formatting). The one size formatter of the inspection model and the UI.
-public func formatBytes(_ v: Double) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
-    var x = v
-    var i = 0
-    while x >= 1024 && i < units.count - 1 { x /= 1024; i += 1 }
-    return i == 0 ? "\(Int(x)) B" : fixedDecimals(x, x < 10 ? 2 : 1) + " " + units[i]
-}
-
-/// `v` with `digits` decimals (no Foundation formatting).
-public func fixedDecimals(_ v: Double, _ digits: Int) -> String {
-    var scale = 1.0
-    for _ in 0..<digits { scale *= 10 }
-    let n = Int64((v * scale).rounded())
-    let ip = n / Int64(scale), fp = abs(n % Int64(scale))
-    if digits == 0 { return "\(ip)" }
-    var f = String(fp)
-    while f.count < digits { f = "0" + f }
-    return "\(n < 0 && ip == 0 ? "-" : "")\(ip).\(f)"
-}
-
 /// Words several formats and the viewer share, so one state reads the same everywhere.
 public enum InspectWords {
     /// A refcount decrease deferred to the next flush (the old cluster of a copy-on-write, a
