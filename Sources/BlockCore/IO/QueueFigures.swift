@@ -69,4 +69,6 @@ public struct QueueStatus: Sendable, Equatable {
     public var open: Bool
     /// Its exact figures.
     public var figures: QueueFigures
+    /// A virtqueue's ring as its front end last published it (vhost-user), else nil.
+    public var ring: FrontEndQueue.Ring? = nil
 }
