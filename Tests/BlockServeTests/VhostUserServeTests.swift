@@ -37,12 +37,15 @@ final class VhostUserServeTests {
         TestSupport.removeTempDir(dir)
     }
 
+    /// Set before ``start(writable:)`` to watch the queues as the TUI does.
+    var registry: InFlightRegistry? = nil
+
     func start(writable: Bool = true) throws {
         var o = OpenOptions(writable: writable)
         o.engine = .uring
         disk = try openDisk(image, options: o)
         let box = lines
-        server = try VhostUserServer(export: VhostUserBlkExport(disk: disk, queues: 1), path: socketPath,
+        server = try VhostUserServer(export: VhostUserBlkExport(disk: disk, queues: 1, inFlightRegistry: registry), path: socketPath,
                                      log: { l in box.lines.withLock { $0.append(l) } })
         try server.listen()
         let s = server!, d = done
@@ -101,6 +104,29 @@ final class VhostUserServeTests {
         #expect(log.contains("runs past the disk"), "\(log)")
         let r = try TestSupport.qemuIo(image, format: "raw", ["read -P 0xc3 256k 8k", "read -P 0x5a 64k 64k"])
         #expect(r.status == 0 && !r.stdoutText.contains("Pattern verification failed"), "\(r.stdoutText)")
+    }
+
+    @Test func underARegistryEachVirtqueueIsAServedQueueWithItsRingPublished() throws {
+        registry = InFlightRegistry()
+        try start()
+        let fe = try FakeFrontEnd(path: socketPath)
+        try fe.setUp()
+        for i in 0..<5 {
+            fe.header(at: 0x4000 + 32 * i, type: 0, sector: UInt64(128 + i))
+            fe.submit([(UInt64(0x4000 + 32 * i), 16, false), (UInt64(0x10000 + 512 * i), 512, true), (UInt64(0x4100 + i), 1, true)])
+            #expect(fe.waitUsed(UInt16(i + 1)))
+        }
+        // The ring is published right after the call that woke the front end: wait for it.
+        let usedSeen = (fe.mem + FakeFrontEnd.usedAt + 2).load(as: UInt16.self)
+        #expect(Progress.wait(timeout: 60) { self.registry!.queues().first { $0.name == "vhost vq0" }?.ring?.usedIndex == usedSeen })
+        let q = registry!.queues().first { $0.name == "vhost vq0" }
+        #expect(q?.clientTagName == "head" && q?.open == true)
+        #expect(q?.figures.completed == 5 && q?.figures.reads == 5)
+        // What the front end sees in its own ring memory, and the calls it received.
+        #expect(q?.ring?.usedIndex == usedSeen && q?.ring?.availIndex == fe.availIdx)
+        #expect(q?.ring?.chains == 5 && q?.ring?.inFlight == 0 && q?.ring?.calls == 5 && q?.ring?.kicks == 5)
+        #expect(registry!.snapshot().isEmpty, "requests left in the registry after their used entries")
+        try stop()
     }
 
     @Test func aBrokenChainOrMessageEndsItsConnectionAndTheServerServesTheNext() throws {

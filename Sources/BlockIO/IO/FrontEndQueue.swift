@@ -19,6 +19,48 @@ public final class FrontEndQueue: Sendable {
     private let tag = Atomic<UInt64>(0)
     private let received = Atomic<UInt64>(0)
     private let table = Mutex<InFlightRegistry.Table?>(nil)
+    private let ringState = Mutex<Ring?>(nil)
+
+    /// A virtqueue's split ring as its front end (a vhost-user server) last published it:
+    /// the views show ring occupancy and notifications beside the queue's figures.
+    public struct Ring: Sendable, Equatable {
+        /// Entries in the ring.
+        public var size: Int
+        /// The driver's available index as last read (wraps at 65536).
+        public var availIndex: UInt16
+        /// The used index as last published (wraps at 65536).
+        public var usedIndex: UInt16
+        /// Requests taken from the ring and not yet in the used ring.
+        public var inFlight: Int
+        /// Kicks (driver → device notifications) received, since the connection began.
+        public var kicks: UInt64
+        /// Calls (device → driver interrupts) sent.
+        public var calls: UInt64
+        /// Calls left out because the driver did not want them (EVENT_IDX's used_event,
+        /// or VRING_AVAIL_F_NO_INTERRUPT).
+        public var suppressed: UInt64
+        /// Descriptor chains taken (requests).
+        public var chains: UInt64
+
+        /// A ring state from its parts.
+        public init(size: Int, availIndex: UInt16, usedIndex: UInt16, inFlight: Int, kicks: UInt64, calls: UInt64, suppressed: UInt64, chains: UInt64) {
+            self.size = size
+            self.availIndex = availIndex
+            self.usedIndex = usedIndex
+            self.inFlight = inFlight
+            self.kicks = kicks
+            self.calls = calls
+            self.suppressed = suppressed
+            self.chains = chains
+        }
+    }
+
+    /// Publishes the ring's state (one uncontended lock; the front end calls it once per
+    /// batch of used entries, only when it has a registry).
+    package func publish(_ ring: Ring) { ringState.withLock { $0 = ring } }
+
+    /// The ring's state as last published, nil for a front end without rings (NBD).
+    public var ring: Ring? { ringState.withLock { $0 } }
 
     /// Describes a front end's queue for `client`, whose requests carry a `tagName`.
     public init(client: String, tagName: String) {

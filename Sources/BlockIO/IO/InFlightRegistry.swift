@@ -114,7 +114,7 @@ public final class InFlightRegistry: Sendable {
 
         func status(open: Bool) -> QueueStatus {
             let f = state.withLock { $0.figures }
-            return QueueStatus(queue: queue, serial: serial, name: name, clientTagName: frontEnd?.tagName, open: open, figures: f)
+            return QueueStatus(queue: queue, serial: serial, name: name, clientTagName: frontEnd?.tagName, open: open, figures: f, ring: frontEnd?.ring)
         }
     }
 

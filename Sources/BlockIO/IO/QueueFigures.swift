@@ -69,14 +69,17 @@ public struct QueueStatus: Sendable, Equatable {
     public var open: Bool
     /// Its exact figures.
     public var figures: QueueFigures
+    /// A virtqueue's ring as its front end last published it (vhost-user), else nil.
+    public var ring: FrontEndQueue.Ring? = nil
 
     /// A row as the registry builds it (and tests of the views that draw it).
-    package init(queue: Int, serial: Int, name: String, clientTagName: String? = nil, open: Bool, figures: QueueFigures) {
+    package init(queue: Int, serial: Int, name: String, clientTagName: String? = nil, open: Bool, figures: QueueFigures, ring: FrontEndQueue.Ring? = nil) {
         self.queue = queue
         self.serial = serial
         self.name = name
         self.clientTagName = clientTagName
         self.open = open
         self.figures = figures
+        self.ring = ring
     }
 }

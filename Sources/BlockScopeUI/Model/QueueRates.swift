@@ -55,6 +55,39 @@ public final class QueueRates {
         if completed > before { lastActive = now }
         history.append((now, byQueue))
         while history.count > 2, now - history[1].time >= 1_000_000_000 { history.removeFirst() }
+        var rings: [Int: FrontEndQueue.Ring] = [:]
+        for q in qs { if let r = q.ring { rings[q.serial] = r } }
+        ringHistory.append((now, rings))
+        while ringHistory.count > 2, now - ringHistory[1].time >= 1_000_000_000 { ringHistory.removeFirst() }
+    }
+
+    private var ringHistory: [(time: UInt64, rings: [Int: FrontEndQueue.Ring])] = []
+
+    /// One virtqueue as its server last published it, with kicks, calls and suppressed calls
+    /// per second over the last second (nil until two samples a moment apart exist).
+    public struct VirtqueueRow: Sendable {
+        /// The queue's name (`vhost vq0`).
+        public var name: String
+        /// Whether the queue is still open.
+        public var open: Bool
+        /// The ring state.
+        public var ring: FrontEndQueue.Ring
+        /// Kicks, calls and suppressed calls per second.
+        public var perSecond: (kicks: Double, calls: Double, suppressed: Double)?
+    }
+
+    /// The virtqueues among the queues (vhost-user front ends), in the registry's order.
+    public func virtqueues() -> [VirtqueueRow] {
+        guard let last = ringHistory.last, let first = ringHistory.first else { return [] }
+        let secs = Double(last.time &- first.time) / 1e9
+        return queues.compactMap { q in
+            guard let r = q.ring else { return nil }
+            var rate: (Double, Double, Double)? = nil
+            if secs > 0.05, let b = first.rings[q.serial] {
+                rate = (Double(r.kicks &- b.kicks) / secs, Double(r.calls &- b.calls) / secs, Double(r.suppressed &- b.suppressed) / secs)
+            }
+            return VirtqueueRow(name: q.name, open: q.open, ring: r, perSecond: rate)
+        }
     }
 
     /// Starts the whole window afresh at `now` (a job started): its figures count from here.

@@ -44,6 +44,7 @@ public final class CompletionsView: TUIView {
         s.put(area.x, y, "count, IOPS, bandwidth: exact (engine counters); p50…max: \(allSummary.count) events, \(allSummary.exact ? "exact" : "±9%")", CellStyle(.dim), maxWidth: area.width); y += 1
         if app.lostEvents > 0 { s.put(area.x, y, "\(app.lostEvents) events dropped: counts stay exact; p50…max from the rest", CellStyle(.dim), maxWidth: area.width); y += 1 }
         y = drawQueues(&s, area, y, app)
+        y = drawVirtqueues(&s, area, y, app)
         y = drawHistogram(&s, area, y, allSummary)
         drawSparklines(&s, area, y, live)
     }
@@ -140,6 +141,30 @@ public final class CompletionsView: TUIView {
         }
         if y < area.maxY {
             s.put(area.x, y, "eng: accepted → completion handed back · e2e: request read → reply sent", CellStyle(.dim), maxWidth: area.width)
+            y += 1
+        }
+        return y
+    }
+
+    /// The virtqueues of a vhost-user front end (`tui --serve vhost-user:`): ring
+    /// occupancy, indexes and notifications as the server publishes them; returns the next row.
+    private func drawVirtqueues(_ s: inout ScreenModel, _ area: Rect, _ y0: Int, _ app: AppState) -> Int {
+        var y = y0
+        // Open rings only: a closed one (a guest reset, a VM gone) is history.
+        let rows = app.queueRates.virtqueues().filter(\.open)
+        guard y < area.maxY, !rows.isEmpty else { return y }
+        s.heading(area.x, y, "── Virtqueues (rings; kicks/calls per second over the last 1 s) ", width: area.width); y += 1
+        s.put(area.x, y, "queue        size avail  used taken  in ring    kicks/s   calls/s suppr/s", CellStyle(.dim), maxWidth: area.width); y += 1
+        for r in rows where y < area.maxY {
+            let g = r.ring, p = r.perSecond
+            func rate(_ v: Double?) -> String { v.map { fixed($0, 0) } ?? "-" }
+            let cells = [r.name.padded(11), String(g.size).leftPadded(5), String(g.availIndex).leftPadded(5),
+                         String(g.usedIndex).leftPadded(5), String(g.chains).leftPadded(5), String(g.inFlight).leftPadded(8),
+                         rate(p?.kicks).leftPadded(10), rate(p?.calls).leftPadded(9), rate(p?.suppressed).leftPadded(7)]
+            s.put(area.x, y, cells.joined(separator: " "), CellStyle(.normal), maxWidth: area.width); y += 1
+        }
+        if y < area.maxY {
+            s.put(area.x, y, "in all: \(rows.reduce(0) { $0 + $1.ring.kicks }) kicks, \(rows.reduce(0) { $0 + $1.ring.calls }) calls, \(rows.reduce(0) { $0 + $1.ring.suppressed }) calls suppressed by the driver (EVENT_IDX)", CellStyle(.dim), maxWidth: area.width)
             y += 1
         }
         return y

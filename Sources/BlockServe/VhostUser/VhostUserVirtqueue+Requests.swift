@@ -33,6 +33,7 @@ extension VhostUserVirtqueue {
             needSubmit = false
             do { _ = try q.submit() } catch { return "queue \(index): io_uring submit failed: \(error.description)" }
         }
+        publishRing()
         return nil
     }
 

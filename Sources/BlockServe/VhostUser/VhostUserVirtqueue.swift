@@ -45,6 +45,8 @@ final class VhostUserVirtqueue {
     var badLogged = 0
     /// Calls made over this connection (kept when the ring stops).
     var lastCalls: UInt64 = 0
+    /// Calls suppressed by the driver over this connection (kept when the ring stops).
+    var lastSuppressed: UInt64 = 0
 
     init(index: Int, export: VhostUserBlkExport) {
         self.index = index
@@ -107,6 +109,7 @@ final class VhostUserVirtqueue {
         drain()
         let last = ring?.lastAvail ?? base
         lastCalls += ring?.calls ?? 0
+        lastSuppressed += ring?.suppressed ?? 0
         base = last
         ring = nil
         queue?.close()
@@ -168,6 +171,14 @@ final class VhostUserVirtqueue {
             inFlight -= 1
         }
         done.removeAll(keepingCapacity: true)
+        publishRing()
+    }
+
+    /// Tells the views how the ring stands (only under the TUI: with a front-end record).
+    func publishRing() {
+        guard let fe = frontEnd, let r = ring else { return }
+        fe.publish(FrontEndQueue.Ring(size: r.size, availIndex: r.availIndex(), usedIndex: r.usedIdx, inFlight: inFlight,
+                                      kicks: kicks, calls: lastCalls + r.calls, suppressed: lastSuppressed + r.suppressed, chains: requests))
     }
 
     func tag(_ h: Int) -> UInt64 { UInt64(slots[h].generation) << 32 | UInt64(h) }
