@@ -102,7 +102,10 @@ extension Qcow2Disk: InspectableDisk {
         let clusters = (logicalSize + cs - 1) / cs
         while cluster < clusters {
             let l1i = Int(cluster / l2n)
-            let tableEnd = min(clusters, UInt64(l1i + 1) * l2n)
+            // Past the L1 table nothing is allocated: the rest is one range, not a step per L2
+            // table's span (a snapshot's guest size may be 2^62 bytes over a one-entry L1:
+            // 2^41 steps, found by qcow2-read as a hang).
+            let tableEnd = l1i < l1Count ? min(clusters, UInt64(l1i + 1) * l2n) : clusters
             let start = cluster * cs
             let rangeEnd = min(logicalSize, tableEnd * cs)
             guard l1i < l1Count, let t = try metadata.scanL2Table(l1Index: l1i) else {

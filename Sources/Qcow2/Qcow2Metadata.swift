@@ -170,8 +170,16 @@ public final class QcowMetadata: Sendable {
     /// Reads `entries` big-endian 64-bit words at `offset` (bounds checked by the header).
     static func readTable(_ file: SystemFile, at offset: UInt64, entries: Int) throws(BlockError) -> [UInt64] {
         if entries == 0 { return [] }
-        let bytes = try file.readBytes(at: offset, count: entries * 8)
-        return bytes.withUnsafeBytes { p in (0..<entries).map { loadBE64(p, $0 * 8) } }
+        // Read straight into the words and swap them in place: one allocation, not a byte
+        // array and a mapped copy (tables are read on every open and walk; docs/FUZZING.md).
+        var words = [UInt64](repeating: 0, count: entries)
+        var err: BlockError?
+        words.withUnsafeMutableBufferPointer { w in
+            do throws(BlockError) { _ = try file.read(into: UnsafeMutableRawBufferPointer(w), at: offset) } catch { err = error }
+            for i in 0..<w.count { w[i] = UInt64(bigEndian: w[i]) }
+        }
+        if let err { throw err }
+        return words
     }
 
     /// Cache statistics: (capacity, tables held, hits, misses).

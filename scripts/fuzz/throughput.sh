@@ -5,18 +5,20 @@
 # binary folder, the folders one after the other (interleaved per target). The figure is
 # executions divided by the process's user + system CPU time (/usr/bin/time), so it holds on
 # a busy machine where wall-clock rates (libFuzzer's exec/s) do not; start-up (loading the
-# seeds) is included, so use RUNS of 10,000 or more.
+# seeds) is included, so use RUNS of 10,000 or more. A folder without :ASAN_OPTIONS runs with
+# the options every fuzz script uses (scripts/fuzz/asan-options.sh).
 #   usage: throughput.sh RUNS "DIR[:ASAN_OPTIONS] ..." TARGET...
 #   e.g.   throughput.sh 20000 ".build-fuzz/before .build-fuzz/release" qcow2-read jobfile
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 runs=${1:?usage: throughput.sh RUNS \"DIR...\" TARGET...}; dirs=$2; shift 2
+. scripts/fuzz/asan-options.sh
 for t in "$@"; do
     case $t in qcow2-*) d=qcow2 ;; vhdx*) d=vhdx ;; *) d=$t ;; esac
     extra=()
     [ "${FUZZ_CORPUS:-0}" = 1 ] && extra=($(. scripts/fuzz/corpus.sh; corpus_dir "$t"))
     for spec in $dirs; do
-        bin=${spec%%:*}; asan=detect_leaks=0
+        bin=${spec%%:*}; asan=$ASAN_OPTIONS
         [ "$spec" != "$bin" ] && asan=${spec#*:}
         work=$(mktemp -d)
         dict=()
@@ -25,11 +27,18 @@ for t in "$@"; do
             "$bin/$t" -runs="$runs" "${dict[@]}" -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 \
             -reload=0 -print_final_stats=1 -artifact_prefix="$work/" "$work" ".build-fuzz/seeds/$t" "${extra[@]}" > "$work.log" 2>&1
         n=$(grep -a '^stat::number_of_executed_units' "$work.log" | awk '{print $2}')
-        read -r user sys wall < "$work.time"
+        # The last line: time(1) writes "Command exited with non-zero status N" first after a crash.
+        read -r user sys wall < <(tail -1 "$work.time")
         cov=$(grep -a -E '^#[0-9]+[[:space:]]+DONE' "$work.log" | sed -E 's/.*(cov: [0-9]+ ft: [0-9]+).*/\1/')
         awk -v t="$t" -v b="$bin" -v n="${n:-0}" -v u="$user" -v s="$sys" -v w="$wall" -v c="$cov" 'BEGIN {
             printf "%s %s: %d execs, %.2f s user + %.2f s sys = %d per CPU second (wall %.1f s), %s\n",
                    t, b, n, u, s, (u + s > 0 ? n / (u + s) : 0), w, c }'
+        # A crash or hang ends the run early: keep its input (the rate is then meaningless).
+        for a in "$work"/crash-* "$work"/timeout-* "$work"/oom-* "$work"/slow-unit-*; do
+            [ -e "$a" ] || continue
+            mkdir -p "fuzz-crashes/$t"; cp "$a" "fuzz-crashes/$t/"
+            echo "$t $bin: stopped by $(basename "$a"), kept in fuzz-crashes/$t/"
+        done
         rm -rf "$work" "$work.log" "$work.time"
     done
 done
