@@ -51,12 +51,21 @@ public final class VhdDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendabl
         if size < 512 { throw BlockError(.invalidFormat, "vpc: file is smaller than a footer (\(size) bytes)", path: path, operation: "open") }
         let footerOffset = (size - 512) / 512 * 512
         var f = try VhdFooter.parse(try file.readBytes(at: footerOffset, count: 512), path: path, at: footerOffset)
+        var fromCopy = false
         if f == nil, let copy = try VhdFooter.parse(try file.readBytes(at: 0, count: 512), path: path, at: 0) {
             w.append("\(path): vpc: the footer at the end of the file is missing; using the copy at offset 0")
             f = copy
+            fromCopy = true
         }
         guard let f else {
             throw BlockError(.invalidFormat, "vpc: no 'conectix' footer at the end of the file (\(hex(footerOffset))) or at offset 0", path: path, hostOffset: footerOffset, operation: "open")
+        }
+        if f.diskType == .fixed && fromCopy {
+            // The copy at offset 0 belongs to dynamic and differencing disks only: a fixed
+            // disk's data begins at offset 0, so its first write would overwrite this footer
+            // and the image would no longer open (the vhd fuzz target, 2026-12-05). qemu-img
+            // refuses such a file too.
+            throw BlockError(.corruptImage, "vpc: no footer at the end of the file (\(hex(footerOffset))), and the copy at offset 0 describes a fixed disk, whose data starts at offset 0", path: path, hostOffset: footerOffset, operation: "open")
         }
         footer = f
         logicalSize = f.virtualSize

@@ -55,4 +55,32 @@ import TestSupport
         #expect(cat.status == 0)
         #expect(cat.stdout == (try Data(contentsOf: URL(fileURLWithPath: raw))))
     }
+
+    /// The `vhd` fuzz target's second finding (2026-12-05): a fixed disk whose only footer is
+    /// the copy at offset 0 opened (with a warning), and its first write to guest sector 0
+    /// overwrote that footer, so the image no longer opened. qemu-img refuses the file; so does
+    /// blockscope now, naming both places it looked.
+    @Test func fixedVhdWhoseOnlyFooterIsTheCopyAtOffsetZeroIsRefused() throws {
+        let dir = try TestSupport.makeTempDir("fuzz-vhd-fixed"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/fixed.vhd"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vpc", "-o", "subformat=fixed", img, "1M"])
+        var file = [UInt8](try Data(contentsOf: URL(fileURLWithPath: img)))
+        let footer = Array(file[(file.count - 512)...])
+        #expect(footer.starts(with: Array("conectix".utf8)))
+        // The footer moves to offset 0 (over the data's first sector); the end holds zeroes.
+        file.replaceSubrange(0..<512, with: footer)
+        file.replaceSubrange((file.count - 512)..., with: [UInt8](repeating: 0, count: 512))
+        try Data(file).write(to: URL(fileURLWithPath: img))
+        #expect(try TestSupport.run("qemu-img", ["info", "-f", "vpc", img]).status != 0, "qemu-img opens it")
+
+        let info = try TestSupport.blockscope(["info", img])
+        #expect(info.status != 0)
+        #expect(info.stderr.contains("no footer at the end of the file (0x\(String(file.count - 512, radix: 16)))") && info.stderr.contains("describes a fixed disk"), "\(info.stderr)")
+        let script = dir + "/w.script"
+        try "write 0 4k 0xab\n".write(toFile: script, atomically: true, encoding: .utf8)
+        let before = try Data(contentsOf: URL(fileURLWithPath: img))
+        let run = try TestSupport.blockscope(["run", img, script, "--write"])
+        #expect(run.status != 0, "\(run.stdoutText)")
+        #expect(try Data(contentsOf: URL(fileURLWithPath: img)) == before)
+    }
 }
