@@ -117,7 +117,11 @@ let package = Package(
 
         // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockInspect", "BlockIO", "BlockMap", "Qcow2", "Vhdx", "Vhd", "TestSupport"]),
+        // Unit tests mirror the library targets (end-to-end tests that run the binary are EndToEndTests).
+        .testTarget(name: "BlockIOTests", dependencies: ["BlockIO", "TestSupport"]),
+        .testTarget(name: "Qcow2Tests", dependencies: ["BlockCore", "BlockIO", "Qcow2", "TestSupport"]),
+        .testTarget(name: "VhdxTests", dependencies: ["BlockCore", "BlockIO", "BlockMap", "Vhdx", "Vhd", "TestSupport"]),
+        .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockInspect", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
         .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockInspect", "BlockIO", "BlockServe", "TestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["BlockCore", "BlockIO", "Vhdx", "TestSupport"]),

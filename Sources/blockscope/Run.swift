@@ -2,6 +2,7 @@ import ArgumentParser
 import BlockCore
 import BlockEngine
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -152,10 +153,8 @@ struct Run: ParsableCommand {
 /// a frame (measures what looking costs the job threads).
 final class RegistryLooker: @unchecked Sendable {
     private let registry: InFlightRegistry
-    private let lock = NSLock()
-    private var stopping = false
-    private var snapshots = 0
-    private var most = 0
+    /// Whether to stop, snapshots taken, the largest count seen.
+    private let state = Mutex<(stopping: Bool, snapshots: Int, most: Int)>((false, 0, 0))
     private let done = DispatchSemaphore(value: 0)
 
     init(registry: InFlightRegistry, everyMs: Int) {
@@ -163,11 +162,11 @@ final class RegistryLooker: @unchecked Sendable {
         Thread.detachNewThread { [self] in
             while true {
                 let s = registry.snapshot()
-                lock.lock()
-                snapshots += 1
-                most = max(most, s.count)
-                let stop = stopping
-                lock.unlock()
+                let stop = state.withLock { st in
+                    st.snapshots += 1
+                    st.most = max(st.most, s.count)
+                    return st.stopping
+                }
                 if stop { break }
                 usleep(useconds_t(everyMs * 1000))
             }
@@ -177,9 +176,9 @@ final class RegistryLooker: @unchecked Sendable {
 
     /// Stops the thread; returns how many snapshots it took and the largest count it saw.
     func finish() -> (Int, Int) {
-        lock.lock(); stopping = true; lock.unlock()
+        state.withLock { $0.stopping = true }
         done.wait()
-        return lock.withLock { (snapshots, most) }
+        return state.withLock { ($0.snapshots, $0.most) }
     }
 }
 

@@ -1,5 +1,6 @@
 import BlockScopeUI
 import Testing
+import TestSupport
 
 /// The session's written-bytes sets against a byte-per-chunk brute force.
 @Suite struct WrittenMapTests {
@@ -7,8 +8,8 @@ import Testing
     /// map's chunk size, including after the chunk size grows for a large space.
     @Test func writtenMapMatchesBruteForce() {
         var m = WrittenMap()
-        var rng: UInt64 = 12345
-        func next() -> UInt64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
+        var rng = SeededRandom(seed: 12345)
+        func next() -> UInt64 { rng.next() }
         var inserted: [(UInt64, UInt64)] = []
         for _ in 0..<2000 {
             let s = next() % (64 << 20), l = next() % (256 << 10) + 1
@@ -30,8 +31,8 @@ import Testing
     @Test func intervalSetMergesExactly() {
         var s = IntervalSet()
         var bytes = [Bool](repeating: false, count: 1 << 16)
-        var rng: UInt64 = 99
-        func next() -> UInt64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
+        var rng = SeededRandom(seed: 99)
+        func next() -> UInt64 { rng.next() }
         for _ in 0..<3000 {
             let a = next() % 65000, l = next() % 300 + 1
             s.insert(a, length: l)

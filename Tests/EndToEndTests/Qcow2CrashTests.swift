@@ -101,8 +101,8 @@ struct Qcow2CrashTests {
     func fsyncedWritesSurviveKill(_ setup: Qcow2WriteOracle.Setup) throws {
         let dir = try TestSupport.makeTempDir("q2w-durable")
         defer { TestSupport.removeTempDir(dir) }
-        var rng: UInt64 = 0x5DEECE66D &+ UInt64(setup.rawValue.utf8.count)
-        func rnd() -> Int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return Int(rng % (1 << 40)) }
+        var rng = SeededRandom(seed: 0x5DEECE66D &+ UInt64(setup.rawValue.utf8.count))
+        func rnd() -> Int { Int(rng.next() % (1 << 40)) }
         let slotSpace = 1_310_720   // 1.25 MiB per slot, 48 slots in 60 MiB
         let slots = (0..<48).map { i -> Slot in
             let len = (rnd() % 600 + 1) * 512
@@ -184,8 +184,8 @@ struct Qcow2CrashTests {
         let engine = variant.hasSuffix("-sync") ? "sync" : "uring"
         let dir = try TestSupport.makeTempDir("q2w-durable-alloc")
         defer { TestSupport.removeTempDir(dir) }
-        var rng: UInt64 = 0x2545_F491 &+ UInt64(kind.utf8.count)
-        func rnd() -> Int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return Int(rng % (1 << 40)) }
+        var rng = SeededRandom(seed: 0x2545_F491 &+ UInt64(kind.utf8.count))
+        func rnd() -> Int { Int(rng.next() % (1 << 40)) }
         // 10,000 disjoint ranges of 512 B..300 KiB, one every 384 KiB of a 4 GiB disk; an fsync after every third write.
         let spacing = 393_216
         var commands: [(offset: Int, length: Int, pattern: Int)?] = []
@@ -299,8 +299,8 @@ struct Qcow2CrashTests {
         let leftBehind = UInt64((try FileManager.default.attributesOfItem(atPath: img)[.size] as? Int) ?? 0)
         #expect(leftBehind > 8 << 20, "\(variant): the killed writer left only \(leftBehind) bytes")
         // 2. Partial writes and zeroes into fresh guest clusters at 1.5 GiB.
-        var rng: UInt64 = 0x7F4A_7C15
-        func rnd() -> Int { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return Int(rng % (1 << 40)) }
+        var rng = SeededRandom(seed: 0x7F4A_7C15)
+        func rnd() -> Int { Int(rng.next() % (1 << 40)) }
         var script: [String] = [], reads: [String] = []
         for i in 0..<150 {
             let cluster = (1536 << 20) + i * 2 * 65536

@@ -98,8 +98,8 @@ struct Qcow2WriteTests {
 
     /// One command of a random script, and the qemu-io command that does the same to a raw file.
     static func randomScript(count: Int, seed: UInt64) -> (script: [String], qemu: [String]) {
-        var rng = seed | 1
-        func next() -> UInt64 { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng }
+        var rng = SeededRandom(seed: seed)
+        func next() -> UInt64 { rng.next() }
         var script: [String] = [], qemu: [String] = []
         for _ in 0..<count {
             let len = (next() % 600 + 1) * 512

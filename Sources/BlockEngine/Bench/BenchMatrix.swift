@@ -2,7 +2,7 @@ import BlockIO
 import Foundation
 
 /// One workload of the standard benchmark matrix.
-public struct BenchWorkload: Sendable {
+package struct BenchWorkload: Sendable {
     /// Short name ("4k-randwrite-qd32").
     public var name: String
     /// The job blockscope runs.
@@ -41,7 +41,7 @@ public struct BenchWorkload: Sendable {
 }
 
 /// One row of the benchmark table.
-public struct BenchRow: Sendable {
+package struct BenchRow: Sendable {
     /// The workload.
     public var workload: String
     /// The image format.
@@ -81,7 +81,7 @@ public struct BenchRow: Sendable {
 }
 
 /// Runs one benchmark workload with blockscope's engine on an open disk.
-public enum BenchRunner {
+package enum BenchRunner {
     /// Writes every byte of `disk` once, sequentially (1 MiB requests, or the largest power of
     /// two up to 1 MiB that divides the disk size), QD8, then flushes.
     ///

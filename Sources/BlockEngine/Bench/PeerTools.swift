@@ -2,7 +2,7 @@ import BlockIO
 import Foundation
 
 /// Runs the peers blockscope compares itself with — fio and `qemu-img bench` — when installed.
-public enum PeerTools {
+package enum PeerTools {
     /// The full path of `name` on `PATH`, or nil.
     public static func which(_ name: String) -> String? {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"

@@ -7,7 +7,7 @@ import Synchronization
 /// is whoever holds the stream's ``EventSubscription``. Pushing never blocks and never
 /// allocates: when the ring is full the event is dropped and ``lost`` grows. Capacity is a
 /// power of two. Slots hold trivially copyable values, so no deinitialisation is needed.
-public final class EventRing: @unchecked Sendable {
+package final class EventRing: @unchecked Sendable {
     /// Number of slots (a power of two).
     public let capacity: Int
     private let mask: Int
@@ -104,7 +104,7 @@ public final class EventRing: @unchecked Sendable {
 /// ```
 public final class EventStream: IoEventSink, @unchecked Sendable {
     /// One ring per queue ID.
-    public let rings: [EventRing]
+    package let rings: [EventRing]
     private let ringRefs: UnsafeMutablePointer<Unmanaged<EventRing>>
     private let ringCount: Int
     private let active = Atomic<Bool>(false)
@@ -238,7 +238,7 @@ public final class EventSubscription: @unchecked Sendable {
 }
 
 /// Publishes every event to several sinks in order (e.g. the UI's stream and a trace recorder).
-public final class EventFanout: IoEventSink, @unchecked Sendable {
+package final class EventFanout: IoEventSink, @unchecked Sendable {
     /// The sinks, in delivery order.
     public let sinks: [any IoEventSink]
 

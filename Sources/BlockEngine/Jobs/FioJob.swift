@@ -1,7 +1,7 @@
 import BlockIO
 
 /// The I/O pattern of a job (fio's `rw=`).
-public enum RwMode: String, Sendable, CaseIterable {
+package enum RwMode: String, Sendable, CaseIterable {
     /// Sequential reads.
     case read
     /// Sequential writes.
@@ -32,7 +32,7 @@ public enum RwMode: String, Sendable, CaseIterable {
 /// fio's checksum names map onto the two checksums blockscope's header carries: `crc32c`
 /// for the CRC family and xxhash, `md5` for md5 and the SHA family (the header layout is
 /// blockscope's own, see ``BlockPattern``).
-public enum VerifyKind: String, Sendable, CaseIterable {
+package enum VerifyKind: String, Sendable, CaseIterable {
     /// Header plus CRC-32C (Castagnoli) of the data, 4 bytes.
     case crc32c
     /// Header plus MD5 of the data, 16 bytes.
@@ -48,7 +48,7 @@ public enum VerifyKind: String, Sendable, CaseIterable {
 }
 
 /// One entry of fio's `bssplit`: a block size and the share of requests that use it.
-public struct BlockSizeShare: Sendable, Equatable {
+package struct BlockSizeShare: Sendable, Equatable {
     /// Block size in bytes.
     public var size: UInt64
     /// Share in percent (entries of one direction sum to 100).
@@ -58,7 +58,7 @@ public struct BlockSizeShare: Sendable, Equatable {
 }
 
 /// One zone of a `zoned`/`zoned_abs` distribution: a share of the accesses and where they land.
-public struct AccessZone: Sendable, Equatable {
+package struct AccessZone: Sendable, Equatable {
     /// Share of accesses in percent.
     public var accessPercent: Int
     /// Size of the zone: percent of the region (`zoned`) or bytes (`zoned_abs`).
@@ -70,7 +70,7 @@ public struct AccessZone: Sendable, Equatable {
 /// How random offsets are drawn (fio's `random_distribution`).
 ///
 /// Any model other than `.random` turns the random map off, as in fio.
-public enum RandomDistribution: Sendable, Equatable {
+package enum RandomDistribution: Sendable, Equatable {
     /// Uniform.
     case random
     /// Zipf with exponent theta (> 0, not 1); hot blocks are scattered over the region.
@@ -86,7 +86,7 @@ public enum RandomDistribution: Sendable, Equatable {
 }
 
 /// How a rate-limited job spaces its requests (fio's `rate_process`).
-public enum RateProcess: String, Sendable {
+package enum RateProcess: String, Sendable {
     /// Evenly spaced.
     case linear
     /// Exponentially distributed gaps with the same mean (a Poisson arrival process).
@@ -94,7 +94,7 @@ public enum RateProcess: String, Sendable {
 }
 
 /// What steady-state detection measures.
-public enum SteadyStateMetric: String, Sendable {
+package enum SteadyStateMetric: String, Sendable {
     /// Requests per second.
     case iops
     /// Bytes per second.
@@ -105,7 +105,7 @@ public enum SteadyStateMetric: String, Sendable {
 
 /// fio's steady-state detection (`ss=`, `ss_dur`, `ss_ramp`): end the job once the last
 /// `ss_dur` of one-second samples is flat enough.
-public struct SteadyStateSpec: Sendable, Equatable {
+package struct SteadyStateSpec: Sendable, Equatable {
     /// What is sampled once a second.
     public var metric: SteadyStateMetric
     /// Check the slope of a least-squares line (true) or the largest deviation from the mean.
@@ -125,7 +125,7 @@ public struct SteadyStateSpec: Sendable, Equatable {
 }
 
 /// Which jobs an `exitall` job stops when it finishes (fio's `exit_what`).
-public enum ExitWhat: String, Sendable {
+package enum ExitWhat: String, Sendable {
     /// Jobs of the same reporting group.
     case group
     /// Every job running now (later stonewalled jobs still run).
@@ -145,7 +145,7 @@ public struct FioJob: Sendable, Equatable {
     /// The line of the section header in the job file.
     public var line: Int = 0
     /// The I/O pattern.
-    public var rw: RwMode = .read
+    package var rw: RwMode = .read
     /// Bytes added after each sequential request (fio's `rw=write:64k` suffix); negative
     /// values go backwards (`rw=read:-8k`), 0 for none.
     public var sequentialSkip: Int64 = 0
@@ -156,7 +156,7 @@ public struct FioJob: Sendable, Equatable {
     /// Largest block size in bytes (equal to ``bsMin`` unless `bsrange`/`bssplit` was given).
     public var bsMax: UInt64 = 4096
     /// `bssplit` (or per-direction `bs=`) entries per direction; empty: use ``bsMin``...``bsMax``.
-    public var bsSplit: [[BlockSizeShare]] = [[], [], []]
+    package var bsSplit: [[BlockSizeShare]] = [[], [], []]
     /// Alignment of random offsets in bytes (nil: the smallest block size).
     public var blockalign: UInt64? = nil
     /// Length of the job's region (nil: `filesize`, else from the offset to the end of the disk).
@@ -196,7 +196,7 @@ public struct FioJob: Sendable, Equatable {
     /// Whether random offsets touch each block once per loop (false: `norandommap`).
     public var randomMap: Bool = true
     /// How random offsets are drawn, per direction.
-    public var distribution: [RandomDistribution] = [.random, .random, .random]
+    package var distribution: [RandomDistribution] = [.random, .random, .random]
     /// Bandwidth caps per direction, bytes per second (0: none).
     public var rateBytes: [UInt64] = [0, 0, 0]
     /// IOPS caps per direction (0: none).
@@ -206,7 +206,7 @@ public struct FioJob: Sendable, Equatable {
     /// Minimum IOPS per direction (0: none); a warning when missed.
     public var rateMinIops: [UInt64] = [0, 0, 0]
     /// How rate-limited requests are spaced.
-    public var rateProcess: RateProcess = .linear
+    package var rateProcess: RateProcess = .linear
     /// Pause after every ``thinktimeBlocks`` requests, nanoseconds (0: none).
     public var thinktimeNs: UInt64 = 0
     /// Requests between pauses of ``thinktimeNs``.
@@ -226,7 +226,7 @@ public struct FioJob: Sendable, Equatable {
     /// When this job finishes, stop others (which: ``exitWhat``).
     public var exitall: Bool = false
     /// Which jobs ``exitall`` stops.
-    public var exitWhat: ExitWhat = .group
+    package var exitWhat: ExitWhat = .group
     /// fio's latency target: search for the deepest queue whose ``latencyPercentile`` of
     /// completion latencies over each ``latencyWindowNs`` stays at or below this (ns; 0: off).
     public var latencyTargetNs: UInt64 = 0
@@ -235,9 +235,9 @@ public struct FioJob: Sendable, Equatable {
     /// Percentile of the latency-target search (fio's default 100).
     public var latencyPercentile: Double = 100
     /// Steady-state detection, when set.
-    public var steadyState: SteadyStateSpec? = nil
+    package var steadyState: SteadyStateSpec? = nil
     /// Write blocks with a verification header and check them afterwards.
-    public var verify: VerifyKind? = nil
+    package var verify: VerifyKind? = nil
     /// Whether the verify phase runs (fio's `do_verify`); a read job with `verify` checks what it reads.
     public var doVerify: Bool = true
     /// Bytes per verification header (fio's `verify_interval`; nil: the whole block).

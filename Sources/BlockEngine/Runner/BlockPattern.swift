@@ -10,7 +10,7 @@ import Glibc
 /// block's guest offset, the seed of its data, its length and the checksum (CRC-32C or
 /// MD5) of the bytes after the header — followed by data generated from the seed. A block
 /// can therefore be checked on its own, and its expected contents regenerated.
-public enum BlockPattern {
+package enum BlockPattern {
     /// Size of the verification header in bytes.
     public static let headerSize = 48
     static let magic: UInt32 = 0x6676_7362 // "bsvf"
@@ -157,7 +157,7 @@ public enum BlockPattern {
 }
 
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), table driven, for verify headers.
-public enum VerifyCRC32C {
+package enum VerifyCRC32C {
     static let table: [UInt32] = (0..<256).map { i -> UInt32 in
         var c = UInt32(i)
         for _ in 0..<8 { c = (c & 1) != 0 ? (c >> 1) ^ 0x82F6_3B78 : c >> 1 }
@@ -175,7 +175,7 @@ public enum VerifyCRC32C {
 }
 
 /// MD5 (RFC 1321), for `verify=md5` headers.
-public enum VerifyMD5 {
+package enum VerifyMD5 {
     static let shifts: [UInt32] = [7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22, 7, 12, 17, 22,
                                    5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20, 5, 9, 14, 20,
                                    4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23, 4, 11, 16, 23,

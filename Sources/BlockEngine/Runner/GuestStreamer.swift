@@ -4,7 +4,7 @@ import BlockIO
 ///
 /// Used by `cat` and by verification: chunks are read concurrently (depth `depth`) and
 /// handed to `sink` strictly in guest order.
-public enum GuestStreamer {
+package enum GuestStreamer {
     /// Reads `[offset, offset+length)` in `chunk`-byte requests, `depth` at a time, calling
     /// `sink` with each chunk's bytes in order.
     public static func stream(disk: any DiskFile, engine: EngineKind = .auto, offset: UInt64, length: UInt64,

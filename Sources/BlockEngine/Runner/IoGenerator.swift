@@ -5,7 +5,7 @@ import BlockIO
 /// Seeded through splitmix64 so that nearby seeds (job 0, 1, 2...) give unrelated
 /// streams. Never use `SystemRandomNumberGenerator` on the hot path: it makes a
 /// `getrandom` call per value.
-public struct Xorshift64Star: RandomNumberGenerator, Sendable {
+package struct Xorshift64Star: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
     /// Creates a generator from `seed` (any value, zero included).
@@ -34,7 +34,7 @@ public struct Xorshift64Star: RandomNumberGenerator, Sendable {
 }
 
 /// What a planned request does.
-public enum PlannedOp: UInt8, Sendable {
+package enum PlannedOp: UInt8, Sendable {
     /// A read.
     case read
     /// A write.
@@ -46,7 +46,7 @@ public enum PlannedOp: UInt8, Sendable {
 }
 
 /// One request a job thread will issue: operation, guest range and the seed of its data.
-public struct PlannedIo: Sendable, Equatable {
+package struct PlannedIo: Sendable, Equatable {
     /// The operation.
     public var op: PlannedOp
     /// Guest offset in bytes.
@@ -75,7 +75,7 @@ public struct PlannedIo: Sendable, Equatable {
 /// position at or past the disk's size restarts at the region-relative position equal to
 /// the region's start (fio compares its region-relative position with the file size).
 /// Other sequential jobs wrap around the region.
-public struct IoGenerator: Sendable {
+package struct IoGenerator: Sendable {
     /// The job.
     public let job: FioJob
     /// Start of the region (the job's offset plus this thread's `offset_increment`).

@@ -8,7 +8,7 @@ import Glibc
 /// Two levels: a bit per block and a bit per fully used 64-block word, so finding the next
 /// free block from a drawn one scans at most 64 summary words per 4096 * 64 blocks.
 /// Memory is blocks/8 bytes (32 KiB for 1 GiB of 4 KiB blocks).
-public struct RandomMap: Sendable {
+package struct RandomMap: Sendable {
     /// Number of blocks.
     public let blocks: UInt64
     private var words: [UInt64]
@@ -100,7 +100,7 @@ public struct RandomMap: Sendable {
 /// zeta sum is computed once; zipf and pareto ranks are scattered over the region by a hash,
 /// so the hottest blocks are not all at the start; normal averages 12 uniform draws around
 /// the middle and adds a uniform jitter of the given deviation, as fio does.
-public struct OffsetSampler: Sendable {
+package struct OffsetSampler: Sendable {
     enum Model: Sendable {
         case uniform
         case zipf(theta: Double, alpha: Double, zetan: Double, eta: Double, ranks: UInt64)

@@ -1,7 +1,7 @@
 import BlockIO
 
 /// Reads back blocks written with `verify` and checks their headers and checksums.
-public enum Verifier {
+package enum Verifier {
     /// Checks every block in `blocks` (guest offset -> (length, seeds that wrote it)) through
     /// one queue of depth `depth`, in offset order. Returns how many blocks were checked;
     /// throws at the first bad block, naming its offset and the expected and found checksums.

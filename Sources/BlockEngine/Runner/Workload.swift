@@ -6,11 +6,11 @@ public struct WorkloadOptions: Sendable {
     /// Receives every queue's events (an ``EventStream``, a ``StepGate``, a fan-out); nil: none.
     public var eventSink: (any IoEventSink)? = nil
     /// How job threads submit (see ``SubmitPolicy``).
-    public var submitPolicy: SubmitPolicy = .perCompletion
+    package var submitPolicy: SubmitPolicy = .perCompletion
     /// Forces an engine for every job; `.auto` keeps each job's `ioengine`.
     public var engine: EngineKind = .auto
     /// Applies every completed write/zero/discard to this raw file (forces overlap serialisation).
-    public var mirror: MirrorFile? = nil
+    package var mirror: MirrorFile? = nil
     /// Records every guest request for a trace (forces overlap serialisation).
     public var recordTrace = false
     /// The queue ID of the first job thread; threads get consecutive IDs from here.
@@ -114,7 +114,7 @@ public final class Workload: @unchecked Sendable {
     public var queueCount: Int { workers.count }
 
     /// The live counters of every queue, in queue order.
-    public var counters: [QueueCounters] { workers.map { $0.counters } }
+    package var counters: [QueueCounters] { workers.map { $0.counters } }
 
     /// Starts one thread per job thread and returns at once.
     public func start() throws(BlockError) {
@@ -242,7 +242,7 @@ public final class Workload: @unchecked Sendable {
     }
 
     /// The live counters of every queue now, with the fraction done when it is known.
-    public func snapshot() -> WorkloadSnapshot {
+    package func snapshot() -> WorkloadSnapshot {
         let qs = workers.map { $0.counters.snapshot() }
         let elapsed = startTime == 0 ? 0 : runningNanos(monotonicNanos())
         var fractions: [Double] = []

@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// How a job thread hands requests to its queue.
-public enum SubmitPolicy: String, Sendable, CaseIterable {
+package enum SubmitPolicy: String, Sendable, CaseIterable {
     /// Reap one completion and resubmit its slot at once (one `io_uring_enter` per I/O,
     /// fio's pattern; keeps the device queue full — the default, see PERF-NOTES).
     case perCompletion = "per-completion"
@@ -18,7 +18,7 @@ public enum SubmitPolicy: String, Sendable, CaseIterable {
 ///
 /// The owning thread stores its running totals with relaxed stores (no read-modify-write
 /// on the hot path); readers get a possibly slightly stale but consistent-enough view.
-public final class QueueCounters: Sendable {
+package final class QueueCounters: Sendable {
     /// The queue's ID (as in events).
     public let queueID: Int
     /// The job the queue runs.
@@ -49,7 +49,7 @@ public final class QueueCounters: Sendable {
 }
 
 /// One queue's counters at one moment.
-public struct QueueSnapshot: Sendable, Equatable {
+package struct QueueSnapshot: Sendable, Equatable {
     /// The queue's ID.
     public var queueID: Int
     /// The job it runs.
@@ -75,7 +75,7 @@ public struct QueueSnapshot: Sendable, Equatable {
 }
 
 /// The whole workload's counters at one moment (sums over ``queues``).
-public struct WorkloadSnapshot: Sendable {
+package struct WorkloadSnapshot: Sendable {
     /// Nanoseconds since the workload started.
     public var elapsedNs: UInt64
     /// Each queue.
@@ -189,7 +189,7 @@ final class OverlapGuard: Sendable {
 ///
 /// Writes go straight to the file with `pwrite` from the completing thread; the
 /// ``OverlapGuard`` guarantees overlapping requests complete one after the other.
-public final class MirrorFile: Sendable {
+package final class MirrorFile: Sendable {
     /// The open raw file.
     public let file: SystemFile
 

@@ -2,7 +2,7 @@ import BlockIO
 import Foundation
 
 /// Renders workload results as fio does: its JSON shape (`--output=json`) and its human summary.
-public enum FioReport {
+package enum FioReport {
     /// The percentile key fio uses, e.g. `"99.990000"`.
     public static func percentileKey(_ p: Double) -> String { String(format: "%.6f", p) }
 

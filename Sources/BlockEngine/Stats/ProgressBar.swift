@@ -7,7 +7,7 @@ import Glibc
 /// A one-line progress bar on stderr (percent, ETA, IOPS) while a workload runs.
 ///
 /// Drawn only when stderr is a terminal; otherwise ``watch(_:)`` just waits.
-public enum ProgressBar {
+package enum ProgressBar {
     /// Whether stderr is a terminal.
     public static var isEnabled: Bool { isatty(2) == 1 }
 

@@ -9,7 +9,7 @@ import Glibc
 /// flight waits for it (as in the traced run, where overlapping requests were serialised),
 /// so replaying onto a copy of the starting image reproduces the final image. With the
 /// original timing each request is submitted no earlier than its recorded offset from the start.
-public struct Replayer {
+package struct Replayer {
     /// The disk to replay onto (writable when the trace writes).
     public let disk: any DiskFile
     /// Keep the recorded timing (false: as fast as possible).

@@ -2,7 +2,7 @@ import BlockIO
 import Foundation
 
 /// How a traced write's data can be regenerated.
-public enum TraceFill: Sendable, Equatable {
+package enum TraceFill: Sendable, Equatable {
     /// No data (reads, trims, flushes).
     case none
     /// ``BlockPattern/fill(_:seed:)`` with this seed.
@@ -27,16 +27,16 @@ public struct TraceRequest: Sendable, Equatable {
     /// The queue that issued it.
     public var queue: Int
     /// The operation.
-    public var op: PlannedOp
+    package var op: PlannedOp
     /// Guest offset.
     public var offset: UInt64
     /// Length in bytes.
     public var length: UInt64
     /// How to regenerate a write's data.
-    public var fill: TraceFill
+    package var fill: TraceFill
 
     /// Creates a trace request.
-    public init(time: UInt64, queue: Int, op: PlannedOp, offset: UInt64, length: UInt64, fill: TraceFill) {
+    package init(time: UInt64, queue: Int, op: PlannedOp, offset: UInt64, length: UInt64, fill: TraceFill) {
         self.time = time
         self.queue = queue
         self.op = op

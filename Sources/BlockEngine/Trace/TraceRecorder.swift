@@ -6,7 +6,7 @@ import Foundation
 /// Detail events travel through an ``EventStream`` (so recording never blocks the queues)
 /// that a background thread drains into the file; events the drainer could not keep up
 /// with are counted in ``lostEvents`` and noted at the end of the file.
-public final class TraceRecorder: @unchecked Sendable {
+package final class TraceRecorder: @unchecked Sendable {
     /// The trace file's path.
     public let path: String
     /// The stream carrying detail events (nil without `--trace-detail`); give it to the workload.

@@ -1,30 +1,25 @@
 import BlockCore
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// How far closing has got: written by the thread that closes the image, read by the UI
 /// thread that draws it (behind a lock; the UI thread touches nothing else meanwhile).
-final class CloseProgress: @unchecked Sendable {
-    private let lock = NSLock()
-    private var step = 0
-    private var label = "starting"
-    private var finished = false
+final class CloseProgress: Sendable {
+    private let state = Mutex<(step: Int, label: String, done: Bool)>((0, "starting", false))
 
     /// Records the step now running (1-based, of ``TUIApp/closeSteps``).
     func set(_ step: Int, _ label: String) {
-        lock.lock(); self.step = step; self.label = label; lock.unlock()
+        state.withLock { $0.step = step; $0.label = label }
     }
 
     /// Marks closing as done.
-    func finish() { lock.lock(); finished = true; lock.unlock() }
+    func finish() { state.withLock { $0.done = true } }
 
     /// The step, its label and whether closing is done.
-    var snapshot: (step: Int, label: String, done: Bool) {
-        lock.lock(); defer { lock.unlock() }
-        return (step, label, finished)
-    }
+    var snapshot: (step: Int, label: String, done: Bool) { state.withLock { $0 } }
 }
 
 /// Hands a non-Sendable value to another thread when the code guarantees only one uses it.

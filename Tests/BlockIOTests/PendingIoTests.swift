@@ -1,5 +1,5 @@
 import Testing
-import BlockCore
+import BlockIO
 #if canImport(Glibc)
 import Glibc
 #endif

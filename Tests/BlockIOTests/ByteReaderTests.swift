@@ -1,5 +1,5 @@
 import Testing
-import BlockCore
+import BlockIO
 
 /// The one byte reader: both byte orders, and one bounds rule (a field past the end throws,
 /// naming the structure, the field and the length).

@@ -1,5 +1,5 @@
 import Testing
-import BlockCore
+import BlockIO
 import TestSupport
 #if canImport(Glibc)
 import Glibc
