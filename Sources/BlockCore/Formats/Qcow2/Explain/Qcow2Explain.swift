@@ -47,49 +47,52 @@ extension Qcow2Structure {
         let cs = ctx.h.clusterSize, size = ctx.fileSize
         let nb = Int((size + cs - 1) / cs)
         let usedEnd = min(size, UInt64(max(0, ctx.highest + 1)) * cs)
-        var by = [UInt64](repeating: 0, count: ExplainSpaceKind.allCases.count)
-        func add(_ k: ExplainSpaceKind, _ b: UInt64) { by[ExplainSpaceKind.allCases.firstIndex(of: k)!] += b }
-        let dataKinds: [ExplainSpaceKind] = [.data, .snapshotData, .zeroed]
+        var by: [ExplainSpaceKind: UInt64] = [:]
+        func add(_ k: ExplainSpaceKind, _ b: UInt64) { by[k, default: 0] += b }
+        // Per host-region kind, the space kind (data refined by the observer's flags below).
+        var table = [ExplainSpaceKind](repeating: .unknown, count: 128)
+        let pairs: [(HostRegionKind, ExplainSpaceKind)] = [
+            (.qcowHeader, .header), (.l1Table, .l1), (.l2Table, .l2), (.refcountTable, .refcountTable),
+            (.refcountBlock, .refcountBlocks), (.snapshotTable, .snapshotTables), (.snapshotL1Table, .snapshotL1),
+            (.bitmapDirectory, .bitmapDirectory), (.bitmapTable, .bitmapTables), (.bitmapData, .bitmapData),
+            (.encryptionHeader, .encryptionHeader), (.compressed, .compressed), (.leaked, .leaked), (.data, .data),
+        ]
+        for (h, e) in pairs { table[Int(h.rawValue)] = e }
+        var counts = [UInt64](repeating: 0, count: 128)   // full clusters per host-region kind
+        var dataCounts = [UInt64](repeating: 0, count: 4) // data, snapshot data, zeroed, holes
+        let flags = ctx.obs.flags
         var c = 0
+        let lastFull = Int(size / cs)    // clusters before it are whole
         while c < nb && UInt64(c) * cs < usedEnd {
             let start = UInt64(c) * cs
+            let u = Int(c < ctx.uses.count ? ctx.uses[c] & 0x7f : 0)
+            if c < lastFull && u != 0 && u != Int(HostRegionKind.data.rawValue) {
+                counts[u] += 1
+                c += 1
+                continue
+            }
             let b = min(cs, size - start)
-            let u = c < ctx.uses.count ? ctx.uses[c] & 0x7f : 0
-            let k: ExplainSpaceKind
-            switch HostRegionKind(rawValue: u) ?? .unreadable {
-            case .qcowHeader: k = .header
-            case .l1Table: k = .l1
-            case .l2Table: k = .l2
-            case .refcountTable: k = .refcountTable
-            case .refcountBlock: k = .refcountBlocks
-            case .snapshotTable: k = .snapshotTables
-            case .snapshotL1Table: k = .snapshotL1
-            case .bitmapDirectory: k = .bitmapDirectory
-            case .bitmapTable: k = .bitmapTables
-            case .bitmapData: k = .bitmapData
-            case .encryptionHeader: k = .encryptionHeader
-            case .compressed: k = .compressed
-            case .leaked: k = .leaked
-            case .data:
-                let f = ctx.obs.flags[c]
-                k = f & Qcow2ExplainObserver.activeData != 0 ? .data : (f & Qcow2ExplainObserver.snapshotRef != 0 ? .snapshotData : (f & Qcow2ExplainObserver.activeZero != 0 ? .zeroed : .data))
-            case .free:
+            if u == 0 {
                 let hb = holes.bytes(start, start + b)
                 add(.holes, hb)
                 add(.unused, b - hb)
-                c += 1
-                continue
-            default: k = .unknown
+            } else if u == Int(HostRegionKind.data.rawValue) {
+                let f = flags[c]
+                let i = whole[c] ? 3 : (f & Qcow2ExplainObserver.activeData != 0 ? 0 : (f & Qcow2ExplainObserver.snapshotRef != 0 ? 1 : (f & Qcow2ExplainObserver.activeZero != 0 ? 2 : 0)))
+                if b == cs { dataCounts[i] += 1 } else { add([.data, .snapshotData, .zeroed, .holes][i], b) }
+            } else {
+                add(table[u], b)
             }
-            if dataKinds.contains(k) && whole[c] { add(.holes, b) } else { add(k, b) }
             c += 1
         }
+        for u in 0..<128 where counts[u] > 0 { add(table[u], counts[u] * cs) }
+        for (i, k) in [ExplainSpaceKind.data, .snapshotData, .zeroed, .holes].enumerated() { add(k, dataCounts[i] * cs) }
         if usedEnd < size {
             let hb = holes.bytes(usedEnd, size)
             add(.holes, hb)
             add(.pastEnd, size - usedEnd - hb)
         }
-        return ExplainSpaceKind.qcow2.map { ($0, by[ExplainSpaceKind.allCases.firstIndex(of: $0)!]) }
+        return ExplainSpaceKind.qcow2.map { ($0, by[$0] ?? 0) }
     }
 
     /// What each remedy gives back, in bytes: `repair_leaks` (`check -r leaks`: the leaked
