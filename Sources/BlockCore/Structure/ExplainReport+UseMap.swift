@@ -43,7 +43,8 @@ extension ExplainReport {
                     let s = max(cursor, r.offset), e = min(start + b, r.offset + r.length)
                     if s < e { by[kind(r), default: 0] += e - s; covered += e - s; cursor = e }
                 }
-                by[.unused, default: 0] += b - covered
+                // A unit no header-level region covers (a VHD block's bitmap) is its own kind.
+                if covered == 0 { by[kind(HostRegion(kind: k, offset: start, length: b)), default: 0] += b } else { by[.unused, default: 0] += b - covered }
             } else {
                 let sk = kind(HostRegion(kind: k, offset: start, length: b))
                 if whole[i] { by[.holes, default: 0] += b } else { by[sk, default: 0] += b }

@@ -5,9 +5,10 @@ extension Qcow2Structure {
     /// Read-only. Memory: about four bytes per host cluster (the walk's two, the observer's
     /// one, two more with snapshots), one cluster read at a time. `progress` is the walk's.
     public func explain(progress: ((Double) -> Bool)? = nil) throws(BlockError) -> ExplainReport {
-        guard let metadata, let h = header else {
+        guard let h = header else {
             return try Qcow2HeaderRecovery(path: path, fileSize: fileSize, reason: problems.first?.label ?? "header unreadable").report()
         }
+        guard let metadata else { return unreadableTables(h) }
         let file = metadata.file
         let size = fileSize
         let cs = h.clusterSize
@@ -126,5 +127,20 @@ extension Qcow2Structure {
         out.append(("convert_size", .size(required)))
         out.append(("convert", .int(Int64(bitPattern: size) - Int64(bitPattern: required))))
         return out
+    }
+
+    /// The report when the header parses but the tables it points to cannot be read (an L1 or
+    /// refcount table past the end of the file, a snapshot table that does not parse): the
+    /// header cluster is known, the rest is unknown, and one finding names what failed.
+    func unreadableTables(_ h: Qcow2Header) -> ExplainReport {
+        let cs = h.clusterSize
+        var report = ExplainReport(format: "qcow2", fileSize: fileSize, allocatedOnDisk: fileSize, unit: cs)
+        let head = min(cs, fileSize)
+        report.space = ExplainSpaceKind.qcow2.map { k in (k, k == .header ? head : (k == .unknown ? fileSize - head : 0)) }
+        let reasons = problems.map(\.label).joined(separator: "; ")
+        report.findings = [ExplainFinding(.metadataOverwritten, host: problems.filter { $0.length > 0 }.map { ExplainRange($0.offset, $0.length) },
+                                          guest: [ExplainRange(0, h.size)], clusters: UInt64(problems.count),
+                                          text: "The header parses but the tables it points to cannot be read: \(reasons). Nothing of the guest disk can be located; `check` cannot run. If the file was truncated, the missing tail holds them.")]
+        return report
     }
 }

@@ -15,16 +15,22 @@ extension Qcow2ExplainContext {
             guard off != 0, let bytes = try? metadata.file.readBytes(at: off, count: Int(cs)) else { continue }
             let first = ti * per, end = min(max(nb, uses.count), (ti + 1) * per)
             guard first < end else { continue }
-            let zero = bytes.allSatisfy { $0 == 0 }
-            var bad = false
-            if zero { bad = (first..<end).contains { expected[$0] > 0 } }
-            else if h.refcountOrder >= 3 && !classifier.looksLikeRefcounts(bytes) { bad = true }
-            guard bad else { continue }
-            var mismatches = 0
-            for c in first..<end {
-                if c < uses.count && uses[c] & 0x80 != 0 { mismatches += 1 }
-                explain(c)
+            // Judged against the walk: a block most of whose non-zero counts (stored or
+            // expected) disagree with the references found, and whose content does not read as
+            // refcounts (a zero block reads as none), is not the block it should be. Healthy
+            // counts may be large (compressed clusters share a host cluster), so the content
+            // test alone would not do; many leaks alone would not either.
+            var mismatches = 0, live = 0
+            for c in first..<end where c < uses.count {
+                if uses[c] & 0x80 != 0 { mismatches += 1 }
+                if uses[c] & 0x80 != 0 || expected[c] > 0 { live += 1 }
             }
+            let zero = bytes.allSatisfy { $0 == 0 }
+            // Sub-byte widths hold any pattern, so only a near-total disagreement counts there.
+            let majority = h.refcountOrder >= 3 ? mismatches * 2 > live : mismatches * 10 >= live * 9
+            guard mismatches > 0, majority,
+                  zero || !classifier.looksLikeRefcounts(bytes) else { continue }
+            for c in first..<end { explain(c) }
             let looks = classifier.looksLike(bytes)
             let range = ExplainRange(UInt64(first) * cs, UInt64(end - first) * cs)
             let text = "The refcount block at \(hex(off)) (refcount table entry \(ti)) holds \(looks == .zeroes ? "only zeroes" : (looks == .l2Table ? "L2 entries" : "guest data")), not refcounts. It counts for host \(hex(range.offset))-\(hex(range.offset + range.length - 1)); all \(mismatches) refcount errors and leaks `check` reports there come from it. The allocator reads these counts: it may hand out clusters that are in use, overwriting live data. `check -r all` rewrites the block from the references it finds, which is the right repair here."

@@ -1,0 +1,114 @@
+import BlockCore
+import Foundation
+import Testing
+import TestSupport
+
+/// `blockscope explain` on images damaged byte by byte the way cloud-hypervisor's 2026 bugs
+/// damaged theirs (DAMAGE.md), with the guest data known: one finding per cause with exact
+/// ranges, against qemu-img check's counts and qemu-io reads of the guest data.
+@Suite("explain: findings by cause")
+struct ExplainDamageTests {
+    @Test("an L2 table unlinked from L1: one orphaned-l2-table finding with its 64 intact data clusters, the empty slot it came from; re-linking it brings the data back")
+    func unlinkedL2() throws {
+        let dir = try TestSupport.makeTempDir("explain-unlink")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "u.qcow2")
+        let l1 = try ExplainFixtures.word(img, at: 40)
+        let entry = try ExplainFixtures.word(img, at: l1 + 8)
+        let l2 = entry & Qcow2Entry.offsetMask
+        try ExplainFixtures.put(img, at: l1 + 8, [UInt8](repeating: 0, count: 8))
+        let check = try ExplainFixtures.qemuCheck(img)
+        #expect(int(check["leaks"]) == 65, "qemu-img sees 65 leaks and no cause")
+        let j = try ExplainFixtures.explain(img)
+        let f = findings(j)
+        #expect(f.count == 1, "one cause, not 65 leaks: \(f)")
+        #expect(str(f.first?["class"]) == "orphaned-l2-table" && int(f.first?["clusters"]) == 64 && str(f.first?["looks_like"]) == "l2-table")
+        let host = pairs(f.first?["host"]), guest = pairs(f.first?["guest"]), text = str(f.first?["text"])
+        let dataBytes = host.dropFirst().reduce(Int64(0)) { $0 + $1[1] }
+        #expect(host.first == [Int64(l2), 65536])
+        #expect(dataBytes == 64 * 65536, "the 64 data clusters")
+        #expect(guest.contains([Int64(ExplainFixtures.window), Int64(ExplainFixtures.window)]), "the window of L1 slot 1")
+        #expect(text.contains("64 intact"))
+        #expect(int(j["space"]?["leaked"]) == int(check["leaks"]) * 65536 && total(j["space"]) == int(j["file_size"]))
+        // The finding's advice works: writing the entry back restores the window's data.
+        try ExplainFixtures.put(img, at: l1 + 8, ExplainFixtures.be(entry))
+        let r = try TestSupport.qemuImg(["check", img])
+        #expect(r.status == 0)
+        try TestSupport.qemuIo(img, format: "qcow2", ["read -P 0x22 512M 4M"])
+    }
+
+    @Test("one host cluster referenced by two L2 entries: a double-reference finding naming both guest offsets; the cluster the second entry lost is a leak")
+    func doubleReference() throws {
+        let dir = try TestSupport.makeTempDir("explain-double")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "d.qcow2")
+        let l2 = try ExplainFixtures.l2Offset(img, l1Index: 0)
+        let e3 = try ExplainFixtures.word(img, at: l2 + 3 * 8)
+        let lost = try ExplainFixtures.word(img, at: l2 + 5 * 8) & Qcow2Entry.offsetMask
+        try ExplainFixtures.put(img, at: l2 + 5 * 8, ExplainFixtures.be(e3))
+        let check = try ExplainFixtures.qemuCheck(img)
+        #expect(int(check["corruptions"]) >= 1 && int(check["leaks"]) == 1)
+        let j = try ExplainFixtures.explain(img)
+        let f = findings(j)
+        let d = f.first { str($0["class"]) == "double-reference" }
+        #expect(pairs(d?["host"]) == [[Int64(e3 & Qcow2Entry.offsetMask), 65536]])
+        #expect(pairs(d?["guest"]) == [[3 * 65536, 65536], [5 * 65536, 65536]])
+        let leak = f.first { str($0["class"]) == "leaked-cluster" }
+        #expect(pairs(leak?["host"]) == [[Int64(lost), 65536]])
+        #expect(f.count == 2, "\(f)")
+    }
+
+    @Test("an L2 table overwritten with guest data: one metadata-overwritten finding (looks like guest data) for its window and the 64 data clusters it orphaned, where qemu-img check prints thousands of lines")
+    func l2OverwrittenWithData() throws {
+        let dir = try TestSupport.makeTempDir("explain-l2data")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "g.qcow2")
+        let l2 = try ExplainFixtures.l2Offset(img, l1Index: 1)
+        try ExplainFixtures.put(img, at: l2, TestSupport.pseudoRandomBytes(count: 65536, seed: 22))
+        let qc = try TestSupport.qemuImg(["check", img])
+        let lines = (qc.stdoutText + qc.stderr).split(separator: "\n").count
+        #expect(lines > 1000, "qemu-img check: \(lines) lines")
+        let j = try ExplainFixtures.explain(img)
+        let f = findings(j)
+        #expect(f.count == 1, "\(f)")
+        #expect(str(f.first?["class"]) == "metadata-overwritten" && str(f.first?["looks_like"]) == "guest-data")
+        #expect(pairs(f.first?["host"]).first == [Int64(l2), 65536])
+        #expect(pairs(f.first?["guest"]) == [[Int64(ExplainFixtures.window), Int64(ExplainFixtures.window)]])
+        #expect(int(f.first?["clusters"]) == 64)
+        #expect(total(j["space"]) == int(j["file_size"]) && int(j["space"]?["leaked"]) == 64 * 65536)
+    }
+
+    @Test("an L2 table overwritten with a refcount block: metadata-overwritten, looks like refcount-block, for its window")
+    func l2OverwrittenWithRefcountBlock() throws {
+        let dir = try TestSupport.makeTempDir("explain-l2ref")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "r.qcow2")
+        let l2 = try ExplainFixtures.l2Offset(img, l1Index: 1)
+        let refblock = try ExplainFixtures.word(img, at: try ExplainFixtures.word(img, at: 48)) & Qcow2Entry.offsetMask
+        try ExplainFixtures.put(img, at: l2, try ExplainFixtures.get(img, at: refblock, count: 65536))
+        let check = try ExplainFixtures.qemuCheck(img)
+        #expect(int(check["corruptions"]) > 0 && int(check["leaks"]) == 64)
+        let j = try ExplainFixtures.explain(img)
+        let f = findings(j)
+        #expect(f.count == 1, "\(f)")
+        #expect(str(f.first?["class"]) == "metadata-overwritten" && str(f.first?["looks_like"]) == "refcount-block")
+        #expect(pairs(f.first?["guest"]) == [[Int64(ExplainFixtures.window), Int64(ExplainFixtures.window)]] && int(f.first?["clusters"]) == 64)
+    }
+
+    @Test("the header cluster overwritten with guest data: header-overwritten, and the L1 and refcount tables found by content where qemu-img cannot open the image")
+    func headerOverwritten() throws {
+        let dir = try TestSupport.makeTempDir("explain-hdr")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "h.qcow2")
+        let l1 = try ExplainFixtures.word(img, at: 40), rt = try ExplainFixtures.word(img, at: 48)
+        try ExplainFixtures.put(img, at: 0, [UInt8](repeating: 0x5a, count: 65536))
+        #expect(try TestSupport.run("qemu-img", ["info", "-f", "qcow2", img]).status != 0)
+        let j = try ExplainFixtures.explain(img)
+        let f = findings(j)
+        #expect(f.count == 1 && str(f.first?["class"]) == "header-overwritten" && str(f.first?["looks_like"]) == "guest-data")
+        #expect(pairs(f.first?["host"]) == [[0, 65536]])
+        let text = str(f.first?["text"])
+        #expect(text.contains("L1 table was found at \(hex(l1))") && text.contains("refcount table was found by content at \(hex(rt))"), "\(text)")
+        #expect(total(j["space"]) == int(j["file_size"]))
+    }
+}
