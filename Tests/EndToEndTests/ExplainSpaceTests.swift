@@ -87,6 +87,23 @@ struct ExplainSpaceTests {
         #expect(int(after["space"]?["unused"]) + int(after["space"]?["holes"]) - int(j["space"]?["unused"]) - int(j["space"]?["holes"]) == 65536)
     }
 
+    @Test("clusters zeroed without unmap: zeroed bytes, and a discard gives back what discard_zeroed said")
+    func zeroedClusters() throws {
+        let dir = try TestSupport.makeTempDir("explain-zero")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/z.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "256M"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 1 0 3M", "write -z 1M 1M"])
+        let j = try ExplainFixtures.explain(img)
+        #expect(int(j["space"]?["zeroed"]) == 1 << 20 && int(j["space"]?["data"]) == 2 << 20 && int(j["reclaim"]?["discard_zeroed"]) == 1 << 20)
+        let measured = try ExplainFixtures.measureRequired(img, format: "qcow2")
+        #expect(int(j["reclaim"]?["convert_size"]) == measured, "measure skips zeroed clusters too")
+        try TestSupport.qemuIo(img, format: "qcow2", ["discard 1M 1M"])
+        let after = try ExplainFixtures.explain(img)
+        func free(_ j: JSONValue) -> Int64 { int(j["space"]?["unused"]) + int(j["space"]?["holes"]) }
+        #expect(int(after["space"]?["zeroed"]) == 0 && free(after) - free(j) == 1 << 20)
+    }
+
     @Test("preallocated metadata: the data clusters are holes, the metadata is counted, and convert_size is measure's")
     func preallocatedMetadata() throws {
         let dir = try TestSupport.makeTempDir("explain-prealloc")

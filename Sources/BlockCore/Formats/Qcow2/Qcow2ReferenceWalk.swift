@@ -274,6 +274,13 @@ struct Qcow2ReferenceWalk {
                     inc(off, cs, .data)
                     referrer.l2Index = nil
                     referrer.zero = false
+                } else if let observer {
+                    // Data in the external data file: no host cluster here, still guest data.
+                    referrer.l2Index = i
+                    referrer.zero = zeroFlag || (ext && e.bitmap & Qcow2Entry.allAllocated == 0)
+                    observer.counted(offset: off, length: 0, kind: .data, by: referrer)
+                    referrer.l2Index = nil
+                    referrer.zero = false
                 }
             } else if !zeroFlag && e.bitmap & Qcow2Entry.allAllocated != 0 {
                 problem("ERROR: Unallocated cluster has non-zero subcluster allocation map")

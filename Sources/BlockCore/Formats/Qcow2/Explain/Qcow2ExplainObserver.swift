@@ -61,7 +61,13 @@ final class Qcow2ExplainObserver: Qcow2ReferenceObserver {
     }
 
     func counted(offset: UInt64, length: UInt64, kind: HostRegionKind, by r: Qcow2Referrer) {
-        guard length > 0 else { return }
+        guard length > 0 else {
+            // External data file: guest data a convert copies, no cluster of this file.
+            if kind == .data, r.snapshot == nil, !r.zero, let g = r.guestOffset(l2Entries: h.l2Entries, clusterBits: h.clusterBits) {
+                convert.add(g, h.clusterSize, virtualSize: h.size)
+            }
+            return
+        }
         let first = Int(offset >> UInt64(h.clusterBits))
         let last = Int((offset + length - 1) >> UInt64(h.clusterBits))
         guard first < flags.count else { return }

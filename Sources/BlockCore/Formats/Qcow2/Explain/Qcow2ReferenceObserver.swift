@@ -23,7 +23,8 @@ struct Qcow2Referrer: Sendable {
 /// count at all (a table whose content is not an L2 table is one finding, not thousands of
 /// references to random clusters). Called on the walking thread only.
 protocol Qcow2ReferenceObserver: AnyObject {
-    /// `length` bytes at `offset` were counted as `kind` for `referrer`.
+    /// `length` bytes at `offset` were counted as `kind` for `referrer` (length 0: a data
+    /// entry into the external data file, which counts nothing here).
     func counted(offset: UInt64, length: UInt64, kind: HostRegionKind, by referrer: Qcow2Referrer)
     /// Whether the entries of the L2 table `words` at `offset` are counted.
     func countsL2(_ words: [UInt64], at offset: UInt64, by referrer: Qcow2Referrer) -> Bool
