@@ -95,6 +95,25 @@ struct ExplainDamageTests {
         #expect(pairs(f.first?["guest"]) == [[Int64(ExplainFixtures.window), Int64(ExplainFixtures.window)]] && int(f.first?["clusters"]) == 64)
     }
 
+    @Test("a relocated refcount block left behind with its refcount (cloud-hypervisor #8597): one stranded-refcount-block finding, not a bare leak")
+    func strandedRefcountBlock() throws {
+        let dir = try TestSupport.makeTempDir("explain-strand")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "s.qcow2")
+        let refblock = try ExplainFixtures.word(img, at: try ExplainFixtures.word(img, at: 48)) & Qcow2Entry.offsetMask
+        let size = UInt64(try ExplainFixtures.fileSize(img))
+        let cluster = size / ExplainFixtures.cluster
+        try ExplainFixtures.put(img, at: size, try ExplainFixtures.get(img, at: refblock, count: 65536))
+        try ExplainFixtures.put(img, at: refblock + cluster * 2, [0, 1])   // refcount 1: a leak to qemu-img
+        let check = try ExplainFixtures.qemuCheck(img)
+        #expect(int(check["leaks"]) == 1 && int(check["corruptions"]) == -1)
+        let j = try ExplainFixtures.explain(img)
+        let f = findings(j)
+        #expect(f.count == 1 && str(f.first?["class"]) == "stranded-refcount-block" && str(f.first?["looks_like"]) == "refcount-block")
+        #expect(pairs(f.first?["host"]) == [[Int64(size), 65536]] && int(f.first?["clusters"]) == 1)
+        #expect(int(j["space"]?["leaked"]) == 65536)
+    }
+
     @Test("the header cluster overwritten with guest data: header-overwritten, and the L1 and refcount tables found by content where qemu-img cannot open the image")
     func headerOverwritten() throws {
         let dir = try TestSupport.makeTempDir("explain-hdr")

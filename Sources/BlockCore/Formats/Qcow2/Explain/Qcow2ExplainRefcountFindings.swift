@@ -70,14 +70,14 @@ extension Qcow2ExplainContext {
     }
 
     /// Clusters outside the refcount table that hold refcount-block bytes: leaked ones (read
-    /// by ``classifyLeaked()``) and unused ones inside the used part of the file (read here,
-    /// bounded).
+    /// by ``classifyLeaked()``) and refcount-0 ones, inside the used part or past it (read
+    /// here, at most 4,096).
     mutating func strandedRefcountBlockFindings() -> [ExplainFinding] {
         var leaked: [Int] = [], unused: [Int] = []
         for (c, l) in leakedLooks where l == .refcountBlock && !isExplained(c) { leaked.append(c); explain(c) }
         var scanned = 0
         var c = 0
-        while c <= highest && c < min(nb, uses.count) && scanned < 4096 {
+        while c < min(nb, uses.count) && scanned < 4096 {
             if isFree(c) && !isExplained(c) {
                 scanned += 1
                 if let b = read(c), classifier.looksLikeRefcounts(b) { unused.append(c); explain(c) }
@@ -87,7 +87,7 @@ extension Qcow2ExplainContext {
         let all = leaked + unused
         guard !all.isEmpty else { return [] }
         let runs = hostRanges(all)
-        let text = "\(all.count) cluster\(all.count == 1 ? "" : "s") outside the refcount table still hold refcount-block bytes (\(leaked.count) leaked, with a refcount; \(unused.count) unused, refcount 0): " + runsText(runs, clusters: all.count) + ". Refcount blocks were relocated and the old clusters dropped without being reused, as in cloud-hypervisor #8597; the file grows with each. No guest data is affected. `check -r leaks` frees the leaked ones; the unused ones are already free and reused by the next allocation, or given back by a convert."
+        let text = "\(all.count) cluster\(all.count == 1 ? "" : "s") outside the refcount table still hold refcount-block bytes (\(leaked.count) leaked, with a refcount; \(unused.count) with refcount 0): " + runsText(runs, clusters: all.count) + ". Refcount blocks were relocated and the old clusters dropped without being reused, as in cloud-hypervisor #8597; the file grows with each. No guest data is affected. `check -r leaks` frees the leaked ones; the unused ones are already free and reused by the next allocation, or given back by a convert."
         return [ExplainFinding(.strandedRefcountBlock, host: runs, looksLike: .refcountBlock, clusters: UInt64(all.count), text: text)]
     }
 
