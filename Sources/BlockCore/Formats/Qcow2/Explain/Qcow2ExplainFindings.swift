@@ -12,6 +12,7 @@ extension Qcow2ExplainContext {
         classifyLeaked()
         out += orphanedL2Findings()
         let stranded = strandedRefcountBlockFindings()
+        for k in badStart..<badEnd { attributeAdjacentLeaks(to: &out[k]) }
         if badEnd - badStart == 1 { attributeLeaks(to: &out[badStart]) }
         out += refcountRunFindings()
         out += stranded
@@ -56,19 +57,42 @@ extension Qcow2ExplainContext {
         return out
     }
 
+    /// Whether leaked cluster `c` may be orphaned guest data (not read, or read as data).
+    func dataLike(_ c: Int) -> Bool {
+        let look = leakedLooks[c]
+        return look == nil || look == .guestData || look == .zeroes
+    }
+
+    /// Hands an overwritten L2 table the run of leaked data clusters that starts right after
+    /// it: QEMU allocates a new table and then the data clusters of the write that needed it,
+    /// so that run most likely is the window's data.
+    mutating func attributeAdjacentLeaks(to f: inout ExplainFinding) {
+        guard let table = f.host.first else { return }
+        var c = Int(table.offset / cs) + 1
+        var orphans: [Int] = []
+        while c < nb && isLeaked(c) && !isExplained(c) && dataLike(c) && orphans.count < Int(h.l2Entries) {
+            orphans.append(c); explain(c); c += 1
+        }
+        add(orphans, to: &f)
+    }
+
     /// Hands the leaked clusters no other finding explains, and that look like guest data, to
     /// the one overwritten L2 table (its orphaned data): their count and runs.
     mutating func attributeLeaks(to f: inout ExplainFinding) {
         var orphans: [Int] = []
-        for c in 0..<min(nb, uses.count) where isLeaked(c) && !isExplained(c) {
-            let look = leakedLooks[c]
-            if look == nil || look == .guestData || look == .zeroes { orphans.append(c); explain(c) }
-        }
+        for c in 0..<min(nb, uses.count) where isLeaked(c) && !isExplained(c) && dataLike(c) { orphans.append(c); explain(c) }
+        add(orphans, to: &f)
+    }
+
+    /// Adds `orphans` (leaked data clusters) to an overwritten table's finding.
+    func add(_ orphans: [Int], to f: inout ExplainFinding) {
         guard !orphans.isEmpty else { return }
-        let runs = hostRanges(orphans)
+        let all = hostRanges(orphans) + f.host.dropFirst()
+        let runs = mergedRanges(all)
         f.host = Array(([f.host[0]] + runs).prefix(ExplainFinding.maxRanges))
-        f.clusters = UInt64(orphans.count)
-        f.text += " The leaked data that is most likely this window's: " + runsText(runs, clusters: orphans.count) + "."
+        f.clusters += UInt64(orphans.count)
+        if let i = f.text.range(of: " The leaked data that is most likely this window's: ") { f.text = String(f.text[..<i.lowerBound]) }
+        f.text += " The leaked data that is most likely this window's: " + runsText(runs, clusters: Int(f.clusters)) + "."
     }
 
     /// Reads the leaked clusters no finding has explained yet (bounded) and records what each
