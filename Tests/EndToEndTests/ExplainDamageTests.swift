@@ -95,6 +95,32 @@ struct ExplainDamageTests {
         #expect(pairs(f.first?["guest"]) == [[Int64(ExplainFixtures.window), Int64(ExplainFixtures.window)]] && int(f.first?["clusters"]) == 64)
     }
 
+    @Test("six L2 tables overwritten with refcount-block bytes and two with data (cloud-hypervisor #8606): eight findings, each with its window and its own 32 data clusters, where qemu-img check prints tens of thousands of lines")
+    func manyTablesOverwritten() throws {
+        let dir = try TestSupport.makeTempDir("explain-8606")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/m.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "8G"])
+        try TestSupport.qemuIo(img, format: "qcow2", (0..<12).map { "write -P \($0 + 1) \($0 * 512)M 2M" })
+        let refblock = try ExplainFixtures.get(img, at: 0x20000, count: 65536)
+        var tables: [UInt64: UInt64] = [:]
+        for w: UInt64 in [1, 2, 3, 4, 5, 6, 8, 9] {
+            let l2 = try ExplainFixtures.l2Offset(img, l1Index: w)
+            tables[w] = l2
+            try ExplainFixtures.put(img, at: l2, w < 8 ? refblock : TestSupport.pseudoRandomBytes(count: 65536, seed: w))
+        }
+        let qc = try TestSupport.qemuImg(["check", img])
+        #expect((qc.stdoutText + qc.stderr).split(separator: "\n").count > 10000)
+        let f = findings(try ExplainFixtures.explain(img))
+        #expect(f.count == 8, "\(f.map { str($0["class"]) })")
+        for (w, l2) in tables {
+            let g = f.first { pairs($0["host"]).first == [Int64(l2), 65536] }
+            #expect(str(g?["class"]) == "metadata-overwritten" && str(g?["looks_like"]) == (w < 8 ? "refcount-block" : "guest-data"))
+            #expect(pairs(g?["guest"]) == [[Int64(w * ExplainFixtures.window), Int64(ExplainFixtures.window)]] && int(g?["clusters"]) == 32)
+            #expect(pairs(g?["host"]).dropFirst().map { $0 } == [[Int64(l2 + 65536), 2 << 20]], "the 32 data clusters QEMU wrote after the table")
+        }
+    }
+
     @Test("a relocated refcount block left behind with its refcount (cloud-hypervisor #8597): one stranded-refcount-block finding, not a bare leak")
     func strandedRefcountBlock() throws {
         let dir = try TestSupport.makeTempDir("explain-strand")
