@@ -7,7 +7,9 @@
 /// two more with snapshots; runs and tables bounded.
 final class Qcow2ExplainObserver: Qcow2ReferenceObserver {
     /// Per host cluster: ``activeData``, ``activeZero``, ``snapshotRef``, ``explained``.
-    var flags: [UInt8]
+    /// Touched once per reference on the walking thread only: no dynamic exclusivity checks
+    /// (they were a fifth of the time on a 1 TiB image).
+    @exclusivity(unchecked) var flags: [UInt8]
     static let activeData: UInt8 = 1
     static let activeZero: UInt8 = 2
     static let snapshotRef: UInt8 = 4
@@ -16,7 +18,7 @@ final class Qcow2ExplainObserver: Qcow2ReferenceObserver {
 
     /// Per host cluster with snapshots: -1 unreferenced, s the only holder is snapshot s,
     /// -3 several snapshots and nothing else, -2 the active image or metadata.
-    var owner: [Int16]
+    @exclusivity(unchecked) var owner: [Int16]
     /// An L2 table whose content is not one, left out of the counting.
     struct BadTable {
         var offset: UInt64
@@ -46,7 +48,7 @@ final class Qcow2ExplainObserver: Qcow2ReferenceObserver {
     var maxStoredLow: UInt64 = 0
 
     /// Destination clusters (64 KiB) of a default `convert -O qcow2` that hold data.
-    var convert = ConvertClusterCounter()
+    @exclusivity(unchecked) var convert = ConvertClusterCounter()
 
     let h: Qcow2Header
     let classifier: Qcow2ContentClassifier

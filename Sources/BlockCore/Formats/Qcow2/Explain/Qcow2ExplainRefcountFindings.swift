@@ -12,9 +12,8 @@ extension Qcow2ExplainContext {
             if e == 0 { continue }
             used += 1
             if off & (cs - 1) != 0 || off >= fileSize || e & ~Qcow2Entry.offsetMask != 0 { badEntries += 1; continue }
-            guard off != 0, let bytes = try? metadata.file.readBytes(at: off, count: Int(cs)) else { continue }
             let first = ti * per, end = min(max(nb, uses.count), (ti + 1) * per)
-            guard first < end else { continue }
+            guard off != 0, first < end else { continue }
             // Judged against the walk: a block most of whose non-zero counts (stored or
             // expected) disagree with the references found, and whose content does not read as
             // refcounts (a zero block reads as none), is not the block it should be. Healthy
@@ -25,11 +24,10 @@ extension Qcow2ExplainContext {
                 if uses[c] & 0x80 != 0 { mismatches += 1 }
                 if uses[c] & 0x80 != 0 || expected[c] > 0 { live += 1 }
             }
-            let zero = bytes.allSatisfy { $0 == 0 }
             // Sub-byte widths hold any pattern, so only a near-total disagreement counts there.
             let majority = h.refcountOrder >= 3 ? mismatches * 2 > live : mismatches * 10 >= live * 9
-            guard mismatches > 0, majority,
-                  zero || !classifier.looksLikeRefcounts(bytes) else { continue }
+            guard mismatches > 0, majority, let bytes = try? metadata.file.readBytes(at: off, count: Int(cs)),
+                  bytes.allSatisfy({ $0 == 0 }) || !classifier.looksLikeRefcounts(bytes) else { continue }
             for c in first..<end { explain(c) }
             let looks = classifier.looksLike(bytes)
             let range = ExplainRange(UInt64(first) * cs, UInt64(end - first) * cs)
