@@ -121,6 +121,21 @@ struct ExplainDamageTests {
         }
     }
 
+    @Test("an L2 table erased after its data was written (cloud-hypervisor #8624): qemu-img check sees 64 leaks and no error; explain names the zeroed table, its window and its 64 data clusters")
+    func erasedL2Table() throws {
+        let dir = try TestSupport.makeTempDir("explain-8624")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "e.qcow2")
+        let l2 = try ExplainFixtures.l2Offset(img, l1Index: 1)
+        try ExplainFixtures.put(img, at: l2, [UInt8](repeating: 0, count: 65536))
+        let check = try ExplainFixtures.qemuCheck(img)
+        #expect(int(check["leaks"]) == 64 && int(check["corruptions"]) == -1)
+        let f = findings(try ExplainFixtures.explain(img))
+        #expect(f.count == 1 && str(f.first?["class"]) == "metadata-overwritten" && str(f.first?["looks_like"]) == "zeroes", "\(f)")
+        #expect(pairs(f.first?["host"]) == [[Int64(l2), 65536], [Int64(l2 + 65536), 4 << 20]] && int(f.first?["clusters"]) == 64)
+        #expect(pairs(f.first?["guest"]) == [[Int64(ExplainFixtures.window), Int64(ExplainFixtures.window)]])
+    }
+
     @Test("a relocated refcount block left behind with its refcount (cloud-hypervisor #8597): one stranded-refcount-block finding, not a bare leak")
     func strandedRefcountBlock() throws {
         let dir = try TestSupport.makeTempDir("explain-strand")

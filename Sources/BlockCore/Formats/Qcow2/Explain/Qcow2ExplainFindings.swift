@@ -13,7 +13,9 @@ extension Qcow2ExplainContext {
         out += orphanedL2Findings()
         let stranded = strandedRefcountBlockFindings()
         for k in badStart..<badEnd { attributeAdjacentLeaks(to: &out[k]) }
+        let erased = erasedTableFindings()
         if badEnd - badStart == 1 { attributeLeaks(to: &out[badStart]) }
+        out += erased
         out += refcountRunFindings()
         out += stranded
         out += leakedFindings()
@@ -74,6 +76,25 @@ extension Qcow2ExplainContext {
             orphans.append(c); explain(c); c += 1
         }
         add(orphans, to: &f)
+    }
+
+    /// An L2 table the active L1 points to that holds only zeroes, followed by a run of leaked
+    /// data clusters: the table was erased after its data was written (cloud-hypervisor #8624,
+    /// a stale punch-hole over a cluster reused as an L2 table). `check` sees only the leaks.
+    mutating func erasedTableFindings() -> [ExplainFinding] {
+        var out: [ExplainFinding] = []
+        for t in obs.emptyTables {
+            let c = Int(t.offset / cs)
+            guard !isExplained(c), let i = t.referrer.l1Index else { continue }
+            let g = guestWindow(i)
+            var f = ExplainFinding(.metadataOverwritten, host: [ExplainRange(t.offset, cs)], guest: [g], looksLike: .zeroes, clusters: 0,
+                                   text: "The L2 table at \(hex(t.offset)) (L1 index \(i), guest \(hex(g.offset))-\(hex(g.offset + g.length - 1))) holds only zeroes, so the window reads as zeroes (or the backing file), yet leaked data clusters follow it: the table was most likely erased after its data was written, as a stale punch-hole did in cloud-hypervisor #8624. `check` reports only the leaks; `-r leaks` would free the window's data for good. The data can be recovered from the leaked clusters (host ranges here) or from a snapshot.")
+            attributeAdjacentLeaks(to: &f)
+            guard f.clusters > 0 else { continue }
+            explain(c)
+            out.append(f)
+        }
+        return out
     }
 
     /// Hands the leaked clusters no other finding explains, and that look like guest data, to

@@ -99,7 +99,7 @@ extension Qcow2ExplainContext {
         var looksCount: [ExplainLooksLike: Int] = [:]
         for c in cl { if let l = leakedLooks[c] { looksCount[l, default: 0] += 1 } }
         let looks = looksCount.max { $0.value < $1.value }?.key
-        let windows = obs.emptyTables.compactMap { $0.referrer.l1Index.map { guestWindow($0) } }
+        let windows = obs.emptyTables.filter { !isExplained(Int($0.offset / cs)) }.compactMap { $0.referrer.l1Index.map { guestWindow($0) } }
         var text = "Leaked: " + runsText(runs, clusters: cl.count) + " have a refcount but nothing references them (\(UInt64(cl.count) * cs) bytes)"
         if let looks { text += "; by content they look like \(looks.rawValue)" }
         text += ". "
