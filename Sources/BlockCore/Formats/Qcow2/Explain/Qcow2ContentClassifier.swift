@@ -59,19 +59,23 @@ struct Qcow2ContentClassifier {
         return c
     }
 
-    /// Whether `bytes` hold refcounts of this image's width: some non-zero, none above
-    /// ``refcountBound`` (widths below 8 bits hold any pattern, so they never match).
+    /// Whether `bytes` hold refcounts of this image's width: at least 4 non-zero counts, at
+    /// least half of them 1 (most clusters have one referrer), at most a quarter above
+    /// ``refcountBound`` (host clusters full of compressed data). Widths below 8 bits hold any
+    /// pattern, so they never match. An old bitmap or L1 table, a few large words among
+    /// zeroes, does not match.
     func looksLikeRefcounts(_ bytes: [UInt8]) -> Bool {
         let order = header.refcountOrder
         guard order >= 3 else { return false }
         let per = Int(Qcow2Refcounts.entriesPerBlock(clusterBits: header.clusterBits, refcountOrder: order))
-        var nonzero = false
+        var nonzero = 0, ones = 0, large = 0
         for i in 0..<min(per, (bytes.count * 8) >> Int(order)) {
             let v = Qcow2Refcounts.get(bytes, index: i, order: order)
-            if v > refcountBound { return false }
-            if v != 0 { nonzero = true }
+            if v == 0 { continue }
+            nonzero += 1
+            if v == 1 { ones += 1 } else if v > refcountBound { large += 1 }
         }
-        return nonzero
+        return nonzero >= 4 && ones * 2 >= nonzero && large * 4 <= nonzero
     }
 
     /// What `bytes` (one cluster) look like: zeroes, an L2 table mapping at least one cluster,

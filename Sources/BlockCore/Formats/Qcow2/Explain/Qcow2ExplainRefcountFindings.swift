@@ -56,15 +56,20 @@ extension Qcow2ExplainContext {
         if !low.isEmpty {
             let runs = hostRanges(low)
             let text = "Referenced clusters have a refcount below their references: " + runsText(runs, clusters: low.count) + (obs.maxStoredLow == 0 ? ", stored refcount 0" : "") + ". The allocator treats them as free (or as unshared) and may hand them out for new data or copy-on-write skipped, overwriting what the guest or a snapshot still reads. `check -r all` raises each refcount to its references; no data is lost by that."
-            out.append(ExplainFinding(.refcountTooLow, host: runs, clusters: UInt64(low.count), text: text))
+            out.append(ExplainFinding(.refcountTooLow, host: runs, clusters: UInt64(low.count), text: text + dirtyNote))
         }
         let high = clusters(obs.tooHigh)
         if !high.isEmpty {
             let runs = hostRanges(high)
             let text = "Referenced clusters have a refcount above their references: " + runsText(runs, clusters: high.count) + ". Harmless to data (the clusters just stay allocated longer than needed, and writes copy first); `check -r leaks` lowers them, as qemu-img counts them among the leaks."
-            out.append(ExplainFinding(.refcountTooHigh, host: runs, clusters: UInt64(high.count), text: text))
+            out.append(ExplainFinding(.refcountTooHigh, host: runs, clusters: UInt64(high.count), text: text + dirtyNote))
         }
         return out
+    }
+
+    /// For a dirty image (lazy refcounts), why its refcounts disagree.
+    var dirtyNote: String {
+        h.isDirty ? " The image is marked dirty (lazy refcounts): its refcounts on disk are stale by design until QEMU repairs them at the next writable open, so this is expected after a crash, not damage." : ""
     }
 
     /// Clusters outside the refcount table that hold refcount-block bytes: leaked ones (read
