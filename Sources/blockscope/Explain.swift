@@ -28,7 +28,15 @@ struct ExplainCommand: ParsableCommand {
                 let lock = try ImageLock(path: image, writable: false, shareWrites: false)
                 defer { lock.release() }
                 if let w = lock.warning { printError(w) }
-                return try Qcow2Structure(path: image).explain()
+                let structure = try Qcow2Structure(path: image)
+                var report = try structure.explain()
+                if structure.backingFile != nil {
+                    // A convert flattens the chain: count the data through the backing files.
+                    let disk = try openImage(image, OpenOptions(writable: false, format: .qcow2))
+                    defer { try? disk.close() }
+                    if let inspectable = disk as? any InspectableDisk { try report.measureConvert(through: inspectable) }
+                }
+                return report
             default:
                 let disk = try openImage(image, OpenOptions(writable: false, format: fmt))
                 defer { try? disk.close() }

@@ -88,6 +88,20 @@ struct ExplainSpaceTests {
         #expect(int(j["space"]?["compressed"]) > 0 && int(j["space"]?["data"]) == 80 * 65536 && int(j["space"]?["bitmap_data"]) == 65536)
     }
 
+    @Test("an overlay on a backing file: its own data in the space table, and convert_size counts the chain a convert flattens, as measure does")
+    func overlay() throws {
+        let dir = try TestSupport.makeTempDir("explain-overlay")
+        defer { TestSupport.removeTempDir(dir) }
+        let base = dir + "/b.qcow2", img = dir + "/o.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", base, "1G"])
+        try TestSupport.qemuIo(base, format: "qcow2", ["write -P 1 0 4M"])
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", img])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 2 1M 1M", "write -P 3 8M 1M"])
+        let j = try ExplainFixtures.explain(img)
+        let measured = try ExplainFixtures.measureRequired(img, format: "qcow2")
+        #expect(int(j["space"]?["data"]) == 2 << 20 && int(j["reclaim"]?["convert_size"]) == measured)
+    }
+
     @Test("a leaked cluster: leaked is qemu-img check's leaks in bytes, and check -r leaks gives back repair_leaks")
     func leaks() throws {
         let dir = try TestSupport.makeTempDir("explain-leak")

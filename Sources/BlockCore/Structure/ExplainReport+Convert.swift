@@ -5,12 +5,12 @@ let qcow2ConvertCluster: UInt64 = 64 << 10
 /// qcow2` computes its "required size" (QEMU 7.2's qcow2_measure with default options: 64 KiB
 /// clusters, 16-bit refcounts): the metadata of a fully allocated image of `virtualSize`
 /// (header, L2 and L1 tables, refcount table and blocks counting every cluster including
-/// themselves), plus `dataClusters` 64 KiB clusters of non-zero data (the whole virtual size
-/// when the image has a backing file: measure cannot tell what the chain shares).
-func qcow2ConvertSize(virtualSize: UInt64, dataClusters: UInt64, hasBacking: Bool) -> UInt64 {
+/// themselves), plus `dataClusters` 64 KiB clusters of non-zero data (`wholeDisk`: the whole
+/// virtual size, as measure counts a raw external data file).
+func qcow2ConvertSize(virtualSize: UInt64, dataClusters: UInt64, hasBacking wholeDisk: Bool) -> UInt64 {
     let dcs = qcow2ConvertCluster
     let virtual = (virtualSize + dcs - 1) / dcs * dcs
-    let data = hasBacking ? virtual : dataClusters * dcs
+    let data = wholeDisk ? virtual : dataClusters * dcs
     var meta = dcs                                 // header
     let l2e = (virtual / dcs + dcs / 8 - 1) / (dcs / 8) * (dcs / 8)
     meta += l2e * 8                                // L2 tables
@@ -42,5 +42,20 @@ struct ConvertClusterCounter {
         let b = (min(virtualSize, start + length) - 1) / qcow2ConvertCluster
         var d = last == .max || a > last ? a : last + 1
         while d <= b { clusters += 1; last = d; d += 1 }
+    }
+}
+
+extension ExplainReport {
+    /// Replaces `convert_size` and `convert` with what a convert of the whole chain writes:
+    /// `disk`'s data extents through its backing files (as `qemu-img map` lists them; zero
+    /// extents skipped), as `qemu-img measure` counts an image with a backing file.
+    public mutating func measureConvert(through disk: any InspectableDisk) throws(BlockError) {
+        var counter = ConvertClusterCounter()
+        let size = disk.logicalSize
+        try disk.forEachMapExtent(detail: false) { e in if e.data && !e.zero { counter.add(e.start, e.length, virtualSize: size) } }
+        let required = qcow2ConvertSize(virtualSize: size, dataClusters: counter.clusters, hasBacking: false)
+        reclaim.removeAll { $0.key == "convert_size" || $0.key == "convert" }
+        reclaim.append(("convert_size", .size(required)))
+        reclaim.append(("convert", .int(Int64(bitPattern: fileSize) - Int64(bitPattern: required))))
     }
 }

@@ -101,7 +101,9 @@ extension Qcow2Structure {
     /// snapshot name: clusters only it holds), `delete_all_snapshots`, `convert_size` (what a
     /// plain `qemu-img convert -O qcow2` writes, as `qemu-img measure` computes its required
     /// size) and `convert` (the file size minus that; negative when a convert grows the file).
-    /// A raw external data file counts whole, as measure counts it.
+    /// A raw external data file counts whole, as measure counts it. With a backing file the
+    /// count here is this image's own data; ``ExplainReport/measureConvert(through:)`` over
+    /// the open chain replaces it (a convert flattens the chain).
     static func reclaim(ctx: Qcow2ExplainContext, report: ExplainReport, whole: HostHoles.ClusterBits) -> [(key: String, value: JSONValue)] {
         let h = ctx.h, cs = h.clusterSize, size = ctx.fileSize
         var out: [(key: String, value: JSONValue)] = [
@@ -124,7 +126,7 @@ extension Qcow2Structure {
             out.append(("delete_snapshot", .object(names)))
             out.append(("delete_all_snapshots", .size(all)))
         }
-        let required = qcow2ConvertSize(virtualSize: h.size, dataClusters: ctx.obs.convert.clusters, hasBacking: h.backingFileOffset != 0 || (h.hasExternalData && h.autoclearFeatures & Qcow2Feature.rawExternalData != 0))
+        let required = qcow2ConvertSize(virtualSize: h.size, dataClusters: ctx.obs.convert.clusters, hasBacking: h.hasExternalData && h.autoclearFeatures & Qcow2Feature.rawExternalData != 0)
         out.append(("convert_size", .size(required)))
         out.append(("convert", .int(Int64(bitPattern: size) - Int64(bitPattern: required))))
         return out
