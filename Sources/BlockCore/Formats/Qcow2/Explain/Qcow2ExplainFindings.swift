@@ -206,7 +206,10 @@ extension Qcow2ExplainContext {
                 }
             }
             let stored = (try? metadata.refcount(ofCluster: UInt64(c))) ?? 0
-            let text = "Host cluster \(hex(UInt64(c) * cs)) is referenced from \(refs.count) places (\(who.joined(separator: " and "))) but its refcount is \(stored). Both read the same bytes: a write through one changes what the other reads, and freeing one frees the other's data. One of the entries is wrong; the cluster it should point to may be among the leaked clusters. `check -r all` would raise the refcount to \(expected[c]), which keeps the sharing (later writes copy first) but does not give each its own data back."
+            var text = "Host cluster \(hex(UInt64(c) * cs)) is referenced from \(refs.count) places (\(who.joined(separator: " and "))) but its refcount is \(stored). Both read the same bytes: a write through one changes what the other reads, and freeing one frees the other's data. One of the entries is wrong; the cluster it should point to may be among the leaked clusters. `check -r all` would raise the refcount to \(expected[c]), which keeps the sharing (later writes copy first) but does not give each its own data back."
+            if let meta = refs.first(where: { $0.kind.isMetadata }), !guest.isEmpty {
+                text += " The cluster is the image's \(meta.kind.name): the guest reads it as data, and a guest write there would overwrite that metadata. Clear the guest's L2 entry (the guest then reads zeroes there) before the image is written again."
+            }
             out.append(ExplainFinding(.doubleReference, host: [ExplainRange(UInt64(c) * cs, cs)], guest: guest, clusters: 1, text: text))
         }
         if rest > 0 {
