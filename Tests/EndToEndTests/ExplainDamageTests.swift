@@ -155,6 +155,27 @@ struct ExplainDamageTests {
         #expect(int(j["space"]?["leaked"]) == 65536)
     }
 
+    @Test("the JSON has issue 22's shape (file_size, space, findings with class/host/guest/looks_like/clusters/text, reclaim) and the human report has the space table, then one paragraph per finding")
+    func reportShape() throws {
+        let dir = try TestSupport.makeTempDir("explain-shape")
+        defer { TestSupport.removeTempDir(dir) }
+        let img = try ExplainFixtures.threeWindows(dir, "j.qcow2")
+        let l2 = try ExplainFixtures.l2Offset(img, l1Index: 0)
+        try ExplainFixtures.put(img, at: l2 + 2 * 8, [UInt8](repeating: 0, count: 8))
+        let j = try ExplainFixtures.explain(img)
+        guard case let .object(top) = j, case let .array(fs)? = j["findings"], case let .object(first)? = fs.first else {
+            Issue.record("not an object with findings: \(j)"); return
+        }
+        #expect(Array(top.map(\.0).prefix(4)) == ["file_size", "space", "findings", "reclaim"])
+        #expect(first.map(\.0) == ["class", "host", "guest", "looks_like", "clusters", "text"])
+        guard case let .object(space)? = j["space"] else { Issue.record("no space object"); return }
+        #expect(space.allSatisfy { k, _ in k.allSatisfy { $0.isLowercase || $0 == "_" || $0.isNumber } }, "snake_case kinds: \(space.map(\.0))")
+        #expect(int(j["reclaim"]?["repair_leaks"]) == 65536 && int(j["reclaim"]?["convert"]) != -1)
+        let human = try TestSupport.blockscope(["explain", img]).stdoutText
+        let table = human.range(of: "data ")?.lowerBound, paragraph = human.range(of: "[leaked-cluster] Leaked: 1 cluster")?.lowerBound
+        #expect(table != nil && paragraph != nil && table! < paragraph!, "\(human)")
+    }
+
     @Test("the header cluster overwritten with guest data: header-overwritten, and the L1 and refcount tables found by content where qemu-img cannot open the image")
     func headerOverwritten() throws {
         let dir = try TestSupport.makeTempDir("explain-hdr")
