@@ -1,5 +1,5 @@
 /// Bytes per cluster of a default `qemu-img convert -O qcow2` (64 KiB).
-let qcow2ConvertCluster: UInt64 = 64 << 10
+package let qcow2ConvertCluster: UInt64 = 64 << 10
 
 /// What a plain `qemu-img convert -O qcow2` of an image writes, as `qemu-img measure -O
 /// qcow2` computes its "required size" (QEMU 7.2's qcow2_measure with default options: 64 KiB
@@ -7,7 +7,7 @@ let qcow2ConvertCluster: UInt64 = 64 << 10
 /// (header, L2 and L1 tables, refcount table and blocks counting every cluster including
 /// themselves), plus `dataClusters` 64 KiB clusters of non-zero data (`wholeDisk`: the whole
 /// virtual size, as measure counts a raw external data file).
-func qcow2ConvertSize(virtualSize: UInt64, dataClusters: UInt64, hasBacking wholeDisk: Bool) -> UInt64 {
+package func qcow2ConvertSize(virtualSize: UInt64, dataClusters: UInt64, hasBacking wholeDisk: Bool) -> UInt64 {
     let dcs = qcow2ConvertCluster
     let virtual = (virtualSize + dcs - 1) / dcs * dcs
     let data = wholeDisk ? virtual : dataClusters * dcs
@@ -31,12 +31,14 @@ func qcow2ConvertSize(virtualSize: UInt64, dataClusters: UInt64, hasBacking whol
 
 /// Counts the 64 KiB destination clusters guest extents touch, in ascending guest order
 /// (each counted once), for ``qcow2ConvertSize(virtualSize:dataClusters:hasBacking:)``.
-struct ConvertClusterCounter {
-    private(set) var clusters: UInt64 = 0
+package struct ConvertClusterCounter {
+    package private(set) var clusters: UInt64 = 0
     private var last: UInt64 = .max
 
+    package init() {}
+
     /// Adds the guest bytes `[start, start+length)`, clipped to `virtualSize`.
-    mutating func add(_ start: UInt64, _ length: UInt64, virtualSize: UInt64) {
+    package mutating func add(_ start: UInt64, _ length: UInt64, virtualSize: UInt64) {
         guard length > 0, start < virtualSize else { return }
         let a = start / qcow2ConvertCluster
         let b = (min(virtualSize, start + length) - 1) / qcow2ConvertCluster

@@ -14,7 +14,7 @@ extension ExplainReport {
     /// Findings: one ``ExplainFindingClass/structureError`` when `check` reports problems.
     /// Reclaim: `convert` from the guest map, as `qemu-img measure` counts (`measureAll`: the
     /// format's QEMU driver reports no block status, so measure counts every guest byte).
-    static func blockMap(_ disk: any ExplainableDisk, file: SystemFile, format: String, kinds: [ExplainSpaceKind], measureAll: Bool = false,
+    package static func blockMap(_ disk: any ExplainableDisk, file: SystemFile, format: String, kinds: [ExplainSpaceKind], measureAll: Bool = false,
                          kind: (HostRegion) -> ExplainSpaceKind) throws(BlockError) -> ExplainReport {
         let size = try file.size()
         let map = try disk.walkStructure(progress: nil)
@@ -69,41 +69,5 @@ extension ExplainReport {
         let required = qcow2ConvertSize(virtualSize: disk.logicalSize, dataClusters: counter.clusters, hasBacking: false)
         report.reclaim = [("convert_size", .size(required)), ("convert", .int(Int64(bitPattern: size) - Int64(bitPattern: required)))]
         return report
-    }
-}
-
-extension VhdxDisk: ExplainableDisk {
-    /// Headers (file identifier, two headers), region tables, log, metadata region, BAT,
-    /// payload blocks (data), sector bitmaps, unused, past the end, holes. `convert` is what
-    /// `qemu-img measure` says: QEMU 7.2's VHDX driver reports every guest byte as data.
-    public func explain() throws(BlockError) -> ExplainReport {
-        try ExplainReport.blockMap(self, file: file, format: "vhdx", kinds: ExplainSpaceKind.vhdx, measureAll: true) { r in
-            switch r.kind {
-            case .vhdxHeaders: return .formatHeaders
-            case .vhdxRegionTable: return .regionTable
-            case .vhdxLog: return .log
-            case .vhdxMetadata: return .metadata
-            case .bat: return .bat
-            case .sectorBitmap: return .sectorBitmaps
-            default: return .data
-            }
-        }
-    }
-}
-
-extension VhdDisk: ExplainableDisk {
-    /// Footer copy and dynamic header, BAT, block bitmaps, data blocks, unused, past the
-    /// end, holes, the footer; a fixed image is data and its footer.
-    public func explain() throws(BlockError) -> ExplainReport {
-        let size = try file.size()
-        return try ExplainReport.blockMap(self, file: file, format: "vpc", kinds: ExplainSpaceKind.vhd) { r in
-            switch r.kind {
-            case .vhdFooter: return r.offset == 0 && size > 512 ? .formatHeaders : .footer
-            case .vhdDynamicHeader: return .formatHeaders
-            case .bat: return .bat
-            case .vhdBlockBitmap: return .sectorBitmaps
-            default: return .data
-            }
-        }
     }
 }

@@ -1,15 +1,15 @@
 /// The holes of a host file (SEEK_DATA/SEEK_HOLE), for `explain`'s space accounting:
 /// sorted hole ranges, and per unit whether the unit is a hole throughout. Bounded: after
 /// ``maxExtents`` hole ranges the rest of the file counts as data (``truncated``).
-struct HostHoles {
+package struct HostHoles {
     /// Hole ranges `[start, end)`, sorted, inside the file.
-    private(set) var holes: [(start: UInt64, end: UInt64)] = []
+    package private(set) var holes: [(start: UInt64, end: UInt64)] = []
     /// Whether the scan stopped at ``maxExtents``.
-    private(set) var truncated = false
-    static let maxExtents = 1 << 22
+    package private(set) var truncated = false
+    package static let maxExtents = 1 << 22
 
     /// Scans `file` up to `size`.
-    init(file: SystemFile, size: UInt64) {
+    package init(file: SystemFile, size: UInt64) {
         var off: UInt64 = 0
         while off < size {
             guard let d = file.nextData(from: off) else { holes.append((off, size)); break }
@@ -22,7 +22,7 @@ struct HostHoles {
     }
 
     /// Hole bytes inside `[start, end)`.
-    func bytes(_ start: UInt64, _ end: UInt64) -> UInt64 {
+    package func bytes(_ start: UInt64, _ end: UInt64) -> UInt64 {
         var lo = 0, hi = holes.count
         while lo < hi { let m = (lo + hi) / 2; if holes[m].end <= start { lo = m + 1 } else { hi = m } }
         var total: UInt64 = 0
@@ -35,17 +35,17 @@ struct HostHoles {
     }
 
     /// One bit per unit: set when the unit `[i*unit, min((i+1)*unit, size))` is a hole throughout.
-    struct ClusterBits {
+    package struct ClusterBits {
         private var bits: [UInt64]
-        init(count: Int) { bits = [UInt64](repeating: 0, count: (count + 63) / 64) }
-        subscript(i: Int) -> Bool {
+        package init(count: Int) { bits = [UInt64](repeating: 0, count: (count + 63) / 64) }
+        package subscript(i: Int) -> Bool {
             get { i >= 0 && i / 64 < bits.count && bits[i / 64] >> UInt64(i % 64) & 1 != 0 }
             set { if newValue { bits[i / 64] |= 1 << UInt64(i % 64) } else { bits[i / 64] &= ~(1 << UInt64(i % 64)) } }
         }
     }
 
     /// The units of `unit` bytes that are holes throughout, for a file of `size` bytes.
-    func wholeUnits(unit: UInt64, size: UInt64) -> ClusterBits {
+    package func wholeUnits(unit: UInt64, size: UInt64) -> ClusterBits {
         let n = Int((size + unit - 1) / unit)
         var b = ClusterBits(count: n)
         for hole in holes {
