@@ -27,8 +27,8 @@ extension ExplainReport {
     }
 
     /// The human report: the space table (kind, bytes, share of the file, a bar of `barWidth`
-    /// cells), what each remedy gives back, then one paragraph per finding. `size` formats a
-    /// byte count (the CLI passes the UI's one formatter).
+    /// cells), what each remedy gives back, then one paragraph per finding with its host and
+    /// guest ranges. `size` formats a byte count (the CLI passes the UI's one formatter).
     public func text(barWidth: Int = 30, size: (UInt64) -> String) -> String {
         var out = "\(format) file of \(size(fileSize)) (\(fileSize) bytes), \(size(allocatedOnDisk)) on disk\n\n"
         let width = max(12, space.map { $0.kind.rawValue.count }.max() ?? 0)
@@ -57,10 +57,18 @@ extension ExplainReport {
             out += "\n\(findings.count) finding\(findings.count == 1 ? "" : "s"):\n"
             for f in findings {
                 out += "\n[\(f.findingClass.rawValue)] " + f.text + "\n"
+                if !f.host.isEmpty { out += "  host:  " + rangesText(f.host) + "\n" }
+                if !f.guest.isEmpty { out += "  guest: " + rangesText(f.guest) + "\n" }
             }
         }
         return out
     }
+}
+
+/// The first ranges as `0xa-0xb`, then how many more.
+private func rangesText(_ rs: [ExplainRange]) -> String {
+    let shown = rs.prefix(6).map { "\(hex($0.offset))-\(hex($0.offset + $0.length - 1))" }.joined(separator: ", ")
+    return rs.count > 6 ? shown + " (+\(rs.count - 6) more)" : shown
 }
 
 private func percent(_ v: Double) -> String {
