@@ -33,6 +33,7 @@ extension Qcow2ReferenceWalk {
                 let r2 = rc[j]
                 if r1 > 0 || r2 > 0 { highest = j }
                 if r1 == r2 { continue }
+                observer?.mismatched(cluster: j, stored: r1, expected: r2)
                 if r1 > r2, let p = pending[UInt64(j)], r1 - r2 <= p {
                     // A release ADR 0006 defers to a later flush: the stored refcount is high on
                     // purpose until then (on disk, qemu-img counts it as a leak).

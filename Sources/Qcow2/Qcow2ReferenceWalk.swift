@@ -86,6 +86,12 @@ struct Qcow2ReferenceWalk {
     /// Structures that lie past the end of the file (QEMU's "exceeding the end of the file"):
     /// not counted, and an L2 table there is not read, so its references are unknown.
     var unreadable: [HostRegion] = []
+    /// `explain`'s listener (nil for `check` and the structure model): told of each reference
+    /// as it is counted, and asked whether an L2 table's content is counted at all.
+    var observer: Qcow2ReferenceObserver?
+    /// Who holds the reference being counted, for ``observer``: the snapshot whose tables are
+    /// walked (nil: the active image), the L1 index and, inside an L2 table, the entry index.
+    var referrer = Qcow2Referrer()
     /// Refcount blocks read for ``onDisk(_:)`` (bounded).
     private var blockCache = TableCache<[UInt8]>(capacity: 64)
     /// The refcount block ``onDisk(_:)`` used last (consecutive clusters share it).
@@ -135,6 +141,7 @@ struct Qcow2ReferenceWalk {
             }
         }
         let r = rc.add(offset: offset, length: length, clusterBits: h.clusterBits, limit: limit)
+        observer?.counted(offset: offset, length: length, kind: kind, by: referrer)
         for _ in 0..<r.overflows { problem("ERROR: overflow cluster offset=\(hex(offset))") }
         for _ in 0..<r.pastLimit { problem("ERROR: cluster at \(hex(offset)) lies far beyond the end of the file") }
         if uses != nil, length > 0 {
@@ -173,9 +180,11 @@ struct Qcow2ReferenceWalk {
             snapL1s.append(t)
         }
         try checkL1(l1, offset: h.l1TableOffset, active: true, kind: .l1Table, done: &done, of: tables)
-        for (s, t) in zip(snaps, snapL1s) {
+        for (si, (s, t)) in zip(snaps, snapL1s).enumerated() {
+            referrer.snapshot = si
             try checkL1(t, offset: s.l1TableOffset, active: false, kind: .snapshotL1Table, done: &done, of: tables)
         }
+        referrer = Qcow2Referrer()
         inc(h.snapshotsOffset, metadata.snapshotTableBytes, .snapshotTable)
         inc(h.refcountTableOffset, h.refcountTableBytes, .refcountTable)
         if let e = metadata.extensions.encryption { inc(e.offset, e.length, .encryptionHeader) }
@@ -217,14 +226,17 @@ struct Qcow2ReferenceWalk {
     /// Marks an L1 table, its L2 tables and their clusters as used (QEMU's check_refcounts_l1/l2).
     mutating func checkL1(_ l1: [UInt64], offset: UInt64, active: Bool, kind: HostRegionKind, done: inout Int, of total: Int) throws(BlockError) {
         inc(offset, UInt64(l1.count) * 8, kind)
-        for e in l1 {
+        for (l1i, e) in l1.enumerated() {
             let l2off = e & Qcow2Entry.offsetMask
             if l2off == 0 { continue }
+            referrer.l1Index = l1i
+            defer { referrer.l1Index = nil }
             let inFile = inc(l2off, cs, .l2Table)
             if l2off & (cs - 1) != 0 { problem("ERROR l2_offset=\(hex(l2off)): Table is not cluster aligned; L1 entry corrupted") }
             // QEMU reads such a table as zeroes (no references); it is not read here at all.
             if !inFile { done += 1; continue }
             let t = try reader.l2(at: l2off, clusterSize: cs)
+            if let observer, !observer.countsL2(t, at: l2off, by: referrer) { done += 1; continue }
             checkL2(t, active: active)
             done += 1
             if done & 63 == 0, cancelled(0.8 * Double(done) / Double(max(1, total))) {
@@ -244,7 +256,9 @@ struct Qcow2ReferenceWalk {
                 if extData { problem("ERROR compressed cluster \(i) with data file, entry=\(hex(e.entry))"); continue }
                 if e.bitmap != 0 { problem("ERROR compressed cluster \(i) with non-zero subcluster allocation bitmap, entry=\(hex(e.entry))"); continue }
                 let d = Qcow2CompressedDescriptor(entry: e.entry & ~(Qcow2Entry.copied | Qcow2Entry.compressed), clusterBits: h.clusterBits)
+                if observer != nil { referrer.l2Index = i }
                 inc(d.hostOffset, UInt64(d.length), .compressed)
+                referrer.l2Index = nil
                 if active { report.allocatedClusters += 1; report.compressedClusters += 1; report.fragmentedClusters += 1 }
                 continue
             }
@@ -258,7 +272,19 @@ struct Qcow2ReferenceWalk {
                     if next != 0 && off != next { report.fragmentedClusters += 1 }
                     next = off + cs
                 }
-                if !extData { inc(off, cs, .data) }
+                if !extData {
+                    if observer != nil { referrer.l2Index = i; referrer.zero = zeroFlag || (ext && e.bitmap & Qcow2Entry.allAllocated == 0) }
+                    inc(off, cs, .data)
+                    referrer.l2Index = nil
+                    referrer.zero = false
+                } else if let observer {
+                    // Data in the external data file: no host cluster here, still guest data.
+                    referrer.l2Index = i
+                    referrer.zero = zeroFlag || (ext && e.bitmap & Qcow2Entry.allAllocated == 0)
+                    observer.counted(offset: off, length: 0, kind: .data, by: referrer)
+                    referrer.l2Index = nil
+                    referrer.zero = false
+                }
             } else if !zeroFlag && e.bitmap & Qcow2Entry.allAllocated != 0 {
                 problem("ERROR: Unallocated cluster has non-zero subcluster allocation map")
             }

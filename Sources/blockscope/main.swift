@@ -9,7 +9,7 @@ struct Blockscope: ParsableCommand {
         commandName: "blockscope",
         abstract: "Inspect QCOW2, VHDX, VHD and RAW images and watch an io_uring engine run workloads on them.",
         version: "blockscope \(blockscopeVersion)",
-        subcommands: [Info.self, Cat.self, Run.self, Map.self, Check.self, Create.self, Replay.self, Bench.self, Serve.self, Tui.self],
+        subcommands: [Info.self, Cat.self, Run.self, Map.self, Check.self, ExplainCommand.self, Create.self, Replay.self, Bench.self, Serve.self, Tui.self],
         defaultSubcommand: Tui.self
     )
 }
