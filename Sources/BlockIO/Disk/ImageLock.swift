@@ -72,7 +72,21 @@ package final class ImageLock: @unchecked Sendable {
 
     /// Drops every lock (closing the lock descriptor).
     public func release() {
-        if fd >= 0 { Glibc.close(fd); fd = -1 }
+        guard fd >= 0 else { return }
+        // Unlock before the close: an OFD lock lives as long as any descriptor of its open
+        // file description. A child another thread is spawning holds a copy of this
+        // descriptor from its fork until its exec closes it (O_CLOEXEC), so a close alone
+        // left the lock held for that window, and on a loaded machine a qemu-img started right
+        // after the close was refused ("Failed to get shared "write" lock").
+        var fl = flock()
+        fl.l_type = Int16(F_UNLCK)
+        fl.l_whence = Int16(SEEK_SET)
+        fl.l_start = 0
+        fl.l_len = 0
+        fl.l_pid = 0
+        _ = fcntl(fd, Self.F_OFD_SETLK, &fl)
+        Glibc.close(fd)
+        fd = -1
     }
 
     /// Whether another open file description holds a lock on `byte` (F_OFD_GETLK).
