@@ -105,7 +105,7 @@ public enum Explain {
             }
         case .raw:
             if kind == .allocated { return "RAW: guest offset = host offset \(hex(host))" + (reading ? ", read from there" : op == nil ? "" : ", written in place") }
-        case .qcow2:
+        case .qcow2, .vmdk:
             break
         }
         switch kind {

@@ -19,7 +19,7 @@ enum MapLegend {
         case .vpc where hasBat:
             return [(.header, "footer/dynamic header"), (.l1, "BAT"), (.refcount, "sector bitmap"), (.data, "block data"),
                     (.backing, "parent"), (.free, "unallocated/free")]
-        case .raw, .vpc:
+        case .raw, .vpc, .vmdk:
             return [(.data, "data"), (.zero, "zero"), (.free, "hole")]
         }
     }
