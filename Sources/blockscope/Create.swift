@@ -9,7 +9,8 @@ struct Create: ParsableCommand {
         vhdx options: block_size, subformat=dynamic|fixed, log_size, block_state_zero=on|off.
         vpc options: subformat=dynamic|fixed, force_size=on|off.
         vmdk options: subformat=monolithicSparse|monolithicFlat|twoGbMaxExtentSparse|twoGbMaxExtentFlat|streamOptimized,
-        adapter_type, hwversion, zeroed_grain=on|off.
+        adapter_type, hwversion, zeroed_grain=on|off; subformat=streamOptimized,source=IMAGE writes IMAGE's
+        content as a streamOptimized stream (grain directory at the end, as VMware writes OVAs).
         qcow2 options: qemu-img's (cluster_size, refcount_bits, extended_l2, compression_type,
         lazy_refcounts, compat, backing_file, backing_fmt).
         -b PARENT makes a differencing vhdx or vpc image, or a qcow2 overlay, over PARENT
@@ -28,7 +29,7 @@ struct Create: ParsableCommand {
         try reportingErrors { () throws(BlockError) in
             let kv = try parseOptions(options.joined(separator: ","))
             let bytes = size?.value ?? 0
-            if bytes == 0 && backing == nil {
+            if bytes == 0 && backing == nil && kv["source"] == nil {
                 throw BlockError(.invalidArgument, "a size is needed (give SIZE, or -b PARENT for a differencing image)", path: image, operation: "create")
             }
             func flag(_ k: String, _ def: Bool) throws(BlockError) -> Bool {
@@ -67,7 +68,18 @@ struct Create: ParsableCommand {
                 o.parent = backing
                 try VhdFormat.create(path: image, size: bytes, options: o)
             case .vmdk:
-                try allowOnly(kv, ["subformat", "adapter_type", "hwversion", "zeroed_grain"])
+                try allowOnly(kv, ["subformat", "adapter_type", "hwversion", "zeroed_grain", "source"])
+                if let src = kv["source"] {
+                    // A streamOptimized copy of another image (what an OVA holds), as VMware writes it.
+                    if kv["subformat"] != "streamOptimized" { throw BlockError(.invalidArgument, "source= needs subformat=streamOptimized", operation: "create") }
+                    let source = try openDisk(src, options: OpenOptions(writable: false))
+                    defer { try? source.close() }
+                    try VmdkFormat.writeStreamOptimized(path: image, source: source)
+                    let made = try openDisk(image, options: OpenOptions(writable: false, format: .vmdk))
+                    print("Formatting '\(image)', fmt=vmdk size=\(made.logicalSize)")
+                    try made.close()
+                    return
+                }
                 var o = VmdkCreateOptions()
                 let sf = kv["subformat"] ?? "monolithicSparse"
                 guard let s = VmdkCreateOptions.Subformat(rawValue: sf) else { throw BlockError(.invalidArgument, "subformat=\(sf): expected \(VmdkCreateOptions.Subformat.allCases.map(\.rawValue).joined(separator: ", "))", operation: "create") }

@@ -41,9 +41,9 @@ extension VmdkDisk {
         return .object(kv)
     }
 
-    /// Extents as qemu-img map reports them: grains of this image at depth 0 (with host
-    /// offsets in their extent file, split where the file has holes, which read as zero
-    /// data), compressed grains without offsets, zeroed grains as zero, unallocated ranges
+    /// Extents as qemu-img map reports them: grains of this image at depth 0 with host
+    /// offsets in their extent file, flat extents split where the file has holes (zero data,
+    /// as qemu's recursion into flat extents reports them), compressed grains without offsets, zeroed grains as zero, unallocated ranges
     /// from the parent one level deeper (or absent at depth 0 without one).
     public func mapExtents() throws(BlockError) -> [MapExtent] {
         var out: [MapExtent] = []
@@ -98,7 +98,9 @@ extension VmdkDisk {
                 switch state {
                 case .unallocated: try fromParent(pos, n)
                 case .zero: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: true, data: false))
-                case let .data(host): data(e.file!, pos, n, host)
+                case let .data(host):
+                    // qemu looks into the file's holes for flat extents only (BDRV_BLOCK_RECURSE).
+                    appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, offset: host))
                 case .compressed: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, detail: "compressed"))
                 }
                 _ = i
