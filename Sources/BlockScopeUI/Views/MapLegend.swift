@@ -19,7 +19,10 @@ enum MapLegend {
         case .vpc where hasBat:
             return [(.header, "footer/dynamic header"), (.l1, "BAT"), (.refcount, "sector bitmap"), (.data, "block data"),
                     (.backing, "parent"), (.free, "unallocated/free")]
-        case .raw, .vpc, .vmdk:
+        case .vmdk:
+            return [(.header, "header/descriptor"), (.l1, "grain directory/tables"), (.data, "grain"), (.compressed, "compressed grain"),
+                    (.backing, "parent"), (.free, "unallocated/free")]
+        case .raw, .vpc:
             return [(.data, "data"), (.zero, "zero"), (.free, "hole")]
         }
     }

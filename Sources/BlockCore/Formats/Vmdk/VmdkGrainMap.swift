@@ -180,6 +180,12 @@ public final class VmdkGrainMap: @unchecked Sendable {
         return try decode(t[Int(grain % UInt64(tableEntries))], grain: grain)
     }
 
+    /// The raw entry of grain `grain` (nil when its grain table is not allocated).
+    public func rawEntry(_ grain: UInt64) throws(BlockError) -> UInt64? {
+        let t = try table(Int(grain / UInt64(tableEntries)))
+        return t.isEmpty ? nil : t[Int(grain % UInt64(tableEntries))]
+    }
+
     /// Decodes one raw grain table entry of grain `grain`.
     public func decode(_ e: UInt64, grain: UInt64) throws(BlockError) -> VmdkGrainState {
         let host: UInt64
