@@ -83,7 +83,7 @@ extension VmdkDisk {
                 }
             }
         }
-        for (i, e) in extents.enumerated() {
+        for e in extents {
             guard let g = e.grains else {
                 if let f = e.file { data(f, e.guestStart, e.length, e.flatOffset) } else {
                     appendMerging(&out, MapExtent(start: e.guestStart, length: e.length, depth: 0, present: true, zero: true, data: false))
@@ -103,7 +103,6 @@ extension VmdkDisk {
                     appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, offset: host))
                 case .compressed: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, detail: "compressed"))
                 }
-                _ = i
                 pos += n
             }
         }
@@ -118,10 +117,8 @@ extension VmdkDisk {
             throw BlockError(.unsupportedFeature, "vmdk: check has no repair (qemu-img check -r refuses vmdk too)", path: path, operation: "check")
         }
         var r = CheckReport()
-        var grainBytes: UInt64 = 0
         outer: for e in extents {
             guard let g = e.grains else { continue }
-            grainBytes = g.grainBytes
             let size = try e.file!.size()
             let grains = (e.length + g.grainBytes - 1) / g.grainBytes
             r.totalClusters += grains
@@ -148,7 +145,6 @@ extension VmdkDisk {
                 }
             }
         }
-        _ = grainBytes
         r.imageEndOffset = try file.size()
         return r
     }

@@ -113,7 +113,7 @@ extension VmdkDisk: BatStructure {
             ("CID", vmdkCID(d.cid), .normal), ("parentCID", vmdkCID(d.parentCID), .normal),
         ]
         if let h = d.parentFileNameHint { rows.append(("parentFileNameHint", h, .backing)) }
-        for e in extents { rows.append(("extent \(e.line.line)", e.line.text, .table)) }
+        for (i, e) in extents.enumerated() { rows.append(("extent \(i + 1)", e.line.text, .table)) }
         var out = [StructureSection("Descriptor", rows)]
         for (i, e) in extents.enumerated() {
             guard let g = e.grains else { continue }
