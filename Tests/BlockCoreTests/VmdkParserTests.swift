@@ -98,6 +98,19 @@ import TestSupport
         }
     }
 
+    /// A FLAT extent whose offset puts its end past 2^64 bytes is refused at open, naming the
+    /// line (no arithmetic overflow on a read later).
+    @Test func flatOffsetOverflowIsRefused() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-ovf"); defer { TestSupport.removeTempDir(dir) }
+        try TestSupport.writeFile(dir + "/x.raw", [UInt8](repeating: 1, count: 4096))
+        let img = dir + "/o.vmdk"
+        try TestSupport.writeFile(img, Array("# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 100 FLAT \"x.raw\" 36028797018963967\n".utf8))
+        do {
+            _ = try openDisk(img)
+            Issue.record("opened")
+        } catch let e { #expect(e.description.contains("descriptor line 6") && e.description.contains("offset"), "\(e)") }
+    }
+
     /// A text-mode transfer (newline bytes changed) is refused with what happened.
     @Test func mangledNewlineBytesAreRefused() throws {
         var h = VmdkSparseHeader(flags: VmdkSparseHeader.flagNewlineDetect, capacity: 128, gdOffset: 1, overHead: 128)

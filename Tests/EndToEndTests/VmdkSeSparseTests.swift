@@ -71,6 +71,19 @@ import TestSupport
         let r = try TestSupport.blockscope(["cat", img])
         #expect(r.status != 0 && r.stderr.contains("unknown seSparse entry type 5") && r.stderr.contains("se-sesparse.vmdk"), "\(r.stderr)")
         #expect(try TestSupport.run("qemu-img", ["convert", "-O", "raw", img, dir + "/x.raw"]).status != 0)
+        // A grains area or tables area offset near 2^64 sectors: an error naming the grain, no overflow.
+        let d3 = try TestSupport.makeTempDir("vmdk-se-far"); defer { TestSupport.removeTempDir(d3) }
+        let img3 = try Self.build(d3, entries: [0: Self.allocated(1)])
+        var ext = Array(try TestSupport.readFile(d3 + "/se-sesparse.vmdk"))
+        ByteField.putLE(&ext, 24 * 8, 0xffff_ffff_ffff_ff00, width: 8)
+        try TestSupport.writeFile(d3 + "/se-sesparse.vmdk", ext)
+        let r3 = try TestSupport.blockscope(["cat", img3])
+        #expect(r3.status != 0 && r3.stderr.contains("grain"), "\(r3.stderr)")
+        ByteField.putLE(&ext, 24 * 8, 16 + 3 * 64, width: 8)
+        ByteField.putLE(&ext, 18 * 8, 0xffff_ffff_ffff_ff00, width: 8)
+        try TestSupport.writeFile(d3 + "/se-sesparse.vmdk", ext)
+        let r4 = try TestSupport.blockscope(["cat", img3])
+        #expect(r4.status != 0 && r4.stderr.contains("grain"), "\(r4.stderr)")
         let d2 = try TestSupport.makeTempDir("vmdk-se-gd"); defer { TestSupport.removeTempDir(d2) }
         let img2 = try Self.build(d2, entries: [:], directory: [0x2000_0000_0000_0001, 0, 0])
         let r2 = try TestSupport.blockscope(["info", img2])

@@ -14,7 +14,10 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     if let d = try? VmdkDescriptor.parse(image, path: "fuzz") {
         // What blockscope writes back must parse to the same descriptor.
         guard let again = try? VmdkDescriptor.parse(Array(d.text().utf8), path: "fuzz") else { violation("descriptor text does not parse back") }
-        if again.extents != d.extents || again.createType != d.createType { violation("descriptor text parses to another descriptor") }
+        if again.extents.map(\.text) != d.extents.map(\.text) || again.createType != d.createType || again.cid != d.cid
+            || again.parentFileNameHint != d.parentFileNameHint {
+            violation("descriptor text parses to another descriptor")
+        }
     }
     if image.count >= 512 {
         if let h = try? VmdkSparseHeader.parse(Array(image[0..<512]), path: "fuzz") {

@@ -112,7 +112,7 @@ public final class VmdkDisk: InspectableDisk, @unchecked Sendable {
             exts.append(VmdkExtent(line: line, path: path, file: file, guestStart: 0, length: g.capacity, flatOffset: 0, grains: g))
             pos = g.capacity
         } else {
-            var opened: [String: SystemFile] = [:]
+            var opened: [String: SystemFile] = [path: file]
             for line in desc.extents {
                 let e = try VmdkDisk.openExtent(line, dir: dir, at: pos, descriptorPath: path, options: options, opened: &opened, warnings: &w)
                 exts.append(e)
@@ -124,6 +124,7 @@ public final class VmdkDisk: InspectableDisk, @unchecked Sendable {
         createType = monolithic.map { $0.isCompressed ? "streamOptimized" : "monolithicSparse" } ?? desc.createType
         descriptor = desc
         if options.writable {
+            try VmdkDisk.refuseSharedBytes(exts, descriptorFile: monolithic == nil ? path : nil)
             for e in exts {
                 let what = "\(e.path ?? path): vmdk"
                 if e.line.access != .readWrite { throw BlockError(.readOnly, "\(what): extent on descriptor line \(e.line.line) is \(e.line.access.rawValue); the image cannot be written", path: path, operation: "open") }
@@ -191,7 +192,10 @@ public final class VmdkDisk: InspectableDisk, @unchecked Sendable {
         switch line.type {
         case .flat, .vmfs:
             let (off, o) = line.offset.multipliedReportingOverflow(by: 512)
-            if o { throw BlockError(.invalidFormat, "vmdk: \(field): offset \(line.offset) overflows", path: descriptorPath, operation: "open") }
+            let (end, o2) = off.addingReportingOverflow(line.sectors * 512)
+            if o || o2 || end > UInt64(Int64.max) {
+                throw BlockError(.invalidFormat, "vmdk: \(field): offset \(line.offset) sectors puts the extent's end beyond 2^63 bytes", path: descriptorPath, operation: "open")
+            }
             return VmdkExtent(line: line, path: p, file: f, guestStart: pos, length: line.sectors * 512, flatOffset: off, grains: nil)
         case .seSparse:
             do {
@@ -207,6 +211,26 @@ public final class VmdkDisk: InspectableDisk, @unchecked Sendable {
                 if h.capacity != line.sectors { warnings.append("\(p): vmdk: sparse header capacity \(h.capacity) sectors differs from \(field) (\(line.sectors)); the header wins, as in qemu") }
                 return VmdkExtent(line: line, path: p, file: f, guestStart: pos, length: g.capacity, flatOffset: 0, grains: g)
             } catch let e { throw e.referredTo(by: descriptorPath, referenced: p, "vmdk: extent '\(p)' (\(field))") }
+        }
+    }
+
+    /// Refuses a writable open when two extents (or an extent and the descriptor) share bytes
+    /// of one file: a write through one would change the other's guest bytes, and the CID
+    /// update rewrites a descriptor file. Sparse extents own their whole file.
+    static func refuseSharedBytes(_ exts: [VmdkExtent], descriptorFile: String?) throws(BlockError) {
+        var ranges: [String: [(start: UInt64, end: UInt64, what: String)]] = [:]
+        if let d = descriptorFile { ranges[d] = [(0, UInt64.max, "the descriptor")] }
+        for e in exts {
+            guard let p = e.path else { continue }
+            let what = "the extent on descriptor line \(e.line.line)"
+            ranges[p, default: []].append(e.grains == nil ? (e.flatOffset, e.flatOffset + e.length, what) : (0, UInt64.max, what))
+        }
+        for (p, list) in ranges where list.count > 1 {
+            let s = list.sorted { $0.start < $1.start }
+            for i in 1..<s.count where s[i].start < s[i - 1].end && s[i].end > s[i].start {
+                throw BlockError(.corruptImage, "vmdk: \(s[i - 1].what) and \(s[i].what) share bytes of \(p); a write through one would change the other, so the image cannot be written",
+                                 path: descriptorFile ?? p, operation: "open")
+            }
         }
     }
 

@@ -94,8 +94,10 @@ public final class VmdkGrainMap: @unchecked Sendable {
         directoryOffset = h.gdOffset * 512
         directory = try readDirectory(h.gdOffset, "grain directory")
         redundantDirectory = h.hasRedundantGD ? try readDirectory(h.rgdOffset, "redundant grain directory") : nil
+        // After the last byte of the file (a partial last sector counts, as qemu counts it),
+        // rounded up to a whole grain: a new grain is a hole and reads as zeroes.
         let g = h.grainSize
-        nextGrainSector = (size / 512 + g - 1) / g * g
+        nextGrainSector = ((size + 511) / 512 + g - 1) / g * g
     }
 
     /// Reads an ESXi seSparse extent's volatile header and grain directory.
@@ -139,7 +141,11 @@ public final class VmdkGrainMap: @unchecked Sendable {
             if e & 0xffff_ffff_0000_0000 != 0x1000_0000_0000_0000 {
                 throw BlockError(.corruptImage, "vmdk: seSparse grain directory entry \(i) is \(hex(e)): not 0 and not an allocated table (0x10000000xxxxxxxx)", path: path, hostOffset: off + UInt64(i) * 8, operation: "open")
             }
-            dir.append(h.grainTablesOffset + (e & 0xffff_ffff) * h.grainTableSize)
+            let (sector, o) = h.grainTablesOffset.addingReportingOverflow((e & 0xffff_ffff) * h.grainTableSize)
+            if o || sector > (UInt64(1) << 54) {
+                throw BlockError(.corruptImage, "vmdk: seSparse grain directory entry \(i): grain table \(e & 0xffff_ffff) lies beyond 2^63 bytes (tables at sector \(h.grainTablesOffset))", path: path, hostOffset: off + UInt64(i) * 8, operation: "open")
+            }
+            dir.append(sector)
         }
         directory = dir
         redundantDirectory = nil
@@ -199,8 +205,9 @@ public final class VmdkGrainMap: @unchecked Sendable {
                 let index = ((e & 0x0fff_0000_0000_0000) >> 48) | ((e & 0x0000_ffff_ffff_ffff) << 12)
                 let h = seHeader!
                 let (s, o) = index.multipliedReportingOverflow(by: h.grainSize)
-                if o || s > (UInt64(1) << 52) { throw corrupt(grain, e, "grain index \(index) is out of range") }
-                host = (h.grainsOffset + s) * 512
+                let (sector, o2) = h.grainsOffset.addingReportingOverflow(s)
+                if o || o2 || sector > (UInt64(1) << 54) { throw corrupt(grain, e, "grain index \(index) in the grains area at sector \(h.grainsOffset) is out of range") }
+                host = sector * 512
             default: throw corrupt(grain, e, "unknown seSparse entry type \(e >> 60)")
             }
         } else {
