@@ -5,6 +5,27 @@ import TestSupport
 
 /// Findings of the vmdk fuzz target (docs/FUZZING.md), each with qemu-img as the oracle.
 @Suite struct VmdkFuzzRegressionTests {
+    /// A grain table entry past the end of the file: `blockscope check` gives qemu-img check's
+    /// verdict (exit 1, the check fails at that grain) and names the grain; reads of it fail
+    /// with the same words (qemu-img reads zeroes there: ADR 0019).
+    @Test func grainPastTheEndFailsCheckAsQemu() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz0"); defer { TestSupport.removeTempDir(dir) }
+        let raw = dir + "/s.raw", img = dir + "/bad.vmdk"
+        try TestSupport.writeFile(raw, TestSupport.pseudoRandomBytes(count: 1 << 20, seed: 4))
+        try TestSupport.qemuImg(["convert", "-O", "vmdk", raw, img])
+        var b = Array(try TestSupport.readFile(img))
+        let gd = Int(ByteField.le64(b, 56)) * 512
+        let gt = Int(ByteField.le32(b, gd)) * 512
+        ByteField.putLE(&b, gt + 12, 0x00ff_ffff, width: 4)
+        try TestSupport.writeFile(img, b)
+        let q = try TestSupport.qemuImg(["check", img])
+        let ours = try TestSupport.blockscope(["check", img])
+        #expect(q.status == 1 && ours.status == q.status, "qemu-img \(q.status), blockscope \(ours.status)")
+        #expect(ours.stdoutText.contains("grain 3") && ours.stdoutText.contains("beyond the end of the file"), "\(ours.stdoutText)")
+        let cat = try TestSupport.blockscope(["cat", img])
+        #expect(cat.status != 0 && cat.stderr.contains("grain 3"), "\(cat.stderr)")
+    }
+
     /// A sparse extent whose file ends in a partial sector: a new grain starts after that
     /// sector (qemu counts it too), so the grain's unwritten bytes read as zeroes, not as the
     /// old tail. Found by vmdk: "guest byte 8704 reads 20, expected 4".

@@ -111,7 +111,8 @@ extension VmdkDisk {
 
     /// What `qemu-img check` checks on vmdk: every allocated grain of every sparse extent lies
     /// before the end of its file (and every grain table can be read). qemu stops at the first
-    /// problem and counts one corruption; so does this, naming the grain. Grains are counted.
+    /// problem, counts one corruption and fails the check (exit 1); so does this, naming the
+    /// grain. Grains are counted.
     public func check(repair: RepairMode?) throws(BlockError) -> CheckReport {
         if repair != nil {
             throw BlockError(.unsupportedFeature, "vmdk: check has no repair (qemu-img check -r refuses vmdk too)", path: path, operation: "check")
@@ -126,7 +127,9 @@ extension VmdkDisk {
             for grain in 0..<grains {
                 let state: VmdkGrainState
                 do { state = try lock.locked { () throws(BlockError) in try g.state(grain) } } catch let err {
+                    // qemu-img stops here with "Check failed" (exit 1) after counting one corruption.
                     r.corruptions += 1
+                    r.checkErrors += 1
                     r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))): \(err.message)")
                     break outer
                 }
@@ -136,6 +139,7 @@ extension VmdkDisk {
                     if case .compressed = state { r.compressedClusters += 1 }
                     if h >= size {
                         r.corruptions += 1
+                        r.checkErrors += 1
                         r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))) points to \(hex(h)), after the end of the file (\(hex(size)))")
                         break outer
                     }
