@@ -26,6 +26,43 @@ import TestSupport
         #expect(cat.status != 0 && cat.stderr.contains("grain 3"), "\(cat.stderr)")
     }
 
+    /// A grain directory offset near 2^64 sectors is refused at open with its value (it
+    /// overflowed when turned into bytes).
+    @Test func directoryOffsetOverflowIsRefused() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz3"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/g.vmdk"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vmdk", img, "1M"])
+        var b = Array(try TestSupport.readFile(img))
+        ByteField.putLE(&b, 56, 0xffff_ffff_ffff_fff0, width: 8)
+        try TestSupport.writeFile(img, b)
+        let r = try TestSupport.blockscope(["info", img])
+        #expect(r.status != 0 && r.stderr.contains("grain directory at sector 18446744073709551600"), "\(r.stderr)")
+    }
+
+    /// A grain table entry that points a grain at a grain table: qemu-img check finds nothing
+    /// (the grain is inside the file), but a write there would rewrite the table, so blockscope
+    /// refuses it naming the table, and the file is unchanged. Found by vmdk ("check after
+    /// writes: grain table entry ... lies beyond the end of the file").
+    @Test func grainOverAGrainTableIsNeverWritten() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz4"); defer { TestSupport.removeTempDir(dir) }
+        let raw = dir + "/s.raw", img = dir + "/o.vmdk"
+        try TestSupport.writeFile(raw, TestSupport.pseudoRandomBytes(count: 1 << 20, seed: 5))
+        try TestSupport.qemuImg(["convert", "-O", "vmdk", raw, img])
+        var b = Array(try TestSupport.readFile(img))
+        let gd = Int(ByteField.le64(b, 56)) * 512
+        let gtSector = ByteField.le32(b, gd)
+        ByteField.putLE(&b, Int(gtSector) * 512, UInt64(gtSector), width: 4)
+        try TestSupport.writeFile(img, b)
+        #expect(try TestSupport.qemuImg(["check", img]).status == 0)
+        let disk = try openDisk(img, options: OpenOptions(writable: true))
+        do {
+            try [UInt8](repeating: 1, count: 512).withUnsafeBytes { try disk.write($0, at: 0) }
+            Issue.record("wrote over the grain table")
+        } catch let e as BlockError { #expect(e.description.contains("overlaps grain table 0"), "\(e)") }
+        try disk.close()
+        #expect(Array(try TestSupport.readFile(img)) == b)
+    }
+
     /// A sparse extent whose file ends in a partial sector: a new grain starts after that
     /// sector (qemu counts it too), so the grain's unwritten bytes read as zeroes, not as the
     /// old tail. Found by vmdk: "guest byte 8704 reads 20, expected 4".

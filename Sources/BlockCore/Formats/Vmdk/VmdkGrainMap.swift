@@ -46,6 +46,10 @@ public final class VmdkGrainMap: @unchecked Sendable {
     public private(set) var fileSize: UInt64
     /// The sector where the next grain would be allocated.
     private var nextGrainSector: UInt64
+    /// Metadata ranges of the extent file (start, end, name), sorted by start.
+    private var metadata: [(UInt64, UInt64, String)] = []
+    /// The longest metadata range: a range starting further than this before a write ends before it.
+    private var metadataSpan: UInt64 = 0
     private var cache: [Int: [UInt64]] = [:]
     private var cacheOrder: [Int] = []
     private let cacheLimit: Int
@@ -91,9 +95,23 @@ public final class VmdkGrainMap: @unchecked Sendable {
             let raw = try file.readBytes(at: off, count: Int(entries * 4))
             return (0..<Int(entries)).map { UInt64(ByteField.le32(raw, $0 * 4)) }
         }
-        directoryOffset = h.gdOffset * 512
         directory = try readDirectory(h.gdOffset, "grain directory")
+        directoryOffset = h.gdOffset * 512
         redundantDirectory = h.hasRedundantGD ? try readDirectory(h.rgdOffset, "redundant grain directory") : nil
+        // Metadata a grain must never overlap when it is written: header, embedded descriptor,
+        // both directories and every table they name.
+        var meta: [(UInt64, UInt64, String)] = [(0, 512, "the sparse header")]
+        if h.descriptorOffset != 0 && h.descriptorOffset < (UInt64(1) << 48) && h.descriptorSize < (UInt64(1) << 32) {
+            meta.append((h.descriptorOffset * 512, (h.descriptorOffset + h.descriptorSize) * 512, "the embedded descriptor"))
+        }
+        meta.append((directoryOffset, directoryOffset + entries * 4, "the grain directory"))
+        for (i, t) in directory.enumerated() where t != 0 && t < (UInt64(1) << 48) { meta.append((t * 512, t * 512 + h.tableBytes, "grain table \(i)")) }
+        if let r = redundantDirectory {
+            meta.append((h.rgdOffset * 512, h.rgdOffset * 512 + entries * 4, "the redundant grain directory"))
+            for (i, t) in r.enumerated() where t != 0 && t < (UInt64(1) << 48) { meta.append((t * 512, t * 512 + h.tableBytes, "redundant grain table \(i)")) }
+        }
+        metadata = meta.sorted { $0.0 < $1.0 }
+        metadataSpan = meta.map { $0.1 - $0.0 }.max() ?? 0
         // After the last byte of the file (a partial last sector counts, as qemu counts it),
         // rounded up to a whole grain: a new grain is a hole and reads as zeroes.
         let g = h.grainSize
@@ -250,6 +268,25 @@ public final class VmdkGrainMap: @unchecked Sendable {
             try file.writeBytes(b, at: r[ti] * 512 + UInt64(i) * 4)
         }
         if cache[ti] != nil { cache[ti]![i] = UInt64(sector) }
+    }
+
+    /// The metadata structure that host bytes `[host, host + length)` overlap, if any: a write
+    /// there would rewrite a table or the header (a damaged grain table can point a grain
+    /// at them), so the write is refused.
+    func metadataOverlap(_ host: UInt64, _ length: UInt64) -> String? {
+        var lo = 0, hi = metadata.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if metadata[mid].0 < host + length { lo = mid + 1 } else { hi = mid }
+        }
+        // Ranges starting before the write's end; any of them may reach into it.
+        var i = lo - 1
+        while i >= 0 {
+            if metadata[i].1 > host { return metadata[i].2 }
+            if metadata[i].0 + metadataSpan <= host { break }
+            i -= 1
+        }
+        return nil
     }
 
     /// Whether grain table `index` exists (a write into a missing table is refused).

@@ -60,7 +60,6 @@ extension VmdkDisk {
     public func mapForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32, request: UInt64, sink: (any IoEventSink)?) throws(BlockError) -> [VmdkRegion] {
         try lock.locked { () throws(BlockError) in
             guard isWritable else { throw BlockError(.readOnly, "image is open read-only: cannot modify it", path: path, operation: "write") }
-            if !cidUpdated { try updateCID() }
             var out: [VmdkRegion] = []
             var pending: [(extent: Int, grain: UInt64, host: UInt64)] = []
             try forEachExtentPiece(offset, length) { (i, pos, n) throws(BlockError) in
@@ -80,7 +79,11 @@ extension VmdkDisk {
                     let m = min(g.grainBytes - inGrain, pos + n - p)
                     var host: UInt64
                     switch try g.state(grain) {
-                    case let .data(h): host = h
+                    case let .data(h):
+                        if let what = g.metadataOverlap(h, g.grainBytes) {
+                            throw BlockError(.corruptImage, "vmdk: grain \(grain) at \(hex(h)) overlaps \(what); writing it would corrupt the image", path: e.path, guestOffset: p, hostOffset: h, operation: "write")
+                        }
+                        host = h
                     case let .compressed(h): throw BlockError(.unsupportedFeature, "vmdk: grain at \(hex(h)) is compressed and cannot be rewritten", path: e.path, guestOffset: p, operation: "write")
                     case let s:
                         if let done = pending.first(where: { $0.extent == i && $0.grain == grain }) { host = done.host } else {
@@ -93,6 +96,8 @@ extension VmdkDisk {
                 }
             }
             if !pending.isEmpty { try commit(pending, queue: queue, request: request, sink: sink) }
+            // After the mapping succeeded: a refused write leaves the file as it was.
+            if !cidUpdated { try updateCID() }
             return out
         }
     }
