@@ -12,7 +12,7 @@ import TestSupport
 
     /// Builds `dir/se.vmdk` (descriptor) and `dir/se-sesparse.vmdk`; returns the descriptor path.
     /// `entries` maps grain numbers to raw grain table entries; allocated grains get pattern data.
-    static func build(_ dir: String, entries: [UInt64: UInt64], directory: [UInt64]? = nil) throws -> String {
+    static func build(_ dir: String, entries: [UInt64: UInt64], directory: [UInt64]? = nil, parent: (hint: String, cid: String)? = nil) throws -> String {
         func put(_ b: inout [UInt8], _ o: Int, _ v: UInt64) { ByteField.putLE(&b, o, v, width: 8) }
         let tables = Int((capacity + 16 << 20 - 1) / (16 << 20))
         let gdSector: UInt64 = 8, gtSector: UInt64 = 16
@@ -38,7 +38,7 @@ import TestSupport
             }
         }
         try TestSupport.writeFile(dir + "/se-sesparse.vmdk", Array(f[0..<dataEnd]))
-        let desc = "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=1a2b3c4d\nparentCID=ffffffff\ncreateType=\"seSparse\"\n\n# Extent description\nRW \(capacity / 512) SESPARSE \"se-sesparse.vmdk\"\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\nddb.virtualHWVersion = \"14\"\n"
+        let desc = "# Disk DescriptorFile\nversion=1\nencoding=\"UTF-8\"\nCID=1a2b3c4d\nparentCID=\(parent?.cid ?? "ffffffff")\ncreateType=\"seSparse\"\n\(parent.map { "parentFileNameHint=\"\($0.hint)\"\n" } ?? "")\n# Extent description\nRW \(capacity / 512) SESPARSE \"se-sesparse.vmdk\"\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"lsilogic\"\nddb.virtualHWVersion = \"14\"\n"
         try TestSupport.writeFile(dir + "/se.vmdk", Array(desc.utf8))
         return dir + "/se.vmdk"
     }
@@ -62,6 +62,21 @@ import TestSupport
             _ = try openDisk(img, options: OpenOptions(writable: true))
             Issue.record("opened for writing")
         } catch let e { #expect(e.description.contains("seSparse extents are read only"), "\(e)") }
+    }
+
+    /// A seSparse delta over a base disk (as ESXi makes snapshots): unallocated grains come
+    /// from the parent, zero and unmapped grains do not, as qemu-img reads them.
+    @Test func seSparseChildOverParentAgreesWithQemu() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-se-chain"); defer { TestSupport.removeTempDir(dir) }
+        try TestSupport.writeFile(dir + "/base.raw", TestSupport.pseudoRandomBytes(count: Int(Self.capacity), seed: 12))
+        try TestSupport.qemuImg(["convert", "-O", "vmdk", "-o", "subformat=monolithicFlat", dir + "/base.raw", dir + "/base.vmdk"])
+        let info = try JSONSerialization.jsonObject(with: try TestSupport.qemuImg(["info", "--output=json", dir + "/base.vmdk"]).stdout) as! [String: Any]
+        let cid = ((info["format-specific"] as! [String: Any])["data"] as! [String: Any])["cid"] as! NSNumber
+        var entries: [UInt64: UInt64] = [1: Self.allocated(0), 9000: Self.allocated(1)]
+        entries[2] = 0x2000_0000_0000_0000
+        entries[3] = 0x1000_0000_0000_0000
+        let img = try Self.build(dir, entries: entries, parent: ("base.vmdk", String(cid.uint32Value, radix: 16)))
+        try VmdkEndToEndTests.agree(img, "seSparse child")
     }
 
     /// Damaged entries are refused with the file and the entry, as qemu-img refuses them.
