@@ -71,11 +71,12 @@ let package = Package(
         ),
         .target(name: "Vhdx", dependencies: ["BlockIO", "BlockInspect", "BlockMap"]),
         .target(name: "Vhd", dependencies: ["BlockIO", "BlockInspect", "BlockMap"]),
+        .target(name: "Vmdk", dependencies: ["BlockIO", "BlockInspect", "BlockMap", "CZlib"]),
         // The format registry: probe and open (`openDisk`), one line per format. Re-exports the
         // modules below it, so `import BlockCore` is the whole block layer for a library user.
         .target(
             name: "BlockCore",
-            dependencies: ["BlockIO", "BlockInspect", "BlockMap", "Raw", "Qcow2", "Vhdx", "Vhd"]
+            dependencies: ["BlockIO", "BlockInspect", "BlockMap", "Raw", "Qcow2", "Vhdx", "Vhd", "Vmdk"]
         ),
         // Workloads over any disk: jobs, runner, stats, events, trace, bench. Knows BlockIO's
         // protocols, no format.

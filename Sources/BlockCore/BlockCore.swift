@@ -8,3 +8,4 @@
 @_exported import Qcow2
 @_exported import Vhdx
 @_exported import Vhd
+@_exported import Vmdk

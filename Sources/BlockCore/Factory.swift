@@ -16,6 +16,7 @@ public func probeFormat(_ head: [UInt8]) -> ImageFormat {
     if head.count >= 4 && head[0] == 0x51 && head[1] == 0x46 && head[2] == 0x49 && head[3] == 0xfb { return .qcow2 }
     if head.count >= 8 && Array(head[0..<8]) == Array("vhdxfile".utf8) { return .vhdx }
     if head.count >= 8 && Array(head[0..<8]) == Array("conectix".utf8) { return .vpc }
+    if VmdkFormat.probe(head) { return .vmdk }
     return .raw
 }
 
@@ -96,6 +97,8 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
         disk = try VhdxFormat.open(file: file, options: options, warnings: warnings)
     case .vpc:
         disk = try VhdFormat.open(file: file, options: options, warnings: warnings)
+    case .vmdk:
+        disk = try VmdkFormat.open(file: file, options: options, warnings: warnings)
     }
     return disk
 }

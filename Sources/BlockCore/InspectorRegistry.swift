@@ -1,6 +1,7 @@
 import BlockIO
 import BlockInspect
 import Qcow2
+import Vmdk
 
 /// Opens the inspector for the image at `path`: the open `disk` when there is one (its
 /// live metadata, so allocations show at once), else the file read-only (QCOW2's tables can
@@ -14,6 +15,7 @@ import Qcow2
 public func openInspector(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
     if let h = try Qcow2Inspection.make(path: path, disk: disk, format: format) { return h }
     if let h = try BatInspection.make(path: path, disk: disk, format: format) { return h }
+    if let h = try VmdkInspection.make(path: path, disk: disk, format: format) { return h }
     if let h = try ExtentInspection.make(path: path, disk: disk, format: format) { return h }
     return nil
 }

@@ -6,7 +6,7 @@ import Glibc
 
 /// Options every image command shares.
 struct ImageOptions: ParsableArguments {
-    @Option(name: [.customShort("f"), .long], help: "Image format (raw, qcow2, vhdx, vpc); probed from the magic when omitted.")
+    @Option(name: [.customShort("f"), .long], help: "Image format (raw, qcow2, vhdx, vpc, vmdk); probed from the magic when omitted.")
     var format: ImageFormat?
 
     @Option(help: "I/O engine: auto (io_uring when available), uring, or sync.")

@@ -4,10 +4,13 @@ import BlockCore
 /// `blockscope create -f FMT [-o k=v,...] [-b PARENT] IMAGE [SIZE]`: make a new image.
 struct Create: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "create",
-        abstract: "Create an image (vhdx, vpc, qcow2 or raw), like qemu-img create.",
+        abstract: "Create an image (vhdx, vpc, qcow2, vmdk or raw), like qemu-img create.",
         discussion: """
         vhdx options: block_size, subformat=dynamic|fixed, log_size, block_state_zero=on|off.
         vpc options: subformat=dynamic|fixed, force_size=on|off.
+        vmdk options: subformat=monolithicSparse|monolithicFlat|twoGbMaxExtentSparse|twoGbMaxExtentFlat|streamOptimized,
+        adapter_type, hwversion, zeroed_grain=on|off; subformat=streamOptimized,source=IMAGE writes IMAGE's
+        content as a streamOptimized stream (grain directory at the end, as VMware writes OVAs).
         qcow2 options: qemu-img's (cluster_size, refcount_bits, extended_l2, compression_type,
         lazy_refcounts, compat, backing_file, backing_fmt).
         -b PARENT makes a differencing vhdx or vpc image, or a qcow2 overlay, over PARENT
@@ -15,7 +18,7 @@ struct Create: ParsableCommand {
         """
     )
 
-    @Option(name: [.customShort("f"), .long], help: "Image format: vhdx, vpc, qcow2 or raw.") var format: ImageFormat
+    @Option(name: [.customShort("f"), .long], help: "Image format: vhdx, vpc, qcow2, vmdk or raw.") var format: ImageFormat
     @Option(name: [.customShort("o")], help: "Format options, key=value separated by commas.") var options: [String] = []
     @Option(name: [.customShort("b"), .customLong("backing")], help: "Parent image (differencing vhdx or vpc, qcow2 backing file).") var backing: String?
     @Argument(help: "The image file to create.") var image: String
@@ -26,7 +29,7 @@ struct Create: ParsableCommand {
         try reportingErrors { () throws(BlockError) in
             let kv = try parseOptions(options.joined(separator: ","))
             let bytes = size?.value ?? 0
-            if bytes == 0 && backing == nil {
+            if bytes == 0 && backing == nil && kv["source"] == nil {
                 throw BlockError(.invalidArgument, "a size is needed (give SIZE, or -b PARENT for a differencing image)", path: image, operation: "create")
             }
             func flag(_ k: String, _ def: Bool) throws(BlockError) -> Bool {
@@ -66,6 +69,29 @@ struct Create: ParsableCommand {
                 o.parent = backing
                 o.referenceOpener = diskOpener
                 try VhdFormat.create(path: image, size: bytes, options: o)
+            case .vmdk:
+                try allowOnly(kv, ["subformat", "adapter_type", "hwversion", "zeroed_grain", "source"])
+                if let src = kv["source"] {
+                    // A streamOptimized copy of another image (what an OVA holds), as VMware writes it.
+                    if kv["subformat"] != "streamOptimized" { throw BlockError(.invalidArgument, "source= needs subformat=streamOptimized", operation: "create") }
+                    let source = try openDisk(src, options: OpenOptions(writable: false))
+                    defer { try? source.close() }
+                    try VmdkFormat.writeStreamOptimized(path: image, source: source)
+                    let made = try openDisk(image, options: OpenOptions(writable: false, format: .vmdk))
+                    print("Formatting '\(image)', fmt=vmdk size=\(made.logicalSize)")
+                    try made.close()
+                    return
+                }
+                var o = VmdkCreateOptions()
+                let sf = kv["subformat"] ?? "monolithicSparse"
+                guard let s = VmdkCreateOptions.Subformat(rawValue: sf) else { throw BlockError(.invalidArgument, "subformat=\(sf): expected \(VmdkCreateOptions.Subformat.allCases.map(\.rawValue).joined(separator: ", "))", operation: "create") }
+                o.subformat = s
+                o.adapterType = kv["adapter_type"] ?? "ide"
+                o.hardwareVersion = kv["hwversion"] ?? "4"
+                o.zeroedGrain = try flag("zeroed_grain", false)
+                o.parent = backing
+                o.referenceOpener = diskOpener
+                try VmdkFormat.create(path: image, size: bytes, options: o)
             case .raw:
                 try allowOnly(kv, [])
                 if backing != nil { throw BlockError(.invalidArgument, "raw images have no backing file", operation: "create") }

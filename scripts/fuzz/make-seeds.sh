@@ -70,6 +70,15 @@ io -f vpc -c 'write -P 0x31 0 4k' -c 'write -P 0x32 2M 8k' vhd/written.vhd
 q create -f vpc -o subformat=fixed vhd/fixed.vhd 1M
 io -f vpc -c 'write -P 0x33 0 4k' vhd/fixed.vhd
 
+# VMDK: monolithic sparse (empty, written, zeroed grains), qemu's streamOptimized.
+mkdir -p vmdk
+q create -f vmdk vmdk/empty.vmdk 1M
+cp vmdk/empty.vmdk vmdk/written.vmdk
+io -f vmdk -c 'write -P 0x41 0 4k' -c 'write -P 0x42 512k 70k' vmdk/written.vmdk
+q create -f vmdk -o zeroed_grain=on vmdk/zeroed.vmdk 1M
+io -f vmdk -c 'write -z 0 64k' -c 'write -P 0x43 64k 4k' vmdk/zeroed.vmdk
+q convert -f raw -O vmdk -o subformat=streamOptimized pat.raw vmdk/stream.vmdk
+
 # Read targets take the images; write targets a program and the image.
 # Program bytes, 4 per op: kind|flags, offset/4k, length/512-1, pattern.
 printf '\x00\x00\x07\xa1\x02\x02\x01\x00\x03\x01\x00\x00\x04\x00\x00\x00\x09\x05\x03\xb2\x06\x10\x0f\xc3\x05\x00\x20\x00\x00\x40\x01\xd4' > prog1.bin
@@ -90,6 +99,7 @@ cp vhdx/* "$out/vhdx/"
 mk qcow2-write qcow2
 mk vhdx-write vhdx
 mk vhd vhd
+mk vmdk vmdk
 # Text and protocol targets: the hand-written seeds in scripts/fuzz/seeds/TARGET/.
 for t in jobfile script nbd vhost json trace theme prompt; do
     mkdir -p "$out/$t"

@@ -8,6 +8,8 @@ public enum ImageFormat: String, Sendable, CaseIterable, Codable {
     case vhdx
     /// Microsoft VHD (qemu-img calls it `vpc`).
     case vpc
+    /// VMware virtual disk (descriptor plus sparse, flat or seSparse extents).
+    case vmdk
 }
 
 /// Which I/O implementation a disk's queues use.
