@@ -122,6 +122,7 @@ let package = Package(
         .testTarget(name: "BlockIOTests", dependencies: ["BlockIO", "TestSupport"]),
         .testTarget(name: "Qcow2Tests", dependencies: ["BlockCore", "BlockIO", "Qcow2", "TestSupport"]),
         .testTarget(name: "VhdxTests", dependencies: ["BlockCore", "BlockIO", "BlockMap", "Vhdx", "Vhd", "TestSupport"]),
+        .testTarget(name: "VmdkTests", dependencies: ["BlockCore", "BlockIO", "Vmdk", "TestSupport"]),
         .testTarget(name: "BlockCoreTests", dependencies: ["BlockCore", "BlockInspect", "TestSupport"]),
         .testTarget(name: "BlockEngineTests", dependencies: ["BlockEngine", "BlockCore", "TestSupport"]),
         .testTarget(name: "BlockScopeUITests", dependencies: ["BlockScopeUI", "BlockEngine", "BlockCore", "BlockInspect", "BlockIO", "BlockServe", "TestSupport"]),

@@ -1,6 +1,7 @@
 import Testing
 import Foundation
-@testable import BlockCore
+import BlockCore
+@testable import Vmdk
 import TestSupport
 
 /// The VMDK descriptor and sparse-header parsers against files qemu-img writes, and their
