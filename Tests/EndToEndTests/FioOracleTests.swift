@@ -43,7 +43,16 @@ struct FioOracleTests {
         try job.write(toFile: jobPath, atomically: true, encoding: .utf8)
         let log = dir + "/fio.iolog"
         // In the temp dir: fio leaves verify state files (*-verify.state) in its working directory.
-        let f = try TestSupport.run("fio", ["--output-format=json", "--filename=" + fioRaw, "--write_iolog=" + log, jobPath], cwd: dir)
+        var f = try TestSupport.run("fio", ["--output-format=json", "--filename=" + fioRaw, "--write_iolog=" + log, jobPath], cwd: dir)
+        if f.status != 0 && f.stderr.contains("verify: bad header numberio") {
+            // fio 3.33 once failed its own verify of cross-stripe-verify (`verify_backlog=1`,
+            // two jobs) under CI's full-suite load: "bad header numberio 2632, wanted 2119",
+            // a block rewritten before its backlogged verify ran. It passed 10 of 10 runs alone
+            // and 4 of 4 in parallel. That is the oracle's own race, not blockscope's: its run
+            // is made once more, on a fresh file, and must then succeed.
+            _ = try rawFile(dir, "fio.raw", size: size)
+            f = try TestSupport.run("fio", ["--output-format=json", "--filename=" + fioRaw, "--write_iolog=" + log, jobPath], cwd: dir)
+        }
         #expect(f.status == 0, "fio failed: \(f.stderr)")
         var fio = Run()
         (fio.reads, fio.writes) = totals(try JSONValue.parse(jsonPart(f.stdoutText)))
