@@ -1,27 +1,27 @@
 /// One request's buffers as a driver chained them in a split virtqueue: the device-readable
 /// pieces, then the device-writable ones, each translated into this process's mapping of
 /// guest memory (a descriptor that crosses regions gives one piece per region).
-public struct DescriptorChain {
+package struct DescriptorChain {
     /// Device-readable pieces, in chain order.
-    public var readable: [GuestSegment] = []
+    package var readable: [GuestSegment] = []
     /// Device-writable pieces, in chain order.
-    public var writable: [GuestSegment] = []
+    package var writable: [GuestSegment] = []
     /// Descriptors visited (those of an indirect table included, the table's own too).
-    public var descriptors = 0
+    package var descriptors = 0
     /// Total device-readable bytes.
-    public var readableBytes: UInt64 = 0
+    package var readableBytes: UInt64 = 0
     /// Total device-writable bytes.
-    public var writableBytes: UInt64 = 0
+    package var writableBytes: UInt64 = 0
 
     /// Creates an empty chain.
-    public init() {}
+    package init() {}
 
     /// The largest number of pieces one chain may have; more is a malformed chain. A Linux
     /// guest sends at most `seg_max` (``VirtioBlkDevice/segMax``) data buffers plus header
     /// and status.
-    public static let maxPieces = 1024
+    package static let maxPieces = 1024
     /// The largest indirect table accepted, in descriptors.
-    public static let maxIndirect = 1024
+    package static let maxIndirect = 1024
 
     /// Walks the chain that starts at descriptor `head` of the `size`-entry table at `table`
     /// (inside `memory`). Follows NEXT within the table and, when `indirect` was negotiated,
@@ -29,7 +29,7 @@ public struct DescriptorChain {
     /// chain longer than the table, an index past the table, a nested or empty indirect
     /// table, a readable buffer after a writable one, or more than ``maxPieces`` pieces is an
     /// error sentence, and nothing in guest memory is changed.
-    public static func walk(memory: GuestMemory, table: UnsafeRawPointer, size: Int, head: UInt16,
+    package static func walk(memory: GuestMemory, table: UnsafeRawPointer, size: Int, head: UInt16,
                             indirect: Bool) -> Result<DescriptorChain, VirtqChainError> {
         var chain = DescriptorChain()
         var index = Int(head)
@@ -84,9 +84,9 @@ public struct DescriptorChain {
 }
 
 /// Why a descriptor chain was refused: one sentence for the log line.
-public struct VirtqChainError: Error, Sendable, CustomStringConvertible {
+package struct VirtqChainError: Error, Sendable, CustomStringConvertible {
     /// What is wrong, naming the head descriptor.
-    public var description: String
+    package var description: String
     /// Creates an error with its sentence.
-    public init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }

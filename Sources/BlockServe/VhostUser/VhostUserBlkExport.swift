@@ -10,7 +10,7 @@ public final class VhostUserBlkExport: Sendable {
     /// The open image; each virtqueue makes its own queue on it.
     public let disk: any DiskFile
     /// Features and config space offered to the driver.
-    public let device: VirtioBlkDevice
+    package let device: VirtioBlkDevice
     /// Receives each virtqueue queue's I/O events (the TUI), or nil.
     public let eventSink: (any IoEventSink)?
     /// Where each virtqueue's queue records its requests (client `vhost vqN`, tag = the

@@ -11,19 +11,19 @@ import Glibc
 /// breaks, the server accepts the next one. ``run(handleSignals:)`` returns after ``stop()``
 /// or, with `handleSignals`, SIGINT/SIGTERM, once the front end's in-flight requests have
 /// completed; flushing and closing the disk (which releases its locks) is the caller's job.
-public final class VhostUserServer: @unchecked Sendable {
+package final class VhostUserServer: @unchecked Sendable {
     /// What is served.
-    public let export: VhostUserBlkExport
+    package let export: VhostUserBlkExport
     /// The socket path (created; removed on return from ``run(handleSignals:)``).
-    public let path: String
+    package let path: String
     /// Receives one line per event (connect, disconnect, protocol errors, shutdown).
-    public let log: @Sendable (String) -> Void
+    package let log: @Sendable (String) -> Void
     private var listenFD: Int32 = -1
     private let stopPipe: (read: Int32, write: Int32)
     private var nextClient = 1
 
     /// Prepares a server (nothing is bound until ``listen()``).
-    public init(export: VhostUserBlkExport, path: String, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
+    package init(export: VhostUserBlkExport, path: String, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
         self.export = export
         self.path = path
         self.log = log
@@ -42,12 +42,12 @@ public final class VhostUserServer: @unchecked Sendable {
 
     /// Binds and listens on ``path``; a stale socket file there is replaced, any other file
     /// is an error.
-    public func listen() throws(BlockError) {
+    package func listen() throws(BlockError) {
         listenFD = try NbdListener.open(.unix(path: path))
     }
 
     /// Asks the server to stop (safe from any thread, idempotent).
-    public func stop() {
+    package func stop() {
         var b: UInt8 = 1
         _ = Glibc.write(stopPipe.write, &b, 1)
     }
@@ -55,7 +55,7 @@ public final class VhostUserServer: @unchecked Sendable {
     /// Serves front ends one after the other until stopped. With `handleSignals`, SIGINT
     /// and SIGTERM are blocked in every thread and taken by a `sigwait` thread, which logs
     /// and calls ``stop()`` (call before any other thread is started).
-    public func run(handleSignals: Bool) throws(BlockError) {
+    package func run(handleSignals: Bool) throws(BlockError) {
         if handleSignals { startSignalThread() }
         signal(SIGPIPE, SIG_IGN)
         defer {

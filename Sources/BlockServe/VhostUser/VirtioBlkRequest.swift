@@ -1,22 +1,22 @@
 /// A virtio-blk request read from a descriptor chain: the header's type and sector, the
 /// data pieces (in guest memory, used in place) and where the status byte goes.
-public struct VirtioBlkRequest {
+package struct VirtioBlkRequest {
     /// The header's type (``VirtioBlk/RequestType`` when known).
-    public var type: UInt32
+    package var type: UInt32
     /// The header's sector (512-byte units).
-    public var sector: UInt64
+    package var sector: UInt64
     /// The data: for IN and GET_ID the writable pieces before the status byte, for OUT,
     /// DISCARD and WRITE_ZEROES the readable pieces after the header.
-    public var data: [GuestSegment]
+    package var data: [GuestSegment]
     /// Bytes in ``data``.
-    public var dataBytes: UInt64
+    package var dataBytes: UInt64
     /// The status byte in guest memory.
-    public var status: UnsafeMutableRawPointer
+    package var status: UnsafeMutableRawPointer
 
     /// What a chain says: a request to serve, a request to answer at once with a status
     /// (the header is short, the data sits on the wrong side), or nothing to answer (no
     /// writable byte for a status: the connection must end).
-    public enum Parsed {
+    package enum Parsed {
         case request(VirtioBlkRequest)
         case reject(status: UnsafeMutableRawPointer, VirtioBlk.Status, String)
         case unanswerable(String)
@@ -25,7 +25,7 @@ public struct VirtioBlkRequest {
     /// Reads the request framing from `chain` without assuming how the driver split it
     /// into descriptors (virtio 1.x: header in the first 16 readable bytes, status in the
     /// last writable byte).
-    public static func parse(_ chain: DescriptorChain) -> Parsed {
+    package static func parse(_ chain: DescriptorChain) -> Parsed {
         guard let last = chain.writable.last else { return .unanswerable("the chain has no device-writable byte for the status") }
         let status = last.host + (last.length - 1)
         guard chain.readableBytes >= UInt64(VirtioBlk.headerSize) else {
@@ -55,7 +55,7 @@ public struct VirtioBlkRequest {
     /// Copies bytes of `pieces` (after skipping `skip`) into `out` until it is full or the
     /// pieces end; returns the bytes copied.
     @discardableResult
-    public static func copy(from pieces: [GuestSegment], skip: Int, into out: UnsafeMutableRawBufferPointer) -> Int {
+    package static func copy(from pieces: [GuestSegment], skip: Int, into out: UnsafeMutableRawBufferPointer) -> Int {
         var skip = skip, done = 0
         for p in pieces where done < out.count {
             if skip >= p.length { skip -= p.length; continue }
@@ -69,7 +69,7 @@ public struct VirtioBlkRequest {
 
     /// Copies `bytes` into `pieces` in order, as far as they reach; returns the bytes copied.
     @discardableResult
-    public static func copy(_ bytes: UnsafeRawBufferPointer, into pieces: [GuestSegment]) -> Int {
+    package static func copy(_ bytes: UnsafeRawBufferPointer, into pieces: [GuestSegment]) -> Int {
         var done = 0
         for p in pieces where done < bytes.count {
             let n = min(p.length, bytes.count - done)
@@ -104,28 +104,28 @@ public struct VirtioBlkRequest {
 
 /// What the device tells the driver: features and the `virtio_blk_config` space, from the
 /// disk's size and what the server allows.
-public struct VirtioBlkDevice: Sendable {
+package struct VirtioBlkDevice: Sendable {
     /// Disk size in bytes (the capacity is this in 512-byte sectors, rounded down).
-    public var size: UInt64
+    package var size: UInt64
     /// Whether OUT, DISCARD and WRITE_ZEROES are served (else VIRTIO_BLK_F_RO).
-    public var writable: Bool
+    package var writable: Bool
     /// Virtqueues offered (`num_queues`).
-    public var queues: Int
+    package var queues: Int
     /// The logical block size given as `blk_size`.
-    public var blockSize: UInt32 = 512
+    package var blockSize: UInt32 = 512
     /// The serial GET_ID answers (at most 20 bytes used).
-    public var serial: String = "blockscope"
+    package var serial: String = "blockscope"
 
     /// Data buffers per request the driver may chain (`seg_max`): a 128-entry queue with
     /// header and status descriptors leaves 126, QEMU's own default.
-    public static let segMax: UInt32 = 126
+    package static let segMax: UInt32 = 126
     /// Sectors per DISCARD/WRITE_ZEROES segment at most (`max_discard_sectors`, 4 GiB - 512).
-    public static let maxZeroSectors: UInt32 = 0x7fffff
+    package static let maxZeroSectors: UInt32 = 0x7fffff
     /// Segments per DISCARD/WRITE_ZEROES request at most (`max_discard_seg`).
-    public static let maxZeroSegments: UInt32 = 32
+    package static let maxZeroSegments: UInt32 = 32
 
     /// Creates the description of a disk of `size` bytes served over `queues` virtqueues.
-    public init(size: UInt64, writable: Bool, queues: Int) {
+    package init(size: UInt64, writable: Bool, queues: Int) {
         self.size = size
         self.writable = writable
         self.queues = queues
@@ -134,7 +134,7 @@ public struct VirtioBlkDevice: Sendable {
     /// The virtio feature bits offered: VERSION_1, INDIRECT_DESC, EVENT_IDX, the
     /// vhost-user protocol-features bit, SEG_MAX, BLK_SIZE, TOPOLOGY, FLUSH, MQ and, when
     /// writable, DISCARD and WRITE_ZEROES (else RO).
-    public var features: UInt64 {
+    package var features: UInt64 {
         typealias F = VhostUser.Feature
         var f = F.version1 | F.indirectDesc | F.eventIdx | F.protocolFeatures | F.blkSegMax | F.blkBlkSize
             | F.blkTopology | F.blkFlush | F.blkMq
@@ -145,7 +145,7 @@ public struct VirtioBlkDevice: Sendable {
     /// The `virtio_blk_config` structure (little-endian, 60 bytes of fields, zeroes after
     /// them up to `count` bytes): capacity, seg_max, blk_size, topology (4 KiB optimal),
     /// num_queues, discard and write-zeroes limits and write_zeroes_may_unmap.
-    public func config(count: Int = 256) -> [UInt8] {
+    package func config(count: Int = 256) -> [UInt8] {
         var b = [UInt8](repeating: 0, count: max(count, 64))
         func put(_ o: Int, _ v: UInt64, _ n: Int) { for i in 0..<n { b[o + i] = UInt8(truncatingIfNeeded: v >> (8 * UInt64(i))) } }
         put(0, size / VirtioBlk.sectorSize, 8)          // capacity
