@@ -51,7 +51,7 @@ import TestSupport
         _ = Progress.wait(timeout: 5, interval: 0.01) { monotonicNanos() - t0 >= 500_000_000 }
         for word in ["CQE", "guest write completed"] {
             for _ in 0..<20 where app.state.heldEvent?.contains(word) != true { stepOnce(app) }
-            let preview = try #require(app.state.heldEvent, "nothing held before the \(word)")
+            let preview = try #require(app.state.heldEvent, "nothing held before the \(word); the steps so far:\n\(app.state.stepHistory.joined(separator: "\n"))")
             #expect(preview.contains(word), "held: \(preview)")
             // The figure after "after"/"in": µs or ms, never the 0.5 s held.
             let figure = preview.components(separatedBy: word == "CQE" ? " after " : " in ").dropFirst().first?.split(separator: " ").first.map(String.init) ?? ""
