@@ -2,7 +2,7 @@ import BlockCore
 import BlockEngine
 
 /// The terminal UI module: views of image layout and in-flight I/O drawn with ncurses.
-public enum BlockScopeUI {
+package enum BlockScopeUI {
     /// The version shown in the title bar: blockscope's (``BlockCore/blockscopeVersion``).
-    public static let version = blockscopeVersion
+    package static let version = blockscopeVersion
 }

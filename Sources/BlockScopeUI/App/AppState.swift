@@ -3,46 +3,46 @@ import BlockCore
 /// What every view can read: the image, the live model, and the app's modes and messages.
 ///
 /// Owned by the UI thread; views get it as a parameter when they draw or handle input.
-public final class AppState {
+package final class AppState {
     /// The image under inspection.
-    public let image: ImageModel
+    package let image: ImageModel
     /// Live figures folded from the event stream.
-    public let live: LiveModel
+    package let live: LiveModel
     /// The exact set of guest requests the engine's queues hold now (the In-flight view's
     /// truth; the event stream only annotates it and may drop events).
-    public let engineInFlight = InFlightRegistry()
+    package let engineInFlight = InFlightRegistry()
     /// ``engineInFlight`` as of the last pump (the views draw this copy).
-    public var inFlightSnapshot: [OutstandingRequest] = []
+    package var inFlightSnapshot: [OutstandingRequest] = []
     /// The most requests the queues held at once between the last two pumps (a client that
     /// sends its requests in bursts leaves none held at some instants).
-    public var inFlightPeak = 0
+    package var inFlightPeak = 0
     /// The current theme's name.
-    public var themeName: String
+    package var themeName: String
     /// A message for the status line and its role.
-    public var status: (text: String, role: Role) = ("", .dim)
+    package var status: (text: String, role: Role) = ("", .dim)
     /// The view a status message belongs to (its title), or nil for app-wide messages
     /// (command output, jobs). A view's message is cleared when another view comes up.
-    public private(set) var statusOwner: String?
+    package private(set) var statusOwner: String?
     /// The title of the view on screen (set by the app when views switch).
-    public var currentViewTitle = "" {
+    package var currentViewTitle = "" {
         didSet { if let o = statusOwner, o != currentViewTitle { status = ("", .dim); statusOwner = nil } }
     }
     /// Whether `NO_COLOR` chose the monochrome theme (the title says so).
-    public var noColor = false
+    package var noColor = false
     /// Whether step mode is on (`s`).
-    public var stepMode = false
+    package var stepMode = false
     /// Whether the workload is paused (space).
-    public var paused = false
+    package var paused = false
     /// The explanation of the event step mode let through last.
-    public var lastStep: String?
+    package var lastStep: String?
     /// The event waiting at the step gate, explained.
-    public var heldEvent: String?
+    package var heldEvent: String?
     /// Every event step mode let through, explained, oldest first (the last 500): a frame
     /// can fold several at once, and none of them may go unexplained.
-    public private(set) var stepHistory: [String] = []
+    package private(set) var stepHistory: [String] = []
     /// How many events step mode has explained since the app started (not bounded like
     /// ``stepHistory``): what a caller waits on to know a released event reached the view.
-    public private(set) var stepsExplained = 0
+    package private(set) var stepsExplained = 0
 
     /// Records the explanation of one event step mode let through.
     func noteStep(_ line: String) {
@@ -52,32 +52,32 @@ public final class AppState {
         stepsExplained += 1
     }
     /// Events the UI lost because it drained too slowly.
-    public var lostEvents: UInt64 = 0
+    package var lostEvents: UInt64 = 0
     /// Whether a command is running in the worker.
-    public var busy = false
+    package var busy = false
     /// The terminal's colour depth as shown in the title ("256 colours"); empty without a terminal.
-    public var colorDepth = ""
+    package var colorDepth = ""
     /// Live counters of a running job, one line.
-    public var jobSummary: String?
+    package var jobSummary: String?
     /// The last finished job's fio-style summary line (kept for the Completions view).
-    public var lastJobLine: String?
+    package var lastJobLine: String?
     /// Every queue's exact figures (jobs, the prompt, served clients) from
     /// ``engineInFlight``, sampled once a pump: what Completions counts and rates come from.
-    public let queueRates = QueueRates()
+    package let queueRates = QueueRates()
     /// The metadata entry the last step changed (table, index), which the L1/L2, Refcounts
     /// and BAT views highlight when shown.
     /// `guest` is the guest offset of the request that changed it (which L2 table an index is in).
-    public var steppedEntry: (table: MetadataTable, index: UInt64, guest: UInt64)?
+    package var steppedEntry: (table: MetadataTable, index: UInt64, guest: UInt64)?
     /// Metadata reloads done (views cache by it).
-    public var layoutVersion = 0
+    package var layoutVersion = 0
     /// Set by views to switch tabs (e.g. Map → Hex on Enter); the app remembers where the
     /// request came from, so Esc goes back there.
-    public var requestedView: String?
+    package var requestedView: String?
     /// Set by views to open the Hex view at an offset (guest, or host when `host`).
-    public var pendingHex: (offset: UInt64, host: Bool)?
+    package var pendingHex: (offset: UInt64, host: Bool)?
 
     /// Creates the state for an image.
-    public init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {
+    package init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {
         self.image = image
         self.live = live
         self.themeName = themeName
@@ -85,14 +85,14 @@ public final class AppState {
     }
 
     /// Shows an app-wide message in the status line (it stays across view switches).
-    public func say(_ text: String, _ role: Role = .normal) { status = (text, role); statusOwner = nil }
+    package func say(_ text: String, _ role: Role = .normal) { status = (text, role); statusOwner = nil }
 
     /// Shows a message that belongs to the current view (a search hit, a selection, a goto):
     /// it goes away when another view comes up.
-    public func sayInView(_ text: String, _ role: Role = .normal) { status = (text, role); statusOwner = currentViewTitle }
+    package func sayInView(_ text: String, _ role: Role = .normal) { status = (text, role); statusOwner = currentViewTitle }
 
     /// Rereads the image's metadata (after writes).
-    public func reloadLayout() {
+    package func reloadLayout() {
         image.inspector?.reload()
         layoutVersion += 1
     }

@@ -2,16 +2,16 @@ import Foundation
 
 /// `Tab` in the `:` prompt, k9s-style: completes the command name, then a view or theme
 /// name, or a file path for `job`; the unique completion shows ahead of the cursor, dimmed.
-public struct PromptCompleter: Sendable {
+package struct PromptCompleter: Sendable {
     /// Names `view` completes (lower-case, as `view NAME` accepts them).
-    public var viewNames: [String]
+    package var viewNames: [String]
     /// Names `theme` completes.
-    public var themeNames: [String]
+    package var themeNames: [String]
     /// The directory relative paths start from.
-    public var directory: String
+    package var directory: String
 
     /// Creates a completer.
-    public init(viewNames: [String], themeNames: [String], directory: String = FileManager.default.currentDirectoryPath) {
+    package init(viewNames: [String], themeNames: [String], directory: String = FileManager.default.currentDirectoryPath) {
         self.viewNames = viewNames
         self.themeNames = themeNames
         self.directory = directory
@@ -52,7 +52,7 @@ public struct PromptCompleter: Sendable {
 
     /// Applies `Tab`: the text completed as far as the candidates agree (a unique command,
     /// view or theme name gets a trailing space), and the candidates when more than one remain.
-    public func complete(_ text: String) -> (text: String, candidates: [String]) {
+    package func complete(_ text: String) -> (text: String, candidates: [String]) {
         let c = candidates(text)
         guard let first = c.options.first else { return (text, []) }
         if c.options.count == 1 {
@@ -66,7 +66,7 @@ public struct PromptCompleter: Sendable {
     }
 
     /// What `Tab` would add when exactly one candidate fits (drawn dimmed after the cursor).
-    public func suggestion(_ text: String) -> String? {
+    package func suggestion(_ text: String) -> String? {
         let c = candidates(text)
         guard c.options.count == 1, let only = c.options.first, only.count > c.word.count, only.hasPrefix(c.word) else { return nil }
         return String(only.dropFirst(c.word.count))

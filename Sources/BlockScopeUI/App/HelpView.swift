@@ -3,19 +3,19 @@
 ///
 /// The box fits any terminal from 50x12 up; the bottom border says which lines show and
 /// how to scroll, so the last line is always reachable.
-public struct HelpScreen: Sendable {
+package struct HelpScreen: Sendable {
     /// First content line shown.
-    public private(set) var scroll = 0
+    package private(set) var scroll = 0
     /// Content lines the last draw had room for (the page size for PgUp/PgDn).
-    public private(set) var visibleLines = 10
+    package private(set) var visibleLines = 10
     /// Content lines at the last draw's width.
-    public private(set) var lineCount = 0
+    package private(set) var lineCount = 0
 
     /// Creates the help scrolled to the top.
-    public init() {}
+    package init() {}
 
     /// Every key of the TUI, grouped: (key, what it does); a row with an empty description is a heading.
-    public static let keys: [(String, String)] = [
+    package static let keys: [(String, String)] = [
         ("General", ""),
         ("? / F1", "this help; ↑↓ PgUp PgDn Home End scroll it, any other key closes it"),
         ("q, Ctrl-C", "quit: stop the workload, flush and close the image (progress shows), restore the terminal"),
@@ -79,7 +79,7 @@ public struct HelpScreen: Sendable {
 
     /// Applies a key: scrolling keys scroll and return true; any other key returns false
     /// (the app closes the help).
-    public mutating func handle(_ e: InputEvent) -> Bool {
+    package mutating func handle(_ e: InputEvent) -> Bool {
         switch e {
         case .up, .char("k"): scroll -= 1
         case .down, .char("j"): scroll += 1
@@ -98,7 +98,7 @@ public struct HelpScreen: Sendable {
     /// Draws the bordered box in `area` at the current scroll: one column up to 120 wide;
     /// from 144 columns two columns side by side (split at a section heading), so at 160x50
     /// and wider every key and command shows without scrolling.
-    public mutating func draw(_ s: inout ScreenModel, _ area: Rect) {
+    package mutating func draw(_ s: inout ScreenModel, _ area: Rect) {
         let twoColumns = area.width >= 144
         let w = twoColumns ? min(area.width, 200) : min(area.width, 120), h = area.height
         guard w >= 20, h >= 5 else { return }

@@ -1,7 +1,7 @@
 /// The one-line editor used by `:` (commands), `/` (search) and `g` (goto).
-public struct Prompt: Sendable {
+package struct Prompt: Sendable {
     /// What the line is for.
-    public enum Kind: String, Sendable {
+    package enum Kind: String, Sendable {
         /// The command language.
         case command = ":"
         /// A search in the current view.
@@ -11,22 +11,22 @@ public struct Prompt: Sendable {
     }
 
     /// The prompt's purpose.
-    public var kind: Kind
+    package var kind: Kind
     /// What is drawn before the text (`:`, `/`, `goto guest `, `goto host `).
-    public var label: String
+    package var label: String
     /// The text typed so far.
-    public var text = ""
+    package var text = ""
     /// The candidates the last `Tab` left open (shown above the prompt), empty otherwise.
-    public var candidates: [String] = []
+    package var candidates: [String] = []
 
     /// Creates an empty prompt; `label` defaults to the kind's.
-    public init(_ kind: Kind, label: String? = nil) {
+    package init(_ kind: Kind, label: String? = nil) {
         self.kind = kind
         self.label = label ?? kind.rawValue
     }
 
     /// The result of a key in the prompt.
-    public enum Outcome: Sendable, Equatable {
+    package enum Outcome: Sendable, Equatable {
         /// Keep editing.
         case editing
         /// Enter: run the text.
@@ -36,7 +36,7 @@ public struct Prompt: Sendable {
     }
 
     /// Applies one key; `Tab` asks `completer` (command prompts only).
-    public mutating func handle(_ e: InputEvent, history: [String], historyIndex: inout Int, completer: PromptCompleter? = nil) -> Outcome {
+    package mutating func handle(_ e: InputEvent, history: [String], historyIndex: inout Int, completer: PromptCompleter? = nil) -> Outcome {
         if e != .tab { candidates = [] }
         switch e {
         case let .char(c): text.append(c)

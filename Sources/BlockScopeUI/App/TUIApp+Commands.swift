@@ -4,13 +4,13 @@ import Foundation
 
 extension TUIApp {
     /// Runs one command of the engine's language (from the prompt, a script or a test).
-    public func execute(_ cmd: ScriptCommand, source: String = "prompt") {
+    package func execute(_ cmd: ScriptCommand, source: String = "prompt") {
         execute(.engine(cmd), source: source)
     }
 
     /// Runs one prompt command: UI words act at once, I/O goes to the worker, `job` to a
     /// workload, `sleep` and `pause` hold the script (a prompt `sleep` only says so).
-    public func execute(_ cmd: PromptCommand, source: String = "prompt") {
+    package func execute(_ cmd: PromptCommand, source: String = "prompt") {
         switch cmd {
         case let .view(name):
             if !selectView(named: name) { state.say("no view '\(name)' (views: \(views.map(\.title).joined(separator: ", ")))", .error) }

@@ -12,7 +12,7 @@ extension TUIApp {
     /// Applies one key or mouse event. Order: hangup, the help, the prompt, a `pause`
     /// waiting for a key, tab clicks, the current view, then the app's keys (Esc: step mode
     /// off, else back to where Enter came from).
-    public func handle(_ e: InputEvent) {
+    package func handle(_ e: InputEvent) {
         if e == .hangup { quitRequested = true; return }
         if e == .resize { return }
         if var h = help {
@@ -163,9 +163,9 @@ extension TUIApp {
     }
 
     /// Whether the help box is open.
-    public var helpShown: Bool { help != nil }
+    package var helpShown: Bool { help != nil }
     /// The prompt being edited, if any.
-    public var promptState: Prompt? { prompt }
+    package var promptState: Prompt? { prompt }
     /// The text of a `pause` waiting for a key, if any.
-    public var waitingPause: String? { pauseText }
+    package var waitingPause: String? { pauseText }
 }

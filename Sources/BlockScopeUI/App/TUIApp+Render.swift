@@ -5,7 +5,7 @@ import Foundation
 extension TUIApp {
     /// Draws a whole frame: title, tabs, the current view, overlays (help, a waiting
     /// `pause`), completion candidates, the status or prompt line, and the footer.
-    public func render(width: Int, height: Int) -> ScreenModel {
+    package func render(width: Int, height: Int) -> ScreenModel {
         var s = ScreenModel(width: width, height: height)
         guard width >= 20, height >= 6 else {
             s.put(0, 0, "window too small", CellStyle(.warning)); return s

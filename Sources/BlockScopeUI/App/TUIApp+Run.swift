@@ -11,7 +11,7 @@ extension TUIApp {
     /// ("flushing metadata… 3/5"), then the terminal is restored; the caller prints
     /// ``closingLine`` after that. SIGINT, SIGTERM and SIGHUP quit the same way (the signal
     /// is kept in ``quitSignal``). Returns the exit status (1 when closing failed).
-    public func run(mouse: Bool) throws(BlockScopeUIError) -> Int32 {
+    package func run(mouse: Bool) throws(BlockScopeUIError) -> Int32 {
         guard isatty(1) != 0, isatty(0) != 0 else {
             throw BlockScopeUIError("the TUI needs a terminal on stdin and stdout (use `blockscope info` for text output)")
         }

@@ -29,12 +29,12 @@ struct UncheckedBox<T>: @unchecked Sendable {
 
 extension TUIApp {
     /// The steps of closing, in order; the quit screen shows "flushing metadata… 3/5".
-    public static let closeSteps = ["stopping the job", "finishing the running command", "flushing metadata", "closing the image", "restoring the terminal"]
+    package static let closeSteps = ["stopping the job", "finishing the running command", "flushing metadata", "closing the image", "restoring the terminal"]
 
     /// Stops the workload and closes the image (flushing writes); sets ``closingLine``.
     /// Call once before exit (later calls do nothing). `progress` hears each step (1-based)
     /// as it starts, from the calling thread.
-    public func shutdown(progress: ((Int, String) -> Void)? = nil) {
+    package func shutdown(progress: ((Int, String) -> Void)? = nil) {
         if closed { return }
         closed = true
         let t0 = monotonicNanos()

@@ -50,5 +50,5 @@ enum QuitSignals {
 
 extension TUIApp {
     /// The name of a signal that ends the TUI ("SIGTERM"), for the line printed after it.
-    public static func signalName(_ sig: Int32) -> String { QuitSignals.name(sig) }
+    package static func signalName(_ sig: Int32) -> String { QuitSignals.name(sig) }
 }

@@ -4,29 +4,29 @@ import BlockEngine
 import Foundation
 
 /// Options of `blockscope tui`.
-public struct TUIOptions: Sendable {
+package struct TUIOptions: Sendable {
     /// The image to open.
-    public var imagePath: String
+    package var imagePath: String
     /// Open for writing (`--write`): without it, writes from the prompt and scripts are refused.
-    public var writable = false
+    package var writable = false
     /// Theme name or path (`--theme`).
-    public var themeName = "default"
+    package var themeName = "default"
     /// A command-language script run at start (`--script`).
-    public var scriptPath: String?
+    package var scriptPath: String?
     /// Mouse reporting (`--no-mouse` turns it off).
-    public var mouse = true
+    package var mouse = true
     /// The I/O engine for prompt commands.
-    public var engine: EngineKind = .auto
+    package var engine: EngineKind = .auto
     /// Open the image's data with `O_DIRECT` (jobs with `direct=1` then bypass the page cache).
-    public var direct = false
+    package var direct = false
     /// Where to write frame and job statistics on exit (JSON; for the UI-cost benchmark).
-    public var statsPath: String?
+    package var statsPath: String?
     /// Whether colour is off (`NO_COLOR` set and not empty, as no-color.org says): the
     /// monochrome theme is used whatever `themeName` says, and the title says why.
-    public var noColor = ProcessInfo.processInfo.environment["NO_COLOR"].map { !$0.isEmpty } ?? false
+    package var noColor = ProcessInfo.processInfo.environment["NO_COLOR"].map { !$0.isEmpty } ?? false
 
     /// Creates options for an image.
-    public init(imagePath: String) { self.imagePath = imagePath }
+    package init(imagePath: String) { self.imagePath = imagePath }
 }
 
 /// The TUI application: views, tab bar, prompt, footer, workload control and the event pump.
@@ -36,33 +36,33 @@ public struct TUIOptions: Sendable {
 /// ``ScreenModel``. ``run(mouse:)`` adds the curses terminal and the loop (at least 10 frames a
 /// second, more while keys arrive). The parts live in `TUIApp+*.swift`: input, commands and
 /// script pacing, rendering, closing.
-public final class TUIApp {
+package final class TUIApp {
     /// Shared state the views read.
-    public let state: AppState
+    package let state: AppState
     /// The tabs, in number-key order.
-    public let views: [TUIView]
+    package let views: [TUIView]
     /// Index of the current view.
-    public internal(set) var current = 0 {
+    package internal(set) var current = 0 {
         didSet {
             state.currentViewTitle = views[current].title
             if current != oldValue { highlightSteppedEntry() }
         }
     }
     /// Whether `q` was pressed.
-    public internal(set) var quitRequested = false
+    package internal(set) var quitRequested = false
     /// The final lines of the jobs that finished (for `statsPath`).
-    public internal(set) var finishedJobs: [String] = []
+    package internal(set) var finishedJobs: [String] = []
     /// The theme in use.
-    public internal(set) var theme: Theme
+    package internal(set) var theme: Theme
     /// The line to print after the terminal is restored ("closed IMAGE ..."), set by ``shutdown(progress:)``.
-    public internal(set) var closingLine: String?
+    package internal(set) var closingLine: String?
     /// The signal (SIGINT, SIGTERM or SIGHUP) that ended ``run(mouse:)``, if one did: the
     /// app then closed as on `q`.
-    public internal(set) var quitSignal: Int32?
+    package internal(set) var quitSignal: Int32?
     /// Stops I/O that reaches the disk from outside the app (the `tui --serve` NBD server:
     /// no new clients, the connected ones' requests answered); ``shutdown(progress:)`` calls
     /// it first, before the image is flushed and closed. Called at most once.
-    public var stopOutsideIO: (() -> Void)?
+    package var stopOutsideIO: (() -> Void)?
     let options: TUIOptions
     let stream = EventStream(queues: 16, capacityPerQueue: 1 << 13)
     let gate: StepGate
@@ -94,16 +94,16 @@ public final class TUIApp {
     var closed = false
     /// Where I/O from outside the app (`tui --serve` clients) publishes its events: the step
     /// gate in front of the views' event stream. Its stream routes queue IDs 0..<16.
-    public var eventSink: any IoEventSink { gate }
+    package var eventSink: any IoEventSink { gate }
     /// Where a front end's queues (`tui --serve` clients) record the requests they hold and
     /// their figures: the registry the prompt's and jobs' queues join, so the In-flight and
     /// Completions views show a served request exactly as a job's.
-    public var inFlightRegistry: InFlightRegistry { state.engineInFlight }
+    package var inFlightRegistry: InFlightRegistry { state.engineInFlight }
     /// Called when a `theme` command switches themes (the terminal redefines its colours).
-    public var onThemeChange: ((Theme) -> Void)?
+    package var onThemeChange: ((Theme) -> Void)?
 
     /// Opens the image and sets up views, the event stream and the step gate.
-    public init(options: TUIOptions) throws(BlockScopeUIError) {
+    package init(options: TUIOptions) throws(BlockScopeUIError) {
         self.options = options
         do { theme = try ThemeLoader.load(options.noColor ? "monochrome" : options.themeName) } catch let e { throw BlockScopeUIError("theme: \(e.description)") }
         gate = StepGate(downstream: stream)
@@ -137,7 +137,7 @@ public final class TUIApp {
     }
 
     /// The current view.
-    public var currentView: TUIView { views[current] }
+    package var currentView: TUIView { views[current] }
 
     /// The index of the view a name prefix selects (`overview`, `l1`, `map`, `inflight`, ...).
     func viewIndex(named name: String) -> Int? {
@@ -149,7 +149,7 @@ public final class TUIApp {
 
     /// Switches to a view by name prefix, as a tab key does (the back-stack starts afresh).
     @discardableResult
-    public func selectView(named name: String) -> Bool {
+    package func selectView(named name: String) -> Bool {
         guard let i = viewIndex(named: name) else { return false }
         switchTo(i)
         return true
@@ -178,12 +178,12 @@ public final class TUIApp {
     }
 
     /// The views Esc would return through, most recent last (titles).
-    public var backTrail: [String] { backStack.map { views[$0].title } }
+    package var backTrail: [String] { backStack.map { views[$0].title } }
 
     /// Folds pending events and worker output into the state, runs the next script lines
     /// when the worker is idle and no `sleep` or `pause` holds the script, and reloads
     /// metadata after changes (at most every 300 ms).
-    public func pump() {
+    package func pump() {
         let stepping = state.stepMode
         let context = state.live.context
         subscription.drain(maxPerQueue: 4096) { e in

@@ -8,7 +8,7 @@ import Foundation
 /// The worker owns its ``ScriptRunner`` (and with it an I/O queue), created on the worker
 /// thread because a queue belongs to the thread that uses it. Output lines and errors are
 /// collected for the UI to pick up with ``takeOutput()``.
-public final class CommandWorker: @unchecked Sendable {
+package final class CommandWorker: @unchecked Sendable {
     private let disk: any DiskFile
     private let engine: EngineKind
     private let sink: (any IoEventSink)?
@@ -21,7 +21,7 @@ public final class CommandWorker: @unchecked Sendable {
 
     /// Starts the worker thread for `disk`; events of its queue go to `sink`, and the
     /// requests it holds are recorded in `inFlight` when given.
-    public init(disk: any DiskFile, engine: EngineKind, sink: (any IoEventSink)?, inFlight: InFlightRegistry? = nil) {
+    package init(disk: any DiskFile, engine: EngineKind, sink: (any IoEventSink)?, inFlight: InFlightRegistry? = nil) {
         self.disk = disk
         self.engine = engine
         self.sink = sink
@@ -32,7 +32,7 @@ public final class CommandWorker: @unchecked Sendable {
     }
 
     /// Queues a command.
-    public func enqueue(_ command: ScriptCommand) {
+    package func enqueue(_ command: ScriptCommand) {
         cond.lock()
         queue.append(command)
         cond.broadcast()
@@ -40,13 +40,13 @@ public final class CommandWorker: @unchecked Sendable {
     }
 
     /// Whether a command is running or queued.
-    public var busy: Bool {
+    package var busy: Bool {
         cond.lock(); defer { cond.unlock() }
         return running || !queue.isEmpty
     }
 
     /// Lines produced since the last call.
-    public func takeOutput() -> [String] {
+    package func takeOutput() -> [String] {
         cond.lock(); defer { cond.unlock() }
         let o = output
         output.removeAll()
@@ -54,7 +54,7 @@ public final class CommandWorker: @unchecked Sendable {
     }
 
     /// Stops after the current command; queued ones are dropped.
-    public func stop() {
+    package func stop() {
         cond.lock()
         stopped = true
         queue.removeAll()
@@ -63,7 +63,7 @@ public final class CommandWorker: @unchecked Sendable {
     }
 
     /// Waits up to `seconds` for the worker to finish its current command.
-    public func waitIdle(seconds: Double) {
+    package func waitIdle(seconds: Double) {
         let deadline = Date().addingTimeInterval(seconds)
         cond.lock()
         while (running || !queue.isEmpty) && cond.wait(until: deadline) {}

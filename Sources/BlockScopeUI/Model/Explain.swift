@@ -4,36 +4,36 @@ import BlockInspect
 /// What an explanation needs to know about the image beyond the event: its format's words
 /// (how a table entry reads, what a mapping means there, what a new unit is called), which
 /// the block layer's inspector registry supplies.
-public struct ExplainContext: Sendable {
+package struct ExplainContext: Sendable {
     /// The format's words.
-    public var words: any FormatEventWords
+    package var words: any FormatEventWords
 
     /// A context with `words` (an identity-mapped image's by default).
-    public init(words: any FormatEventWords = IdentityEventWords()) {
+    package init(words: any FormatEventWords = IdentityEventWords()) {
         self.words = words
     }
 }
 
 /// One-line explanations of events, for step mode and the event log, in plain words with
 /// the image's real region kinds and metadata entries decoded.
-public enum Explain {
+package enum Explain {
     /// What the views call a refcount decrease ADR 0006 defers (the old cluster of a
     /// copy-on-write, a copied L2 table, a discarded cluster): the stored refcount stays
     /// above the references until a flush applies it, and that is not a leak.
-    public static let releasePending = InspectWords.releasePending
+    package static let releasePending = InspectWords.releasePending
 
     /// An id as shown everywhere (step mode, In-flight, Completions, the event log): a
     /// request's id (`req 0x4`) and a ring's user_data (`user_data 0x8000000000000003`) are
     /// both printed in hexadecimal, `0x…`, so the one form reads the same in every view.
-    public static func tag(_ v: UInt64) -> String { hex(v) }
+    package static func tag(_ v: UInt64) -> String { hex(v) }
 
     /// A request as every view names it: `req 0x4`.
-    public static func req(_ v: UInt64) -> String { "req \(hex(v))" }
+    package static func req(_ v: UInt64) -> String { "req \(hex(v))" }
 
     /// Explains an event: what happened, to which request, with offsets in hex. `op` is what
     /// the request is (from its `guestRequest` event, when known): a read's mapping is
     /// explained as a read, and a refcount drop inside a flush as a release that flush applies.
-    public static func line(_ e: IoEvent, _ c: ExplainContext = ExplainContext(), op: GuestOp? = nil) -> String {
+    package static func line(_ e: IoEvent, _ c: ExplainContext = ExplainContext(), op: GuestOp? = nil) -> String {
         let r = e.request != 0 ? "\(req(e.request)): " : ""
         switch e.payload {
         case let .guestRequest(op, offset, length):
@@ -73,7 +73,7 @@ public enum Explain {
     }
 
     /// An errno with its symbolic name and text: "ENOSPC (No space left on device)".
-    public static func errnoWords(_ code: Int32) -> String {
+    package static func errnoWords(_ code: Int32) -> String {
         let names: [Int32: String] = [1: "EPERM", 2: "ENOENT", 4: "EINTR", 5: "EIO", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM", 13: "EACCES",
                                       14: "EFAULT", 16: "EBUSY", 22: "EINVAL", 27: "EFBIG", 28: "ENOSPC", 30: "EROFS", 95: "EOPNOTSUPP",
                                       122: "EDQUOT", 125: "ECANCELED"]
@@ -168,7 +168,7 @@ public enum Explain {
 }
 
 /// A duration in ns as "812ns", "43.2µs", "1.50ms", "2.00s".
-public func formatDuration(_ ns: UInt64) -> String {
+package func formatDuration(_ ns: UInt64) -> String {
     if ns < 1000 { return "\(ns)ns" }
     if ns < 1_000_000 { return fixed(Double(ns) / 1000, 1) + "µs" }
     if ns < 1_000_000_000 { return fixed(Double(ns) / 1e6, 2) + "ms" }

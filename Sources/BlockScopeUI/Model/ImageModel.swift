@@ -7,25 +7,25 @@ import BlockInspect
 /// The inspector comes from the block layer's registry (`openInspector`): each format fills
 /// the neutral inspection model itself, so this type and the views name no format. A format
 /// whose tables can be read without I/O is inspected even when the disk cannot open.
-public final class ImageModel {
+package final class ImageModel {
     /// The image path.
-    public let path: String
+    package let path: String
     /// The open disk, when opening succeeded.
-    public private(set) var disk: (any DiskFile)?
+    package private(set) var disk: (any DiskFile)?
     /// Why the disk could not be opened, when it could not.
-    public private(set) var openError: String?
+    package private(set) var openError: String?
     /// The format's inspector, when one fits the image.
-    public private(set) var inspector: (any ImageInspector)?
+    package private(set) var inspector: (any ImageInspector)?
     /// The format's words for events (step mode, the log).
-    public private(set) var words: any FormatEventWords = IdentityEventWords()
+    package private(set) var words: any FormatEventWords = IdentityEventWords()
     /// Whether the image was opened for writing.
-    public let writable: Bool
+    package let writable: Bool
     /// The probed format.
-    public let format: ImageFormat
+    package let format: ImageFormat
 
     /// Opens `path` (read-only unless `writable`; data through `O_DIRECT` with `direct`),
     /// sending the disk's events to `sink`.
-    public init(path: String, writable: Bool, engine: EngineKind = .auto, direct: Bool = false, sink: (any IoEventSink)? = nil) {
+    package init(path: String, writable: Bool, engine: EngineKind = .auto, direct: Bool = false, sink: (any IoEventSink)? = nil) {
         self.path = path
         self.writable = writable
         var opts = OpenOptions(writable: writable, engine: engine)
@@ -63,14 +63,14 @@ public final class ImageModel {
     }
 
     /// The disk's `info()` JSON, or nil.
-    public func info() -> JSONValue? {
+    package func info() -> JSONValue? {
         guard let disk else { return nil }
         return try? disk.info()
     }
 
     /// Guest bytes at `offset`: through the disk when open, else through the inspector's
     /// mapping (data clusters only). Nil when neither can read them.
-    public func readGuest(at offset: UInt64, count: Int) -> [UInt8]? {
+    package func readGuest(at offset: UInt64, count: Int) -> [UInt8]? {
         if let disk {
             let n = Int(min(UInt64(count), disk.logicalSize > offset ? disk.logicalSize - offset : 0))
             guard n > 0 else { return [] }
@@ -99,5 +99,5 @@ public final class ImageModel {
     }
 
     /// Guest size in bytes.
-    public var guestSize: UInt64 { disk?.logicalSize ?? inspector?.guestSize ?? 0 }
+    package var guestSize: UInt64 { disk?.logicalSize ?? inspector?.guestSize ?? 0 }
 }

@@ -1,20 +1,20 @@
 import BlockInspect
 
 /// A titled list of label/value rows for the Overview.
-public struct InfoSection: Sendable {
+package struct InfoSection: Sendable {
     /// Section title.
-    public var title: String
+    package var title: String
     /// Rows of (label, value, role of the value).
-    public var rows: [(String, String, Role)]
+    package var rows: [(String, String, Role)]
 
     /// A section.
-    public init(_ title: String, _ rows: [(String, String, Role)]) {
+    package init(_ title: String, _ rows: [(String, String, Role)]) {
         self.title = title
         self.rows = rows
     }
 
     /// A section a format described, in colour roles.
-    public init(_ s: InspectSection) {
+    package init(_ s: InspectSection) {
         self.init(s.title, s.rows.map { ($0.label, $0.value, $0.tone.role) })
     }
 }
@@ -22,7 +22,7 @@ public struct InfoSection: Sendable {
 extension InspectTone {
     /// The colour role a tone is drawn in: the UI's only knowledge of what formats describe
     /// (a theme then says how each role looks).
-    public var role: Role {
+    package var role: Role {
         switch self {
         case .normal: return .normal
         case .dim: return .dim

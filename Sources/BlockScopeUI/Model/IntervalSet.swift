@@ -1,14 +1,14 @@
 /// A set of byte ranges, kept sorted and merged (the ranges written this session).
-public struct IntervalSet: Sendable, Equatable {
+package struct IntervalSet: Sendable, Equatable {
     /// Sorted, non-overlapping, non-adjacent half-open ranges.
-    public private(set) var ranges: [Range<UInt64>] = []
+    package private(set) var ranges: [Range<UInt64>] = []
 
     /// Creates an empty set.
-    public init() {}
+    package init() {}
 
     /// Adds `[start, start + length)`: a binary search finds the ranges it touches, which
     /// merge into one (O(log n) plus the array move).
-    public mutating func insert(_ start: UInt64, length: UInt64) {
+    package mutating func insert(_ start: UInt64, length: UInt64) {
         guard length > 0 else { return }
         var lo = start, hi = start &+ length
         if hi < lo { hi = .max }
@@ -28,7 +28,7 @@ public struct IntervalSet: Sendable, Equatable {
     }
 
     /// Whether any byte of `[start, start + length)` is in the set.
-    public func intersects(_ start: UInt64, length: UInt64) -> Bool {
+    package func intersects(_ start: UInt64, length: UInt64) -> Bool {
         let end = start &+ length
         var lo = 0, hi = ranges.count
         while lo < hi {
@@ -39,5 +39,5 @@ public struct IntervalSet: Sendable, Equatable {
     }
 
     /// Total bytes covered.
-    public var count: UInt64 { ranges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) } }
+    package var count: UInt64 { ranges.reduce(0) { $0 + ($1.upperBound - $1.lowerBound) } }
 }

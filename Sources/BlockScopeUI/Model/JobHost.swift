@@ -8,17 +8,17 @@ import Foundation
 /// The workload's queues publish into the same event sink as the prompt's commands (queue
 /// IDs from 1, the prompt uses 0); pause, resume and stop go to the workload; exact
 /// counters come from its ``Workload/snapshot()`` (events are lossy, counters are not).
-public final class JobHost: @unchecked Sendable {
+package final class JobHost: @unchecked Sendable {
     /// The running workload.
-    public let workload: Workload
+    package let workload: Workload
     /// The job file.
-    public let path: String
+    package let path: String
     private let lock = NSCondition()
     private var outcome: String?
 
     /// Parses `path`, prepares the workload on `disk` and starts it.
     /// Its queues record the requests they hold in `inFlight`, when given.
-    public init(path: String, disk: any DiskFile, sink: (any IoEventSink)?, inFlight: InFlightRegistry? = nil) throws(BlockError) {
+    package init(path: String, disk: any DiskFile, sink: (any IoEventSink)?, inFlight: InFlightRegistry? = nil) throws(BlockError) {
         self.path = path
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
@@ -63,7 +63,7 @@ public final class JobHost: @unchecked Sendable {
     }
 
     /// Waits up to `seconds` for the workload to finish; its final line, or nil at the deadline.
-    public func waitFinished(seconds: Double) -> String? {
+    package func waitFinished(seconds: Double) -> String? {
         let deadline = Date().addingTimeInterval(seconds)
         lock.lock(); defer { lock.unlock() }
         while outcome == nil && lock.wait(until: deadline) {}
@@ -71,13 +71,13 @@ public final class JobHost: @unchecked Sendable {
     }
 
     /// The final line once the workload finished, else nil.
-    public var finishedLine: String? {
+    package var finishedLine: String? {
         lock.lock(); defer { lock.unlock() }
         return outcome
     }
 
     /// A one-line live summary from the workload's counters.
-    public var summary: String {
+    package var summary: String {
         let s = workload.snapshot()
         let secs = Double(s.elapsedNs) / 1e9
         let bw = secs > 0 ? Double(s.readBytes + s.writeBytes) / secs : 0

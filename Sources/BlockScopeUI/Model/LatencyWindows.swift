@@ -1,7 +1,7 @@
 import BlockCore
 
 /// The time window the Completions view states its figures over.
-public enum StatsWindow: String, Sendable, CaseIterable {
+package enum StatsWindow: String, Sendable, CaseIterable {
     /// The completions of the last second.
     case lastSecond = "last 1 s"
     /// Everything since the job (or the session, without a job) started.
@@ -9,7 +9,7 @@ public enum StatsWindow: String, Sendable, CaseIterable {
 }
 
 /// Which side of a read/write split a completion counts on.
-public enum Direction: Int, Sendable, CaseIterable {
+package enum Direction: Int, Sendable, CaseIterable {
     /// Reads.
     case read
     /// Writes, zeroes and discards.
@@ -18,7 +18,7 @@ public enum Direction: Int, Sendable, CaseIterable {
     case sync
 
     /// The direction of a guest operation.
-    public init(_ op: GuestOp) {
+    package init(_ op: GuestOp) {
         switch op {
         case .read: self = .read
         case .write, .zero, .discard: self = .write
@@ -33,21 +33,21 @@ public enum Direction: Int, Sendable, CaseIterable {
 ///
 /// Fed from completion events, which the stream may drop under load: the figures are from
 /// the completions seen (``seen``), the rates in the view come from the engine's counters.
-public struct LatencyWindows {
+package struct LatencyWindows {
     struct Sample: Sendable { var time: UInt64; var ns: UInt64; var dir: Direction }
     private var recent = Ring<Sample>(capacity: 16384)
     /// Histogram per direction: bucket index from ``bucket(_:)``.
     private(set) var histograms = [[UInt64]](repeating: [UInt64](repeating: 0, count: LatencyWindows.buckets), count: 3)
     /// Completions seen per direction since ``wholeStart``.
-    public private(set) var seen = [UInt64](repeating: 0, count: 3)
+    package private(set) var seen = [UInt64](repeating: 0, count: 3)
     /// Largest latency seen per direction since ``wholeStart``.
-    public private(set) var maxNs = [UInt64](repeating: 0, count: 3)
+    package private(set) var maxNs = [UInt64](repeating: 0, count: 3)
     /// When the whole window began (monotonic ns; 0 = at the first completion).
-    public private(set) var wholeStart: UInt64 = 0
+    package private(set) var wholeStart: UInt64 = 0
     static let buckets = 64 * 8
 
     /// Creates empty windows.
-    public init() {}
+    package init() {}
 
     /// The histogram bucket of a latency: 8 linear steps per power of two of nanoseconds.
     static func bucket(_ ns: UInt64) -> Int {
@@ -85,7 +85,7 @@ public struct LatencyWindows {
     }
 
     /// The latencies of `window` for `dirs`, as a summary.
-    public func summary(_ window: StatsWindow, _ dirs: Set<Direction>, now: UInt64 = monotonicNanos()) -> LatencySummary {
+    package func summary(_ window: StatsWindow, _ dirs: Set<Direction>, now: UInt64 = monotonicNanos()) -> LatencySummary {
         switch window {
         case .lastSecond:
             let from = now > 1_000_000_000 ? now - 1_000_000_000 : 0
@@ -121,19 +121,19 @@ public struct LatencyWindows {
 }
 
 /// Percentiles, maximum and histogram of one window and direction set.
-public struct LatencySummary: Sendable {
+package struct LatencySummary: Sendable {
     /// Completions counted.
-    public var count: UInt64
+    package var count: UInt64
     /// Percentiles and maximum in ns (nil without completions).
-    public var p50: UInt64?, p99: UInt64?, p999: UInt64?, max: UInt64?
+    package var p50: UInt64?, p99: UInt64?, p999: UInt64?, max: UInt64?
     /// Counts per ``LatencyWindows`` bucket.
-    public var histogram: [UInt64]
+    package var histogram: [UInt64]
     /// Whether the percentiles are exact values (the last second) or histogram bounds.
-    public var exact: Bool
+    package var exact: Bool
 
     /// The histogram folded into power-of-two rows: (upper bound in ns, count), lowest first,
     /// from the first non-empty row to the last.
-    public var octaves: [(upper: UInt64, count: UInt64)] {
+    package var octaves: [(upper: UInt64, count: UInt64)] {
         guard let first = histogram.firstIndex(where: { $0 > 0 }), let last = histogram.lastIndex(where: { $0 > 0 }) else { return [] }
         var rows: [(upper: UInt64, count: UInt64)] = []
         for i in first...last {

@@ -1,53 +1,53 @@
 import BlockCore
 
 /// An SQE as the in-flight view shows it.
-public struct SqeState: Sendable {
+package struct SqeState: Sendable {
     /// The SQE's user_data.
-    public var userData: UInt64
+    package var userData: UInt64
     /// Its opcode.
-    public var opcode: IoOpcode
+    package var opcode: IoOpcode
     /// Host offset.
-    public var hostOffset: UInt64
+    package var hostOffset: UInt64
     /// Length in bytes.
-    public var length: UInt64
+    package var length: UInt64
     /// When it was submitted (monotonic ns).
-    public var submitted: UInt64
+    package var submitted: UInt64
     /// The CQE result once reaped.
-    public var result: Int32?
+    package var result: Int32?
 }
 
 /// A PendingIo tracker: one guest request split into sub-operations.
-public struct PendingState: Sendable {
+package struct PendingState: Sendable {
     /// Tracker id.
-    public var id: UInt64
+    package var id: UInt64
     /// Sub-operations it waits for.
-    public var subOps: Int
+    package var subOps: Int
     /// Its result once finished.
-    public var result: Int32?
+    package var result: Int32?
 }
 
 /// A guest request the engine accepted and has not completed.
-public struct GuestRequestState: Sendable {
+package struct GuestRequestState: Sendable {
     /// The request's userData.
-    public var request: UInt64
+    package var request: UInt64
     /// The queue it runs on.
-    public var queue: Int32
+    package var queue: Int32
     /// The operation.
-    public var op: GuestOp
+    package var op: GuestOp
     /// Guest offset.
-    public var offset: UInt64
+    package var offset: UInt64
     /// Length in bytes.
-    public var length: UInt64
+    package var length: UInt64
     /// When it was accepted (monotonic ns).
-    public var started: UInt64
+    package var started: UInt64
     /// How the request's range mapped before it, once resolved: (kind, regions, first host offset).
-    public var resolved: (kind: RegionKind, regions: Int, host: UInt64)?
+    package var resolved: (kind: RegionKind, regions: Int, host: UInt64)?
     /// The first new host cluster allocated for it (a write into unallocated, backing or
     /// shared clusters), once the allocation event arrived.
-    public var newHost: UInt64?
+    package var newHost: UInt64?
     /// The mapping summary once resolved (formatted when drawn, not per event): what the
     /// range was, and where its data goes when that is a new cluster.
-    public var mapping: String? {
+    package var mapping: String? {
         guard let m = resolved else { return nil }
         var t = "\(m.kind)\(m.regions == 1 ? "" : " (\(m.regions) regions)")"
         if m.host != 0 { t += " at host \(hex(m.host))" }
@@ -55,60 +55,60 @@ public struct GuestRequestState: Sendable {
         return t
     }
     /// PendingIo trackers.
-    public var pending: [PendingState] = []
+    package var pending: [PendingState] = []
     /// SQEs submitted for it.
-    public var sqes: [SqeState] = []
+    package var sqes: [SqeState] = []
 }
 
 /// Everything the live views draw, folded from the engine's event stream on the UI thread.
 ///
 /// ``apply(_:)`` is cheap and bounded: in-flight maps drop finished requests, histories are
 /// fixed-size rings, so a long workload never grows the UI's memory.
-public final class LiveModel {
+package final class LiveModel {
     /// Requests in flight by their userData.
-    public private(set) var inFlight: [UInt64: GuestRequestState] = [:]
+    package private(set) var inFlight: [UInt64: GuestRequestState] = [:]
     /// Batch sizes of the last CQ drains (newest last, at most 240).
-    public private(set) var drainBatches: [Int] = []
+    package private(set) var drainBatches: [Int] = []
     /// Completions per 100 ms tick (newest last, at most 240): the sparkline.
-    public private(set) var completionsPerTick: [Int] = [0]
+    package private(set) var completionsPerTick: [Int] = [0]
     /// Completion latencies by window: the last second's samples and the whole run's
     /// histograms, each split by direction (see ``LatencyWindows``).
-    public private(set) var latency = LatencyWindows()
+    package private(set) var latency = LatencyWindows()
     /// How explanations decode this image's entries (set by the app from the image).
-    public var context = ExplainContext()
+    package var context = ExplainContext()
     /// Guest ranges written this session.
-    public private(set) var writtenGuest = WrittenMap()
+    package private(set) var writtenGuest = WrittenMap()
     /// Host ranges written this session (data and metadata).
-    public private(set) var writtenHost = WrittenMap()
+    package private(set) var writtenHost = WrittenMap()
     /// Explained events and messages, newest last (at most 500); events are explained
     /// when read, so folding an event costs no string formatting.
-    public var log: [String] { logRing.elements.map { $0.text(context) } }
+    package var log: [String] { logRing.elements.map { $0.text(context) } }
     /// The newest `n` log lines, oldest first.
-    public func logTail(_ n: Int, skippingNewest skip: Int = 0) -> [String] {
+    package func logTail(_ n: Int, skippingNewest skip: Int = 0) -> [String] {
         let all = logRing.elements
         let end = max(0, all.count - skip)
         return all[max(0, end - n)..<end].map { $0.text(context) }
     }
     /// Log lines held.
-    public var logCount: Int { logRing.count }
+    package var logCount: Int { logRing.count }
     private var logRing = Ring<LogEntry>(capacity: 500)
     /// Total events applied.
-    public private(set) var eventCount: UInt64 = 0
+    package private(set) var eventCount: UInt64 = 0
     /// Bumped whenever an event says metadata or allocation changed (views reload lazily).
-    public private(set) var metadataVersion = 0
+    package private(set) var metadataVersion = 0
     /// Completion events seen (the stream drops events under load: the exact count is
     /// ``QueueRates/completed``, from the engine's counters).
-    public private(set) var completedRequests: UInt64 = 0
+    package private(set) var completedRequests: UInt64 = 0
     /// The slowest requests completed this session (at most 5, slowest first), from the
     /// completion events seen.
-    public private(set) var slowest: [CompletedRequest] = []
+    package private(set) var slowest: [CompletedRequest] = []
     private var tickStart: UInt64 = 0
 
     /// Creates an empty model.
-    public init() {}
+    package init() {}
 
     /// Folds one event into the model.
-    public func apply(_ e: IoEvent) {
+    package func apply(_ e: IoEvent) {
         eventCount += 1
         // What the request is, so its log line explains a read as a read (kept with the event).
         var op = inFlight[e.request]?.op
@@ -160,18 +160,18 @@ public final class LiveModel {
     }
 
     /// What request `request` is (read, write, flush, ...) while it is in flight.
-    public func op(of request: UInt64) -> GuestOp? { inFlight[request]?.op }
+    package func op(of request: UInt64) -> GuestOp? { inFlight[request]?.op }
 
     /// Keeps only the requests the engine still holds (its exact snapshot, taken after the
     /// events were drained): a request whose completion event was dropped leaves here too.
-    public func retainInFlight(_ held: Set<UInt64>) {
+    package func retainInFlight(_ held: Set<UInt64>) {
         if inFlight.count > held.count || inFlight.keys.contains(where: { !held.contains($0) }) {
             inFlight = inFlight.filter { held.contains($0.key) }
         }
     }
 
     /// Advances time: closes the 100 ms sparkline tick and drops stale event-only entries.
-    public func tick(now: UInt64 = monotonicNanos()) {
+    package func tick(now: UInt64 = monotonicNanos()) {
         if tickStart == 0 { tickStart = now }
         while now - tickStart >= 100_000_000 {
             tickStart += 100_000_000
@@ -188,10 +188,10 @@ public final class LiveModel {
     }
 
     /// Starts the "whole job" window afresh (a job started).
-    public func resetWholeWindow(now: UInt64 = monotonicNanos()) { latency.resetWhole(now: now) }
+    package func resetWholeWindow(now: UInt64 = monotonicNanos()) { latency.resetWhole(now: now) }
 
     /// Adds a line to the log (command output, messages).
-    public func note(_ line: String) { logRing.append(.text(line)) }
+    package func note(_ line: String) { logRing.append(.text(line)) }
 
     private func push<T>(_ a: inout [T], _ v: T, limit: Int) {
         a.append(v)
@@ -234,17 +234,17 @@ struct Ring<T> {
 }
 
 /// A finished guest request, as the slowest-N list shows it.
-public struct CompletedRequest: Sendable, Equatable {
+package struct CompletedRequest: Sendable, Equatable {
     /// The request's id (its tag).
-    public var request: UInt64
+    package var request: UInt64
     /// The queue that ran it.
-    public var queue: Int32
+    package var queue: Int32
     /// What it was.
-    public var op: GuestOp
+    package var op: GuestOp
     /// Guest offset and length in bytes.
-    public var offset: UInt64, length: UInt64
+    package var offset: UInt64, length: UInt64
     /// From acceptance to completion, in nanoseconds (time held in step mode left out).
-    public var latencyNs: UInt64
+    package var latencyNs: UInt64
     /// Whether it failed.
-    public var failed: Bool
+    package var failed: Bool
 }

@@ -1,19 +1,19 @@
 import BlockCore
 
 /// One queue's figures over a window, from the in-flight registry's exact counters.
-public struct QueueWindowRow: Sendable {
+package struct QueueWindowRow: Sendable {
     /// The queue as the registry names it (`nbd 1 unix`, `job w.fio #0`, `prompt`).
-    public var name: String
+    package var name: String
     /// Its queue ID.
-    public var queue: Int
+    package var queue: Int
     /// Whether it is still open.
-    public var open: Bool
+    package var open: Bool
     /// Whether a front end feeds it (then ``figures`` has end-to-end latencies).
-    public var served: Bool
+    package var served: Bool
     /// The completions inside the window (counts, bytes, engine and end-to-end latencies).
-    public var figures: QueueFigures
+    package var figures: QueueFigures
     /// Requests and bytes (read + write) per second over the window.
-    public var iops: Double, bandwidth: Double
+    package var iops: Double, bandwidth: Double
 }
 
 /// Rates and counts per queue and window from the registry's figures (``InFlightRegistry/queues()``),
@@ -22,27 +22,27 @@ public struct QueueWindowRow: Sendable {
 /// session's start), its clock running from the last sample before the window's first
 /// completion to the first sample after its latest one (an idle TUI waiting for a client, or
 /// after it, does not dilute the rate). Every completion counts, whatever the event stream dropped.
-public final class QueueRates {
+package final class QueueRates {
     private var history: [(time: UInt64, figures: [Int: QueueFigures])] = []
     private var wholeStart: UInt64 = 0
     private var lastActive: UInt64 = 0
     private var wholeBase: [Int: QueueFigures] = [:]
     /// Every queue as of the last update, in the order they joined.
-    public private(set) var queues: [QueueStatus] = []
+    package private(set) var queues: [QueueStatus] = []
     /// When the last update was taken (monotonic ns).
-    public private(set) var lastUpdate: UInt64 = 0
+    package private(set) var lastUpdate: UInt64 = 0
 
     /// Creates an empty tracker; the whole window starts at the first update.
-    public init() {}
+    package init() {}
 
     /// What the open queue `queue`'s front end calls its per-request tag (`cookie`), if any.
-    public func tagName(queue: Int) -> String? { queues.last { $0.open && $0.queue == queue }?.clientTagName }
+    package func tagName(queue: Int) -> String? { queues.last { $0.open && $0.queue == queue }?.clientTagName }
 
     /// Requests completed on every queue since the registry was made (exact).
-    public var completed: UInt64 { queues.reduce(0) { $0 &+ $1.figures.completed } }
+    package var completed: UInt64 { queues.reduce(0) { $0 &+ $1.figures.completed } }
 
     /// Takes a sample of the registry's queues at `now`.
-    public func update(_ qs: [QueueStatus], now: UInt64 = monotonicNanos()) {
+    package func update(_ qs: [QueueStatus], now: UInt64 = monotonicNanos()) {
         queues = qs
         lastUpdate = now
         var byQueue: [Int: QueueFigures] = [:]
@@ -65,19 +65,19 @@ public final class QueueRates {
 
     /// One virtqueue as its server last published it, with kicks, calls and suppressed calls
     /// per second over the last second (nil until two samples a moment apart exist).
-    public struct VirtqueueRow: Sendable {
+    package struct VirtqueueRow: Sendable {
         /// The queue's name (`vhost vq0`).
-        public var name: String
+        package var name: String
         /// Whether the queue is still open.
-        public var open: Bool
+        package var open: Bool
         /// The ring state.
-        public var ring: FrontEndQueue.Ring
+        package var ring: FrontEndQueue.Ring
         /// Kicks, calls and suppressed calls per second.
-        public var perSecond: (kicks: Double, calls: Double, suppressed: Double)?
+        package var perSecond: (kicks: Double, calls: Double, suppressed: Double)?
     }
 
     /// The virtqueues among the queues (vhost-user front ends), in the registry's order.
-    public func virtqueues() -> [VirtqueueRow] {
+    package func virtqueues() -> [VirtqueueRow] {
         guard let last = ringHistory.last, let first = ringHistory.first else { return [] }
         let secs = Double(last.time &- first.time) / 1e9
         return queues.compactMap { q in
@@ -91,7 +91,7 @@ public final class QueueRates {
     }
 
     /// Starts the whole window afresh at `now` (a job started): its figures count from here.
-    public func resetWhole(now: UInt64 = monotonicNanos()) {
+    package func resetWhole(now: UInt64 = monotonicNanos()) {
         wholeStart = 0
         lastActive = 0
         wholeBase = history.last?.figures ?? [:]
@@ -102,7 +102,7 @@ public final class QueueRates {
 
     /// The figures of every queue over `window`; queues with no completion inside it are
     /// left out, except open ones.
-    public func rows(_ window: StatsWindow) -> [QueueWindowRow] {
+    package func rows(_ window: StatsWindow) -> [QueueWindowRow] {
         guard let last = history.last else { return [] }
         let base: [Int: QueueFigures], span: UInt64
         switch window {
@@ -126,7 +126,7 @@ public final class QueueRates {
     }
 
     /// Requests, bytes per second and completions of one direction over `window`, all queues together.
-    public func rate(_ dirs: Set<Direction>, _ window: StatsWindow) -> (iops: Double, bandwidth: Double, count: UInt64) {
+    package func rate(_ dirs: Set<Direction>, _ window: StatsWindow) -> (iops: Double, bandwidth: Double, count: UInt64) {
         let rs = rows(window)
         guard let last = history.last else { return (0, 0, 0) }
         let span = window == .whole ? wholeSpan : last.time - history.first!.time

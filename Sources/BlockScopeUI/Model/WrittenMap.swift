@@ -5,20 +5,20 @@
 /// exact interval set grows with every scattered 4 KiB write and made the UI thread's event
 /// folding the bottleneck of a busy job (docs/PERFORMANCE.md, "TUI cost"). Answers are
 /// exact to the chunk: `intersects` may say yes for a byte that shares a chunk with a write.
-public struct WrittenMap: Sendable, Equatable {
+package struct WrittenMap: Sendable, Equatable {
     /// log2 of the chunk size in bytes (9: 512-byte chunks, grows as needed).
-    public private(set) var chunkShift: UInt64 = 9
+    package private(set) var chunkShift: UInt64 = 9
     private var words: [UInt64] = []
     private static let maxWords = 1 << 14
 
     /// Creates an empty map.
-    public init() {}
+    package init() {}
 
     /// Whether nothing was marked.
-    public var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
+    package var isEmpty: Bool { words.allSatisfy { $0 == 0 } }
 
     /// Marks `[start, start + length)` as written.
-    public mutating func insert(_ start: UInt64, length: UInt64) {
+    package mutating func insert(_ start: UInt64, length: UInt64) {
         guard length > 0 else { return }
         let end = start &+ length < start ? UInt64.max : start + length
         while ((end - 1) >> chunkShift) / 64 >= UInt64(WrittenMap.maxWords) { coarsen() }
@@ -37,7 +37,7 @@ public struct WrittenMap: Sendable, Equatable {
     }
 
     /// Whether any chunk touching `[start, start + length)` was written.
-    public func intersects(_ start: UInt64, length: UInt64) -> Bool {
+    package func intersects(_ start: UInt64, length: UInt64) -> Bool {
         guard length > 0, !words.isEmpty else { return false }
         let end = start &+ length < start ? UInt64.max : start + length
         let first = start >> chunkShift

@@ -8,17 +8,17 @@ import Glibc
 /// All curses calls and C globals stay inside this type (reached through CNCurses' accessor
 /// functions, which Swift 6 can call safely). Curses is not thread-safe: the owner uses one
 /// `Terminal` from one thread (the UI loop).
-public final class Terminal {
+package final class Terminal {
     private let window: UnsafeMutablePointer<WINDOW>
     private var theme: Theme
     /// The colour depth in use.
-    public private(set) var depth: ColorDepth
+    package private(set) var depth: ColorDepth
     /// Whether mouse reporting is on.
-    public let mouse: Bool
+    package let mouse: Bool
     /// How mouse reports arrive: "SGR 1006" (columns beyond 223 work), decoded by curses
     /// when terminfo's `kmous` asks for it, else by ``read(timeoutMs:)`` after enabling mode
     /// 1006 itself; a terminal without 1006 keeps sending X10 reports, which curses decodes.
-    public private(set) var mouseEncoding = "off"
+    package private(set) var mouseEncoding = "off"
     /// Whether this type decodes SGR reports itself (terminfo expects X10).
     private var decodeSGR = false
     private var ended = false
@@ -30,7 +30,7 @@ public final class Terminal {
     /// `keypad`, `start_color`, `use_default_colors` and `mousemask`. With `noColor`
     /// (`NO_COLOR`) no colour pairs are used, only attributes. Call ``end()`` (or let the
     /// object go) to restore the terminal.
-    public init(theme: Theme, mouse: Bool, noColor: Bool = false) throws(BlockScopeUIError) {
+    package init(theme: Theme, mouse: Bool, noColor: Bool = false) throws(BlockScopeUIError) {
         setlocale(LC_ALL, "")
         if getenv("ESCDELAY") == nil { setenv("ESCDELAY", "25", 0) }
         guard let w = initscr() else { throw BlockScopeUIError("cannot initialise the terminal (is TERM set?)") }
@@ -69,7 +69,7 @@ public final class Terminal {
     deinit { end() }
 
     /// Restores the terminal (the corresponding C function is `endwin`); safe to call twice.
-    public func end() {
+    package func end() {
         if ended { return }
         ended = true
         if mouse { mousemask(0, nil) }
@@ -81,13 +81,13 @@ public final class Terminal {
     ///
     /// Checks the real size with `TIOCGWINSZ` first and calls `resizeterm` when curses
     /// missed a change, so a resize always redraws at the right size.
-    public var size: (width: Int, height: Int) {
+    package var size: (width: Int, height: Int) {
         if bs_sync_size() != 0 { clearok(window, true) }
         return (Int(bs_cols()), Int(bs_lines()))
     }
 
     /// Switches themes: defines one colour pair per ``Role``.
-    public func applyTheme(_ theme: Theme) {
+    package func applyTheme(_ theme: Theme) {
         self.theme = theme
         guard depth != .monochrome else { return }
         for (i, role) in Role.allCases.enumerated() {
@@ -114,7 +114,7 @@ public final class Terminal {
 
     /// Copies a screen model to the terminal and refreshes (the corresponding C functions are
     /// `wattr_set`, `mvwaddnwstr` and `wrefresh`; curses sends only what changed).
-    public func present(_ screen: ScreenModel) {
+    package func present(_ screen: ScreenModel) {
         let (w, h) = size
         werase(window)
         for y in 0..<min(h, screen.height) {
@@ -144,7 +144,7 @@ public final class Terminal {
     }
 
     /// Waits up to `timeoutMs` for input; nil when none came.
-    public func read(timeoutMs: Int32) -> InputEvent? {
+    package func read(timeoutMs: Int32) -> InputEvent? {
         wtimeout(window, timeoutMs)
         var ch: UInt32 = 0
         let r = bs_get_wch(window, &ch)
@@ -259,9 +259,9 @@ public final class Terminal {
 }
 
 /// An error of the terminal UI (terminal set-up, bad arguments), with a message for the user.
-public struct BlockScopeUIError: Error, CustomStringConvertible, Sendable {
+package struct BlockScopeUIError: Error, CustomStringConvertible, Sendable {
     /// What went wrong.
-    public var description: String
+    package var description: String
     /// Creates an error.
-    public init(_ message: String) { description = message }
+    package init(_ message: String) { description = message }
 }

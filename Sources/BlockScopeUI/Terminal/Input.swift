@@ -1,5 +1,5 @@
 /// A key or mouse event, independent of curses' integer codes.
-public enum InputEvent: Sendable, Equatable {
+package enum InputEvent: Sendable, Equatable {
     /// A printable character (including space).
     case char(Character)
     /// Enter / Return.

@@ -1,40 +1,40 @@
 /// One character cell of the screen: a character and its style.
-public struct Cell: Sendable, Hashable {
+package struct Cell: Sendable, Hashable {
     /// The character shown (one column wide; wide characters are not used by the views).
-    public var character: Character
+    package var character: Character
     /// How it looks.
-    public var style: CellStyle
+    package var style: CellStyle
 
     /// Creates a cell.
-    public init(_ character: Character = " ", _ style: CellStyle = .normal) {
+    package init(_ character: Character = " ", _ style: CellStyle = .normal) {
         self.character = character
         self.style = style
     }
 }
 
 /// A rectangle of cells in screen coordinates (column `x`, row `y`, zero-based).
-public struct Rect: Sendable, Hashable {
+package struct Rect: Sendable, Hashable {
     /// Left column.
-    public var x: Int
+    package var x: Int
     /// Top row.
-    public var y: Int
+    package var y: Int
     /// Width in columns.
-    public var width: Int
+    package var width: Int
     /// Height in rows.
-    public var height: Int
+    package var height: Int
 
     /// Creates a rectangle.
-    public init(x: Int, y: Int, width: Int, height: Int) {
+    package init(x: Int, y: Int, width: Int, height: Int) {
         self.x = x; self.y = y; self.width = max(0, width); self.height = max(0, height)
     }
 
     /// Whether the point lies inside.
-    public func contains(x px: Int, y py: Int) -> Bool {
+    package func contains(x px: Int, y py: Int) -> Bool {
         px >= x && px < x + width && py >= y && py < y + height
     }
 
     /// The bottom edge (exclusive).
-    public var maxY: Int { y + height }
+    package var maxY: Int { y + height }
 }
 
 /// A grid of styled cells that views draw into.
@@ -42,41 +42,41 @@ public struct Rect: Sendable, Hashable {
 /// The screen model knows nothing of terminals: the curses layer copies it to the screen,
 /// and tests render it to plain text (``text``) to assert what a view shows. Writes outside
 /// the grid are clipped, so views never need to bounds-check.
-public struct ScreenModel: Sendable {
+package struct ScreenModel: Sendable {
     /// Width in columns.
-    public private(set) var width: Int
+    package private(set) var width: Int
     /// Height in rows.
-    public private(set) var height: Int
+    package private(set) var height: Int
     /// Cells row by row (`y * width + x`).
-    public private(set) var cells: [Cell]
+    package private(set) var cells: [Cell]
     /// Texts ``put(_:_:_:_:maxWidth:)`` had to cut (the screen's right edge or `maxWidth`
     /// came before their last non-blank character), with their row; at most 64 kept. Tests
     /// read it to prove a layout fits its width.
-    public private(set) var clipped: [(y: Int, text: String)] = []
+    package private(set) var clipped: [(y: Int, text: String)] = []
 
     /// Creates a blank screen of the given size.
-    public init(width: Int, height: Int) {
+    package init(width: Int, height: Int) {
         self.width = max(0, width)
         self.height = max(0, height)
         self.cells = Array(repeating: Cell(), count: self.width * self.height)
     }
 
     /// The whole screen as a rectangle.
-    public var bounds: Rect { Rect(x: 0, y: 0, width: width, height: height) }
+    package var bounds: Rect { Rect(x: 0, y: 0, width: width, height: height) }
 
     /// Clears every cell to a blank of `style`.
-    public mutating func clear(_ style: CellStyle = .normal) {
+    package mutating func clear(_ style: CellStyle = .normal) {
         for i in cells.indices { cells[i] = Cell(" ", style) }
     }
 
     /// The cell at a position, or nil outside the grid.
-    public subscript(x: Int, y: Int) -> Cell? {
+    package subscript(x: Int, y: Int) -> Cell? {
         guard x >= 0, y >= 0, x < width, y < height else { return nil }
         return cells[y * width + x]
     }
 
     /// Sets one cell (clipped).
-    public mutating func set(_ x: Int, _ y: Int, _ cell: Cell) {
+    package mutating func set(_ x: Int, _ y: Int, _ cell: Cell) {
         guard x >= 0, y >= 0, x < width, y < height else { return }
         cells[y * width + x] = cell
     }
@@ -84,7 +84,7 @@ public struct ScreenModel: Sendable {
     /// Writes `text` starting at (`x`, `y`), clipped to the screen and to `maxWidth` columns.
     /// Returns the column after the last character written.
     @discardableResult
-    public mutating func put(_ x: Int, _ y: Int, _ text: String, _ style: CellStyle = .normal, maxWidth: Int = Int.max) -> Int {
+    package mutating func put(_ x: Int, _ y: Int, _ text: String, _ style: CellStyle = .normal, maxWidth: Int = Int.max) -> Int {
         var cx = x
         var n = 0
         for (i, ch) in zip(text.indices, text) {
@@ -101,14 +101,14 @@ public struct ScreenModel: Sendable {
     }
 
     /// Fills a rectangle with `character` in `style`.
-    public mutating func fill(_ rect: Rect, _ character: Character = " ", _ style: CellStyle = .normal) {
+    package mutating func fill(_ rect: Rect, _ character: Character = " ", _ style: CellStyle = .normal) {
         for yy in rect.y..<rect.maxY {
             for xx in rect.x..<(rect.x + rect.width) { set(xx, yy, Cell(character, style)) }
         }
     }
 
     /// Changes the style of the cells in a rectangle, keeping their characters.
-    public mutating func restyle(_ rect: Rect, _ style: CellStyle) {
+    package mutating func restyle(_ rect: Rect, _ style: CellStyle) {
         for yy in rect.y..<rect.maxY {
             for xx in rect.x..<(rect.x + rect.width) {
                 if let c = self[xx, yy] { set(xx, yy, Cell(c.character, style)) }
@@ -117,23 +117,23 @@ public struct ScreenModel: Sendable {
     }
 
     /// One row as plain text, trailing spaces kept.
-    public func line(_ y: Int) -> String {
+    package func line(_ y: Int) -> String {
         guard y >= 0, y < height else { return "" }
         return String(cells[(y * width)..<(y * width + width)].map(\.character))
     }
 
     /// The whole screen as plain text, one line per row, trailing spaces trimmed.
-    public var text: String {
+    package var text: String {
         (0..<height).map { line($0).trimmingTrailingSpaces() }.joined(separator: "\n")
     }
 
     /// Whether any row contains `needle`.
-    public func contains(_ needle: String) -> Bool {
+    package func contains(_ needle: String) -> Bool {
         (0..<height).contains { line($0).contains(needle) }
     }
 
     /// The positions of cells whose style has `role`.
-    public func cells(with role: Role) -> [(x: Int, y: Int)] {
+    package func cells(with role: Role) -> [(x: Int, y: Int)] {
         var out: [(x: Int, y: Int)] = []
         for y in 0..<height {
             for x in 0..<width where cells[y * width + x].style.role == role { out.append((x, y)) }

@@ -2,7 +2,7 @@
 ///
 /// Keeping views free of concrete colours is what lets one view render in a dark, light,
 /// high-contrast, colour-blind-safe or monochrome theme, and in 8, 256 or 24-bit colour.
-public enum Role: String, Sendable, CaseIterable, Hashable {
+package enum Role: String, Sendable, CaseIterable, Hashable {
     /// Ordinary text.
     case normal
     /// Secondary text (labels, units, hints).
@@ -56,32 +56,32 @@ public enum Role: String, Sendable, CaseIterable, Hashable {
 }
 
 /// Text attributes a cell can carry besides its role's colours.
-public struct TextAttributes: OptionSet, Sendable, Hashable {
+package struct TextAttributes: OptionSet, Sendable, Hashable {
     /// The raw bits.
-    public let rawValue: UInt8
+    package let rawValue: UInt8
     /// Creates attributes from raw bits.
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    package init(rawValue: UInt8) { self.rawValue = rawValue }
     /// Bold.
-    public static let bold = TextAttributes(rawValue: 1)
+    package static let bold = TextAttributes(rawValue: 1)
     /// Reverse video (swap foreground and background).
-    public static let reverse = TextAttributes(rawValue: 2)
+    package static let reverse = TextAttributes(rawValue: 2)
     /// Underline.
-    public static let underline = TextAttributes(rawValue: 4)
+    package static let underline = TextAttributes(rawValue: 4)
 }
 
 /// How one cell looks: a role plus extra attributes.
-public struct CellStyle: Sendable, Hashable {
+package struct CellStyle: Sendable, Hashable {
     /// The colour role.
-    public var role: Role
+    package var role: Role
     /// Extra attributes on top of the theme's.
-    public var attributes: TextAttributes
+    package var attributes: TextAttributes
 
     /// Creates a style.
-    public init(_ role: Role = .normal, _ attributes: TextAttributes = []) {
+    package init(_ role: Role = .normal, _ attributes: TextAttributes = []) {
         self.role = role
         self.attributes = attributes
     }
 
     /// Plain text.
-    public static let normal = CellStyle(.normal)
+    package static let normal = CellStyle(.normal)
 }

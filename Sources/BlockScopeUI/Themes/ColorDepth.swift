@@ -1,5 +1,5 @@
 /// How many colours the terminal can show; themes written in 24-bit degrade to it.
-public enum ColorDepth: Sendable, Equatable {
+package enum ColorDepth: Sendable, Equatable {
     /// No colours: attributes only.
     case monochrome
     /// The eight ANSI colours.
@@ -10,7 +10,7 @@ public enum ColorDepth: Sendable, Equatable {
     case direct
 
     /// The depth for a terminal reporting `colors` colours (curses' `COLORS`).
-    public init(colors: Int) {
+    package init(colors: Int) {
         if colors >= 0x1000000 { self = .direct }
         else if colors >= 256 { self = .ansi256 }
         else if colors >= 8 { self = .ansi8 }
@@ -23,7 +23,7 @@ public enum ColorDepth: Sendable, Equatable {
     ]
 
     /// The curses colour number for a theme colour at this depth; -1 is the terminal default.
-    public func index(_ color: ThemeColor) -> Int32 {
+    package func index(_ color: ThemeColor) -> Int32 {
         guard case let .rgb(r, g, b) = color else { return -1 }
         switch self {
         case .monochrome: return -1
@@ -66,7 +66,7 @@ public enum ColorDepth: Sendable, Equatable {
     /// Foreground and background numbers for a role, adjusted so text never disappears:
     /// when degrading maps the foreground onto the background (e.g. dark grey to black on a
     /// dark terminal), the foreground becomes the terminal default.
-    public func pair(_ style: RoleStyle, darkTerminal: Bool) -> (fg: Int32, bg: Int32) {
+    package func pair(_ style: RoleStyle, darkTerminal: Bool) -> (fg: Int32, bg: Int32) {
         var fg = index(style.foreground)
         let bg = index(style.background)
         if self == .ansi8 || self == .ansi256 {

@@ -1,7 +1,7 @@
 import Foundation
 
 /// A colour in a theme: the terminal's default, or a 24-bit RGB value.
-public enum ThemeColor: Sendable, Hashable {
+package enum ThemeColor: Sendable, Hashable {
     /// The terminal's own foreground or background.
     case terminalDefault
     /// A 24-bit colour.
@@ -17,7 +17,7 @@ public enum ThemeColor: Sendable, Hashable {
     ]
 
     /// Parses `default`, `#rrggbb` or a colour name; nil when malformed.
-    public init?(parsing text: String) {
+    package init?(parsing text: String) {
         let t = text.lowercased()
         if t == "default" || t == "none" { self = .terminalDefault; return }
         if t.hasPrefix("#"), t.count == 7, let v = UInt32(t.dropFirst(), radix: 16) {
@@ -28,7 +28,7 @@ public enum ThemeColor: Sendable, Hashable {
     }
 
     /// WCAG relative luminance (0 black ... 1 white); nil for the terminal default.
-    public var luminance: Double? {
+    package var luminance: Double? {
         guard case let .rgb(r, g, b) = self else { return nil }
         func lin(_ c: UInt8) -> Double {
             let s = Double(c) / 255
@@ -39,16 +39,16 @@ public enum ThemeColor: Sendable, Hashable {
 }
 
 /// The foreground, background and attributes a theme gives one ``Role``.
-public struct RoleStyle: Sendable, Hashable {
+package struct RoleStyle: Sendable, Hashable {
     /// Text colour.
-    public var foreground: ThemeColor
+    package var foreground: ThemeColor
     /// Cell background.
-    public var background: ThemeColor
+    package var background: ThemeColor
     /// Attributes (bold, reverse, underline).
-    public var attributes: TextAttributes
+    package var attributes: TextAttributes
 
     /// Creates a role style.
-    public init(foreground: ThemeColor = .terminalDefault, background: ThemeColor = .terminalDefault, attributes: TextAttributes = []) {
+    package init(foreground: ThemeColor = .terminalDefault, background: ThemeColor = .terminalDefault, attributes: TextAttributes = []) {
         self.foreground = foreground
         self.background = background
         self.attributes = attributes
@@ -70,21 +70,21 @@ public struct RoleStyle: Sendable, Hashable {
 /// not name use the monochrome fallback (terminal colours plus attributes).
 public struct Theme: Sendable {
     /// The theme's name.
-    public var name: String
+    package var name: String
     /// Whether the terminal background is assumed dark (for contrast checks against `default`).
-    public var darkTerminal: Bool
+    package var darkTerminal: Bool
     /// Styles per role.
-    public var styles: [Role: RoleStyle]
+    package var styles: [Role: RoleStyle]
 
     /// Creates a theme.
-    public init(name: String, darkTerminal: Bool = true, styles: [Role: RoleStyle] = [:]) {
+    package init(name: String, darkTerminal: Bool = true, styles: [Role: RoleStyle] = [:]) {
         self.name = name
         self.darkTerminal = darkTerminal
         self.styles = styles
     }
 
     /// The style of a role (the monochrome fallback when the theme does not set it).
-    public func style(_ role: Role) -> RoleStyle {
+    package func style(_ role: Role) -> RoleStyle {
         styles[role] ?? Theme.monochromeFallback(role)
     }
 
@@ -161,7 +161,7 @@ public struct Theme: Sendable {
 
     /// WCAG contrast ratio of a role's text against its background (the assumed terminal
     /// background when `default`); nil when both are the terminal's defaults.
-    public func contrast(_ role: Role) -> Double? {
+    package func contrast(_ role: Role) -> Double? {
         let st = style(role)
         let termBg = darkTerminal ? 0.0 : 1.0
         let termFg = darkTerminal ? 1.0 : 0.0

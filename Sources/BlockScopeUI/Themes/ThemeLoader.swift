@@ -6,12 +6,12 @@ import Foundation
 /// executable (a SwiftPM build directory or an install prefix's `share/blockscope/themes`).
 /// A name containing `/` or ending `.theme` is a path. The default theme is built in, so the
 /// TUI works without any theme files.
-public enum ThemeLoader {
+package enum ThemeLoader {
     /// The themes bundled in `themes/`.
-    public static let bundledNames = ["default", "light", "high-contrast", "okabe-ito", "monochrome"]
+    package static let bundledNames = ["default", "light", "high-contrast", "okabe-ito", "monochrome"]
 
     /// Folders searched for `NAME.theme`, in order.
-    public static func searchPaths() -> [String] {
+    package static func searchPaths() -> [String] {
         var dirs: [String] = []
         if let env = ProcessInfo.processInfo.environment["BLOCKSCOPE_THEMES"] { dirs.append(env) }
         dirs.append(FileManager.default.currentDirectoryPath + "/themes")
@@ -26,7 +26,7 @@ public enum ThemeLoader {
     }
 
     /// Loads a theme by name or path.
-    public static func load(_ name: String) throws(ThemeError) -> Theme {
+    package static func load(_ name: String) throws(ThemeError) -> Theme {
         if name.contains("/") || name.hasSuffix(".theme") {
             return try loadFile(name)
         }
@@ -40,7 +40,7 @@ public enum ThemeLoader {
     }
 
     /// Loads a theme file.
-    public static func loadFile(_ path: String) throws(ThemeError) -> Theme {
+    package static func loadFile(_ path: String) throws(ThemeError) -> Theme {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ThemeError(line: 0, message: "cannot read theme file \(path)")
         }
@@ -53,7 +53,7 @@ public enum ThemeLoader {
     }
 
     /// The built-in dark theme (the same as themes/default.theme).
-    public static let builtinDefault: Theme = (try? Theme.parse(builtinDefaultText, fallbackName: "default")) ?? Theme(name: "default")
+    package static let builtinDefault: Theme = (try? Theme.parse(builtinDefaultText, fallbackName: "default")) ?? Theme(name: "default")
 
     static let builtinDefaultText = """
     name = default

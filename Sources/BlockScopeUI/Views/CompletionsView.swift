@@ -8,22 +8,22 @@ import BlockCore
 /// read → reply sent) from the same counters; the direction percentiles and the histogram
 /// from the completion events seen; CQ drains as sparklines with their scale; after a job,
 /// fio's summary line. Laid out to be read whole at 80x24.
-public final class CompletionsView: TUIView {
+package final class CompletionsView: TUIView {
     /// "Completions".
-    public let title = "Completions"
+    package let title = "Completions"
     /// Footer keys.
-    public let keys: [(String, String)] = [("w", "window"), (":", "write 0 4M"), ("space", "pause")]
+    package let keys: [(String, String)] = [("w", "window"), (":", "write 0 4M"), ("space", "pause")]
     /// The window every figure is over.
-    public private(set) var window: StatsWindow = .lastSecond
+    package private(set) var window: StatsWindow = .lastSecond
 
     /// Creates the view.
-    public init() {}
+    package init() {}
 
     /// The direction rows: name and the directions they cover.
     static let rows: [(String, Set<Direction>)] = [("read", [.read]), ("write", [.write]), ("flush", [.sync]), ("all", [.read, .write, .sync])]
 
     /// Draws the window line, the direction table, the per-queue tables, the histogram and the sparklines.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
         let now = monotonicNanos()
         var y = area.y
@@ -171,7 +171,7 @@ public final class CompletionsView: TUIView {
     }
 
     /// `w` switches the window.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard e == .char("w") else { return false }
         window = window == .lastSecond ? .whole : .lastSecond
         app.sayInView("Completions over: \(window.rawValue)", .ok)

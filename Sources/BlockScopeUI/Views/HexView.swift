@@ -4,27 +4,27 @@ import BlockInspect
 
 /// Hex: guest offset → mapping → host offset → hex dump, with the structure under the
 /// cursor decoded (a header field, an L1/L2 entry, a refcount block, a BAT entry).
-public final class HexView: TUIView {
+package final class HexView: TUIView {
     /// "Hex".
-    public let title = "Hex"
+    package let title = "Hex"
     /// Footer keys.
-    public let keys: [(String, String)] = [("←→↑↓", "move"), ("PgUp/PgDn", "page"), ("m", "guest/host")]
+    package let keys: [(String, String)] = [("←→↑↓", "move"), ("PgUp/PgDn", "page"), ("m", "guest/host")]
     /// "find text".
-    public let searchHint: String? = "find text"
+    package let searchHint: String? = "find text"
     /// The cursor offset (guest or host, by ``hostMode``).
-    public private(set) var offset: UInt64 = 0
+    package private(set) var offset: UInt64 = 0
     /// Whether the dump shows host file bytes instead of guest bytes.
-    public private(set) var hostMode = false
+    package private(set) var hostMode = false
     private var top: UInt64 = 0
     /// The guest offset `m` jumped from, for `m` back.
     private var guestOrigin: UInt64?
     private var visibleRows = 16
 
     /// Creates the view.
-    public init() {}
+    package init() {}
 
     /// Opens the view at an offset.
-    public func show(_ off: UInt64, host: Bool) {
+    package func show(_ off: UInt64, host: Bool) {
         hostMode = host
         guestOrigin = nil
         offset = off
@@ -35,7 +35,7 @@ public final class HexView: TUIView {
     /// lines each) in a narrow terminal; the dump's offset column is as wide as the largest
     /// offset shown (at least 8 digits), and its gaps shrink so the ASCII column stays whole
     /// at 80 columns.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let insp = app.image.inspector
         let limit = hostMode ? (insp?.hostSize ?? 0) : app.image.guestSize
         if limit > 0 && offset >= limit { offset = limit - 1 }
@@ -96,7 +96,7 @@ public final class HexView: TUIView {
     }
 
     /// Cursor keys, pages, guest/host switch.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         let page = UInt64(visibleRows * 16)
         switch e {
         case .left, .char("h"): offset = offset > 0 ? offset - 1 : 0
@@ -129,7 +129,7 @@ public final class HexView: TUIView {
     }
 
     /// Guest or host offsets, as `m` last switched.
-    public var gotoSpace: AddressSpace? { hostMode ? .host : .guest }
+    package var gotoSpace: AddressSpace? { hostMode ? .host : .guest }
 
     /// The size of the space the dump shows (guest size, or host file size in host mode).
     private func limit(_ app: AppState) -> UInt64 {
@@ -137,7 +137,7 @@ public final class HexView: TUIView {
     }
 
     /// Moves the cursor to an offset in the current space, clamped to its last byte.
-    public func goto(_ off: UInt64, _ app: AppState) -> Notice {
+    package func goto(_ off: UInt64, _ app: AppState) -> Notice {
         let space = hostMode ? "host" : "guest"
         let end = limit(app)
         if end > 0 && off >= end {
@@ -158,7 +158,7 @@ public final class HexView: TUIView {
 
     /// Finds text (or `0x`-prefixed hex bytes) after the cursor (before it, backward),
     /// wrapping around the end of the space; reads at most 256 MiB.
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         var needle = Array(text.utf8)
         if text.hasPrefix("0x"), text.count > 2, text.count % 2 == 0 {
             let h = Array(text.dropFirst(2))

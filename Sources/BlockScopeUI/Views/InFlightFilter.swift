@@ -8,21 +8,21 @@ import BlockEngine
 /// - `qN`: queue N
 /// - `A-B`: guest range overlapping `[A, B)` (`0x100000-0x200000`, `1M-2M`); `A`: contains offset A
 /// - `>D`: waiting longer than D (`>1ms`, `>500us`, `>2s`)
-public struct InFlightFilter: Sendable, Equatable {
+package struct InFlightFilter: Sendable, Equatable {
     /// The text as typed.
-    public private(set) var text = ""
+    package private(set) var text = ""
     private var ops: Set<GuestOp>?
     private var queue: Int?
     private var range: (UInt64, UInt64)?
     private var olderThanNs: UInt64?
     /// Words that were not understood (the view says so).
-    public private(set) var unknown: [String] = []
+    package private(set) var unknown: [String] = []
 
     /// No filter: everything matches.
-    public init() {}
+    package init() {}
 
     /// Parses `text` (unknown words are listed in ``unknown`` and ignored).
-    public init(_ text: String) {
+    package init(_ text: String) {
         self.text = text
         for w in text.lowercased().split(separator: " ").map(String.init) {
             switch w {
@@ -53,10 +53,10 @@ public struct InFlightFilter: Sendable, Equatable {
     }
 
     /// Whether the filter has any condition.
-    public var isActive: Bool { ops != nil || queue != nil || range != nil || olderThanNs != nil }
+    package var isActive: Bool { ops != nil || queue != nil || range != nil || olderThanNs != nil }
 
     /// Whether request `r` passes (its age measured at `now`).
-    public func matches(_ r: OutstandingRequest, now: UInt64) -> Bool {
+    package func matches(_ r: OutstandingRequest, now: UInt64) -> Bool {
         if let ops, !ops.contains(r.op) { return false }
         if let queue, r.queue != queue { return false }
         if let (a, b) = range {
@@ -68,5 +68,5 @@ public struct InFlightFilter: Sendable, Equatable {
     }
 
     /// Two filters are equal when they were typed the same.
-    public static func == (a: InFlightFilter, b: InFlightFilter) -> Bool { a.text == b.text }
+    package static func == (a: InFlightFilter, b: InFlightFilter) -> Bool { a.text == b.text }
 }

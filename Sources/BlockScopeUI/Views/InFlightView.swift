@@ -5,21 +5,21 @@ import BlockCore
 /// (mapping, PendingIo sub-operations, SQEs); sortable htop-style with `o`; the slowest
 /// completed requests; and the explained event log (history only, and it says when it
 /// dropped events).
-public final class InFlightView: TUIView {
+package final class InFlightView: TUIView {
     /// "In-flight".
-    public let title = "In-flight"
+    package let title = "In-flight"
     /// Footer keys.
-    public let keys: [(String, String)] = [("space", "pause"), ("s", "step"), ("c", "finish req"), (">", "next req"), ("o", "sort"), ("/", "filter"), ("↑↓", "scroll log")]
+    package let keys: [(String, String)] = [("space", "pause"), ("s", "step"), ("c", "finish req"), (">", "next req"), ("o", "sort"), ("/", "filter"), ("↑↓", "scroll log")]
     /// `/` filters the request list as you type (see ``InFlightFilter``).
-    public let searchHint: String? = "filter: w r f q1 0x100000-0x200000 >1ms"
+    package let searchHint: String? = "filter: w r f q1 0x100000-0x200000 >1ms"
     /// The live filter (`/`); Esc in the prompt clears it.
-    public private(set) var filter = InFlightFilter()
+    package private(set) var filter = InFlightFilter()
 
     /// Sets the filter from the prompt's text (called on every key while `/` is open).
-    public func setFilter(_ text: String) { filter = InFlightFilter(text) }
+    package func setFilter(_ text: String) { filter = InFlightFilter(text) }
     private var logScroll = 0
     /// The order of the request list; `o` cycles through them.
-    public enum SortKey: String, CaseIterable, Sendable {
+    package enum SortKey: String, CaseIterable, Sendable {
         /// Oldest first: the longest latency so far first.
         case age
         /// Newest first.
@@ -32,10 +32,10 @@ public final class InFlightView: TUIView {
         case offset
     }
     /// The current order.
-    public private(set) var sort: SortKey = .age
+    package private(set) var sort: SortKey = .age
 
     /// Creates the view.
-    public init() {}
+    package init() {}
 
     /// The requests in the current order.
     func ordered(_ reqs: [OutstandingRequest]) -> [OutstandingRequest] {
@@ -51,7 +51,7 @@ public final class InFlightView: TUIView {
     /// The tree as (indent text, style) lines: every request the engine holds, in the
     /// current order, each on two lines (what it is and its age; its client, the client's
     /// tag and its mapping), with the sub-operations the events reported for it.
-    public func treeLines(_ app: AppState, now: UInt64 = monotonicNanos()) -> [(String, Role)] {
+    package func treeLines(_ app: AppState, now: UInt64 = monotonicNanos()) -> [(String, Role)] {
         var out: [(String, Role)] = []
         let shown = filter.isActive ? app.inFlightSnapshot.filter { filter.matches($0, now: now) } : app.inFlightSnapshot
         for o in ordered(shown) {
@@ -84,7 +84,7 @@ public final class InFlightView: TUIView {
     }
 
     /// Draws the summary, the tree, the slowest requests and the log.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         let live = app.live
         let mode = app.stepMode ? "STEP" : app.paused ? "PAUSED" : app.busy || !app.inFlightSnapshot.isEmpty || app.inFlightPeak > 0 ? "running" : "idle"
         let shownNote = filter.isActive ? "   filter '\(filter.text)': \(app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count) shown" + (filter.unknown.isEmpty ? "" : " (ignored: \(filter.unknown.joined(separator: " ")))") : ""
@@ -169,7 +169,7 @@ public final class InFlightView: TUIView {
     }
 
     /// Scrolls the log; `o` changes the order of the request list.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         switch e {
         case .up, .char("k"): logScroll += 1
         case .down, .char("j"): logScroll -= 1
@@ -189,7 +189,7 @@ public final class InFlightView: TUIView {
 
     /// `/` sets the live filter of the request list (the log is searched with `n`/`N`
     /// after a filter is set: they find the filter's text in the log).
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         if filter.text != text {
             setFilter(text)
             let n = app.inFlightSnapshot.filter { filter.matches($0, now: monotonicNanos()) }.count

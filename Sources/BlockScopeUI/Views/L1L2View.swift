@@ -4,23 +4,23 @@ import BlockInspect
 /// L1/L2: a two-level map's directory table (an L1 table, a grain directory); Enter opens the
 /// leaf table an entry points to, with each entry's host offset, state, flags and whatever
 /// else the format words per entry. Everything shown is the format's ``InspectTable``s.
-public final class L1L2View: TUIView {
+package final class L1L2View: TUIView {
     /// "L1/L2".
-    public let title = "L1/L2"
+    package let title = "L1/L2"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open table / hex"), ("Esc", "back")]
+    package let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open table / hex"), ("Esc", "back")]
     /// "find".
-    public let searchHint: String? = "find"
+    package let searchHint: String? = "find"
     /// Guest offsets (a path through the tables is a guest address).
-    public let gotoSpace: AddressSpace? = .guest
+    package let gotoSpace: AddressSpace? = .guest
     private var l1Cursor = ListCursor()
     private var l2Cursor = ListCursor()
     /// The open leaf table's directory index, if one is open.
-    public private(set) var openL1: Int?
+    package private(set) var openL1: Int?
     private var visible = 20
 
     /// A view with nothing selected.
-    public init() {}
+    package init() {}
 
     /// The directory rows.
     func l1Rows(_ q: any ImageInspector) -> [(String, Role)] {
@@ -55,7 +55,7 @@ public final class L1L2View: TUIView {
     }
 
     /// Draws the directory or the open leaf table.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         guard let q = app.image.inspector, let dir = q.table(.directory) else { s.centred(area, none(app)); return }
         visible = max(1, area.height - 2)
         if let i = openL1, let leaf = q.table(.leaf(i)) {
@@ -74,7 +74,7 @@ public final class L1L2View: TUIView {
     }
 
     /// Selection, Enter to open, Esc to go back.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard let q = app.image.inspector, let dir = q.table(.directory) else { return false }
         if let i = openL1 {
             if e == .escape || e == .backspace || e == .left { openL1 = nil; return true }
@@ -102,7 +102,7 @@ public final class L1L2View: TUIView {
     }
 
     /// Selects the directory and leaf entries that map a guest offset (clamped to the last unit).
-    public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
+    package func goto(_ offset: UInt64, _ app: AppState) -> Notice {
         guard let q = app.image.inspector, let dir = q.table(.directory) else { return Notice(none(app)[0], .error) }
         let size = q.guestSize
         let target = size > 0 ? min(offset, size - 1) : 0
@@ -133,7 +133,7 @@ public final class L1L2View: TUIView {
     }
 
     /// Selects a row a step changed (a directory row, or a leaf row, opening its table).
-    public func select(_ link: InspectLink, _ app: AppState) {
+    package func select(_ link: InspectLink, _ app: AppState) {
         guard let q = app.image.inspector, let dir = q.table(.directory) else { return }
         switch link.table.role {
         case .directory:
@@ -154,7 +154,7 @@ public final class L1L2View: TUIView {
 
     /// Finds the next (or previous) row containing `text` (e.g. `compressed`, `zero`,
     /// `0x50000`) in the open leaf table or the directory, wrapping around.
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         guard let q = app.image.inspector, let dir = q.table(.directory) else { return SearchOutcome(none(app)[0], found: false) }
         let t = text.lowercased()
         if let i = openL1, let leaf = q.table(.leaf(i)) {

@@ -6,18 +6,18 @@ import BlockInspect
 /// the session are tinted. On a coloured background (the cursor, "written now") a cell
 /// shows its kind as a letter (D data, C compressed, Z zero, B backing), so it stays
 /// legible in every theme and in monochrome.
-public final class MapView: TUIView {
+package final class MapView: TUIView {
     /// "Map".
-    public let title = "Map"
+    package let title = "Map"
     /// Footer keys.
-    public let keys: [(String, String)] = [("←→↑↓", "move"), ("+/-/0", "zoom"), ("t", "guest/host"), ("Enter", "hex")]
+    package let keys: [(String, String)] = [("←→↑↓", "move"), ("+/-/0", "zoom"), ("t", "guest/host"), ("Enter", "hex")]
     /// "find kind".
-    public let searchHint: String? = "find kind"
+    package let searchHint: String? = "find kind"
 
     /// Which grid the cursor is in.
-    public enum Grid: Sendable { case guest, host }
+    package enum Grid: Sendable { case guest, host }
     /// The grid with the cursor.
-    public private(set) var focus: Grid = .guest
+    package private(set) var focus: Grid = .guest
     /// Cursor cell index per grid.
     private var cursor: [Grid: Int] = [.guest: 0, .host: 0]
     /// log2 of bytes per cell per grid (nil: fit the whole range).
@@ -49,7 +49,7 @@ public final class MapView: TUIView {
     static let cursorStyle = CellStyle(.selected, [.bold, .underline])
 
     /// Creates the view.
-    public init() {}
+    package init() {}
 
     private func size(_ g: Grid, _ app: AppState) -> UInt64 {
         g == .guest ? app.image.guestSize : (app.image.inspector?.hostSize ?? 0)
@@ -82,7 +82,7 @@ public final class MapView: TUIView {
     }
 
     /// Draws the guest grid above the host grid, a legend and the cursor line.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         guard app.image.inspector != nil else {
             s.centred(area, ["No layout available for this image.", app.image.openError ?? ""]); return
         }
@@ -168,7 +168,7 @@ public final class MapView: TUIView {
     }
 
     /// "guest 0x10000+64 KiB: data at host 0x50000" for the cell under the cursor.
-    public func cursorDescription(_ app: AppState) -> String? {
+    package func cursorDescription(_ app: AppState) -> String? {
         guard let l = lastLayout[focus], let insp = app.image.inspector else { return nil }
         let idx = cursor[focus] ?? 0
         let start = UInt64(idx) * l.bytesPerCell
@@ -182,7 +182,7 @@ public final class MapView: TUIView {
     }
 
     /// Cursor movement, zoom, grid switch, clicks.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         let perRow = lastLayout[focus]?.perRow ?? 64
         var c = cursor[focus] ?? 0
         switch e {
@@ -227,10 +227,10 @@ public final class MapView: TUIView {
     }
 
     /// The grid with the cursor decides: guest offsets in the guest grid, host offsets in the host grid.
-    public var gotoSpace: AddressSpace? { focus == .guest ? .guest : .host }
+    package var gotoSpace: AddressSpace? { focus == .guest ? .guest : .host }
 
     /// Puts the cursor on the cell holding an offset of the focused grid, clamped to its last cell.
-    public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
+    package func goto(_ offset: UInt64, _ app: AppState) -> Notice {
         let total = size(focus, app)
         let space = focus == .guest ? "guest" : "host"
         guard total > 0 else { return Notice("the \(space) grid is empty", .warning) }
@@ -246,7 +246,7 @@ public final class MapView: TUIView {
 
     /// Finds the next (or previous) cell of a kind ("data", "compressed", "zero", "l2", ...)
     /// from the cursor, wrapping around the grid.
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         guard let l = lastLayout[focus], let insp = app.image.inspector else { return SearchOutcome("no map", found: false) }
         let t = text.lowercased()
         let total = size(focus, app)

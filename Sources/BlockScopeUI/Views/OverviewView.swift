@@ -5,13 +5,13 @@ import BlockCore
 /// Overview: format, sizes, header fields, feature bits, extensions, backing chain,
 /// snapshots, dirty/corrupt state and warnings, in one or two columns. Long keys get a
 /// line of their own and values wrap at word boundaries, so nothing is cut mid-word.
-public final class OverviewView: TUIView {
+package final class OverviewView: TUIView {
     /// "Overview".
-    public let title = "Overview"
+    package let title = "Overview"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "scroll")]
+    package let keys: [(String, String)] = [("↑↓", "scroll")]
     /// "find".
-    public let searchHint: String? = "find"
+    package let searchHint: String? = "find"
     private var scroll = 0
     /// The (section, row) the last search matched; drawn selected and scrolled into view.
     private var match: (section: Int, row: Int)?
@@ -20,10 +20,10 @@ public final class OverviewView: TUIView {
     private var cacheKey: (version: Int, time: UInt64) = (-1, 0)
 
     /// Creates the view.
-    public init() {}
+    package init() {}
 
     /// The sections shown: the image, qemu-img info's fields, then the inspector's.
-    public func sections(_ app: AppState) -> [InfoSection] {
+    package func sections(_ app: AppState) -> [InfoSection] {
         let img = app.image
         var main: [(String, String, Role)] = [
             ("file", img.path, .normal),
@@ -95,7 +95,7 @@ public final class OverviewView: TUIView {
     }
 
     /// Draws the sections in one column, or two from 150 columns; long keys and values wrap.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         // info() and the inspector's sections are not free: rebuild once a second or after a reload.
         let now = monotonicNanos()
         if cacheKey.version != app.layoutVersion || now - cacheKey.time > 1_000_000_000 {
@@ -159,7 +159,7 @@ public final class OverviewView: TUIView {
     }
 
     /// Scrolls.
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         switch e {
         case .up, .char("k"): scroll -= 1
         case .down, .char("j"): scroll += 1
@@ -175,7 +175,7 @@ public final class OverviewView: TUIView {
 
     /// Finds the next (or previous) row whose label or value contains `text`, wrapping
     /// around; the row is drawn selected and scrolled into view.
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         let t = text.lowercased()
         if lastSections.isEmpty { lastSections = sections(app) }
         let rows = lastSections.enumerated().flatMap { si, sec in sec.rows.indices.map { (si, $0) } }

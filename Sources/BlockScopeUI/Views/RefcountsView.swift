@@ -4,20 +4,20 @@ import BlockInspect
 /// Refcounts: the format's per-host-unit bookkeeping (``InspectHostUnits``: a refcount
 /// table and blocks): its table, a histogram of the references the walk found, the walk's
 /// verdict, and one row per host unit with leaks and over-references highlighted.
-public final class RefcountsView: TUIView {
+package final class RefcountsView: TUIView {
     /// "Refcounts".
-    public let title = "Refcounts"
+    package let title = "Refcounts"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select cluster"), ("Enter", "hex of cluster")]
+    package let keys: [(String, String)] = [("↑↓", "select cluster"), ("Enter", "hex of cluster")]
     /// "find" (`/leaked` finds the next leaked cluster).
-    public let searchHint: String? = "find (leaked)"
+    package let searchHint: String? = "find (leaked)"
     /// Host offsets: each row is a host unit.
-    public let gotoSpace: AddressSpace? = .host
+    package let gotoSpace: AddressSpace? = .host
     private var cursor = ListCursor()
     private var visible = 10
 
     /// A view with the first unit selected.
-    public init() {}
+    package init() {}
 
     /// The row of host unit `i`, as the format words it.
     func clusterRow(_ q: any ImageInspector, _ i: Int) -> (String, Role) {
@@ -31,7 +31,7 @@ public final class RefcountsView: TUIView {
     }
 
     /// Draws the table summary, histogram and per-unit list.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         guard let u = app.image.inspector?.hostUnits() else { s.centred(area, none(app)); return }
         var y = area.y
         s.heading(area.x, y, "── \(u.heading) ", width: area.width)
@@ -73,7 +73,7 @@ public final class RefcountsView: TUIView {
     }
 
     /// Selection and Enter (hex of the unit).
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard let u = app.image.inspector?.hostUnits() else { return false }
         if e == .enter {
             app.pendingHex = (UInt64(cursor.selected) * u.unit, true)
@@ -84,7 +84,7 @@ public final class RefcountsView: TUIView {
     }
 
     /// Selects the host unit holding a host offset (clamped to the last unit).
-    public func goto(_ offset: UInt64, _ app: AppState) -> Notice {
+    package func goto(_ offset: UInt64, _ app: AppState) -> Notice {
         guard let q = app.image.inspector, let u = q.hostUnits() else { return Notice(none(app)[0], .error) }
         let count = u.count
         guard count > 0 else { return Notice("no host clusters", .warning) }
@@ -101,7 +101,7 @@ public final class RefcountsView: TUIView {
     /// Finds the next (or previous) unit whose use matches `text`, wrapping around: what
     /// matches is the format's (with refcounts: "leak", "over", "mismatch" find counts that differ
     /// from the walk's; otherwise a kind name such as "l2" or "data").
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         guard let u = app.image.inspector?.hostUnits() else { return SearchOutcome(none(app)[0], found: false) }
         guard let match = u.matcher(text) else { return SearchOutcome(u.status ?? "the walk is not done", found: false) }
         guard let hit = scanWrapping(count: u.count, from: cursor.selected, direction, match) else {
@@ -114,25 +114,25 @@ public final class RefcountsView: TUIView {
 
 /// BAT: a block allocation table and the headers above it (the format's
 /// ``ImageInspector/allocationSections()`` and its ``InspectTableRole/allocation`` table).
-public final class BatView: TUIView {
+package final class BatView: TUIView {
     /// "BAT".
-    public let title = "BAT"
+    package let title = "BAT"
     /// Footer keys.
-    public let keys: [(String, String)] = [("↑↓", "select entry"), ("Enter", "hex of block")]
+    package let keys: [(String, String)] = [("↑↓", "select entry"), ("Enter", "hex of block")]
     /// "find state".
-    public let searchHint: String? = "find state"
+    package let searchHint: String? = "find state"
     private var cursor = ListCursor()
     private var visible = 10
 
     /// A view with the first entry selected.
-    public init() {}
+    package init() {}
 
     private func none(_ app: AppState) -> [String] {
         ["no block allocation table", "this \(app.image.format.rawValue) image has no block allocation table."]
     }
 
     /// Draws the sections and the entry list.
-    public func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
+    package func draw(_ s: inout ScreenModel, _ area: Rect, _ app: AppState) {
         guard let q = app.image.inspector, let t = q.table(.allocation) else { s.centred(area, none(app)); return }
         var y = area.y
         for sec in q.allocationSections() where y < area.maxY - 4 {
@@ -147,7 +147,7 @@ public final class BatView: TUIView {
     }
 
     /// Selection; Enter opens the selected block's guest bytes in Hex (Esc comes back).
-    public func handle(_ e: InputEvent, _ app: AppState) -> Bool {
+    package func handle(_ e: InputEvent, _ app: AppState) -> Bool {
         guard let t = app.image.inspector?.table(.allocation) else { return false }
         if e == .enter {
             if cursor.selected < t.count, let off = t.entry(cursor.selected).guestOffset {
@@ -162,14 +162,14 @@ public final class BatView: TUIView {
     }
 
     /// Selects entry `index` (the entry a step changed), scrolled into view.
-    public func select(entry index: Int, _ app: AppState) {
+    package func select(entry index: Int, _ app: AppState) {
         guard let t = app.image.inspector?.table(.allocation), index < t.count else { return }
         cursor.selected = index
         cursor.clamp(count: t.count, visible: visible)
     }
 
     /// Finds the next (or previous) entry whose row contains `text`, wrapping around.
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         guard let t = app.image.inspector?.table(.allocation) else { return SearchOutcome(none(app)[0], found: false) }
         let q = text.lowercased()
         guard let hit = scanWrapping(count: t.count, from: cursor.selected, direction, { t.entry($0).line(widths: t.widths).lowercased().contains(q) }) else {

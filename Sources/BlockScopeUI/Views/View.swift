@@ -4,7 +4,7 @@ import BlockCore
 ///
 /// Views keep their own cursor and scroll state and read everything else from the
 /// ``AppState`` they are handed, so tests can draw any view without a terminal.
-public protocol TUIView: AnyObject {
+package protocol TUIView: AnyObject {
     /// The tab label and the name `view NAME` accepts (lower-cased, `/` removed).
     var title: String { get }
     /// The keys that matter in this view, for the footer: (key, what it does). Search (`/`,
@@ -30,21 +30,21 @@ public protocol TUIView: AnyObject {
 
 extension TUIView {
     /// Views without offsets hand `goto` to Hex.
-    public var gotoSpace: AddressSpace? { nil }
+    package var gotoSpace: AddressSpace? { nil }
     /// Views without offsets ignore `goto`.
-    public func goto(_ offset: UInt64, _ app: AppState) -> Notice { Notice("\(title) has no offsets", .dim) }
+    package func goto(_ offset: UInt64, _ app: AppState) -> Notice { Notice("\(title) has no offsets", .dim) }
     /// Views without searchable content.
-    public var searchHint: String? { nil }
+    package var searchHint: String? { nil }
     /// Views without searchable content say so.
-    public func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
+    package func search(_ text: String, _ direction: SearchDirection, _ app: AppState) -> SearchOutcome {
         SearchOutcome("search is not available in \(title)", found: false)
     }
     /// Searches forward and returns the status message (the `/` prompt's behaviour).
-    public func search(_ text: String, _ app: AppState) -> String { search(text, .forward, app).message }
+    package func search(_ text: String, _ app: AppState) -> String { search(text, .forward, app).message }
 }
 
 /// Guest space (what the VM sees) or the host file (where the format stores it).
-public enum AddressSpace: String, Sendable {
+package enum AddressSpace: String, Sendable {
     /// Guest offsets.
     case guest
     /// Host-file offsets.
@@ -52,17 +52,17 @@ public enum AddressSpace: String, Sendable {
 }
 
 /// A status-line message with its role (ok, warning when clamped, error).
-public struct Notice: Sendable, Equatable {
+package struct Notice: Sendable, Equatable {
     /// The message.
-    public var text: String
+    package var text: String
     /// How the status line colours it.
-    public var role: Role
+    package var role: Role
     /// Creates a notice.
-    public init(_ text: String, _ role: Role = .ok) { self.text = text; self.role = role }
+    package init(_ text: String, _ role: Role = .ok) { self.text = text; self.role = role }
 }
 
 /// Which way `n` (forward) and `N` (backward) move through matches.
-public enum SearchDirection: Sendable {
+package enum SearchDirection: Sendable {
     /// Towards higher offsets, later rows.
     case forward
     /// Towards lower offsets, earlier rows.
@@ -71,15 +71,15 @@ public enum SearchDirection: Sendable {
 
 /// What a search did: the status message, whether it matched, and whether it passed the
 /// end (or the start, backwards) and continued from the other side.
-public struct SearchOutcome: Sendable, Equatable {
+package struct SearchOutcome: Sendable, Equatable {
     /// The status-line message (the matching row, or where the match is).
-    public var message: String
+    package var message: String
     /// Whether the cursor moved to a match.
-    public var found: Bool
+    package var found: Bool
     /// Whether the search wrapped around.
-    public var wrapped: Bool
+    package var wrapped: Bool
     /// Creates an outcome.
-    public init(_ message: String, found: Bool, wrapped: Bool = false) {
+    package init(_ message: String, found: Bool, wrapped: Bool = false) {
         self.message = message; self.found = found; self.wrapped = wrapped
     }
 }
@@ -100,17 +100,17 @@ func scanWrapping(count: Int, from: Int, _ direction: SearchDirection, _ match: 
 }
 
 /// A scrolling list position: the selected row and the first visible row.
-public struct ListCursor: Sendable {
+package struct ListCursor: Sendable {
     /// Selected row.
-    public var selected = 0
+    package var selected = 0
     /// First visible row.
-    public var top = 0
+    package var top = 0
 
     /// Creates a cursor at the top.
-    public init() {}
+    package init() {}
 
     /// Applies a navigation key for a list of `count` rows with `visible` rows shown.
-    public mutating func handle(_ e: InputEvent, count: Int, visible: Int) -> Bool {
+    package mutating func handle(_ e: InputEvent, count: Int, visible: Int) -> Bool {
         switch e {
         case .up, .char("k"): selected -= 1
         case .down, .char("j"): selected += 1
@@ -126,7 +126,7 @@ public struct ListCursor: Sendable {
     }
 
     /// Keeps the selection in range and visible.
-    public mutating func clamp(count: Int, visible: Int) {
+    package mutating func clamp(count: Int, visible: Int) {
         selected = max(0, min(selected, count - 1))
         if selected < top { top = selected }
         if visible > 0 && selected >= top + visible { top = selected - visible + 1 }
