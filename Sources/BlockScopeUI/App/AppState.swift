@@ -75,6 +75,8 @@ public final class AppState {
     public var requestedView: String?
     /// Set by views to open the Hex view at an offset (guest, or host when `host`).
     public var pendingHex: (offset: UInt64, host: Bool)?
+    /// Set by views to open In-flight filtered (``InFlightFilter``: `id=0x…` shows one request).
+    public var pendingInFlightFilter: String?
 
     /// Creates the state for an image.
     public init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {
