@@ -30,7 +30,7 @@ public final class VirtqueueView: TUIView {
         let g = r.ring, p = r.perSecond
         func rate(_ v: Double?) -> String { v.map { fixed($0, 0) } ?? "-" }
         let cells = [r.name.padded(11), String(g.size).leftPadded(5), String(g.availIndex).leftPadded(5), String(g.usedIndex).leftPadded(5),
-                     String(g.lastAvail).leftPadded(5), String(g.availIndex &- g.usedIndex).leftPadded(5), String(g.inFlight).leftPadded(4),
+                     String(g.lastAvail).leftPadded(5), String(g.availIndex &- g.usedIndex).leftPadded(5), String(g.lastAvail &- g.usedIndex).leftPadded(4),
                      String(g.kicks).leftPadded(8), rate(p?.kicks).leftPadded(4), String(g.calls).leftPadded(8), rate(p?.calls).leftPadded(4),
                      String(g.suppressed).leftPadded(8), rate(p?.suppressed).leftPadded(4),
                      (g.eventIdx ? String(g.pastAvailEvent) : "-").leftPadded(8)]
@@ -77,7 +77,7 @@ public final class VirtqueueView: TUIView {
         } else {
             s.put(area.x, y, Self.header, CellStyle(.dim), maxWidth: area.width); y += 1
             for r in rows where y < area.maxY { s.put(area.x, y, Self.row(r), CellStyle(.normal), maxWidth: area.width); y += 1 }
-            let legend = "last = next avail entry the device takes; ring = made available and not yet used (avail − used); held = taken, not yet used; "
+            let legend = "last = next avail entry the device takes; ring = made available and not yet used (avail − used); held = taken by the device, not yet in the used ring (last − used); "
                 + "no-call = calls the guest's used_event (EVENT_IDX) made unnecessary; no-kick = chains taken past the avail_event the device published (no kick needed)"
             for line in TextWrap.lines(legend, width: area.width).prefix(3) where y < area.maxY {
                 s.put(area.x, y, line, CellStyle(.dim), maxWidth: area.width); y += 1

@@ -13,7 +13,8 @@ import Glibc
 final class VhostUserVirtqueue {
     struct Slot {
         var busy = false
-        var generation: UInt32 = 0
+        // From 1: no request id is 0, which events read as "no request".
+        var generation: UInt32 = 1
         var pending = 0
         var status = VirtioBlk.Status.ok
         var usedLength: UInt32 = 1
