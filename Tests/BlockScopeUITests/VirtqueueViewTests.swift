@@ -77,6 +77,12 @@ final class ServedVhostApp: @unchecked Sendable {
         // The table: 1 made available, 0 used, the device's last_avail 1, 1 held, 1 kick.
         let row = vq.split(separator: "\n").first { $0.hasPrefix("vhost vq0 ") && !$0.contains("head") }.map { $0.split(separator: " ").map(String.init) }
         #expect(Array(row?.prefix(9) ?? []) == ["vhost", "vq0", "8", "1", "0", "1", "1", "1", "1"], "\(row ?? [])")
+        // At 80 columns the table splits in two: indexes, then notifications (the no-kick
+        // column is 0: the one chain was taken at the avail_event the device published).
+        let narrow = app.render(width: 80, height: 24).text.split(separator: "\n").map(String.init)
+        #expect(narrow.contains { $0.hasPrefix("queue ") && $0.hasSuffix("ring held") } && narrow.contains { $0.hasPrefix("queue ") && $0.hasSuffix("no-kick") }, "\(narrow.joined(separator: "\n"))")
+        let notes = narrow.last { $0.hasPrefix("vhost vq0 ") }.map { $0.split(separator: " ").map(String.init) } ?? []
+        #expect(notes.first == "vhost" && notes.count == 9 && notes[2] == "1" && notes[8] == "0", "\(notes)")
         // Enter: In-flight, filtered to this request.
         app.handle(.enter)
         #expect(app.currentView is InFlightView)

@@ -25,6 +25,10 @@ public final class VirtqueueView: TUIView {
     /// The table's column heads, aligned with ``row(_:)``.
     static let header = "queue        size avail  used  last  ring held    kicks   /s    calls   /s  no-call   /s  no-kick"
 
+    /// Where ``header`` splits when the screen is narrower than it: ring indexes, then
+    /// notifications, each table led by the queue's name.
+    static let split = 47
+
     /// One virtqueue's counters as a table row.
     static func row(_ r: QueueRates.VirtqueueRow) -> String {
         let g = r.ring, p = r.perSecond
@@ -35,6 +39,16 @@ public final class VirtqueueView: TUIView {
                      String(g.suppressed).leftPadded(8), rate(p?.suppressed).leftPadded(4),
                      (g.eventIdx ? String(g.pastAvailEvent) : "-").leftPadded(8)]
         return cells.joined(separator: " ")
+    }
+
+    /// The table as lines for `width` columns: one table when it fits, else the indexes and
+    /// the notifications as two tables (80 columns).
+    static func table(_ rows: [QueueRates.VirtqueueRow], width: Int) -> [String] {
+        let lines = rows.map(row)
+        if width >= header.count { return [header] + lines }
+        func left(_ l: String) -> String { String(l.prefix(split)) }
+        func right(_ l: String) -> String { String(l.prefix(12)) + String(l.dropFirst(split)) }
+        return [left(header)] + lines.map(left) + [right(header)] + lines.map(right)
     }
 
     /// The lines of the chain list: per held chain its request line, one line per
@@ -75,11 +89,15 @@ public final class VirtqueueView: TUIView {
                 s.put(area.x + 2, y, line, CellStyle(.dim), maxWidth: area.width - 2); y += 1
             }
         } else {
-            s.put(area.x, y, Self.header, CellStyle(.dim), maxWidth: area.width); y += 1
-            for r in rows where y < area.maxY { s.put(area.x, y, Self.row(r), CellStyle(.normal), maxWidth: area.width); y += 1 }
+            for l in Self.table(rows, width: area.width) where y < area.maxY {
+                s.put(area.x, y, l, CellStyle(l.hasPrefix("queue ") ? .dim : .normal), maxWidth: area.width); y += 1
+            }
             let legend = "last = next avail entry the device takes; ring = made available and not yet used (avail − used); held = taken by the device, not yet in the used ring (last − used); "
                 + "no-call = calls the guest's used_event (EVENT_IDX) made unnecessary; no-kick = chains taken past the avail_event the device published (no kick needed)"
-            for line in TextWrap.lines(legend, width: area.width).prefix(3) where y < area.maxY {
+            // A small screen keeps its rows for the chains: the short legend (the user guide has the long one).
+            let short = "ring = avail − used · held = last − used · no-call, no-kick: notifications EVENT_IDX saved"
+            let text = area.width < Self.header.count || area.height < 30 ? short : legend
+            for line in TextWrap.lines(text, width: area.width).prefix(3) where y < area.maxY {
                 s.put(area.x, y, line, CellStyle(.dim), maxWidth: area.width); y += 1
             }
         }
