@@ -103,3 +103,21 @@ extension VhostUserServeTests {
         try stop()
     }
 }
+
+extension DescriptorChainTests {
+    @Test func aRecordingWalkListsEachDescriptorAsTheDriverWroteItIndirectTableIncluded() throws {
+        desc(0, 0x800, 48, Virtq.descIndirect, 0)
+        desc(0, 0x400, 16, Virtq.descNext, 1, table: 0x800)
+        desc(1, 0x1f00, 0x200, Virtq.descNext | Virtq.descWrite, 2, table: 0x800)   // crosses a region end: one descriptor still
+        desc(2, 0x3ff, 1, Virtq.descWrite, 0, table: 0x800)
+        let c = try DescriptorChain.walk(memory: memory, table: UnsafeRawPointer(mem.baseAddress!), size: 8, head: 0, indirect: true, record: true).get()
+        #expect(c.segments == [
+            VirtqSegment(address: 0x800, length: 48, writable: false, isIndirectTable: true),
+            VirtqSegment(address: 0x400, length: 16, writable: false, inIndirectTable: true),
+            VirtqSegment(address: 0x1f00, length: 0x200, writable: true, inIndirectTable: true),
+            VirtqSegment(address: 0x3ff, length: 1, writable: true, inIndirectTable: true),
+        ])
+        #expect(c.writable.count == 3, "the walk's pieces split at the region end; the record keeps the driver's descriptors")
+        #expect(try walk().get().segments == nil, "an unwatched walk records nothing")
+    }
+}
