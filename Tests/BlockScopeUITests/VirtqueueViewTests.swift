@@ -96,10 +96,21 @@ final class ServedVhostApp: @unchecked Sendable {
         let at = order.map { w in steps.firstIndex { $0.contains(w) } }
         #expect(at.allSatisfy { $0 != nil } && at.map { $0 ?? 0 } == at.map { $0 ?? 0 }.sorted(), "\(steps.joined(separator: "\n"))")
         #expect(steps.filter { $0.contains("virtqueue stage") }.allSatisfy { $0.contains("next:") || $0.contains("stage 6/6") })
+        // Two more reads (heads 3 and 6): `>` from the first runs it and holds the next
+        // request where its chain is popped, not at its acceptance.
+        fe.header(at: 0x4020, type: 0, sector: 4104)
+        fe.submit([(0x4020, 16, false), (0x11000, 4096, true), (0x4101, 1, true)])
+        fe.header(at: 0x4040, type: 0, sector: 4112)
+        fe.submit([(0x4040, 16, false), (0x12000, 4096, true), (0x4102, 1, true)])
+        pumpUntil(app) { app.state.heldEvent?.contains("head 3's chain of 3 descriptors popped") == true }
+        app.handle(.char(">"))
+        pumpUntil(app) { app.state.heldEvent?.contains("req 0x100000006: virtqueue stage 1/6: head 6's chain") == true }
         app.handle(.char(" "))
-        #expect(fe.waitUsed(1))
-        #expect(UnsafeRawBufferPointer(start: fe.mem + 0x10000, count: 4096).allSatisfy { $0 == 0x55 })
-        #expect((fe.mem + 0x4100).load(as: UInt8.self) == 0 && fe.used(0).len == 4097)
+        #expect(fe.waitUsed(3))
+        for (i, at) in [0x10000, 0x11000, 0x12000].enumerated() {
+            #expect(UnsafeRawBufferPointer(start: fe.mem + at, count: 4096).allSatisfy { $0 == 0x55 })
+            #expect((fe.mem + 0x4100 + i).load(as: UInt8.self) == 0 && fe.used(i).len == 4097)
+        }
         pumpUntil(app) { app.state.inFlightSnapshot.isEmpty }
         served.stop()
         app.shutdown()
