@@ -241,7 +241,7 @@ public final class TUIApp {
             if let i = viewIndex(named: v) { open(i) }
             if let h = state.pendingHex, let hv = currentView as? HexView { hv.show(h.offset, host: h.host) }
             state.pendingHex = nil
-            if let f = state.pendingInFlightFilter, let iv = currentView as? InFlightView { iv.setFilter(f); state.sayInView("In-flight filtered to \(f) (/ changes it, Esc goes back)", .ok) }
+            if let f = state.pendingInFlightFilter, let iv = currentView as? InFlightView { iv.setFilter(f); state.sayInView("In-flight filtered to \(f) (/ changes it)", .ok) }
             state.pendingInFlightFilter = nil
         }
     }
