@@ -34,6 +34,7 @@ struct Tui: ParsableCommand {
         o.engine = engine
         o.statsPath = statsFile
         o.direct = direct
+        o.virtqueueView = serve?.hasPrefix("vhost-user:") ?? false
         guard isatty(1) != 0 else {
             printError("blockscope: the TUI needs a terminal; for text output use `blockscope info \(image)`")
             throw ExitCode(1)

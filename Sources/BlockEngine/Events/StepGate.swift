@@ -19,7 +19,8 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     /// How far ``run(to:)`` lets events through without key presses.
     public enum Goal: Sendable, Equatable {
         /// Up to the acceptance of a guest request other than request `request` of queue
-        /// `queue` (held there), skipping the rest of that request and anything between.
+        /// `queue` (held there; a virtqueue's request is held where its chain is popped from
+        /// the avail ring), skipping the rest of that request and anything between.
         case nextRequest(after: Int32, request: UInt64)
         /// Until request `request` of queue `queue` has completed; the next event is held.
         case completion(queue: Int32, request: UInt64)
@@ -151,7 +152,11 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
         guard let g = goal else { return false }
         switch g {
         case let .nextRequest(q, r):
-            if case .guestRequest = e.payload, e.queue != q || e.request != r {
+            // A request starts at its acceptance, or (a virtqueue's) when its chain is popped.
+            var starts = false
+            if case .guestRequest = e.payload { starts = true }
+            if case .virtqueue(stage: .popped, _, _) = e.payload { starts = true }
+            if starts, e.queue != q || e.request != r {
                 reached = g; goal = nil
                 return false
             }

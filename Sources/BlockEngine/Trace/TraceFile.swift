@@ -108,6 +108,8 @@ public enum TraceFile {
         case let .copyOnWrite(guestOffset, length, source, from, into):
             kv += [("kind", .string("copyOnWrite")), ("off", .size(guestOffset)), ("len", .size(length)), ("source", .string("\(source)")),
                    ("from", .size(from)), ("host", .size(into))]
+        case let .virtqueue(stage, head, value):
+            kv += [("kind", .string("virtqueue")), ("stage", .string("\(stage)")), ("head", .int(Int64(head))), ("value", .size(UInt64(value)))]
         }
         return JSONValue.object(kv).render(pretty: false)
     }

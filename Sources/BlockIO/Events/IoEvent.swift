@@ -124,6 +124,9 @@ public enum IoEventPayload: Sendable, Equatable {
     /// `from`; `.shared`/`.allocated`: the old host cluster at `from`; `.compressed`: the
     /// compressed cluster at host `from`, decompressed; `.zero`: zeroes).
     case copyOnWrite(guestOffset: UInt64, length: UInt64, source: RegionKind, from: UInt64, into: UInt64)
+    /// A virtqueue request (vhost-user) reached `stage` outside the engine: head descriptor
+    /// `head`, with the stage's `value` (``VirtqStage``).
+    case virtqueue(stage: VirtqStage, head: UInt16, value: UInt32)
 }
 
 /// An event with its time and origin.

@@ -41,6 +41,15 @@ public final class FrontEndQueue: Sendable {
         public var suppressed: UInt64
         /// Descriptor chains taken (requests).
         public var chains: UInt64
+        /// The next avail entry the device will take (its last_avail_idx).
+        public var lastAvail: UInt16 = 0
+        /// Whether VIRTIO_RING_F_EVENT_IDX was negotiated.
+        public var eventIdx = false
+        /// Chains taken at an avail index past the avail_event the device had published:
+        /// by EVENT_IDX's rule the driver needed no kick for them.
+        public var pastAvailEvent: UInt64 = 0
+        /// The chains of the requests in flight, by head (only while watched).
+        public var held: [VirtqChain] = []
 
         /// A ring state from its parts.
         public init(size: Int, availIndex: UInt16, usedIndex: UInt16, inFlight: Int, kicks: UInt64, calls: UInt64, suppressed: UInt64, chains: UInt64) {

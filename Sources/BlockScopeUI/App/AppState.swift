@@ -75,6 +75,8 @@ package final class AppState {
     package var requestedView: String?
     /// Set by views to open the Hex view at an offset (guest, or host when `host`).
     package var pendingHex: (offset: UInt64, host: Bool)?
+    /// Set by views to open In-flight filtered (``InFlightFilter``: `id=0x…` shows one request).
+    package var pendingInFlightFilter: String?
 
     /// Creates the state for an image.
     package init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {

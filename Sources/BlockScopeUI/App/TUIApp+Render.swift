@@ -109,7 +109,7 @@ extension TUIApp {
             if lastSearch != nil { global.append(("n/N", "next/prev")) }
         }
         global.append(("g", currentView.gotoSpace.map { "goto \($0.rawValue)" } ?? "goto (hex)"))
-        global += [("1-8/Tab", "views"), (":", "cmd")]
+        global += [("1-\(min(9, views.count))/Tab", "views"), (":", "cmd")]
         var items = currentView.keys + global
         if help != nil { items = [("↑↓ PgUp PgDn Home End", "scroll the help")] }
         if pauseText != nil { items = [("q", "quit")] }

@@ -21,6 +21,8 @@ package struct TUIOptions: Sendable {
     package var direct = false
     /// Where to write frame and job statistics on exit (JSON; for the UI-cost benchmark).
     package var statsPath: String?
+    /// Adds the Virtqueue tab (`tui --serve vhost-user:` sets it: a vhost-user-blk server is attached).
+    package var virtqueueView = false
     /// Whether colour is off (`NO_COLOR` set and not empty, as no-color.org says): the
     /// monochrome theme is used whatever `themeName` says, and the title says why.
     package var noColor = ProcessInfo.processInfo.environment["NO_COLOR"].map { !$0.isEmpty } ?? false
@@ -116,6 +118,7 @@ package final class TUIApp {
         state = AppState(image: image, themeName: theme.name)
         state.noColor = options.noColor
         views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView()]
+            + (options.virtqueueView ? [VirtqueueView()] : [])
         state.currentViewTitle = views[0].title
         if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate, inFlight: state.engineInFlight) }
         if let sp = options.scriptPath {
@@ -190,7 +193,7 @@ package final class TUIApp {
             let op = state.live.op(of: e.request)
             state.live.apply(e)
             if stepping {
-                state.noteStep(Explain.line(e, context, op: op ?? state.live.op(of: e.request)))
+                state.noteStep(stepWords(e, context, op: op ?? state.live.op(of: e.request)))
                 if case let .tableUpdate(table, index, _, _) = e.payload {
                     state.steppedEntry = (table, index, state.live.inFlight[e.request]?.offset ?? 0)
                 }
@@ -204,7 +207,7 @@ package final class TUIApp {
         state.live.retainInFlight(Set(state.inFlightSnapshot.map(\.userData)))
         state.live.tick()
         if state.stepMode {
-            state.heldEvent = gate.heldEvent.map { Explain.line($0, context, op: state.live.op(of: $0.request)) }
+            state.heldEvent = gate.heldEvent.map { stepWords($0, context, op: state.live.op(of: $0.request)) }
             if let g = gate.takeReachedGoal() { state.say(goalText(g), .ok) }
         }
         for line in worker?.takeOutput() ?? [] {
@@ -238,6 +241,8 @@ package final class TUIApp {
             if let i = viewIndex(named: v) { open(i) }
             if let h = state.pendingHex, let hv = currentView as? HexView { hv.show(h.offset, host: h.host) }
             state.pendingHex = nil
+            if let f = state.pendingInFlightFilter, let iv = currentView as? InFlightView { iv.setFilter(f); state.sayInView("In-flight filtered to \(f) (/ changes it)", .ok) }
+            state.pendingInFlightFilter = nil
         }
     }
 

@@ -69,6 +69,8 @@ package enum Explain {
             }
             let res = result >= 0 ? "ok" : "FAILED with \(errnoWords(-result))"
             return "\(req(userData)): guest \(op) completed \(res) \(took)"
+                case let .virtqueue(stage, head, value):
+            return r + VirtqWords.stage(stage, head: head, value: value)
         }
     }
 

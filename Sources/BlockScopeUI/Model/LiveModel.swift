@@ -123,7 +123,7 @@ package final class LiveModel {
             writtenHost.insert(hostOffset, length: length)
             metadataVersion += 1
             if inFlight[e.request]?.newHost == nil { inFlight[e.request]?.newHost = hostOffset }
-        case .regionBefore, .copyOnWrite:
+        case .regionBefore, .copyOnWrite, .virtqueue:
             break
         case .tableUpdate:
             metadataVersion += 1

@@ -72,8 +72,8 @@ package final class QueueRates {
         package var open: Bool
         /// The ring state.
         package var ring: FrontEndQueue.Ring
-        /// Kicks, calls and suppressed calls per second.
-        package var perSecond: (kicks: Double, calls: Double, suppressed: Double)?
+        /// Kicks, calls, suppressed calls and chains taken past avail_event per second.
+        package var perSecond: (kicks: Double, calls: Double, suppressed: Double, pastAvailEvent: Double)?
     }
 
     /// The virtqueues among the queues (vhost-user front ends), in the registry's order.
@@ -82,9 +82,10 @@ package final class QueueRates {
         let secs = Double(last.time &- first.time) / 1e9
         return queues.compactMap { q in
             guard let r = q.ring else { return nil }
-            var rate: (Double, Double, Double)? = nil
+            var rate: (Double, Double, Double, Double)? = nil
             if secs > 0.05, let b = first.rings[q.serial] {
-                rate = (Double(r.kicks &- b.kicks) / secs, Double(r.calls &- b.calls) / secs, Double(r.suppressed &- b.suppressed) / secs)
+                rate = (Double(r.kicks &- b.kicks) / secs, Double(r.calls &- b.calls) / secs, Double(r.suppressed &- b.suppressed) / secs,
+                        Double(r.pastAvailEvent &- b.pastAvailEvent) / secs)
             }
             return VirtqueueRow(name: q.name, open: q.open, ring: r, perSecond: rate)
         }

@@ -8,6 +8,8 @@ import BlockEngine
 /// - `qN`: queue N
 /// - `A-B`: guest range overlapping `[A, B)` (`0x100000-0x200000`, `1M-2M`); `A`: contains offset A
 /// - `>D`: waiting longer than D (`>1ms`, `>500us`, `>2s`)
+/// - `id=ID`: the request with that id (`id=0x100000003`, as `req 0x100000003` reads; the
+///   Virtqueue view's Enter sets it)
 package struct InFlightFilter: Sendable, Equatable {
     /// The text as typed.
     package private(set) var text = ""
@@ -15,6 +17,7 @@ package struct InFlightFilter: Sendable, Equatable {
     private var queue: Int?
     private var range: (UInt64, UInt64)?
     private var olderThanNs: UInt64?
+    private var id: UInt64?
     /// Words that were not understood (the view says so).
     package private(set) var unknown: [String] = []
 
@@ -33,6 +36,7 @@ package struct InFlightFilter: Sendable, Equatable {
             case "discard", "trim": ops = (ops ?? []).union([.discard])
             default:
                 if w.hasPrefix("q"), let n = Int(w.dropFirst()) { queue = n; continue }
+                if w.hasPrefix("id="), let v = w.hasPrefix("id=0x") ? UInt64(w.dropFirst(5), radix: 16) : UInt64(w.dropFirst(3)) { id = v; continue }
                 if w.hasPrefix(">"), let ns = InFlightFilter.duration(String(w.dropFirst())) { olderThanNs = ns; continue }
                 let parts = w.split(separator: "-", maxSplits: 1).map(String.init)
                 if parts.count == 2, let a = CommandScript.parseSize(parts[0]), let b = CommandScript.parseSize(parts[1]), b > a {
@@ -53,12 +57,13 @@ package struct InFlightFilter: Sendable, Equatable {
     }
 
     /// Whether the filter has any condition.
-    package var isActive: Bool { ops != nil || queue != nil || range != nil || olderThanNs != nil }
+    package var isActive: Bool { ops != nil || queue != nil || range != nil || olderThanNs != nil || id != nil }
 
     /// Whether request `r` passes (its age measured at `now`).
     package func matches(_ r: OutstandingRequest, now: UInt64) -> Bool {
         if let ops, !ops.contains(r.op) { return false }
         if let queue, r.queue != queue { return false }
+        if let id, r.userData != id { return false }
         if let (a, b) = range {
             if r.op == .fsync { return false }
             if !(r.offset < b && a < r.offset + max(r.length, 1)) { return false }

@@ -63,18 +63,26 @@ package final class InFlightView: TUIView {
             let tag = o.clientTag.map { " \(app.queueRates.tagName(queue: o.queue) ?? "tag") \(hex($0))" } ?? ""
             out.append(("  \(o.client ?? "queue \(o.queue)")\(tag) · q\(o.queue)\(r?.mapping.map { "  → \($0)" } ?? "")", .dim))
             guard let r else { continue }
-            for (pi, p) in r.pending.enumerated() {
-                let last = pi == r.pending.count - 1
-                let state = p.result.map { $0 == 0 ? "done" : "failed \($0)" } ?? "waiting"
-                out.append(("  \(last ? "└─" : "├─") \(Explain.req(o.userData)).\(pi + 1): PendingIo of \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
-                if pi == 0 { out += sqeLines(r.sqes, prefix: last ? "     " : "  │  ", now: now) }
-            }
-            if r.pending.isEmpty { out += sqeLines(r.sqes, prefix: "  ", now: now) }
+            out += Self.engineLines(r, now: now)
         }
         return out
     }
 
-    private func sqeLines(_ sqes: [SqeState], prefix: String, now: UInt64) -> [(String, Role)] {
+    /// A request's PendingIo trackers and SQEs as the events reported them, as tree lines
+    /// under the request (the Virtqueue view shows a chain's the same way).
+    static func engineLines(_ r: GuestRequestState, indent: String = "  ", now: UInt64) -> [(String, Role)] {
+        var out: [(String, Role)] = []
+        for (pi, p) in r.pending.enumerated() {
+            let last = pi == r.pending.count - 1
+            let state = p.result.map { $0 == 0 ? "done" : "failed \($0)" } ?? "waiting"
+            out.append(("\(indent)\(last ? "└─" : "├─") \(Explain.req(r.request)).\(pi + 1): PendingIo of \(p.subOps) sub-op\(p.subOps == 1 ? "" : "s"), \(state)", p.result == nil ? .warning : .ok))
+            if pi == 0 { out += sqeLines(r.sqes, prefix: indent + (last ? "   " : "│  "), now: now) }
+        }
+        if r.pending.isEmpty { out += sqeLines(r.sqes, prefix: indent, now: now) }
+        return out
+    }
+
+    private static func sqeLines(_ sqes: [SqeState], prefix: String, now: UInt64) -> [(String, Role)] {
         sqes.enumerated().map { i, q in
             let branch = i == sqes.count - 1 ? "└─" : "├─"
             let state = q.result.map { $0 >= 0 ? "CQE \($0)" : "CQE error \($0)" } ?? "in kernel, age \(formatDuration(now > q.submitted ? now - q.submitted : 0))"

@@ -1,3 +1,5 @@
+import BlockIO
+
 /// One request's buffers as a driver chained them in a split virtqueue: the device-readable
 /// pieces, then the device-writable ones, each translated into this process's mapping of
 /// guest memory (a descriptor that crosses regions gives one piece per region).
@@ -12,6 +14,9 @@ package struct DescriptorChain {
     package var readableBytes: UInt64 = 0
     /// Total device-writable bytes.
     package var writableBytes: UInt64 = 0
+    /// Every descriptor as the driver wrote it (guest-physical), when the walk was asked to
+    /// record them (a watched virtqueue: the Virtqueue view); nil otherwise.
+    package var segments: [VirtqSegment]? = nil
 
     /// Creates an empty chain.
     package init() {}
@@ -28,10 +33,12 @@ package struct DescriptorChain {
     /// one level of INDIRECT table. Every address is checked against `memory`; a loop, a
     /// chain longer than the table, an index past the table, a nested or empty indirect
     /// table, a readable buffer after a writable one, or more than ``maxPieces`` pieces is an
-    /// error sentence, and nothing in guest memory is changed.
+    /// error sentence, and nothing in guest memory is changed. With `record`, the chain's
+    /// ``segments`` list each descriptor read.
     package static func walk(memory: GuestMemory, table: UnsafeRawPointer, size: Int, head: UInt16,
-                            indirect: Bool) -> Result<DescriptorChain, VirtqChainError> {
+                            indirect: Bool, record: Bool = false) -> Result<DescriptorChain, VirtqChainError> {
         var chain = DescriptorChain()
+        if record { chain.segments = [] }
         var index = Int(head)
         guard index < size else { return .failure(.init("head \(head) is past the table of \(size) descriptors")) }
         var tableBase = table
@@ -44,6 +51,10 @@ package struct DescriptorChain {
             if budget < 0 { return .failure(.init("the chain from head \(head) loops or is longer than its table of \(tableSize) descriptors")) }
             let d = UnsafeRawBufferPointer(start: tableBase + index * Virtq.descriptorSize, count: Virtq.descriptorSize)
             let addr = LE.u64(d, 0), len = LE.u32(d, 8), flags = LE.u16(d, 12), next = LE.u16(d, 14)
+            if record {
+                chain.segments!.append(VirtqSegment(address: addr, length: len, writable: flags & Virtq.descWrite != 0,
+                                                    inIndirectTable: inIndirect, isIndirectTable: flags & Virtq.descIndirect != 0))
+            }
             if flags & Virtq.descIndirect != 0 {
                 if !indirect { return .failure(.init("descriptor \(index) of head \(head) is INDIRECT, which was not negotiated")) }
                 if inIndirect { return .failure(.init("an indirect table of head \(head) holds another INDIRECT descriptor")) }

@@ -84,7 +84,8 @@ final class VhostUserConnection {
                 var v: UInt64 = 0
                 _ = Glibc.read(fds[i + 2].fd, &v, 8)
                 if o.kick {
-                    queues[o.queue].kicks += 1
+                    // An eventfd counts the kicks written since the last read.
+                    queues[o.queue].kicks &+= max(v, 1)
                     if closing == nil, let m = memory, let e = queues[o.queue].process(memory: m, indirect: indirect, log: log) { fail(e) }
                 }
             }

@@ -19,11 +19,12 @@ extension VhostUserVirtqueue {
                 guard h < size else { return "queue \(index): the driver made head \(head) available in a ring of \(size)" }
                 if slots[h].busy { return "queue \(index): the driver made head \(head) available again while it is in flight" }
                 requests += 1
-                switch DescriptorChain.walk(memory: memory, table: ring!.desc, size: size, head: head, indirect: indirect) {
+                switch DescriptorChain.walk(memory: memory, table: ring!.desc, size: size, head: head, indirect: indirect, record: frontEnd != nil) {
                 case let .failure(e):
                     // No status byte can be trusted in a chain that could not be walked.
                     return "queue \(index): \(e.description)"
                 case let .success(chain):
+                    if frontEnd != nil { popped(h, chain) }
                     if let e = begin(h, chain, log: log) { return e }
                 }
             }
@@ -63,9 +64,11 @@ extension VhostUserVirtqueue {
             return "queue \(index) head \(h): \(why)"
         case let .reject(status, st, why):
             slots[h].statusByte = status
+            if export.eventSink != nil { stage(.decoded, h, .max) }
             bad(h, st, why, log: log)
         case let .request(r):
             slots[h].statusByte = r.status
+            if export.eventSink != nil { stage(.decoded, h, r.type) }
             run(h, r, log: log)
         }
         if slots[h].pending == 0 { finish(h) }

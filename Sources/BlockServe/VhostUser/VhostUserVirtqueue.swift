@@ -13,12 +13,15 @@ import Glibc
 final class VhostUserVirtqueue {
     struct Slot {
         var busy = false
-        var generation: UInt32 = 0
+        // From 1: no request id is 0, which events read as "no request".
+        var generation: UInt32 = 1
         var pending = 0
         var status = VirtioBlk.Status.ok
         var usedLength: UInt32 = 1
         var statusByte: UnsafeMutableRawPointer? = nil
         var receivedNs: UInt64 = 0
+        /// The chain's descriptors while the request is held (watched queues only).
+        var segments: [VirtqSegment]? = nil
     }
 
     let index: Int
@@ -47,6 +50,8 @@ final class VhostUserVirtqueue {
     var lastCalls: UInt64 = 0
     /// Calls suppressed by the driver over this connection (kept when the ring stops).
     var lastSuppressed: UInt64 = 0
+    /// Chains taken past the published avail_event over this connection (kept when the ring stops).
+    var lastPastAvailEvent: UInt64 = 0
 
     init(index: Int, export: VhostUserBlkExport) {
         self.index = index
@@ -110,6 +115,7 @@ final class VhostUserVirtqueue {
         let last = ring?.lastAvail ?? base
         lastCalls += ring?.calls ?? 0
         lastSuppressed += ring?.suppressed ?? 0
+        lastPastAvailEvent += ring?.pastAvailEvent ?? 0
         base = last
         ring = nil
         queue?.close()
@@ -159,14 +165,18 @@ final class VhostUserVirtqueue {
         guard !done.isEmpty, ring != nil else { return }
         for h in done { ring!.addUsed(head: h, length: slots[Int(h)].usedLength) }
         ring!.publish()
-        if ring!.needsCall(), callFD >= 0 {
+        if export.eventSink != nil { for h in done { stage(.usedWritten, Int(h), slots[Int(h)].usedLength) } }
+        let call = ring!.needsCall()
+        if call, callFD >= 0 {
             var one: UInt64 = 1
             _ = Glibc.write(callFD, &one, 8)
         }
+        if export.eventSink != nil, let last = done.last { stage(call ? .called : .callSuppressed, Int(last), UInt32(ring!.usedIdx)) }
         let now = monotonicNanos()
         frontEnd?.replied(done.lazy.map { (userData: self.tag(Int($0)), receivedNs: self.slots[Int($0)].receivedNs) }, sentNs: now)
         for h in done {
             slots[Int(h)].busy = false
+            slots[Int(h)].segments = nil
             slots[Int(h)].generation &+= 1
             inFlight -= 1
         }
@@ -177,8 +187,13 @@ final class VhostUserVirtqueue {
     /// Tells the views how the ring stands (only under the TUI: with a front-end record).
     func publishRing() {
         guard let fe = frontEnd, let r = ring else { return }
-        fe.publish(FrontEndQueue.Ring(size: r.size, availIndex: r.availIndex(), usedIndex: r.usedIdx, inFlight: inFlight,
-                                      kicks: kicks, calls: lastCalls + r.calls, suppressed: lastSuppressed + r.suppressed, chains: requests))
+        var g = FrontEndQueue.Ring(size: r.size, availIndex: r.availIndex(), usedIndex: r.usedIdx, inFlight: inFlight,
+                                   kicks: kicks, calls: lastCalls + r.calls, suppressed: lastSuppressed + r.suppressed, chains: requests)
+        g.lastAvail = r.lastAvail
+        g.eventIdx = r.eventIdx
+        g.pastAvailEvent = lastPastAvailEvent + r.pastAvailEvent
+        g.held = heldChains()
+        fe.publish(g)
     }
 
     func tag(_ h: Int) -> UInt64 { UInt64(slots[h].generation) << 32 | UInt64(h) }

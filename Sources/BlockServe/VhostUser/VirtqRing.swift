@@ -23,6 +23,9 @@ struct VirtqRing {
     /// Calls made and calls the driver's used_event (or NO_INTERRUPT) made unnecessary.
     var calls: UInt64 = 0
     var suppressed: UInt64 = 0
+    /// With EVENT_IDX, entries taken at an index other than the avail_event this device
+    /// published: the driver's kick rule asked no kick for them.
+    var pastAvailEvent: UInt64 = 0
 
     /// Bytes each part needs for `size` entries (with EVENT_IDX's trailing fields).
     static func bytes(size: Int) -> (desc: Int, avail: Int, used: Int) {
@@ -59,6 +62,7 @@ struct VirtqRing {
         if n == 0 { return nil }
         if Int(n) > size { overrun = true; return nil }
         let slot = Int(lastAvail) % size
+        if eventIdx && UInt16(littleEndian: used.loadUnaligned(fromByteOffset: 4 + 8 * size, as: UInt16.self)) != lastAvail { pastAvailEvent += 1 }
         let head = UInt16(littleEndian: avail.loadUnaligned(fromByteOffset: 4 + 2 * slot, as: UInt16.self))
         lastAvail &+= 1
         return head

@@ -1,0 +1,1 @@
+../BlockServeTests/VhostUserFrontEnd.swift
