@@ -75,6 +75,11 @@ public final class AppState {
     public var requestedView: String?
     /// Set by views to open the Hex view at an offset (guest, or host when `host`).
     public var pendingHex: (offset: UInt64, host: Bool)?
+    /// Set by views beside ``requestedView`` to move the view that comes up to an offset
+    /// (its ``TUIView/goto(_:_:)``; the Map turns to the grid of `space` first).
+    public var pendingGoto: (offset: UInt64, space: AddressSpace)?
+    /// The image's explanation (Diagnosis view, the Map's finding marks), run on demand.
+    public private(set) lazy var diagnosis = Diagnosis(path: image.path)
 
     /// Creates the state for an image.
     public init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {

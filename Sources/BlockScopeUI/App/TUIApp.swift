@@ -115,7 +115,7 @@ public final class TUIApp {
         let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, direct: options.direct, sink: gate)
         state = AppState(image: image, themeName: theme.name)
         state.noColor = options.noColor
-        views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView()]
+        views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView(), DiagnosisView()]
         state.currentViewTitle = views[0].title
         if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate, inFlight: state.engineInFlight) }
         if let sp = options.scriptPath {
@@ -236,6 +236,7 @@ public final class TUIApp {
         if let v = state.requestedView {
             state.requestedView = nil
             if let i = viewIndex(named: v) { open(i) }
+            applyPendingGoto()
             if let h = state.pendingHex, let hv = currentView as? HexView { hv.show(h.offset, host: h.host) }
             state.pendingHex = nil
         }
