@@ -172,6 +172,40 @@ import TestSupport
         #expect(app.state.status.text.contains("host \(hex(lost)) is in cluster \(lost / Self.cluster)"), "\(app.state.status.text)")
     }
 
+    @Test("an L2 table overwritten with a refcount block: one metadata-overwritten row for its window and the 64 clusters qemu-img check counts as leaked; Enter selects the L1 entry of that window, r its refcount row")
+    func tableOverwrittenWithRefcountBlock() throws {
+        let f = try TuiFixture("diag-l2ref")
+        let img = try Self.threeWindows(f, "r.qcow2")
+        let l1 = try Self.word(img, at: 40)
+        let l2 = try Self.word(img, at: l1 + 8) & 0x00ff_ffff_ffff_fe00
+        let refblock = try Self.word(img, at: try Self.word(img, at: 48)) & 0x00ff_ffff_ffff_fe00
+        let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: img))
+        try h.seek(toOffset: refblock)
+        let bytes = [UInt8](h.readData(ofLength: Int(Self.cluster)))
+        try h.close()
+        try Self.put(img, at: l2, bytes)
+        let leaks = try Self.check(img, "leaks")
+        let corruptions = try Self.check(img, "corruptions")
+        #expect(leaks == 64 && corruptions > 0)
+        let app = try Self.diagnosed(f, img)
+        let s = app.render(width: 80, height: 24)
+        let r = Self.rows(s)
+        #expect(s.clipped.isEmpty, "cut at 80x24: \(s.clipped)")
+        let fs = try #require(app.state.diagnosis.report?.findings)
+        #expect(fs.count == 1 && fs.first?.findingClass == .metadataOverwritten && fs.first?.looksLike == .refcountBlock)
+        #expect(r.contains { $0.hasPrefix("metadata-overwritten") && $0.contains("64 clusters") && $0.contains("host \(hex(l2))+") }, "\(r.joined(separator: "\n"))")
+        #expect(r.first { $0.hasPrefix("leaked ") }?.contains(formatBytes(Double(UInt64(leaks) * Self.cluster))) == true)
+        app.handle(.enter)
+        #expect(app.currentView is L1L2View)
+        #expect(app.state.status.text.contains("at guest 0x20000000") && app.state.status.text.contains("L1[1]"), "\(app.state.status.text)")
+        app.handle(.escape)
+        app.handle(.escape)
+        try #require(app.currentView is DiagnosisView)
+        app.handle(.char("r"))
+        #expect(app.currentView is RefcountsView)
+        #expect(app.state.status.text.contains("host \(hex(l2)) is in cluster \(l2 / Self.cluster)"), "\(app.state.status.text)")
+    }
+
     @Test("a healthy image: no findings, and the space table's data row holds what qemu-img check counts as allocated, at 80x24 with nothing cut")
     func healthy() throws {
         let f = try TuiFixture("diag-ok")
