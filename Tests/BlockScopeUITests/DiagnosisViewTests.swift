@@ -222,6 +222,33 @@ import TestSupport
         #expect(!app.render(width: 80, height: 24).contains("finding (Diagnosis)"))
     }
 
+    @Test("while the explanation runs the view says computing… and the other views stay usable; the report shows once it is done")
+    func computingUntilReady() throws {
+        let f = try TuiFixture("diag-wait")
+        let app = try f.app(try f.qcow2())
+        final class Gate: @unchecked Sendable {
+            let lock = NSLock()
+            var held = false
+            let reached = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+        }
+        let g = Gate()
+        app.state.diagnosis.observer = { _ in
+            let first = g.lock.withLock { () -> Bool in defer { g.held = true }; return !g.held }
+            if first { g.reached.signal(); g.release.wait() }
+        }
+        #expect(app.selectView(named: "diagnosis"))
+        _ = app.render(width: 80, height: 24)
+        #expect(g.reached.wait(timeout: .now() + 120) == .success, "the explanation never reported progress")
+        let s = app.render(width: 80, height: 24)
+        #expect(s.contains("computing…") && !s.contains("No findings"), "\(Self.rows(s).joined(separator: "\n"))")
+        app.handle(.char("1"))
+        #expect(app.render(width: 80, height: 24).contains("virtual size"))
+        g.release.signal()
+        app.state.diagnosis.waitUntilIdle()
+        app.handle(.char("9"))
+        #expect(app.render(width: 80, height: 24).contains("No findings"))
+    }
+
     @Test("a format with no explainer says so instead of computing forever")
     func rawHasNoDiagnosis() throws {
         let f = try TuiFixture("diag-raw")

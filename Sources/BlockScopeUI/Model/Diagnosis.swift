@@ -50,6 +50,13 @@ public final class Diagnosis {
     /// Stops a running explanation (the app quits).
     public func cancel() { walker.cancel() }
 
+    /// Called on the explaining thread with each progress report, before it checks for
+    /// cancellation (tests hold a run mid-way with it).
+    var observer: (@Sendable (Double) -> Void)? {
+        get { walker.observer }
+        set { walker.observer = newValue }
+    }
+
     /// Blocks until no explanation runs (tests; a view never waits).
     public func waitUntilIdle() { walker.waitUntilIdle() }
 
