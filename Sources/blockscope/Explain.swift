@@ -15,36 +15,7 @@ struct ExplainCommand: ParsableCommand {
     func run() throws {
         try refuseDirectories(images: [image])
         let report = try reportingErrors { () throws(BlockError) -> ExplainReport in
-            let probe = try SystemFile(path: image, writable: false)
-            let size = try probe.size()
-            if size == 0 { throw BlockError(.invalidFormat, "file is empty (0 bytes): not a disk image", path: image, operation: "explain") }
-            let head = try probe.readBytes(at: 0, count: Int(min(size, 512)))
-            probe.close()
-            var fmt = format ?? probeFormat(head)
-            if format == nil && fmt == .raw && image.lowercased().hasSuffix(".qcow2") { fmt = .qcow2 }
-            switch fmt {
-            case .qcow2:
-                // A read-only user beside a writer gets a warning, as QEMU's locks allow.
-                let lock = try ImageLock(path: image, writable: false, shareWrites: false)
-                defer { lock.release() }
-                if let w = lock.warning { printError(w) }
-                let structure = try Qcow2Structure(path: image)
-                var report = try structure.explain()
-                if structure.backingFile != nil {
-                    // A convert flattens the chain: count the data through the backing files.
-                    let disk = try openImage(image, OpenOptions(writable: false, format: .qcow2))
-                    defer { try? disk.close() }
-                    if let inspectable = disk as? any InspectableDisk { try report.measureConvert(through: inspectable) }
-                }
-                return report
-            default:
-                let disk = try openImage(image, OpenOptions(writable: false, format: fmt))
-                defer { try? disk.close() }
-                guard let explainable = disk as? any ExplainableDisk else {
-                    throw BlockError(.unsupportedFeature, "explain is not supported for \(disk.format.rawValue) images", path: image)
-                }
-                return try explainable.explain()
-            }
+            try explainImage(path: image, format: format, warn: { printError($0) })
         }
         switch output {
         case .json: print(report.json().render(pretty: true))

@@ -44,6 +44,7 @@ import TestSupport
         let expected: [(String, String)] = [
             ("1", "virtual size"), ("2", "L1 table at 0x"), ("3", "Refcount table at"), ("4", "Guest space: 64.0 MiB"),
             ("5", "no block allocation table"), ("6", "guest 0x0"), ("7", "in flight 0"), ("8", "CQ drains"),
+            ("9", "No findings: the structure is consistent."),
         ]
         for (key, text) in expected {
             try s.keys(key)

@@ -77,6 +77,11 @@ package final class AppState {
     package var pendingHex: (offset: UInt64, host: Bool)?
     /// Set by views to open In-flight filtered (``InFlightFilter``: `id=0x…` shows one request).
     package var pendingInFlightFilter: String?
+    /// Set by views beside ``requestedView`` to move the view that comes up to an offset
+    /// (its ``TUIView/goto(_:_:)``; the Map turns to the grid of `space` first).
+    package var pendingGoto: (offset: UInt64, space: AddressSpace)?
+    /// The image's explanation (Diagnosis view, the Map's finding marks), run on demand.
+    package private(set) lazy var diagnosis = Diagnosis(path: image.path)
 
     /// Creates the state for an image.
     package init(image: ImageModel, live: LiveModel = LiveModel(), themeName: String = "default") {

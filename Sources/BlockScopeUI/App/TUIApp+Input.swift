@@ -47,8 +47,8 @@ extension TUIApp {
         }
         if currentView.handle(e, state) { pump(); return }
         switch e {
-        case let .char(c) where c.isNumber && c != "0":
-            let i = Int(String(c))! - 1
+        case let .char(c) where c.isNumber:
+            let i = c == "0" ? 9 : Int(String(c))! - 1
             if i < views.count { switchTo(i) }
         case .tab: switchTo((current + 1) % views.count)
         case .backTab: switchTo((current + views.count - 1) % views.count)

@@ -71,18 +71,20 @@ extension TUIApp {
     }
 
     /// Short tab titles for narrow terminals (each a prefix `:view` accepts).
-    static let shortTabTitles = ["Overview": "Overv", "Refcounts": "Refc", "In-flight": "In-fl", "Completions": "Compl"]
+    static let shortTabTitles = ["Overview": "Overv", "Refcounts": "Refc", "In-flight": "In-fl", "Completions": "Compl", "Diagnosis": "Diag"]
 
     /// The tab bar's labels (" 1 Overview "), each followed by one space when drawn. When the
     /// whole titles do not fit in `width`, inactive tabs take their short titles, longest
-    /// first, until the bar fits (the current tab keeps its whole title); then the current
-    /// one too; at last only the numbers are left.
+    /// first, until the bar fits (the current tab keeps its whole title); then inactive tabs
+    /// show only their numbers, longest first; then the current tab takes its short title.
     func tabLabels(width: Int) -> [String] {
         var titles = views.map(\.title)
         func total() -> Int { titles.enumerated().reduce(0) { $0 + " \($1.offset + 1) \($1.element) ".count + 1 } - 1 }
         let order = titles.indices.filter { Self.shortTabTitles[titles[$0]] != nil }
             .sorted { (titles[$0].count, $1) > (titles[$1].count, $0) }
         for i in order where i != current && total() > width { titles[i] = Self.shortTabTitles[titles[i]]! }
+        let inactive = titles.indices.filter { $0 != current }.sorted { (titles[$0].count, $1) > (titles[$1].count, $0) }
+        for i in inactive where total() > width { titles[i] = "" }
         if total() > width, let short = Self.shortTabTitles[titles[current]] { titles[current] = short }
         if total() > width { titles = titles.indices.map { $0 == current ? titles[$0] : "" } }
         return titles.enumerated().map { $0.element.isEmpty ? " \($0.offset + 1) " : " \($0.offset + 1) \($0.element) " }
@@ -109,7 +111,7 @@ extension TUIApp {
             if lastSearch != nil { global.append(("n/N", "next/prev")) }
         }
         global.append(("g", currentView.gotoSpace.map { "goto \($0.rawValue)" } ?? "goto (hex)"))
-        global += [("1-\(min(9, views.count))/Tab", "views"), (":", "cmd")]
+        global += [(views.count > 9 ? "1-9,0/Tab" : "1-\(views.count)/Tab", "views"), (":", "cmd")]
         var items = currentView.keys + global
         if help != nil { items = [("↑↓ PgUp PgDn Home End", "scroll the help")] }
         if pauseText != nil { items = [("q", "quit")] }

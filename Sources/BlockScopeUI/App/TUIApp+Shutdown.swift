@@ -51,6 +51,7 @@ extension TUIApp {
         worker?.waitIdle(seconds: 5)
         subscription.cancel()
         state.image.inspector?.stopBackground()
+        state.diagnosis.cancel()
         let name = URL(fileURLWithPath: state.image.path).lastPathComponent
         var problems: [String] = []
         var flushed = false

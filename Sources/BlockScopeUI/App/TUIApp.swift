@@ -117,7 +117,7 @@ package final class TUIApp {
         let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, direct: options.direct, sink: gate)
         state = AppState(image: image, themeName: theme.name)
         state.noColor = options.noColor
-        views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView()]
+        views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView(), DiagnosisView()]
             + (options.virtqueueView ? [VirtqueueView()] : [])
         state.currentViewTitle = views[0].title
         if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate, inFlight: state.engineInFlight) }
@@ -239,6 +239,7 @@ package final class TUIApp {
         if let v = state.requestedView {
             state.requestedView = nil
             if let i = viewIndex(named: v) { open(i) }
+            applyPendingGoto()
             if let h = state.pendingHex, let hv = currentView as? HexView { hv.show(h.offset, host: h.host) }
             state.pendingHex = nil
             if let f = state.pendingInFlightFilter, let iv = currentView as? InFlightView { iv.setFilter(f); state.sayInView("In-flight filtered to \(f) (/ changes it)", .ok) }

@@ -25,6 +25,9 @@ package final class MapView: TUIView {
     private var top: [Grid: Int] = [.guest: 0, .host: 0]
     private var cache: [Grid: (key: String, cells: [(Role, String)])] = [:]
     private var lastLayout: [Grid: (rect: Rect, perRow: Int, bytesPerCell: UInt64)] = [:]
+    /// An offset `goto` was asked for before the grid was ever drawn (its cell size unknown
+    /// until then): the next draw puts the cursor on it.
+    private var gotoBeforeDraw: [Grid: UInt64] = [:]
 
     /// Glyph per role.
     static func glyph(_ r: Role) -> Character {
@@ -43,6 +46,14 @@ package final class MapView: TUIView {
         default: return "·"
         }
     }
+
+    /// The glyph of a cell a Diagnosis finding touches (its host or guest ranges).
+    static let findingGlyph: Character = "X"
+    /// A finding cell's style: the error colour, bold (the glyph tells it apart in monochrome).
+    static let findingStyle = CellStyle(.error, [.bold])
+
+    /// Moves the cursor to the grid of `space` (a jump to a host cell turns to the host grid).
+    package func focus(on space: AddressSpace) { focus = space == .guest ? .guest : .host }
 
     /// The cursor cell's style: the selection colours, bold and underlined (underline keeps
     /// it apart from "written now" in monochrome, where both are reverse video).
@@ -89,6 +100,9 @@ package final class MapView: TUIView {
         var items: [(Character, CellStyle, String)] = MapLegend.items(app.image.inspector?.legend ?? [])
             .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
         items.append(("D", CellStyle(.written), "written now"))
+        let diagnosis = app.diagnosis
+        diagnosis.start(layoutVersion: app.live.metadataVersion)
+        if diagnosis.report?.findings.isEmpty == false { items.append((MapView.findingGlyph, MapView.findingStyle, "finding (Diagnosis)")) }
         items.append(("D", MapView.cursorStyle, "cursor (letter = kind)"))
         // The grids leave room for the whole legend and a cursor line of two rows.
         let legendNeeded = MapView.legendRows(items.map(\.2), width: area.width)
@@ -133,6 +147,7 @@ package final class MapView: TUIView {
         let bpc = bytesPerCell(g, app, cells: perRow * rows)
         let total = size(g, app)
         let cellCount = Int((total + bpc - 1) / bpc)
+        if let o = gotoBeforeDraw.removeValue(forKey: g) { cursor[g] = Int(o / bpc) }
         var cur = min(cursor[g] ?? 0, max(0, cellCount - 1))
         cur = max(0, cur)
         cursor[g] = cur
@@ -161,6 +176,8 @@ package final class MapView: TUIView {
                     cell = Cell(MapLegend.letter(role), MapView.cursorStyle)
                 } else if written.intersects(UInt64(idx) * bpc, length: bpc) {
                     cell = Cell(MapLegend.letter(role), CellStyle(.written))
+                } else if g == .host ? app.diagnosis.marksHost(UInt64(idx) * bpc, bpc) : app.diagnosis.marksGuest(UInt64(idx) * bpc, bpc) {
+                    cell = Cell(MapView.findingGlyph, MapView.findingStyle)
                 }
                 s.set(r.x + labelW + col, r.y + 1 + row, cell)
             }
@@ -178,7 +195,8 @@ package final class MapView: TUIView {
         let c = focus == .guest ? insp.guestCell(start, len) : insp.hostCell(start, len)
         let (role, text) = (c.tone.role, c.text)
         let w = (focus == .guest ? app.live.writtenGuest : app.live.writtenHost).intersects(start, length: len) ? " (written this session)" : ""
-        return " \(focus == .guest ? "guest" : "host") \(hex(start))+\(formatBytes(Double(len))): \(MapView.glyph(role)) \(text)\(w) "
+        let f = app.diagnosis.finding(at: start, len, guest: focus == .guest).map { "; finding: \($0.findingClass.rawValue)" } ?? ""
+        return " \(focus == .guest ? "guest" : "host") \(hex(start))+\(formatBytes(Double(len))): \(MapView.glyph(role)) \(text)\(w)\(f) "
     }
 
     /// Cursor movement, zoom, grid switch, clicks.
@@ -237,6 +255,7 @@ package final class MapView: TUIView {
         let bpc = lastLayout[focus]?.bytesPerCell ?? bytesPerCell(focus, app, cells: 1024)
         let target = min(offset, total - 1)
         cursor[focus] = Int(target / bpc)
+        if lastLayout[focus] == nil { gotoBeforeDraw[focus] = target }
         let cellStart = target / bpc * bpc
         if offset >= total {
             return Notice("\(hex(offset)) is beyond the \(formatBytes(Double(total))) \(space) \(focus == .guest ? "disk" : "file"): clamped to the last cell, \(space) \(hex(cellStart))", .warning)
