@@ -101,7 +101,6 @@ package final class MapView: TUIView {
             .map { (MapView.glyph($0.0), CellStyle($0.0), $0.1) }
         items.append(("D", CellStyle(.written), "written now"))
         let diagnosis = app.diagnosis
-        diagnosis.start(layoutVersion: app.live.metadataVersion)
         if diagnosis.report?.findings.isEmpty == false { items.append((MapView.findingGlyph, MapView.findingStyle, "finding (Diagnosis)")) }
         items.append(("D", MapView.cursorStyle, "cursor (letter = kind)"))
         // The grids leave room for the whole legend and a cursor line of two rows.
