@@ -19,6 +19,9 @@ final class VhostUserConnection {
     var features: UInt64 = 0
     var protocolFeatures: UInt64 = 0
     var memory: GuestMemory? = nil
+    /// The region recording requests in flight (INFLIGHT_SHMFD), once the front end asked
+    /// for one or handed one back.
+    var inflight: VhostUserInflight? = nil
     var queues: [VhostUserVirtqueue]
     /// Why the connection stops taking requests (set once).
     var closing: String? = nil
@@ -140,6 +143,52 @@ final class VhostUserConnection {
 
     private func reply(_ bytes: [UInt8]) throws(VhostUserParseError) { try socket.send(bytes) }
 
+    /// GET_INFLIGHT_FD: a fresh region for the queues the front end names, sent with its
+    /// descriptor. Numbers that make no region are one log line and a reply of size 0,
+    /// with which QEMU goes on without tracking.
+    private func giveInflight(_ d: VhostUserInflightDescription, _ h: VhostUserHeader) throws(VhostUserParseError) {
+        var answer = VhostUserInflightDescription(mmapSize: 0, mmapOffset: 0, numQueues: d.numQueues, queueSize: d.queueSize)
+        if let why = VhostUserInflight.check(d) {
+            log("GET_INFLIGHT_FD with \(why): requests are not tracked")
+            try reply(VhostUserParser.reply(h.request, inflight: answer)); return
+        }
+        switch VhostUserInflight.create(queues: Int(d.numQueues), queueSize: Int(d.queueSize)) {
+        case let .failure(e):
+            log("\(e.description): requests are not tracked")
+            try reply(VhostUserParser.reply(h.request, inflight: answer))
+        case let .success((region, fd)):
+            defer { Glibc.close(fd) }
+            answer.mmapSize = UInt64(region.mappedBytes)
+            try socket.send(VhostUserParser.reply(h.request, inflight: answer), fd: fd)
+            inflight = region
+        }
+    }
+
+    /// SET_INFLIGHT_FD: maps the region the front end hands back; rings started later serve
+    /// again what it marks. A missing descriptor, sizes that do not fit, or rings already
+    /// running are one log line, and the connection goes on without tracking.
+    private func takeInflight(_ d: VhostUserInflightDescription, _ fd: Int32) -> Bool {
+        if queues.contains(where: \.running) {
+            log("SET_INFLIGHT_FD while rings run: ignored")
+            return false
+        }
+        inflight = nil
+        for q in queues { q.inflight = nil }
+        guard fd >= 0 else {
+            log("SET_INFLIGHT_FD without a descriptor: requests are not tracked")
+            return false
+        }
+        switch VhostUserInflight.adopt(fd: fd, d) {
+        case let .failure(e):
+            log("\(e.description): requests are not tracked")
+            return false
+        case let .success(r):
+            inflight = r
+            log("requests in flight are recorded in the front end's region (\(d.numQueues) queues of \(d.queueSize), \(d.mmapSize) bytes)")
+            return true
+        }
+    }
+
     /// Acts on one message. Descriptors it keeps are taken out of `fds` (set to -1); the
     /// rest are closed by the caller.
     func handle(_ m: VhostUserMessage, _ h: VhostUserHeader, _ fds: inout [Int32]) throws(VhostUserParseError) {
@@ -210,10 +259,15 @@ final class VhostUserConnection {
                     // Without VHOST_USER_F_PROTOCOL_FEATURES a ring starts enabled.
                     if features & VhostUser.Feature.protocolFeatures == 0 { q.enabled = true }
                     if let e = q.start(memory: memory, eventIdx: eventIdx) { throw VhostUserParseError(e) }
+                    if let r = inflight, let m = memory, let e = q.resume(region: r, memory: m, indirect: indirect, log: log) { fail(e) }
                 }
                 if let m = memory, let e = q.process(memory: m, indirect: indirect, log: log) { fail(e) }
             case .setVringCall:
                 VhostUserVirtqueue.replace(&q.callFD, with: fd)
+                // A running ring may have used entries the old descriptor never announced
+                // (QEMU sends CALL after KICK, and resubmitted requests complete at once):
+                // one spare interrupt, which a driver tolerates.
+                if q.running && fd >= 0 { var one: UInt64 = 1; _ = Glibc.write(fd, &one, 8) }
             default:
                 VhostUserVirtqueue.replace(&q.errFD, with: fd)
             }
@@ -229,6 +283,10 @@ final class VhostUserConnection {
             LE.append(&p, UInt64(flags), 4)
             p += cfg[Int(offset)..<Int(offset + size)]
             try reply(VhostUserParser.reply(h.request, p)); return
+        case let .getInflightFd(d):
+            try giveInflight(d, h); return
+        case let .setInflightFd(d):
+            ok = takeInflight(d, fds.first ?? -1)
         case .setConfig:
             // The only writable field is `writeback`; the cache mode stays write-back.
             break

@@ -25,6 +25,7 @@ extension VhostUserVirtqueue {
                     return "queue \(index): \(e.description)"
                 case let .success(chain):
                     if let e = begin(h, chain, log: log) { return e }
+                    inflight?.mark(h)
                 }
             }
             if overrun { return "queue \(index): the driver's available index runs more than \(size) entries ahead" }
@@ -48,7 +49,7 @@ extension VhostUserVirtqueue {
 
     /// Starts the request in `chain` under head `h`; its status is written when its
     /// operations complete (at once when there are none).
-    private func begin(_ h: Int, _ chain: DescriptorChain, log: (String) -> Void) -> String? {
+    func begin(_ h: Int, _ chain: DescriptorChain, log: (String) -> Void) -> String? {
         slots[h].busy = true
         slots[h].pending = 0
         slots[h].status = .ok

@@ -43,6 +43,9 @@ final class VhostUserVirtqueue {
     var kicks: UInt64 = 0
     var requests: UInt64 = 0
     var badLogged = 0
+    /// Where taken requests are recorded for a restarted back end (INFLIGHT_SHMFD), if the
+    /// front end gave a region.
+    var inflight: InflightQueue? = nil
     /// Calls made over this connection (kept when the ring stops).
     var lastCalls: UInt64 = 0
     /// Calls suppressed by the driver over this connection (kept when the ring stops).
@@ -157,8 +160,10 @@ final class VhostUserVirtqueue {
     /// Puts finished requests in the used ring and calls the driver if it wants it.
     func flushUsed() {
         guard !done.isEmpty, ring != nil else { return }
+        inflight?.link(done)
         for h in done { ring!.addUsed(head: h, length: slots[Int(h)].usedLength) }
         ring!.publish()
+        inflight?.cleared(done, used: ring!.usedIdx)
         if ring!.needsCall(), callFD >= 0 {
             var one: UInt64 = 1
             _ = Glibc.write(callFD, &one, 8)
