@@ -69,7 +69,11 @@ final class VhostUserConnection {
                 if closing == nil && q.running && q.enabled && q.kickFD >= 0 {
                     fds.append(pollfd(fd: q.kickFD, events: Int16(POLLIN), revents: 0)); owners.append((q.index, true))
                 }
-                if let e = q.queue?.eventFD {
+                // The completion eventfd only while requests are out: completions that came
+                // inside io_uring_enter (page-cache hits) were reaped above, and waking for
+                // their signal would cost a poll and a read per batch. A signal left unread
+                // wakes the next poll once, harmlessly.
+                if q.inFlight > 0, let e = q.queue?.eventFD {
                     fds.append(pollfd(fd: e, events: Int16(POLLIN), revents: 0)); owners.append((q.index, false))
                 }
             }

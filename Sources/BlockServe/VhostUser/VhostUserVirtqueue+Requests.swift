@@ -19,14 +19,12 @@ extension VhostUserVirtqueue {
                 guard h < size else { return "queue \(index): the driver made head \(head) available in a ring of \(size)" }
                 if slots[h].busy { return "queue \(index): the driver made head \(head) available again while it is in flight" }
                 requests += 1
-                switch DescriptorChain.walk(memory: memory, table: ring!.desc, size: size, head: head, indirect: indirect) {
-                case let .failure(e):
-                    // No status byte can be trusted in a chain that could not be walked.
+                // No status byte can be trusted in a chain that could not be walked.
+                if let e = DescriptorChain.walk(memory: memory, table: ring!.desc, size: size, head: head, indirect: indirect, into: &scratchChain) {
                     return "queue \(index): \(e.description)"
-                case let .success(chain):
-                    if let e = begin(h, chain, log: log) { return e }
-                    inflight?.mark(h)
                 }
+                if let e = begin(h, scratchChain, log: log) { return e }
+                inflight?.mark(h)
             }
             if overrun { return "queue \(index): the driver's available index runs more than \(size) entries ahead" }
         } while ring!.armKick()
@@ -55,9 +53,10 @@ extension VhostUserVirtqueue {
         slots[h].status = .ok
         slots[h].usedLength = 1
         slots[h].statusByte = nil
-        slots[h].receivedNs = monotonicNanos()
+        // The instant only the views use (monotonicNanos per request otherwise).
+        slots[h].receivedNs = frontEnd == nil ? 0 : monotonicNanos()
         inFlight += 1
-        switch VirtioBlkRequest.parse(chain) {
+        switch VirtioBlkRequest.parse(chain, data: &scratchData) {
         case let .unanswerable(why):
             slots[h].busy = false
             inFlight -= 1

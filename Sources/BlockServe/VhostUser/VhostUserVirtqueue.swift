@@ -46,6 +46,9 @@ final class VhostUserVirtqueue {
     /// Where taken requests are recorded for a restarted back end (INFLIGHT_SHMFD), if the
     /// front end gave a region.
     var inflight: InflightQueue? = nil
+    /// The chain and data pieces of the request being taken, reused from one to the next.
+    var scratchChain = DescriptorChain()
+    var scratchData: [GuestSegment] = []
     /// Calls made over this connection (kept when the ring stops).
     var lastCalls: UInt64 = 0
     /// Calls suppressed by the driver over this connection (kept when the ring stops).
@@ -168,8 +171,9 @@ final class VhostUserVirtqueue {
             var one: UInt64 = 1
             _ = Glibc.write(callFD, &one, 8)
         }
-        let now = monotonicNanos()
-        frontEnd?.replied(done.lazy.map { (userData: self.tag(Int($0)), receivedNs: self.slots[Int($0)].receivedNs) }, sentNs: now)
+        if let fe = frontEnd {
+            fe.replied(done.lazy.map { (userData: self.tag(Int($0)), receivedNs: self.slots[Int($0)].receivedNs) }, sentNs: monotonicNanos())
+        }
         for h in done {
             slots[Int(h)].busy = false
             slots[Int(h)].generation &+= 1
