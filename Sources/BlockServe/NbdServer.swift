@@ -5,14 +5,14 @@ import Glibc
 #endif
 
 /// Where the server listens.
-public enum NbdListenAddress: Sendable, CustomStringConvertible {
+package enum NbdListenAddress: Sendable, CustomStringConvertible {
     /// A Unix socket at an absolute or relative path (created; removed on shutdown).
     case unix(path: String)
     /// TCP on `host` (an IPv4 or IPv6 literal or a name) and `port`.
     case tcp(host: String, port: Int)
 
     /// The address as a client URI (`nbd+unix:///?socket=…` or `nbd://host:port/`).
-    public var description: String {
+    package var description: String {
         switch self {
         case let .unix(path): return "nbd+unix:///?socket=\(path)"
         case let .tcp(host, port): return host.contains(":") ? "nbd://[\(host)]:\(port)/" : "nbd://\(host):\(port)/"
@@ -29,17 +29,17 @@ public enum NbdListenAddress: Sendable, CustomStringConvertible {
 /// its in-flight requests, and joins their threads. Closing the disk is the caller's job.
 public final class NbdServer: @unchecked Sendable {
     /// What is served.
-    public let export: NbdExport
+    package let export: NbdExport
     /// Where it listens.
-    public let address: NbdListenAddress
+    package let address: NbdListenAddress
     /// Receives one line per event (connect, disconnect, stats, shutdown).
-    public let log: @Sendable (String) -> Void
+    package let log: @Sendable (String) -> Void
     /// Seconds between `--stats` lines; nil for none.
-    public var statsInterval: Double? = nil
+    package var statsInterval: Double? = nil
     /// Queue IDs given to connections: the lowest free ID from `queueIDs.lowerBound` (reused
     /// after a client leaves, so an event stream with a ring per queue ID sees one producer
     /// per ring); when all are taken, IDs continue past the range.
-    public var queueIDs: Range<Int> = 1..<(1 << 30)
+    package var queueIDs: Range<Int> = 1..<(1 << 30)
     private let usedQueueIDs = Mutex(Set<Int>())
 
     /// The listening socket, stop pipe and signal thread (shared with the vhost-user server).
@@ -56,7 +56,7 @@ public final class NbdServer: @unchecked Sendable {
     private var nextClient = 1
 
     /// Prepares a server (nothing is bound until ``listen()``).
-    public init(export: NbdExport, address: NbdListenAddress, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
+    package init(export: NbdExport, address: NbdListenAddress, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
         self.export = export
         self.address = address
         self.log = log
@@ -65,19 +65,19 @@ public final class NbdServer: @unchecked Sendable {
 
     /// Binds and listens; a stale Unix socket file at the path is replaced, any other file
     /// there is an error.
-    public func listen() throws(BlockError) {
+    package func listen() throws(BlockError) {
         try listener.listen()
         descriptors.prepare()
     }
 
     /// Asks the accept loop and every client to stop (safe from any thread, idempotent).
-    public func stop() { listener.stop() }
+    package func stop() { listener.stop() }
 
     /// Accepts clients until stopped, then drains them; returns when every client thread has
     /// ended. With `handleSignals`, SIGINT and SIGTERM are blocked in every thread and taken
     /// by a thread in `sigwait`, which logs and calls ``stop()`` (call before any other
     /// thread is started; that thread stays in `sigwait` until the process exits).
-    public func run(handleSignals: Bool) throws(BlockError) {
+    package func run(handleSignals: Bool) throws(BlockError) {
         if handleSignals {
             listener.handleSignals { [self] sig in
                 log("\(sig == SIGINT ? "SIGINT" : "SIGTERM"): no new clients; draining \(export.stats.clients.load(ordering: .relaxed)) connected")
