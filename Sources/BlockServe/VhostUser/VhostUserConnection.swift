@@ -5,7 +5,8 @@ import Glibc
 
 /// One front end (a VMM) on the vhost-user socket: the message loop and its virtqueues, all
 /// on one thread (ADR 0021). A poll waits on the socket, the server's stop pipe, each
-/// running queue's kick eventfd and each engine queue's completion eventfd; one turn reaps
+/// running queue's kick eventfd and, while it has requests out, each engine queue's
+/// completion eventfd; one turn reaps
 /// completions, fills used rings and calls the driver, then handles what woke it.
 ///
 /// A protocol violation or a ring the driver broke ends the connection with one log line;
