@@ -157,6 +157,11 @@ final class VhostUserConnection {
             log("GET_INFLIGHT_FD with \(why): requests are not tracked")
             try reply(VhostUserParser.reply(h.request, inflight: answer)); return
         }
+        // A running ring writes into the region it has: it is not swapped under it.
+        if queues.contains(where: \.running) {
+            log("GET_INFLIGHT_FD while rings run: no new region")
+            try reply(VhostUserParser.reply(h.request, inflight: answer)); return
+        }
         switch VhostUserInflight.create(queues: Int(d.numQueues), queueSize: Int(d.queueSize)) {
         case let .failure(e):
             log("\(e.description): requests are not tracked")
@@ -165,6 +170,7 @@ final class VhostUserConnection {
             defer { Glibc.close(fd) }
             answer.mmapSize = UInt64(region.mappedBytes)
             try socket.send(VhostUserParser.reply(h.request, inflight: answer), fd: fd)
+            for q in queues { q.inflight = nil }
             inflight = region
         }
     }
