@@ -116,10 +116,18 @@ final class VhostUserInflightTests {
         fe.header(at: 0x4000, type: 0, sector: 0)
         fe.submit([(0x4000, 16, false), (0x10000, 512, true), (0x4100, 1, true)])
         #expect(fe.waitUsed(1))
+        // A region asked for while the ring runs: none (the ring keeps writing where it does).
+        fe.send(.getInflightFd, fe.le(0, 8) + fe.le(0, 8) + fe.le(1, 2) + fe.le(8, 2) + fe.le(0, 4))
+        let running = fe.reply()
+        #expect(running?.payload.count == 24 && running?.payload[0..<8].allSatisfy { $0 == 0 } == true)
+        fe.header(at: 0x4000, type: 0, sector: 1)
+        fe.submit([(0x4000, 16, false), (0x10000, 512, true), (0x4101, 1, true)])
+        #expect(fe.waitUsed(2))
         let text = log("bad")
         #expect(text.contains("GET_INFLIGHT_FD with queue size 100"), "\(text)")
         #expect(text.contains("SET_INFLIGHT_FD without a descriptor"), "\(text)")
         #expect(text.contains("SET_INFLIGHT_FD of 64 bytes for 4 queues of 256"), "\(text)")
+        #expect(text.contains("GET_INFLIGHT_FD while rings run: no new region"), "\(text)")
         #expect(!text.contains("disconnected"), "\(text)")
     }
 }
