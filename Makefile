@@ -2,7 +2,7 @@
 SWIFT ?= swift
 BIN := .build/debug/blockscope
 
-.PHONY: deps build release demo test fuzz fuzz-campaign clean vm-deps vm-test vm-test-reduced vhost-test vhost-test-reduced
+.PHONY: deps build release demo test fuzz fuzz-campaign clean vm-deps vm-test vm-test-reduced vhost-test vhost-test-reduced vhost-reconnect-test
 
 deps:
 	@bash scripts/install-deps.sh
@@ -42,6 +42,12 @@ vhost-test: build vm-deps
 
 vhost-test-reduced: build vm-deps
 	@VHOST_TEST_REDUCED=1 bash scripts/vhost-test.sh
+
+# Opt-in: the server SIGKILLed 3 times while a TCG guest writes (QEMU reconnects with
+# reconnect=1 and hands the INFLIGHT_SHMFD region back); the guest's writes complete and the
+# host reads them with qemu-img. About 40 s.
+vhost-reconnect-test: build vm-deps
+	@bash scripts/vhost-reconnect-test.sh
 
 # Builds the libFuzzer targets (Fuzz/, into .build-fuzz, sanitizers on) and runs each for
 # FUZZ_SECONDS, one line per target: `fuzz TARGET: N execs, C crashes`. Non-zero on any

@@ -2,11 +2,11 @@ import BlockIO
 import Synchronization
 
 /// One `base:allocation` extent: a length and NBD_STATE_HOLE / NBD_STATE_ZERO bits.
-public struct NbdExtent: Sendable, Equatable {
+package struct NbdExtent: Sendable, Equatable {
     /// Length in bytes (fits the wire's u32: extents are clipped to the request length).
-    public var length: UInt32
+    package var length: UInt32
     /// NBD_STATE_HOLE (1) and NBD_STATE_ZERO (2) bits.
-    public var flags: UInt32
+    package var flags: UInt32
 }
 
 /// `base:allocation` answers from the format's own map (`InspectableDisk.mapExtents`, the
@@ -17,7 +17,7 @@ public struct NbdExtent: Sendable, Equatable {
 /// whole-disk map is computed once and cached; every write, trim or zero request marks it
 /// stale (``beginMutation()`` before submitting, ``endMutation()`` after completing), and
 /// while any such request is in flight each query recomputes instead of caching.
-public final class NbdAllocationMap: Sendable {
+package final class NbdAllocationMap: Sendable {
     private struct Cache {
         var starts: [UInt64] = []
         var lengths: [UInt64] = []
@@ -30,23 +30,23 @@ public final class NbdAllocationMap: Sendable {
     private let mutating = Atomic<Int>(0)
 
     /// Creates the map of `disk` (nothing is computed until the first query).
-    public init(disk: any DiskFile) { self.disk = disk }
+    package init(disk: any DiskFile) { self.disk = disk }
 
     /// Marks the map stale because a modifying request is about to be submitted.
-    public func beginMutation() {
+    package func beginMutation() {
         mutating.add(1, ordering: .sequentiallyConsistent)
         generation.add(1, ordering: .sequentiallyConsistent)
     }
 
     /// Marks the map stale because a modifying request has completed.
-    public func endMutation() {
+    package func endMutation() {
         generation.add(1, ordering: .sequentiallyConsistent)
         mutating.subtract(1, ordering: .sequentiallyConsistent)
     }
 
     /// Extents covering `[offset, offset+length)` from the start, at most `maxCount` of them
     /// (the last one clipped to the range). Needs `offset + length` within the disk.
-    public func extents(offset: UInt64, length: UInt32, maxCount: Int) throws(BlockError) -> [NbdExtent] {
+    package func extents(offset: UInt64, length: UInt32, maxCount: Int) throws(BlockError) -> [NbdExtent] {
         let gen = generation.load(ordering: .sequentiallyConsistent)
         let busy = mutating.load(ordering: .sequentiallyConsistent) > 0
         var snapshot: Cache? = cache.withLock { c in c.generation == gen && !busy ? c : nil }

@@ -9,39 +9,39 @@ public final class NbdExport: Sendable {
     /// The open image; each connection makes its own queue on it.
     public let disk: any DiskFile
     /// The export's name ("" is the default export clients get without naming one).
-    public let name: String
+    package let name: String
     /// A description sent with NBD_INFO_DESCRIPTION and NBD_OPT_LIST.
-    public let exportDescription: String
+    package let exportDescription: String
     /// Guest size in bytes.
-    public let size: UInt64
+    package let size: UInt64
     /// Whether writes are accepted (`--write`).
-    public let writable: Bool
+    package let writable: Bool
     /// The transmission flags this export can offer; a client gets them through
     /// ``transmissionFlags(structuredReplies:)``.
-    public let flags: Nbd.TransmissionFlags
+    package let flags: Nbd.TransmissionFlags
     /// Minimum block size advertised: 1 (any byte offset and length work), 512 for VHDX,
     /// whose sector-based driver qemu-nbd also advertises as 512 (clients then align), and
     /// 4096 when the image's data is opened with O_DIRECT (`--cache none`).
-    public let minimumBlockSize: UInt32
+    package let minimumBlockSize: UInt32
     /// Preferred block size advertised: 4 KiB, as qemu-nbd (smaller requests still work).
-    public let preferredBlockSize: UInt32
+    package let preferredBlockSize: UInt32
     /// Largest READ/WRITE payload accepted, in bytes; longer requests get EINVAL.
-    public let maximumPayload: UInt32
+    package let maximumPayload: UInt32
     /// The `base:allocation` map shared by every connection.
-    public let allocation: NbdAllocationMap
+    package let allocation: NbdAllocationMap
     /// Counters for `--stats` and the connect/disconnect log.
-    public let stats = NbdStats()
+    package let stats = NbdStats()
     /// Receives each connection queue's I/O events (the TUI), or nil.
-    public let eventSink: (any IoEventSink)?
+    package let eventSink: (any IoEventSink)?
     /// Where each connection's queue records the requests it holds and its figures (the
     /// TUI's In-flight and Completions views), as a front end queue named `nbd ID PEER`
     /// whose requests carry their NBD cookie; nil: not tracked.
-    public let inFlightRegistry: InFlightRegistry?
+    package let inFlightRegistry: InFlightRegistry?
 
     /// The flags sent in NBD_INFO_EXPORT / the NBD_OPT_EXPORT_NAME reply to a client that did
     /// (or did not) negotiate structured replies: NBD_FLAG_SEND_DF only with them, as the
     /// protocol requires (DF is about structured read chunks).
-    public func transmissionFlags(structuredReplies: Bool) -> Nbd.TransmissionFlags {
+    package func transmissionFlags(structuredReplies: Bool) -> Nbd.TransmissionFlags {
         structuredReplies ? flags : flags.subtracting(.sendDf)
     }
 
@@ -73,29 +73,29 @@ public final class NbdExport: Sendable {
 }
 
 /// Server-wide counters, updated with relaxed atomics by every connection thread.
-public final class NbdStats: Sendable {
+package final class NbdStats: Sendable {
     /// Completed NBD_CMD_READs.
-    public let reads = Atomic<UInt64>(0)
+    package let reads = Atomic<UInt64>(0)
     /// Completed NBD_CMD_WRITEs.
-    public let writes = Atomic<UInt64>(0)
+    package let writes = Atomic<UInt64>(0)
     /// Completed flush, trim, zero, cache and block-status requests.
-    public let others = Atomic<UInt64>(0)
+    package let others = Atomic<UInt64>(0)
     /// Bytes read by clients.
-    public let readBytes = Atomic<UInt64>(0)
+    package let readBytes = Atomic<UInt64>(0)
     /// Bytes written by clients.
-    public let writeBytes = Atomic<UInt64>(0)
+    package let writeBytes = Atomic<UInt64>(0)
     /// Requests answered with an error.
-    public let errors = Atomic<UInt64>(0)
+    package let errors = Atomic<UInt64>(0)
     /// Sum of request latencies (receive of the header to reply sent), in nanoseconds.
-    public let latencyNs = Atomic<UInt64>(0)
+    package let latencyNs = Atomic<UInt64>(0)
     /// Connected clients.
-    public let clients = Atomic<Int>(0)
+    package let clients = Atomic<Int>(0)
 
     /// Creates zeroed counters.
-    public init() {}
+    package init() {}
 
     /// Completed requests of every kind.
-    public var requests: UInt64 {
+    package var requests: UInt64 {
         reads.load(ordering: .relaxed) &+ writes.load(ordering: .relaxed) &+ others.load(ordering: .relaxed)
     }
 }

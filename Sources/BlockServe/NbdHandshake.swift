@@ -1,18 +1,18 @@
 /// What a client negotiated before transmission.
-public struct NbdNegotiated: Sendable, Equatable {
+package struct NbdNegotiated: Sendable, Equatable {
     /// NBD_OPT_STRUCTURED_REPLY was acknowledged: reads and block status use structured replies.
-    public var structuredReplies = false
+    package var structuredReplies = false
     /// The context id given to `base:allocation` by NBD_OPT_SET_META_CONTEXT, or nil.
-    public var baseAllocationID: UInt32? = nil
+    package var baseAllocationID: UInt32? = nil
     /// The client asked for no zero padding after NBD_OPT_EXPORT_NAME.
-    public var noZeroes = false
+    package var noZeroes = false
 
     /// Nothing negotiated yet.
-    public init() {}
+    package init() {}
 }
 
 /// How a handshake ended.
-public enum NbdHandshakeOutcome: Sendable, Equatable {
+package enum NbdHandshakeOutcome: Sendable, Equatable {
     /// NBD_OPT_GO or NBD_OPT_EXPORT_NAME succeeded: transmission starts.
     case transmission(NbdNegotiated)
     /// The client sent NBD_OPT_ABORT.
@@ -22,27 +22,27 @@ public enum NbdHandshakeOutcome: Sendable, Equatable {
 /// The fixed-newstyle negotiation of one connection (the server side of the protocol
 /// document's "Option haggling"). Runs on the connection's thread with blocking reads
 /// bounded by the socket's handshake timeout.
-public struct NbdHandshake {
+package struct NbdHandshake {
     /// Option data up to this size is read and parsed.
-    public static let maxOptionLength = 64 << 10
+    package static let maxOptionLength = 64 << 10
     /// Option data up to this size is read and discarded with NBD_REP_ERR_TOO_BIG; a longer
     /// option disconnects the client.
-    public static let maxDiscardLength = 16 << 20
+    package static let maxDiscardLength = 16 << 20
     /// The context id this server gives `base:allocation`.
-    public static let baseAllocationID: UInt32 = 1
+    package static let baseAllocationID: UInt32 = 1
 
     let socket: NbdSocket
     let export: NbdExport
 
     /// Prepares a handshake on an accepted socket for `export`.
-    public init(socket: NbdSocket, export: NbdExport) {
+    package init(socket: NbdSocket, export: NbdExport) {
         self.socket = socket
         self.export = export
     }
 
     /// Greets the client and answers options until it goes to transmission or aborts.
     /// Throws (with a log sentence) on malformed input, after which the caller disconnects.
-    public func run() throws(NbdConnectionError) -> NbdHandshakeOutcome {
+    package func run() throws(NbdConnectionError) -> NbdHandshakeOutcome {
         try socket.writeAll(NbdEncoder.greeting())
         var flagsReader = NbdByteReader(try socket.readExact(4))
         guard let cf = flagsReader.u32() else { throw NbdConnectionError("no client flags") }

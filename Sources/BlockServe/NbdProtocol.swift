@@ -1,60 +1,60 @@
 /// Constants of the NBD protocol (fixed newstyle negotiation, simple and structured replies),
 /// with the names the protocol document uses. All integers travel big-endian.
-public enum Nbd {
+package enum Nbd {
     /// "NBDMAGIC": the first eight bytes the server sends.
-    public static let initMagic: UInt64 = 0x4e42_444d_4147_4943
+    package static let initMagic: UInt64 = 0x4e42_444d_4147_4943
     /// "IHAVEOPT": newstyle negotiation magic, and the prefix of every client option.
-    public static let optionMagic: UInt64 = 0x4948_4156_454f_5054
+    package static let optionMagic: UInt64 = 0x4948_4156_454f_5054
     /// Prefix of every option reply.
-    public static let optionReplyMagic: UInt64 = 0x0003_e889_0455_65a9
+    package static let optionReplyMagic: UInt64 = 0x0003_e889_0455_65a9
     /// Prefix of every transmission request.
-    public static let requestMagic: UInt32 = 0x2560_9513
+    package static let requestMagic: UInt32 = 0x2560_9513
     /// Prefix of a simple reply.
-    public static let simpleReplyMagic: UInt32 = 0x6744_6698
+    package static let simpleReplyMagic: UInt32 = 0x6744_6698
     /// Prefix of a structured reply chunk.
-    public static let structuredReplyMagic: UInt32 = 0x668e_33ef
+    package static let structuredReplyMagic: UInt32 = 0x668e_33ef
 
     /// Server handshake flag: fixed newstyle.
-    public static let flagFixedNewstyle: UInt16 = 1 << 0
+    package static let flagFixedNewstyle: UInt16 = 1 << 0
     /// Server handshake flag: the client may skip the 124 zero bytes after NBD_OPT_EXPORT_NAME.
-    public static let flagNoZeroes: UInt16 = 1 << 1
+    package static let flagNoZeroes: UInt16 = 1 << 1
     /// Client flag: fixed newstyle understood.
-    public static let clientFixedNewstyle: UInt32 = 1 << 0
+    package static let clientFixedNewstyle: UInt32 = 1 << 0
     /// Client flag: no zero padding after NBD_OPT_EXPORT_NAME.
-    public static let clientNoZeroes: UInt32 = 1 << 1
+    package static let clientNoZeroes: UInt32 = 1 << 1
 
     /// Transmission flags sent with the export (NBD_FLAG_*).
-    public struct TransmissionFlags: OptionSet, Sendable {
+    package struct TransmissionFlags: OptionSet, Sendable {
         /// The raw 16-bit value.
-        public let rawValue: UInt16
+        package let rawValue: UInt16
         /// Creates flags from the wire value.
-        public init(rawValue: UInt16) { self.rawValue = rawValue }
+        package init(rawValue: UInt16) { self.rawValue = rawValue }
         /// NBD_FLAG_HAS_FLAGS: always set.
-        public static let hasFlags = TransmissionFlags(rawValue: 1 << 0)
+        package static let hasFlags = TransmissionFlags(rawValue: 1 << 0)
         /// NBD_FLAG_READ_ONLY.
-        public static let readOnly = TransmissionFlags(rawValue: 1 << 1)
+        package static let readOnly = TransmissionFlags(rawValue: 1 << 1)
         /// NBD_FLAG_SEND_FLUSH.
-        public static let sendFlush = TransmissionFlags(rawValue: 1 << 2)
+        package static let sendFlush = TransmissionFlags(rawValue: 1 << 2)
         /// NBD_FLAG_SEND_FUA.
-        public static let sendFua = TransmissionFlags(rawValue: 1 << 3)
+        package static let sendFua = TransmissionFlags(rawValue: 1 << 3)
         /// NBD_FLAG_ROTATIONAL.
-        public static let rotational = TransmissionFlags(rawValue: 1 << 4)
+        package static let rotational = TransmissionFlags(rawValue: 1 << 4)
         /// NBD_FLAG_SEND_TRIM.
-        public static let sendTrim = TransmissionFlags(rawValue: 1 << 5)
+        package static let sendTrim = TransmissionFlags(rawValue: 1 << 5)
         /// NBD_FLAG_SEND_WRITE_ZEROES.
-        public static let sendWriteZeroes = TransmissionFlags(rawValue: 1 << 6)
+        package static let sendWriteZeroes = TransmissionFlags(rawValue: 1 << 6)
         /// NBD_FLAG_SEND_DF: reads are never fragmented anyway.
-        public static let sendDf = TransmissionFlags(rawValue: 1 << 7)
+        package static let sendDf = TransmissionFlags(rawValue: 1 << 7)
         /// NBD_FLAG_CAN_MULTI_CONN: a flush on one connection covers writes completed on all.
-        public static let canMultiConn = TransmissionFlags(rawValue: 1 << 8)
+        package static let canMultiConn = TransmissionFlags(rawValue: 1 << 8)
         /// NBD_FLAG_SEND_CACHE.
-        public static let sendCache = TransmissionFlags(rawValue: 1 << 10)
+        package static let sendCache = TransmissionFlags(rawValue: 1 << 10)
         /// NBD_FLAG_SEND_FAST_ZERO.
-        public static let sendFastZero = TransmissionFlags(rawValue: 1 << 11)
+        package static let sendFastZero = TransmissionFlags(rawValue: 1 << 11)
     }
 
     /// Option numbers (NBD_OPT_*).
-    public enum Option: UInt32, Sendable {
+    package enum Option: UInt32, Sendable {
         /// NBD_OPT_EXPORT_NAME: old way into transmission; no error reply possible.
         case exportName = 1
         /// NBD_OPT_ABORT.
@@ -76,7 +76,7 @@ public enum Nbd {
     }
 
     /// Option reply types (NBD_REP_*); errors have bit 31 set.
-    public enum Reply: UInt32, Sendable {
+    package enum Reply: UInt32, Sendable {
         /// NBD_REP_ACK.
         case ack = 1
         /// NBD_REP_SERVER: one export of NBD_OPT_LIST.
@@ -104,7 +104,7 @@ public enum Nbd {
     }
 
     /// NBD_INFO_* item types of NBD_OPT_INFO/GO.
-    public enum InfoType: UInt16, Sendable {
+    package enum InfoType: UInt16, Sendable {
         /// NBD_INFO_EXPORT: size and transmission flags (always sent).
         case export = 0
         /// NBD_INFO_NAME.
@@ -116,7 +116,7 @@ public enum Nbd {
     }
 
     /// Command types (NBD_CMD_*).
-    public enum Command: UInt16, Sendable {
+    package enum Command: UInt16, Sendable {
         /// NBD_CMD_READ.
         case read = 0
         /// NBD_CMD_WRITE (a payload of `length` bytes follows the header).
@@ -136,27 +136,27 @@ public enum Nbd {
     }
 
     /// Command flags (NBD_CMD_FLAG_*).
-    public struct CommandFlags: OptionSet, Sendable {
+    package struct CommandFlags: OptionSet, Sendable {
         /// The raw 16-bit value.
-        public let rawValue: UInt16
+        package let rawValue: UInt16
         /// Creates flags from the wire value.
-        public init(rawValue: UInt16) { self.rawValue = rawValue }
+        package init(rawValue: UInt16) { self.rawValue = rawValue }
         /// NBD_CMD_FLAG_FUA: the write is durable before the reply.
-        public static let fua = CommandFlags(rawValue: 1 << 0)
+        package static let fua = CommandFlags(rawValue: 1 << 0)
         /// NBD_CMD_FLAG_NO_HOLE: write zeroes without deallocating.
-        public static let noHole = CommandFlags(rawValue: 1 << 1)
+        package static let noHole = CommandFlags(rawValue: 1 << 1)
         /// NBD_CMD_FLAG_DF: do not fragment a structured read.
-        public static let df = CommandFlags(rawValue: 1 << 2)
+        package static let df = CommandFlags(rawValue: 1 << 2)
         /// NBD_CMD_FLAG_REQ_ONE: block status wants one extent.
-        public static let reqOne = CommandFlags(rawValue: 1 << 3)
+        package static let reqOne = CommandFlags(rawValue: 1 << 3)
         /// NBD_CMD_FLAG_FAST_ZERO: fail with ENOTSUP rather than zero slowly.
-        public static let fastZero = CommandFlags(rawValue: 1 << 4)
+        package static let fastZero = CommandFlags(rawValue: 1 << 4)
         /// Every flag this server understands.
-        public static let known: CommandFlags = [.fua, .noHole, .df, .reqOne, .fastZero]
+        package static let known: CommandFlags = [.fua, .noHole, .df, .reqOne, .fastZero]
     }
 
     /// Structured reply chunk types (NBD_REPLY_TYPE_*).
-    public enum ChunkType: UInt16, Sendable {
+    package enum ChunkType: UInt16, Sendable {
         /// NBD_REPLY_TYPE_NONE.
         case none = 0
         /// NBD_REPLY_TYPE_OFFSET_DATA.
@@ -170,10 +170,10 @@ public enum Nbd {
     }
 
     /// NBD_REPLY_FLAG_DONE: the last chunk of a structured reply.
-    public static let replyFlagDone: UInt16 = 1
+    package static let replyFlagDone: UInt16 = 1
 
     /// Error values on the wire (the protocol's own numbering, equal to Linux errno).
-    public enum ErrorCode: UInt32, Sendable {
+    package enum ErrorCode: UInt32, Sendable {
         /// NBD_EPERM: writing a read-only export.
         case perm = 1
         /// NBD_EIO.
@@ -192,7 +192,7 @@ public enum Nbd {
         case shutdown = 108
 
         /// The NBD code for a host errno (EIO for anything without its own code).
-        public init(errno e: Int32?) {
+        package init(errno e: Int32?) {
             switch e {
             case 1?, 13?: self = .perm
             case 12?: self = .noMemory
@@ -206,9 +206,9 @@ public enum Nbd {
     }
 
     /// The `base:allocation` metadata context's flag: the range is a hole.
-    public static let stateHole: UInt32 = 1
+    package static let stateHole: UInt32 = 1
     /// The `base:allocation` metadata context's flag: the range reads as zeroes.
-    public static let stateZero: UInt32 = 2
+    package static let stateZero: UInt32 = 2
     /// The one metadata context this server offers.
-    public static let baseAllocation = "base:allocation"
+    package static let baseAllocation = "base:allocation"
 }

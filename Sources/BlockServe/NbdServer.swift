@@ -5,14 +5,14 @@ import Glibc
 #endif
 
 /// Where the server listens.
-public enum NbdListenAddress: Sendable, CustomStringConvertible {
+package enum NbdListenAddress: Sendable, CustomStringConvertible {
     /// A Unix socket at an absolute or relative path (created; removed on shutdown).
     case unix(path: String)
     /// TCP on `host` (an IPv4 or IPv6 literal or a name) and `port`.
     case tcp(host: String, port: Int)
 
     /// The address as a client URI (`nbd+unix:///?socket=…` or `nbd://host:port/`).
-    public var description: String {
+    package var description: String {
         switch self {
         case let .unix(path): return "nbd+unix:///?socket=\(path)"
         case let .tcp(host, port): return host.contains(":") ? "nbd://[\(host)]:\(port)/" : "nbd://\(host):\(port)/"
@@ -29,25 +29,25 @@ public enum NbdListenAddress: Sendable, CustomStringConvertible {
 /// its in-flight requests, and joins their threads. Closing the disk is the caller's job.
 public final class NbdServer: @unchecked Sendable {
     /// What is served.
-    public let export: NbdExport
+    package let export: NbdExport
     /// Where it listens.
-    public let address: NbdListenAddress
+    package let address: NbdListenAddress
     /// Receives one line per event (connect, disconnect, stats, shutdown).
-    public let log: @Sendable (String) -> Void
+    package let log: @Sendable (String) -> Void
     /// Seconds between `--stats` lines; nil for none.
-    public var statsInterval: Double? = nil
+    package var statsInterval: Double? = nil
     /// Queue IDs given to connections: the lowest free ID from `queueIDs.lowerBound` (reused
     /// after a client leaves, so an event stream with a ring per queue ID sees one producer
     /// per ring); when all are taken, IDs continue past the range.
-    public var queueIDs: Range<Int> = 1..<(1 << 30)
+    package var queueIDs: Range<Int> = 1..<(1 << 30)
     private let usedQueueIDs = Mutex(Set<Int>())
 
-    private var listenFD: Int32 = -1
+    /// The listening socket, stop pipe and signal thread (shared with the vhost-user server).
+    private let listener: ServerListener
     /// Descriptors that bound how many clients can be served (see ``NbdDescriptorBudget``).
     private var descriptors = NbdDescriptorBudget()
     /// Clients accepted and not yet ended (their threads may not have made a queue yet).
     private let liveClients = Mutex(0)
-    private let stopPipe: (read: Int32, write: Int32)
     /// Client threads not yet joined, by client number (touched by the accept thread only).
     private var threads: [Int: pthread_t] = [:]
     /// Client numbers whose thread has ended and waits to be joined: joined at the accept
@@ -56,60 +56,40 @@ public final class NbdServer: @unchecked Sendable {
     private var nextClient = 1
 
     /// Prepares a server (nothing is bound until ``listen()``).
-    public init(export: NbdExport, address: NbdListenAddress, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
+    package init(export: NbdExport, address: NbdListenAddress, log: @escaping @Sendable (String) -> Void) throws(BlockError) {
         self.export = export
         self.address = address
         self.log = log
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else { throw BlockError.system(errno, "pipe") }
-        _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
-        _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
-        stopPipe = (fds[0], fds[1])
-    }
-
-    deinit {
-        if listenFD >= 0 { Glibc.close(listenFD) }
-        Glibc.close(stopPipe.read)
-        Glibc.close(stopPipe.write)
+        listener = try ServerListener(address: address)
     }
 
     /// Binds and listens; a stale Unix socket file at the path is replaced, any other file
     /// there is an error.
-    public func listen() throws(BlockError) {
-        listenFD = try NbdListener.open(address)
+    package func listen() throws(BlockError) {
+        try listener.listen()
         descriptors.prepare()
     }
 
     /// Asks the accept loop and every client to stop (safe from any thread, idempotent).
-    public func stop() {
-        var b: UInt8 = 1
-        _ = Glibc.write(stopPipe.write, &b, 1)
-    }
+    package func stop() { listener.stop() }
 
     /// Accepts clients until stopped, then drains them; returns when every client thread has
     /// ended. With `handleSignals`, SIGINT and SIGTERM are blocked in every thread and taken
     /// by a thread in `sigwait`, which logs and calls ``stop()`` (call before any other
     /// thread is started; that thread stays in `sigwait` until the process exits).
-    public func run(handleSignals: Bool) throws(BlockError) {
-        if handleSignals { startSignalThread() }
-        signal(SIGPIPE, SIG_IGN)
-        let stats = statsInterval.map { NbdStatsReporter(stats: export.stats, interval: $0) }
-        var fds = [pollfd](repeating: pollfd(), count: 3)
-        while true {
-            fds[0] = pollfd(fd: listenFD, events: Int16(POLLIN), revents: 0)
-            fds[1] = pollfd(fd: -1, events: 0, revents: 0)
-            fds[2] = pollfd(fd: stopPipe.read, events: Int16(POLLIN), revents: 0)
-            let timeout = stats.map { Int32($0.millisecondsToNext()) } ?? -1
-            let r = Syscall.poll(&fds, 3, timeout)
-            if r < 0 { throw BlockError.system(errno, "poll") }
-            joinEndedClients()
-            if let stats, let line = stats.tick() { log(line) }
-            if fds[2].revents != 0 { break }
-            if fds[0].revents != 0 { acceptOne() }
+    package func run(handleSignals: Bool) throws(BlockError) {
+        if handleSignals {
+            listener.handleSignals { [self] sig in
+                log("\(sig == SIGINT ? "SIGINT" : "SIGTERM"): no new clients; draining \(export.stats.clients.load(ordering: .relaxed)) connected")
+            }
         }
-        Glibc.close(listenFD)
-        listenFD = -1
-        if case let .unix(path) = address { unlink(path) }
+        let stats = statsInterval.map { NbdStatsReporter(stats: export.stats, interval: $0) }
+        try listener.serve(timeout: { stats.map { Int32($0.millisecondsToNext()) } ?? -1 },
+                           wake: {
+                               joinEndedClients()
+                               if let stats, let line = stats.tick() { log(line) }
+                           },
+                           readable: { acceptOne() })
         for t in threads.values { pthread_join(t, nil) }
         threads.removeAll()
         ended.withLock { $0.removeAll() }
@@ -140,40 +120,17 @@ public final class NbdServer: @unchecked Sendable {
         _ = usedQueueIDs.withLock { $0.remove(q) }
     }
 
-    private func startSignalThread() {
-        var mask = sigset_t()
-        sigemptyset(&mask)
-        sigaddset(&mask, SIGINT)
-        sigaddset(&mask, SIGTERM)
-        pthread_sigmask(SIG_BLOCK, &mask, nil)
-        let box = Unmanaged.passRetained(self as AnyObject).toOpaque()
-        var tid = pthread_t()
-        _ = pthread_create(&tid, nil, { arg in
-            let server = Unmanaged<AnyObject>.fromOpaque(arg!).takeRetainedValue() as! NbdServer
-            var mask = sigset_t()
-            sigemptyset(&mask)
-            sigaddset(&mask, SIGINT)
-            sigaddset(&mask, SIGTERM)
-            var sig: Int32 = 0
-            while sigwait(&mask, &sig) != 0 {}
-            server.log("\(sig == SIGINT ? "SIGINT" : "SIGTERM"): no new clients; draining \(server.export.stats.clients.load(ordering: .relaxed)) connected")
-            server.stop()
-            return nil
-        }, box)
-        pthread_detach(tid)
-    }
-
     private func acceptOne() {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
         let fd = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listenFD, $0, &len) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { accept(listener.fd, $0, &len) }
         }
         if fd < 0 {
             let e = errno
             // Out of descriptors the connection stays pending and poll would wake at once
             // for ever: take it with the spare descriptor and close it, saying why.
-            if (e == EMFILE || e == ENFILE), descriptors.acceptWithSpare(listenFD) {
+            if (e == EMFILE || e == ENFILE), descriptors.acceptWithSpare(listener.fd) {
                 log("client \(nextClient) refused: out of file descriptors (\(descriptors.describe(live: liveCount)))")
                 nextClient += 1
             }
@@ -193,7 +150,7 @@ public final class NbdServer: @unchecked Sendable {
         }
         liveClients.withLock { $0 += 1 }
         let qid = takeQueueID(fallback: id)
-        let conn = NbdConnection(id: id, queueID: qid, peer: peer, fd: fd, stopFD: stopPipe.read, export: export, log: log,
+        let conn = NbdConnection(id: id, queueID: qid, peer: peer, fd: fd, stopFD: listener.stopFD, export: export, log: log,
                                  onEnd: { [weak self] in
                                      self?.returnQueueID(qid)
                                      self?.liveClients.withLock { $0 -= 1 }

@@ -4,11 +4,11 @@ import Glibc
 #endif
 
 /// Why a connection ended early: a sentence for the server's log line.
-public struct NbdConnectionError: Error, Sendable, CustomStringConvertible {
+package struct NbdConnectionError: Error, Sendable, CustomStringConvertible {
     /// What happened, e.g. "peer closed the connection mid-request".
-    public var description: String
+    package var description: String
     /// Creates an error with a log sentence.
-    public init(_ description: String) { self.description = description }
+    package init(_ description: String) { self.description = description }
 }
 
 /// One connected client socket (Unix or TCP). All calls come from the connection's own thread.
@@ -17,21 +17,21 @@ public struct NbdConnectionError: Error, Sendable, CustomStringConvertible {
 /// `stopFD` (the server's shutdown pipe) becomes readable. Writes use `MSG_NOSIGNAL`, so a
 /// vanished client is an error, never a SIGPIPE. The corresponding C calls are `recv`,
 /// `send`, `sendmsg` and `poll`.
-public final class NbdSocket {
+package final class NbdSocket {
     /// The connected descriptor; closed by ``close()``.
-    public let fd: Int32
+    package let fd: Int32
     /// The server's shutdown pipe (read end); -1 for none.
-    public let stopFD: Int32
+    package let stopFD: Int32
     /// How long the whole handshake may take from accept, in milliseconds: 10 s, as
     /// qemu-nbd's default handshake limit, so a client trickling a byte now and then cannot
     /// hold a thread and a descriptor for ever.
-    public var handshakeLimitMs: Int = 10_000
+    package var handshakeLimitMs: Int = 10_000
     /// When the socket was wrapped (monotonic nanoseconds): the handshake limit counts from here.
     private let openedAt = monotonicNanos()
     private var closed = false
 
     /// Wraps an accepted descriptor and makes it non-blocking.
-    public init(fd: Int32, stopFD: Int32) {
+    package init(fd: Int32, stopFD: Int32) {
         self.fd = fd
         self.stopFD = stopFD
         let fl = fcntl(fd, F_GETFL)
@@ -41,7 +41,7 @@ public final class NbdSocket {
     }
 
     /// Whether the server asked every connection to stop.
-    public var stopRequested: Bool {
+    package var stopRequested: Bool {
         if stopFD < 0 { return false }
         var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
         return poll(&p, 1, 0) > 0
@@ -49,7 +49,7 @@ public final class NbdSocket {
 
     /// Reads exactly `count` bytes (handshake): fails when the peer closes, the server stops
     /// or the handshake limit (counted from accept, not per read) passes.
-    public func readExact(_ count: Int) throws(NbdConnectionError) -> [UInt8] {
+    package func readExact(_ count: Int) throws(NbdConnectionError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: count)
         var got = 0
         while got < count {
@@ -80,7 +80,7 @@ public final class NbdSocket {
 
     /// Reads what is available (never blocks): bytes read, 0 when the peer closed, -1 when
     /// nothing is ready. Throws on a socket error.
-    public func readAvailable(into p: UnsafeMutableRawPointer, count: Int) throws(NbdConnectionError) -> Int {
+    package func readAvailable(into p: UnsafeMutableRawPointer, count: Int) throws(NbdConnectionError) -> Int {
         while true {
             let n = Syscall.retrying { recv(fd, p, count, 0) }
             if n >= 0 { return n }
@@ -91,7 +91,7 @@ public final class NbdSocket {
     }
 
     /// Sends all of `bytes`, waiting for room when the socket buffer is full.
-    public func writeAll(_ bytes: [UInt8]) throws(NbdConnectionError) {
+    package func writeAll(_ bytes: [UInt8]) throws(NbdConnectionError) {
         var copy = bytes
         let n = copy.count
         var failure: NbdConnectionError? = nil
@@ -104,7 +104,7 @@ public final class NbdSocket {
 
     /// Sends every byte described by `iov[0..<count]` (the array is consumed as it goes),
     /// waiting for room when the socket buffer is full.
-    public func writeAll(_ iov: UnsafeMutablePointer<iovec>, count: Int) throws(NbdConnectionError) {
+    package func writeAll(_ iov: UnsafeMutablePointer<iovec>, count: Int) throws(NbdConnectionError) {
         var first = 0
         while first < count {
             if iov[first].iov_len == 0 { first += 1; continue }
@@ -135,7 +135,7 @@ public final class NbdSocket {
     }
 
     /// Closes the descriptor (once).
-    public func close() {
+    package func close() {
         if closed { return }
         closed = true
         _ = Glibc.close(fd)

@@ -12,8 +12,11 @@ import Glibc
 /// from one into the next); a 16-entry ring sits in the first region (descriptors at 0,
 /// available ring at 0x100, used ring at 0x200) and is served as a connection serves it,
 /// on a writable 1 MiB RAW image in /dev/shm, with the features from the input's first byte.
+/// (3) The first 272 bytes become a 16-entry queue's inflight region (INFLIGHT_SHMFD) that
+/// a restarted back end recovers, with the ring's used index from bytes 2-3.
 /// The property: no trap, no access outside the regions (ASan), every request taken is
-/// waited for before the ring stops, and the image is still readable.
+/// waited for before the ring stops, the image is still readable, and recovery names each
+/// head below 16 at most once.
 private let export: VhostUserBlkExport = {
     let path = "/dev/shm/blockscope-fuzz-vhost-\(getpid()).raw"
     let fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o600)
@@ -60,6 +63,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     ])
     _ = VhostUserFuzzing.serveRing(memory: memory, export: export, size: 16, desc: 0x7f00_0000_0000, avail: 0x7f00_0000_0100,
                                        used: 0x7f00_0000_0200, features: features)
+    // (3) An inflight region recovered.
+    let inflightBytes = UnsafeMutableRawBufferPointer(rebasing: memoryBytes[0..<(16 + 16 * 16)])
+    memoryBytes.initializeMemory(as: UInt8.self, repeating: 0)
+    bytes.withUnsafeBytes { inflightBytes.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: min(bytes.count, inflightBytes.count)) }
+    let ringUsed = bytes.count >= 4 ? UInt16(bytes[2]) | UInt16(bytes[3]) << 8 : 0
+    let heads = VhostUserFuzzing.recoverInflight(region: inflightBytes, size: 16, ringUsed: ringUsed)
+    if heads.contains(where: { $0 >= 16 }) || Set(heads).count != heads.count { violation("inflight recovery named heads \(heads)") }
     var probe = [UInt8](repeating: 0, count: 512)
     let ok = probe.withUnsafeMutableBytes { (try? export.disk.read(into: $0, at: 0)) != nil }
     if !ok { violation("the image is not readable after serving a ring") }

@@ -38,9 +38,23 @@ package struct DescriptorChain {
     package static func walk(memory: GuestMemory, table: UnsafeRawPointer, size: Int, head: UInt16,
                             indirect: Bool, record: Bool = false) -> Result<DescriptorChain, VirtqChainError> {
         var chain = DescriptorChain()
-        if record { chain.segments = [] }
+        if let e = walk(memory: memory, table: table, size: size, head: head, indirect: indirect, record: record, into: &chain) { return .failure(e) }
+        return .success(chain)
+    }
+
+    /// ``walk(memory:table:size:head:indirect:)`` into `chain`, whose arrays are emptied and
+    /// reused (a virtqueue keeps one, so taking a request allocates nothing once they have
+    /// grown); returns the error sentence, or nil when `chain` holds the request's pieces.
+    package static func walk(memory: GuestMemory, table: UnsafeRawPointer, size: Int, head: UInt16,
+                            indirect: Bool, record: Bool = false, into chain: inout DescriptorChain) -> VirtqChainError? {
+        chain.readable.removeAll(keepingCapacity: true)
+        chain.writable.removeAll(keepingCapacity: true)
+        chain.descriptors = 0
+        chain.readableBytes = 0
+        chain.writableBytes = 0
+        chain.segments = record ? [] : nil
         var index = Int(head)
-        guard index < size else { return .failure(.init("head \(head) is past the table of \(size) descriptors")) }
+        guard index < size else { return (.init("head \(head) is past the table of \(size) descriptors")) }
         var tableBase = table
         var tableSize = size
         var inIndirect = false
@@ -48,7 +62,7 @@ package struct DescriptorChain {
         while true {
             chain.descriptors += 1
             budget -= 1
-            if budget < 0 { return .failure(.init("the chain from head \(head) loops or is longer than its table of \(tableSize) descriptors")) }
+            if budget < 0 { return (.init("the chain from head \(head) loops or is longer than its table of \(tableSize) descriptors")) }
             let d = UnsafeRawBufferPointer(start: tableBase + index * Virtq.descriptorSize, count: Virtq.descriptorSize)
             let addr = LE.u64(d, 0), len = LE.u32(d, 8), flags = LE.u16(d, 12), next = LE.u16(d, 14)
             if record {
@@ -56,15 +70,15 @@ package struct DescriptorChain {
                                                     inIndirectTable: inIndirect, isIndirectTable: flags & Virtq.descIndirect != 0))
             }
             if flags & Virtq.descIndirect != 0 {
-                if !indirect { return .failure(.init("descriptor \(index) of head \(head) is INDIRECT, which was not negotiated")) }
-                if inIndirect { return .failure(.init("an indirect table of head \(head) holds another INDIRECT descriptor")) }
-                if flags & Virtq.descNext != 0 { return .failure(.init("descriptor \(index) of head \(head) has both INDIRECT and NEXT")) }
+                if !indirect { return (.init("descriptor \(index) of head \(head) is INDIRECT, which was not negotiated")) }
+                if inIndirect { return (.init("an indirect table of head \(head) holds another INDIRECT descriptor")) }
+                if flags & Virtq.descNext != 0 { return (.init("descriptor \(index) of head \(head) has both INDIRECT and NEXT")) }
                 let count = Int(len) / Virtq.descriptorSize
                 if len == 0 || Int(len) % Virtq.descriptorSize != 0 || count > maxIndirect {
-                    return .failure(.init("the indirect table of head \(head) has \(len) bytes (a multiple of 16, at most \(maxIndirect) descriptors)"))
+                    return (.init("the indirect table of head \(head) has \(len) bytes (a multiple of 16, at most \(maxIndirect) descriptors)"))
                 }
                 guard let t = memory.guest(addr, Int(len)) else {
-                    return .failure(.init("the indirect table of head \(head) at guest 0x\(String(addr, radix: 16)) (\(len) bytes) lies outside guest memory"))
+                    return (.init("the indirect table of head \(head) at guest 0x\(String(addr, radix: 16)) (\(len) bytes) lies outside guest memory"))
                 }
                 tableBase = UnsafeRawPointer(t)
                 tableSize = count
@@ -75,7 +89,7 @@ package struct DescriptorChain {
             }
             let writable = flags & Virtq.descWrite != 0
             if !writable && !chain.writable.isEmpty {
-                return .failure(.init("head \(head) has a device-readable buffer after a device-writable one"))
+                return (.init("head \(head) has a device-readable buffer after a device-writable one"))
             }
             if len > 0 {
                 let used = chain.readable.count + chain.writable.count
@@ -83,13 +97,13 @@ package struct DescriptorChain {
                     ? memory.pieces(addr, UInt64(len), limit: maxPieces - used, into: &chain.writable)
                     : memory.pieces(addr, UInt64(len), limit: maxPieces - used, into: &chain.readable)
                 if !ok {
-                    return .failure(.init("buffer of head \(head) at guest 0x\(String(addr, radix: 16)) (\(len) bytes) lies outside guest memory or the chain has over \(maxPieces) pieces"))
+                    return (.init("buffer of head \(head) at guest 0x\(String(addr, radix: 16)) (\(len) bytes) lies outside guest memory or the chain has over \(maxPieces) pieces"))
                 }
                 if writable { chain.writableBytes += UInt64(len) } else { chain.readableBytes += UInt64(len) }
             }
-            if flags & Virtq.descNext == 0 { return .success(chain) }
+            if flags & Virtq.descNext == 0 { return nil }
             index = Int(next)
-            if index >= tableSize { return .failure(.init("descriptor of head \(head) points to \(next), past its table of \(tableSize)")) }
+            if index >= tableSize { return (.init("descriptor of head \(head) points to \(next), past its table of \(tableSize)")) }
         }
     }
 }

@@ -5,7 +5,8 @@ import Glibc
 
 /// One front end (a VMM) on the vhost-user socket: the message loop and its virtqueues, all
 /// on one thread (ADR 0021). A poll waits on the socket, the server's stop pipe, each
-/// running queue's kick eventfd and each engine queue's completion eventfd; one turn reaps
+/// running queue's kick eventfd and, while it has requests out, each engine queue's
+/// completion eventfd; one turn reaps
 /// completions, fills used rings and calls the driver, then handles what woke it.
 ///
 /// A protocol violation or a ring the driver broke ends the connection with one log line;
@@ -19,6 +20,9 @@ final class VhostUserConnection {
     var features: UInt64 = 0
     var protocolFeatures: UInt64 = 0
     var memory: GuestMemory? = nil
+    /// The region recording requests in flight (INFLIGHT_SHMFD), once the front end asked
+    /// for one or handed one back.
+    var inflight: VhostUserInflight? = nil
     var queues: [VhostUserVirtqueue]
     /// Why the connection stops taking requests (set once).
     var closing: String? = nil
@@ -66,7 +70,11 @@ final class VhostUserConnection {
                 if closing == nil && q.running && q.enabled && q.kickFD >= 0 {
                     fds.append(pollfd(fd: q.kickFD, events: Int16(POLLIN), revents: 0)); owners.append((q.index, true))
                 }
-                if let e = q.queue?.eventFD {
+                // The completion eventfd only while requests are out: completions that came
+                // inside io_uring_enter (page-cache hits) were reaped above, and waking for
+                // their signal would cost a poll and a read per batch. A signal left unread
+                // wakes the next poll once, harmlessly.
+                if q.inFlight > 0, let e = q.queue?.eventFD {
                     fds.append(pollfd(fd: e, events: Int16(POLLIN), revents: 0)); owners.append((q.index, false))
                 }
             }
@@ -141,6 +149,58 @@ final class VhostUserConnection {
 
     private func reply(_ bytes: [UInt8]) throws(VhostUserParseError) { try socket.send(bytes) }
 
+    /// GET_INFLIGHT_FD: a fresh region for the queues the front end names, sent with its
+    /// descriptor. Numbers that make no region are one log line and a reply of size 0,
+    /// with which QEMU goes on without tracking.
+    private func giveInflight(_ d: VhostUserInflightDescription, _ h: VhostUserHeader) throws(VhostUserParseError) {
+        var answer = VhostUserInflightDescription(mmapSize: 0, mmapOffset: 0, numQueues: d.numQueues, queueSize: d.queueSize)
+        if let why = VhostUserInflight.check(d) {
+            log("GET_INFLIGHT_FD with \(why): requests are not tracked")
+            try reply(VhostUserParser.reply(h.request, inflight: answer)); return
+        }
+        // A running ring writes into the region it has: it is not swapped under it.
+        if queues.contains(where: \.running) {
+            log("GET_INFLIGHT_FD while rings run: no new region")
+            try reply(VhostUserParser.reply(h.request, inflight: answer)); return
+        }
+        switch VhostUserInflight.create(queues: Int(d.numQueues), queueSize: Int(d.queueSize)) {
+        case let .failure(e):
+            log("\(e.description): requests are not tracked")
+            try reply(VhostUserParser.reply(h.request, inflight: answer))
+        case let .success((region, fd)):
+            defer { Glibc.close(fd) }
+            answer.mmapSize = UInt64(region.mappedBytes)
+            try socket.send(VhostUserParser.reply(h.request, inflight: answer), fd: fd)
+            for q in queues { q.inflight = nil }
+            inflight = region
+        }
+    }
+
+    /// SET_INFLIGHT_FD: maps the region the front end hands back; rings started later serve
+    /// again what it marks. A missing descriptor, sizes that do not fit, or rings already
+    /// running are one log line, and the connection goes on without tracking.
+    private func takeInflight(_ d: VhostUserInflightDescription, _ fd: Int32) -> Bool {
+        if queues.contains(where: \.running) {
+            log("SET_INFLIGHT_FD while rings run: ignored")
+            return false
+        }
+        inflight = nil
+        for q in queues { q.inflight = nil }
+        guard fd >= 0 else {
+            log("SET_INFLIGHT_FD without a descriptor: requests are not tracked")
+            return false
+        }
+        switch VhostUserInflight.adopt(fd: fd, d) {
+        case let .failure(e):
+            log("\(e.description): requests are not tracked")
+            return false
+        case let .success(r):
+            inflight = r
+            log("requests in flight are recorded in the front end's region (\(d.numQueues) queues of \(d.queueSize), \(d.mmapSize) bytes)")
+            return true
+        }
+    }
+
     /// Acts on one message. Descriptors it keeps are taken out of `fds` (set to -1); the
     /// rest are closed by the caller.
     func handle(_ m: VhostUserMessage, _ h: VhostUserHeader, _ fds: inout [Int32]) throws(VhostUserParseError) {
@@ -211,10 +271,15 @@ final class VhostUserConnection {
                     // Without VHOST_USER_F_PROTOCOL_FEATURES a ring starts enabled.
                     if features & VhostUser.Feature.protocolFeatures == 0 { q.enabled = true }
                     if let e = q.start(memory: memory, eventIdx: eventIdx) { throw VhostUserParseError(e) }
+                    if let r = inflight, let m = memory, let e = q.resume(region: r, memory: m, indirect: indirect, log: log) { fail(e) }
                 }
                 if let m = memory, let e = q.process(memory: m, indirect: indirect, log: log) { fail(e) }
             case .setVringCall:
                 VhostUserVirtqueue.replace(&q.callFD, with: fd)
+                // A running ring may have used entries the old descriptor never announced
+                // (QEMU sends CALL after KICK, and resubmitted requests complete at once):
+                // one spare interrupt, which a driver tolerates.
+                if q.running && fd >= 0 { var one: UInt64 = 1; _ = Glibc.write(fd, &one, 8) }
             default:
                 VhostUserVirtqueue.replace(&q.errFD, with: fd)
             }
@@ -230,6 +295,10 @@ final class VhostUserConnection {
             LE.append(&p, UInt64(flags), 4)
             p += cfg[Int(offset)..<Int(offset + size)]
             try reply(VhostUserParser.reply(h.request, p)); return
+        case let .getInflightFd(d):
+            try giveInflight(d, h); return
+        case let .setInflightFd(d):
+            ok = takeInflight(d, fds.first ?? -1)
         case .setConfig:
             // The only writable field is `writeback`; the cache mode stays write-back.
             break

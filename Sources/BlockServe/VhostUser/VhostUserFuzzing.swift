@@ -19,4 +19,14 @@ public enum VhostUserFuzzing {
         _ = q.stop()
         return e
     }
+
+    /// Runs a restarted back end's recovery over one queue's inflight region held in
+    /// `region` (the front end's memory, so any bytes): finishes the last batch against the
+    /// ring's used index `ringUsed` and returns the heads to serve again, oldest first.
+    /// `region` must hold at least 16 + 16 × `size` bytes.
+    public static func recoverInflight(region: UnsafeMutableRawBufferPointer, size: Int, ringUsed: UInt16) -> [UInt16] {
+        precondition(region.count >= VhostUserInflight.headerBytes + VhostUserInflight.entryBytes * size)
+        var q = InflightQueue(base: region.baseAddress!, size: size)
+        return q.recover(ringUsed: ringUsed)
+    }
 }

@@ -39,6 +39,31 @@ public struct VhostUserVringAddress: Sendable, Equatable {
     public var available: UInt64
 }
 
+/// GET_INFLIGHT_FD and SET_INFLIGHT_FD: the shared region that tracks requests in flight
+/// (the front end sends the queue count and size; the back end answers with the size and
+/// offset of the region in the descriptor it sends).
+public struct VhostUserInflightDescription: Sendable, Equatable {
+    /// Bytes of the region.
+    public var mmapSize: UInt64
+    /// Where the region starts in its file descriptor.
+    public var mmapOffset: UInt64
+    /// Virtqueues tracked.
+    public var numQueues: UInt16
+    /// Entries of each virtqueue.
+    public var queueSize: UInt16
+
+    /// Bytes of the payload on the wire (QEMU's struct: two u64, two u16, 4 bytes of padding).
+    public static let wireSize = 24
+
+    /// Creates a description.
+    public init(mmapSize: UInt64, mmapOffset: UInt64, numQueues: UInt16, queueSize: UInt16) {
+        self.mmapSize = mmapSize
+        self.mmapOffset = mmapOffset
+        self.numQueues = numQueues
+        self.queueSize = queueSize
+    }
+}
+
 /// A front-end message decoded from bytes, with what its payload says. File descriptors
 /// travel beside the bytes (SCM_RIGHTS) and are matched by the connection.
 public enum VhostUserMessage: Sendable, Equatable {
@@ -60,6 +85,10 @@ public enum VhostUserMessage: Sendable, Equatable {
     case setVringEnable(index: UInt32, enable: Bool)
     case getConfig(offset: UInt32, size: UInt32, flags: UInt32)
     case setConfig(offset: UInt32, size: UInt32, flags: UInt32, bytes: [UInt8])
+    /// The front end asks for a fresh inflight region for these queues.
+    case getInflightFd(VhostUserInflightDescription)
+    /// The front end hands an inflight region back (with its descriptor).
+    case setInflightFd(VhostUserInflightDescription)
     /// A request this back end does not implement (known code or not).
     case unsupported(code: UInt32)
 }
@@ -149,6 +178,12 @@ public enum VhostUserParser {
             if req == .getConfig { return .success(.getConfig(offset: offset, size: size, flags: flags)) }
             if let e = need(12 + Int(size)) { return .failure(e) }
             return .success(.setConfig(offset: offset, size: size, flags: flags, bytes: Array(payload[12..<(12 + Int(size))])))
+        case .getInflightFd, .setInflightFd:
+            // The fields end at byte 20; QEMU sends 24 (its struct's padding).
+            if let e = need(20) { return .failure(e) }
+            let d = VhostUserInflightDescription(mmapSize: LE.u64(payload, 0), mmapOffset: LE.u64(payload, 8),
+                                                 numQueues: LE.u16(payload, 16), queueSize: LE.u16(payload, 18))
+            return .success(req == .getInflightFd ? .getInflightFd(d) : .setInflightFd(d))
         default:
             return .success(.unsupported(code: h.request))
         }
@@ -169,6 +204,18 @@ public enum VhostUserParser {
     public static func reply(_ request: UInt32, u64 v: UInt64) -> [UInt8] {
         var p: [UInt8] = []
         LE.append(&p, v, 8)
+        return reply(request, p)
+    }
+
+    /// A reply to GET_INFLIGHT_FD: the region's size and offset, the queue count and size
+    /// (24 bytes, as QEMU checks).
+    public static func reply(_ request: UInt32, inflight d: VhostUserInflightDescription) -> [UInt8] {
+        var p: [UInt8] = []
+        LE.append(&p, d.mmapSize, 8)
+        LE.append(&p, d.mmapOffset, 8)
+        LE.append(&p, UInt64(d.numQueues), 2)
+        LE.append(&p, UInt64(d.queueSize), 2)
+        LE.append(&p, 0, 4)
         return reply(request, p)
     }
 

@@ -85,8 +85,11 @@ public enum VhostUser {
         public static let replyAck: UInt64 = 1 << 3
         /// GET_CONFIG/SET_CONFIG (QEMU's vhost-user-blk requires it).
         public static let config: UInt64 = 1 << 9
+        /// INFLIGHT_SHMFD: GET/SET_INFLIGHT_FD, a shared region recording the requests in
+        /// flight, so a restarted back end serves again what a killed one had taken.
+        public static let inflightShmfd: UInt64 = 1 << 12
         /// What this back end offers.
-        public static let offered: UInt64 = mq | replyAck | config
+        public static let offered: UInt64 = mq | replyAck | config | inflightShmfd
     }
 
     /// Virtio feature bits this back end offers (the device's and the transport's).

@@ -85,6 +85,41 @@ final class VhostUserSocket {
         }
     }
 
+    /// Sends `bytes` (a reply, at most a few dozen bytes) with descriptor `fd` attached
+    /// (SCM_RIGHTS, the corresponding C call is `sendmsg`); the rest, if the kernel takes
+    /// only part, follows without it. The descriptor stays the caller's.
+    func send(_ bytes: [UInt8], fd attached: Int32) throws(VhostUserParseError) {
+        let hdr = MemoryLayout<cmsghdr>.size
+        let space = hdr + 8
+        let control = UnsafeMutableRawPointer.allocate(byteCount: space, alignment: 8)
+        defer { control.deallocate() }
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: space)
+        var c = cmsghdr()
+        c.cmsg_len = hdr + 4
+        c.cmsg_level = SOL_SOCKET
+        c.cmsg_type = Int32(SCM_RIGHTS)
+        control.storeBytes(of: c, as: cmsghdr.self)
+        control.storeBytes(of: attached, toByteOffset: hdr, as: Int32.self)
+        var copy = bytes
+        let n: Int = copy.withUnsafeMutableBytes { b in
+            var iov = iovec(iov_base: b.baseAddress, iov_len: b.count)
+            return withUnsafeMutablePointer(to: &iov) { iovp in
+                var msg = msghdr()
+                msg.msg_iov = iovp
+                msg.msg_iovlen = 1
+                msg.msg_control = control
+                msg.msg_controllen = space
+                while true {
+                    let r = sendmsg(fd, &msg, Int32(MSG_NOSIGNAL))
+                    if r < 0 && errno == EINTR { continue }
+                    return r
+                }
+            }
+        }
+        if n <= 0 { throw VhostUserParseError("sendmsg: \(n < 0 ? String(cString: strerror(errno)) : "nothing sent")") }
+        if n < bytes.count { try send(Array(bytes[n...])) }
+    }
+
     /// Sends `bytes` entirely.
     func send(_ bytes: [UInt8]) throws(VhostUserParseError) {
         var sent = 0

@@ -19,14 +19,13 @@ extension VhostUserVirtqueue {
                 guard h < size else { return "queue \(index): the driver made head \(head) available in a ring of \(size)" }
                 if slots[h].busy { return "queue \(index): the driver made head \(head) available again while it is in flight" }
                 requests += 1
-                switch DescriptorChain.walk(memory: memory, table: ring!.desc, size: size, head: head, indirect: indirect, record: frontEnd != nil) {
-                case let .failure(e):
-                    // No status byte can be trusted in a chain that could not be walked.
+                // No status byte can be trusted in a chain that could not be walked.
+                if let e = DescriptorChain.walk(memory: memory, table: ring!.desc, size: size, head: head, indirect: indirect, record: frontEnd != nil, into: &scratchChain) {
                     return "queue \(index): \(e.description)"
-                case let .success(chain):
-                    if frontEnd != nil { popped(h, chain) }
-                    if let e = begin(h, chain, log: log) { return e }
                 }
+                if frontEnd != nil { popped(h, scratchChain) }
+                if let e = begin(h, scratchChain, log: log) { return e }
+                inflight?.mark(h)
             }
             if overrun { return "queue \(index): the driver's available index runs more than \(size) entries ahead" }
         } while ring!.armKick()
@@ -49,15 +48,16 @@ extension VhostUserVirtqueue {
 
     /// Starts the request in `chain` under head `h`; its status is written when its
     /// operations complete (at once when there are none).
-    private func begin(_ h: Int, _ chain: DescriptorChain, log: (String) -> Void) -> String? {
+    func begin(_ h: Int, _ chain: DescriptorChain, log: (String) -> Void) -> String? {
         slots[h].busy = true
         slots[h].pending = 0
         slots[h].status = .ok
         slots[h].usedLength = 1
         slots[h].statusByte = nil
-        slots[h].receivedNs = monotonicNanos()
+        // The instant only the views use (monotonicNanos per request otherwise).
+        slots[h].receivedNs = frontEnd == nil ? 0 : monotonicNanos()
         inFlight += 1
-        switch VirtioBlkRequest.parse(chain) {
+        switch VirtioBlkRequest.parse(chain, data: &scratchData) {
         case let .unanswerable(why):
             slots[h].busy = false
             inFlight -= 1

@@ -46,6 +46,12 @@ final class VhostUserVirtqueue {
     var kicks: UInt64 = 0
     var requests: UInt64 = 0
     var badLogged = 0
+    /// Where taken requests are recorded for a restarted back end (INFLIGHT_SHMFD), if the
+    /// front end gave a region.
+    var inflight: InflightQueue? = nil
+    /// The chain and data pieces of the request being taken, reused from one to the next.
+    var scratchChain = DescriptorChain()
+    var scratchData: [GuestSegment] = []
     /// Calls made over this connection (kept when the ring stops).
     var lastCalls: UInt64 = 0
     /// Calls suppressed by the driver over this connection (kept when the ring stops).
@@ -163,17 +169,20 @@ final class VhostUserVirtqueue {
     /// Puts finished requests in the used ring and calls the driver if it wants it.
     func flushUsed() {
         guard !done.isEmpty, ring != nil else { return }
+        inflight?.link(done)
         for h in done { ring!.addUsed(head: h, length: slots[Int(h)].usedLength) }
         ring!.publish()
         if export.eventSink != nil { for h in done { stage(.usedWritten, Int(h), slots[Int(h)].usedLength) } }
+        inflight?.cleared(done, used: ring!.usedIdx)
         let call = ring!.needsCall()
         if call, callFD >= 0 {
             var one: UInt64 = 1
             _ = Glibc.write(callFD, &one, 8)
         }
         if export.eventSink != nil, let last = done.last { stage(call ? .called : .callSuppressed, Int(last), UInt32(ring!.usedIdx)) }
-        let now = monotonicNanos()
-        frontEnd?.replied(done.lazy.map { (userData: self.tag(Int($0)), receivedNs: self.slots[Int($0)].receivedNs) }, sentNs: now)
+        if let fe = frontEnd {
+            fe.replied(done.lazy.map { (userData: self.tag(Int($0)), receivedNs: self.slots[Int($0)].receivedNs) }, sentNs: monotonicNanos())
+        }
         for h in done {
             slots[Int(h)].busy = false
             slots[Int(h)].segments = nil

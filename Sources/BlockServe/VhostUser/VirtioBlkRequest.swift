@@ -26,29 +26,53 @@ package struct VirtioBlkRequest {
     /// into descriptors (virtio 1.x: header in the first 16 readable bytes, status in the
     /// last writable byte).
     package static func parse(_ chain: DescriptorChain) -> Parsed {
+        var data: [GuestSegment] = []
+        return parse(chain, data: &data)
+    }
+
+    /// ``parse(_:)`` with the data pieces built in `data` (emptied first, its storage reused:
+    /// the request shares it until it is dropped), so a virtqueue taking requests allocates
+    /// nothing per request.
+    package static func parse(_ chain: DescriptorChain, data: inout [GuestSegment]) -> Parsed {
+        data.removeAll(keepingCapacity: true)
         guard let last = chain.writable.last else { return .unanswerable("the chain has no device-writable byte for the status") }
         let status = last.host + (last.length - 1)
         guard chain.readableBytes >= UInt64(VirtioBlk.headerSize) else {
             return .reject(status: status, .ioError, "request header of \(chain.readableBytes) bytes, need 16")
         }
-        var header = [UInt8](repeating: 0, count: VirtioBlk.headerSize)
-        _ = header.withUnsafeMutableBytes { copy(from: chain.readable, skip: 0, into: $0) }
-        let (type, sector) = header.withUnsafeBytes { (LE.u32($0, 0), LE.u64($0, 8)) }
-        let afterHeader = drop(chain.readable, first: VirtioBlk.headerSize)
-        let beforeStatus = dropLast(chain.writable)
+        // The header, wherever the driver split it (a 16-byte stack buffer, no allocation).
+        let (type, sector): (UInt32, UInt64) = withUnsafeTemporaryAllocation(byteCount: VirtioBlk.headerSize, alignment: 8) { b in
+            _ = copy(from: chain.readable, skip: 0, into: b)
+            return (LE.u32(UnsafeRawBufferPointer(b), 0), LE.u64(UnsafeRawBufferPointer(b), 8))
+        }
         var r = VirtioBlkRequest(type: type, sector: sector, data: [], dataBytes: 0, status: status)
         switch VirtioBlk.RequestType(rawValue: type) {
         case .read?, .getId?:
             if chain.readableBytes != UInt64(VirtioBlk.headerSize) { return .reject(status: status, .ioError, "\(type == 0 ? "IN" : "GET_ID") request carries device-readable data") }
-            r.data = beforeStatus
+            // The writable pieces without the status byte (the last one).
+            data.append(contentsOf: chain.writable)
+            if var l = data.popLast() {
+                l.length -= 1
+                if l.length > 0 { data.append(l) }
+            }
             r.dataBytes = chain.writableBytes - 1
         case .write?, .discard?, .writeZeroes?:
             if chain.writableBytes != 1 { return .reject(status: status, .ioError, "request type \(type) has \(chain.writableBytes) device-writable bytes, need 1 (the status)") }
-            r.data = afterHeader
+            // The readable pieces after the 16-byte header.
+            var n = VirtioBlk.headerSize
+            for var p in chain.readable {
+                if n >= p.length { n -= p.length; continue }
+                p.host += n
+                p.guestPhysical &+= UInt64(n)
+                p.length -= n
+                n = 0
+                data.append(p)
+            }
             r.dataBytes = chain.readableBytes - UInt64(VirtioBlk.headerSize)
         default:
             break
         }
+        r.data = data
         return .request(r)
     }
 
@@ -77,28 +101,6 @@ package struct VirtioBlkRequest {
             done += n
         }
         return done
-    }
-
-    static func drop(_ pieces: [GuestSegment], first n: Int) -> [GuestSegment] {
-        var n = n
-        var out: [GuestSegment] = []
-        for var p in pieces {
-            if n >= p.length { n -= p.length; continue }
-            p.host += n
-            p.guestPhysical &+= UInt64(n)
-            p.length -= n
-            n = 0
-            out.append(p)
-        }
-        return out
-    }
-
-    static func dropLast(_ pieces: [GuestSegment]) -> [GuestSegment] {
-        var out = pieces
-        guard var l = out.popLast() else { return out }
-        l.length -= 1
-        if l.length > 0 { out.append(l) }
-        return out
     }
 }
 
