@@ -19,15 +19,10 @@ enum NbdListener {
     }
 
     private static func unix(_ path: String) throws(BlockError) -> Int32 {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
+        var probe = sockaddr_un()
         let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+        guard bytes.count < MemoryLayout.size(ofValue: probe.sun_path) else {
             throw BlockError(.invalidArgument, "socket path is too long (\(bytes.count) bytes; at most 107)", path: path, operation: "bind")
-        }
-        withUnsafeMutableBytes(of: &addr.sun_path) { p in
-            for (i, b) in bytes.enumerated() { p[i] = b }
-            p[bytes.count] = 0
         }
         var st = stat()
         if lstat(path, &st) == 0 {
@@ -36,13 +31,29 @@ enum NbdListener {
             }
             unlink(path)
         }
+        // Bound under a temporary name and renamed once listening, so a client that waits
+        // for the path to appear never finds a socket that refuses connections (bind makes
+        // the file, listen makes it accept). A path too long for the suffix binds directly.
+        let staging = path + ".binding-\(getpid())"
+        let bindPath = staging.utf8.count < MemoryLayout.size(ofValue: probe.sun_path) ? staging : path
+        withUnsafeMutableBytes(of: &probe.sun_path) { p in
+            for (i, b) in bindPath.utf8.enumerated() { p[i] = b }
+            p[bindPath.utf8.count] = 0
+        }
+        probe.sun_family = sa_family_t(AF_UNIX)
+        if bindPath != path { unlink(bindPath) }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         if fd < 0 { throw BlockError.system(errno, "socket", path: path) }
-        let r = withUnsafePointer(to: &addr) {
+        let r = withUnsafePointer(to: &probe) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         if r != 0 { let e = errno; close(fd); throw BlockError.system(e, "bind", path: path) }
-        if Glibc.listen(fd, backlog) != 0 { let e = errno; close(fd); throw BlockError.system(e, "listen", path: path) }
+        if Glibc.listen(fd, backlog) != 0 {
+            let e = errno; close(fd); unlink(bindPath); throw BlockError.system(e, "listen", path: path)
+        }
+        if bindPath != path && rename(bindPath, path) != 0 {
+            let e = errno; close(fd); unlink(bindPath); throw BlockError.system(e, "rename the listening socket into place", path: path)
+        }
         return fd
     }
 
