@@ -29,9 +29,10 @@ public final class BatInspection: ImageInspector {
         walker = BatInspection.walker(disk)
     }
 
-    /// The registry's factory: an open disk with a BAT.
-    package static func make(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
-        guard let b = disk as? any BatStructure, let i = BatInspection(disk: b) else { return nil }
+    /// The inspector and the format's words for an open disk with a BAT; nil when it has
+    /// none (a fixed VHD).
+    public static func make(disk b: any BatStructure) -> InspectorHandle? {
+        guard let i = BatInspection(disk: b) else { return nil }
         return InspectorHandle(inspector: i, words: b.batEventWords)
     }
 

@@ -29,7 +29,7 @@ public final class VmdkInspection: ImageInspector {
     }
 
     /// The registry's factory: an open VMDK.
-    package static func make(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
+    package static func make(path: String, disk: (any DiskFile)?) throws(BlockError) -> InspectorHandle? {
         guard let v = disk as? VmdkDisk else { return nil }
         return InspectorHandle(inspector: VmdkInspection(disk: v), words: VmdkEventWords())
     }
