@@ -46,6 +46,8 @@ public final class BatInspection: ImageInspector {
 
     /// qemu-img's format name ("vhdx", "vpc").
     public var formatName: String { disk.format.rawValue }
+    /// "BAT" for the block allocation table.
+    public func tabTitle(_ role: InspectTableRole) -> String? { role == .allocation ? "BAT" : nil }
     /// Guest size.
     public var guestSize: UInt64 { disk.logicalSize }
     /// Host file size.

@@ -53,6 +53,8 @@ public final class Qcow2Inspection: ImageInspector {
 
     /// "qcow2".
     public var formatName: String { ImageFormat.qcow2.rawValue }
+    /// "L1/L2" for the directory and its leaf tables.
+    public func tabTitle(_ role: InspectTableRole) -> String? { role == .allocation ? nil : "L1/L2" }
     /// Guest size (0 when the header is unreadable).
     public var guestSize: UInt64 { structure.header?.size ?? 0 }
     /// Host file size.

@@ -36,6 +36,8 @@ public final class VmdkInspection: ImageInspector {
 
     /// "vmdk".
     public var formatName: String { disk.format.rawValue }
+    /// "GD/GT": VMware's grain directory and grain tables.
+    public func tabTitle(_ role: InspectTableRole) -> String? { role == .allocation ? nil : "GD/GT" }
     /// Guest size.
     public var guestSize: UInt64 { disk.logicalSize }
     /// The descriptor file's size.

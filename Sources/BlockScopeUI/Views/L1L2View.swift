@@ -5,8 +5,9 @@ import BlockInspect
 /// leaf table an entry points to, with each entry's host offset, state, flags and whatever
 /// else the format words per entry. Everything shown is the format's ``InspectTable``s.
 public final class L1L2View: TUIView {
-    /// "L1/L2".
-    public let title = "L1/L2"
+    /// The format's name for its two-level tables (``ImageInspector/tabTitle(_:)``: "L1/L2",
+    /// "GD/GT"), "Tables" when it has none.
+    public let title: String
     /// Footer keys.
     public let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open table / hex"), ("Esc", "back")]
     /// "find".
@@ -19,8 +20,8 @@ public final class L1L2View: TUIView {
     public private(set) var openL1: Int?
     private var visible = 20
 
-    /// A view with nothing selected.
-    public init() {}
+    /// A view with nothing selected, titled `title` (the inspector's words; nil: "Tables").
+    public init(title: String? = nil) { self.title = title ?? "Tables" }
 
     /// The directory rows.
     func l1Rows(_ q: any ImageInspector) -> [(String, Role)] {
