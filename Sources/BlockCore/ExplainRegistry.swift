@@ -1,15 +1,13 @@
 import BlockIO
 import BlockInspect
-import Qcow2
 
 /// Explains the image at `path` (`blockscope explain`, the TUI's Diagnosis view): the one
 /// place that picks the format's explainer, so every front end renders the same report.
 ///
-/// `format` nil probes it from the magic; a `.qcow2` file whose magic is gone (its header
-/// overwritten) is explained as QCOW2, whose explainer locates the tables by content. QCOW2
-/// is explained from the file (it needs no open disk, so a damaged header still gives a
-/// report) under a read-only QEMU lock, and a backing chain is opened only to measure what a
-/// convert would write; VHDX and VHD through their open disks (``ExplainableDisk``).
+/// `format` nil probes it from the magic (``explainFormat(head:path:)``: a file no magic
+/// claims goes to the module that explains such files by name, as a `.qcow2` whose header was
+/// overwritten); the format's module explains it (``ImageFormatModule/explain(path:open:progress:warn:)``:
+/// QCOW2 from the file under a read-only QEMU lock, VHDX and VHD through their open disks).
 /// `progress` gets the walk's fraction done (QCOW2) and stops it by returning false (the
 /// call then throws). `warn` gets each warning a user should see (a writer beside this
 /// read-only reader, the disk's open warnings). Read-only; memory is the explainer's
@@ -26,31 +24,13 @@ public func explainImage(path: String, format: ImageFormat? = nil, progress: ((D
     let head: [UInt8]
     do { head = try probe.readBytes(at: 0, count: Int(min(size, 512))) } catch let e { probe.close(); throw e }
     probe.close()
-    var fmt = format ?? probeFormat(head)
-    if format == nil && fmt == .raw && path.lowercased().hasSuffix(".qcow2") { fmt = .qcow2 }
-    switch fmt {
-    case .qcow2:
-        // A read-only user beside a writer gets a warning, as QEMU's locks allow.
-        let lock = try ImageLock(path: path, writable: false, shareWrites: false)
-        defer { lock.release() }
-        if let w = lock.warning { warn(w) }
-        let structure = try Qcow2Structure(path: path)
-        var report = try structure.explain(progress: progress)
-        if structure.backingFile != nil {
-            // A convert flattens the chain: count the data through the backing files.
-            let disk = try openDisk(path, options: OpenOptions(writable: false, format: .qcow2))
-            defer { try? disk.close() }
-            for w in disk.warnings { warn(w) }
-            if let inspectable = disk as? any InspectableDisk { try report.measureConvert(through: inspectable) }
-        }
-        return report
-    default:
-        let disk = try openDisk(path, options: OpenOptions(writable: false, format: fmt))
-        defer { try? disk.close() }
-        for w in disk.warnings { warn(w) }
-        guard let explainable = disk as? any ExplainableDisk else {
-            throw BlockError(.unsupportedFeature, "explain is not supported for \(disk.format.rawValue) images", path: path)
-        }
-        return try explainable.explain()
+    let fmt = format ?? explainFormat(head: head, path: path)
+    guard let module = imageFormatModule(for: fmt) else {
+        throw BlockError(.invalidArgument, "unknown image format '\(fmt.rawValue)'", path: path, operation: "explain")
     }
+    return try module.explain(path: path, open: { o throws(BlockError) in
+        let disk = try openDisk(path, options: o)
+        for w in disk.warnings { warn(w) }
+        return disk
+    }, progress: progress, warn: warn)
 }

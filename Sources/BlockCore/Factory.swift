@@ -1,23 +1,46 @@
 import BlockIO
+import BlockInspect
 import Raw
 import Qcow2
 import Vhdx
 import Vhd
+import Vmdk
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Probes an image's format from its first bytes: QCOW2 `QFI\xfb`, VHDX `vhdxfile`,
-/// VHD `conectix` (dynamic disks carry a footer copy at offset 0); RAW when nothing matches.
+/// The formats blockscope knows, in probe order: one line per format (docs/adr/0017). RAW is
+/// last, since it takes any file no magic claims. Commands, the inspector registry and the
+/// CLI's `--format` values all come from here.
+public let imageFormatModules: [any ImageFormatModule] = [Qcow2Module(), VhdxModule(), VhdModule(), VmdkModule(), RawModule()]
+
+/// The registered module of `format`; nil for a name blockscope does not know.
+public func imageFormatModule(for format: ImageFormat) -> (any ImageFormatModule)? {
+    imageFormatModules.first { $0.format == format }
+}
+
+/// The module whose magic the first bytes carry (qemu-img's probe order: QCOW2 `QFI\xfb`,
+/// VHDX `vhdxfile`, VHD `conectix`, VMDK's sparse header or descriptor), the last one (RAW)
+/// when none matches.
+func probeModule(_ head: [UInt8]) -> any ImageFormatModule {
+    imageFormatModules.first { $0.probe(head) } ?? imageFormatModules[imageFormatModules.count - 1]
+}
+
+/// Probes an image's format from its first bytes (up to 512); RAW when no magic matches.
 ///
 /// A fixed VHD has its footer only at the end and probes as RAW, as qemu-img does.
-public func probeFormat(_ head: [UInt8]) -> ImageFormat {
-    if head.count >= 4 && head[0] == 0x51 && head[1] == 0x46 && head[2] == 0x49 && head[3] == 0xfb { return .qcow2 }
-    if head.count >= 8 && Array(head[0..<8]) == Array("vhdxfile".utf8) { return .vhdx }
-    if head.count >= 8 && Array(head[0..<8]) == Array("conectix".utf8) { return .vpc }
-    if VmdkFormat.probe(head) { return .vmdk }
-    return .raw
+public func probeFormat(_ head: [UInt8]) -> ImageFormat { probeModule(head).format }
+
+/// The format `explain` reads a file as: the probed one; a file no magic claims is taken as
+/// the format that claims it by name (a QCOW2 file whose header was wiped), else RAW.
+public func explainFormat(head: [UInt8], path: String) -> ImageFormat {
+    let probed = probeModule(head)
+    if probed.format == imageFormatModules[imageFormatModules.count - 1].format,
+       let named = imageFormatModules.first(where: { $0.explainsHeaderless(path: path) }) {
+        return named.format
+    }
+    return probed.format
 }
 
 /// Refuses a path that names a directory with the one message every command gives
@@ -76,29 +99,24 @@ public func openDisk(_ path: String, options: OpenOptions = OpenOptions()) throw
     let head = try probeFile.readBytes(at: 0, count: 512)
     let size = try probeFile.size()
     probeFile.close()
-    let format = options.format ?? probeFormat(Array(head.prefix(Int(min(size, 512)))))
+    let module: any ImageFormatModule
+    if let f = options.format {
+        guard let m = imageFormatModule(for: f) else {
+            throw BlockError(.unsupportedFeature, "image format '\(f.rawValue)' is not supported (known: \(imageFormatModules.map(\.format.rawValue).joined(separator: ", ")))", path: path, operation: "open")
+        }
+        module = m
+    } else {
+        module = probeModule(Array(head.prefix(Int(min(size, 512)))))
+    }
 
     // QEMU shares writes on raw images and refuses to share them on the others.
-    let lock = try ImageLock(path: path, writable: options.writable, shareWrites: format == .raw)
+    let lock = try ImageLock(path: path, writable: options.writable, shareWrites: module.sharesWrites)
     var warnings: [String] = []
     if let w = lock.warning { warnings.append(w) }
 
-    let file = try SystemFile(path: path, writable: options.writable, direct: options.direct && format == .raw)
+    let file = try SystemFile(path: path, writable: options.writable, direct: options.direct && module.supportsDirect)
     // The lock lives exactly as long as the image's descriptor: the disk's close() (or the
     // last reference going away) releases it; nobody releases it by hand.
     file.holdLock(lock)
-    let disk: any DiskFile
-    switch format {
-    case .raw:
-        disk = try RawDisk(file: file, options: options, warnings: warnings)
-    case .qcow2:
-        disk = try Qcow2Format.open(file: file, options: options, warnings: warnings)
-    case .vhdx:
-        disk = try VhdxFormat.open(file: file, options: options, warnings: warnings)
-    case .vpc:
-        disk = try VhdFormat.open(file: file, options: options, warnings: warnings)
-    case .vmdk:
-        disk = try VmdkFormat.open(file: file, options: options, warnings: warnings)
-    }
-    return disk
+    return try module.open(file: file, options: options, warnings: warnings)
 }

@@ -7,7 +7,7 @@ import Glibc
 /// A `BlockError` carries what went wrong (``Kind``), the underlying `errno` when a
 /// system call failed, and context: the image path, the guest or host offset and
 /// the operation. Its ``description`` is one line a user can act on, for example
-/// `"disk.qcow2: qcow2: L2 table at 0x50000 lies beyond the end of the file (size 0x40000)"`.
+/// `"disk.img: qcow2: L2 table at 0x50000 lies beyond the end of the file (size 0x40000)"`.
 public struct BlockError: Error, CustomStringConvertible, Sendable, Equatable {
     /// The class of failure.
     public enum Kind: String, Sendable, Equatable, CaseIterable {

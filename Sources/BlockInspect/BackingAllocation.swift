@@ -19,7 +19,7 @@ public struct BackingAllocation: Sendable {
     public init(backing: any DiskFile) throws(BlockError) {
         backingSize = backing.logicalSize
         var out: [(start: UInt64, end: UInt64)] = []
-        if backing.format != .vhdx, let ib = backing as? any InspectableDisk {
+        if let ib = backing as? any InspectableDisk, ib.reportsBlockStatus {
             try ib.forEachMapExtent(detail: false) { e in
                 guard e.data, e.length > 0 else { return }
                 if let last = out.last, last.end == e.start { out[out.count - 1].end = e.start + e.length } else { out.append((e.start, e.start + e.length)) }

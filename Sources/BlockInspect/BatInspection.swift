@@ -29,9 +29,10 @@ public final class BatInspection: ImageInspector {
         walker = BatInspection.walker(disk)
     }
 
-    /// The registry's factory: an open disk with a BAT.
-    package static func make(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
-        guard let b = disk as? any BatStructure, let i = BatInspection(disk: b) else { return nil }
+    /// The inspector and the format's words for an open disk with a BAT; nil when it has
+    /// none (a fixed VHD).
+    public static func make(disk b: any BatStructure) -> InspectorHandle? {
+        guard let i = BatInspection(disk: b) else { return nil }
         return InspectorHandle(inspector: i, words: b.batEventWords)
     }
 
@@ -45,6 +46,8 @@ public final class BatInspection: ImageInspector {
 
     /// qemu-img's format name ("vhdx", "vpc").
     public var formatName: String { disk.format.rawValue }
+    /// "BAT" for the block allocation table.
+    public func tabTitle(_ role: InspectTableRole) -> String? { role == .allocation ? "BAT" : nil }
     /// Guest size.
     public var guestSize: UInt64 { disk.logicalSize }
     /// Host file size.

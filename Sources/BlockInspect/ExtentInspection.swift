@@ -16,13 +16,13 @@ public final class ExtentInspection: ImageInspector {
     /// An inspector for `disk` with its extents loaded.
     public init(disk: any DiskFile) {
         self.disk = disk
-        identity = disk.format == .raw
+        identity = disk.identityFile != nil
         host = try? SystemFile(path: disk.path, writable: false)
         reload()
     }
 
     /// The registry's factory, the last one tried: any open disk.
-    package static func make(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
+    public static func make(path: String, disk: (any DiskFile)?) -> InspectorHandle? {
         guard let disk else { return nil }
         let words = (disk as? any BatStructure)?.batEventWords ?? IdentityEventWords()
         return InspectorHandle(inspector: ExtentInspection(disk: disk), words: words)

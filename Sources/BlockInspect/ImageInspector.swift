@@ -21,6 +21,10 @@
 public protocol ImageInspector: AnyObject {
     /// The format's name as qemu-img spells it ("qcow2", "vpc").
     var formatName: String { get }
+    /// The short title, in the format's own words, of the viewer's tab that shows the tables
+    /// of `role` (`.directory`: "L1/L2", "GD/GT"; `.allocation`: "BAT"); nil when the format
+    /// has none or no short name for them (the viewer then uses a neutral one).
+    func tabTitle(_ role: InspectTableRole) -> String?
     /// Guest size in bytes.
     var guestSize: UInt64 { get }
     /// Host file size in bytes.
@@ -76,6 +80,8 @@ public protocol ImageInspector: AnyObject {
 }
 
 extension ImageInspector {
+    /// No title of the format's own.
+    public func tabTitle(_ role: InspectTableRole) -> String? { nil }
     /// The generic `info` fields stay.
     public var showsFormatInfoFields: Bool { false }
     /// No table of this role.

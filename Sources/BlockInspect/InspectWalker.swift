@@ -1,3 +1,4 @@
+import BlockIO
 import Foundation
 
 /// A whole-image walk (a host use map, BAT state counts) on its own thread, so a viewer
@@ -10,7 +11,7 @@ import Foundation
 /// callback returns false, and whatever the body throws then counts as a cancellation.
 /// Thread-safe.
 public final class InspectWalker<Output: Sendable>: @unchecked Sendable {
-    private let lock = NSCondition()
+    private let lock = ConditionLock()
     private let body: @Sendable (_ progress: @escaping (Double) -> Bool) throws -> Output
     private var output: Output?
     private var cancelledLast = false

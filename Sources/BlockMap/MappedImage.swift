@@ -1,3 +1,4 @@
+import Synchronization
 import BlockIO
 
 #if canImport(Glibc)
@@ -111,28 +112,22 @@ extension BlockMappedDisk {
     }
 }
 
-/// A pthread mutex owned by a class (stable address), for metadata objects.
+/// The metadata lock of a block-map image: a `Synchronization.Mutex` (the project's one
+/// exclusion primitive, docs/adr/0017-format-modules.md) owned by a class, so every queue of the image
+/// shares it. Held while a request's mapping is resolved or an allocation recorded; data I/O
+/// runs outside it.
 package final class MetadataLock: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-    package init() {
-        m = .allocate(capacity: 1)
-        m.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(m, nil)
-    }
-    deinit { pthread_mutex_destroy(m); m.deallocate() }
+    private let m = Mutex(())
+    package init() {}
     /// Runs `body` with the lock held.
     @inline(__always)
     package func locked<T>(_ body: () throws(BlockError) -> T) throws(BlockError) -> T {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
+        try m.withLock { _ throws(BlockError) -> T in try body() }
     }
     /// Runs a non-throwing `body` with the lock held.
     @inline(__always)
     package func run<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return body()
+        m.withLock { _ in body() }
     }
 }
 

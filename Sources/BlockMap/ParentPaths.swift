@@ -4,7 +4,7 @@ import BlockIO
 import Glibc
 #endif
 
-/// The parent's absolute path and its path relative to the child's folder (`../x.vhdx`).
+/// The parent's absolute path and its path relative to the child's folder (`../parent.img`).
 package func parentPaths(child: String, parent: String) -> (absolute: String, relative: String) {
     func normalize(_ p: String) -> [Substring] {
         let full = p.hasPrefix("/") ? p : currentDirectory() + "/" + p

@@ -63,7 +63,7 @@ public final class NbdExport: Sendable {
         var f: Nbd.TransmissionFlags = [.hasFlags, .sendFlush, .sendFua, .sendDf, .sendCache, .canMultiConn]
         if writable { f.formUnion([.sendTrim, .sendWriteZeroes, .sendFastZero]) } else { f.insert(.readOnly) }
         self.flags = f
-        self.minimumBlockSize = direct ? 4096 : (disk.format == .vhdx ? 512 : 1)
+        self.minimumBlockSize = direct ? 4096 : UInt32(clamping: disk.topology.requestAlignment)
         self.preferredBlockSize = 4096
         self.maximumPayload = maximumPayload
         self.allocation = NbdAllocationMap(disk: disk)

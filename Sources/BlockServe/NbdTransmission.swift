@@ -339,7 +339,7 @@ final class NbdTransmission {
                 writeZeroChunks(s)
             } else {
                 markMutation(s)
-                if export.disk.format == .raw {
+                if export.disk.identityFile != nil {
                     // A hole may be left (no NO_HOLE): punch one, as qemu-nbd does, rather than
                     // zero-range, which keeps the blocks allocated (a sparse copy would fill the
                     // file). A raw discard always reads back as zeroes (SystemFile.punchHole).

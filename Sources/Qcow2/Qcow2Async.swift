@@ -39,7 +39,9 @@ public final class QcowAsync: AsyncIo {
     let ctx: IoUringContext
     var backingQueue: (any AsyncIo)?
     var backingInFlight = 0
-    let rawBacking: (any IdentityMappedDisk)?
+    /// The backing file's host file when it maps guest bytes one to one (RAW): reads go
+    /// straight to it on this ring instead of through a backing queue.
+    let rawBacking: SystemFile?
     var requests: [UInt64: Request] = [:]
     /// Accepting, tracking, completing and publishing: the lifecycle every queue shares.
     let core: QueueCore
@@ -64,7 +66,7 @@ public final class QcowAsync: AsyncIo {
         queueID = core.queueID
         ctx.eventSink = options.eventSink
         ctx.queueID = queueID
-        rawBacking = disk.backing as? any IdentityMappedDisk
+        rawBacking = disk.backing?.identityFile
         decompressor = Qcow2Decompressor(type: disk.header.compressionType)
         scratch = .allocate(byteCount: Int(disk.header.clusterSize), alignment: 4096)
         core.flushStarter = { [unowned self] u throws(BlockError) in try self.fsync(userData: u); _ = try self.submit() }
@@ -171,7 +173,7 @@ public final class QcowAsync: AsyncIo {
             p.markInFlight(i, sqeTag: t)
             let part = UnsafeMutableRawBufferPointer(rebasing: dst[0..<n])
             if let raw = rawBacking {
-                ctx.enqueue(.read(fd: raw.file.fd, offset: m.guestOffset, buffer: part.baseAddress!, length: n), tag: t, request: p.userData)
+                ctx.enqueue(.read(fd: raw.fd, offset: m.guestOffset, buffer: part.baseAddress!, length: n), tag: t, request: p.userData)
                 return
             }
             do {

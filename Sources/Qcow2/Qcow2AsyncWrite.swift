@@ -189,7 +189,7 @@ extension QcowAsync {
                 piece.fillsLeft += 1
                 let part = UnsafeMutableRawBufferPointer(rebasing: dst[0..<n])
                 if let raw = rawBacking {
-                    enqueue(req, i, .read(fd: raw.file.fd, offset: g, buffer: part.baseAddress!, length: n))
+                    enqueue(req, i, .read(fd: raw.fd, offset: g, buffer: part.baseAddress!, length: n))
                 } else {
                     let t = tag(req.pending.id, i)
                     req.pending.markInFlight(i, sqeTag: t)

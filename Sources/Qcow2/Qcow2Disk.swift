@@ -121,10 +121,8 @@ public final class Qcow2Disk: DiskFile, @unchecked Sendable {
             backingPath = bpath
             var bo = OpenOptions(writable: false, format: nil, engine: options.engine)
             if let f = metadata.extensions.backingFormat {
-                bo.format = f == "vpc" ? .vpc : ImageFormat(rawValue: f)
-                if bo.format == nil {
-                    throw BlockError(.unsupportedFeature, "qcow2: backing file format '\(f)' is not supported", path: path, operation: "open")
-                }
+                // qemu-img's name; the opener refuses a format blockscope does not know.
+                bo.format = ImageFormat(rawValue: f)
             }
             bo.maxBackingDepth = options.maxBackingDepth
             bo.metadataCacheEntries = options.metadataCacheEntries

@@ -39,9 +39,8 @@ public final class Qcow2Inspection: ImageInspector {
 
     /// The registry's factory: a QCOW2 image (open or not) gets this inspector; `disk`'s
     /// live metadata is used when it is an open QCOW2 disk.
-    package static func make(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
-        guard format == .qcow2 else { return nil }
-        let q = disk as? any LiveQcow2Structure
+    package static func make(path: String, disk: (any DiskFile)?) throws(BlockError) -> InspectorHandle? {
+        let q = disk as? Qcow2Disk
         var chain: (() -> BackingAllocation?)?
         if let q { chain = { q.backingAllocation } }
         let i = try Qcow2Inspection(path: path, live: q?.liveQcow2Structure()?.metadata, backing: chain)
@@ -54,6 +53,8 @@ public final class Qcow2Inspection: ImageInspector {
 
     /// "qcow2".
     public var formatName: String { ImageFormat.qcow2.rawValue }
+    /// "L1/L2" for the directory and its leaf tables.
+    public func tabTitle(_ role: InspectTableRole) -> String? { role == .allocation ? nil : "L1/L2" }
     /// Guest size (0 when the header is unreadable).
     public var guestSize: UInt64 { structure.header?.size ?? 0 }
     /// Host file size.

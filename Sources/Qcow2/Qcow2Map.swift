@@ -79,9 +79,10 @@ extension Qcow2Disk: InspectableDisk {
             let end = start + length
             if let b = backing, pos < b.logicalSize {
                 if backingMap == nil {
-                    // QEMU 7.2's VHDX driver has no block-status callback: the generic layer
-                    // reports the whole backing range as data without offsets. Do the same.
-                    if b.format != .vhdx, let ib = b as? any InspectableDisk { backingMap = try ib.mapExtents() } else {
+                    // A backing format whose QEMU driver has no block-status callback (VHDX in
+                    // QEMU 7.2): the generic layer reports the whole range as data without
+                    // offsets. Do the same.
+                    if let ib = b as? any InspectableDisk, ib.reportsBlockStatus { backingMap = try ib.mapExtents() } else {
                         backingMap = [MapExtent(start: 0, length: b.logicalSize, depth: 0, present: true, zero: false, data: true)]
                     }
                 }

@@ -239,18 +239,7 @@ extension Qcow2Header {
     }
 }
 
-/// Capability: a disk whose QCOW2 structure can be read over its open, live metadata (so a
-/// view sees allocations before a flush). Asked for instead of downcasting to `Qcow2Disk`.
-public protocol LiveQcow2Structure: DiskFile {
-    /// The structure over the disk's open metadata; nil when the disk reads a snapshot's
-    /// view (whose tables are not the active ones).
-    func liveQcow2Structure() -> Qcow2Structure?
-    /// Where the open backing chain holds data (nil without a backing file or when its map
-    /// cannot be read); see ``BackingAllocation``.
-    var backingAllocation: BackingAllocation? { get }
-}
-
-extension Qcow2Disk: LiveQcow2Structure {
+extension Qcow2Disk {
     /// ``Qcow2Structure/init(metadata:)`` over this disk's metadata, for the active view only.
     public func liveQcow2Structure() -> Qcow2Structure? {
         metadata.snapshot == nil ? Qcow2Structure(metadata: metadata) : nil

@@ -9,13 +9,15 @@ import Glibc
 /// Synchronous I/O uses `pread`/`pwrite`; ``makeQueue(_:)`` returns a ``RawAsync`` io_uring
 /// queue (or a ``SyncQueue`` for `--engine=sync`). With `O_DIRECT` callers must pass
 /// buffers, offsets and lengths aligned to ``topology``'s logical block size.
-public final class RawDisk: IdentityMappedDisk, @unchecked Sendable {
+public final class RawDisk: DiskFile, @unchecked Sendable {
     /// The open host file.
     public let file: SystemFile
     /// The image path.
     public let path: String
     /// Always `.raw`.
     public let format: ImageFormat = .raw
+    /// ``file``: guest byte `n` is host byte `n`.
+    public var identityFile: SystemFile? { file }
     /// The guest size: the file's size when it was opened.
     public let logicalSize: UInt64
     /// Whether the image is writable.

@@ -48,6 +48,10 @@ extension VhdxDisk {
         return .object(kv)
     }
 
+    /// false: QEMU 7.2's VHDX driver has no block-status callback, so an image over a VHDX
+    /// sees it as data over its whole size.
+    public var reportsBlockStatus: Bool { false }
+
     /// One extent per block run, with the BAT state as detail; parent ranges at depth 1.
     public func mapExtents() throws(BlockError) -> [MapExtent] {
         let m = metadata

@@ -51,7 +51,8 @@ public final class VhdxDisk: BlockMappedDisk, InspectableDisk, @unchecked Sendab
         let items = metadata.items
         logicalSize = items.virtualSize
         topology = DiskTopology(logicalBlockSize: Int(items.logicalSectorSize), physicalBlockSize: Int(items.physicalSectorSize),
-                                minimumIoSize: Int(items.logicalSectorSize), optimalIoSize: Int(items.blockSize))
+                                minimumIoSize: Int(items.logicalSectorSize), optimalIoSize: Int(items.blockSize),
+                                requestAlignment: 512)
         var w = warnings
         if metadata.replayedInMemory {
             w.append("\(file.path): vhdx: the log holds \(metadata.replayedEntries) unreplayed entries; replayed in memory only (a writable open replays them into the file)")

@@ -29,13 +29,15 @@ public final class VmdkInspection: ImageInspector {
     }
 
     /// The registry's factory: an open VMDK.
-    package static func make(path: String, disk: (any DiskFile)?, format: ImageFormat) throws(BlockError) -> InspectorHandle? {
+    package static func make(path: String, disk: (any DiskFile)?) throws(BlockError) -> InspectorHandle? {
         guard let v = disk as? VmdkDisk else { return nil }
         return InspectorHandle(inspector: VmdkInspection(disk: v), words: VmdkEventWords())
     }
 
     /// "vmdk".
     public var formatName: String { disk.format.rawValue }
+    /// "GD/GT": VMware's grain directory and grain tables.
+    public func tabTitle(_ role: InspectTableRole) -> String? { role == .allocation ? nil : "GD/GT" }
     /// Guest size.
     public var guestSize: UInt64 { disk.logicalSize }
     /// The descriptor file's size.

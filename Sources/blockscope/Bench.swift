@@ -12,7 +12,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Output style: human or json.") var output: OutputFormat = .human
     @Option(help: "4 KiB requests per random workload (others scale from it).") var ios: UInt64 = 100_000
     @Option(help: "Size of each temporary image (k/M/G suffixes).") var size: SizeArgument = SizeArgument(argument: "1G")!
-    @Option(help: "Formats to run (comma separated: raw,qcow2,vhdx,vpc).") var formats: String = "raw,qcow2,vhdx"
+    @Option(help: "Formats to run (comma separated, qemu-img names).") var formats: String = "raw,qcow2,vhdx"
     @Option(help: "Engines to run (comma separated: uring,sync).") var engines: String = "uring,sync"
     @Option(help: "Workloads to run (comma separated names; default: all).") var workloads: String?
     @Flag(help: "Write every byte of each image once before timing (and before qemu-img bench), so writes hit allocated blocks.")
@@ -24,7 +24,7 @@ struct Bench: ParsableCommand {
         try reportingErrors { () throws(BlockError) in
             var rows: [BenchRow] = []
             let workloads = try BenchRunner.select(BenchWorkload.standard(ios: ios), names: workloads)
-            let wanted = try parseList(formats, "--formats") { ImageFormat(rawValue: $0) }
+            let wanted = try parseList(formats, "--formats") { ImageFormat(argument: $0) }
             let wantedEngines = try parseList(engines, "--engines") { e -> EngineKind? in e == "uring" || e == "sync" ? EngineKind(rawValue: e) : nil }
             let plan: [(ImageFormat, EngineKind)] = wanted.flatMap { f -> [(ImageFormat, EngineKind)] in
                 (f == .raw ? [EngineKind.uring, .sync] : [.sync, .uring]).filter { wantedEngines.contains($0) }.map { (f, $0) }

@@ -6,7 +6,7 @@ import Glibc
 
 /// Options every image command shares.
 struct ImageOptions: ParsableArguments {
-    @Option(name: [.customShort("f"), .long], help: "Image format (raw, qcow2, vhdx, vpc, vmdk); probed from the magic when omitted.")
+    @Option(name: [.customShort("f"), .long], help: "Image format; probed from the magic when omitted.")
     var format: ImageFormat?
 
     @Option(help: "I/O engine: auto (io_uring when available), uring, or sync.")
@@ -24,7 +24,16 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case human, json
 }
 
-extension ImageFormat: ExpressibleByArgument {}
+extension ImageFormat: ExpressibleByArgument {
+    /// A registered format's qemu-img name; anything else is refused by the parser.
+    public init?(argument: String) {
+        guard imageFormatModule(for: ImageFormat(rawValue: argument)) != nil else { return nil }
+        self.init(rawValue: argument)
+    }
+
+    /// The registered formats, for `--help` and completion.
+    public static var allValueStrings: [String] { imageFormatModules.map(\.format.rawValue) }
+}
 extension EngineKind: ExpressibleByArgument {}
 
 /// Prints `message` on stderr.

@@ -5,10 +5,10 @@ import BlockScopeUI
 /// `blockscope explain IMAGE`: where every byte of the file goes, what went wrong by cause,
 /// and what each remedy gives back (docs/EXPLAIN.md).
 struct ExplainCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "explain", abstract: "Say where every byte of an image goes and what went wrong, by cause (QCOW2, VHDX, VHD).")
+    static let configuration = CommandConfiguration(commandName: "explain", abstract: "Say where every byte of an image goes and what went wrong, by cause (the formats with a structure report).")
 
     @Argument(help: "The image file.") var image: String
-    @Option(name: [.customShort("f"), .long], help: "Image format (qcow2, vhdx, vpc); probed from the magic when omitted (a .qcow2 file without a header is explained as QCOW2).")
+    @Option(name: [.customShort("f"), .long], help: "Image format; probed from the magic when omitted (a file without a header is explained as the format its name ends with, when that format reads damaged files).")
     var format: ImageFormat?
     @Option(help: "Output style: human or json.") var output: OutputFormat = .human
 

@@ -155,7 +155,9 @@ final class RegistryLooker: @unchecked Sendable {
     private let registry: InFlightRegistry
     /// Whether to stop, snapshots taken, the largest count seen.
     private let state = Mutex<(stopping: Bool, snapshots: Int, most: Int)>((false, 0, 0))
-    private let done = DispatchSemaphore(value: 0)
+    /// Signalled when the thread has returned (``ended``).
+    private let done = ConditionLock()
+    private var ended = false
 
     init(registry: InFlightRegistry, everyMs: Int) {
         self.registry = registry
@@ -170,14 +172,16 @@ final class RegistryLooker: @unchecked Sendable {
                 if stop { break }
                 usleep(useconds_t(everyMs * 1000))
             }
-            done.signal()
+            done.withLock { ended = true; done.broadcast() }
         }
     }
 
     /// Stops the thread; returns how many snapshots it took and the largest count it saw.
     func finish() -> (Int, Int) {
         state.withLock { $0.stopping = true }
-        done.wait()
+        done.lock()
+        while !ended { done.wait() }
+        done.unlock()
         return state.withLock { ($0.snapshots, $0.most) }
     }
 }
@@ -186,7 +190,7 @@ final class RegistryLooker: @unchecked Sendable {
 final class EventDrainer: @unchecked Sendable {
     let stream: EventStream
     private let sub: EventSubscription
-    private let cond = NSCondition()
+    private let cond = ConditionLock()
     private var stopping = false
     private var running = true
     private var count = 0

@@ -26,7 +26,7 @@ struct Serve: ParsableCommand {
         """)
 
     @Argument(help: "The image file.") var image: String
-    @Option(name: [.customShort("f"), .long], help: "Image format (raw, qcow2, vhdx, vpc, vmdk); probed from the magic when omitted.")
+    @Option(name: [.customShort("f"), .long], help: "Image format; probed from the magic when omitted.")
     var format: ImageFormat?
     @Flag(help: "Accept writes, trims and write-zeroes (the image opens read-write).") var write = false
     @Option(help: "Listen on a Unix socket at this path.") var socket: String?

@@ -20,7 +20,9 @@ final class TuiServer: @unchecked Sendable {
     let vhost: VhostUserServer?
     /// Where clients connect, for the log.
     let addressText: String
-    private let done = DispatchSemaphore(value: 0)
+    /// Signalled when the accept thread has returned (``acceptEnded``).
+    private let done = ConditionLock()
+    private var acceptEnded = false
     private let lines: LineBox
     private let stopped = Mutex<[String]?>(nil)
 
@@ -102,7 +104,7 @@ final class TuiServer: @unchecked Sendable {
             do throws(BlockError) {
                 if let vhost { try vhost.run(handleSignals: false) } else { try server?.run(handleSignals: false) }
             } catch { log("serve: \(error.description)") }
-            done.signal()
+            done.withLock { acceptEnded = true; done.broadcast() }
         }
         t.start()
         log("serving \(addressText)")
@@ -116,7 +118,9 @@ final class TuiServer: @unchecked Sendable {
             if let s { return s }
             server?.stop()
             vhost?.stop()
-            done.wait()
+            done.lock()
+            while !acceptEnded { done.wait() }
+            done.unlock()
             let l = lines.lines.withLock { $0 }
             s = l
             return l

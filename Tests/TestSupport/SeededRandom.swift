@@ -12,6 +12,12 @@ public struct SeededRandom: RandomNumberGenerator, Sendable {
         state = mixed == 0 ? 0x9E37_79B9_7F4A_7C15 : mixed
     }
 
+    /// Creates a generator that starts at `state` itself (no mixing; zero is replaced as
+    /// above): ``TestSupport/pseudoRandomBytes(count:seed:)``'s sequence.
+    public init(state: UInt64) {
+        self.state = state == 0 ? 0x9E37_79B9_7F4A_7C15 : state
+    }
+
     /// The next 64 pseudo-random bits.
     public mutating func next() -> UInt64 {
         state ^= state >> 12

@@ -122,14 +122,14 @@ public enum TestSupport {
         return try readFile(out)
     }
 
-    /// Deterministic pseudo-random bytes (xorshift64*), for test data.
+    /// Deterministic pseudo-random bytes for test data: ``SeededRandom``'s sequence started
+    /// at `seed` itself (not mixed), eight little-endian bytes per step.
     public static func pseudoRandomBytes(count: Int, seed: UInt64) -> [UInt8] {
-        var x = seed == 0 ? 0x9E3779B97F4A7C15 : seed
+        var rng = SeededRandom(state: seed)
         var out = [UInt8](repeating: 0, count: count)
         var i = 0
         while i < count {
-            x ^= x >> 12; x ^= x << 25; x ^= x >> 27
-            var v = x &* 2685821657736338717
+            var v = rng.next()
             for _ in 0..<8 where i < count { out[i] = UInt8(truncatingIfNeeded: v); v >>= 8; i += 1 }
         }
         return out

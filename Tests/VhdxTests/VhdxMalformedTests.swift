@@ -151,30 +151,6 @@ import TestSupport
             #expect(openError(p) != nil)
         }
     }
-
-    @Test func vhdBadFooterChecksumAndBatPastEndOfFile() throws {
-        let dir = try TestSupport.makeTempDir("vhd-bad"); defer { TestSupport.removeTempDir(dir) }
-        let p = dir + "/d.vhd"
-        try VhdFormat.create(path: p, size: 8 << 20)
-        #expect(openError(p) == nil)
-        var entry = [UInt8](repeating: 0, count: 4)
-        ByteField.putBE(&entry, 0, 0x0100_0000, width: 4)
-        try patch(p, at: 1536, entry)
-        let e = try #require(openError(p))
-        #expect(e.kind == .corruptImage)
-        #expect(e.description.contains("BAT entry 0"))
-        let size = try SystemFile(path: p, writable: false).size()
-        try patch(p, at: size - 512 + 48, [0xff])
-        try patch(p, at: 48, [0xff])
-        #expect(openError(p)?.kind == .corruptImage)
-        let f = dir + "/f.vhd"
-        var fo = VhdCreateOptions()
-        fo.fixed = true
-        try VhdFormat.create(path: f, size: 4 << 20, options: fo)
-        #expect(openError(f) == nil)
-        try patch(f, at: (try SystemFile(path: f, writable: false).size()) - 512 + 60, [0, 0, 0, 9])
-        #expect(openError(f, format: .vpc) != nil)
-    }
 }
 
 /// Random corruption of the unchecksummed parts (metadata region, BAT, log, VHD BAT): opening,

@@ -31,7 +31,7 @@ public final class StepGate: IoEventSink, @unchecked Sendable {
     private let accounting = Atomic<Bool>(false)
     /// Set at the first hold: until then ``heldNanos(queue:)`` is one load.
     private let anyHold = Atomic<Bool>(false)
-    private let cond = NSCondition()
+    private let cond = ConditionLock()
     private var permits = 0
     private var held: [IoEvent] = []
     private var releasedCount = 0

@@ -53,7 +53,7 @@ public final class Workload: @unchecked Sendable {
     private var finished: [Bool]
     private var began: [Bool]
     private let control = WorkloadControl()
-    private let cond = NSCondition()
+    private let cond = ConditionLock()
     private var running = 0
     private var started = false
     /// Monotonic time the workload started (0 before ``start()``).

@@ -99,7 +99,7 @@ package struct WorkloadSnapshot: Sendable {
 final class WorkloadControl: @unchecked Sendable {
     let stopFlag = Atomic<Bool>(false)
     let pauseFlag = Atomic<Bool>(false)
-    private let cond = NSCondition()
+    private let cond = ConditionLock()
     /// Nanoseconds paused before the current pause, and when the current pause began (0: none).
     private let pausedBefore = Atomic<UInt64>(0)
     private let pauseStart = Atomic<UInt64>(0)

@@ -13,7 +13,7 @@ package final class TraceRecorder: @unchecked Sendable {
     public let stream: EventStream?
     private let handle: FileHandle
     private let subscription: EventSubscription?
-    private let done = NSCondition()
+    private let done = ConditionLock()
     private var stopping = false
     private var drainerRunning = false
     private var start: UInt64 = 0

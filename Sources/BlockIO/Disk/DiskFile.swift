@@ -1,15 +1,19 @@
-/// The image formats blockscope reads and writes.
-public enum ImageFormat: String, Sendable, CaseIterable, Codable {
-    /// A raw image: guest bytes at the same host offsets.
-    case raw
-    /// QEMU copy-on-write v2/v3.
-    case qcow2
-    /// Microsoft VHDX.
-    case vhdx
-    /// Microsoft VHD (qemu-img calls it `vpc`).
-    case vpc
-    /// VMware virtual disk (descriptor plus sparse, flat or seSparse extents).
-    case vmdk
+/// An image format, named as qemu-img names it (`qcow2`, `vpc`, ...): the value of
+/// `--format`, of `OpenOptions.format` and of `"format"` in JSON output.
+///
+/// Open on purpose: each format's target declares its constant (QCOW2's lives in
+/// `Qcow2`) and registers an `ImageFormatModule` in BlockCore, so no code outside a format's
+/// target lists the formats (docs/adr/0017-format-modules.md). Encodes as its name.
+public struct ImageFormat: RawRepresentable, Hashable, Sendable, Codable, CustomStringConvertible {
+    /// The name qemu-img uses (`-f`, `"format"` in `qemu-img info --output=json`).
+    public let rawValue: String
+
+    /// A format by its qemu-img name; whether blockscope knows it is the registry's question
+    /// (BlockCore's `imageFormatModule(named:)`).
+    public init(rawValue: String) { self.rawValue = rawValue }
+
+    /// The qemu-img name.
+    public var description: String { rawValue }
 }
 
 /// Which I/O implementation a disk's queues use.
@@ -32,13 +36,18 @@ public struct DiskTopology: Sendable, Equatable {
     public var minimumIoSize: Int
     /// The preferred I/O size (a cluster or block), in bytes.
     public var optimalIoSize: Int
+    /// The request alignment QEMU's driver for the format advertises, in bytes (an NBD
+    /// export's minimum block size, as qemu-nbd gives it): 512 for VHDX, 1 for the others.
+    public var requestAlignment: Int
 
     /// Creates a topology.
-    public init(logicalBlockSize: Int = 512, physicalBlockSize: Int = 512, minimumIoSize: Int = 512, optimalIoSize: Int = 0) {
+    public init(logicalBlockSize: Int = 512, physicalBlockSize: Int = 512, minimumIoSize: Int = 512, optimalIoSize: Int = 0,
+                requestAlignment: Int = 1) {
         self.logicalBlockSize = logicalBlockSize
         self.physicalBlockSize = physicalBlockSize
         self.minimumIoSize = minimumIoSize
         self.optimalIoSize = optimalIoSize
+        self.requestAlignment = requestAlignment
     }
 }
 
@@ -119,6 +128,16 @@ public protocol DiskFile: AnyObject, Sendable {
     func info() throws(BlockError) -> JSONValue
     /// Flushes, clears dirty state and closes the image's files.
     func close() throws(BlockError)
+    /// The host file whose byte `n` is guest byte `n`, when the disk is mapped one to one
+    /// (RAW): another format's queue may read it straight from the file (a QCOW2 backing
+    /// file), and a discard punches a hole that reads back as zeroes. nil for every mapped
+    /// format (the default).
+    var identityFile: SystemFile? { get }
+}
+
+extension DiskFile {
+    /// nil: guest offsets go through the format's mapping.
+    public var identityFile: SystemFile? { nil }
 }
 
 /// Options for one I/O queue.

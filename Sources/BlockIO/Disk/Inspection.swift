@@ -124,13 +124,6 @@ public enum RepairMode: String, Sendable, CaseIterable {
     case all
 }
 
-/// A disk whose guest byte `n` is host byte `n` of ``file`` (RAW): another format's queue may
-/// read it straight from the file instead of through its queue (a QCOW2 backing file).
-package protocol IdentityMappedDisk: DiskFile {
-    /// The host file holding the guest bytes at the same offsets.
-    var file: SystemFile { get }
-}
-
 /// A disk whose layout can be listed and checked (`map`, `check`).
 public protocol InspectableDisk: DiskFile {
     /// Extents of the whole guest range through the backing chain, unmerged or merged.
@@ -141,9 +134,16 @@ public protocol InspectableDisk: DiskFile {
     /// per-cluster detail where the format has any (others ignore it). Formats whose map is
     /// large (QCOW2) stream it in bounded memory; the default merges ``mapExtents()``.
     func forEachMapExtent(detail: Bool, _ body: (MapExtent) throws(BlockError) -> Void) throws(BlockError)
+    /// Whether QEMU's driver for the format reports block status, so an image above this one
+    /// in a chain sees its holes. QEMU 7.2's VHDX driver has none: `qemu-img map` shows a
+    /// VHDX backing file as data over its whole size, and so does blockscope. Default true.
+    var reportsBlockStatus: Bool { get }
 }
 
 extension InspectableDisk {
+    /// true: the format's map is what a chain above it sees.
+    public var reportsBlockStatus: Bool { true }
+
     /// The default: ``mapExtents()`` merged, then handed out one by one (`detail` ignored).
     public func forEachMapExtent(detail: Bool, _ body: (MapExtent) throws(BlockError) -> Void) throws(BlockError) {
         for e in mergeExtents(try mapExtents()) { try body(e) }

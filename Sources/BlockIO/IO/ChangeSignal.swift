@@ -1,7 +1,4 @@
 import Synchronization
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Wakes threads that wait for shared metadata to change, instead of letting them poll.
 ///
@@ -14,27 +11,10 @@ import Glibc
 public final class ChangeSignal: @unchecked Sendable {
     private let counter = Atomic<UInt64>(0)
     private let waiters = Atomic<Int>(0)
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private let cond: UnsafeMutablePointer<pthread_cond_t>
+    private let condition = ConditionLock()
 
-    /// Creates a signal at generation 0 (the condition waits on CLOCK_MONOTONIC).
-    public init() {
-        mutex = .allocate(capacity: 1)
-        cond = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-        var attr = pthread_condattr_t()
-        pthread_condattr_init(&attr)
-        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC)
-        pthread_cond_init(cond, &attr)
-        pthread_condattr_destroy(&attr)
-    }
-
-    deinit {
-        pthread_cond_destroy(cond)
-        pthread_mutex_destroy(mutex)
-        cond.deallocate()
-        mutex.deallocate()
-    }
+    /// Creates a signal at generation 0.
+    public init() {}
 
     /// How many changes have been signalled so far; read it before testing the state you
     /// wait on, then pass it to ``wait(past:timeoutNanos:)``.
@@ -44,9 +24,7 @@ public final class ChangeSignal: @unchecked Sendable {
     public func bump() {
         counter.wrappingAdd(1, ordering: .releasing)
         if waiters.load(ordering: .acquiring) > 0 {
-            pthread_mutex_lock(mutex)
-            pthread_cond_broadcast(cond)
-            pthread_mutex_unlock(mutex)
+            condition.withLock { condition.broadcast() }
         }
     }
 
@@ -57,14 +35,11 @@ public final class ChangeSignal: @unchecked Sendable {
         if generation != seen { return true }
         waiters.wrappingAdd(1, ordering: .sequentiallyConsistent)
         defer { waiters.wrappingSubtract(1, ordering: .sequentiallyConsistent) }
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        let total = UInt64(now.tv_nsec) + timeoutNanos
-        var until = timespec(tv_sec: now.tv_sec + Int(total / 1_000_000_000), tv_nsec: Int(total % 1_000_000_000))
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
+        let deadline = monotonicNanos() + timeoutNanos
+        condition.lock()
+        defer { condition.unlock() }
         while counter.load(ordering: .acquiring) == seen {
-            if pthread_cond_timedwait(cond, mutex, &until) == ETIMEDOUT { break }
+            if !condition.wait(untilNanos: deadline) { break }
         }
         return counter.load(ordering: .acquiring) != seen
     }

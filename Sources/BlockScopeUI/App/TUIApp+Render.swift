@@ -71,7 +71,7 @@ extension TUIApp {
     }
 
     /// Short tab titles for narrow terminals (each a prefix `:view` accepts).
-    static let shortTabTitles = ["Overview": "Overv", "Refcounts": "Refc", "In-flight": "In-fl", "Completions": "Compl", "Diagnosis": "Diag"]
+    static let shortTabTitles = ["Overview": "Overv", "Tables": "Tabl", "Refcounts": "Refc", "In-flight": "In-fl", "Completions": "Compl", "Diagnosis": "Diag"]
 
     /// The tab bar's labels (" 1 Overview "), each followed by one space when drawn. When the
     /// whole titles do not fit in `width`, inactive tabs take their short titles, longest

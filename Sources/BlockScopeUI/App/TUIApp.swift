@@ -117,7 +117,9 @@ package final class TUIApp {
         let image = ImageModel(path: options.imagePath, writable: options.writable, engine: options.engine, direct: options.direct, sink: gate)
         state = AppState(image: image, themeName: theme.name)
         state.noColor = options.noColor
-        views = [OverviewView(), L1L2View(), RefcountsView(), MapView(), BatView(), HexView(), InFlightView(), CompletionsView(), DiagnosisView()]
+        // The table tabs carry the format's own words (its inspector's), not fixed ones.
+        views = [OverviewView(), L1L2View(title: image.inspector?.tabTitle(.directory)), RefcountsView(), MapView(),
+                 BatView(title: image.inspector?.tabTitle(.allocation)), HexView(), InFlightView(), CompletionsView(), DiagnosisView()]
             + (options.virtqueueView ? [VirtqueueView()] : [])
         state.currentViewTitle = views[0].title
         if let disk = image.disk { worker = CommandWorker(disk: disk, engine: options.engine, sink: gate, inFlight: state.engineInFlight) }

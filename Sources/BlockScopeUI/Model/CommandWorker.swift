@@ -13,7 +13,7 @@ package final class CommandWorker: @unchecked Sendable {
     private let engine: EngineKind
     private let sink: (any IoEventSink)?
     private let inFlight: InFlightRegistry?
-    private let cond = NSCondition()
+    private let cond = ConditionLock()
     private var queue: [ScriptCommand] = []
     private var output: [String] = []
     private var running = false
@@ -64,9 +64,9 @@ package final class CommandWorker: @unchecked Sendable {
 
     /// Waits up to `seconds` for the worker to finish its current command.
     package func waitIdle(seconds: Double) {
-        let deadline = Date().addingTimeInterval(seconds)
+        let deadline = monotonicNanos() + UInt64(max(0, seconds) * 1e9)
         cond.lock()
-        while (running || !queue.isEmpty) && cond.wait(until: deadline) {}
+        while (running || !queue.isEmpty) && cond.wait(untilNanos: deadline) {}
         cond.unlock()
     }
 

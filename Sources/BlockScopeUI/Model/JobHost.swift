@@ -13,7 +13,7 @@ package final class JobHost: @unchecked Sendable {
     package let workload: Workload
     /// The job file.
     package let path: String
-    private let lock = NSCondition()
+    private let lock = ConditionLock()
     private var outcome: String?
 
     /// Parses `path`, prepares the workload on `disk` and starts it.
@@ -64,9 +64,9 @@ package final class JobHost: @unchecked Sendable {
 
     /// Waits up to `seconds` for the workload to finish; its final line, or nil at the deadline.
     package func waitFinished(seconds: Double) -> String? {
-        let deadline = Date().addingTimeInterval(seconds)
+        let deadline = monotonicNanos() + UInt64(max(0, seconds) * 1e9)
         lock.lock(); defer { lock.unlock() }
-        while outcome == nil && lock.wait(until: deadline) {}
+        while outcome == nil && lock.wait(untilNanos: deadline) {}
         return outcome
     }
 

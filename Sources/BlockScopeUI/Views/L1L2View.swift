@@ -5,8 +5,9 @@ import BlockInspect
 /// leaf table an entry points to, with each entry's host offset, state, flags and whatever
 /// else the format words per entry. Everything shown is the format's ``InspectTable``s.
 package final class L1L2View: TUIView {
-    /// "L1/L2".
-    package let title = "L1/L2"
+    /// The format's name for its two-level tables (``ImageInspector/tabTitle(_:)``: "L1/L2",
+    /// "GD/GT"), "Tables" when it has none.
+    package let title: String
     /// Footer keys.
     package let keys: [(String, String)] = [("↑↓", "select"), ("Enter", "open table / hex"), ("Esc", "back")]
     /// "find".
@@ -19,8 +20,8 @@ package final class L1L2View: TUIView {
     package private(set) var openL1: Int?
     private var visible = 20
 
-    /// A view with nothing selected.
-    package init() {}
+    /// A view with nothing selected, titled `title` (the inspector's words; nil: "Tables").
+    package init(title: String? = nil) { self.title = title ?? "Tables" }
 
     /// The directory rows.
     func l1Rows(_ q: any ImageInspector) -> [(String, Role)] {

@@ -115,8 +115,9 @@ package final class RefcountsView: TUIView {
 /// BAT: a block allocation table and the headers above it (the format's
 /// ``ImageInspector/allocationSections()`` and its ``InspectTableRole/allocation`` table).
 package final class BatView: TUIView {
-    /// "BAT".
-    package let title = "BAT"
+    /// The format's name for its allocation table (``ImageInspector/tabTitle(_:)``: "BAT"),
+    /// "Alloc" when it has none.
+    package let title: String
     /// Footer keys.
     package let keys: [(String, String)] = [("↑↓", "select entry"), ("Enter", "hex of block")]
     /// "find state".
@@ -124,8 +125,8 @@ package final class BatView: TUIView {
     private var cursor = ListCursor()
     private var visible = 10
 
-    /// A view with the first entry selected.
-    package init() {}
+    /// A view with the first entry selected, titled `title` (the inspector's words; nil: "Alloc").
+    package init(title: String? = nil) { self.title = title ?? "Alloc" }
 
     private func none(_ app: AppState) -> [String] {
         ["no block allocation table", "this \(app.image.format.rawValue) image has no block allocation table."]

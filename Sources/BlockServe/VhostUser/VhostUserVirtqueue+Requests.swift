@@ -139,7 +139,7 @@ extension VhostUserVirtqueue {
             if off.overflow || off.partialValue > export.disk.logicalSize || len > export.disk.logicalSize - off.partialValue {
                 bad(h, .ioError, "\(name) segment \(i) at sector \(sector) (\(sectors) sectors) runs past the disk", log: log); return
             }
-            if len > 0 { ops.append((off.partialValue, len, discard || (flags & VirtioBlk.segmentUnmap != 0 && export.disk.format == .raw))) }
+            if len > 0 { ops.append((off.partialValue, len, discard || (flags & VirtioBlk.segmentUnmap != 0 && export.disk.identityFile != nil))) }
         }
         for (at, len, dealloc) in ops {
             if dealloc {
