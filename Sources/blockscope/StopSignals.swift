@@ -10,24 +10,54 @@ import Glibc
 /// is released. Without this, a signal killed the process before the close: a QCOW2's cached
 /// metadata updates for completed writes never reached the file.
 ///
-/// The signals are ignored by the process and delivered to a dispatch source instead, so the
-/// handler runs on an ordinary thread and may take locks. A second signal of any of them
-/// restores the default action and re-raises it (a stuck close can still be killed).
+/// The handler is installed synchronously with `sigaction` and only writes the signal's
+/// number to a pipe (async-signal-safe); a thread reads the pipe and acts off the signal
+/// context, where it may take locks. (A dispatch signal source needed the signals ignored
+/// first and armed itself asynchronously: a signal in between was dropped, and a job of
+/// 4 GiB ran to its end after SIGTERM.) The signals are unblocked in the calling thread, in
+/// case the process inherited them blocked. A second signal of any of them restores the
+/// default action and re-raises it (a stuck close can still be killed).
 final class StopSignals: @unchecked Sendable {
     /// The signals handled.
     static let handled: [Int32] = [SIGINT, SIGTERM, SIGHUP]
-    private var sources: [DispatchSourceSignal] = []
-    private let queue = DispatchQueue(label: "blockscope.signals")
+    /// The pipe the handler writes to: read end, write end (-1 before the first install).
+    nonisolated(unsafe) private static var pipeFDs: (Int32, Int32) = (-1, -1)
     /// The first signal caught, or 0.
     let caught = Atomic<Int32>(0)
+    private var previous: [(Int32, sigaction)] = []
+    private var reader: Thread?
 
     /// Starts catching the signals; `onStop` runs once, on the first one, off the signal context.
     init(onStop: @escaping @Sendable (Int32) -> Void) {
+        var fds: [Int32] = [-1, -1]
+        if pipe(&fds) != 0 { fds = [-1, -1] }
+        for fd in fds where fd >= 0 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        Self.pipeFDs = (fds[0], fds[1])
+        var set = sigset_t()
+        sigemptyset(&set)
         for sig in Self.handled {
-            signal(sig, SIG_IGN)
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            s.setEventHandler { [weak self] in
-                guard let self else { return }
+            sigaddset(&set, sig)
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { sig in
+                var b = UInt8(truncatingIfNeeded: sig)
+                _ = write(StopSignals.pipeFDs.1, &b, 1)
+            }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = SA_RESTART
+            var old = sigaction()
+            sigaction(sig, &action, &old)
+            previous.append((sig, old))
+        }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        let readFD = fds[0]
+        let t = Thread { [weak self] in
+            var b: UInt8 = 0
+            while readFD >= 0 {
+                let n = read(readFD, &b, 1)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { close(readFD); return }
+                let sig = Int32(b)
+                guard let self else { close(readFD); return }
                 if self.caught.compareExchange(expected: 0, desired: sig, ordering: .relaxed).exchanged {
                     printError("blockscope: \(Self.name(sig)): stopping; requests in flight finish, then the image is flushed and closed (again to kill)")
                     onStop(sig)
@@ -36,16 +66,19 @@ final class StopSignals: @unchecked Sendable {
                     raise(sig)
                 }
             }
-            s.resume()
-            sources.append(s)
         }
+        t.name = "blockscope.signals"
+        t.start()
+        reader = t
     }
 
-    /// Stops catching: the default actions are back.
+    /// Stops catching: the previous actions are back and the reader thread ends.
     func cancel() {
-        for s in sources { s.cancel() }
-        sources = []
-        for sig in Self.handled { signal(sig, SIG_DFL) }
+        for (sig, old) in previous { var o = old; sigaction(sig, &o, nil) }
+        previous = []
+        let w = Self.pipeFDs.1
+        Self.pipeFDs = (-1, -1)
+        if w >= 0 { close(w) }   // the reader sees the end of the pipe, closes its end and ends
     }
 
     /// Whether a signal has asked the work to stop.

@@ -44,7 +44,9 @@ import TestSupport
         // completion event waits behind the held one (seen under load).
         #expect((1...2).contains(app.state.live.completedRequests))
         app.handle(.escape)
-        pumpUntil(app) { !app.state.busy }
+        // The command ends before its last completion event is drained into the view: wait
+        // for both (seen under load: busy false with 2 completions counted).
+        pumpUntil(app) { !app.state.busy && app.state.live.completedRequests >= 3 }
         #expect(app.state.live.completedRequests == 3)
         app.shutdown()
         let io = try TestSupport.run("qemu-io", ["-f", "raw", "-c", "read -P 0x5a 0x10000 4k", "-c", "read -P 0x5b 0x20000 4k", "-c", "read -P 0x5c 0x30000 4k", f.dir + "/r.raw"])

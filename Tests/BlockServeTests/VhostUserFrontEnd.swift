@@ -22,6 +22,9 @@ final class FakeFrontEnd {
     var availIdx: UInt16 = 0
     var nextDesc = 0
 
+    /// The used index the device published in the ring's memory.
+    var usedIndex: UInt16 { (mem + Self.usedAt + 2).load(as: UInt16.self) }
+
     init(path: String) throws {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
         self.fd = fd

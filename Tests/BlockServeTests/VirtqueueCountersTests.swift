@@ -14,8 +14,6 @@ import Glibc
 extension FakeFrontEnd {
     /// Where the device's avail_event sits (after the used ring's entries).
     var availEvent: UInt16 { (mem + Self.usedAt + 4 + 8 * Self.ringSize).load(as: UInt16.self) }
-    /// The used index the device published.
-    var usedIndex: UInt16 { (mem + Self.usedAt + 2).load(as: UInt16.self) }
 
     /// EVENT_IDX's test (vring_need_event): whether moving an index from `old` to `new`
     /// passes `event`.

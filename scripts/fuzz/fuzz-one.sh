@@ -60,7 +60,9 @@ after=$(ls "$crashes" | grep -cE "^(crash|timeout|oom|leak)-")
 found=$(( found + after - before ))
 # Sandboxes of runs that crashed (their atexit did not run).
 for d in /dev/shm/blockscope-fuzz-* /tmp/blockscope-fuzz-*; do
-    [ -d "$d" ] && ! kill -0 "${d##*-}" 2>/dev/null && rm -rf "$d"
+    # Only a sandbox's own name (blockscope-fuzz-PID): tests name theirs with a UUID.
+    p=${d##*-}
+    [[ "$p" =~ ^[0-9]+$ ]] && [ -d "$d" ] && ! kill -0 "$p" 2>/dev/null && rm -rf "$d"
 done
 echo "fuzz $t: $execs execs, $found crashes"
 [ "$found" -eq 0 ]

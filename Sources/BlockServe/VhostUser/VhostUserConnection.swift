@@ -278,8 +278,13 @@ final class VhostUserConnection {
                 VhostUserVirtqueue.replace(&q.callFD, with: fd)
                 // A running ring may have used entries the old descriptor never announced
                 // (QEMU sends CALL after KICK, and resubmitted requests complete at once):
-                // one spare interrupt, which a driver tolerates.
-                if q.running && fd >= 0 { var one: UInt64 = 1; _ = Glibc.write(fd, &one, 8) }
+                // one spare interrupt, which a driver tolerates, counted with the others.
+                // A ring that has used nothing yet has nothing to announce.
+                if q.running && fd >= 0, let used = q.ring?.usedIdx, used != 0 {
+                    var one: UInt64 = 1
+                    _ = Glibc.write(fd, &one, 8)
+                    q.ring!.calls += 1
+                }
             default:
                 VhostUserVirtqueue.replace(&q.errFD, with: fd)
             }
