@@ -104,4 +104,33 @@ import TestSupport
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout == (try TestSupport.qemuRaw(img)))
     }
+
+    /// A sparse header whose embedded descriptor size (84 sectors) runs over both grain
+    /// directories and their tables: qemu-img check finds nothing and qemu writes the image
+    /// (it rewrites only the descriptor text when the CID changes). blockscope padded the new
+    /// text with zeroes to the whole declared size, zeroing the directories, so everything
+    /// written read back as zeroes after a reopen. Found by vmdk ("after reopen: guest byte
+    /// 4096 reads 0, expected 5"; Fuzz/regressions/vmdk/crash-4b806d84...).
+    @Test func descriptorRewriteNeverZeroesTheGrainDirectories() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz5"); defer { TestSupport.removeTempDir(dir) }
+        let ours = dir + "/a.vmdk", theirs = dir + "/b.vmdk"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vmdk", ours, "1M"])
+        var b = Array(try TestSupport.readFile(ours))
+        let r = ByteReader(b, what: "test")
+        let descriptorSector = try r.le64(28), rgd = try r.le64(48), gd = try r.le64(56), overhead = try r.le64(64)
+        #expect(descriptorSector == 1 && rgd > 1 && gd > rgd && overhead > gd + 1, "qemu-img's layout changed: \(descriptorSector) \(rgd) \(gd) \(overhead)")
+        ByteField.putLE(&b, 36, overhead - 1 - descriptorSector, width: 8)
+        try TestSupport.writeFile(ours, b)
+        try TestSupport.writeFile(theirs, b)
+        #expect(try TestSupport.qemuImg(["check", ours]).status == 0)
+        let disk = try openDisk(ours, options: OpenOptions(writable: true))
+        try [UInt8](repeating: 5, count: 32768).withUnsafeBytes { try disk.write($0, at: 4096) }
+        try disk.close()
+        try TestSupport.qemuIo(theirs, format: "vmdk", ["write -P 5 4096 32k"])
+        let check = try TestSupport.qemuImg(["check", ours])
+        #expect(check.status == 0, "\(check.stdoutText)")
+        let a = try TestSupport.qemuRaw(ours), q = try TestSupport.qemuRaw(theirs)
+        #expect(a == q, "qemu-img reads blockscope's write differently from its own")
+        #expect(a[0..<4096].allSatisfy { $0 == 0 } && a[4096..<36864].allSatisfy { $0 == 5 } && a[36864...].allSatisfy { $0 == 0 })
+    }
 }
