@@ -8,7 +8,7 @@ import FuzzSupport
 /// (info, map, check, reads) and the write side as ``ImageTargets/write`` describes.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    let bytes = inputBytes(data, size)
+    let bytes = inputBuffer(data, size)
     let image = bytes.dropFirst(WriteProgram.byteCount)
     // The descriptor parser reads up to the first NUL: only that part is copied (a sparse
     // file's first NUL is in its first bytes; copying a 200 KB image per input was page
