@@ -79,6 +79,13 @@ public final class VmdkGrainMap: @unchecked Sendable {
             h = try VmdkSparseHeader.parse(Array(tail[512..<1024]), path: path, at: size / 512 * 512 - 1024)
             if h.gdOffset == VmdkSparseHeader.gdAtEnd { throw BlockError(.corruptImage, "vmdk: the footer's grain directory offset is 'at end' too", path: path, operation: "open") }
         }
+        // qemu's rule: the file holds at least the header's overhead (its grain offset). A
+        // shorter file has grains allocated past its end, where a new grain (placed after the
+        // last byte) would overlap them: a write to one then overwrote the other.
+        let (minimum, tooLarge) = h.overHead.multipliedReportingOverflow(by: 512)
+        if tooLarge || size < minimum {
+            throw BlockError(.corruptImage, "vmdk: file truncated: the header's overhead is \(h.overHead) sectors, so the file must hold at least \(tooLarge ? "2^64" : String(minimum)) bytes, and it has \(size) (qemu refuses it too)", path: path, operation: "open")
+        }
         self.file = file
         seSparse = false
         header = h

@@ -133,4 +133,31 @@ import TestSupport
         #expect(a == q, "qemu-img reads blockscope's write differently from its own")
         #expect(a[0..<4096].allSatisfy { $0 == 0 } && a[4096..<36864].allSatisfy { $0 == 5 } && a[36864...].allSatisfy { $0 == 0 })
     }
+
+    /// A sparse file shorter than its header's overhead (qemu: "File truncated, expecting at
+    /// least 65536 bytes") is refused at open, read-only and writable. blockscope opened it: a
+    /// grain entry inside the short file ran past its end, the first new grain went right
+    /// after the last byte, inside that grain's span, and zeroing the old grain overwrote the
+    /// new one. Found by vmdk in `make fuzz` ("after reopen: guest byte 0 reads 0, expected
+    /// 161"; Fuzz/regressions/vmdk/crash-fe90750b...).
+    @Test func sparseFileShorterThanItsOverheadIsRefusedAsByQemu() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz6"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/t.vmdk"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vmdk", img, "1M"])
+        let b = Array(try TestSupport.readFile(img))
+        let overhead = try ByteReader(b, what: "test").le64(64)
+        #expect(overhead == 128 && b.count >= 65536, "qemu-img's layout changed: overhead \(overhead), \(b.count) bytes")
+        try TestSupport.writeFile(img, Array(b[0..<18588]))
+        let q = try TestSupport.run("qemu-img", ["info", img])
+        #expect(q.status != 0 && q.stderr.contains("File truncated, expecting at least 65536 bytes"), "\(q.stderr)")
+        let ours = try TestSupport.blockscope(["info", img])
+        #expect(ours.status != 0 && ours.stderr.contains("file truncated") && ours.stderr.contains("at least 65536 bytes, and it has 18588"), "\(ours.stderr)")
+        do {
+            _ = try openDisk(img, options: OpenOptions(writable: true))
+            Issue.record("opened for writing")
+        } catch let e {
+            #expect(e.description.contains("file truncated"), "\(e)")
+        }
+        #expect(Array(try TestSupport.readFile(img)) == Array(b[0..<18588]))
+    }
 }
