@@ -20,16 +20,7 @@ extension NbdTransmission {
 
     /// Every sub-operation of slot `s` is done (a FUA request's flush included: the queue
     /// runs it inside the request, ``AsyncIo/forceUnitAccess(userData:)``): reply.
-    /// A FUA NO_HOLE write-zeroes then queues its armed last chunk.
     func finish(_ s: Int) {
-        if slots[s].fuaTailLength > 0 {
-            let n = slots[s].fuaTailLength
-            slots[s].fuaTailLength = 0
-            if slots[s].error == 0 {
-                zeroChunk(s, at: slots[s].fuaTail, n, fua: true)
-                return
-            }
-        }
         queueReply(s)
     }
 

@@ -43,10 +43,6 @@ final class NbdTransmission {
         var pending = 0
         var error: UInt32 = 0
         var mutation = false
-        /// The last chunk of a FUA NO_HOLE write-zeroes, queued (armed) once the others are
-        /// done so that its flush covers them: offset and length (0: none).
-        var fuaTail: UInt64 = 0
-        var fuaTailLength = 0
         var kept: AlignedBuffer? = nil
         var transient: AlignedBuffer? = nil
         /// Reply payload bytes taken from the slot's buffer (read data, block-status extents).
@@ -247,7 +243,6 @@ final class NbdTransmission {
                 slots[s].pending = 0
                 slots[s].error = 0
                 slots[s].mutation = false
-                slots[s].fuaTailLength = 0
                 slots[s].replyBytes = 0
                 start(s)
             }
@@ -364,6 +359,10 @@ final class NbdTransmission {
         }
     }
 
+    /// A NO_HOLE write-zeroes: real zeroes written from a shared zero buffer, 1 MiB a
+    /// write, queued as the parts of one request (``AsyncIo/beginParts(userData:op:length:)``)
+    /// so that the engine counts one write-zeroes of the client's length, as the client sent
+    /// it; with FUA the queue's flush runs once, after every part.
     private func writeZeroChunks(_ s: Int) {
         let r = slots[s].request
         let chunk = min(Int(r.length), Self.zeroChunk)
@@ -374,29 +373,29 @@ final class NbdTransmission {
         }
         let z = zeroes!
         markMutation(s)
-        var pos = r.offset
+        let t = tag(s)
+        frontEnd?.origin(clientTag: r.handle, receivedNs: slots[s].start)
+        queue.beginParts(userData: t, op: .zero, length: UInt64(r.length))
+        if r.commandFlags.contains(.fua) { queue.forceUnitAccess(userData: t) }
+        var pos = r.offset, queued = false
         let end = r.offset + UInt64(r.length)
-        // With FUA and several chunks, only the last is armed, and it is queued when the
-        // others are done (``finish(_:)``): a flush covers only writes completed before it.
-        let tail = r.commandFlags.contains(.fua) && UInt64(r.length) > UInt64(Self.zeroChunk)
-        while pos < end && slots[s].error == 0 {
+        while pos < end {
             let n = Int(min(UInt64(Self.zeroChunk), end - pos))
-            if tail && pos + UInt64(n) >= end {
-                slots[s].fuaTail = pos
-                slots[s].fuaTailLength = n
-                if slots[s].pending == 0 { finish(s) }
-                return
+            do throws(BlockError) {
+                try queue.write(at: pos, from: UnsafeRawBufferPointer(rebasing: z.bytes[0..<n]), userData: t)
+            } catch {
+                slots[s].error = Nbd.ErrorCode(errno: error.errno).rawValue
+                break
             }
-            zeroChunk(s, at: pos, n, fua: tail ? false : nil)
+            queued = true
             pos += UInt64(n)
         }
-    }
-
-    /// Queues `n` bytes of zeroes at `at` for slot `s` (`fua` nil: as the request's flags say).
-    func zeroChunk(_ s: Int, at: UInt64, _ n: Int, fua: Bool?) {
-        let z = zeroes!
-        submit(s, fua: fua) { q, t throws(BlockError) in
-            try q.write(at: at, from: UnsafeRawBufferPointer(rebasing: z.bytes[0..<n]), userData: t)
+        queue.endParts(userData: t)
+        if queued {
+            slots[s].pending += 1
+            needSubmit = true
+        } else {
+            finish(s)
         }
     }
 
@@ -405,13 +404,13 @@ final class NbdTransmission {
     }
 
     /// Queues one sub-operation of slot `s` on the ring; a synchronous refusal fails it.
-    func submit(_ s: Int, fua: Bool? = nil, _ body: (any AsyncIo, UInt64) throws(BlockError) -> Void) {
+    func submit(_ s: Int, _ body: (any AsyncIo, UInt64) throws(BlockError) -> Void) {
         frontEnd?.origin(clientTag: slots[s].request.handle, receivedNs: slots[s].start)
         let r = slots[s].request
         // FUA: the queue flushes after the data part, inside the same request (one id, one
-        // completion; the reply waits for the flush). A NO_HOLE write-zeroes arms its last
-        // chunk only, queued after the others (writeZeroChunks).
-        if fua ?? (r.commandFlags.contains(.fua) && r.command != .read && r.command != .flush) { queue.forceUnitAccess(userData: tag(s)) }
+        // completion; the reply waits for the flush). A NO_HOLE write-zeroes arms its
+        // request in parts once (writeZeroChunks).
+        if r.commandFlags.contains(.fua) && r.command != .read && r.command != .flush { queue.forceUnitAccess(userData: tag(s)) }
         do {
             try body(queue, tag(s))
             slots[s].pending += 1

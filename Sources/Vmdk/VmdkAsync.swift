@@ -157,6 +157,10 @@ public final class VmdkAsync: AsyncIo {
 
     /// Marks the next request under `userData` force unit access (its flush runs inside it).
     public func forceUnitAccess(userData: UInt64) { core.armForceUnitAccess(userData) }
+    /// Makes the next requests under `userData` parts of one request (``QueueCore``).
+    public func beginParts(userData: UInt64, op: GuestOp, length: UInt64) { core.beginParts(userData, op: op, length: length) }
+    /// Ends the parts of request `userData`.
+    public func endParts(userData: UInt64) { core.endParts(userData) }
 
     /// Hands queued SQEs to the kernel.
     @discardableResult

@@ -52,6 +52,8 @@ public final class VmdkGrainMap: @unchecked Sendable {
     private var nextGrainSector: UInt64
     /// Metadata ranges of the extent file (start, end, name), sorted by start.
     private var metadata: [(UInt64, UInt64, String)] = []
+    /// The embedded descriptor's name among the metadata ranges.
+    static let descriptorName = "the embedded descriptor"
     /// The longest metadata range: a range starting further than this before a write ends before it.
     private var metadataSpan: UInt64 = 0
     private var cache: [Int: [UInt64]] = [:]
@@ -76,6 +78,13 @@ public final class VmdkGrainMap: @unchecked Sendable {
             }
             h = try VmdkSparseHeader.parse(Array(tail[512..<1024]), path: path, at: size / 512 * 512 - 1024)
             if h.gdOffset == VmdkSparseHeader.gdAtEnd { throw BlockError(.corruptImage, "vmdk: the footer's grain directory offset is 'at end' too", path: path, operation: "open") }
+        }
+        // qemu's rule: the file holds at least the header's overhead (its grain offset). A
+        // shorter file has grains allocated past its end, where a new grain (placed after the
+        // last byte) would overlap them: a write to one then overwrote the other.
+        let (minimum, tooLarge) = h.overHead.multipliedReportingOverflow(by: 512)
+        if tooLarge || size < minimum {
+            throw BlockError(.corruptImage, "vmdk: file truncated: the header's overhead is \(h.overHead) sectors, so the file must hold at least \(tooLarge ? "2^64" : String(minimum)) bytes, and it has \(size) (qemu refuses it too)", path: path, operation: "open")
         }
         self.file = file
         seSparse = false
@@ -106,7 +115,7 @@ public final class VmdkGrainMap: @unchecked Sendable {
         // both directories and every table they name.
         var meta: [(UInt64, UInt64, String)] = [(0, 512, "the sparse header")]
         if h.descriptorOffset != 0 && h.descriptorOffset < (UInt64(1) << 48) && h.descriptorSize < (UInt64(1) << 32) {
-            meta.append((h.descriptorOffset * 512, (h.descriptorOffset + h.descriptorSize) * 512, "the embedded descriptor"))
+            meta.append((h.descriptorOffset * 512, (h.descriptorOffset + h.descriptorSize) * 512, Self.descriptorName))
         }
         meta.append((directoryOffset, directoryOffset + entries * 4, "the grain directory"))
         for (i, t) in directory.enumerated() where t != 0 && t < (UInt64(1) << 48) { meta.append((t * 512, t * 512 + h.tableBytes, "grain table \(i)")) }
@@ -278,7 +287,9 @@ public final class VmdkGrainMap: @unchecked Sendable {
     /// The metadata structure that host bytes `[host, host + length)` overlap, if any: a write
     /// there would rewrite a table or the header (a damaged grain table can point a grain
     /// at them), so the write is refused.
-    func metadataOverlap(_ host: UInt64, _ length: UInt64) -> String? {
+    /// With `besidesDescriptor` the embedded descriptor itself does not count (its own
+    /// rewrite asks what else it would overwrite).
+    func metadataOverlap(_ host: UInt64, _ length: UInt64, besidesDescriptor: Bool = false) -> String? {
         var lo = 0, hi = metadata.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -287,7 +298,7 @@ public final class VmdkGrainMap: @unchecked Sendable {
         // Ranges starting before the write's end; any of them may reach into it.
         var i = lo - 1
         while i >= 0 {
-            if metadata[i].1 > host { return metadata[i].2 }
+            if metadata[i].1 > host && !(besidesDescriptor && metadata[i].2 == Self.descriptorName) { return metadata[i].2 }
             if metadata[i].0 + metadataSpan <= host { break }
             i -= 1
         }

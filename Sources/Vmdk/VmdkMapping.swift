@@ -192,7 +192,18 @@ extension VmdkDisk {
             try file.writeBytes(text, at: 0)
             try file.truncate(to: UInt64(text.count))
         } else {
-            text += [UInt8](repeating: 0, count: Int(place.capacity) - text.count)
+            // Only the old text is replaced (padded with zeroes to its length), not the whole
+            // region the header declares: a region that runs over the grain directories or
+            // tables (a damaged header's descriptor size) must not zero them. qemu likewise
+            // writes back only the bytes it read as the descriptor.
+            let size = try file.size()
+            let old = place.offset < size ? try file.readBytes(at: place.offset, count: Int(min(place.capacity, size - place.offset))) : []
+            let oldLength = old.firstIndex(of: 0) ?? old.count
+            if oldLength > text.count { text += [UInt8](repeating: 0, count: oldLength - text.count) }
+            if let g = extents.first(where: { $0.file === file })?.grains,
+               let what = g.metadataOverlap(place.offset, UInt64(text.count), besidesDescriptor: true) {
+                throw BlockError(.corruptImage, "vmdk: the embedded descriptor at \(hex(place.offset)) (\(text.count) bytes of text) overlaps \(what); rewriting its CID would corrupt the image", path: path, hostOffset: place.offset, operation: "write")
+            }
             try file.writeBytes(text, at: place.offset)
         }
         descriptor = d

@@ -87,7 +87,7 @@ import TestSupport
         }
     }
 
-    @Test("a FUA NO_HOLE write-zeroes of 3 MiB (three engine writes under one id): one FUA flush, after the other two chunks completed")
+    @Test("a FUA NO_HOLE write-zeroes of 3 MiB (three 1 MiB engine writes, parts of one request): one write-zeroes counted, one FUA flush, after all three chunks completed")
     func fuaNoHoleZeroesFlushAfterEveryChunk() throws {
         let f = try TuiFixture("served-fua-nohole")
         let img = f.dir + "/s.raw"
@@ -107,19 +107,71 @@ import TestSupport
         let py = try TestSupport.run("/usr/bin/python3", [script, served.uri])
         #expect(py.status == 0 && py.stdoutText.contains("ok"), "\(py.stdoutText) \(py.stderr)")
         pumpUntil(app) { Self.loggedRequests(served) > 0 && app.state.inFlightSnapshot.isEmpty }
+        pumpUntil(app) { ServedTruthTests.served(app).completed >= 1 }
+        let q = ServedTruthTests.served(app)
+        #expect(Self.loggedRequests(served) == 1, "\(served.log.all)")
+        #expect(q.completed == 1 && q.zeroes == 1 && q.writes == 0 && q.writeBytes == 0 && q.errors == 0, "\(q)")
         let log = app.state.live.log
         let fua = log.filter { $0.contains(": FUA flush: ") }
         #expect(fua.count == 1, "\(log.joined(separator: "\n"))")
         let id = fua.first?.split(separator: ":").first.map(String.init) ?? "none"
         let mine = log.filter { $0.hasPrefix(id + ":") }
+        #expect(mine.filter { $0.contains(" accepted by queue") } == ["\(id): guest zero 0x100000+3145728 accepted by queue 8"], "\(mine)")
         let flushAt = mine.firstIndex { $0.contains(": FUA flush: ") } ?? -1
-        let done = mine.indices.filter { mine[$0].contains(": guest write completed ok") }
-        #expect(done.count == 3 && done.filter { $0 < flushAt }.count == 2 && (done.last ?? -1) > flushAt, "\(mine)")
+        // The three chunks' CQEs (1 MiB each), all before the flush; the one completion after it.
+        let cqes = mine.indices.filter { mine[$0].contains(": CQE user_data ") && mine[$0].contains(": 1048576 bytes") }
+        #expect(cqes.count == 3 && cqes.allSatisfy { $0 < flushAt }, "\(mine)")
+        let done = mine.indices.filter { mine[$0].contains(": guest zero completed ok") }
+        #expect(done.count == 1 && (done.first ?? -1) > flushAt, "\(mine)")
+        #expect(!mine.contains { $0.contains(": guest write ") }, "\(mine)")
         #expect(mine.contains { $0.contains("flush complete: data and metadata are stable") }, "\(mine)")
         let back = try TestSupport.run("qemu-io", ["-f", "raw", "-c", "read -P 0 1M 3M", served.uri])
         #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
         served.stop()
         app.shutdown()
+    }
+
+    @Test("qemu-io's write -z 4M over nbd+unix (one WRITE_ZEROES with NO_HOLE, written as four 1 MiB engine writes) and nbdsh's zero of 3 MiB with NO_HOLE: each one write-zeroes, its length exact",
+          arguments: ["raw", "qcow2"])
+    func noHoleWriteZeroesIsOneRequest(format: String) throws {
+        let f = try TuiFixture("served-nohole-\(format)")
+        let img = f.dir + "/s.\(format)"
+        try TestSupport.qemuImg(["create", "-q", "-f", format, img, "16M"])
+        try TestSupport.qemuIo(img, format: format, ["write -P 0x5a 0 16M"])
+        let app = try f.app(img, write: true)
+        let served = try ServedApp(app, socket: f.dir + "/s.sock")
+        // qemu's NBD client sends NO_HOLE for a write -z without -u (no unmap allowed).
+        let r = try TestSupport.run("qemu-io", ["-f", "raw", served.uri, "-c", "write -z 1M 4M"])
+        #expect(r.status == 0 && !r.stdoutText.contains("fail"), "\(r.stdoutText) \(r.stderr)")
+        // nbdsh is `python3 -m nbd`; the system python3 has libnbd's module.
+        let nbdsh = try TestSupport.run("/usr/bin/python3", ["-m", "nbd", "-u", served.uri, "-c", "h.zero(3 << 20, 8 << 20, nbd.CMD_FLAG_NO_HOLE)"])
+        #expect(nbdsh.status == 0, "\(nbdsh.stdoutText) \(nbdsh.stderr)")
+        pumpUntil(app) { Self.loggedRequests(served) >= 2 && app.state.inFlightSnapshot.isEmpty }
+        pumpUntil(app) { ServedTruthTests.served(app).completed >= UInt64(Self.loggedRequests(served)) }
+        let q = ServedTruthTests.served(app)
+        // Every request the clients sent, counted once: two write-zeroes, and qemu-io's flushes.
+        #expect(q.completed == UInt64(Self.loggedRequests(served)), "\(q) \(served.log.all)")
+        #expect(q.zeroes == 2 && q.writes == 0 && q.writeBytes == 0 && q.discards == 0 && q.errors == 0, "\(q)")
+        #expect(q.completed == 2 + q.flushes, "\(q)")
+        let log = app.state.live.log
+        let accepted = log.filter { $0.contains(": guest zero ") && $0.contains(" accepted by queue") }
+        #expect(accepted.count == 2, "\(log.joined(separator: "\n"))")
+        #expect(accepted.contains { $0.contains(": guest zero 0x100000+4194304 accepted") }, "\(accepted)")
+        #expect(accepted.contains { $0.contains(": guest zero 0x800000+3145728 accepted") }, "\(accepted)")
+        #expect(log.filter { $0.contains(": guest zero completed ok") }.count == 2, "\(log.joined(separator: "\n"))")
+        #expect(!log.contains { $0.contains(": guest write ") }, "\(log.joined(separator: "\n"))")
+        let back = try TestSupport.run("qemu-io", ["-f", "raw", served.uri, "-c", "read -P 0x5a 0 1M", "-c", "read -P 0 1M 4M",
+                                                   "-c", "read -P 0x5a 5M 3M", "-c", "read -P 0 8M 3M", "-c", "read -P 0x5a 11M 5M"])
+        #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
+        served.stop()
+        app.shutdown()
+        if format == "qcow2" {
+            let check = try TestSupport.qemuImg(["check", img])
+            #expect(check.status == 0, "\(check.stdoutText)")
+        }
+        // The data, read by qemu-img from the file itself: zeroes where the clients zeroed.
+        let cmp = try TestSupport.run("qemu-io", ["-f", format, "-r", img, "-c", "read -P 0 1M 4M", "-c", "read -P 0 8M 3M", "-c", "read -P 0x5a 5M 3M"])
+        #expect(cmp.status == 0 && !cmp.stdoutText.contains("fail"), "\(cmp.stdoutText)")
     }
 
     @Test("qemu-io's writethrough write (FUA) over nbd+unix: the completion count is the server's request count, one write")

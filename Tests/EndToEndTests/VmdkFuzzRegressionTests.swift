@@ -104,4 +104,60 @@ import TestSupport
         #expect(out.status == 0, "\(out.stderr)")
         #expect(out.stdout == (try TestSupport.qemuRaw(img)))
     }
+
+    /// A sparse header whose embedded descriptor size (84 sectors) runs over both grain
+    /// directories and their tables: qemu-img check finds nothing and qemu writes the image
+    /// (it rewrites only the descriptor text when the CID changes). blockscope padded the new
+    /// text with zeroes to the whole declared size, zeroing the directories, so everything
+    /// written read back as zeroes after a reopen. Found by vmdk ("after reopen: guest byte
+    /// 4096 reads 0, expected 5"; Fuzz/regressions/vmdk/crash-4b806d84...).
+    @Test func descriptorRewriteNeverZeroesTheGrainDirectories() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz5"); defer { TestSupport.removeTempDir(dir) }
+        let ours = dir + "/a.vmdk", theirs = dir + "/b.vmdk"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vmdk", ours, "1M"])
+        var b = Array(try TestSupport.readFile(ours))
+        let r = ByteReader(b, what: "test")
+        let descriptorSector = try r.le64(28), rgd = try r.le64(48), gd = try r.le64(56), overhead = try r.le64(64)
+        #expect(descriptorSector == 1 && rgd > 1 && gd > rgd && overhead > gd + 1, "qemu-img's layout changed: \(descriptorSector) \(rgd) \(gd) \(overhead)")
+        ByteField.putLE(&b, 36, overhead - 1 - descriptorSector, width: 8)
+        try TestSupport.writeFile(ours, b)
+        try TestSupport.writeFile(theirs, b)
+        #expect(try TestSupport.qemuImg(["check", ours]).status == 0)
+        let disk = try openDisk(ours, options: OpenOptions(writable: true))
+        try [UInt8](repeating: 5, count: 32768).withUnsafeBytes { try disk.write($0, at: 4096) }
+        try disk.close()
+        try TestSupport.qemuIo(theirs, format: "vmdk", ["write -P 5 4096 32k"])
+        let check = try TestSupport.qemuImg(["check", ours])
+        #expect(check.status == 0, "\(check.stdoutText)")
+        let a = try TestSupport.qemuRaw(ours), q = try TestSupport.qemuRaw(theirs)
+        #expect(a == q, "qemu-img reads blockscope's write differently from its own")
+        #expect(a[0..<4096].allSatisfy { $0 == 0 } && a[4096..<36864].allSatisfy { $0 == 5 } && a[36864...].allSatisfy { $0 == 0 })
+    }
+
+    /// A sparse file shorter than its header's overhead (qemu: "File truncated, expecting at
+    /// least 65536 bytes") is refused at open, read-only and writable. blockscope opened it: a
+    /// grain entry inside the short file ran past its end, the first new grain went right
+    /// after the last byte, inside that grain's span, and zeroing the old grain overwrote the
+    /// new one. Found by vmdk in `make fuzz` ("after reopen: guest byte 0 reads 0, expected
+    /// 161"; Fuzz/regressions/vmdk/crash-fe90750b...).
+    @Test func sparseFileShorterThanItsOverheadIsRefusedAsByQemu() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz6"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/t.vmdk"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vmdk", img, "1M"])
+        let b = Array(try TestSupport.readFile(img))
+        let overhead = try ByteReader(b, what: "test").le64(64)
+        #expect(overhead == 128 && b.count >= 65536, "qemu-img's layout changed: overhead \(overhead), \(b.count) bytes")
+        try TestSupport.writeFile(img, Array(b[0..<18588]))
+        let q = try TestSupport.run("qemu-img", ["info", img])
+        #expect(q.status != 0 && q.stderr.contains("File truncated, expecting at least 65536 bytes"), "\(q.stderr)")
+        let ours = try TestSupport.blockscope(["info", img])
+        #expect(ours.status != 0 && ours.stderr.contains("file truncated") && ours.stderr.contains("at least 65536 bytes, and it has 18588"), "\(ours.stderr)")
+        do {
+            _ = try openDisk(img, options: OpenOptions(writable: true))
+            Issue.record("opened for writing")
+        } catch let e {
+            #expect(e.description.contains("file truncated"), "\(e)")
+        }
+        #expect(Array(try TestSupport.readFile(img)) == Array(b[0..<18588]))
+    }
 }

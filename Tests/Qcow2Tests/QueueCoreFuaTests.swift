@@ -71,4 +71,60 @@ struct QueueCoreFuaTests {
             }
         }
     }
+
+    @Test("a request in parts (an NBD NO_HOLE write-zeroes as three 1 MiB writes): one write-zeroes accepted, counted and completed once with its whole length; with FUA one flush after every part")
+    func partsAreOneRequestEverywhere() throws {
+        let dir = try TestSupport.makeTempDir("queue-core-parts"); defer { TestSupport.removeTempDir(dir) }
+        for (ext, fmt, opts) in [("raw", "raw", [String]()), ("qcow2", "qcow2", []), ("vhdx", "vhdx", ["-o", "block_size=1M"]), ("vhd", "vpc", ["-o", "subformat=dynamic"])] {
+            for engine in [EngineKind.uring, .sync] {
+                let what = "\(ext)/\(engine)"
+                let img = dir + "/\(engine).\(ext)"
+                try TestSupport.qemuImg(["create", "-q", "-f", fmt] + opts + [img, "8M"])
+                try TestSupport.qemuIo(img, format: fmt, ["write -P 0x5a 0 8M"])
+                var o = OpenOptions(writable: true, engine: engine)
+                o.ignoreLocks = true
+                let disk = try openDisk(img, options: o)
+                let registry = InFlightRegistry()
+                let log = Qcow2EventLog()
+                let q = try disk.makeQueue(QueueOptions(depth: 8, queueID: 5, eventSink: log, inFlightRegistry: registry))
+                let z = AlignedBuffer(count: 1 << 20)
+                z.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+                for (u, at, fua) in [(UInt64(11), UInt64(1) << 20, false), (12, 5 << 20, true)] {
+                    q.beginParts(userData: u, op: .zero, length: 3 << 20)
+                    if fua { q.forceUnitAccess(userData: u) }
+                    for i in 0..<3 { try q.write(at: at + UInt64(i) << 20, from: UnsafeRawBufferPointer(z.bytes), userData: u) }
+                    q.endParts(userData: u)
+                }
+                try q.submit()
+                var got: [UInt64: Int] = [:]
+                while let c = try q.awaitCompletion() {
+                    #expect(c.error == nil, "\(what): \(String(describing: c.error))")
+                    #expect(got[c.userData] == nil, "\(what): request \(c.userData) completed twice")
+                    got[c.userData] = c.bytes
+                }
+                #expect(got == [11: 3 << 20, 12: 3 << 20], "\(what): \(got)")
+                #expect(q.inFlight == 0 && registry.count == 0, "\(what)")
+                let f = try #require(registry.queues().first?.figures)
+                #expect(f.completed == 2 && f.zeroes == 2 && f.writes == 0 && f.writeBytes == 0 && f.flushes == 0 && f.engine.count == 2, "\(what): \(f)")
+                for (u, at) in [(UInt64(11), UInt64(1) << 20), (12, 5 << 20)] {
+                    let mine = log.events.filter { $0.request == u }
+                    let requests = mine.compactMap { e -> IoEventPayload? in if case .guestRequest = e.payload { return e.payload } else { return nil } }
+                    #expect(requests == [.guestRequest(op: .zero, offset: at, length: 3 << 20)], "\(what) req \(u): \(requests)")
+                    let done = mine.indices.filter { if case let .guestCompleted(o, _, r, _) = mine[$0].payload { return o == .zero && r == 3 << 20 } else { return false } }
+                    #expect(done.count == 1 && done.first == mine.indices.last, "\(what) req \(u): \(mine)")
+                    let fua = mine.firstIndex { $0.payload == .fsyncPhase(.fuaFlush) }
+                    if u == 12 {
+                        #expect(fua != nil && (done.first ?? -1) > (fua ?? Int.max), "\(what) req \(u): \(mine)")
+                    } else {
+                        #expect(fua == nil, "\(what) req \(u): \(mine)")
+                    }
+                }
+                q.close()
+                try disk.close()
+                let io = try TestSupport.run("qemu-io", ["-f", fmt, "-c", "read -P 0x5a 0 1M", "-c", "read -P 0 1M 3M",
+                                                         "-c", "read -P 0x5a 4M 1M", "-c", "read -P 0 5M 3M", img])
+                #expect(io.status == 0 && !io.stdoutText.contains("fail"), "\(what): \(io.stdoutText)")
+            }
+        }
+    }
 }

@@ -5,6 +5,6 @@ import FuzzSupport
 /// corruption and the written sectors must read back (see ``ImageTargets/write``).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    ImageTargets.write(inputBytes(data, size), format: .qcow2)
+    ImageTargets.write(inputBuffer(data, size), format: .qcow2)
     return 0
 }

@@ -24,6 +24,14 @@ public func runFuzzer(_ callback: FuzzCallback) -> Never {
     exit(llvmFuzzerRunDriver(&argc, &argv, callback))
 }
 
+/// The input in libFuzzer's own buffer, not copied (a null pointer, as libFuzzer passes for
+/// the empty input, gives an empty buffer). A copy of each input was a fresh allocation per
+/// input, and for inputs over 128 KiB a mapping of its own, under ASan.
+public func inputBuffer(_ data: UnsafePointer<UInt8>?, _ size: Int) -> UnsafeBufferPointer<UInt8> {
+    guard let data, size > 0 else { return UnsafeBufferPointer(start: nil, count: 0) }
+    return UnsafeBufferPointer(start: data, count: size)
+}
+
 /// The input as a byte array (libFuzzer passes a null pointer for the empty input).
 public func inputBytes(_ data: UnsafePointer<UInt8>?, _ size: Int) -> [UInt8] {
     guard let data, size > 0 else { return [] }

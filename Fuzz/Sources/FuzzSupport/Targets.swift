@@ -39,7 +39,7 @@ public enum ImageTargets {
     /// runs, the image is closed and reopened read-only: `check` must then report no
     /// corruption (leaks are allowed) and every sector the program wrote or zeroed must
     /// read back as written. A violation aborts, which libFuzzer records as a crash.
-    public static func write(_ bytes: [UInt8], format: ImageFormat) {
+    public static func write<C: Collection>(_ bytes: C, format: ImageFormat) where C.Element == UInt8 {
         guard bytes.count > WriteProgram.byteCount else { return }
         let sandbox = Sandbox.shared
         defer { sandbox.restoreBases() }

@@ -5,7 +5,7 @@ import FuzzSupport
 /// map, check, reads), then the write side as ``ImageTargets/write`` describes.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    let bytes = inputBytes(data, size)
+    let bytes = inputBuffer(data, size)
     ImageTargets.read(bytes.dropFirst(WriteProgram.byteCount), format: .vpc)
     ImageTargets.write(bytes, format: .vpc)
     return 0

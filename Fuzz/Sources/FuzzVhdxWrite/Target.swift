@@ -5,6 +5,6 @@ import FuzzSupport
 /// reopened; `check` must find no corruption and written sectors must read back.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
-    ImageTargets.write(inputBytes(data, size), format: .vhdx)
+    ImageTargets.write(inputBuffer(data, size), format: .vhdx)
     return 0
 }

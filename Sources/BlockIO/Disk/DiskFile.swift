@@ -214,6 +214,20 @@ public protocol AsyncIo: AnyObject {
     /// runs its own flush after the data part, inside the same request, and hands back one
     /// completion when both are done (``QueueCore``). Call it just before queueing.
     func forceUnitAccess(userData: UInt64)
+    /// Makes the requests queued under `userData` from now on, until
+    /// ``endParts(userData:)``, the parts of one guest request of kind `op` and `length`
+    /// bytes: accepted once (the first part, as the whole), counted once, and handed back as
+    /// one completion of `length` bytes (or the first part's error) after every part has
+    /// completed. A front end that carries out one client request as several queue requests
+    /// (an NBD NO_HOLE WRITE_ZEROES written as 1 MiB writes of a zero buffer) uses it so
+    /// that the engine's figures and events count what the client sent. Call
+    /// ``forceUnitAccess(userData:)`` before the first part for a FUA request: its flush
+    /// then covers every part.
+    func beginParts(userData: UInt64, op: GuestOp, length: UInt64)
+    /// Ends the parts of the request begun by ``beginParts(userData:op:length:)``: it
+    /// completes once they all have (at once if they have). With no part accepted nothing
+    /// completes.
+    func endParts(userData: UInt64)
     /// Hands queued requests to the kernel; returns how many entries were submitted.
     @discardableResult
     func submit() throws(BlockError) -> Int

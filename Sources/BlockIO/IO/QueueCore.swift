@@ -29,6 +29,15 @@ import DequeModule
 /// registry entry, no count. Its events are `fsyncPhase(.fuaFlush)` then the flush's
 /// phases, and the request's one `guestCompleted` (as the write, with its latency since the
 /// write's acceptance) comes after the flush, with the flush's error if it failed.
+///
+/// A request in parts (``beginParts(_:op:length:)``): a front end that carries out one
+/// client request as several queue requests under one id (an NBD NO_HOLE WRITE_ZEROES as
+/// 1 MiB writes of a zero buffer) makes them one request here: the first part is accepted
+/// as the whole request (its kind and length, one registry entry, one `guestRequest`), the
+/// other parts join it unaccepted, and one completion with the whole length (or the first
+/// part's error) is handed back, counted once, when ``endParts(_:)`` has been called and
+/// every part has completed. A force unit access arm before the first part applies to the
+/// whole: its flush starts after the last part.
 package final class QueueCore {
     /// The queue's number, stamped on its events and registry entries.
     public let queueID: Int32
@@ -57,8 +66,26 @@ package final class QueueCore {
     private var fuaDue: [UInt64] = []
     /// The request whose flush continuation is being started (its `accept` is not a request).
     private var continuing: UInt64?
-    /// Whether an armed request or a continuation is pending (one branch on the hot path).
+    /// Requests in parts (``beginParts(_:op:length:)``) not yet complete.
+    private var parts: [UInt64: Parts] = [:]
+    /// Whether an armed request, a continuation or a request in parts is pending (one
+    /// branch on the hot path).
     private var special = false
+
+    /// One request in parts: what it is as a whole, and its parts so far.
+    private struct Parts {
+        var op: GuestOp
+        var length: UInt64
+        var start: UInt64 = 0
+        var accepted = false
+        var outstanding = 0
+        var closed = false
+        var error: BlockError? = nil
+    }
+
+    private func updateSpecial() {
+        special = fuaArmed != nil || continuing != nil || !parts.isEmpty
+    }
 
     /// Creates the core of one queue made with `options` over the image at `path`; the queue
     /// joins `options.inFlightRegistry` until ``close()``.
@@ -99,8 +126,29 @@ package final class QueueCore {
         special = true
     }
 
-    /// An armed request (recorded, then accepted as usual: returns nil) or the acceptance of
-    /// a force unit access request's flush (not a new request: returns its start time).
+    /// Makes the requests queued under `userData` from now on, until ``endParts(_:)``, the
+    /// parts of one request of kind `op` and `length` bytes (see the type's comment).
+    package func beginParts(_ userData: UInt64, op: GuestOp, length: UInt64) {
+        parts[userData] = Parts(op: op, length: length)
+        special = true
+    }
+
+    /// No more parts of request `userData` will be queued: once every part has completed
+    /// (now, if they have), the request completes. When no part was accepted (the first was
+    /// refused) there is no request and nothing completes.
+    package func endParts(_ userData: UInt64) {
+        guard var p = parts[userData] else { return }
+        p.closed = true
+        if p.outstanding > 0 { parts[userData] = p; return }
+        parts[userData] = nil
+        updateSpecial()
+        if p.accepted { complete(userData, p.op, length: p.length, error: p.error, start: p.start) }
+    }
+
+    /// An armed request (recorded, then accepted as usual: returns nil), the acceptance of
+    /// a force unit access request's flush (not a new request: returns its start time) or a
+    /// part of a request in parts (the first accepted as the whole request, the others
+    /// joining it: returns the request's start time).
     private func acceptSpecial(_ op: GuestOp, _ offset: UInt64, _ length: UInt64, _ userData: UInt64) -> UInt64? {
         if continuing == userData {
             let now = monotonicNanos()
@@ -113,8 +161,21 @@ package final class QueueCore {
         if let armed = fuaArmed {
             // An arm not followed by its request (the queue refused it) lapses here.
             fuaArmed = nil
-            special = continuing != nil
-            if armed == userData && op != .read && op != .fsync { fua[userData] = (op, length, 0, false) }
+            updateSpecial()
+            if armed == userData && op != .read && op != .fsync {
+                let whole = parts[userData]
+                fua[userData] = (whole?.op ?? op, whole?.length ?? length, 0, false)
+            }
+        }
+        if !parts.isEmpty, var p = parts[userData] {
+            p.outstanding += 1
+            if !p.accepted {
+                p.accepted = true
+                accepted += 1
+                p.start = sink == nil && table == nil ? 0 : acceptObserved(p.op, offset, p.length, userData)
+            }
+            parts[userData] = p
+            return p.start
         }
         return nil
     }
@@ -187,6 +248,17 @@ package final class QueueCore {
     /// Completes request `userData` (accepted at `start`, the value ``accept(_:offset:length:userData:)``
     /// returned) with `error` or success; `now` 0 reads the clock. Exactly once per request.
     public func complete(_ userData: UInt64, _ op: GuestOp, length: UInt64, error: BlockError?, start: UInt64, now: UInt64 = 0) {
+        if !parts.isEmpty, var p = parts[userData], p.accepted {
+            // A part: the request completes with its last part, after endParts. (A FUA flush
+            // starts only then, when the request has left `parts`, so it never lands here.)
+            p.outstanding -= 1
+            if p.error == nil { p.error = error }
+            if p.outstanding > 0 || !p.closed { parts[userData] = p; return }
+            parts[userData] = nil
+            updateSpecial()
+            complete(userData, p.op, length: p.length, error: p.error, start: p.start, now: now)
+            return
+        }
         if !fua.isEmpty, let f = fua[userData] {
             if !f.flushing && error == nil {
                 // The data part is done: the flush starts from the next `next(refill:)`.
@@ -274,7 +346,7 @@ package final class QueueCore {
                 }
             }
             continuing = nil
-            special = fuaArmed != nil
+            updateSpecial()
         }
     }
 

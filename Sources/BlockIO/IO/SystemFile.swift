@@ -130,10 +130,17 @@ public final class SystemFile: @unchecked Sendable {
 
     /// Reads `count` bytes at `offset` into a new array; bytes past end of file read as zero.
     public func readBytes(at offset: UInt64, count: Int) throws(BlockError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: count)
+        // `read` fills the whole buffer (zeroes past the end of the file) or throws, so the
+        // array is not zeroed first (one pass less over every table and header read).
         var err: BlockError?
-        out.withUnsafeMutableBytes { b in
-            do throws(BlockError) { try self.read(into: b, at: offset) } catch { err = error }
+        let out = [UInt8](unsafeUninitializedCapacity: count) { b, n in
+            do throws(BlockError) {
+                _ = try self.read(into: UnsafeMutableRawBufferPointer(b), at: offset)
+                n = count
+            } catch {
+                err = error
+                n = 0
+            }
         }
         if let err { throw err }
         return out
