@@ -92,14 +92,16 @@ extension VhostUserVirtqueue {
             if r.dataBytes % VirtioBlk.sectorSize != 0 { bad(h, .ioError, "\(isRead ? "IN" : "OUT") of \(r.dataBytes) bytes, not a multiple of 512", log: log); return }
             guard var off = range(r) else { bad(h, .ioError, "\(isRead ? "IN" : "OUT") of \(r.dataBytes) bytes at sector \(r.sector) runs past the disk's \(export.disk.logicalSize) bytes", log: log); return }
             if isRead { slots[h].usedLength = UInt32(truncatingIfNeeded: r.dataBytes + 1) }
-            for seg in r.data {
-                let at = off
-                if isRead {
-                    op(h) { q, t throws(BlockError) in try q.read(at: at, into: UnsafeMutableRawBufferPointer(start: seg.host, count: seg.length), userData: t) }
-                } else {
-                    op(h) { q, t throws(BlockError) in try q.write(at: at, from: UnsafeRawBufferPointer(start: seg.host, count: seg.length), userData: t) }
+            inParts(h, isRead ? .read : .write, length: r.dataBytes, count: r.data.count) {
+                for seg in r.data {
+                    let at = off
+                    if isRead {
+                        op(h) { q, t throws(BlockError) in try q.read(at: at, into: UnsafeMutableRawBufferPointer(start: seg.host, count: seg.length), userData: t) }
+                    } else {
+                        op(h) { q, t throws(BlockError) in try q.write(at: at, from: UnsafeRawBufferPointer(start: seg.host, count: seg.length), userData: t) }
+                    }
+                    off += UInt64(seg.length)
                 }
-                off += UInt64(seg.length)
             }
         case .flush?:
             op(h) { q, t throws(BlockError) in try q.fsync(userData: t) }
@@ -141,13 +143,32 @@ extension VhostUserVirtqueue {
             }
             if len > 0 { ops.append((off.partialValue, len, discard || (flags & VirtioBlk.segmentUnmap != 0 && export.disk.identityFile != nil))) }
         }
-        for (at, len, dealloc) in ops {
-            if dealloc {
-                op(h) { q, t throws(BlockError) in try q.discard(at: at, length: len, userData: t) }
-            } else {
-                op(h) { q, t throws(BlockError) in try q.writeZeroes(at: at, length: len, userData: t) }
+        inParts(h, discard ? .discard : .zero, length: ops.reduce(0) { $0 + $1.1 }, count: ops.count) {
+            for (at, len, dealloc) in ops {
+                if dealloc {
+                    op(h) { q, t throws(BlockError) in try q.discard(at: at, length: len, userData: t) }
+                } else {
+                    op(h) { q, t throws(BlockError) in try q.writeZeroes(at: at, length: len, userData: t) }
+                }
             }
         }
+    }
+
+    /// Runs `queueAll` (which queues `count` engine operations of request `h` through
+    /// ``op(_:_:)``) so that the engine sees one request of kind `kind` and `length` bytes,
+    /// as the guest sent it: with more than one operation they are the parts of one request
+    /// (``AsyncIo/beginParts(userData:op:length:)``), counted, traced and completed once, so
+    /// Completions and In-flight count a guest's 32-segment write as one write. One
+    /// operation is queued as it is.
+    private func inParts(_ h: Int, _ kind: GuestOp, length: UInt64, count: Int, _ queueAll: () -> Void) {
+        guard count > 1, let q = queue else { queueAll(); return }
+        let t = tag(h)
+        let before = slots[h].pending
+        q.beginParts(userData: t, op: kind, length: length)
+        queueAll()
+        q.endParts(userData: t)
+        // One completion comes back for all the parts queued (none when the first was refused).
+        if slots[h].pending > before { slots[h].pending = before + 1 }
     }
 
     /// Queues one engine operation of request `h`; a synchronous refusal makes it IOERR.
