@@ -85,11 +85,19 @@ public final class VhdMetadata: @unchecked Sendable {
         for i in 0..<Int(dynamic.maxTableEntries) { decoded.append(try entries.be32(i * 4)) }
         bat = decoded
         let span = dynamic.bitmapSize + bs
+        // Where the next new block goes: at the footer, but never inside the dynamic header,
+        // the BAT or an allocated block, and on a sector boundary (as qemu's first free data
+        // block offset). A footer that shares bytes with one of them (a damaged or crafted
+        // file) would otherwise have the first new block overwrite that structure.
+        func sectorUp(_ v: UInt64) -> UInt64 { v % 512 == 0 ? v : v - v % 512 + 512 }
+        var next = max(sectorUp(footerOffset), sectorUp(hdrEnd), sectorUp(end))
         for (i, e) in bat.enumerated() where e != VhdMetadata.unallocated {
             if UInt64(e) * 512 + span > size {
                 throw BlockError(.corruptImage, "vpc: BAT entry \(i) points to \(hex(UInt64(e) * 512)), beyond the end of the file (size \(hex(size)))", path: path, hostOffset: UInt64(e) * 512, operation: "open")
             }
+            next = max(next, UInt64(e) * 512 + span)
         }
+        self.footerOffset = next
     }
 
     /// The BAT entry at `index` (`0..<dynamic.maxTableEntries`; a sector number or
