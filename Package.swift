@@ -116,8 +116,8 @@ let package = Package(
             linkerSettings: [.unsafeFlags(releaseLinkFlags, .when(configuration: .release))]
         ),
 
-        // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs).
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        // Helpers shared by the test targets (running qemu-img, the built binary, temp dirs, the multi-queue harness).
+        .target(name: "TestSupport", dependencies: ["BlockIO"], path: "Tests/TestSupport"),
         // Unit tests mirror the library targets (end-to-end tests that run the binary are EndToEndTests).
         .testTarget(name: "BlockIOTests", dependencies: ["BlockIO", "TestSupport"]),
         .testTarget(name: "Qcow2Tests", dependencies: ["BlockCore", "BlockIO", "Qcow2", "TestSupport"]),

@@ -10,66 +10,10 @@ import TestSupport
 struct Qcow2MultiQueueTests {
     typealias Setup = Qcow2WriteOracle.Setup
 
-    final class Box: @unchecked Sendable {
-        let lock = NSLock()
-        var errors: [String] = []
-        /// Completed modifications: (offset, length, pattern; nil = reads as zeroes).
-        var ops: [[(UInt64, Int, UInt8?)]] = []
-        func add(_ e: String) { lock.lock(); errors.append(e); lock.unlock() }
-        func add(_ o: [(UInt64, Int, UInt8?)]) { lock.lock(); ops.append(o); lock.unlock() }
-    }
-
-    static let zone: UInt64 = 20 << 20
     static let threads = 3
-
-    /// One queue's work in its own 20 MiB zone: batches of 6 requests (writes 512 B..300 KiB,
-    /// zeroes, discards) into 6 disjoint slots, an fsync every 4 batches.
-    static func worker(disk: any DiskFile, id: Int, box: Box) {
-        do {
-            let q = try disk.makeQueue(QueueOptions(depth: 8, queueID: id, engine: .uring))
-            defer { q.close() }
-            var rng = SeededRandom(seed: UInt64(id + 3))
-            func rnd() -> UInt64 { rng.next() }
-            let slot = zone / 6
-            let base = UInt64(id) * zone + (1 << 20)
-            let bufs = (0..<6).map { _ in AlignedBuffer(count: 300 << 10) }
-            var log: [(UInt64, Int, UInt8?)] = []
-            for batch in 0..<16 {
-                for s in 0..<6 {
-                    let len = Int((rnd() % 600 + 1) * 512)
-                    let off = base + UInt64(s) * slot + (rnd() % ((slot - UInt64(len)) / 512)) * 512
-                    let kind = rnd() % 10
-                    if kind < 7 {
-                        let pat = UInt8(truncatingIfNeeded: id * 80 + batch * 6 + s + 1) | 1
-                        bufs[s].bytes.initializeMemory(as: UInt8.self, repeating: pat)
-                        try q.write(at: off, from: UnsafeRawBufferPointer(rebasing: bufs[s].bytes[0..<len]), userData: UInt64(s))
-                        log.append((off, len, pat))
-                    } else if kind < 9 {
-                        try q.writeZeroes(at: off, length: UInt64(len), userData: UInt64(s))
-                        log.append((off, len, nil))
-                    } else {
-                        try q.discard(at: off, length: UInt64(len), userData: UInt64(s))
-                        log.append((off, len, nil))
-                    }
-                }
-                try q.submit()
-                var seen = Set<UInt64>()
-                while seen.count < 6 {
-                    if let c = q.nextCompletion() {
-                        if let e = c.error { box.add("queue \(id) batch \(batch): \(e)") }
-                        if !seen.insert(c.userData).inserted { box.add("queue \(id): request \(c.userData) completed twice") }
-                    } else { try q.waitForCompletion() }
-                }
-                if batch % 4 == 3 {
-                    try q.fsync(userData: 99)
-                    try q.submit()
-                    let f = try q.awaitCompletion()
-                    if f == nil { box.add("fsync: no completion") } else if let e = f?.error { box.add("fsync: \(e)") }
-                }
-            }
-            box.add(log)
-        } catch let e { box.add("queue \(id): \(e)") }
-    }
+    /// Three 20 MiB zones from 1 MiB: batches of 6 requests of up to 300 KiB (7 in 10 writes,
+    /// 2 writes of zeroes, 1 discard), 16 batches a queue, an fsync every 4.
+    static let plan = MultiQueueHarness.Plan(origin: 1 << 20, zone: 20 << 20, slots: 6, batches: 16, maxSectors: 600, seedBase: 3)
 
     /// Proves: three io_uring queues on their own threads writing, zeroing and discarding in
     /// disjoint zones of one image (sharing L2 tables and refcount blocks, copying on write from
@@ -85,36 +29,21 @@ struct Qcow2MultiQueueTests {
         try Qcow2WriteOracle.convertToRaw(img, expectedPath)
         var expected = [UInt8](try TestSupport.readFile(expectedPath))
         let disk = try openDisk(img, options: OpenOptions(writable: true, format: .qcow2))
-        let box = Box()
-        let group = DispatchGroup()
-        for t in 0..<Self.threads {
-            group.enter()
-            Thread { Self.worker(disk: disk, id: t, box: box); group.leave() }.start()
+        let log = QueueRaceLog()
+        try MultiQueueHarness.onThreads(Self.threads, "writers", timeout: 600) { id in
+            MultiQueueHarness.batchedWriter(disk: disk, id: id, plan: Self.plan, log: log) { id, batch, s, rng in
+                switch rng.next() % 10 {
+                case 0..<7: .write(UInt8(truncatingIfNeeded: id * 80 + batch * 6 + s + 1) | 1)
+                case 7, 8: .zeroes
+                default: .discard
+                }
+            }
         }
-        #expect(group.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
-        #expect(box.errors.isEmpty, "\(box.errors.prefix(5))")
-        for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
-        let expectedCopy = expected
-        let readBox = Box()
-        for t in 0..<Self.threads {
-            group.enter()
-            Thread {
-                defer { group.leave() }
-                do {
-                    let q = try disk.makeQueue(QueueOptions(depth: 4, queueID: 10 + t, engine: .uring))
-                    defer { q.close() }
-                    let buf = AlignedBuffer(count: Int(Self.zone))
-                    let off = UInt64(t) * Self.zone + (1 << 20)
-                    try q.read(at: off, into: buf.bytes, userData: 1)
-                    try q.submit()
-                    let c = try q.awaitCompletion()
-                    if c == nil { readBox.add("read \(t): no completion") } else if let e = c?.error { readBox.add("read \(t): \(e)") }
-                    if !Array(buf.bytes).elementsEqual(expectedCopy[Int(off)..<(Int(off) + Int(Self.zone))]) { readBox.add("read-back of zone \(t) differs") }
-                } catch let e { readBox.add("reader \(t): \(e)") }
-            }.start()
-        }
-        #expect(group.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
-        #expect(readBox.errors.isEmpty, "\(readBox.errors)")
+        #expect(log.errors.isEmpty, "\(log.errors.prefix(5))")
+        log.apply(to: &expected)
+        let readLog = QueueRaceLog()
+        try MultiQueueHarness.readBack(disk: disk, plan: Self.plan, queues: Self.threads, expected: expected, log: readLog, timeout: 600)
+        #expect(readLog.errors.isEmpty, "\(readLog.errors)")
         try disk.close()
         try TestSupport.writeFile(expectedPath, expected)
         try Qcow2WriteOracle.expectClean(img, "\(setup)")
@@ -130,13 +59,13 @@ struct Qcow2MultiQueueTests {
     /// Queue `id` of four: one request per cluster of `[start, start + clusters * 64 KiB)`, on
     /// its own piece of every cluster, as fast as a depth-16 ring allows. Queues 0-2 write;
     /// queue 3 writes, zeroes and discards in turn.
-    static func racer(disk: any DiskFile, id: Int, start: UInt64, clusters: Int, gate: DispatchGroup, box: Box) {
+    static func racer(disk: any DiskFile, id: Int, start: UInt64, clusters: Int, gate: DispatchGroup, log: QueueRaceLog) {
         do {
             let q = try disk.makeQueue(QueueOptions(depth: 16, queueID: id, engine: .uring))
             defer { q.close() }
             let lo = pieceBounds[id], len = pieceBounds[id + 1] - lo
             let bufs = (0..<16).map { _ in AlignedBuffer(count: len) }
-            var log: [(UInt64, Int, UInt8?)] = []
+            var written: [WrittenRange] = []
             var free = Array(0..<16), next = 0, inFlight = 0
             gate.leave(); gate.wait()   // every queue starts together
             while next < clusters || inFlight > 0 {
@@ -146,29 +75,26 @@ struct Qcow2MultiQueueTests {
                     switch id == 3 ? next % 3 : 0 {
                     case 1:
                         try q.writeZeroes(at: off, length: UInt64(len), userData: UInt64(slot))
-                        log.append((off, len, nil))
+                        written.append(WrittenRange(off, len, nil))
                     case 2:
                         try q.discard(at: off, length: UInt64(len), userData: UInt64(slot))
-                        log.append((off, len, nil))
+                        written.append(WrittenRange(off, len, nil))
                     default:
                         bufs[slot].bytes.initializeMemory(as: UInt8.self, repeating: pat)
                         try q.write(at: off, from: UnsafeRawBufferPointer(bufs[slot].bytes), userData: UInt64(slot))
-                        log.append((off, len, pat))
+                        written.append(WrittenRange(off, len, pat))
                     }
                     next += 1; inFlight += 1
                 }
                 try q.submit()
                 if let c = q.nextCompletion() {
-                    if let e = c.error { box.add("queue \(id): \(e)") }
+                    if let e = c.error { log.fail("queue \(id): \(e)") }
                     free.append(Int(c.userData)); inFlight -= 1
                 } else { try q.waitForCompletion() }
             }
-            try q.fsync(userData: 99)
-            try q.submit()
-            let f = try q.awaitCompletion()
-            if f == nil { box.add("fsync \(id): no completion") } else if let e = f?.error { box.add("fsync \(id): \(e)") }
-            box.add(log)
-        } catch let e { box.add("queue \(id): \(e)") }
+            try MultiQueueHarness.flush(q, "queue \(id)", into: log)
+            log.record(written)
+        } catch let e { log.fail("queue \(id): \(e)") }
     }
 
     /// Proves: four io_uring queues on their own threads that hit every cluster of a range at
@@ -191,16 +117,14 @@ struct Qcow2MultiQueueTests {
         let (start, clusters): (UInt64, Int) = setup == .snapshot ? (0, 64)
             : (setup == .zstdCompressed || setup == .reusedClusters ? (0, 96) : (8 << 20, 192))
         let disk = try openDisk(img, options: OpenOptions(writable: true, format: .qcow2))
-        let box = Box()
-        let gate = DispatchGroup(), done = DispatchGroup()
+        let log = QueueRaceLog()
+        let gate = DispatchGroup()
         for _ in 0..<4 { gate.enter() }
-        for t in 0..<4 {
-            done.enter()
-            Thread { Self.racer(disk: disk, id: t, start: start, clusters: clusters, gate: gate, box: box); done.leave() }.start()
+        try MultiQueueHarness.onThreads(4, "racing queues", timeout: 600) { t in
+            Self.racer(disk: disk, id: t, start: start, clusters: clusters, gate: gate, log: log)
         }
-        #expect(done.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
-        #expect(box.errors.isEmpty, "\(box.errors.prefix(5))")
-        for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
+        #expect(log.errors.isEmpty, "\(log.errors.prefix(5))")
+        log.apply(to: &expected)
         try disk.close()
         try TestSupport.writeFile(expectedPath, expected)
         try Qcow2WriteOracle.expectClean(img, "\(setup)")
@@ -210,7 +134,7 @@ struct Qcow2MultiQueueTests {
     /// Queue 3's part in ``readersSeeStableData``: reads its piece of every cluster, `passes`
     /// times, while the other queues allocate the same clusters; every read must equal `initial`.
     static func reader(disk: any DiskFile, start: UInt64, clusters: Int, passes: Int, initial: [UInt8],
-                       gate: DispatchGroup, box: Box) {
+                       gate: DispatchGroup, log: QueueRaceLog) {
         do {
             let q = try disk.makeQueue(QueueOptions(depth: 16, queueID: 3, engine: .uring))
             defer { q.close() }
@@ -231,15 +155,15 @@ struct Qcow2MultiQueueTests {
                     let slot = Int(c.userData)
                     inFlight -= 1
                     free.append(slot)
-                    if let e = c.error { box.add("read: \(e)"); continue }
+                    if let e = c.error { log.fail("read: \(e)"); continue }
                     let off = Int(start) + owner[slot] * 65536 + lo
                     if !bufs[slot].bytes.elementsEqual(initial[off..<(off + len)]) {
                         let i = zip(bufs[slot].bytes, initial[off..<(off + len)]).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
-                        box.add("guest 0x\(String(off + i, radix: 16)), untouched by any write, read 0x\(String(bufs[slot].bytes[i], radix: 16)) instead of 0x\(String(initial[off + i], radix: 16))")
+                        log.fail("guest 0x\(String(off + i, radix: 16)), untouched by any write, read 0x\(String(bufs[slot].bytes[i], radix: 16)) instead of 0x\(String(initial[off + i], radix: 16))")
                     }
                 } else { try q.waitForCompletion() }
             }
-        } catch let e { box.add("reader: \(e)") }
+        } catch let e { log.fail("reader: \(e)") }
     }
 
     /// Proves: while three queues allocate clusters (copying untouched bytes on write from a
@@ -260,26 +184,21 @@ struct Qcow2MultiQueueTests {
         let (start, clusters): (UInt64, Int) = setup == .snapshot ? (0, 64)
             : (setup == .zstdCompressed || setup == .reusedClusters ? (0, 96) : (8 << 20, 192))
         let disk = try openDisk(img, options: OpenOptions(writable: true, format: .qcow2))
-        let box = Box()
-        let gate = DispatchGroup(), done = DispatchGroup()
+        let log = QueueRaceLog()
+        let gate = DispatchGroup()
         for _ in 0..<4 { gate.enter() }
-        for t in 0..<3 {
-            done.enter()
-            Thread { Self.racer(disk: disk, id: t, start: start, clusters: clusters, gate: gate, box: box); done.leave() }.start()
+        try MultiQueueHarness.onThreads(4, "writers and the reader", timeout: 600) { t in
+            if t < 3 {
+                Self.racer(disk: disk, id: t, start: start, clusters: clusters, gate: gate, log: log)
+            } else {
+                Self.reader(disk: disk, start: start, clusters: clusters, passes: 3, initial: initial, gate: gate, log: log)
+            }
         }
-        done.enter()
-        Thread { Self.reader(disk: disk, start: start, clusters: clusters, passes: 3, initial: initial, gate: gate, box: box); done.leave() }.start()
-        #expect(done.wait(timeout: .now() + 600) == .success, "queues did not finish in 600 s (a hang)")
-        #expect(box.errors.isEmpty, "\(box.errors.count) problems: \(box.errors.prefix(5))")
-        for log in box.ops { for (off, len, pat) in log { for i in 0..<len { expected[Int(off) + i] = pat ?? 0 } } }
+        #expect(log.errors.isEmpty, "\(log.errors.count) problems: \(log.errors.prefix(5))")
+        log.apply(to: &expected)
         try disk.close()
         try TestSupport.writeFile(initialPath, expected)
         try Qcow2WriteOracle.expectClean(img, "\(setup)")
         try Qcow2WriteOracle.expectSameContent(raw: initialPath, image: img, "\(setup)")
     }
-
-    /// Proves: writing to an image with a persistent dirty bitmap clears the `bitmaps`
-    /// autoclear feature bit (blockscope does not update bitmaps), so qemu-img no longer trusts
-    /// the stale bitmap (it warns that a program lacking bitmap support modified the file), the
-    /// guest data is right, and qemu-img check finds nothing worse than the bitmap's leaked clusters.
 }
