@@ -56,6 +56,12 @@ struct Qcow2MultiQueueTests {
     /// deliberately not on 2 KiB/4 KiB subcluster boundaries).
     static let pieceBounds = [0, 15872, 33280, 48640, 65536]
 
+    /// Where the racing queues work (first guest byte, 64 KiB clusters): unallocated clusters,
+    /// except over a snapshot (shared clusters) or compressed data.
+    static func raceRange(_ setup: Setup) -> (UInt64, Int) {
+        setup == .snapshot ? (0, 64) : (setup == .zstdCompressed || setup == .reusedClusters ? (0, 96) : (8 << 20, 192))
+    }
+
     /// Queue `id` of four: one request per cluster of `[start, start + clusters * 64 KiB)`, on
     /// its own piece of every cluster, as fast as a depth-16 ring allows. Queues 0-2 write;
     /// queue 3 writes, zeroes and discards in turn.
@@ -66,32 +72,25 @@ struct Qcow2MultiQueueTests {
             let lo = pieceBounds[id], len = pieceBounds[id + 1] - lo
             let bufs = (0..<16).map { _ in AlignedBuffer(count: len) }
             var written: [WrittenRange] = []
-            var free = Array(0..<16), next = 0, inFlight = 0
             gate.leave(); gate.wait()   // every queue starts together
-            while next < clusters || inFlight > 0 {
-                while next < clusters, let slot = free.popLast() {
-                    let off = start + UInt64(next) * 65536 + UInt64(lo)
-                    let pat = UInt8(truncatingIfNeeded: id * 61 + next) | 0x80
-                    switch id == 3 ? next % 3 : 0 {
-                    case 1:
-                        try q.writeZeroes(at: off, length: UInt64(len), userData: UInt64(slot))
-                        written.append(WrittenRange(off, len, nil))
-                    case 2:
-                        try q.discard(at: off, length: UInt64(len), userData: UInt64(slot))
-                        written.append(WrittenRange(off, len, nil))
-                    default:
-                        bufs[slot].bytes.initializeMemory(as: UInt8.self, repeating: pat)
-                        try q.write(at: off, from: UnsafeRawBufferPointer(bufs[slot].bytes), userData: UInt64(slot))
-                        written.append(WrittenRange(off, len, pat))
-                    }
-                    next += 1; inFlight += 1
+            try MultiQueueHarness.pipeline(q, total: clusters, depth: 16, issue: { next, slot in
+                let off = start + UInt64(next) * 65536 + UInt64(lo)
+                let pat = UInt8(truncatingIfNeeded: id * 61 + next) | 0x80
+                switch id == 3 ? next % 3 : 0 {
+                case 1:
+                    try q.writeZeroes(at: off, length: UInt64(len), userData: UInt64(slot))
+                    written.append(WrittenRange(off, len, nil))
+                case 2:
+                    try q.discard(at: off, length: UInt64(len), userData: UInt64(slot))
+                    written.append(WrittenRange(off, len, nil))
+                default:
+                    bufs[slot].bytes.initializeMemory(as: UInt8.self, repeating: pat)
+                    try q.write(at: off, from: UnsafeRawBufferPointer(bufs[slot].bytes), userData: UInt64(slot))
+                    written.append(WrittenRange(off, len, pat))
                 }
-                try q.submit()
-                if let c = q.nextCompletion() {
-                    if let e = c.error { log.fail("queue \(id): \(e)") }
-                    free.append(Int(c.userData)); inFlight -= 1
-                } else { try q.waitForCompletion() }
-            }
+            }, complete: { c, _ in
+                if let e = c.error { log.fail("queue \(id): \(e)") }
+            })
             try MultiQueueHarness.flush(q, "queue \(id)", into: log)
             log.record(written)
         } catch let e { log.fail("queue \(id): \(e)") }
@@ -113,9 +112,7 @@ struct Qcow2MultiQueueTests {
         let expectedPath = dir + "/expected.raw"
         try Qcow2WriteOracle.convertToRaw(img, expectedPath)
         var expected = [UInt8](try TestSupport.readFile(expectedPath))
-        // Unallocated clusters, except over a snapshot (shared clusters) or compressed data.
-        let (start, clusters): (UInt64, Int) = setup == .snapshot ? (0, 64)
-            : (setup == .zstdCompressed || setup == .reusedClusters ? (0, 96) : (8 << 20, 192))
+        let (start, clusters) = Self.raceRange(setup)
         let disk = try openDisk(img, options: OpenOptions(writable: true, format: .qcow2))
         let log = QueueRaceLog()
         let gate = DispatchGroup()
@@ -141,28 +138,18 @@ struct Qcow2MultiQueueTests {
             let lo = pieceBounds[3], len = pieceBounds[4] - lo
             let bufs = (0..<16).map { _ in AlignedBuffer(count: len) }
             var owner = [Int](repeating: 0, count: 16)
-            var free = Array(0..<16), next = 0, inFlight = 0
-            let total = clusters * passes
             gate.leave(); gate.wait()
-            while next < total || inFlight > 0 {
-                while next < total, let slot = free.popLast() {
-                    owner[slot] = next % clusters
-                    try q.read(at: start + UInt64(next % clusters) * 65536 + UInt64(lo), into: bufs[slot].bytes, userData: UInt64(slot))
-                    next += 1; inFlight += 1
+            try MultiQueueHarness.pipeline(q, total: clusters * passes, depth: 16, issue: { next, slot in
+                owner[slot] = next % clusters
+                try q.read(at: start + UInt64(next % clusters) * 65536 + UInt64(lo), into: bufs[slot].bytes, userData: UInt64(slot))
+            }, complete: { c, slot in
+                if let e = c.error { log.fail("read: \(e)"); return }
+                let off = Int(start) + owner[slot] * 65536 + lo
+                if !bufs[slot].bytes.elementsEqual(initial[off..<(off + len)]) {
+                    let i = zip(bufs[slot].bytes, initial[off..<(off + len)]).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
+                    log.fail("guest 0x\(String(off + i, radix: 16)), untouched by any write, read 0x\(String(bufs[slot].bytes[i], radix: 16)) instead of 0x\(String(initial[off + i], radix: 16))")
                 }
-                try q.submit()
-                if let c = q.nextCompletion() {
-                    let slot = Int(c.userData)
-                    inFlight -= 1
-                    free.append(slot)
-                    if let e = c.error { log.fail("read: \(e)"); continue }
-                    let off = Int(start) + owner[slot] * 65536 + lo
-                    if !bufs[slot].bytes.elementsEqual(initial[off..<(off + len)]) {
-                        let i = zip(bufs[slot].bytes, initial[off..<(off + len)]).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? 0
-                        log.fail("guest 0x\(String(off + i, radix: 16)), untouched by any write, read 0x\(String(bufs[slot].bytes[i], radix: 16)) instead of 0x\(String(initial[off + i], radix: 16))")
-                    }
-                } else { try q.waitForCompletion() }
-            }
+            })
         } catch let e { log.fail("reader: \(e)") }
     }
 
@@ -181,8 +168,7 @@ struct Qcow2MultiQueueTests {
         try Qcow2WriteOracle.convertToRaw(img, initialPath)
         let initial = [UInt8](try TestSupport.readFile(initialPath))
         var expected = initial
-        let (start, clusters): (UInt64, Int) = setup == .snapshot ? (0, 64)
-            : (setup == .zstdCompressed || setup == .reusedClusters ? (0, 96) : (8 << 20, 192))
+        let (start, clusters) = Self.raceRange(setup)
         let disk = try openDisk(img, options: OpenOptions(writable: true, format: .qcow2))
         let log = QueueRaceLog()
         let gate = DispatchGroup()

@@ -167,6 +167,28 @@ public enum MultiQueueHarness {
         } catch let e { log.fail("queue \(id): \(e)") }
     }
 
+    /// Keeps up to `depth` requests in flight on `queue` until `total` have completed:
+    /// `issue(n, slot)` queues request number `n` (0..<total) with `userData` = `slot`, a free
+    /// index in 0..<depth the request owns until `complete(completion, slot)` is called.
+    public static func pipeline(_ queue: any AsyncIo, total: Int, depth: Int,
+                                issue: (Int, Int) throws -> Void, complete: (IoCompletion, Int) -> Void) throws {
+        var free = Array(0..<depth), next = 0, inFlight = 0
+        while next < total || inFlight > 0 {
+            while next < total, let slot = free.popLast() {
+                try issue(next, slot)
+                next += 1; inFlight += 1
+            }
+            try queue.submit()
+            if let c = queue.nextCompletion() {
+                inFlight -= 1
+                free.append(Int(c.userData))
+                complete(c, Int(c.userData))
+            } else {
+                try queue.waitForCompletion()
+            }
+        }
+    }
+
     /// Reads every zone of `plan` back at once, one fresh queue per zone (queue IDs 10 and up)
     /// on its own thread, and logs each zone whose bytes differ from `expected` (index 0 =
     /// guest offset `base`) or whose read fails.
