@@ -186,14 +186,14 @@ public struct Qcow2Header: Sendable, Equatable {
     }
 
     /// Throws unless `[offset, offset+bytes)` is cluster-aligned and inside the file.
-    func checkTable(_ what: String, offset: UInt64, bytes: UInt64, fileSize: UInt64, path: String) throws(BlockError) {
+    func checkTable(_ what: @autoclosure () -> String, offset: UInt64, bytes: UInt64, fileSize: UInt64, path: String) throws(BlockError) {
         if bytes == 0 { return }
         if offset & (clusterSize - 1) != 0 {
-            throw BlockError(.corruptImage, "qcow2: \(what) at \(hex(offset)) is not aligned to the cluster size \(clusterSize)", path: path, hostOffset: offset, operation: "open")
+            throw BlockError(.corruptImage, "qcow2: \(what()) at \(hex(offset)) is not aligned to the cluster size \(clusterSize)", path: path, hostOffset: offset, operation: "open")
         }
         let (end, o) = offset.addingReportingOverflow(bytes)
         if o || end > fileSize {
-            throw BlockError(.corruptImage, "qcow2: \(what) at \(hex(offset)) (\(bytes) bytes) lies beyond the end of the file (size \(hex(fileSize)))", path: path, hostOffset: offset, operation: "open")
+            throw BlockError(.corruptImage, "qcow2: \(what()) at \(hex(offset)) (\(bytes) bytes) lies beyond the end of the file (size \(hex(fileSize)))", path: path, hostOffset: offset, operation: "open")
         }
     }
 

@@ -21,7 +21,7 @@ extension Qcow2ReferenceWalk {
                 // refcount block (found by qcow2-read: 466,945 messages for a 100 KiB file).
                 for j in i..<end where j < nb || j == i {
                     report.checkErrors += 1
-                    report.messages.append("Can't get refcount for cluster \(j): refcount block is not cluster aligned")
+                    message("Can't get refcount for cluster \(j): refcount block is not cluster aligned")
                 }
                 i = end
                 continue
@@ -55,7 +55,7 @@ extension Qcow2ReferenceWalk {
                 }
                 if canFix && r1 < r2 {
                     report.checkErrors += 1
-                    report.messages.append("ERROR need to rebuild refcount structures (cluster \(j) has no refcount block)")
+                    message("ERROR need to rebuild refcount structures (cluster \(j) has no refcount block)")
                     continue
                 }
                 problem("\(r1 < r2 ? "ERROR" : "Leaked") cluster \(j) refcount=\(r1) reference=\(r2)", leak: r1 > r2)

@@ -119,9 +119,18 @@ struct Qcow2ReferenceWalk {
     /// The image path, for errors.
     var path: String { metadata.file.path }
 
-    mutating func problem(_ m: String, leak: Bool = false) {
+    /// Counts a corruption (or with `leak`, a leak) and adds its line to the report; the line
+    /// is built only when it is kept (``FuzzingLimits/qcow2CheckMessages``, unbounded but in
+    /// the fuzz targets).
+    mutating func problem(_ m: @autoclosure () -> String, leak: Bool = false) {
         if leak { report.leaks += 1 } else { report.corruptions += 1 }
-        report.messages.append(m)
+        message(m())
+    }
+
+    /// Adds a line to the report's messages unless ``FuzzingLimits/qcow2CheckMessages`` lines
+    /// are there already (the caller counts the problem); builds it only then.
+    mutating func message(_ m: @autoclosure () -> String) {
+        if report.messages.count < FuzzingLimits.qcow2CheckMessages { report.messages.append(m()) }
     }
 
     /// Adds one reference to each cluster of a structure (QEMU's qcow2_inc_refcounts_imrt). A
@@ -218,7 +227,8 @@ struct Qcow2ReferenceWalk {
             if off != 0 {
                 inc(off, cs, .refcountBlock)
                 let c = Int(off / cs)
-                if c < rc.count && rc[c] != 1 { problem("ERROR refcount block \(i) refcount=\(rc[c])") }
+                let r = c < rc.count ? rc[c] : 1   // a local: the message may not read self
+                if r != 1 { problem("ERROR refcount block \(i) refcount=\(r)") }
             }
         }
     }
@@ -313,8 +323,8 @@ struct Qcow2ReferenceWalk {
     func computed(_ i: Int) -> UInt64 { rc[i] }
 
     /// Records what a repair would do, in a check without repair (at most 64 lines).
-    mutating func preview(_ m: String) {
-        if report.repairActions.count < 64 { report.repairActions.append("would " + m) }
+    mutating func preview(_ m: @autoclosure () -> String) {
+        if report.repairActions.count < 64 { report.repairActions.append("would " + m()) }
         else if report.repairActions.count == 64 { report.repairActions.append("... (more)") }
     }
 }

@@ -170,9 +170,9 @@ public struct VmdkDescriptor: Sendable, Equatable {
             BlockError(.invalidFormat, "vmdk: descriptor line \(line): \(what)", path: path, hostOffset: fileOffset, operation: "open")
         }
         var lineNo = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
+        for raw in vmdkLines(text) {
             lineNo += 1
-            var line = Substring(raw)
+            var line = raw
             if line.hasSuffix("\r") { line = line.dropLast() }
             let trimmed = line.drop { $0 == " " || $0 == "\t" }
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
@@ -215,6 +215,28 @@ public struct VmdkDescriptor: Sendable, Equatable {
     }
 
     /// Parses `ACCESS SECTORS TYPE ["file" [OFFSET]]`.
+    /// The lines of `text` exactly as `text.split(separator: "\n", omittingEmptySubsequences:
+    /// false)` gives them, found on the UTF-8 bytes instead of by grapheme breaking (which was
+    /// a third of the parser's time): a "\n" is a character of its own unless a "\r" comes
+    /// just before it, where the two are one character ("\r\n") that does not end a line.
+    static func vmdkLines(_ text: String) -> [Substring] {
+        var lines: [Substring] = []
+        let utf8 = text.utf8
+        var start = utf8.startIndex, afterCR = false
+        var i = utf8.startIndex
+        while i != utf8.endIndex {
+            let b = utf8[i]
+            if b == 0x0a && !afterCR {
+                lines.append(text[start..<i])
+                start = utf8.index(after: i)
+            }
+            afterCR = b == 0x0d
+            i = utf8.index(after: i)
+        }
+        lines.append(text[start...])
+        return lines
+    }
+
     private static func parseExtent(_ s: Substring, access: Access, line: Int, fail: (Int, String) -> BlockError) throws(BlockError) -> Extent {
         var rest = s.dropFirst(access.rawValue.count)
         func word() -> Substring {

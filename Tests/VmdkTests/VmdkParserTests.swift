@@ -121,4 +121,22 @@ import TestSupport
             Issue.record("parsed")
         } catch let e { #expect(e.description.contains("text-mode transfer"), "\(e)") }
     }
+
+    /// The descriptor's line splitter (on UTF-8 bytes, for speed) gives the lines the standard
+    /// library's split on the character "\n" gives, for CR LF pairs (one character, no line
+    /// end), lone CRs, empty lines, a trailing newline, combining marks next to a newline and
+    /// invalid UTF-8 (decoded as U+FFFD).
+    @Test func descriptorLineSplitMatchesTheStandardLibrarysSplit() {
+        let samples: [[UInt8]] = [
+            [], Array("\n".utf8), Array("a\nb".utf8), Array("a\r\nb\r\n".utf8), Array("a\r\r\nb\n\n\nc\n".utf8),
+            Array("\r\n\n\r".utf8), Array("x\n\u{301}y\u{301}\nz".utf8), [0x61, 0xff, 0x0a, 0xc3, 0x0a, 0x0d, 0x0a, 0x62],
+            Array("version=1\r\nCID=fffffffe\nRW 8 SPARSE \"a.vmdk\"\n".utf8),
+        ]
+        for bytes in samples {
+            let text = String(decoding: bytes, as: UTF8.self)
+            let expected = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            #expect(VmdkDescriptor.vmdkLines(text).map(String.init) == expected, "bytes \(bytes)")
+        }
+    }
 }
+

@@ -8,13 +8,15 @@ import BlockCore
 /// extents, each read at its start and end in chunks of at most 64 KiB, plus the first
 /// `sequentialBytes` of the disk in order, so one input costs a bounded time.
 public enum Exercise {
-    /// Runs info, map, check (unless `check` is false) and the reads on `disk`, ignoring
-    /// `BlockError`s.
+    /// Runs info (unless `info` is false), map, check (unless `check` is false) and the reads
+    /// on `disk`, ignoring `BlockError`s.
     public static func inspectAndRead(_ disk: any DiskFile, maxExtents: Int = 32, sequentialBytes: UInt64 = 256 << 10,
-                                      check: Bool = true) {
-        PhaseTimer.measure("inspect: info") {
-            _ = try? disk.info()
-            _ = try? disk.physicalSize()
+                                      info: Bool = true, check: Bool = true) {
+        if info {
+            PhaseTimer.measure("inspect: info") {
+                _ = try? disk.info()
+                _ = try? disk.physicalSize()
+            }
         }
         var extents: [MapExtent] = []
         if let d = disk as? any InspectableDisk {

@@ -35,6 +35,8 @@ public final class MemoryFile: @unchecked Sendable {
     public private(set) var size: UInt64 = 0
     /// Bytes written or zeroed through this file since the last reset (reads are not counted).
     public private(set) var bytesStored: UInt64 = 0
+    /// Whether anything was written, zeroed or truncated since the last ``load(_:)`` or reset.
+    public private(set) var changed = false
 
     /// Reserves `capacity` bytes of address space (rounded up to whole pages).
     public init(capacity: UInt64) {
@@ -69,6 +71,7 @@ public final class MemoryFile: @unchecked Sendable {
         dataPages = 0
         bytesStored = 0
         size = min(newSize, capacity)
+        changed = false
     }
 
     /// Replaces the file's content with `bytes` (the size becomes their count, capped).
@@ -76,6 +79,7 @@ public final class MemoryFile: @unchecked Sendable {
         reset(size: 0)
         let done = bytes.withContiguousStorageIfAvailable { write(UnsafeRawBufferPointer($0), at: 0) }
         if done == nil { _ = Array(bytes).withUnsafeBytes { write($0, at: 0) } }
+        changed = false
     }
 
     /// The file's content, `count` bytes at `offset` (zeroes past the end).
@@ -103,6 +107,7 @@ public final class MemoryFile: @unchecked Sendable {
         memcpy(base + Int(offset), buffer.baseAddress!, buffer.count)
         size = max(size, end)
         bytesStored &+= UInt64(buffer.count)
+        changed = true
         return 0
     }
 
@@ -110,6 +115,7 @@ public final class MemoryFile: @unchecked Sendable {
     public func truncate(to newSize: UInt64) -> Int32 {
         if newSize > capacity { return EFBIG }
         if newSize < size { clear(newSize, size, holes: true) }
+        if newSize != size { changed = true }
         size = newSize
         return 0
     }
@@ -127,8 +133,9 @@ public final class MemoryFile: @unchecked Sendable {
         if offset < end {
             clear(offset, min(end, capacity), holes: true)
             bytesStored &+= end - offset
+            changed = true
         }
-        if extend { size = max(size, end) }
+        if extend && end > size { size = end; changed = true }
         return 0
     }
 

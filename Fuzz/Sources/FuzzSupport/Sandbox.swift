@@ -11,6 +11,8 @@ import BlockCore
 /// The directory is `/dev/shm/blockscope-fuzz-PID` or under `/tmp` when /dev/shm is
 /// missing. It holds the bases the seed images refer to: `base.raw` (1 MiB, byte i of
 /// sector s is `s &+ i`) and `base.qcow2` (a QCOW2 over `base.raw`), and an empty `img`.
+/// The bases are read and written in memory too (each its own ``MemoryFile``); their host
+/// files keep the same bytes.
 /// The image's bytes are not in that file: every ``SystemFile`` opened on `img` (by that
 /// path or any other that resolves to it) reads and writes ``image``, a ``MemoryFile``,
 /// through BlockCore's fuzzing seam (``SystemFile/memoryFiles``). The empty file is there
@@ -36,36 +38,55 @@ public final class Sandbox: Sendable {
         // A reference at most 4096 clusters past the end is counted; further ones are
         // reported as lying far beyond it (the same paths, fewer steps: docs/FUZZING.md).
         FuzzingLimits.qcow2CheckClustersPastEnd = 4096
-        let (path, memory) = (imagePath, image)
-        let canonical = Sandbox.canonical(path) ?? path
-        SystemFile.memoryFiles = { p in
-            if p == path || p == canonical { return memory }
-            // Another spelling of the same file ("./img", "../blockscope-fuzz-PID/img").
-            guard p.hasSuffix("img") else { return nil }
-            return Sandbox.canonical(p) == canonical ? memory : nil
-        }
-        Sandbox.checkSeam(path, memory)
+        // check's first 128 problem lines are built (enough for every hit-count bucket of the
+        // code that builds them); the rest are counted only (docs/FUZZING.md, "Throughput").
+        FuzzingLimits.qcow2CheckMessages = 128
         var base = [UInt8](repeating: 0, count: 1 << 20)
         for i in 0..<base.count { base[i] = UInt8(truncatingIfNeeded: (i >> 9) &+ i) }
         Sandbox.writeFile(dir + "/base.raw", base)
-        // A small QCOW2 over base.raw, built by blockscope itself (one-time, not fuzzed).
+        // A small QCOW2 over base.raw, built by blockscope itself (one-time, not fuzzed), on the
+        // host file before the seam below maps that path to memory.
         let q = dir + "/base.qcow2"
         unlink(q)
         var o = Qcow2CreateOptions()
         o.backingFile = "base.raw"
         o.backingFormat = "raw"
         _ = try? Qcow2Format.create(path: q, size: 1 << 20, options: o)
-        bases = [dir + "/base.raw", q].map { p in (p, Sandbox.readFile(p), Sandbox.modificationTime(p)) }
+        bases = [dir + "/base.raw", q].map { p in
+            let bytes = Sandbox.readFile(p), memory = MemoryFile(capacity: 512 << 20)
+            memory.load(bytes)
+            return (p, bytes, Sandbox.modificationTime(p), memory)
+        }
+        // The image and the bases are read and written in memory: every input opens a base as
+        // a backing file, which cost an open, a realpath and preads of the host file each time.
+        var files: [String: MemoryFile] = [:]
+        for (p, m) in [(imagePath, image)] + bases.map({ ($0.path, $0.memory) }) {
+            files[p] = m
+            if let c = Sandbox.canonical(p) { files[c] = m }
+        }
+        let known = files
+        SystemFile.memoryFiles = { p in
+            if let m = known[p] { return m }
+            // Another spelling of the same file ("./img", "../blockscope-fuzz-PID/base.raw").
+            guard p.hasSuffix("img") || p.hasSuffix("base.raw") || p.hasSuffix("base.qcow2"),
+                  let c = Sandbox.canonical(p) else { return nil }
+            return known[c]
+        }
+        Sandbox.checkSeam(imagePath, image)
         atexit { Sandbox.removeAll() }
     }
 
-    /// The base files, their bytes and modification times, restored when an input wrote into
-    /// one (an external data file may name a base), so every input starts from the same sandbox.
-    private let bases: [(path: String, bytes: [UInt8], mtime: timespec)]
+    /// The base files: their bytes, the host file's modification time, and the in-memory file
+    /// every ``SystemFile`` opened on the path reads and writes. An input may write into a base
+    /// (an external data file or a VMDK extent may name one); it is restored before the next
+    /// input, so every input starts from the same sandbox.
+    private let bases: [(path: String, bytes: [UInt8], mtime: timespec, memory: MemoryFile)]
 
-    /// Rewrites any base file whose modification time changed, and puts the time back.
+    /// Reloads any base an input changed (in memory, or on the host should anything reach the
+    /// host file), and puts the host file's time back.
     public func restoreBases() {
         for b in bases {
+            if b.memory.changed { b.memory.load(b.bytes) }
             let now = Sandbox.modificationTime(b.path)
             if now.tv_sec == b.mtime.tv_sec && now.tv_nsec == b.mtime.tv_nsec { continue }
             Sandbox.writeFile(b.path, b.bytes)

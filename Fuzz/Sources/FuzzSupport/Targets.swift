@@ -3,7 +3,7 @@ import BlockCore
 /// The bodies of the image fuzz targets, shared by their executables.
 public enum ImageTargets {
     /// Read side: writes `bytes` as the image, opens it read-only as `format`, runs
-    /// ``Exercise/inspectAndRead(_:maxExtents:sequentialBytes:)``; `extra` runs on the open
+    /// ``Exercise/inspectAndRead(_:maxExtents:sequentialBytes:info:check:)``; `extra` runs on the open
     /// disk before it is closed (the QCOW2 target opens snapshot views from it).
     public static func read<C: Collection>(_ bytes: C, format: ImageFormat,
                                            extra: (any DiskFile) -> Void = { _ in }) where C.Element == UInt8 {
