@@ -10,11 +10,17 @@ extension VhostUserVirtqueue {
     /// sentence when the driver broke the ring so badly that the connection must end (an
     /// available index running ahead of the ring, a head reused while in flight, a chain
     /// without a status byte).
+    ///
+    /// Inside the queue's poll window (``VhostUserPolling``) the kick stays unarmed and the
+    /// connection calls this again at the window's interval; the kick is armed once a window
+    /// passes without a request.
     func process(memory: GuestMemory, indirect: Bool, log: (String) -> Void) -> String? {
-        guard enabled, ring != nil, queue != nil else { return nil }
+        guard enabled, ring != nil, queue != nil else { pollUntil = 0; return nil }
         var overrun = false
+        var took = 0
         repeat {
             while let head = ring!.nextHead(overrun: &overrun) {
+                took += 1
                 let h = Int(head)
                 guard h < size else { return "queue \(index): the driver made head \(head) available in a ring of \(size)" }
                 if slots[h].busy { return "queue \(index): the driver made head \(head) available again while it is in flight" }
@@ -28,6 +34,8 @@ extension VhostUserVirtqueue {
                 inflight?.mark(h)
             }
             if overrun { return "queue \(index): the driver's available index runs more than \(size) entries ahead" }
+            if staysPolling(took: took) { break }
+            took = 0
         } while ring!.armKick()
         if needSubmit, let q = queue {
             needSubmit = false
@@ -35,6 +43,21 @@ extension VhostUserVirtqueue {
         }
         publishRing()
         return nil
+    }
+
+    /// Whether the queue stays in its poll window after a look that took `took` requests: a
+    /// look that found a batch (``VhostUserPolling/minBatch`` or more: the driver keeps
+    /// several requests out) opens or extends the window; a window that ran out, or no
+    /// window (none configured, or no EVENT_IDX to leave the kick unarmed with), arms the
+    /// kick. A driver sending one request at a time keeps its kicks, and their latency.
+    private func staysPolling(took: Int) -> Bool {
+        let w = export.polling.windowNs
+        guard w > 0, ring!.eventIdx else { pollUntil = 0; return false }
+        let now = monotonicNanos()
+        if took >= VhostUserPolling.minBatch { pollUntil = now + w }
+        if pollUntil > now { return true }
+        pollUntil = 0
+        return false
     }
 
     private func bad(_ h: Int, _ status: VirtioBlk.Status, _ why: String, log: (String) -> Void) {

@@ -42,6 +42,9 @@ final class VhostUserVirtqueue {
     var done: [UInt16] = []
     var inFlight = 0
     var needSubmit = false
+    /// While the queue is in its poll window (``VhostUserPolling``): when the window ends, in
+    /// monotonic nanoseconds, unless another request comes first; 0 when the kick is armed.
+    var pollUntil: UInt64 = 0
     /// Kicks received, requests taken, and bad requests logged on this queue.
     var kicks: UInt64 = 0
     var requests: UInt64 = 0
@@ -124,6 +127,7 @@ final class VhostUserVirtqueue {
         lastPastAvailEvent += ring?.pastAvailEvent ?? 0
         base = last
         ring = nil
+        pollUntil = 0
         queue?.close()
         queue = nil
         return last
