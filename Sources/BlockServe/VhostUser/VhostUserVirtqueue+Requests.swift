@@ -15,7 +15,7 @@ extension VhostUserVirtqueue {
     /// connection calls this again at the window's interval; the kick is armed once a window
     /// passes without a request.
     func process(memory: GuestMemory, indirect: Bool, log: (String) -> Void) -> String? {
-        guard enabled, ring != nil, queue != nil else { pollUntil = 0; return nil }
+        guard enabled, ring != nil, queue != nil else { pollUntil = 0; lastTook = 0; return nil }
         var overrun = false
         var took = 0
         repeat {
@@ -34,6 +34,7 @@ extension VhostUserVirtqueue {
                 inflight?.mark(h)
             }
             if overrun { return "queue \(index): the driver's available index runs more than \(size) entries ahead" }
+            lastTook = took
             if staysPolling(took: took) { break }
             took = 0
         } while ring!.armKick()
