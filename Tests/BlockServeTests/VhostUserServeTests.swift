@@ -40,12 +40,14 @@ final class VhostUserServeTests {
     /// Set before ``start(writable:)`` to watch the queues as the TUI does.
     var registry: InFlightRegistry? = nil
 
-    func start(writable: Bool = true) throws {
+    /// Starts the server on the image (`polling`: the virtqueues' poll window, the default's
+    /// unless a test needs another).
+    func start(writable: Bool = true, polling: VhostUserPolling = .standard) throws {
         var o = OpenOptions(writable: writable)
         o.engine = .uring
         disk = try openDisk(image, options: o)
         let box = lines
-        server = try VhostUserServer(export: VhostUserBlkExport(disk: disk, queues: 1, inFlightRegistry: registry), path: socketPath,
+        server = try VhostUserServer(export: VhostUserBlkExport(disk: disk, queues: 1, inFlightRegistry: registry, polling: polling), path: socketPath,
                                      log: { l in box.lines.withLock { $0.append(l) } })
         try server.listen()
         let s = server!, d = done

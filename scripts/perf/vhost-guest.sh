@@ -6,8 +6,11 @@
 #                                     INIT_BODY (shell lines) and powers off
 #   vhost_server WHO SOCK LOG         starts blockscope ($BIN, or $BASE_BIN for WHO=base) or
 #                                     qemu-storage-daemon (WHO=qsd) on a fresh copy
-#                                     DIR/disk.qcow2, sets SERVER, waits for the socket
-#   vhost_guest SOCK CONSOLE          runs the TCG guest (2 vCPUs, 256 MiB memfd, 2 queues)
+#                                     DIR/disk.qcow2, sets SERVER, waits for the socket;
+#                                     WHO=nbd: blockscope's NBD export on the Unix socket
+#   vhost_guest SOCK CONSOLE          runs the TCG guest (2 vCPUs, 256 MiB memfd, 2 queues):
+#                                     vhost-user-blk-pci on SOCK, or for WHO=nbd QEMU's
+#                                     NBD client on SOCK under virtio-blk-pci (num-queues=2)
 # Needs ROOT, KERNEL, MODDIR, W set by the caller.
 vhost_guest_build() {
   local dir=$1 body=$2 i=$1/initramfs
@@ -36,7 +39,11 @@ vhost_server() {
   local who=$1 sock=$2 log=$3
   cp "$W/master.qcow2" "$W/disk.qcow2"
   rm -f "$sock"
-  if [ "$who" = qsd ]; then
+  VHOST_DISK="-chardev socket,id=c0,path=$sock -device vhost-user-blk-pci,chardev=c0,num-queues=2"
+  if [ "$who" = nbd ]; then
+    VHOST_DISK="-blockdev driver=nbd,node-name=n,server.type=unix,server.path=$sock -device virtio-blk-pci,drive=n,num-queues=2"
+    "$BIN" serve "$W/disk.qcow2" --write --socket "$sock" 2> "$log" &
+  elif [ "$who" = qsd ]; then
     qemu-storage-daemon --blockdev driver=file,node-name=f,filename="$W/disk.qcow2",aio=io_uring,cache.direct=off \
       --blockdev driver=qcow2,node-name=q,file=f,discard=unmap \
       --export type=vhost-user-blk,id=e,node-name=q,addr.type=unix,addr.path="$sock",writable=on,num-queues=2 2> "$log" &
@@ -52,6 +59,6 @@ vhost_server() {
 vhost_guest() {
   timeout 600 qemu-system-x86_64 -accel tcg -m 256 -smp 2 -nographic -no-reboot \
     -object memory-backend-memfd,id=mem,size=256M,share=on -numa node,memdev=mem \
-    -chardev socket,id=c0,path="$1" -device vhost-user-blk-pci,chardev=c0,num-queues=2 \
+    $VHOST_DISK \
     -kernel "$KERNEL" -initrd "$W/initrd.gz" -append "console=ttyS0 panic=-1 quiet" > "$2" 2>&1
 }

@@ -6,7 +6,10 @@
 # for SECONDS. Servers alternate round by round (ROUNDS of each); a fresh server and a
 # fresh copy of the image per run. One line per job and server: `PERF <server> <job> iops mibs`.
 #   scripts/perf/vhost-vs-qsd.sh [ROUNDS] [SECONDS]
-# BLOCKSCOPE_BIN picks the binary (default: the release build).
+# BLOCKSCOPE_BIN picks the binary (default: the release build); SERVERS the servers of each
+# round, in order (default "blockscope qsd nbd"; nbd is blockscope's own NBD export of the
+# image, `serve --write --socket`, attached through QEMU's NBD client as a virtio-blk-pci
+# disk with num-queues=2, the same guest otherwise).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BLOCKSCOPE_BIN:-$ROOT/.build/release/blockscope}
@@ -38,6 +41,5 @@ run() {
 }
 echo "# $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg) rounds $ROUNDS seconds $SECS"
 for r in $(seq "$ROUNDS"); do
-  run blockscope
-  run qsd
+  for s in ${SERVERS:-blockscope qsd nbd}; do run "$s"; done
 done

@@ -7,7 +7,9 @@ import Glibc
 /// on one thread (ADR 0021). A poll waits on the socket, the server's stop pipe, each
 /// running queue's kick eventfd and, while it has requests out, each engine queue's
 /// completion eventfd; one turn reaps
-/// completions, fills used rings and calls the driver, then handles what woke it.
+/// completions, fills used rings and calls the driver, then handles what woke it. While a
+/// queue is in its poll window (``VhostUserPolling``) the wait is timed and each turn looks
+/// at that queue's available ring.
 ///
 /// A protocol violation or a ring the driver broke ends the connection with one log line;
 /// the server then accepts the next front end. On shutdown the loop stops taking requests,
@@ -81,7 +83,15 @@ final class VhostUserConnection {
             // Completions of a backing file's queue and deferred requests do not signal the
             // eventfd: look again every millisecond while requests are in flight.
             let busy = queues.contains { $0.inFlight > 0 }
-            let r = poll(&fds, nfds_t(fds.count), busy ? 1 : -1)
+            // A queue in its poll window looks at its ring again after the interval.
+            let looking = closing == nil && queues.contains { $0.pollUntil != 0 }
+            // (poll's timeout is in milliseconds: it looks without waiting, then sleeps.)
+            let r = poll(&fds, nfds_t(fds.count), looking ? 0 : busy ? 1 : -1)
+            if looking && r == 0 {
+                let ns = export.polling.intervalNs
+                var ts = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
+                _ = nanosleep(&ts, nil)
+            }
             if r < 0 {
                 if errno == EINTR { continue }
                 fail("poll: \(String(cString: strerror(errno)))")
@@ -95,6 +105,11 @@ final class VhostUserConnection {
                     // An eventfd counts the kicks written since the last read.
                     queues[o.queue].kicks &+= max(v, 1)
                     if closing == nil, let m = memory, let e = queues[o.queue].process(memory: m, indirect: indirect, log: log) { fail(e) }
+                }
+            }
+            if looking, closing == nil, let m = memory {
+                for q in queues where q.pollUntil != 0 {
+                    if let e = q.process(memory: m, indirect: indirect, log: log) { fail(e) }
                 }
             }
             if closing == nil && fds[0].revents != 0 { receiveMessage() }

@@ -10,11 +10,17 @@ extension VhostUserVirtqueue {
     /// sentence when the driver broke the ring so badly that the connection must end (an
     /// available index running ahead of the ring, a head reused while in flight, a chain
     /// without a status byte).
+    ///
+    /// Inside the queue's poll window (``VhostUserPolling``) the kick stays unarmed and the
+    /// connection calls this again at the window's interval; the kick is armed once a window
+    /// passes without a request.
     func process(memory: GuestMemory, indirect: Bool, log: (String) -> Void) -> String? {
-        guard enabled, ring != nil, queue != nil else { return nil }
+        guard enabled, ring != nil, queue != nil else { pollUntil = 0; lastTook = 0; return nil }
         var overrun = false
+        var took = 0
         repeat {
             while let head = ring!.nextHead(overrun: &overrun) {
+                took += 1
                 let h = Int(head)
                 guard h < size else { return "queue \(index): the driver made head \(head) available in a ring of \(size)" }
                 if slots[h].busy { return "queue \(index): the driver made head \(head) available again while it is in flight" }
@@ -28,6 +34,9 @@ extension VhostUserVirtqueue {
                 inflight?.mark(h)
             }
             if overrun { return "queue \(index): the driver's available index runs more than \(size) entries ahead" }
+            lastTook = took
+            if staysPolling(took: took) { break }
+            took = 0
         } while ring!.armKick()
         if needSubmit, let q = queue {
             needSubmit = false
@@ -35,6 +44,24 @@ extension VhostUserVirtqueue {
         }
         publishRing()
         return nil
+    }
+
+    /// Whether the queue stays in its poll window after a look that took `took` requests: a
+    /// look that took some while the driver has a batch out (``VhostUserPolling/minBatch``
+    /// or more taken and not yet in the used ring: reads the page cache answered at once
+    /// count in the look that took them, writes still in the engine count until they
+    /// complete) opens or extends the window; a window that ran out, or no window (none
+    /// configured, or no EVENT_IDX to leave the kick unarmed with), arms the kick. A driver
+    /// sending one request at a time keeps its kicks, and their latency.
+    private func staysPolling(took: Int) -> Bool {
+        let w = export.polling.windowNs
+        guard w > 0, ring!.eventIdx else { pollUntil = 0; return false }
+        let now = monotonicNanos()
+        // Taken requests stay in `inFlight` until `flushUsed`, so it counts this look's too.
+        if took > 0 && inFlight >= VhostUserPolling.minBatch { pollUntil = now + w }
+        if pollUntil > now { return true }
+        pollUntil = 0
+        return false
     }
 
     private func bad(_ h: Int, _ status: VirtioBlk.Status, _ why: String, log: (String) -> Void) {

@@ -42,6 +42,14 @@ final class VhostUserVirtqueue {
     var done: [UInt16] = []
     var inFlight = 0
     var needSubmit = false
+    /// While the queue is in its poll window (``VhostUserPolling``): when the window ends, in
+    /// monotonic nanoseconds, unless another request comes first; 0 when the kick is armed.
+    var pollUntil: UInt64 = 0
+    /// Requests the last look at the available ring took (a driver still submitting).
+    var lastTook = 0
+    /// When the oldest used entry the driver has not been considered for a call about was
+    /// published (monotonic ns; 0: none waits). See ``flushUsed()``.
+    var unannouncedSince: UInt64 = 0
     /// Kicks received, requests taken, and bad requests logged on this queue.
     var kicks: UInt64 = 0
     var requests: UInt64 = 0
@@ -124,6 +132,9 @@ final class VhostUserVirtqueue {
         lastPastAvailEvent += ring?.pastAvailEvent ?? 0
         base = last
         ring = nil
+        pollUntil = 0
+        lastTook = 0
+        unannouncedSince = 0
         queue?.close()
         queue = nil
         return last
@@ -141,6 +152,7 @@ final class VhostUserVirtqueue {
             if poll(&p, 1, 1) > 0 { var v: UInt64 = 0; _ = Glibc.read(q.eventFD, &v, 8) }
         }
         flushUsed()
+        announce()
     }
 
     /// Collects finished engine operations; a request whose last one finished is done.
@@ -166,20 +178,27 @@ final class VhostUserVirtqueue {
         done.append(UInt16(h))
     }
 
-    /// Puts finished requests in the used ring and calls the driver if it wants it.
+    /// Puts finished requests in the used ring and calls the driver if it wants it. Inside
+    /// the poll window, while the driver is still making requests available (the last look
+    /// took some) and the oldest unannounced entry is younger than the window, the call
+    /// waits: the entries are visible at once, and the driver, busy submitting, takes them
+    /// with the interrupt that follows its last request, one interrupt for the batch instead
+    /// of one per turn. Not while the queue is watched (the views' stages name each call).
     func flushUsed() {
-        guard !done.isEmpty, ring != nil else { return }
-        inflight?.link(done)
-        for h in done { ring!.addUsed(head: h, length: slots[Int(h)].usedLength) }
-        ring!.publish()
-        if export.eventSink != nil { for h in done { stage(.usedWritten, Int(h), slots[Int(h)].usedLength) } }
-        inflight?.cleared(done, used: ring!.usedIdx)
-        let call = ring!.needsCall()
-        if call, callFD >= 0 {
-            var one: UInt64 = 1
-            _ = Glibc.write(callFD, &one, 8)
+        guard ring != nil else { return }
+        if !done.isEmpty {
+            inflight?.link(done)
+            for h in done { ring!.addUsed(head: h, length: slots[Int(h)].usedLength) }
+            ring!.publish()
+            if export.eventSink != nil { for h in done { stage(.usedWritten, Int(h), slots[Int(h)].usedLength) } }
+            inflight?.cleared(done, used: ring!.usedIdx)
+            if unannouncedSince == 0 { unannouncedSince = monotonicNanos() }
         }
-        if export.eventSink != nil, let last = done.last { stage(call ? .called : .callSuppressed, Int(last), UInt32(ring!.usedIdx)) }
+        if unannouncedSince != 0 && !holdsCall() {
+            let call = announce()
+            if export.eventSink != nil, let last = done.last { stage(call ? .called : .callSuppressed, Int(last), UInt32(ring!.usedIdx)) }
+        }
+        guard !done.isEmpty else { return }
         if let fe = frontEnd {
             fe.replied(done.lazy.map { (userData: self.tag(Int($0)), receivedNs: self.slots[Int($0)].receivedNs) }, sentNs: monotonicNanos())
         }
@@ -191,6 +210,26 @@ final class VhostUserVirtqueue {
         }
         done.removeAll(keepingCapacity: true)
         publishRing()
+    }
+
+    /// Whether the call for the used entries published so far waits (see ``flushUsed()``).
+    private func holdsCall() -> Bool {
+        guard pollUntil != 0, lastTook > 0, export.eventSink == nil else { return false }
+        return monotonicNanos() &- unannouncedSince < export.polling.windowNs
+    }
+
+    /// Considers the driver for a call about every used entry published so far (EVENT_IDX's
+    /// used_event or NO_INTERRUPT) and makes it; returns whether it called.
+    @discardableResult
+    func announce() -> Bool {
+        guard ring != nil else { return false }
+        unannouncedSince = 0
+        let call = ring!.needsCall()
+        if call, callFD >= 0 {
+            var one: UInt64 = 1
+            _ = Glibc.write(callFD, &one, 8)
+        }
+        return call
     }
 
     /// Tells the views how the ring stands (only under the TUI: with a front-end record).
