@@ -21,9 +21,9 @@ public final class VhostUserBlkExport: Sendable {
     public let inFlightRegistry: InFlightRegistry?
     /// Queue IDs given to virtqueues: `queueIDBase + index`.
     public let queueIDBase: Int
-    /// How long a virtqueue keeps looking at its available ring after it last took a batch
-    /// of requests, before it asks the driver for a kick again (0: ask at once), and how often
-    /// it looks meanwhile, in nanoseconds. See ``VhostUserPolling``.
+    /// How long a virtqueue keeps looking at its available ring after it last took a
+    /// request, before it asks the driver for a kick again (0: ask at once), and how often it
+    /// looks meanwhile, in nanoseconds. See ``VhostUserPolling``.
     public let polling: VhostUserPolling
     /// Requests completed (every type), for the log's connection summary.
     public let requests = Atomic<UInt64>(0)
@@ -43,18 +43,17 @@ public final class VhostUserBlkExport: Sendable {
     }
 }
 
-/// The poll window of a vhost-user-blk virtqueue (ADR 0021): after a look that leaves a
-/// batch of requests with the device, the queue leaves the driver's kick unarmed
-/// (avail_event stays behind, so the driver's EVENT_IDX rule asks no kick) and looks at the
-/// available ring every `intervalNs` (a timed wait, not a busy loop), until `windowNs` pass
-/// without such a look (``minBatch`` requests out); then it arms the kick and sleeps. A
-/// guest with one request out thus keeps its kicks and their latency, while a guest keeping
-/// a deep queue sends almost no kicks, each of which costs an emulated guest a trap into its
-/// VMM and a syscall; a quiet guest pays one window of looks per burst. Inside the window
-/// the call for used entries also waits while the guest is still submitting (the
-/// virtqueue's `flushUsed`). Without EVENT_IDX the window is not used.
+/// The poll window of a vhost-user-blk virtqueue (ADR 0021): after taking requests the
+/// queue leaves the driver's kick unarmed (avail_event stays behind, so the driver's
+/// EVENT_IDX rule asks no kick) and looks at the available ring every `intervalNs`
+/// (a timed wait, not a busy loop), until `windowNs` pass without a new request; then it
+/// arms the kick and sleeps. Only a look that takes a batch (``minBatch``) opens or extends
+/// the window, so a guest with one request out keeps its kicks and their latency. A guest
+/// keeping a deep queue then sends almost no kicks, each of
+/// which costs an emulated guest a trap into its VMM and a syscall; a quiet guest pays one
+/// window of looks per burst. Without EVENT_IDX the window is not used.
 public struct VhostUserPolling: Sendable, Equatable {
-    /// Nanoseconds without a batch after which the kick is armed again (0: no window).
+    /// Nanoseconds without a new request after which the kick is armed again (0: no window).
     public var windowNs: UInt64
     /// Nanoseconds between looks at the available ring inside the window.
     public var intervalNs: UInt64
@@ -65,8 +64,7 @@ public struct VhostUserPolling: Sendable, Equatable {
         self.intervalNs = max(intervalNs, 1_000)
     }
 
-    /// Requests the driver must have out with the device (taken by a look that took at
-    /// least one, and not yet in the used ring) to open or extend the window.
+    /// Requests one look must take to open or extend the window.
     public static let minBatch = 2
     /// No window: the kick is armed as soon as the ring is empty.
     public static let off = VhostUserPolling(windowNs: 0, intervalNs: 1_000)

@@ -47,18 +47,15 @@ extension VhostUserVirtqueue {
     }
 
     /// Whether the queue stays in its poll window after a look that took `took` requests: a
-    /// look that took some while the driver has a batch out (``VhostUserPolling/minBatch``
-    /// or more taken and not yet in the used ring: reads the page cache answered at once
-    /// count in the look that took them, writes still in the engine count until they
-    /// complete) opens or extends the window; a window that ran out, or no window (none
-    /// configured, or no EVENT_IDX to leave the kick unarmed with), arms the kick. A driver
-    /// sending one request at a time keeps its kicks, and their latency.
+    /// look that found a batch (``VhostUserPolling/minBatch`` or more: the driver keeps
+    /// several requests out) opens or extends the window; a window that ran out, or no
+    /// window (none configured, or no EVENT_IDX to leave the kick unarmed with), arms the
+    /// kick. A driver sending one request at a time keeps its kicks, and their latency.
     private func staysPolling(took: Int) -> Bool {
         let w = export.polling.windowNs
         guard w > 0, ring!.eventIdx else { pollUntil = 0; return false }
         let now = monotonicNanos()
-        // Taken requests stay in `inFlight` until `flushUsed`, so it counts this look's too.
-        if took > 0 && inFlight >= VhostUserPolling.minBatch { pollUntil = now + w }
+        if took >= VhostUserPolling.minBatch { pollUntil = now + w }
         if pollUntil > now { return true }
         pollUntil = 0
         return false
