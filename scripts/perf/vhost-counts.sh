@@ -26,15 +26,9 @@ ROUNDS=${1:-1}
 SECS=${2:-5}
 JOBS=${3:-"randread:4096 randwrite:4096 seqwrite:131072"}
 SERVERS=${SERVERS:-"blockscope qsd"}
-KERNEL=${VM_KERNEL:-$(ls /boot/vmlinuz-* | sort -V | tail -1)}
-KVER=${KERNEL#/boot/vmlinuz-}
-MODDIR=/lib/modules/$KVER/kernel/drivers
-W=$(mktemp -d /tmp/blockscope-vhcount.XXXXXX)
-SERVER=""
-cleanup() { if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi; rm -rf "$W"; }
-trap cleanup EXIT
 
 source "$ROOT/scripts/perf/vhost-guest.sh"
+vhost_setup vhcount
 
 # eventfd-id -> fd of process $1, one "id fd" per line.
 eventfds() {

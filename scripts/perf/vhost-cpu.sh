@@ -19,16 +19,10 @@ SECS=${2:-10}
 JOB=${3:-randread}
 BS=${4:-4096}
 SERVERS=${SERVERS:-"blockscope qsd"}
-KERNEL=${VM_KERNEL:-$(ls /boot/vmlinuz-* | sort -V | tail -1)}
-KVER=${KERNEL#/boot/vmlinuz-}
-MODDIR=/lib/modules/$KVER/kernel/drivers
-W=$(mktemp -d /tmp/blockscope-vhcpu.XXXXXX)
-SERVER=""
-cleanup() { if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi; rm -rf "$W"; }
-trap cleanup EXIT
 TCK=$(getconf CLK_TCK)
 
 source "$ROOT/scripts/perf/vhost-guest.sh"
+vhost_setup vhcpu
 vhost_guest_build "$W" "echo CPU-MARK
 sleep 1
 vhost-load /dev/vda $JOB $BS 32 $SECS 268435456

@@ -1,5 +1,8 @@
-# Shared by scripts/perf/vhost-vs-qsd.sh and scripts/perf/vhost-cpu.sh (sourced, not run):
-# the image, the guest and the two servers of the vhost-user-blk measurements.
+# Shared by scripts/perf/vhost-vs-qsd.sh, vhost-cpu.sh and vhost-counts.sh (sourced, not
+# run): the set-up, the image, the guest and the servers of the vhost-user-blk measurements.
+#   vhost_setup LABEL                 sets KERNEL (VM_KERNEL or the newest /boot/vmlinuz-*),
+#                                     KVER, MODDIR, a scratch dir W (/tmp/blockscope-LABEL.*)
+#                                     and SERVER, and on exit stops SERVER and removes W
 #   vhost_guest_build DIR INIT_BODY   DIR/master.qcow2 (256 MiB, every cluster allocated) and
 #                                     DIR/initrd.gz: busybox, the virtio modules, vhost-load,
 #                                     an init that loads them, waits for /dev/vda, runs
@@ -11,7 +14,19 @@
 #   vhost_guest SOCK CONSOLE          runs the TCG guest (2 vCPUs, 256 MiB memfd, 2 queues):
 #                                     vhost-user-blk-pci on SOCK, or for WHO=nbd QEMU's
 #                                     NBD client on SOCK under virtio-blk-pci (num-queues=2)
-# Needs ROOT, KERNEL, MODDIR, W set by the caller.
+# Needs ROOT set by the caller (and BIN, BASE_BIN for the servers).
+vhost_setup() {
+  KERNEL=${VM_KERNEL:-$(ls /boot/vmlinuz-* | sort -V | tail -1)}
+  KVER=${KERNEL#/boot/vmlinuz-}
+  MODDIR=/lib/modules/$KVER/kernel/drivers
+  W=$(mktemp -d "/tmp/blockscope-$1.XXXXXX")
+  SERVER=""
+  trap vhost_cleanup EXIT
+}
+vhost_cleanup() {
+  if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi
+  rm -rf "$W"
+}
 vhost_guest_build() {
   local dir=$1 body=$2 i=$1/initramfs
   qemu-img create -q -f qcow2 "$dir/master.qcow2" 256M

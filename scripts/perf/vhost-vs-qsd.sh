@@ -15,15 +15,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${BLOCKSCOPE_BIN:-$ROOT/.build/release/blockscope}
 ROUNDS=${1:-2}
 SECS=${2:-10}
-KERNEL=${VM_KERNEL:-$(ls /boot/vmlinuz-* | sort -V | tail -1)}
-KVER=${KERNEL#/boot/vmlinuz-}
-MODDIR=/lib/modules/$KVER/kernel/drivers
-W=$(mktemp -d /tmp/blockscope-vhperf.XXXXXX)
-SERVER=""
-cleanup() { if [ -n "$SERVER" ]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; fi; rm -rf "$W"; }
-trap cleanup EXIT
 
 source "$ROOT/scripts/perf/vhost-guest.sh"
+vhost_setup vhperf
 vhost_guest_build "$W" "vhost-load /dev/vda randread 4096 32 $SECS 268435456
 vhost-load /dev/vda randwrite 4096 32 $SECS 268435456
 vhost-load /dev/vda seqwrite 131072 32 $SECS 268435456
