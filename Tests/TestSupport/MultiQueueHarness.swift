@@ -4,16 +4,16 @@ import Synchronization
 
 /// Guest bytes a completed request left behind: `[offset, offset + length)` now reads as
 /// `pattern`, or as zeroes when `pattern` is nil (a write of zeroes or a discard).
-public struct WrittenRange: Sendable {
+package struct WrittenRange: Sendable {
     /// First guest byte.
-    public var offset: UInt64
+    package var offset: UInt64
     /// Bytes covered.
-    public var length: Int
+    package var length: Int
     /// The byte every covered position holds; nil means zeroes.
-    public var pattern: UInt8?
+    package var pattern: UInt8?
 
     /// A range of `length` bytes at `offset` that reads as `pattern` (nil: zeroes).
-    public init(_ offset: UInt64, _ length: Int, _ pattern: UInt8?) {
+    package init(_ offset: UInt64, _ length: Int, _ pattern: UInt8?) {
         self.offset = offset; self.length = length; self.pattern = pattern
     }
 }
@@ -21,25 +21,25 @@ public struct WrittenRange: Sendable {
 /// What the queues of a multi-queue test report from their threads: problems, and per queue
 /// the ranges its completed requests wrote. The expected image is built from these ranges
 /// over qemu-img's view of the image before the run, never from blockscope reading itself.
-public final class QueueRaceLog: Sendable {
+package final class QueueRaceLog: Sendable {
     private let state = Mutex<(errors: [String], ranges: [[WrittenRange]])>(([], []))
 
     /// An empty log.
-    public init() {}
+    package init() {}
 
     /// Records one problem (a failed request, a missing completion, a wrong read).
-    public func fail(_ message: String) { state.withLock { $0.errors.append(message) } }
+    package func fail(_ message: String) { state.withLock { $0.errors.append(message) } }
 
     /// Records the ranges one queue's completed requests wrote, in submission order.
-    public func record(_ ranges: [WrittenRange]) { state.withLock { $0.ranges.append(ranges) } }
+    package func record(_ ranges: [WrittenRange]) { state.withLock { $0.ranges.append(ranges) } }
 
     /// Every problem recorded so far.
-    public var errors: [String] { state.withLock { $0.errors } }
+    package var errors: [String] { state.withLock { $0.errors } }
 
     /// Writes every recorded range into `bytes`, whose index 0 is guest offset `base`. Queues
     /// wrote disjoint bytes, so the order between queues does not matter; within a queue
     /// later ranges win, as they were submitted after the earlier ones completed.
-    public func apply(to bytes: inout [UInt8], base: UInt64 = 0) {
+    package func apply(to bytes: inout [UInt8], base: UInt64 = 0) {
         for queue in state.withLock({ $0.ranges }) {
             for r in queue {
                 let start = Int(r.offset - base)
@@ -54,11 +54,11 @@ public final class QueueRaceLog: Sendable {
 /// slots, fsyncs between batches, and a concurrent read-back against the expected bytes.
 /// The verdicts stay in the tests: `qemu-img compare` against the expected raw image and
 /// `qemu-img check`.
-public enum MultiQueueHarness {
+package enum MultiQueueHarness {
     /// Runs `body(i)` for i in 0..<count, each on its own thread, and returns once all have
     /// returned. Throws (naming `what`) when they have not after `timeout` seconds, so a hung
     /// queue fails the test instead of hanging the suite.
-    public static func onThreads(_ count: Int, _ what: String, timeout: Double = Progress.defaultTimeout,
+    package static func onThreads(_ count: Int, _ what: String, timeout: Double = Progress.defaultTimeout,
                                  _ body: @escaping @Sendable (Int) -> Void) throws {
         let group = DispatchGroup()
         for i in 0..<count {
@@ -72,7 +72,7 @@ public enum MultiQueueHarness {
 
     /// Waits for the `count` requests just submitted on `queue` (distinct `userData`) to
     /// complete, and logs each failed one and any completed twice under `label`.
-    public static func drain(_ queue: any AsyncIo, _ count: Int, _ label: String, into log: QueueRaceLog) throws {
+    package static func drain(_ queue: any AsyncIo, _ count: Int, _ label: String, into log: QueueRaceLog) throws {
         var seen = Set<UInt64>()
         while seen.count < count {
             if let c = queue.nextCompletion() {
@@ -85,7 +85,7 @@ public enum MultiQueueHarness {
     }
 
     /// Submits an fsync on `queue` and waits for it; logs a failure or a missing completion.
-    public static func flush(_ queue: any AsyncIo, _ label: String, into log: QueueRaceLog) throws {
+    package static func flush(_ queue: any AsyncIo, _ label: String, into log: QueueRaceLog) throws {
         try queue.fsync(userData: 99)
         try queue.submit()
         let f = try queue.awaitCompletion()
@@ -93,7 +93,7 @@ public enum MultiQueueHarness {
     }
 
     /// One request of a batch, as a test's chooser decides it.
-    public enum Op: Sendable {
+    package enum Op: Sendable {
         /// A write of this byte repeated.
         case write(UInt8)
         /// A write of zeroes (WRITE_ZEROES).
@@ -103,28 +103,28 @@ public enum MultiQueueHarness {
     }
 
     /// The shape of ``batchedWriter(disk:id:plan:log:choose:)``'s work.
-    public struct Plan: Sendable {
+    package struct Plan: Sendable {
         /// Guest offset of queue 0's zone; queue `id`'s zone starts `id * zone` further.
-        public var origin: UInt64
+        package var origin: UInt64
         /// Bytes of one queue's zone.
-        public var zone: UInt64
+        package var zone: UInt64
         /// Requests per batch, each in its own slot (`zone / slots` bytes) of the zone.
-        public var slots: Int
+        package var slots: Int
         /// Batches per queue; every fourth ends with an fsync.
-        public var batches: Int
+        package var batches: Int
         /// Longest request, in 512-byte sectors (lengths are 1...maxSectors sectors).
-        public var maxSectors: UInt64
+        package var maxSectors: UInt64
         /// Queue `id` seeds its generator with `seedBase + id`.
-        public var seedBase: UInt64
+        package var seedBase: UInt64
 
         /// A plan; see the properties.
-        public init(origin: UInt64, zone: UInt64, slots: Int, batches: Int, maxSectors: UInt64, seedBase: UInt64) {
+        package init(origin: UInt64, zone: UInt64, slots: Int, batches: Int, maxSectors: UInt64, seedBase: UInt64) {
             self.origin = origin; self.zone = zone; self.slots = slots; self.batches = batches
             self.maxSectors = maxSectors; self.seedBase = seedBase
         }
 
         /// Guest offset where queue `id`'s zone starts.
-        public func start(_ id: Int) -> UInt64 { origin + UInt64(id) * zone }
+        package func start(_ id: Int) -> UInt64 { origin + UInt64(id) * zone }
     }
 
     /// One queue's work on its own io_uring queue (`queueID` = `id`, depth 8): `plan.batches`
@@ -132,7 +132,7 @@ public enum MultiQueueHarness {
     /// at a random sector inside its slot (so requests cross cluster, block, grain and extent
     /// boundaries); `choose(id, batch, slot, &rng)` says what the request is. A batch is
     /// submitted at once and drained before the next; completed ranges go to `log`.
-    public static func batchedWriter(disk: any DiskFile, id: Int, plan: Plan, log: QueueRaceLog,
+    package static func batchedWriter(disk: any DiskFile, id: Int, plan: Plan, log: QueueRaceLog,
                                      choose: (Int, Int, Int, inout SeededRandom) -> Op) {
         do {
             let q = try disk.makeQueue(QueueOptions(depth: 8, queueID: id, engine: .uring))
@@ -170,7 +170,7 @@ public enum MultiQueueHarness {
     /// Keeps up to `depth` requests in flight on `queue` until `total` have completed:
     /// `issue(n, slot)` queues request number `n` (0..<total) with `userData` = `slot`, a free
     /// index in 0..<depth the request owns until `complete(completion, slot)` is called.
-    public static func pipeline(_ queue: any AsyncIo, total: Int, depth: Int,
+    package static func pipeline(_ queue: any AsyncIo, total: Int, depth: Int,
                                 issue: (Int, Int) throws -> Void, complete: (IoCompletion, Int) -> Void) throws {
         var free = Array(0..<depth), next = 0, inFlight = 0
         while next < total || inFlight > 0 {
@@ -192,7 +192,7 @@ public enum MultiQueueHarness {
     /// Reads every zone of `plan` back at once, one fresh queue per zone (queue IDs 10 and up)
     /// on its own thread, and logs each zone whose bytes differ from `expected` (index 0 =
     /// guest offset `base`) or whose read fails.
-    public static func readBack(disk: any DiskFile, plan: Plan, queues: Int, expected: [UInt8], base: UInt64 = 0,
+    package static func readBack(disk: any DiskFile, plan: Plan, queues: Int, expected: [UInt8], base: UInt64 = 0,
                                 log: QueueRaceLog, timeout: Double = Progress.defaultTimeout) throws {
         try onThreads(queues, "readers", timeout: timeout) { t in
             do {
