@@ -61,7 +61,7 @@ fuzz: deps
 # docs/FUZZING.md's table. FUZZ_END=HH:MM (UTC) ends it earlier. See docs/FUZZING.md.
 FUZZ_HOURS ?= 1
 fuzz-campaign: deps
-	@FUZZ_END=$(FUZZ_END) bash scripts/fuzz/campaign.sh $(FUZZ_HOURS)
+	@FUZZ_END=$(FUZZ_END) FUZZ_GOAL=$(FUZZ_GOAL) bash scripts/fuzz/campaign.sh $(FUZZ_HOURS)
 
 clean:
 	rm -rf .build .build-fuzz

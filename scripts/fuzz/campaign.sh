@@ -9,7 +9,10 @@
 # of the merged corpus (cov/ft), crashes found. Commit the corpus and the rows afterwards.
 #   usage: scripts/fuzz/campaign.sh HOURS [TARGET...]      (make fuzz-campaign FUZZ_HOURS=N)
 # Environment: FUZZ_END=HH:MM (UTC): end by then even if HOURS says later (merges included);
-# FUZZ_PARALLEL (default 1): targets at once. Crash inputs stay in fuzz-crashes/campaign/TARGET/;
+# FUZZ_PARALLEL (default 1): targets at once; FUZZ_GOAL=N: a target stops once its cumulative
+# executions (the table's last row plus this run) reach N, and with FUZZ_END each target may
+# run until the end instead of an equal share, so the targets given first reach the goal and
+# the ones after get what is left (a target already at the goal is skipped). Crash inputs stay in fuzz-crashes/campaign/TARGET/;
 # logs in .build-fuzz/campaign/. Exit status 1 when a target crashed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -40,7 +43,9 @@ fi
 jobs=${FUZZ_PARALLEL:-1}
 slots=$(( (${#tlist[@]} + jobs - 1) / jobs ))
 per=$(( total / slots - 60 ))
-if [ "$per" -lt 10 ]; then echo "campaign: $total s is too little for ${#tlist[@]} targets" >&2; exit 2; fi
+end_epoch=$(( $(date +%s) + total ))
+goal=${FUZZ_GOAL:-}
+if [ "$per" -lt 10 ] && [ -z "$goal" ]; then echo "campaign: $total s is too little for ${#tlist[@]} targets" >&2; exit 2; fi
 echo "campaign: ${#tlist[@]} targets, $per s each, $jobs at a time, at nice 19 (until about $(date -u -d "@$(( $(date +%s) + total ))" +%H:%M) UTC)"
 
 dict_of() {
@@ -64,10 +69,21 @@ one() {
     [ -d "Fuzz/regressions/$t" ] && extra+=("Fuzz/regressions/$t")
     local dict=()
     [ -f "$(dict_of "$t")" ] && dict=(-dict="$(dict_of "$t")")
+    local seconds=$per runs=()
+    if [ -n "$goal" ]; then
+        local need workers
+        need=$(( goal - $(cumulative_of "$t") ))
+        if [ "$need" -le 0 ]; then echo "campaign $t: already at $(commas "$goal") executions; skipped"; return 0; fi
+        workers=${FUZZ_WORKERS:-$( [ "$(nproc 2>/dev/null || echo 1)" -ge 2 ] && echo 2 || echo 1 )}
+        runs=(-runs=$(( need / workers + 1 )))
+        # Until the end less a minute and a half for the merge, or the equal share without an end.
+        [ -n "${FUZZ_END:-}" ] && seconds=$(( end_epoch - $(date +%s) - 90 ))
+        if [ "$seconds" -lt 60 ]; then echo "campaign $t: no time left; skipped"; return 0; fi
+    fi
     local line
-    line=$(nice -n 19 bash scripts/fuzz/fuzz-one.sh "$b" "$t" "$per" "fuzz-crashes/campaign/$t" "$log" \
+    line=$(nice -n 19 bash scripts/fuzz/fuzz-one.sh "$b" "$t" "$seconds" "fuzz-crashes/campaign/$t" "$log" \
         "$new" ".build-fuzz/seeds/$t" "${extra[@]}" "${dict[@]}" \
-        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0)
+        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0 "${runs[@]}")
     local execs crashes
     execs=$(sed -n 's/.*: \([0-9]*\) execs.*/\1/p' <<< "$line")
     crashes=$(sed -n 's/.* \([0-9]*\) crashes.*/\1/p' <<< "$line")
