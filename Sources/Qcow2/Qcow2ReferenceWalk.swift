@@ -96,6 +96,10 @@ struct Qcow2ReferenceWalk {
     private var blockCache = TableCache<[UInt8]>(capacity: 64)
     /// The refcount block ``onDisk(_:)`` used last (consecutive clusters share it).
     private var lastBlock: (ti: Int, bytes: [UInt8]) = (-1, [])
+    /// L2 tables this walk read, when the image has snapshots: their L1 tables mostly point
+    /// at the same L2 tables as the active one, which were read again for every snapshot
+    /// (at most 16 MiB of tables; nil without snapshots, where each table is read once).
+    private var l2Seen: TableCache<[UInt64]>?
 
     /// Sets up a walk of the image `metadata` belongs to; with `live`, L1, L2 tables and
     /// refcounts come from its caches first (allocations not yet flushed), else from the file.
@@ -114,6 +118,7 @@ struct Qcow2ReferenceWalk {
         report.totalClusters = (h.size + cs - 1) / cs
         if recordUses { uses = [UInt8](repeating: 0, count: nb) }
         pending = live ? metadata.pendingReleases : [:]
+        if !metadata.snapshots.isEmpty { l2Seen = TableCache(capacity: max(4, Int((16 << 20) / cs))) }
     }
 
     /// The image path, for errors.
@@ -245,7 +250,7 @@ struct Qcow2ReferenceWalk {
             if l2off & (cs - 1) != 0 { problem("ERROR l2_offset=\(hex(l2off)): Table is not cluster aligned; L1 entry corrupted") }
             // QEMU reads such a table as zeroes (no references); it is not read here at all.
             if !inFile { done += 1; continue }
-            let t = try reader.l2(at: l2off, clusterSize: cs)
+            let t = try l2Table(at: l2off)
             if let observer, !observer.countsL2(t, at: l2off, by: referrer) { done += 1; continue }
             checkL2(t, active: active)
             done += 1
@@ -253,6 +258,15 @@ struct Qcow2ReferenceWalk {
                 throw BlockError(.cancelled, "reference walk cancelled", path: path)
             }
         }
+    }
+
+    /// The L2 table at `offset`: from ``l2Seen`` when an earlier L1 table of this walk
+    /// pointed at it, else read (and kept when there are snapshots).
+    mutating func l2Table(at offset: UInt64) throws(BlockError) -> [UInt64] {
+        if let t = l2Seen?.get(offset) { return t }
+        let t = try reader.l2(at: offset, clusterSize: cs)
+        l2Seen?.put(offset, t)
+        return t
     }
 
     mutating func checkL2(_ t: [UInt64], active: Bool) {

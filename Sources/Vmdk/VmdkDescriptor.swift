@@ -1,4 +1,4 @@
-import BlockIO
+@_spi(Fuzzing) import BlockIO
 import BlockInspect
 import BlockMap
 
@@ -178,6 +178,9 @@ public struct VmdkDescriptor: Sendable, Equatable {
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             let first = trimmed.prefix { $0 != " " && $0 != "\t" && $0 != "=" }
             if let access = Access(rawValue: String(first)), trimmed.dropFirst(first.count).first != "=" {
+                if extents.count == FuzzingLimits.vmdkExtents {
+                    throw fail(lineNo, "more than \(FuzzingLimits.vmdkExtents) extents (the fuzz targets' bound)")
+                }
                 extents.append(try parseExtent(trimmed, access: access, line: lineNo, fail: fail))
                 continue
             }
@@ -219,23 +222,7 @@ public struct VmdkDescriptor: Sendable, Equatable {
     /// false)` gives them, found on the UTF-8 bytes instead of by grapheme breaking (which was
     /// a third of the parser's time): a "\n" is a character of its own unless a "\r" comes
     /// just before it, where the two are one character ("\r\n") that does not end a line.
-    static func vmdkLines(_ text: String) -> [Substring] {
-        var lines: [Substring] = []
-        let utf8 = text.utf8
-        var start = utf8.startIndex, afterCR = false
-        var i = utf8.startIndex
-        while i != utf8.endIndex {
-            let b = utf8[i]
-            if b == 0x0a && !afterCR {
-                lines.append(text[start..<i])
-                start = utf8.index(after: i)
-            }
-            afterCR = b == 0x0d
-            i = utf8.index(after: i)
-        }
-        lines.append(text[start...])
-        return lines
-    }
+    static func vmdkLines(_ text: String) -> VmdkLines { VmdkLines(text: text) }
 
     private static func parseExtent(_ s: Substring, access: Access, line: Int, fail: (Int, String) -> BlockError) throws(BlockError) -> Extent {
         var rest = s.dropFirst(access.rawValue.count)
@@ -304,5 +291,38 @@ extension Substring {
         while let c = s.first, c == " " || c == "\t" { s = s.dropFirst() }
         while let c = s.last, c == " " || c == "\t" { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// The lines of a descriptor, found on its UTF-8 bytes one at a time (the parser stops at the
+/// first bad line without splitting the rest of up to 1 MiB of text). A "\n" right after a
+/// "\r" is part of the one character "\r\n" and ends no line, as `split(separator: "\n")` on
+/// the `String` does.
+struct VmdkLines: Sequence, IteratorProtocol {
+    let text: String
+    private var start: String.Index
+    private var done = false
+
+    init(text: String) {
+        self.text = text
+        start = text.utf8.startIndex
+    }
+
+    mutating func next() -> Substring? {
+        if done { return nil }
+        let utf8 = text.utf8
+        var i = start, afterCR = false
+        while i != utf8.endIndex {
+            let b = utf8[i]
+            if b == 0x0a && !afterCR {
+                let line = text[start..<i]
+                start = utf8.index(after: i)
+                return line
+            }
+            afterCR = b == 0x0d
+            i = utf8.index(after: i)
+        }
+        done = true
+        return text[start...]
     }
 }

@@ -36,4 +36,20 @@ import TestSupport
         }
         #expect(try qemuCanWrite(img), "the lock of a dropped disk was not released")
     }
+
+    @Test("ignoreLocks takes no lock: qemu-io writes while the disk is open for writing")
+    func ignoreLocksTakesNoLock() throws {
+        let dir = try TestSupport.makeTempDir("lock-none"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/c.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "16M"])
+        var o = OpenOptions(writable: true)
+        o.ignoreLocks = true
+        let disk = try openDisk(img, options: o)
+        #expect(try qemuCanWrite(img), "blockscope took a lock with ignoreLocks")
+        try disk.close()
+        // The same open without the option does take it (the test can fail).
+        let locked = try openDisk(img, options: OpenOptions(writable: true))
+        #expect(try !qemuCanWrite(img))
+        try locked.close()
+    }
 }

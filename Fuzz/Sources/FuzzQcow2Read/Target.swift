@@ -14,13 +14,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
         o.format = .qcow2
         for (i, s) in q.metadata.snapshots.prefix(3).enumerated() {
             o.snapshot = s.name
-            guard let view = try? openDisk(Sandbox.shared.imagePath, options: o) else { continue }
+            guard let view = PhaseTimer.measure("views: open", { try? openDisk(Sandbox.shared.imagePath, options: o) }) else { continue }
             // No check: a view's check walks the same file as the image's did (the header's
             // L1 and every snapshot's), so it repeated that work, up to 3 times an input.
             // Info on the first view only: a view's info differs from the image's in the
             // virtual size alone and lists every snapshot again (docs/FUZZING.md, "Throughput").
             Exercise.inspectAndRead(view, maxExtents: 16, sequentialBytes: 256 << 10, info: i == 0, check: false)
-            Exercise.close(view)
+            PhaseTimer.measure("views: close") { Exercise.close(view) }
         }
     }
     return 0

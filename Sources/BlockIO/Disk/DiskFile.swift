@@ -61,7 +61,8 @@ public struct OpenOptions: Sendable {
     public var engine: EngineKind = .auto
     /// Open data files with `O_DIRECT`.
     public var direct: Bool = false
-    /// Skip QEMU's image locks (tests of the lock code only).
+    /// Neither take nor test QEMU's image locks (``openDisk``): for tests that open one image
+    /// twice on purpose and for the fuzz sandbox; never set from the command line.
     public var ignoreLocks: Bool = false
     /// Maximum backing-chain depth before the open is refused.
     public var maxBackingDepth: Int = 16
