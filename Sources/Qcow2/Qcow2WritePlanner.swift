@@ -262,6 +262,16 @@ extension QcowMetadata {
     func planLocked(_ s: inout QcowMetadataState, _ offset: UInt64, _ end: UInt64, zeroData: Bool, _ p: inout PlanScratch) throws(BlockError) {
         let cs = header.clusterSize, scs = header.subclusterSize
         let ext = header.extendedL2, extData = header.hasExternalData
+        // Room for one record and one piece per cluster at once: a fresh image's tables grew
+        // from empty by doubling, rehashing every record each time (a 256 KiB write over 512-byte clusters
+        // added 512; docs/FUZZING.md, "Throughput", fourth pass).
+        let clusters = end > offset ? Int(((end - 1) >> cb) - (offset >> cb) + 1) : 0
+        if clusters > 1 {
+            s.w.records.reserveCapacity(s.w.records.count + clusters)
+            s.w.busy.reserveCapacity(s.w.busy.count + clusters)
+            p.out.reserveCapacity(p.out.count + clusters)
+            p.created.reserveCapacity(p.created.count + clusters)
+        }
         var pos = offset
         while pos < end {
             let c = pos >> cb
@@ -386,13 +396,15 @@ extension QcowMetadata {
         var out: [Qcow2ClusterWrite] = []
         out.reserveCapacity(pieces.count)
         for p in pieces {
-            if var last = out.last, last.fills.isEmpty, p.fills.isEmpty, last.zeroData == p.zeroData,
+            if let last = out.last, last.fills.isEmpty, p.fills.isEmpty, last.zeroData == p.zeroData,
                last.dataOffsetInSpan == 0, p.dataOffsetInSpan == 0, last.spanLength == last.length, p.spanLength == p.length,
                last.guestOffset + last.length == p.guestOffset, last.hostOffset + last.spanLength == p.hostOffset {
-                last.length += p.length
-                last.spanLength += p.spanLength
-                last.tokens += p.tokens
-                out[out.count - 1] = last
+                // In place: a copy of the last piece shared its token array with `out`, so
+                // each append copied every token so far (quadratic in the pieces merged).
+                let i = out.count - 1
+                out[i].length += p.length
+                out[i].spanLength += p.spanLength
+                out[i].tokens.append(contentsOf: p.tokens)
             } else {
                 out.append(p)
             }
