@@ -33,6 +33,16 @@ final class NbdTransmission {
     static let maxExtents = 16 << 10
     /// Largest chunk a NO_HOLE write-zeroes request writes at once.
     static let zeroChunk = 1 << 20
+    /// The zeroes every connection's NO_HOLE write-zeroes writes from: one buffer for the
+    /// process, written once (so its pages are its own, not the kernel's shared zero page,
+    /// whatever an `O_DIRECT` write does with them) and only read after that. Each connection
+    /// zeroed a megabyte of its own before: 256 page faults and a memset at its first such
+    /// request, 12% of the `nbd` fuzz target's time, where every input is a connection.
+    static let zeroBuffer: AlignedBuffer = {
+        let z = AlignedBuffer(count: zeroChunk)
+        z.bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        return z
+    }()
 
     enum Receiving { case header, payload(slot: Int, got: Int), skip(slot: Int, left: Int) }
 
@@ -63,7 +73,6 @@ final class NbdTransmission {
     var rpos = 0, wpos = 0
     var receiving = Receiving.header
     var transientBytes = 0
-    var zeroes: AlignedBuffer? = nil
     var queue: (any AsyncIo)! = nil
     var needSubmit = false
     /// Set when the connection stops taking requests; says why (for the log line).
@@ -365,13 +374,7 @@ final class NbdTransmission {
     /// it; with FUA the queue's flush runs once, after every part.
     private func writeZeroChunks(_ s: Int) {
         let r = slots[s].request
-        let chunk = min(Int(r.length), Self.zeroChunk)
-        if zeroes == nil || zeroes!.count < chunk {
-            let z = AlignedBuffer(count: Self.zeroChunk)
-            z.bytes.initializeMemory(as: UInt8.self, repeating: 0)
-            zeroes = z
-        }
-        let z = zeroes!
+        let z = Self.zeroBuffer
         markMutation(s)
         let t = tag(s)
         frontEnd?.origin(clientTag: r.handle, receivedNs: slots[s].start)

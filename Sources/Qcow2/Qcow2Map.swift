@@ -87,7 +87,17 @@ extension Qcow2Disk: InspectableDisk {
                     }
                 }
                 let bend = min(end, b.logicalSize)
-                for e in backingMap! where e.start + e.length > pos && e.start < bend {
+                // The backing map is in guest order: start at the first extent that ends past
+                // `pos` (a binary search; scanning it from the start for every unallocated
+                // range made map quadratic in ranges × backing extents).
+                let bm = backingMap!
+                var lo = 0, hi = bm.count
+                while lo < hi {
+                    let mid = (lo + hi) / 2
+                    if bm[mid].start + bm[mid].length <= pos { lo = mid + 1 } else { hi = mid }
+                }
+                for e in bm[lo...] {
+                    if e.start >= bend { break }
                     let s = max(e.start, pos), t = min(e.start + e.length, bend)
                     try push(MapExtent(start: s, length: t - s, depth: e.depth + 1, present: e.present, zero: e.zero, data: e.data,
                                        offset: e.offset.map { $0 + (s - e.start) }, detail: detail ? (e.detail ?? "backing") : nil))

@@ -211,11 +211,35 @@ public final class VmdkGrainMap: @unchecked Sendable {
 
     /// The state of grain `grain` (counted from the extent's start).
     public func state(_ grain: UInt64) throws(BlockError) -> VmdkGrainState {
-        let ti = Int(grain / UInt64(tableEntries))
-        if ti >= directory.count { throw BlockError(.outOfBounds, "vmdk: grain \(grain) is past the grain directory", path: file.path, operation: "read") }
-        let t = try table(ti)
+        let t = try tableHolding(grain)
         if t.isEmpty { return .unallocated }
         return try decode(t[Int(grain % UInt64(tableEntries))], grain: grain)
+    }
+
+    /// The raw entries of the grain table that holds grain `grain` (empty when the directory
+    /// has none there); fails past the directory.
+    func tableHolding(_ grain: UInt64) throws(BlockError) -> [UInt64] {
+        let ti = Int(grain / UInt64(tableEntries))
+        if ti >= directory.count { throw BlockError(.outOfBounds, "vmdk: grain \(grain) is past the grain directory", path: file.path, operation: "read") }
+        return try table(ti)
+    }
+
+    /// What ``state(_:)`` says of each grain of `first..<end`, which lie in one grain table,
+    /// read and decoded in one go (`map` and `check` walked a 5.7 GiB disk a grain and a lock
+    /// at a time: 94,000 steps): `noTable` when the directory has no table there (every grain
+    /// unallocated); else the states in order up to the first grain that fails, whose error is
+    /// `failure`.
+    func tableStates(_ first: UInt64, _ end: UInt64) -> (states: [VmdkGrainState], noTable: Bool, failure: (grain: UInt64, error: BlockError)?) {
+        let t: [UInt64]
+        do throws(BlockError) { t = try tableHolding(first) } catch { return ([], false, (first, error)) }
+        if t.isEmpty { return ([], true, nil) }
+        var out: [VmdkGrainState] = []
+        out.reserveCapacity(Int(end - first))
+        let per = UInt64(tableEntries)
+        for grain in first..<end {
+            do throws(BlockError) { out.append(try decode(t[Int(grain % per)], grain: grain)) } catch { return (out, false, (grain, error)) }
+        }
+        return (out, false, nil)
     }
 
     /// The raw entry of grain `grain` (nil when its grain table is not allocated).

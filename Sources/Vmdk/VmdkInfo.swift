@@ -60,7 +60,15 @@ extension VmdkDisk {
             if parentMap == nil { parentMap = try (parent as? any InspectableDisk)?.mapExtents() ?? [MapExtent(start: 0, length: parent.logicalSize, depth: 0, present: true, zero: false, data: true)] }
             var pos = start
             let end = start + n
-            for pe in parentMap! where pe.start + pe.length > pos && pe.start < end {
+            // The parent's map is in guest order: start at its first extent ending past `pos`.
+            let pm = parentMap!
+            var lo = 0, hi = pm.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if pm[mid].start + pm[mid].length <= pos { lo = mid + 1 } else { hi = mid }
+            }
+            for pe in pm[lo...] {
+                if pe.start >= end { break }
                 let s = max(pe.start, pos), t = min(pe.start + pe.length, end)
                 var x = pe
                 x.start = s
@@ -94,20 +102,35 @@ extension VmdkDisk {
                 }
                 continue
             }
-            var pos = e.guestStart
-            while pos < e.guestEnd {
-                let rel = pos - e.guestStart
-                let n = min(g.grainBytes, e.guestEnd - pos)
-                let state = try lock.locked { () throws(BlockError) in try g.state(rel / g.grainBytes) }
-                switch state {
-                case .unallocated: try fromParent(pos, n)
-                case .zero: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: true, data: false))
-                case let .data(host):
-                    // qemu looks into the file's holes for flat extents only (BDRV_BLOCK_RECURSE).
-                    appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, offset: host))
-                case .compressed: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, detail: "compressed"))
+            // A grain table at a time: one lock per table, and a table the directory lacks is
+            // one unallocated span.
+            let grains = (e.guestEnd - e.guestStart + g.grainBytes - 1) / g.grainBytes
+            let per = UInt64(g.tableEntries)
+            var grain: UInt64 = 0
+            while grain < grains {
+                let end = min(grains, (grain / per + 1) * per)
+                let first = grain
+                let r = lock.run { g.tableStates(first, end) }
+                let start = e.guestStart + grain * g.grainBytes
+                if r.noTable {
+                    try fromParent(start, min(e.guestEnd, e.guestStart + end * g.grainBytes) - start)
+                    grain = end
+                    continue
                 }
-                pos += n
+                for (k, state) in r.states.enumerated() {
+                    let pos = start + UInt64(k) * g.grainBytes
+                    let n = min(g.grainBytes, e.guestEnd - pos)
+                    switch state {
+                    case .unallocated: try fromParent(pos, n)
+                    case .zero: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: true, data: false))
+                    case let .data(host):
+                        // qemu looks into the file's holes for flat extents only (BDRV_BLOCK_RECURSE).
+                        appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, offset: host))
+                    case .compressed: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, detail: "compressed"))
+                    }
+                }
+                if let f = r.failure { throw f.error }
+                grain = end
             }
         }
         return out
@@ -128,28 +151,36 @@ extension VmdkDisk {
             let grains = (e.length + g.grainBytes - 1) / g.grainBytes
             r.totalClusters += grains
             var last: UInt64?
-            for grain in 0..<grains {
-                let state: VmdkGrainState
-                do { state = try lock.locked { () throws(BlockError) in try g.state(grain) } } catch let err {
+            let per = UInt64(g.tableEntries)
+            var first: UInt64 = 0
+            while first < grains {
+                // A grain table at a time, under one lock (see mapExtents).
+                let end = min(grains, (first / per + 1) * per), from = first
+                let t = lock.run { g.tableStates(from, end) }
+                first = end
+                for (k, state) in t.states.enumerated() {
+                    let grain = from + UInt64(k)
+                    switch state {
+                    case let .data(h), let .compressed(h):
+                        r.allocatedClusters += 1
+                        if case .compressed = state { r.compressedClusters += 1 }
+                        if h >= size {
+                            r.corruptions += 1
+                            r.checkErrors += 1
+                            r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))) points to \(hex(h)), after the end of the file (\(hex(size)))")
+                            break outer
+                        }
+                        if let l = last, l != h { r.fragmentedClusters += 1 }
+                        last = h + g.grainBytes
+                    default: break
+                    }
+                }
+                if let (grain, err) = t.failure {
                     // qemu-img stops here with "Check failed" (exit 1) after counting one corruption.
                     r.corruptions += 1
                     r.checkErrors += 1
                     r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))): \(err.message)")
                     break outer
-                }
-                switch state {
-                case let .data(h), let .compressed(h):
-                    r.allocatedClusters += 1
-                    if case .compressed = state { r.compressedClusters += 1 }
-                    if h >= size {
-                        r.corruptions += 1
-                        r.checkErrors += 1
-                        r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))) points to \(hex(h)), after the end of the file (\(hex(size)))")
-                        break outer
-                    }
-                    if let l = last, l != h { r.fragmentedClusters += 1 }
-                    last = h + g.grainBytes
-                default: break
                 }
             }
         }
