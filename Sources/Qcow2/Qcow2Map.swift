@@ -87,16 +87,9 @@ extension Qcow2Disk: InspectableDisk {
                     }
                 }
                 let bend = min(end, b.logicalSize)
-                // The backing map is in guest order: start at the first extent that ends past
-                // `pos` (a binary search; scanning it from the start for every unallocated
-                // range made map quadratic in ranges × backing extents).
+                // Start at the backing map's first extent that ends past `pos`.
                 let bm = backingMap!
-                var lo = 0, hi = bm.count
-                while lo < hi {
-                    let mid = (lo + hi) / 2
-                    if bm[mid].start + bm[mid].length <= pos { lo = mid + 1 } else { hi = mid }
-                }
-                for e in bm[lo...] {
+                for e in bm[firstExtentIndex(endingAfter: pos, in: bm)...] {
                     if e.start >= bend { break }
                     let s = max(e.start, pos), t = min(e.start + e.length, bend)
                     try push(MapExtent(start: s, length: t - s, depth: e.depth + 1, present: e.present, zero: e.zero, data: e.data,

@@ -62,12 +62,7 @@ extension VmdkDisk {
             let end = start + n
             // The parent's map is in guest order: start at its first extent ending past `pos`.
             let pm = parentMap!
-            var lo = 0, hi = pm.count
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if pm[mid].start + pm[mid].length <= pos { lo = mid + 1 } else { hi = mid }
-            }
-            for pe in pm[lo...] {
+            for pe in pm[firstExtentIndex(endingAfter: pos, in: pm)...] {
                 if pe.start >= end { break }
                 let s = max(pe.start, pos), t = min(pe.start + pe.length, end)
                 var x = pe

@@ -53,6 +53,19 @@ public struct MapExtent: Sendable, Equatable {
     }
 }
 
+/// The index of the first of `extents` (in guest order, not overlapping: a map) that ends
+/// after `offset`, by binary search; `extents.count` when none does. `map` of an image over a
+/// backing file or parent starts there for each unallocated range instead of scanning the
+/// backing image's map from its start (quadratic in ranges × backing extents).
+package func firstExtentIndex(endingAfter offset: UInt64, in extents: [MapExtent]) -> Int {
+    var lo = 0, hi = extents.count
+    while lo < hi {
+        let mid = (lo + hi) / 2
+        if extents[mid].start + extents[mid].length <= offset { lo = mid + 1 } else { hi = mid }
+    }
+    return lo
+}
+
 /// Merges adjacent extents as qemu-img map does.
 public func mergeExtents(_ extents: [MapExtent]) -> [MapExtent] {
     var out: [MapExtent] = []
