@@ -163,7 +163,10 @@ public struct Qcow2Header: Sendable, Equatable {
         }
         if h.cryptMethod > 2 { throw bad("unknown encryption method \(h.cryptMethod)", .unsupportedFeature) }
         if h.backingFileOffset != 0 {
-            if h.backingFileSize > 1023 || h.backingFileOffset + UInt64(h.backingFileSize) > min(h.clusterSize, fileSize) {
+            // The end is computed without overflow: an offset near 2^64 trapped here (found by
+            // qcow2-write; qemu-img: "Invalid backing file offset").
+            let (end, wrapped) = h.backingFileOffset.addingReportingOverflow(UInt64(h.backingFileSize))
+            if h.backingFileSize > 1023 || wrapped || end > min(h.clusterSize, fileSize) {
                 throw bad("backing file name (offset \(hex(h.backingFileOffset)), \(h.backingFileSize) bytes) does not fit in the first cluster")
             }
         }

@@ -109,6 +109,25 @@ import TestSupport
         #expect(a[Int(l2)..<Int(l2) + 4096] == b[Int(l2)..<Int(l2) + 4096], "the old L2 (a data cluster now) untouched by both")
     }
 
+    @Test func qcow2HeaderWithABackingFileOffsetNearTwoToThe64IsRefusedAsByQemu() throws {
+        // crash-078e… (campaign 2026-12-05): backing_file_offset 0xffffffffffffffff with a
+        // 10-byte name; the header parser added the two and trapped ("arithmetic overflow").
+        // qemu-img refuses the file ("Invalid backing file offset").
+        let dir = try TestSupport.makeTempDir("fuzz-qcow2-backing-offset"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/o.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
+        try patch(img, at: 8, bytes(UInt64.max) + [0, 0, 0, 10])   // backing_file_offset, backing_file_size
+        let before = try TestSupport.readFile(img)
+        let q = try TestSupport.run("qemu-img", ["info", img])
+        #expect(q.status != 0 && q.stderr.contains("Invalid backing file offset"), "qemu-img refuses it: \(q.stderr)")
+        for args in [["info", img], ["check", img], ["map", img]] {
+            let r = try TestSupport.blockscope(args)
+            #expect(r.status == 1, "\(args[0]): one error, not a trap (status \(r.status)): \(r.stderr)")
+            #expect(r.stderr.contains("backing file name (offset 0xffffffffffffffff, 10 bytes) does not fit in the first cluster"), "\(args[0]): \(r.stderr)")
+        }
+        #expect(try TestSupport.readFile(img) == before, "the file is unchanged")
+    }
+
     func patch(_ path: String, at offset: UInt64, _ bytes: [UInt8]) throws {
         let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path)); defer { try? h.close() }
         try h.seek(toOffset: offset); try h.write(contentsOf: Data(bytes))
