@@ -3,6 +3,27 @@ import BlockInspect
 import BlockMap
 
 extension VmdkDisk {
+    /// Visits grains `0..<grains` of sparse extent map `g` a grain table at a time: each
+    /// table's states are read and decoded at once under the disk's lock (not a lock and a
+    /// lookup per grain: a 5.7 GiB stream-optimized disk is 94,000 grains), then
+    /// `body(first, states)` runs without it for grains `first..<first + states.count`; `nil`
+    /// states mean the directory has no table there, so all of `first..<end` is unallocated
+    /// (`end` is the table's end, clamped to `grains`). A grain whose entry cannot be decoded
+    /// ends the walk after the states before it: `failed(grain, error)` runs then. `body`
+    /// returning false stops the walk. `map`, `check` and the structure walk go through here.
+    func forEachGrainTable(_ g: VmdkGrainMap, grains: UInt64,
+                           _ body: (_ first: UInt64, _ end: UInt64, _ states: [VmdkGrainState]?) throws(BlockError) -> Bool,
+                           failed: (_ grain: UInt64, _ error: BlockError) throws(BlockError) -> Void) throws(BlockError) {
+        let per = UInt64(g.tableEntries)
+        var first: UInt64 = 0
+        while first < grains {
+            let end = min(grains, (first / per + 1) * per), from = first
+            let t = lock.run { g.tableStates(from, end) }
+            first = end
+            guard try body(from, end, t.noTable ? nil : t.states) else { return }
+            if let (grain, error) = t.failure { try failed(grain, error); return }
+        }
+    }
     /// qemu-img info's keys for vmdk (`format-specific.data`: cid, parent-cid, create-type,
     /// extents) plus a `blockscope` object with each extent's grain directory.
     public func info() throws(BlockError) -> JSONValue {
@@ -97,22 +118,16 @@ extension VmdkDisk {
                 }
                 continue
             }
-            // A grain table at a time: one lock per table, and a table the directory lacks is
+            // A grain table at a time (``forEachGrainTable``); a table the directory lacks is
             // one unallocated span.
             let grains = (e.guestEnd - e.guestStart + g.grainBytes - 1) / g.grainBytes
-            let per = UInt64(g.tableEntries)
-            var grain: UInt64 = 0
-            while grain < grains {
-                let end = min(grains, (grain / per + 1) * per)
-                let first = grain
-                let r = lock.run { g.tableStates(first, end) }
-                let start = e.guestStart + grain * g.grainBytes
-                if r.noTable {
+            try forEachGrainTable(g, grains: grains, { (first, end, states) throws(BlockError) -> Bool in
+                let start = e.guestStart + first * g.grainBytes
+                guard let states else {
                     try fromParent(start, min(e.guestEnd, e.guestStart + end * g.grainBytes) - start)
-                    grain = end
-                    continue
+                    return true
                 }
-                for (k, state) in r.states.enumerated() {
+                for (k, state) in states.enumerated() {
                     let pos = start + UInt64(k) * g.grainBytes
                     let n = min(g.grainBytes, e.guestEnd - pos)
                     switch state {
@@ -124,9 +139,8 @@ extension VmdkDisk {
                     case .compressed: appendMerging(&out, MapExtent(start: pos, length: n, depth: 0, present: true, zero: false, data: true, detail: "compressed"))
                     }
                 }
-                if let f = r.failure { throw f.error }
-                grain = end
-            }
+                return true
+            }, failed: { (_, error) throws(BlockError) in throw error })
         }
         return out
     }
@@ -146,14 +160,10 @@ extension VmdkDisk {
             let grains = (e.length + g.grainBytes - 1) / g.grainBytes
             r.totalClusters += grains
             var last: UInt64?
-            let per = UInt64(g.tableEntries)
-            var first: UInt64 = 0
-            while first < grains {
-                // A grain table at a time, under one lock (see mapExtents).
-                let end = min(grains, (first / per + 1) * per), from = first
-                let t = lock.run { g.tableStates(from, end) }
-                first = end
-                for (k, state) in t.states.enumerated() {
+            var stop = false
+            // A grain table at a time (``forEachGrainTable``).
+            try forEachGrainTable(g, grains: grains, { (from, _, states) throws(BlockError) -> Bool in
+                for (k, state) in (states ?? []).enumerated() {
                     let grain = from + UInt64(k)
                     switch state {
                     case let .data(h), let .compressed(h):
@@ -163,21 +173,23 @@ extension VmdkDisk {
                             r.corruptions += 1
                             r.checkErrors += 1
                             r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))) points to \(hex(h)), after the end of the file (\(hex(size)))")
-                            break outer
+                            stop = true
+                            return false
                         }
                         if let l = last, l != h { r.fragmentedClusters += 1 }
                         last = h + g.grainBytes
                     default: break
                     }
                 }
-                if let (grain, err) = t.failure {
-                    // qemu-img stops here with "Check failed" (exit 1) after counting one corruption.
-                    r.corruptions += 1
-                    r.checkErrors += 1
-                    r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))): \(err.message)")
-                    break outer
-                }
-            }
+                return true
+            }, failed: { (grain, err) throws(BlockError) in
+                // qemu-img stops here with "Check failed" (exit 1) after counting one corruption.
+                r.corruptions += 1
+                r.checkErrors += 1
+                r.messages.append("\(e.path ?? path): grain \(grain) (guest \(hex(e.guestStart + grain * g.grainBytes))): \(err.message)")
+                stop = true
+            })
+            if stop { break outer }
         }
         // qemu-img check reports no image end offset for vmdk (several files); neither does this.
         return r

@@ -39,16 +39,20 @@ extension VmdkDisk: StructuredDisk {
         var regions = hostRegions()
         guard let e = shownExtent, let g = e.grains else { return HostUseMap(unit: 512, fileSize: try file.size(), regions: regions) }
         let grains = (e.length + g.grainBytes - 1) / g.grainBytes
-        for grain in 0..<grains {
-            if grain & 0xffff == 0, let progress, !progress(Double(grain) / Double(max(grains, 1))) {
+        // A grain table at a time (``forEachGrainTable``), as map and check walk them.
+        try forEachGrainTable(g, grains: grains, { (first, _, states) throws(BlockError) -> Bool in
+            if let progress, !progress(Double(first) / Double(max(grains, 1))) {
                 throw BlockError(.cancelled, "grain walk cancelled", path: path)
             }
-            switch try lock.locked({ () throws(BlockError) in try g.state(grain) }) {
-            case let .data(h): regions.append(HostRegion(kind: .payload, offset: h, length: g.grainBytes, label: "grain"))
-            case let .compressed(h): regions.append(HostRegion(kind: .compressed, offset: h, length: 512, label: "compressed grain"))
-            default: break
+            for state in states ?? [] {
+                switch state {
+                case let .data(h): regions.append(HostRegion(kind: .payload, offset: h, length: g.grainBytes, label: "grain"))
+                case let .compressed(h): regions.append(HostRegion(kind: .compressed, offset: h, length: 512, label: "compressed grain"))
+                default: break
+                }
             }
-        }
+            return true
+        }, failed: { (_, error) throws(BlockError) in throw error })
         _ = progress?(1)
         return HostUseMap(unit: 512, fileSize: try e.file!.size(), regions: regions)
     }

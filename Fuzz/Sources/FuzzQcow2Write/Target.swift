@@ -22,7 +22,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
 /// write target's property does not hold there and such images are not written.
 func metadataClusterIsAlsoData(_ q: Qcow2Disk) -> Bool {
     let m = q.metadata
-    let cs = m.header.clusterSize, mask: UInt64 = 0x00ff_ffff_ffff_fe00
+    let cs = m.header.clusterSize, mask = Qcow2Entry.offsetMask
     var meta = Set<UInt64>()
     func add(_ offset: UInt64, _ bytes: UInt64) {
         guard bytes > 0, offset < (1 << 56), bytes < (1 << 32) else { return }
@@ -36,7 +36,7 @@ func metadataClusterIsAlsoData(_ q: Qcow2Disk) -> Bool {
     let step = m.header.extendedL2 ? 2 : 1
     for e in l1 where e & mask != 0 {
         guard let t = try? m.l2TableWords(at: e & mask) else { continue }
-        for i in stride(from: 0, to: t.count, by: step) where t[i] & (1 << 62) == 0 && t[i] & mask != 0 {
+        for i in stride(from: 0, to: t.count, by: step) where t[i] & Qcow2Entry.compressed == 0 && t[i] & mask != 0 {
             if meta.contains((t[i] & mask) / cs) { return true }
         }
     }
