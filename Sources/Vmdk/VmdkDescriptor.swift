@@ -258,7 +258,7 @@ public struct VmdkDescriptor: Sendable, Equatable {
             throw fail(line, "\(type.rawValue) extent names no file")
         }
         if type == .flat && o.isEmpty { throw fail(line, "FLAT extent has no offset") }
-        if type != .flat && type != .vmfs && !o.isEmpty { throw fail(line, "\(type.rawValue) extent takes no offset") }
+        if type != .flat && !o.isEmpty { throw fail(line, "\(type.rawValue) extent takes no offset") }
         return Extent(access: access, sectors: sectors, type: type, file: file, offset: offset, line: line)
     }
 

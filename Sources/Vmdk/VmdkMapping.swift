@@ -64,6 +64,10 @@ extension VmdkDisk {
     public func mapForWrite(_ offset: UInt64, _ length: UInt64, queue: Int32, request: UInt64, sink: (any IoEventSink)?) throws(BlockError) -> [VmdkRegion] {
         try lock.locked { () throws(BlockError) in
             guard isWritable else { throw BlockError(.readOnly, "image is open read-only: cannot modify it", path: path, operation: "write") }
+            // The first write's CID rewrite is checked before anything is written: a
+            // descriptor that overlaps a grain table refuses the write with the file as it was
+            // (committing the entries first wrote the redundant table over the descriptor).
+            let cid = cidUpdated ? nil : try prepareCID()
             var out: [VmdkRegion] = []
             var pending: [(extent: Int, grain: UInt64, host: UInt64)] = []
             try forEachExtentPiece(offset, length) { (i, pos, n) throws(BlockError) in
@@ -100,8 +104,7 @@ extension VmdkDisk {
                 }
             }
             if !pending.isEmpty { try commit(pending, queue: queue, request: request, sink: sink) }
-            // After the mapping succeeded: a refused write leaves the file as it was.
-            if !cidUpdated { try updateCID() }
+            if let cid { try applyCID(cid) }
             return out
         }
     }
@@ -169,17 +172,20 @@ extension VmdkDisk {
                 }
             }
             guard all else { return false }
-            if !zeroGrains.isEmpty && !cidUpdated { try updateCID() }
+            if !zeroGrains.isEmpty && !cidUpdated, let cid = try prepareCID() { try applyCID(cid) }
             for (i, grain) in zeroGrains { try extents[i].grains!.setEntry(grain, sector: 1) }
             return true
         }
     }
 
-    /// Writes a new random CID into the descriptor (the first write after an open, as qemu
-    /// does: a child made over this image then no longer matches it).
-    func updateCID() throws(BlockError) {
-        cidUpdated = true
-        guard let place = descriptorPlace else { return }
+    /// The descriptor text with a new random CID (the first write after an open changes it,
+    /// as qemu does: a child made over this image then no longer matches it) and where it
+    /// goes, checked before anything is written. nil when the disk has no descriptor to
+    /// rewrite. Throws, leaving the file and ``cidUpdated`` as they were, when the text no
+    /// longer fits or an embedded descriptor overlaps the image's metadata: the write is then
+    /// refused, and so is every later one.
+    func prepareCID() throws(BlockError) -> CIDRewrite? {
+        guard let place = descriptorPlace else { return nil }
         var d = descriptor
         d.cid = UInt32.random(in: 1...UInt32.max - 1)
         var text = Array(d.text().utf8)
@@ -187,25 +193,42 @@ extension VmdkDisk {
             throw BlockError(.overflow, "vmdk: the descriptor (\(text.count) bytes) no longer fits its \(place.capacity) bytes", path: path, hostOffset: place.offset, operation: "write")
         }
         let first4 = try file.readBytes(at: 0, count: 4)
-        let separate = place.offset == 0 && !VmdkSparseHeader.isSparse(first4)
-        if separate {
-            try file.writeBytes(text, at: 0)
-            try file.truncate(to: UInt64(text.count))
-        } else {
-            // Only the old text is replaced (padded with zeroes to its length), not the whole
-            // region the header declares: a region that runs over the grain directories or
-            // tables (a damaged header's descriptor size) must not zero them. qemu likewise
-            // writes back only the bytes it read as the descriptor.
-            let size = try file.size()
-            let old = place.offset < size ? try file.readBytes(at: place.offset, count: Int(min(place.capacity, size - place.offset))) : []
-            let oldLength = old.firstIndex(of: 0) ?? old.count
-            if oldLength > text.count { text += [UInt8](repeating: 0, count: oldLength - text.count) }
-            if let g = extents.first(where: { $0.file === file })?.grains,
-               let what = g.metadataOverlap(place.offset, UInt64(text.count), besidesDescriptor: true) {
-                throw BlockError(.corruptImage, "vmdk: the embedded descriptor at \(hex(place.offset)) (\(text.count) bytes of text) overlaps \(what); rewriting its CID would corrupt the image", path: path, hostOffset: place.offset, operation: "write")
-            }
-            try file.writeBytes(text, at: place.offset)
+        if place.offset == 0 && !VmdkSparseHeader.isSparse(first4) { return CIDRewrite(descriptor: d, bytes: text, offset: 0, separate: true) }
+        // Only the old text is replaced (padded with zeroes to its length), not the whole
+        // region the header declares: a region that runs over the grain directories or
+        // tables (a damaged header's descriptor size) must not zero them. qemu likewise
+        // writes back only the bytes it read as the descriptor.
+        let size = try file.size()
+        let old = place.offset < size ? try file.readBytes(at: place.offset, count: Int(min(place.capacity, size - place.offset))) : []
+        let oldLength = old.firstIndex(of: 0) ?? old.count
+        if oldLength > text.count { text += [UInt8](repeating: 0, count: oldLength - text.count) }
+        // A longer text ends in a NUL of its own (room allowing: a text that fills the
+        // region ends with it): the bytes after the old text's NUL are not text, and the
+        // reader would take them as more lines (a fuzz input's descriptor then no longer
+        // parsed). qemu writes back its whole zero-terminated descriptor buffer.
+        if UInt64(text.count) < place.capacity && text.last != 0 { text.append(0) }
+        if let g = extents.first(where: { $0.file === file })?.grains,
+           let what = g.metadataOverlap(place.offset, UInt64(text.count), besidesDescriptor: true) {
+            throw BlockError(.corruptImage, "vmdk: the embedded descriptor at \(hex(place.offset)) (\(text.count) bytes of text) overlaps \(what); rewriting its CID would corrupt the image", path: path, hostOffset: place.offset, operation: "write")
         }
-        descriptor = d
+        return CIDRewrite(descriptor: d, bytes: text, offset: place.offset, separate: false)
     }
+
+    /// Writes what ``prepareCID()`` made (a descriptor file is rewritten whole and cut to
+    /// its new length) and marks the CID updated for this open.
+    func applyCID(_ r: CIDRewrite) throws(BlockError) {
+        try file.writeBytes(r.bytes, at: r.offset)
+        if r.separate { try file.truncate(to: UInt64(r.bytes.count)) }
+        cidUpdated = true
+        descriptor = r.descriptor
+    }
+}
+
+/// A descriptor rewrite ready to be written: the descriptor with its new CID, the bytes and
+/// their offset, and whether the file is a descriptor file of its own (cut to the new text).
+struct CIDRewrite {
+    let descriptor: VmdkDescriptor
+    let bytes: [UInt8]
+    let offset: UInt64
+    let separate: Bool
 }
