@@ -17,7 +17,7 @@ import TestSupport
         pumpUntil(app) { app.state.heldEvent != nil }
         // To the SQE's submission: a hold there lies between the request's start and its
         // completion, inside the span its latency measures.
-        for _ in 0..<10 where app.state.heldEvent?.contains("SQE") != true { stepOnce(app) }
+        stepUntilHeld(app, containing: "SQE", limit: 10)
         #expect(app.state.heldEvent?.contains("SQE") == true, "held: \(app.state.heldEvent ?? "nothing")")
         // The held time is the input of this test: hold the request for at least 0.5 s.
         let t0 = monotonicNanos()
@@ -44,13 +44,13 @@ import TestSupport
         app.handle(.char("s"))
         app.execute(.write(offset: 0x20000, length: 4096, pattern: 0x3c))
         pumpUntil(app) { app.state.heldEvent != nil }
-        for _ in 0..<10 where app.state.heldEvent?.contains("SQE") != true { stepOnce(app) }
+        stepUntilHeld(app, containing: "SQE", limit: 10)
         #expect(app.state.heldEvent?.contains("SQE") == true, "held: \(app.state.heldEvent ?? "nothing")")
         // Hold the request for at least 0.5 s (the input of this test).
         let t0 = monotonicNanos()
         _ = Progress.wait(timeout: 5, interval: 0.01) { monotonicNanos() - t0 >= 500_000_000 }
         for word in ["CQE", "guest write completed"] {
-            for _ in 0..<20 where app.state.heldEvent?.contains(word) != true { stepOnce(app) }
+            stepUntilHeld(app, containing: word)
             let preview = try #require(app.state.heldEvent, "nothing held before the \(word); the steps so far:\n\(app.state.stepHistory.joined(separator: "\n"))")
             #expect(preview.contains(word), "held: \(preview)")
             // The figure after "after"/"in": µs or ms, never the 0.5 s held.

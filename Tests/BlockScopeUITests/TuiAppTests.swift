@@ -207,6 +207,22 @@ func pumpUntil(_ app: TUIApp, _ condition: () -> Bool) {
     if !ok { Issue.record("condition not met within \(Progress.defaultTimeout) s") }
 }
 
+/// Steps until the event held at the gate contains `text`, at most `limit` presses. Each round
+/// first waits for an event to be held (or the command to end) before it looks: a loop that
+/// looked at once saw nothing held while the next event was still on its way (a CQE under
+/// load), pressed, and stepped past the event it was looking for. Returns whether it is held.
+@discardableResult
+func stepUntilHeld(_ app: TUIApp, containing text: String, limit: Int = 20, step: (TUIApp) -> Void = stepOnce) -> Bool {
+    for _ in 0..<limit {
+        pumpUntil(app) { app.state.heldEvent != nil || !app.state.busy }
+        if app.state.heldEvent?.contains(text) == true { return true }
+        guard app.state.heldEvent != nil else { return false }
+        step(app)
+    }
+    pumpUntil(app) { app.state.heldEvent != nil || !app.state.busy }
+    return app.state.heldEvent?.contains(text) == true
+}
+
 /// One step-mode key press as a person makes it: waits until an event is held at the gate (or
 /// the command is done), presses `s`, and waits until the released event reached the view.
 func stepOnce(_ app: TUIApp) {

@@ -61,7 +61,7 @@ final class ServedVhostApp: @unchecked Sendable {
         pumpUntil(app) { app.state.heldEvent?.contains("stage 1/6") == true }
         let from = app.state.stepsExplained
         // Step until the gate holds the request's first SQE: the engine holds it now.
-        for _ in 0..<20 where !(app.state.heldEvent?.contains("SQE readv") ?? false) { Self.step(app) }
+        stepUntilHeld(app, containing: "SQE readv", step: Self.step)
         #expect(app.state.heldEvent?.contains("SQE readv") == true && app.state.heldEvent?.contains("stage 3/6") == true, "\(app.state.heldEvent ?? "nothing held") after \(app.state.stepHistory.suffix(app.state.stepsExplained - from))")
         let held = try #require(app.state.inFlightSnapshot.first)
         #expect(held.op == .read && held.offset == 2 << 20 && held.length == 4096 && held.client == "vhost vq0")
