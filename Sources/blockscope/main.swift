@@ -7,7 +7,7 @@ import BlockCore
 struct Blockscope: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "blockscope",
-        abstract: "Inspect QCOW2, VHDX, VHD and RAW images and watch an io_uring engine run workloads on them.",
+        abstract: "Inspect disk images (\(Create.formatNames)) and watch an io_uring engine run workloads on them.",
         version: "blockscope \(blockscopeVersion)",
         subcommands: [Info.self, Cat.self, Run.self, Map.self, Check.self, ExplainCommand.self, Create.self, Replay.self, Bench.self, Serve.self, Tui.self],
         defaultSubcommand: Tui.self
