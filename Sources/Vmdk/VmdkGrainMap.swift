@@ -56,6 +56,12 @@ public final class VmdkGrainMap: @unchecked Sendable {
     static let descriptorName = "the embedded descriptor"
     /// The longest metadata range: a range starting further than this before a write ends before it.
     private var metadataSpan: UInt64 = 0
+    /// Two metadata structures that share bytes (a grain table inside the grain directory,
+    /// two directory entries naming one table), if any: a table entry written there changes
+    /// the other structure too, so such an extent is never written (see ``VmdkDisk``'s write
+    /// path). The embedded descriptor is left out: only its text counts, checked when its CID
+    /// is rewritten.
+    private(set) var metadataClash: String?
     private var cache: [Int: [UInt64]] = [:]
     private var cacheOrder: [Int] = []
     private let cacheLimit: Int
@@ -125,6 +131,11 @@ public final class VmdkGrainMap: @unchecked Sendable {
         }
         metadata = meta.sorted { $0.0 < $1.0 }
         metadataSpan = meta.map { $0.1 - $0.0 }.max() ?? 0
+        var reach: (end: UInt64, name: String)?
+        for m in metadata where m.2 != Self.descriptorName && m.1 > m.0 {
+            if let r = reach, m.0 < r.end { metadataClash = "\(m.2) at \(hex(m.0)) overlaps \(r.name)"; break }
+            if reach == nil || m.1 > reach!.end { reach = (m.1, m.2) }
+        }
         // After the last byte of the file (a partial last sector counts, as qemu counts it),
         // rounded up to a whole grain: a new grain is a hole and reads as zeroes.
         let g = h.grainSize
@@ -282,10 +293,19 @@ public final class VmdkGrainMap: @unchecked Sendable {
     /// Reserves a new grain at the end of the file (whole grains, as qemu places them) and
     /// grows the file to hold it; returns its host byte offset. The caller fills it, makes it
     /// stable, then sets the entry (``setEntry(_:sector:)``).
+    ///
+    /// A grain table the directory places at or past the end of the file (it reads as zeroes
+    /// there) is stepped over, not written over: the new grain goes after it. qemu allocates
+    /// at the end of the file regardless, writing the grain's data into that table (a fuzz
+    /// input's write at guest 0 became grain 65536's entry, "0xa1a1a1a1").
     func allocateGrain() throws(BlockError) -> UInt64 {
-        let sector = nextGrainSector
+        var sector = nextGrainSector
+        let perGrain = grainBytes / 512
+        while sector < UInt64(1) << 32, let m = metadataOverlapping(sector * 512, grainBytes) {
+            sector = (m.end + grainBytes - 1) / grainBytes * perGrain
+        }
         if sector >= UInt64(1) << 32 { throw BlockError(.overflow, "vmdk: the extent is full (grain sectors past 2^32)", path: file.path, operation: "write") }
-        nextGrainSector += grainBytes / 512
+        nextGrainSector = sector + perGrain
         let end = sector * 512 + grainBytes
         if end > fileSize {
             try file.truncate(to: end)
@@ -314,6 +334,11 @@ public final class VmdkGrainMap: @unchecked Sendable {
     /// With `besidesDescriptor` the embedded descriptor itself does not count (its own
     /// rewrite asks what else it would overwrite).
     func metadataOverlap(_ host: UInt64, _ length: UInt64, besidesDescriptor: Bool = false) -> String? {
+        metadataOverlapping(host, length, besidesDescriptor: besidesDescriptor)?.name
+    }
+
+    /// The metadata structure (its byte range and name) that `[host, host + length)` overlaps.
+    private func metadataOverlapping(_ host: UInt64, _ length: UInt64, besidesDescriptor: Bool = false) -> (start: UInt64, end: UInt64, name: String)? {
         var lo = 0, hi = metadata.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -322,7 +347,7 @@ public final class VmdkGrainMap: @unchecked Sendable {
         // Ranges starting before the write's end; any of them may reach into it.
         var i = lo - 1
         while i >= 0 {
-            if metadata[i].1 > host && !(besidesDescriptor && metadata[i].2 == Self.descriptorName) { return metadata[i].2 }
+            if metadata[i].1 > host && !(besidesDescriptor && metadata[i].2 == Self.descriptorName) { return metadata[i] }
             if metadata[i].0 + metadataSpan <= host { break }
             i -= 1
         }

@@ -116,6 +116,7 @@ extension VmdkDisk {
         let e = extents[i]
         let g = e.grains!
         let ti = Int(grain / UInt64(g.tableEntries))
+        try refuseClash(g, extent: e, guest: e.guestStart + grain * g.grainBytes)
         if !g.hasTable(ti) {
             throw BlockError(.unsupportedFeature, "vmdk: grain table \(ti) is not allocated (grain directory entry 0); blockscope does not add grain tables", path: e.path, guestOffset: e.guestStart + grain * g.grainBytes, operation: "write")
         }
@@ -130,6 +131,16 @@ extension VmdkDisk {
         }
         sink?.publish(IoEvent(queue: queue, request: request, .allocated(guestOffset: start, hostOffset: host, length: g.grainBytes)))
         return host
+    }
+
+    /// Refuses a table entry write into an extent whose metadata structures share bytes
+    /// (``VmdkGrainMap/metadataClash``): qemu-img check finds nothing there, and qemu's own
+    /// write changes the other structure too (a fuzz input's grain table 0 lay inside the
+    /// grain directory, so grain 0's new entry became directory entry 128).
+    private func refuseClash(_ g: VmdkGrainMap, extent e: VmdkExtent, guest: UInt64) throws(BlockError) {
+        if let clash = g.metadataClash {
+            throw BlockError(.corruptImage, "vmdk: \(clash); writing a grain table entry would corrupt the image", path: e.path, guestOffset: guest, operation: "write")
+        }
     }
 
     /// Makes the new grains stable, then points their grain table entries (and the redundant
@@ -172,6 +183,7 @@ extension VmdkDisk {
                 }
             }
             guard all else { return false }
+            for (i, grain) in zeroGrains { try refuseClash(extents[i].grains!, extent: extents[i], guest: extents[i].guestStart + grain * extents[i].grains!.grainBytes) }
             if !zeroGrains.isEmpty && !cidUpdated, let cid = try prepareCID() { try applyCID(cid) }
             for (i, grain) in zeroGrains { try extents[i].grains!.setEntry(grain, sector: 1) }
             return true

@@ -248,4 +248,37 @@ import TestSupport
         #expect(Array(try TestSupport.readFile(img)) == b, "the file changed")
         #expect(try TestSupport.qemuImg(["check", img]).status == 0)
     }
+
+    /// A redundant grain directory entry that puts redundant grain table 0 on the redundant
+    /// directory itself: qemu-img check finds nothing, but a new grain's redundant entry would
+    /// be written into the directory (qemu-io's write does so). Writes that would set a table
+    /// entry are refused naming both structures, with the file unchanged; reads still work.
+    /// Found by vmdk in the campaign: grain table 0 inside the grain directory turned grain 0's
+    /// new entry into directory entry 128 ("grain table entry of grain 65536 (0xa1a1a1a1)").
+    @Test func tablesSharingBytesWithADirectoryAreNeverWritten() throws {
+        let dir = try TestSupport.makeTempDir("vmdk-fz10"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/c.vmdk"
+        try TestSupport.qemuImg(["create", "-q", "-f", "vmdk", img, "64M"])
+        var b = Array(try TestSupport.readFile(img))
+        let r = ByteReader(b, what: "test")
+        let rgd = try r.le64(48), table0 = try r.le32(Int(rgd) * 512)
+        #expect(rgd > 1 && table0 > rgd, "qemu-img's layout changed: redundant directory at \(rgd), its table 0 at \(table0)")
+        ByteField.putLE(&b, Int(rgd) * 512, rgd, width: 4)
+        try TestSupport.writeFile(img, b)
+        #expect(try TestSupport.qemuImg(["check", img]).status == 0)
+        let disk = try openDisk(img, options: OpenOptions(writable: true))
+        for attempt in 1...2 {
+            do {
+                try [UInt8](repeating: 7, count: 4096).withUnsafeBytes { try disk.write($0, at: 0) }
+                Issue.record("write \(attempt) went through")
+            } catch let e as BlockError {
+                #expect(e.description.contains("redundant grain table 0") && e.description.contains("overlaps the redundant grain directory"), "write \(attempt): \(e)")
+            }
+        }
+        try disk.close()
+        #expect(Array(try TestSupport.readFile(img)) == b, "the file changed")
+        let cat = try TestSupport.blockscope(["cat", img])
+        let q = try TestSupport.qemuRaw(img)
+        #expect(cat.status == 0 && cat.stdout == q, "\(cat.stderr)")
+    }
 }
