@@ -67,9 +67,9 @@ extension ExplainReport {
     }
 }
 
-/// The first ranges as `0xa-0xb`, then how many more.
+/// The first ranges (``ExplainRange/text``), then how many more.
 private func rangesText(_ rs: [ExplainRange]) -> String {
-    let shown = rs.prefix(6).map { "\(hex($0.offset))-\(hex($0.offset + $0.length - 1))" }.joined(separator: ", ")
+    let shown = rs.prefix(6).map(\.text).joined(separator: ", ")
     return rs.count > 6 ? shown + " (+\(rs.count - 6) more)" : shown
 }
 

@@ -159,8 +159,8 @@ struct Qcow2ReferenceWalk {
         for _ in 0..<r.overflows { problem("ERROR: overflow cluster offset=\(hex(offset))") }
         for _ in 0..<r.pastLimit { problem("ERROR: cluster at \(hex(offset)) lies far beyond the end of the file") }
         if uses != nil, length > 0 {
-            var c = Int(offset >> UInt64(h.clusterBits))
-            let last = Int((offset + length - 1) >> UInt64(h.clusterBits))
+            let (first, last) = qcow2ClusterSpan(offset, length, clusterBits: h.clusterBits)
+            var c = first
             while c <= last && c < limit {
                 if c >= uses!.count { uses! += [UInt8](repeating: 0, count: c + 1 - uses!.count) }
                 if uses![c] == 0 || kind.isMetadata { uses![c] = kind.rawValue }
@@ -341,4 +341,12 @@ struct Qcow2ReferenceWalk {
         if report.repairActions.count < 64 { report.repairActions.append("would " + m()) }
         else if report.repairActions.count == 64 { report.repairActions.append("... (more)") }
     }
+}
+
+/// The first and last cluster index of host bytes `offset..<offset + length` (`length` > 0).
+/// A damaged entry's range may run past 2^64 (the walk reports it as a corruption): it is
+/// taken to end at 2^64-1, so the walk and its observers never trap on it.
+func qcow2ClusterSpan(_ offset: UInt64, _ length: UInt64, clusterBits: UInt32) -> (first: Int, last: Int) {
+    let (lastByte, wrapped) = offset.addingReportingOverflow(length - 1)
+    return (Int(offset >> UInt64(clusterBits)), Int((wrapped ? UInt64.max : lastByte) >> UInt64(clusterBits)))
 }

@@ -17,7 +17,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 hours=${1:?usage: campaign.sh HOURS [TARGET...]}; shift
-targets=${*:-"qcow2-read qcow2-write vhdx vhdx-write vhd vmdk nbd vhost jobfile script json trace theme prompt"}
+targets=${*:-"qcow2-read qcow2-write vhdx vhdx-write vhd vmdk explain nbd vhost jobfile script json trace theme prompt"}
 read -ra tlist <<< "$targets"
 maxkb=${FUZZ_CORPUS_MAX_KB:-2048}
 doc=docs/FUZZING.md

@@ -55,6 +55,24 @@ io -f qcow2 -c 'write -P 0x15 0 3k' qcow2/c512.qcow2
 
 rm qcow2/base.raw qcow2/base.qcow2
 
+# Damaged QCOW2 images for the explain target, as ../shared/DAMAGE.md describes them: an L2
+# table erased, a refcount block holding guest data, the header overwritten, a truncated tail.
+mkdir -p damaged
+python3 - qcow2/data.qcow2 damaged <<'PY'
+import struct, sys
+src, out = sys.argv[1], sys.argv[2]
+b = bytearray(open(src, 'rb').read())
+l1 = struct.unpack_from('>Q', b, 40)[0]
+l2 = struct.unpack_from('>Q', b, l1)[0] & 0x00fffffffffffe00
+rt = struct.unpack_from('>Q', b, 48)[0]
+rb = struct.unpack_from('>Q', b, rt)[0]
+def save(name, data): open(f'{out}/{name}', 'wb').write(data)
+x = bytearray(b); x[l2:l2 + 4096] = bytes(4096); save('l2-erased.qcow2', x)
+x = bytearray(b); x[rb:rb + 4096] = b'\xab' * 4096; save('refcounts-overwritten.qcow2', x)
+x = bytearray(b); x[0:512] = bytes(512); save('header-erased.qcow2', x)
+save('truncated.qcow2', b[:len(b) - 4096 - 512])
+PY
+
 # VHDX: dynamic, fixed, written, block_state_zero=off, a log left behind.
 q create -f vhdx -o block_size=1M vhdx/dynamic.vhdx 4M
 cp vhdx/dynamic.vhdx vhdx/written.vhdx
@@ -100,6 +118,11 @@ mk qcow2-write qcow2
 mk vhdx-write vhdx
 mk vhd vhd
 mk vmdk vmdk
+# explain: a format byte (0 QCOW2, 1 VHDX, 2 VHD), then the image as the read targets take it.
+mkdir -p "$out/explain"
+for f in qcow2/* damaged/*; do { printf '\x00'; cat "$f"; } > "$out/explain/q-$(basename "$f")"; done
+for f in vhdx/*; do { printf '\x01'; cat "$f"; } > "$out/explain/x-$(basename "$f")"; done
+for f in vhd/*; do { printf '\x02'; cat "$f"; } > "$out/explain/v-$(basename "$f")"; done
 # Text and protocol targets: the hand-written seeds in scripts/fuzz/seeds/TARGET/.
 for t in jobfile script nbd vhost json trace theme prompt; do
     mkdir -p "$out/$t"

@@ -18,7 +18,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd vmdk jobfile script nbd vhost json trace theme prompt"}
+targets=${FUZZ_TARGETS:-"qcow2-read qcow2-write vhdx vhdx-write vhd vmdk explain jobfile script nbd vhost json trace theme prompt"}
 nicelevel=${FUZZ_NICE:-0}
 scratch=$root/.build-fuzz
 mkdir -p "$scratch/logs"

@@ -26,6 +26,20 @@ public enum Exercise {
         PhaseTimer.measure("inspect: reads") { reads(disk, extents, maxExtents, sequentialBytes) }
     }
 
+    /// `blockscope explain` of the file at `path` as `format` (the format's explainer: QCOW2's
+    /// reference walk, content classifier and header recovery; VHDX's and VHD's reports) and
+    /// both renderings of the report, ignoring `BlockError`s. The report's space table must
+    /// add up to the file's size, as ``ExplainReport/space`` promises.
+    public static func explain(_ path: String, format: ImageFormat) {
+        guard let report = try? explainImage(path: path, format: format) else { return }
+        let total = report.space.reduce(UInt64(0)) { $0 &+ $1.bytes }
+        if total != report.fileSize {
+            violation("explain: the space table adds up to \(total) bytes, the file has \(report.fileSize): \(report.space.filter { $0.bytes > 0 }.map { "\($0.kind)=\($0.bytes)" }.joined(separator: " "))")
+        }
+        _ = report.json().render(pretty: false)
+        _ = report.text { String($0) }
+    }
+
     static func reads(_ disk: any DiskFile, _ extents: [MapExtent], _ maxExtents: Int, _ sequentialBytes: UInt64) {
         let size = disk.logicalSize
         do {

@@ -17,6 +17,14 @@ public enum ImageTargets {
         PhaseTimer.measure("read: close") { Exercise.close(disk) }
     }
 
+    /// Explain side: writes `bytes` as the image (as ``read(_:format:extra:)`` does) and runs
+    /// ``Exercise/explain(_:format:)`` on the file, whether or not it would open: damaged
+    /// images are what explain is for.
+    public static func explain<C: Collection>(_ bytes: C, format: ImageFormat) where C.Element == UInt8 {
+        let path = PhaseTimer.measure("explain: load input") { writeImage(bytes, format) }
+        PhaseTimer.measure("explain") { Exercise.explain(path, format: format) }
+    }
+
     /// Writes the sandbox image: QCOW2 inputs are the file itself; VHDX and VHD inputs are
     /// ``SparseImage`` encodings whose checksums ``Checksums`` then recomputes.
     static func writeImage<C: Collection>(_ bytes: C, _ format: ImageFormat) -> String where C.Element == UInt8 {

@@ -66,7 +66,11 @@ public indirect enum JSONValue: Sendable, Equatable {
         case let .uint(u): out += String(u)
         case let .double(d):
             if d.isFinite {
-                if d == d.rounded() && abs(d) < 1e15 { out += String(format: "%.6f", d) } else { out += String(d) }
+                // An integral value as printf's "%.6f" writes it (without Foundation's
+                // formatter, a tenth of a large report's rendering).
+                if d == d.rounded() && abs(d) < 1e15 {
+                    out += (d.sign == .minus && d == 0 ? "-0" : String(Int64(d))) + ".000000"
+                } else { out += String(d) }
             } else { out += "0" }
         case let .string(s): JSONValue.escape(s, into: &out)
         case let .array(a):
@@ -96,6 +100,13 @@ public indirect enum JSONValue: Sendable, Equatable {
 
     private static func escape(_ s: String, into out: inout String) {
         out += "\""
+        // Most strings need no escape and go in whole (a scalar at a time, with Foundation
+        // formatting control characters, was most of rendering a damaged image's report).
+        if !s.utf8.contains(where: { $0 < 0x20 || $0 == 0x22 || $0 == 0x5c }) {
+            out += s
+            out += "\""
+            return
+        }
         for u in s.unicodeScalars {
             switch u {
             case "\"": out += "\\\""
@@ -104,11 +115,16 @@ public indirect enum JSONValue: Sendable, Equatable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 {
+                    out += u.value < 0x10 ? "\\u000" : "\\u001"
+                    out.unicodeScalars.append(hexDigits[Int(u.value & 15)])
+                } else { out.unicodeScalars.append(u) }
             }
         }
         out += "\""
     }
+
+    private static let hexDigits: [Unicode.Scalar] = Array("0123456789abcdef".unicodeScalars)
 
     /// Parses JSON text (used by tests, trace replay and oracle output), keeping key order.
     public static func parse(_ text: String) throws(BlockError) -> JSONValue {

@@ -145,7 +145,7 @@ extension Qcow2Structure {
         report.space = ExplainSpaceKind.qcow2.map { k in (k, k == .header ? head : (k == .unknown ? fileSize - head : 0)) }
         let reasons = problems.map(\.label).joined(separator: "; ")
         report.findings = [ExplainFinding(.metadataOverwritten, host: problems.filter { $0.length > 0 }.map { ExplainRange($0.offset, $0.length) },
-                                          guest: [ExplainRange(0, h.size)], clusters: UInt64(problems.count),
+                                          guest: h.size > 0 ? [ExplainRange(0, h.size)] : [], clusters: UInt64(problems.count),
                                           text: "The header parses but the tables it points to cannot be read: \(reasons). Nothing of the guest disk can be located; `check` cannot run. If the file was truncated, the missing tail holds them.")]
         return report
     }

@@ -67,7 +67,7 @@ struct Qcow2ExplainContext {
 
     /// "N clusters in R runs, 0x..-0x.., ..." for texts (the first few runs).
     func runsText(_ ranges: [ExplainRange], clusters: Int) -> String {
-        let shown = ranges.prefix(4).map { "\(hex($0.offset))-\(hex($0.offset + $0.length - 1))" }.joined(separator: ", ")
+        let shown = ranges.prefix(4).map(\.text).joined(separator: ", ")
         let more = ranges.count > 4 ? ", ..." : ""
         return "\(clusters) cluster\(clusters == 1 ? "" : "s") in \(ranges.count) run\(ranges.count == 1 ? "" : "s") (\(shown)\(more))"
     }

@@ -52,7 +52,7 @@ extension Qcow2ExplainContext {
             let g = t.referrer.l1Index.map { guestWindow($0) }
             let looks = t.looksLike == .refcountBlock ? "refcount-block bytes (small big-endian counts)" : "guest data"
             var text = "The L2 table at \(hex(t.offset))"
-            if let i = t.referrer.l1Index, let g { text += " (L1 index \(i) of \(view(t.referrer.snapshot)), guest \(hex(g.offset))-\(hex(g.offset + g.length - 1)))" }
+            if let i = t.referrer.l1Index, let g { text += " (L1 index \(i) of \(view(t.referrer.snapshot)), guest \(g.text))" }
             text += " holds \(looks), not L2 entries (\(t.invalidEntries) of its entries are invalid). "
             text += "The guest window it mapped has lost its mapping: reads there return wrong data or fail, and the data clusters it pointed to are no longer referenced (they show as leaks). "
             text += "`check -r all` cannot rebuild the table; `-r leaks` would free the orphaned data clusters for reuse and lose that data for good. Copy the window's data out of the leaked clusters (host ranges here) before any repair."
@@ -91,7 +91,7 @@ extension Qcow2ExplainContext {
             guard !isExplained(c), let i = t.referrer.l1Index else { continue }
             let g = guestWindow(i)
             var f = ExplainFinding(.metadataOverwritten, host: [ExplainRange(t.offset, cs)], guest: [g], looksLike: .zeroes, clusters: 0,
-                                   text: "The L2 table at \(hex(t.offset)) (L1 index \(i), guest \(hex(g.offset))-\(hex(g.offset + g.length - 1))) holds only zeroes, so the window reads as zeroes (or the backing file), yet leaked data clusters follow it: the table was most likely erased after its data was written, as a stale punch-hole did in cloud-hypervisor #8624. `check` reports only the leaks; `-r leaks` would free the window's data for good. The data can be recovered from the leaked clusters (host ranges here) or from a snapshot.")
+                                   text: "The L2 table at \(hex(t.offset)) (L1 index \(i), guest \(g.text)) holds only zeroes, so the window reads as zeroes (or the backing file), yet leaked data clusters follow it: the table was most likely erased after its data was written, as a stale punch-hole did in cloud-hypervisor #8624. `check` reports only the leaks; `-r leaks` would free the window's data for good. The data can be recovered from the leaked clusters (host ranges here) or from a snapshot.")
             attributeAdjacentLeaks(to: &f)
             guard f.clusters > 0 else { continue }
             explain(c)

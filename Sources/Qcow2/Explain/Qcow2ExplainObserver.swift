@@ -73,8 +73,7 @@ final class Qcow2ExplainObserver: Qcow2ReferenceObserver {
             }
             return
         }
-        let first = Int(offset >> UInt64(h.clusterBits))
-        let last = Int((offset + length - 1) >> UInt64(h.clusterBits))
+        let (first, last) = qcow2ClusterSpan(offset, length, clusterBits: h.clusterBits)
         guard first < flags.count else { return }
         let end = min(last, flags.count - 1)
         if kind == .data || kind == .compressed {
@@ -152,7 +151,7 @@ final class Qcow2ReferrerRecorder: Qcow2ReferenceObserver {
 
     func counted(offset: UInt64, length: UInt64, kind: HostRegionKind, by r: Qcow2Referrer) {
         guard length > 0 else { return }
-        let first = Int(offset >> UInt64(clusterBits)), last = Int((offset + length - 1) >> UInt64(clusterBits))
+        let (first, last) = qcow2ClusterSpan(offset, length, clusterBits: clusterBits)
         if last - first > 4096 { return }
         for c in first...last where targets.contains(c) {
             if found[c, default: []].count < 8 { found[c, default: []].append((kind, r)) }

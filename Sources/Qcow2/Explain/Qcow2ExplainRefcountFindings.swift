@@ -30,11 +30,11 @@ extension Qcow2ExplainContext {
             // Sub-byte widths hold any pattern, so only a near-total disagreement counts there.
             let majority = h.refcountOrder >= 3 ? mismatches * 2 > live : mismatches * 10 >= live * 9
             guard mismatches > 0, majority, let bytes = try? metadata.file.readBytes(at: off, count: Int(cs)),
-                  bytes.allSatisfy({ $0 == 0 }) || !classifier.looksLikeRefcounts(bytes) else { continue }
+                  Qcow2ContentClassifier.isZero(bytes) || !classifier.looksLikeRefcounts(bytes) else { continue }
             for c in first..<end { explain(c) }
             let looks = classifier.looksLike(bytes)
             let range = ExplainRange(UInt64(first) * cs, UInt64(end - first) * cs)
-            let text = "The refcount block at \(hex(off)) (refcount table entry \(ti)) holds \(looks == .zeroes ? "only zeroes" : (looks == .l2Table ? "L2 entries" : "guest data")), not refcounts. It counts for host \(hex(range.offset))-\(hex(range.offset + range.length - 1)); all \(mismatches) refcount errors and leaks `check` reports there come from it. The allocator reads these counts: it may hand out clusters that are in use, overwriting live data. `check -r all` rewrites the block from the references it finds, which is the right repair here."
+            let text = "The refcount block at \(hex(off)) (refcount table entry \(ti)) holds \(looks == .zeroes ? "only zeroes" : (looks == .l2Table ? "L2 entries" : "guest data")), not refcounts. It counts for host \(range.text); all \(mismatches) refcount errors and leaks `check` reports there come from it. The allocator reads these counts: it may hand out clusters that are in use, overwriting live data. `check -r all` rewrites the block from the references it finds, which is the right repair here."
             out.append(ExplainFinding(.metadataOverwritten, host: [ExplainRange(off, cs), range], looksLike: looks, clusters: UInt64(mismatches), text: text))
         }
         if badEntries > 0 {

@@ -35,9 +35,15 @@ struct Qcow2HeaderRecovery {
         let cs = UInt64(1) << UInt64(best?.clusterBits ?? 16)
         report.unit = cs
         let first = (try? file.readBytes(at: 0, count: Int(min(cs, fileSize)))) ?? []
-        let looks: ExplainLooksLike = first.allSatisfy { $0 == 0 } ? .zeroes : .guestData
+        let looks: ExplainLooksLike = Qcow2ContentClassifier.isZero(first) ? .zeroes : .guestData
         var known: [(ExplainSpaceKind, UInt64, UInt64)] = [(.header, 0, min(cs, fileSize))]
-        var text = "The first cluster holds no QCOW2 header (\(reason)); it looks like \(looks == .zeroes ? "zeroes" : "guest data"), as when guest data overwrote the first 64 KiB (cloud-hypervisor #8358). The image no longer opens and `check -r` cannot run. "
+        // A header that starts with the magic is a QCOW2 header with a field qemu refuses, not
+        // guest data over it: saying "overwritten" there would send the user after a cause
+        // that did not happen.
+        let magic = first.count >= 4 && Array(first[0..<4]) == [0x51, 0x46, 0x49, 0xfb]
+        var text = magic
+            ? "The first cluster holds a QCOW2 header that does not parse (\(reason)): a damaged field, not guest data over the header. The image no longer opens and `check -r` cannot run. "
+            : "The first cluster holds no QCOW2 header (\(reason)); it looks like \(looks == .zeroes ? "zeroes" : "guest data"), as when guest data overwrote the first 64 KiB (cloud-hypervisor #8358). The image no longer opens and `check -r` cannot run. "
         if let b = best {
             if let rt = b.refcountTable { known.append((.refcountTable, rt, cs)); text += "A refcount table was found by content at \(hex(rt)). " }
             if let l1 = b.l1 {
@@ -81,11 +87,14 @@ struct Qcow2HeaderRecovery {
         guard n > 1 else { return f }
         for k in 1..<n {
             guard let b = try? file.readBytes(at: k * cs, count: Int(min(cs, fileSize - k * cs))), b.count >= 8 else { continue }
+            // Most clusters fail at once (zeroes, or an entry no table holds): tested before
+            // the words are collected.
+            guard !Qcow2ContentClassifier.isZero(b) else { continue }
             let words = Qcow2ContentClassifier.words(b)
+            let aligned = words.allSatisfy { $0 == 0 || ($0 & (cs - 1) == 0 && $0 & ~(Qcow2Entry.offsetMask | Qcow2Entry.copied) == 0 && $0 & Qcow2Entry.offsetMask < fileSize) }
+            guard aligned else { continue }
             let nonzero = words.filter { $0 != 0 }
             guard !nonzero.isEmpty else { continue }
-            let aligned = nonzero.allSatisfy { $0 & (cs - 1) == 0 && $0 & ~(Qcow2Entry.offsetMask | Qcow2Entry.copied) == 0 && $0 & Qcow2Entry.offsetMask < fileSize }
-            guard aligned else { continue }
             if f.refcountTable == nil, words[0] != 0, words[0] & Qcow2Entry.copied == 0,
                let blk = try? file.readBytes(at: words[0], count: 2), blk.count == 2, blk[0] == 0, blk[1] == 1 {
                 f.refcountTable = k * cs

@@ -1,0 +1,86 @@
+import BlockCore
+import Foundation
+import Testing
+import TestSupport
+
+/// Findings of the `explain` fuzz target (docs/FUZZING.md, Fuzz/regressions/explain/): images
+/// qemu-img makes, damaged a field at a time, that trapped `blockscope explain` (status 132)
+/// before the fix. qemu-img check and info are the oracle for what is wrong with each.
+@Suite struct ExplainFuzzRegressionTests {
+    /// A 0-byte virtual disk whose refcount table lies far past the end of the file: qemu-img
+    /// check counts 2 errors. The finding's guest range was 0x0 bytes long and its rendering
+    /// (`0x0-` and the last byte) underflowed; the report now names the unreadable table and
+    /// gives no guest range, in text and in JSON.
+    @Test func zeroSizeImageWithUnreadableTablesExplainsWithoutAGuestRange() throws {
+        let dir = try TestSupport.makeTempDir("explain-fz1"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/z.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "0"])
+        try ExplainFixtures.put(img, at: 48, bigEndian(0x0400_0000_0001_0000))
+        let q = try TestSupport.run("qemu-img", ["check", img])
+        #expect(q.status == 2 && q.stderr.contains("exceeding the end of the file"), "qemu-img check \(q.status): \(q.stderr)")
+        let text = try TestSupport.blockscope(["explain", img])
+        #expect(text.status == 0, "status \(text.status): \(text.stderr)")
+        #expect(text.stdoutText.contains("cannot be read") && text.stdoutText.contains("refcount table at 0x400000000010000"), "\(text.stdoutText)")
+        #expect(!text.stdoutText.contains("guest:"), "\(text.stdoutText)")
+        let json = try TestSupport.blockscope(["explain", "--output", "json", img])
+        #expect(json.status == 0, "status \(json.status): \(json.stderr)")
+        let report = try JSONValue.parse(json.stdoutText)
+        let finding = try #require(report["findings"]?.arrayValue?.first)
+        #expect(finding["guest"]?.arrayValue?.isEmpty == true, "\(json.stdoutText)")
+    }
+
+    /// A persistent bitmap whose table offset plus its size runs past 2^64: qemu-img refuses
+    /// the image ("doesn't satisfy the constraints") and `check` names the offset; the reference
+    /// walk's per-cluster record of the range (explain only) overflowed. Found by running the
+    /// qcow2-read corpus through explain (Fuzz/regressions/explain/).
+    @Test func bitmapTableRangePastTwoToThe64Explains() throws {
+        let dir = try TestSupport.makeTempDir("explain-fz2"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/b.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
+        try TestSupport.qemuImg(["bitmap", "--add", img, "b0"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 1 0 4k"])
+        let ext = try #require(try bitmapsExtension(img), "qemu-img wrote no bitmaps extension")
+        let directory = try ExplainFixtures.word(img, at: ext + 16)
+        try ExplainFixtures.put(img, at: directory, bigEndian(0xffff_ffff_ffff_ffc0))
+        try ExplainFixtures.put(img, at: directory + 8, Array(bigEndian(16).suffix(4)))
+        let q = try TestSupport.run("qemu-img", ["check", img])
+        #expect(q.status != 0 && q.stderr.contains("doesn't satisfy the constraints"), "\(q.stderr)")
+        let check = try TestSupport.blockscope(["check", img])
+        #expect(check.stdoutText.contains("cluster at 0xffffffffffffffc0 lies far beyond the end of the file"), "\(check.stdoutText)")
+        let r = try TestSupport.blockscope(["explain", img])
+        #expect(r.status == 0, "status \(r.status): \(r.stderr)")
+        #expect(r.stdoutText.contains("finding"), "\(r.stdoutText)")
+    }
+
+    /// A header that parses but for one field (a misaligned refcount table offset): the
+    /// explanation says so, where it said the header cluster held guest data "as when guest
+    /// data overwrote the first 64 KiB". qemu-img names the same field.
+    @Test func headerWithOneBadFieldIsNotCalledOverwritten() throws {
+        let dir = try TestSupport.makeTempDir("explain-fz3"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/m.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "1M"])
+        try ExplainFixtures.put(img, at: 48, bigEndian(0x0400_0000_0000_0200))
+        let q = try TestSupport.run("qemu-img", ["info", img])
+        #expect(q.status != 0 && q.stderr.contains("Reference count table offset invalid"), "\(q.stderr)")
+        let r = try TestSupport.blockscope(["explain", img])
+        #expect(r.status == 0, "status \(r.status): \(r.stderr)")
+        #expect(r.stdoutText.contains("holds a QCOW2 header that does not parse") && r.stdoutText.contains("refcount table at 0x400000000000200"), "\(r.stdoutText)")
+        #expect(!r.stdoutText.contains("guest data overwrote"), "\(r.stdoutText)")
+    }
+
+    /// `v` as 8 big-endian bytes.
+    func bigEndian(_ v: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: v >> (8 * UInt64(7 - $0))) } }
+
+    /// The file offset of the bitmaps header extension's data (nb_bitmaps, reserved,
+    /// bitmap_directory_size, bitmap_directory_offset), if there is one.
+    func bitmapsExtension(_ path: String) throws -> UInt64? {
+        var off = try ExplainFixtures.word(path, at: 100, width: 4)
+        while off < 4096 {
+            let t = try ExplainFixtures.word(path, at: off, width: 4), len = try ExplainFixtures.word(path, at: off + 4, width: 4)
+            if t == 0 { return nil }
+            if t == 0x2385_2875 { return off + 8 }
+            off += 8 + (len + 7) / 8 * 8
+        }
+        return nil
+    }
+}
