@@ -11,7 +11,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:?usage: long-run.sh SECONDS [TARGET...]}; shift
-targets=${*:-"jobfile script nbd vhost json trace theme prompt qcow2-read qcow2-write vhdx vhdx-write vhd vmdk"}
+targets=${*:-"jobfile script nbd vhost json trace theme prompt qcow2-read qcow2-write vhdx vhdx-write vhd vmdk explain"}
 bin=$(swift build --package-path Fuzz --scratch-path .build-fuzz -c release --show-bin-path)
 long=.build-fuzz/long
 mkdir -p "$long/bin"

@@ -3,7 +3,7 @@
 # so far (all runs of the target), libFuzzer's latest coverage figures (cov: edges,
 # ft: features, corp: corpus entries) and the crash inputs saved.
 cd "$(dirname "$0")/../.."
-targets=${*:-"jobfile script nbd vhost json trace theme prompt qcow2-read qcow2-write vhdx vhdx-write vhd vmdk"}
+targets=${*:-"jobfile script nbd vhost json trace theme prompt qcow2-read qcow2-write vhdx vhdx-write vhd vmdk explain"}
 for t in $targets; do
     log=.build-fuzz/long/$t.log
     # Finished runs print stat::/counted:: totals; the running one its latest "#N" line.
