@@ -100,6 +100,9 @@ final class FakeFrontEnd {
         var got = 0
         while got < b.count {
             let n = b.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, $0.count - got, 0) }
+            // A receive with SO_RCVTIMEO is not restarted after a signal handler runs, even with
+            // SA_RESTART (signal(7)): the SIGCHLD of another test's qemu-img ended it with EINTR.
+            if n < 0 && errno == EINTR { continue }
             if n <= 0 { return false }
             got += n
         }
@@ -112,6 +115,7 @@ final class FakeFrontEnd {
         while true {
             let n = recv(fd, &b, 64, 0)
             if n == 0 { return true }
+            if n < 0 && errno == EINTR { continue }
             if n < 0 { return false }
         }
     }

@@ -116,6 +116,9 @@ final class RawNbdClient {
         var got = 0
         while got < n {
             let r = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
+            // SO_RCVTIMEO makes recv return EINTR after any signal handler (signal(7)), as the
+            // SIGCHLD of another test's qemu-img: that is no answer from the server.
+            if r < 0 && errno == EINTR { continue }
             if r <= 0 { return nil }
             got += r
         }
@@ -129,6 +132,7 @@ final class RawNbdClient {
         while true {
             let r = b.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, 4096, 0) }
             if r == 0 { return true }
+            if r < 0 && errno == EINTR { continue }
             if r < 0 { return errno == ECONNRESET }
         }
     }
