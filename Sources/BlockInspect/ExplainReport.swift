@@ -134,7 +134,7 @@ public struct ExplainRange: Sendable, Equatable {
     /// `0xa-0xb`, first and last byte, as reports print ranges. An empty range is
     /// `0xa (empty)` and one that runs past 2^64 ends at `0xffffffffffffffff`: the figures
     /// come from damaged images (an empty guest range rendered as `0x0-` trapped `explain`).
-    public var text: String {
+    package var text: String {
         guard length > 0 else { return "\(hex(offset)) (empty)" }
         let (end, over) = offset.addingReportingOverflow(length - 1)
         return "\(hex(offset))-\(hex(over ? UInt64.max : end))"
