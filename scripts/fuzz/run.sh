@@ -59,6 +59,20 @@ dict_of() {
 . scripts/fuzz/asan-options.sh
 . scripts/fuzz/corpus.sh
 export SWIFT_BACKTRACE=enable=no
+# After a crash: the cause as the logs name it and each new input in base64, so a CI log
+# that keeps only the output is enough to reproduce (`base64 -d > x; BINARY x`).
+report_crash() {
+    local t=$1 since=$2 f
+    grep -ahE "fuzz property violated|ERROR: (AddressSanitizer|libFuzzer|LeakSanitizer)|Fatal error|^SUMMARY|deadly signal" \
+        "$scratch/logs/$t.log"* 2>/dev/null | sed 's/^==[0-9]*==/==/' | sort | uniq -c | head -12 | sed "s/^ */fuzz $t: /"
+    find "$root/fuzz-crashes/$t" -maxdepth 1 -type f -newer "$since" 2>/dev/null | head -2 | while read -r f; do
+        if [ "$(stat -c %s "$f")" -le 8192 ]; then
+            echo "fuzz $t: input $(basename "$f") ($(stat -c %s "$f") bytes), base64: $(base64 -w0 "$f")"
+        else
+            echo "fuzz $t: input $(basename "$f") ($(stat -c %s "$f") bytes, too big to print)"
+        fi
+    done
+}
 failed=0
 for t in $targets; do
     mkdir -p "$scratch/corpus/$t"
@@ -69,9 +83,11 @@ for t in $targets; do
     [ -d "Fuzz/regressions/$t" ] && extra+=("Fuzz/regressions/$t")
     dict=()
     [ -f "$(dict_of "$t")" ] && dict=(-dict="$(dict_of "$t")")
+    stamp_file=$(mktemp); touch "$stamp_file"
     # shellcheck disable=SC2086
     nice -n "$nicelevel" bash scripts/fuzz/fuzz-one.sh "$bin/$t" "$t" "$seconds" "$root/fuzz-crashes/$t" \
         "$scratch/logs/$t.log" "$scratch/corpus/$t" "$seeds/$t" "${extra[@]}" "${dict[@]}" \
-        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0 ${FUZZ_ARGS:-} || failed=1
+        -timeout=30 -rss_limit_mb=2560 -malloc_limit_mb=1024 -reload=0 ${FUZZ_ARGS:-} || { failed=1; report_crash "$t" "$stamp_file"; }
+    rm -f "$stamp_file"
 done
 exit "$failed"
