@@ -68,22 +68,25 @@ struct Qcow2ContentClassifier {
     /// pattern, so they never match. An old bitmap or L1 table, a few large words among
     /// zeroes, does not match.
     func looksLikeRefcounts(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBytes { looksLikeRefcounts($0) }
+    }
+
+    /// ``looksLikeRefcounts(_:)`` of bytes read into a buffer that is reused.
+    func looksLikeRefcounts(_ raw: UnsafeRawBufferPointer) -> Bool {
         let order = header.refcountOrder
         guard order >= 3 else { return false }
         let per = Int(Qcow2Refcounts.entriesPerBlock(clusterBits: header.clusterBits, refcountOrder: order))
-        let n = min(per, (bytes.count * 8) >> Int(order))
+        let n = min(per, (raw.count * 8) >> Int(order))
         let bound = refcountBound
         // Counts of 1 to 8 bytes read whole, big-endian as Qcow2Refcounts.get reads them
         // (a byte at a time was a tenth of explaining a damaged image).
         func census<T: FixedWidthInteger & UnsignedInteger>(_: T.Type) -> (nonzero: Int, ones: Int, large: Int) {
             var nonzero = 0, ones = 0, large = 0
-            bytes.withUnsafeBytes { raw in
-                for i in 0..<n {
-                    let v = UInt64(T(bigEndian: raw.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.size, as: T.self)))
-                    if v == 0 { continue }
-                    nonzero += 1
-                    if v == 1 { ones += 1 } else if v > bound { large += 1 }
-                }
+            for i in 0..<n {
+                let v = UInt64(T(bigEndian: raw.loadUnaligned(fromByteOffset: i * MemoryLayout<T>.size, as: T.self)))
+                if v == 0 { continue }
+                nonzero += 1
+                if v == 1 { ones += 1 } else if v > bound { large += 1 }
             }
             return (nonzero, ones, large)
         }

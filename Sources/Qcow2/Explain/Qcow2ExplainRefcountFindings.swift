@@ -86,7 +86,8 @@ extension Qcow2ExplainContext {
         while c < min(nb, uses.count) && scanned < 4096 {
             if isFree(c) && !isExplained(c) {
                 scanned += 1
-                if let b = read(c), classifier.looksLikeRefcounts(b) { unused.append(c); explain(c) }
+                let classifier = classifier
+                if withCluster(c, { classifier.looksLikeRefcounts($0) }) == true { unused.append(c); explain(c) }
             }
             c += 1
         }

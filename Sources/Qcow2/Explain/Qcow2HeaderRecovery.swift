@@ -25,8 +25,11 @@ struct Qcow2HeaderRecovery {
         let holes = HostHoles(file: file, size: fileSize)
         var report = ExplainReport(format: "qcow2", fileSize: fileSize, allocatedOnDisk: (try? file.allocatedSize()) ?? fileSize, unit: 65536)
         var best: Found?
+        // One buffer for every cluster at every size (the largest cluster, or the file).
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(min(UInt64(1) << 21, max(fileSize, 8))), alignment: 8)
+        defer { buffer.deallocate() }
         for bits in [16, 9, 10, 11, 12, 13, 14, 15, 17, 18, 19, 20, 21] as [UInt32] {
-            let f = search(file, clusterBits: bits)
+            let f = search(file, clusterBits: bits, buffer: buffer)
             if f.l1 != nil || f.refcountTable != nil {
                 if best == nil || f.mappedTables > best!.mappedTables || (best!.l1 == nil && f.l1 != nil) { best = f }
                 if f.l1 != nil && f.refcountTable != nil { break }
@@ -79,33 +82,53 @@ struct Qcow2HeaderRecovery {
     /// Scans the first clusters at one cluster size for a refcount table (first entry an
     /// aligned offset of a cluster whose first 16-bit count is 1: the header's) and an L1
     /// table (entries COPIED-flagged aligned offsets inside the file, reserved bits clear,
-    /// pointing to clusters that read as L2 tables).
-    func search(_ file: SystemFile, clusterBits: UInt32) -> Found {
+    /// pointing to clusters that read as L2 tables). `buffer` holds at least one cluster of this
+    /// size or the whole file.
+    func search(_ file: SystemFile, clusterBits: UInt32, buffer: UnsafeMutableRawBufferPointer) -> Found {
         var f = Found(clusterBits: clusterBits)
         let cs = UInt64(1) << UInt64(clusterBits)
         let n = min((fileSize + cs - 1) / cs, 1024)
         guard n > 1 else { return f }
+        // The words are tested where they lie in `buffer`: an array per cluster (and another
+        // of its words) was most of a headerless image's cost.
         for k in 1..<n {
-            guard let b = try? file.readBytes(at: k * cs, count: Int(min(cs, fileSize - k * cs))), b.count >= 8 else { continue }
-            // Most clusters fail at once (zeroes, or an entry no table holds): tested before
-            // the words are collected.
-            guard !Qcow2ContentClassifier.isZero(b) else { continue }
-            let words = Qcow2ContentClassifier.words(b)
-            let aligned = words.allSatisfy { $0 == 0 || ($0 & (cs - 1) == 0 && $0 & ~(Qcow2Entry.offsetMask | Qcow2Entry.copied) == 0 && $0 & Qcow2Entry.offsetMask < fileSize) }
-            guard aligned else { continue }
-            let nonzero = words.filter { $0 != 0 }
-            guard !nonzero.isEmpty else { continue }
-            if f.refcountTable == nil, words[0] != 0, words[0] & Qcow2Entry.copied == 0,
-               let blk = try? file.readBytes(at: words[0], count: 2), blk.count == 2, blk[0] == 0, blk[1] == 1 {
+            let length = Int(min(cs, fileSize - k * cs))
+            guard length >= 8 else { continue }
+            let b = UnsafeMutableRawBufferPointer(rebasing: buffer[0..<length])
+            guard (try? file.read(into: b, at: k * cs)) != nil else { continue }
+            let count = length / 8
+            func word(_ i: Int) -> UInt64 { UInt64(bigEndian: b.loadUnaligned(fromByteOffset: i * 8, as: UInt64.self)) }
+            // Most clusters fail at once (zeroes, or an entry no table holds).
+            var nonzero = 0, allCopied = true, aligned = true
+            for i in 0..<count {
+                let w = word(i)
+                if w == 0 { continue }
+                if w & (cs - 1) != 0 || w & ~(Qcow2Entry.offsetMask | Qcow2Entry.copied) != 0 || w & Qcow2Entry.offsetMask >= fileSize {
+                    aligned = false
+                    break
+                }
+                nonzero += 1
+                if w & Qcow2Entry.copied == 0 { allCopied = false }
+            }
+            guard aligned, nonzero > 0 else { continue }
+            let first = word(0)
+            if f.refcountTable == nil, first != 0, first & Qcow2Entry.copied == 0,
+               let blk = try? file.readBytes(at: first, count: 2), blk.count == 2, blk[0] == 0, blk[1] == 1 {
                 f.refcountTable = k * cs
                 continue
             }
-            if f.l1 == nil, nonzero.allSatisfy({ $0 & Qcow2Entry.copied != 0 }) {
-                var tables = 0
-                for e in nonzero.prefix(64) where looksLikeL2(file, at: e & Qcow2Entry.offsetMask, cs: cs) { tables += 1 }
-                if tables * 2 >= min(nonzero.count, 64) {
+            if f.l1 == nil, allCopied {
+                var tables = 0, seen = 0, last = 0
+                for i in 0..<count where word(i) != 0 {
+                    last = i
+                    if seen < 64 {
+                        seen += 1
+                        if looksLikeL2(file, at: word(i) & Qcow2Entry.offsetMask, cs: cs) { tables += 1 }
+                    }
+                }
+                if tables * 2 >= min(nonzero, 64) {
                     f.l1 = k * cs
-                    f.l1Entries = (words.lastIndex { $0 != 0 } ?? 0) + 1
+                    f.l1Entries = last + 1
                     f.mappedTables = tables
                 }
             }
