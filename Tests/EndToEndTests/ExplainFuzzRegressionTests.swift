@@ -52,6 +52,24 @@ import TestSupport
         #expect(r.stdoutText.contains("finding"), "\(r.stdoutText)")
     }
 
+    /// An L1 table offset past the end of the file (a truncated copy): qemu-img check counts 1
+    /// error and 1 leak. The header's loose parse and the table read fail with one message;
+    /// explain gave it twice ("header: X; tables: X") and now gives it once, with the table's
+    /// place among the host ranges.
+    @Test func l1TablePastTheEndIsNamedOnce() throws {
+        let dir = try TestSupport.makeTempDir("explain-fz4"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/t.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", img, "64M"])
+        try ExplainFixtures.put(img, at: 40, bigEndian(0x1_0000_0000))
+        let q = try TestSupport.run("qemu-img", ["check", img])
+        #expect(q.status == 2 && q.stdoutText.contains("1 errors") && q.stdoutText.contains("1 leaked"), "qemu-img check \(q.status): \(q.stdoutText)")
+        let text = try TestSupport.blockscope(["explain", img])
+        #expect(text.status == 0, "status \(text.status): \(text.stderr)")
+        let reason = "L1 table at 0x100000000 (8 bytes) lies beyond the end of the file"
+        #expect(text.stdoutText.components(separatedBy: reason).count == 2, "\(text.stdoutText)")
+        #expect(text.stdoutText.contains("0x100000000-0x100000007"), "\(text.stdoutText)")
+    }
+
     /// A header that parses but for one field (a misaligned refcount table offset): the
     /// explanation says so, where it said the header cluster held guest data "as when guest
     /// data overwrote the first 64 KiB". qemu-img names the same field.

@@ -143,7 +143,13 @@ extension Qcow2Structure {
         var report = ExplainReport(format: "qcow2", fileSize: fileSize, allocatedOnDisk: fileSize, unit: cs)
         let head = min(cs, fileSize)
         report.space = ExplainSpaceKind.qcow2.map { k in (k, k == .header ? head : (k == .unknown ? fileSize - head : 0)) }
-        let reasons = problems.map(\.label).joined(separator: "; ")
+        // A header whose fields point past the end is reported once by the header and again
+        // by the tables it could not read, with the same message: say it once.
+        var said = Set<String>()
+        let reasons = problems.map(\.label).filter { label in
+            let message = label.range(of: ": ").map { String(label[$0.upperBound...]) } ?? label
+            return said.insert(message).inserted
+        }.joined(separator: "; ")
         report.findings = [ExplainFinding(.metadataOverwritten, host: problems.filter { $0.length > 0 }.map { ExplainRange($0.offset, $0.length) },
                                           guest: h.size > 0 ? [ExplainRange(0, h.size)] : [], clusters: UInt64(problems.count),
                                           text: "The header parses but the tables it points to cannot be read: \(reasons). Nothing of the guest disk can be located; `check` cannot run. If the file was truncated, the missing tail holds them.")]
