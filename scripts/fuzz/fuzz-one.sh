@@ -37,7 +37,11 @@ worker() {
         # other worker already saved has the same name (a campaign worker took that for a
         # kill and stopped, 2 million executions into a 4.6 million run).
         if [ "$rc" -ne 0 ] && ! tail -n +"$((b + 1))" "$wlog" | grep -aq "Test unit written to"; then
-            died=$((died + 1)); break   # died without saving an input (killed?): count it, stop
+            # Died without saving an input (killed?): count it, say how, stop.
+            died=$((died + 1))
+            { echo "fuzz $t: a run ended with status $rc without saving an input (signal $((rc > 128 ? rc - 128 : 0))); its log ends:"
+              tail -n +"$((b + 1))" "$wlog" | grep -av '^#' | tail -4 | sed "s/^/fuzz $t:   /"; } >> "$tmp/why"
+            break
         fi
         [ "$rc" -ne 0 ] || break
         seed=$((seed + 1000))
@@ -57,6 +61,7 @@ for w in $(seq 0 $((workers - 1))); do
     read -r e d < "$tmp/$w" || { e=0; d=1; }
     execs=$((execs + e)); found=$((found + d))
 done
+[ -f "$tmp/why" ] && cat "$tmp/why"
 rm -rf "$tmp"
 after=$(ls "$crashes" | grep -cE "^(crash|timeout|oom|leak)-")
 found=$(( found + after - before ))
