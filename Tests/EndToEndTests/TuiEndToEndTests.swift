@@ -18,17 +18,21 @@ import TestSupport
         func keys(literal: String) throws { try TestSupport.run("tmux", ["send-keys", "-t", name, "-l", literal]) }
         func screen() throws -> String { try TestSupport.run("tmux", ["capture-pane", "-t", name, "-p"]).stdoutText }
         func resize(_ w: Int, _ h: Int) throws { try TestSupport.run("tmux", ["resize-window", "-t", name, "-x", "\(w)", "-y", "\(h)"]) }
-        /// Waits for `text` to appear (up to the generous progress bound); returns the last screen.
+        /// Waits for `text`, and every one of `others`, to be on one screen (up to the generous
+        /// progress bound); returns that screen. A capture can fall between two writes of one
+        /// frame (the new prompt drawn, the title not yet): a test that asserts on other parts
+        /// of the returned screen names them in `others`, so the frame it reads is whole
+        /// (the tour's test read "Step two" before "WAITING" once, under load).
         @discardableResult
-        func wait(for text: String, timeout: Double = Progress.defaultTimeout) throws -> String {
+        func wait(for text: String, and others: [String] = [], timeout: Double = Progress.defaultTimeout) throws -> String {
             let deadline = Date().addingTimeInterval(timeout)
             var s = ""
             while Date() < deadline {
                 s = try screen()
-                if s.contains(text) { return s }
+                if s.contains(text) && others.allSatisfy({ s.contains($0) }) { return s }
                 usleep(100_000)
             }
-            throw TestFailure("timed out waiting for '\(text)'; screen:\n\(s)")
+            throw TestFailure("timed out waiting for '\(([text] + others).joined(separator: "', '"))'; screen:\n\(s)")
         }
     }
 
@@ -93,7 +97,7 @@ import TestSupport
         try s.wait(for: "SQE writev user_data")
         try s.keys("8")
         try s.wait(for: "p50 ")
-        let done = try s.wait(for: "done:")
+        let done = try s.wait(for: "done:", and: ["I/Os"])
         #expect(done.contains("I/Os"))
         try s.keys("q")
         try s.wait(for: "TUI-EXIT=0")
@@ -214,7 +218,7 @@ import TestSupport
         try "view map\nsleep 1s\npause Step two: press a key for Hex\nview hex\n".write(toFile: dir + "/tour.script", atomically: true, encoding: .utf8)
         let s = try Session(command: "\(TestSupport.blockscopeBinary) tui --script \(dir)/tour.script \(img)")
         try s.wait(for: "Guest space: 8.00 MiB")
-        let held = try s.wait(for: "Step two: press a key for Hex")
+        let held = try s.wait(for: "Step two: press a key for Hex", and: ["press any key to continue", "WAITING"])
         #expect(held.contains("press any key to continue"))
         #expect(held.contains("WAITING"))
         #expect(!held.contains("guest 0x0   "), "the script went past the pause")
