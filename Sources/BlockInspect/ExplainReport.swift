@@ -151,6 +151,9 @@ public enum ExplainFindingClass: String, Sendable, CaseIterable {
     case doubleReference = "double-reference"
     /// A leaked cluster that holds a valid L2 table.
     case orphanedL2Table = "orphaned-l2-table"
+    /// A persistent bitmap whose directory entry points its table where no table can be
+    /// (QEMU then refuses the image), with the leaked table it likely had before.
+    case badBitmap = "bad-bitmap"
     /// Referenced clusters whose refcount is below their references.
     case refcountTooLow = "refcount-too-low"
     /// Referenced clusters whose refcount is above their references.

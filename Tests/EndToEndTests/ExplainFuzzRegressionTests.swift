@@ -70,6 +70,67 @@ import TestSupport
         #expect(text.stdoutText.contains("0x100000000-0x100000007"), "\(text.stdoutText)")
     }
 
+    /// The same damage seen by a user: bitmap 'b0''s directory entry points its table past the
+    /// end, so its old table and bitmap data are leaked. The old table holds an offset without
+    /// flags and was called an orphaned L2 table, with the advice to link it into the L1 table
+    /// (which would map bitmap bits into the guest's disk). Now one bad-bitmap finding names
+    /// the bitmap, the old table and its data cluster; its remedy is checked with QEMU: on a
+    /// copy with autoclear bit 0 cleared, qemu-img check counts 3 leaks, `-r leaks` leaves it
+    /// clean, and the guest data reads back.
+    @Test func badBitmapTableIsNamedAndItsOldTableIsNotAnOrphanedL2Table() throws {
+        let dir = try TestSupport.makeTempDir("explain-fz5"); defer { TestSupport.removeTempDir(dir) }
+        let img = dir + "/b.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
+        try TestSupport.qemuImg(["bitmap", "--add", img, "b0"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 1 0 4k"])
+        let ext = try #require(try bitmapsExtension(img), "qemu-img wrote no bitmaps extension")
+        let directory = try ExplainFixtures.word(img, at: ext + 16)
+        let oldTable = try ExplainFixtures.word(img, at: directory)
+        let oldBits = try ExplainFixtures.word(img, at: oldTable) & 0x00ff_ffff_ffff_fe00
+        #expect(oldTable != 0 && oldBits != 0, "qemu-img wrote no bitmap table or bits: \(oldTable) \(oldBits)")
+        try ExplainFixtures.put(img, at: directory, bigEndian(0x1000_0100))
+        let q = try TestSupport.run("qemu-img", ["check", img])
+        #expect(q.status != 0 && q.stderr.contains("Bitmap 'b0' doesn't satisfy the constraints"), "\(q.stderr)")
+        let json = try TestSupport.blockscope(["explain", "--output", "json", img])
+        #expect(json.status == 0, "status \(json.status): \(json.stderr)")
+        let findings = try JSONValue.parse(json.stdoutText)["findings"]?.arrayValue ?? []
+        #expect(findings.map { $0["class"]?.stringValue ?? "" } == ["bad-bitmap"], "\(json.stdoutText)")
+        let host = findings.first?["host"]?.arrayValue?.compactMap { $0.arrayValue?.first?.intValue.map { UInt64($0) } } ?? []
+        #expect(host.contains(oldTable) && host.contains(oldBits), "\(host) \(json.stdoutText)")
+        let text = try TestSupport.blockscope(["explain", img]).stdoutText
+        #expect(text.contains("Bitmap 'b0'") && text.contains("not cluster-aligned and past the end of the file") && text.contains("QEMU refuses to open"), "\(text)")
+        #expect(!text.contains("Re-linking"), "\(text)")
+        // The remedy the text gives, on a copy, with QEMU as the judge.
+        let copy = dir + "/c.qcow2"
+        try FileManager.default.copyItem(atPath: img, toPath: copy)
+        let autoclear = try ExplainFixtures.word(copy, at: 88)
+        try ExplainFixtures.put(copy, at: 88, bigEndian(autoclear & ~1))
+        let leaks = try TestSupport.run("qemu-img", ["check", copy])
+        #expect(leaks.status == 3 && leaks.stdoutText.contains("3 leaked clusters"), "\(leaks.status): \(leaks.stdoutText) \(leaks.stderr)")
+        _ = try TestSupport.run("qemu-img", ["check", "-r", "leaks", copy])
+        let clean = try TestSupport.run("qemu-img", ["check", copy])
+        #expect(clean.status == 0, "\(clean.stdoutText)")
+        let back = try TestSupport.run("qemu-io", ["-f", "qcow2", "-r", "-c", "read -P 1 0 4k", copy])
+        #expect(back.status == 0 && !back.stdoutText.contains("fail"), "\(back.stdoutText)")
+
+        // Aligned but past the end: QEMU opens the image and counts an error; the other
+        // remedy (remove the bitmap, then free the leaks) is the one given, and it works.
+        try ExplainFixtures.put(img, at: directory, bigEndian(0x1000_0000))
+        let opened = try TestSupport.run("qemu-img", ["check", img])
+        #expect(opened.status == 2 && opened.stdoutText.contains("1 errors") && opened.stdoutText.contains("2 leaked"), "\(opened.stdoutText) \(opened.stderr)")
+        let aligned = try TestSupport.blockscope(["explain", img]).stdoutText
+        #expect(aligned.contains("[bad-bitmap]") && aligned.contains("QEMU still opens the image") && aligned.contains("qemu-img bitmap --remove"), "\(aligned)")
+        #expect(!aligned.contains("orphaned-l2-table") && !aligned.contains("Re-linking"), "\(aligned)")
+        _ = try TestSupport.run("qemu-img", ["bitmap", "--remove", img, "b0"])
+        let removed = try TestSupport.run("qemu-img", ["check", img])
+        #expect(removed.status == 3 && removed.stdoutText.contains("2 leaked clusters"), "\(removed.status): \(removed.stdoutText)")
+        _ = try TestSupport.run("qemu-img", ["check", "-r", "leaks", img])
+        let repaired = try TestSupport.run("qemu-img", ["check", img])
+        #expect(repaired.status == 0, "\(repaired.stdoutText)")
+        let data = try TestSupport.run("qemu-io", ["-f", "qcow2", "-r", "-c", "read -P 1 0 4k", img])
+        #expect(data.status == 0 && !data.stdoutText.contains("fail"), "\(data.stdoutText)")
+    }
+
     /// A header that parses but for one field (a misaligned refcount table offset): the
     /// explanation says so, where it said the header cluster held guest data "as when guest
     /// data overwrote the first 64 KiB". qemu-img names the same field.

@@ -13,6 +13,7 @@ extension Qcow2ExplainContext {
         out += refcountStructureFindings()
         out += doubleReferenceFindings()
         classifyLeaked()
+        out += bitmapFindings()
         out += orphanedL2Findings()
         let stranded = strandedRefcountBlockFindings()
         for k in badStart..<badEnd { attributeAdjacentLeaks(to: &out[k]) }
@@ -138,8 +139,10 @@ extension Qcow2ExplainContext {
         for c in leakedLooks.keys.sorted() where leakedLooks[c] == .l2Table && !isExplained(c) {
             guard let bytes = read(c) else { break }
             let off = UInt64(c) * cs
-            explain(c)
             let words = Qcow2ContentClassifier.words(bytes)
+            // Not the active image's table: see isFlaglessTable.
+            if isFlaglessTable(words) { continue }
+            explain(c)
             let step = h.extendedL2 ? 2 : 1
             var intact = 0, reused = 0, freed = 0, total = 0
             var dataClusters: [Int] = []
