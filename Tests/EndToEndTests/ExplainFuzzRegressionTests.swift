@@ -35,12 +35,7 @@ import TestSupport
     /// qcow2-read corpus through explain (Fuzz/regressions/explain/).
     @Test func bitmapTableRangePastTwoToThe64Explains() throws {
         let dir = try TestSupport.makeTempDir("explain-fz2"); defer { TestSupport.removeTempDir(dir) }
-        let img = dir + "/b.qcow2"
-        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
-        try TestSupport.qemuImg(["bitmap", "--add", img, "b0"])
-        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 1 0 4k"])
-        let ext = try #require(try bitmapsExtension(img), "qemu-img wrote no bitmaps extension")
-        let directory = try ExplainFixtures.word(img, at: ext + 16)
+        let (img, directory) = try bitmapImage(dir)
         try ExplainFixtures.put(img, at: directory, bigEndian(0xffff_ffff_ffff_ffc0))
         try ExplainFixtures.put(img, at: directory + 8, Array(bigEndian(16).suffix(4)))
         let q = try TestSupport.run("qemu-img", ["check", img])
@@ -79,12 +74,7 @@ import TestSupport
     /// clean, and the guest data reads back.
     @Test func badBitmapTableIsNamedAndItsOldTableIsNotAnOrphanedL2Table() throws {
         let dir = try TestSupport.makeTempDir("explain-fz5"); defer { TestSupport.removeTempDir(dir) }
-        let img = dir + "/b.qcow2"
-        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
-        try TestSupport.qemuImg(["bitmap", "--add", img, "b0"])
-        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 1 0 4k"])
-        let ext = try #require(try bitmapsExtension(img), "qemu-img wrote no bitmaps extension")
-        let directory = try ExplainFixtures.word(img, at: ext + 16)
+        let (img, directory) = try bitmapImage(dir)
         let oldTable = try ExplainFixtures.word(img, at: directory)
         let oldBits = try ExplainFixtures.word(img, at: oldTable) & 0x00ff_ffff_ffff_fe00
         #expect(oldTable != 0 && oldBits != 0, "qemu-img wrote no bitmap table or bits: \(oldTable) \(oldBits)")
@@ -145,6 +135,18 @@ import TestSupport
         #expect(r.status == 0, "status \(r.status): \(r.stderr)")
         #expect(r.stdoutText.contains("holds a QCOW2 header that does not parse") && r.stdoutText.contains("refcount table at 0x400000000000200"), "\(r.stdoutText)")
         #expect(!r.stdoutText.contains("guest data overwrote"), "\(r.stdoutText)")
+    }
+
+    /// A QCOW2 image qemu-img makes in `dir` (4 KiB clusters, 1 MiB) with persistent bitmap
+    /// 'b0' and 4 KiB of 0x01 written at 0; returns its path and the offset of its bitmap
+    /// directory (the first entry: table offset, then table size).
+    func bitmapImage(_ dir: String) throws -> (String, UInt64) {
+        let img = dir + "/b.qcow2"
+        try TestSupport.qemuImg(["create", "-q", "-f", "qcow2", "-o", "cluster_size=4096", img, "1M"])
+        try TestSupport.qemuImg(["bitmap", "--add", img, "b0"])
+        try TestSupport.qemuIo(img, format: "qcow2", ["write -P 1 0 4k"])
+        let ext = try #require(try bitmapsExtension(img), "qemu-img wrote no bitmaps extension")
+        return (img, try ExplainFixtures.word(img, at: ext + 16))
     }
 
     /// `v` as 8 big-endian bytes.
